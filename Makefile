@@ -1,0 +1,57 @@
+# Everyday commands. `make demo` and `make test` set everything up on a fresh machine first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAM_VENV := .tools/sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+# sam build needs the functions' runtime (python3.13) on PATH; pyenv machines carry it.
+SAM_ENV := PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13' | head -1):$$(pyenv version-name 2>/dev/null)
+
+.PHONY: setup demo sandbox test test-fast lint typecheck validate build ci clean
+
+$(STAMP): requirements-dev.txt layers/sagepilot/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -e .
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with everything the tests and the sandbox need
+
+demo: $(STAMP)  ## run the main scenario on the embedded sandbox
+	$(PY) -m sagepilot_sandbox demo
+
+sandbox: $(STAMP)  ## start the sandbox and keep it running (drive it with the aws CLI)
+	$(PY) -m sagepilot_sandbox serve
+
+test: $(STAMP)  ## the whole test suite (unit, functional, end-to-end)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## unit and functional tests only
+	$(PY) -m pytest tests/unit tests/functional
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check layers functions sandbox
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy layers/sagepilot/sagepilot sandbox/sagepilot_sandbox functions
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
+
+validate: $(SAM) $(STAMP)  ## sam validate --lint and cfn-lint on the template
+	$(SAM) validate --lint --template template.yaml
+	$(VENV)/bin/cfn-lint template.yaml
+
+build: $(SAM)  ## sam build, no container
+	$(SAM_ENV) $(SAM) build --template template.yaml
+
+ci:  ## what CI runs
+	bash .ci/run
+
+clean:
+	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache

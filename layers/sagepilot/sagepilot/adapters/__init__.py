@@ -1,0 +1,1 @@
+"""Thin wrappers over boto3 that translate AWS errors into the package's own errors."""

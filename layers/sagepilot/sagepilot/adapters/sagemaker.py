@@ -1,0 +1,60 @@
+"""SageMaker models and transform jobs, made idempotent by deterministic names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sagepilot.adapters.clients import error_code, error_message
+from sagepilot.errors import CapacityError, PermanentError, TransientError
+
+_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
+
+
+def _translate(exc: ClientError, what: str, instance_type: str = "") -> Exception:
+    code = error_code(exc)
+    if code == "ResourceLimitExceeded":
+        return CapacityError(f"{what}: {error_message(exc)}", instance_type=instance_type)
+    if code in _THROTTLED or code.startswith("InternalServer") or code == "ServiceUnavailable":
+        return TransientError(f"{what}: {code}: {error_message(exc)}")
+    return PermanentError(f"{what}: {code}: {error_message(exc)}")
+
+
+class SageMaker:
+    def __init__(self, sagemaker_client: Any) -> None:
+        self._sm = sagemaker_client
+
+    def ensure_model(self, name: str, package_arn: str, role_arn: str) -> bool:
+        """Create the Model for a package version; True if created, False if it existed."""
+        try:
+            self._sm.create_model(
+                ModelName=name,
+                PrimaryContainer={"ModelPackageName": package_arn},
+                ExecutionRoleArn=role_arn,
+                Tags=[{"Key": "sagepilot:model-package-arn", "Value": package_arn[-256:]}],
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ValidationException" and "already exist" in error_message(exc):
+                return False
+            raise _translate(exc, f"CreateModel {name}") from exc
+        return True
+
+    def start_transform_job(self, request: dict[str, Any]) -> bool:
+        """CreateTransformJob; True if created, False if a job of that name already existed."""
+        name = request["TransformJobName"]
+        try:
+            self._sm.create_transform_job(**request)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceInUse":
+                return False
+            raise _translate(
+                exc, f"CreateTransformJob {name}", request["TransformResources"]["InstanceType"]
+            ) from exc
+        return True
+
+    def describe_transform_job(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(self._sm.describe_transform_job(TransformJobName=name))
+        except ClientError as exc:
+            raise _translate(exc, f"DescribeTransformJob {name}") from exc

@@ -1,0 +1,60 @@
+"""Deterministic SageMaker resource names: the same inputs always give the same name.
+
+SageMaker has no client tokens for CreateTransformJob or CreateModel, so idempotency rests on names:
+a retried or duplicated request asks for a name that already exists and is told so.
+Names follow ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+
+MAX_NAME_LENGTH = 63
+RETRY_SUFFIX = re.compile(r"^(?P<base>.+-[0-9a-f]{16})-r(?P<attempt>[1-9])$")
+# Room kept at the end of a job name for "-r<attempt>".
+_RETRY_ROOM = 3
+_DIGEST_LENGTH = 16
+MAX_PREFIX_LENGTH = 20
+
+
+def digest(parts: Iterable[str], length: int = _DIGEST_LENGTH) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode())
+        hasher.update(b"\x00")
+    return hasher.hexdigest()[:length]
+
+
+def _join(prefix: str, middle: str, tail: str, limit: int) -> str:
+    room = limit - len(prefix) - len(tail) - 2
+    middle = middle[:room].rstrip("-")
+    return f"{prefix}-{middle}-{tail}" if middle else f"{prefix}-{tail}"
+
+
+def transform_job_name(prefix: str, group: str, identity: Iterable[str]) -> str:
+    """`<prefix>-<group>-<digest of what the job is>`, leaving room for a retry suffix."""
+    return _join(prefix, group, digest(identity), MAX_NAME_LENGTH - _RETRY_ROOM)
+
+
+def model_name(prefix: str, group: str, version: int, package_arn: str) -> str:
+    """One SageMaker Model per model package version."""
+    return _join(prefix, group, f"v{version}-{digest([package_arn], 8)}", MAX_NAME_LENGTH)
+
+
+def attempt_name(base: str, attempt: int) -> str:
+    if not 0 <= attempt <= 9:
+        raise ValueError(f"attempt must be 0..9, got {attempt}")
+    return base if attempt == 0 else f"{base}-r{attempt}"
+
+
+def split_attempt(name: str) -> tuple[str, int]:
+    """`<base>-r2` -> (`<base>`, 2); a name without a retry suffix is attempt 0.
+
+    Unambiguous because every base name ends in a hexadecimal digest, never in `-r<digit>`.
+    """
+    match = RETRY_SUFFIX.match(name)
+    if match:
+        return match.group("base"), int(match.group("attempt"))
+    return name, 0

@@ -1,0 +1,285 @@
+"""Turn a batch of accepted inputs into transform jobs: which files go together, and how each job runs.
+
+Files of one model package group dropped close together share one job through a manifest (exact-file
+input: an S3Prefix would also pick up `a.csv.bak` next to `a.csv`). A job holds files of a single
+content type and compression, at most `max_files_per_job` of them. The job's name is a digest of what
+it is, so a retried batch asks SageMaker for the same job again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+from sagepilot.domain.layout import INCOMING_PREFIX, PREDICTIONS_PREFIX, DroppedKey, job_folder
+from sagepilot.domain.names import model_name, transform_job_name
+
+MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker: MaxPayloadInMB <= 100 and MaxConcurrentTransforms x it <= 100
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One version of one dropped object, as confirmed by HeadObject."""
+
+    bucket: str
+    dropped: DroppedKey
+    version_id: str | None
+    size: int
+    etag: str
+    sequencer: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.dropped.key
+
+    @property
+    def group(self) -> str:
+        return self.dropped.group
+
+    @property
+    def file_id(self) -> str:
+        """Identity of this object version: what "exactly one job per file version" counts."""
+        return f"{self.bucket}/{self.key}#{self.version_id or 'null'}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "versionId": self.version_id,
+            "size": self.size,
+            "etag": self.etag,
+        }
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """The newest Approved model package of a group."""
+
+    group: str
+    package_arn: str
+    version: int
+    supported_content_types: tuple[str, ...] = ()
+
+    def accepts(self, content_type: str) -> bool:
+        """A package that declares no content types is trusted to accept any."""
+        return not self.supported_content_types or content_type in self.supported_content_types
+
+
+@dataclass(frozen=True)
+class TransformSettings:
+    name_prefix: str
+    instance_type: str
+    max_instance_count: int
+    target_mb_per_instance: int
+    max_payload_mb: int
+    max_concurrent_transforms: int
+    max_files_per_job: int
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One transform job: its inputs, its model and how it runs."""
+
+    job_name: str
+    bucket: str
+    group: str
+    model: ModelVersion
+    model_name: str
+    content_type: str
+    compression: str
+    instance_type: str
+    instance_count: int
+    inputs: tuple[InputFile, ...]
+    # Older versions of a key whose newer version is in this same job: the job reads the key once.
+    superseded: tuple[InputFile, ...] = field(default=())
+
+    @property
+    def folder(self) -> str:
+        return job_folder(self.group, self.job_name)
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.folder}manifest.json"
+
+    @property
+    def plan_key(self) -> str:
+        return f"{self.folder}plan.json"
+
+    @property
+    def report_key(self) -> str:
+        return f"{self.folder}report.json"
+
+    @property
+    def all_files(self) -> tuple[InputFile, ...]:
+        return self.inputs + self.superseded
+
+    def manifest(self) -> list[Any]:
+        """SageMaker's ManifestFile: a common prefix, then each key relative to it."""
+        prefix = f"{INCOMING_PREFIX}{self.group}/"
+        return [{"prefix": f"s3://{self.bucket}/{prefix}"}] + [
+            f.dropped.relative_path for f in self.inputs
+        ]
+
+    def to_record(self) -> dict[str, Any]:
+        """The plan as stored in S3, enough to finish the job if its first handler died."""
+        return {
+            "jobName": self.job_name,
+            "bucket": self.bucket,
+            "group": self.group,
+            "modelPackageArn": self.model.package_arn,
+            "modelPackageVersion": self.model.version,
+            "supportedContentTypes": list(self.model.supported_content_types),
+            "modelName": self.model_name,
+            "contentType": self.content_type,
+            "compression": self.compression,
+            "instanceType": self.instance_type,
+            "instanceCount": self.instance_count,
+            "inputs": [_file_record(f) for f in self.inputs],
+            "superseded": [_file_record(f) for f in self.superseded],
+        }
+
+
+def _file_record(f: InputFile) -> dict[str, Any]:
+    return {**f.describe(), "sequencer": f.sequencer}
+
+
+def plan_from_record(record: dict[str, Any]) -> JobPlan:
+    """Inverse of JobPlan.to_record."""
+    from sagepilot.domain.layout import parse_dropped_key
+
+    def load(item: dict[str, Any]) -> InputFile:
+        dropped = parse_dropped_key(item["key"])
+        if not isinstance(dropped, DroppedKey):
+            raise ValueError(f"stored plan holds a key outside the layout: {item['key']!r}")
+        return InputFile(
+            bucket=item["bucket"],
+            dropped=dropped,
+            version_id=item.get("versionId"),
+            size=int(item["size"]),
+            etag=item["etag"],
+            sequencer=item.get("sequencer", ""),
+        )
+
+    model = ModelVersion(
+        group=record["group"],
+        package_arn=record["modelPackageArn"],
+        version=int(record["modelPackageVersion"]),
+        supported_content_types=tuple(record.get("supportedContentTypes", ())),
+    )
+    return JobPlan(
+        job_name=record["jobName"],
+        bucket=record["bucket"],
+        group=record["group"],
+        model=model,
+        model_name=record["modelName"],
+        content_type=record["contentType"],
+        compression=record["compression"],
+        instance_type=record["instanceType"],
+        instance_count=int(record["instanceCount"]),
+        inputs=tuple(load(i) for i in record["inputs"]),
+        superseded=tuple(load(i) for i in record.get("superseded", [])),
+    )
+
+
+def sequencer_order(sequencer: str) -> int:
+    """S3 sequencers are hexadecimal strings of varying length; compare them as numbers."""
+    try:
+        return int(sequencer, 16)
+    except ValueError:
+        return -1
+
+
+def newest_per_key(files: list[InputFile]) -> tuple[list[InputFile], list[InputFile]]:
+    """Split files into the newest version of each key and the versions it supersedes."""
+    newest: dict[str, InputFile] = {}
+    for f in files:
+        current = newest.get(f.key)
+        if current is None or sequencer_order(f.sequencer) > sequencer_order(current.sequencer):
+            newest[f.key] = f
+    kept = [newest[k] for k in sorted(newest)]
+    superseded = sorted(
+        (f for f in files if newest[f.key] is not f), key=lambda f: (f.key, f.version_id or "")
+    )
+    return kept, superseded
+
+
+def instance_count(total_bytes: int, file_count: int, settings: TransformSettings) -> int:
+    """Enough instances for the data, never more than files: SageMaker spreads whole objects."""
+    wanted = math.ceil(total_bytes / (settings.target_mb_per_instance * 1024 * 1024))
+    return max(1, min(wanted, settings.max_instance_count, file_count))
+
+
+def plan_jobs(
+    files: list[InputFile], model: ModelVersion, settings: TransformSettings
+) -> list[JobPlan]:
+    """Plan the jobs for one group's accepted files. Deterministic: same files, same plans."""
+    unique = {f.file_id: f for f in files}
+    ordered = sorted(unique.values(), key=lambda f: (f.dropped.input_format.extension, f.key))
+    plans: list[JobPlan] = []
+    for fmt, same_format in groupby(ordered, key=lambda f: f.dropped.input_format):
+        kept, superseded = newest_per_key(list(same_format))
+        for start in range(0, len(kept), settings.max_files_per_job):
+            chunk = kept[start : start + settings.max_files_per_job]
+            chunk_keys = {f.key for f in chunk}
+            chunk_superseded = tuple(f for f in superseded if f.key in chunk_keys)
+            identity = [model.group, model.package_arn, fmt.content_type, fmt.compression]
+            identity += sorted(f.file_id for f in chunk + list(chunk_superseded))
+            plans.append(
+                JobPlan(
+                    job_name=transform_job_name(settings.name_prefix, model.group, identity),
+                    bucket=chunk[0].bucket,
+                    group=model.group,
+                    model=model,
+                    model_name=model_name(
+                        settings.name_prefix, model.group, model.version, model.package_arn
+                    ),
+                    content_type=fmt.content_type,
+                    compression=fmt.compression,
+                    instance_type=settings.instance_type,
+                    instance_count=instance_count(
+                        sum(f.size for f in chunk), len(chunk), settings
+                    ),
+                    inputs=tuple(chunk),
+                    superseded=chunk_superseded,
+                )
+            )
+    return plans
+
+
+def transform_job_request(plan: JobPlan, job_name: str, instance_type: str | None = None,
+                          *, max_payload_mb: int, max_concurrent_transforms: int) -> dict[str, Any]:
+    """The CreateTransformJob request for a plan (a retry passes its own name / instance type)."""
+    return {
+        "TransformJobName": job_name,
+        "ModelName": plan.model_name,
+        "BatchStrategy": "MultiRecord",
+        "MaxPayloadInMB": max_payload_mb,
+        "MaxConcurrentTransforms": max_concurrent_transforms,
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "ManifestFile",
+                    "S3Uri": f"s3://{plan.bucket}/{plan.manifest_key}",
+                }
+            },
+            "ContentType": plan.content_type,
+            "CompressionType": plan.compression,
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": f"s3://{plan.bucket}/{PREDICTIONS_PREFIX}{plan.group}/",
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {
+            "InstanceType": instance_type or plan.instance_type,
+            "InstanceCount": plan.instance_count,
+        },
+        "Tags": [
+            {"Key": "sagepilot:model-package-group", "Value": plan.group},
+            {"Key": "sagepilot:model-package-version", "Value": str(plan.model.version)},
+            {"Key": "sagepilot:manifest", "Value": f"s3://{plan.bucket}/{plan.manifest_key}"},
+            {"Key": "sagepilot:input-count", "Value": str(len(plan.inputs))},
+        ],
+    }

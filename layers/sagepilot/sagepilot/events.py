@@ -1,0 +1,109 @@
+"""Typed views of the events the control plane accepts, built on powertools' event data classes.
+
+Anything else raises MalformedEvent with a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEvent
+
+from sagepilot.errors import MalformedEvent
+
+OBJECT_CREATED = "Object Created"
+TRANSFORM_JOB_STATE_CHANGE = "SageMaker Transform Job State Change"
+TERMINAL_TRANSFORM_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    bucket: str
+    key: str  # as the event carries it: maybe URL-encoded, see adapters.s3.head_dropped_object
+    version_id: str | None
+    size: int | None
+    etag: str | None
+    sequencer: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    message_id: str
+    receive_count: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TransformJobChange:
+    job_name: str
+    status: str
+    failure_reason: str
+
+
+def _field(mapping: Any, name: str, kind: type, where: str) -> Any:
+    if not isinstance(mapping, dict) or name not in mapping:
+        raise MalformedEvent(f"{where} has no {name!r}")
+    value = mapping[name]
+    if not isinstance(value, kind):
+        raise MalformedEvent(f"{where}.{name} should be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def queued_messages(event: dict[str, Any]) -> list[QueuedMessage | tuple[str, MalformedEvent]]:
+    """Unpack an SQS batch; a body that is not JSON is returned as its error, not raised."""
+    out: list[QueuedMessage | tuple[str, MalformedEvent]] = []
+    for record in SQSEvent(event).records:
+        try:
+            body = json.loads(record.body)
+        except (TypeError, ValueError) as exc:
+            out.append((record.message_id, MalformedEvent(f"message body is not JSON: {exc}")))
+            continue
+        count = int(record.attributes.approximate_receive_count or 1)
+        if not isinstance(body, dict):
+            out.append((record.message_id, MalformedEvent("message body is not a JSON object")))
+            continue
+        out.append(QueuedMessage(record.message_id, count, body))
+    return out
+
+
+def parse_object_created(raw: dict[str, Any]) -> ObjectCreated:
+    event = EventBridgeEvent(raw)
+    if raw.get("source") != "aws.s3" or raw.get("detail-type") != OBJECT_CREATED:
+        raise MalformedEvent(
+            f"expected an aws.s3 {OBJECT_CREATED!r} event, got source={raw.get('source')!r} "
+            f"detail-type={raw.get('detail-type')!r}"
+        )
+    detail = raw.get("detail")
+    bucket = _field(_field(detail, "bucket", dict, "detail"), "name", str, "detail.bucket")
+    obj = _field(detail, "object", dict, "detail")
+    key = _field(obj, "key", str, "detail.object")
+    if not key or not bucket:
+        raise MalformedEvent("detail.bucket.name and detail.object.key must not be empty")
+    size = obj.get("size")
+    version_id = obj.get("version-id")
+    etag = obj.get("etag")
+    return ObjectCreated(
+        bucket=bucket,
+        key=key,
+        version_id=version_id if isinstance(version_id, str) and version_id else None,
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        etag=etag if isinstance(etag, str) else None,
+        sequencer=str(obj.get("sequencer", "")),
+        event_id=event.get_id if isinstance(raw.get("id"), str) else "",
+    )
+
+
+def parse_transform_job_change(raw: dict[str, Any]) -> TransformJobChange:
+    if raw.get("source") != "aws.sagemaker" or raw.get("detail-type") != TRANSFORM_JOB_STATE_CHANGE:
+        raise MalformedEvent(
+            f"expected an aws.sagemaker {TRANSFORM_JOB_STATE_CHANGE!r} event, got "
+            f"source={raw.get('source')!r} detail-type={raw.get('detail-type')!r}"
+        )
+    detail = EventBridgeEvent(raw).detail
+    name = _field(detail, "TransformJobName", str, "detail")
+    status = _field(detail, "TransformJobStatus", str, "detail")
+    reason = detail.get("FailureReason", "")
+    return TransformJobChange(name, status, reason if isinstance(reason, str) else "")

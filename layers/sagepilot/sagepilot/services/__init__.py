@@ -1,0 +1,1 @@
+"""One module per use case: read state through adapters, ask the domain what to do, apply it."""

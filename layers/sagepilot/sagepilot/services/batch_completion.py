@@ -1,0 +1,164 @@
+"""Transform job finished -> reports, retries, rejections and notifications.
+
+Acts on SageMaker's current view of the job (DescribeTransformJob), not on the event alone, so a late
+or duplicated event changes nothing: the job record's conditional transitions decide who acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sagepilot.adapters.notify import Notifier
+from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.sagemaker import SageMaker
+from sagepilot.adapters.state import COMPLETED, FAILED, STARTED, StateTable
+from sagepilot.domain.failures import is_retryable_failure, job_failure_rejection
+from sagepilot.domain.layout import rejected_report_key
+from sagepilot.domain.names import attempt_name, split_attempt
+from sagepilot.domain.reports import input_report, job_summary, rejection_report
+from sagepilot.domain.transform_plan import JobPlan
+from sagepilot.errors import CapacityError
+from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
+from sagepilot.observability import logger
+from sagepilot.services.batch_intake import utc_now
+from sagepilot.services.jobs import JobLauncher
+from sagepilot.settings import Settings
+
+_IO_THREADS = 16
+
+
+@dataclass(frozen=True)
+class CompletionOutcome:
+    job_name: str
+    action: str  # "ignored", "duplicate", "reported", "retried", "rejected"
+    detail: str = ""
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else (str(value) if value else None)
+
+
+class BatchCompletion:
+    def __init__(
+        self, settings: Settings, bucket: DataBucket, sagemaker: SageMaker, state: StateTable,
+        launcher: JobLauncher, notifier: Notifier, now: Callable[[], str] = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._bucket = bucket
+        self._sagemaker = sagemaker
+        self._state = state
+        self._launcher = launcher
+        self._notifier = notifier
+        self._now = now
+
+    def handle(self, change: TransformJobChange) -> CompletionOutcome:
+        name = change.job_name
+        if change.status not in TERMINAL_TRANSFORM_STATUSES:
+            return CompletionOutcome(name, "ignored", f"status {change.status} needs no action")
+        base, attempt = split_attempt(name)
+        record = self._state.get_job(base)
+        if record is None:
+            logger.warning("transform job not started by this stack", extra={"job": name})
+            return CompletionOutcome(name, "ignored", "not a job of this stack")
+        if int(record.get("attempt", 0)) != attempt:
+            return CompletionOutcome(name, "ignored", f"attempt {attempt} superseded by {record.get('attempt')}")
+        if record["status"] in (COMPLETED, FAILED):
+            if record["status"] == FAILED and not record.get("notified"):
+                self._notify_failure(base, record)
+            return CompletionOutcome(name, "duplicate", f"already {record['status']}")
+
+        job = self._sagemaker.describe_transform_job(name)
+        status = str(job["TransformJobStatus"])
+        if status not in TERMINAL_TRANSFORM_STATUSES:
+            return CompletionOutcome(name, "ignored", f"SageMaker still says {status}")
+        plan = self._launcher.load_plan(str(record["bucket"]), str(record["planKey"]))
+        timings = {
+            "created": _iso(job.get("CreationTime")),
+            "started": _iso(job.get("TransformStartTime")),
+            "ended": _iso(job.get("TransformEndTime")),
+        }
+        reason = str(job.get("FailureReason") or "")
+        if status == "Completed":
+            return self._completed(plan, name, attempt, timings)
+        if status == "Failed" and is_retryable_failure(reason) and attempt < self._settings.max_job_retries:
+            return self._retry(plan, attempt, reason, timings)
+        return self._failed(plan, name, attempt, status, reason, timings)
+
+    def _completed(self, plan: JobPlan, name: str, attempt: int, timings: dict[str, str | None]) -> CompletionOutcome:
+        summary = job_summary(plan, job_name=name, status="Completed", attempts=attempt + 1, timings=timings)
+        self._bucket.put_json(plan.report_key, summary)
+        superseded: dict[str, list[str]] = {}
+        for old in plan.superseded:
+            superseded.setdefault(old.key, []).append(old.version_id or "null")
+
+        def write(item: Any) -> None:
+            report = input_report(summary, plan, item)
+            if item.key in superseded:
+                report["supersededVersionIds"] = superseded[item.key]
+            self._bucket.put_json(item.dropped.report_key, report)
+
+        self._parallel(write, plan.inputs)
+        self._state.transition(plan.job_name, expected=[STARTED], to=COMPLETED, when_attempt=attempt)
+        logger.info("transform job completed", extra={"job": name, "inputs": len(plan.inputs)})
+        return CompletionOutcome(name, "reported", f"{len(plan.inputs)} input report(s)")
+
+    def _retry(self, plan: JobPlan, attempt: int, reason: str, timings: dict[str, str | None]) -> CompletionOutcome:
+        following = attempt + 1
+        if not self._state.transition(plan.job_name, expected=[STARTED], to=STARTED, when_attempt=attempt,
+                                      **{"attempt": following, "lastFailure": reason[:1000]}):
+            return CompletionOutcome(attempt_name(plan.job_name, attempt), "duplicate", "retry already under way")
+        try:
+            self._launcher.start_attempt(plan, following)
+        except CapacityError as exc:
+            # No quota left even for the retry: the failure stands, reported with both reasons.
+            self._state.transition(plan.job_name, expected=[STARTED], to=STARTED, when_attempt=following,
+                                   attempt=attempt)
+            return self._failed(plan, attempt_name(plan.job_name, attempt), attempt, "Failed",
+                                f"{reason} (retry refused: {exc})", timings)
+        new_name = attempt_name(plan.job_name, following)
+        logger.warning("transform job failed; retrying", extra={"job": plan.job_name, "attempt": following, "reason": reason})
+        return CompletionOutcome(new_name, "retried", reason)
+
+    def _failed(self, plan: JobPlan, name: str, attempt: int, status: str, reason: str,
+                timings: dict[str, str | None]) -> CompletionOutcome:
+        summary = job_summary(plan, job_name=name, status=status, attempts=attempt + 1, timings=timings,
+                              failure_reason=reason)
+        self._bucket.put_json(plan.report_key, summary)
+        rejection = job_failure_rejection(name, status, reason, attempt + 1)
+        at = self._now()
+
+        def write(item: Any) -> None:
+            self._bucket.put_json(
+                rejected_report_key(item.key),
+                rejection_report(bucket=item.bucket, key=item.key, version_id=item.version_id,
+                                 rejection=rejection, at=at, job_name=name),
+            )
+
+        self._parallel(write, plan.inputs)
+        if self._state.transition(plan.job_name, expected=[STARTED], to=FAILED, when_attempt=attempt,
+                                  failureReason=(reason or status)[:1000]):
+            record = self._state.get_job(plan.job_name) or {}
+            self._notify_failure(plan.job_name, record)
+        return CompletionOutcome(name, "rejected", reason or status)
+
+    def _notify_failure(self, base: str, record: dict[str, Any]) -> None:
+        attempt = int(record.get("attempt", 0))
+        self._notifier.publish(
+            f"sagepilot: transform job {attempt_name(base, attempt)} failed",
+            {"transformJobName": attempt_name(base, attempt), "modelPackageGroup": record.get("group"),
+             "failureReason": record.get("failureReason"), "inputs": record.get("inputs"),
+             "jobReport": f"s3://{record.get('bucket')}/{str(record.get('planKey', '')).rsplit('/', 1)[0]}/report.json",
+             "whatToDo": "Each input has a report under rejected/; fix the cause and upload the files again."},
+        )
+        self._state.transition(base, expected=[FAILED], to=FAILED, notified=True)
+
+    @staticmethod
+    def _parallel(fn: Callable[[Any], None], items: tuple[Any, ...]) -> None:
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(items))) as pool:
+            list(pool.map(fn, items))

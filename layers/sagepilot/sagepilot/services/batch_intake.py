@@ -1,0 +1,262 @@
+"""Dropped files -> transform jobs.
+
+One invocation receives a batch of queued S3 `Object Created` events (the queue's batching window lets
+a burst coalesce). Each file is checked (layout, type, size, the group's approved model); the good ones
+are planned into as few jobs as the limits allow and launched; the others get a rejection report
+beside them and stay where they are. Messages whose work failed transiently are handed back to the
+queue; on their last delivery the files are rejected with the reason instead, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sagepilot.adapters.notify import Notifier
+from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
+from sagepilot.adapters.s3 import DataBucket
+from sagepilot.domain.failures import quota_rejection
+from sagepilot.domain.layout import DroppedKey, Rejection, is_folder_marker, parse_dropped_key, rejected_report_key
+from sagepilot.domain.reports import rejection_report
+from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, plan_jobs
+from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
+from sagepilot.events import ObjectCreated, QueuedMessage, parse_object_created
+from sagepilot.observability import logger
+from sagepilot.services.jobs import JobLauncher
+from sagepilot.settings import Settings
+
+_IO_THREADS = 16
+
+
+@dataclass
+class IntakeOutcome:
+    """What one batch did; `failed_message_ids` go back to the queue."""
+
+    jobs_started: list[str] = field(default_factory=list)
+    jobs_existing: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    ignored: int = 0
+    failed_message_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An input version that will not be processed, and why."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    rejection: Rejection
+
+    @classmethod
+    def of(cls, f: InputFile, rejection: Rejection) -> Refused:
+        return cls(f.bucket, f.key, f.version_id, rejection)
+
+
+@dataclass
+class _Arrival:
+    """A file version and the messages (duplicates included) that announced it."""
+
+    event: ObjectCreated
+    message_ids: list[str]
+    final_delivery: bool
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class BatchIntake:
+    def __init__(
+        self, settings: Settings, bucket: DataBucket, registry: ModelRegistry, launcher: JobLauncher,
+        notifier: Notifier, now: Callable[[], str] = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._bucket = bucket
+        self._registry = registry
+        self._launcher = launcher
+        self._notifier = notifier
+        self._now = now
+
+    def handle(self, messages: list[QueuedMessage | tuple[str, MalformedEvent]]) -> IntakeOutcome:
+        outcome = IntakeOutcome()
+        arrivals = self._arrivals(messages, outcome)
+        rejections: list[Refused] = []
+        accepted: dict[str, list[tuple[InputFile, _Arrival]]] = defaultdict(list)
+
+        for arrival, result in zip(arrivals, self._inspect_all(arrivals), strict=True):
+            if isinstance(result, Refused):
+                rejections.append(result)
+            elif isinstance(result, InputFile):
+                accepted[result.group].append((result, arrival))
+            elif result == "gone":
+                outcome.ignored += 1
+            else:
+                outcome.failed_message_ids += arrival.message_ids
+
+        for group, items in sorted(accepted.items()):
+            self._launch_group(group, items, outcome, rejections)
+
+        self._reject(rejections, outcome)
+        return outcome
+
+    # Steps ----------------------------------------------------------------------------------------
+    def _arrivals(self, messages: list[QueuedMessage | tuple[str, MalformedEvent]], outcome: IntakeOutcome) -> list[_Arrival]:
+        by_version: dict[tuple[str, str, str | None], _Arrival] = {}
+        for message in messages:
+            if isinstance(message, tuple):
+                logger.error("dropping a message that is not an event", extra={"messageId": message[0], "error": str(message[1])})
+                outcome.ignored += 1
+                continue
+            try:
+                event = parse_object_created(message.body)
+            except MalformedEvent as exc:
+                logger.error("dropping a malformed event", extra={"messageId": message.message_id, "error": str(exc)})
+                outcome.ignored += 1
+                continue
+            if event.bucket != self._settings.data_bucket:
+                logger.warning("ignoring an event of another bucket", extra={"bucket": event.bucket})
+                outcome.ignored += 1
+                continue
+            if is_folder_marker(event.key):
+                outcome.ignored += 1
+                continue
+            final = message.receive_count >= self._settings.intake_max_receive_count
+            identity = (event.bucket, event.key, event.version_id)
+            if identity in by_version:
+                by_version[identity].message_ids.append(message.message_id)
+                by_version[identity] = _Arrival(
+                    by_version[identity].event, by_version[identity].message_ids,
+                    by_version[identity].final_delivery or final,
+                )
+            else:
+                by_version[identity] = _Arrival(event, [message.message_id], final)
+        return list(by_version.values())
+
+    def _inspect_all(self, arrivals: list[_Arrival]) -> list[InputFile | Refused | str]:
+        if len(arrivals) <= 1:
+            return [self._inspect(a.event) for a in arrivals]
+        with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(arrivals))) as pool:
+            return list(pool.map(lambda a: self._inspect(a.event), arrivals))
+
+    def _inspect(self, event: ObjectCreated) -> InputFile | Refused | str:
+        """An accepted file, a rejection, "gone" (deleted since) or "retry" (transient failure)."""
+        try:
+            head = self._bucket.head_dropped(event.key, event.version_id)
+        except ObjectGone:
+            logger.warning("object deleted before it could be processed", extra={"key": event.key})
+            return "gone"
+        except TransientError as exc:
+            logger.warning("could not read the object; will retry", extra={"key": event.key, "error": str(exc)})
+            return "retry"
+        dropped = parse_dropped_key(head.key)
+        if isinstance(dropped, Rejection):
+            return Refused(self._bucket.name, head.key, head.version_id, dropped)
+        if head.size == 0:
+            return Refused(self._bucket.name, head.key, head.version_id, Rejection(
+                "EMPTY_FILE", "The file is empty.", "Upload the file again with its data."))
+        return InputFile(self._bucket.name, dropped, head.version_id, head.size, head.etag, event.sequencer)
+
+    def _model_for(self, group: str) -> ModelVersion | Rejection:
+        try:
+            model = self._registry.latest_approved(group)
+        except GroupNotFound:
+            return Rejection(
+                "MODEL_GROUP_NOT_FOUND",
+                f"There is no model package group named {group!r}.",
+                "Create the group and approve a model in it, or move the file under the folder of "
+                "an existing group; then upload it again.",
+            )
+        if model is None:
+            return Rejection(
+                "NO_APPROVED_MODEL",
+                f"Model package group {group!r} has no Approved model package.",
+                "Approve a model package version in the SageMaker Model Registry, then upload the "
+                "file again (or copy it onto itself).",
+            )
+        return model
+
+    def _launch_group(
+        self, group: str, items: list[tuple[InputFile, _Arrival]], outcome: IntakeOutcome,
+        rejections: list[Refused],
+    ) -> None:
+        arrivals = {f.file_id: a for f, a in items}
+        files = {f.file_id: f for f, _ in items}
+        try:
+            model = self._model_for(group)
+        except TransientError as exc:
+            logger.warning("model registry unavailable; will retry", extra={"group": group, "error": str(exc)})
+            outcome.failed_message_ids += [m for a in arrivals.values() for m in a.message_ids]
+            return
+        if isinstance(model, Rejection):
+            rejections += [Refused.of(f, model) for f in files.values()]
+            return
+        usable = []
+        for f, _ in items:
+            if model.accepts(f.dropped.input_format.content_type):
+                usable.append(f)
+            else:
+                rejections.append(Refused.of(f, Rejection(
+                    "CONTENT_TYPE_NOT_SUPPORTED",
+                    f"Model package version {model.version} of {group!r} accepts "
+                    f"{', '.join(model.supported_content_types)}, not {f.dropped.input_format.content_type}.",
+                    "Convert the file to a content type the model accepts and upload it again.",
+                )))
+        for plan in plan_jobs(usable, model, self._settings.transform):
+            try:
+                result = self._launcher.launch(plan)
+            except (TransientError, PermanentError) as exc:
+                self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
+                continue
+            if result.plan.inputs:
+                (outcome.jobs_started if result.started else outcome.jobs_existing).append(plan.job_name)
+
+    def _launch_failed(
+        self, plan: JobPlan, exc: Exception, arrivals: list[_Arrival], outcome: IntakeOutcome,
+        rejections: list[Refused],
+    ) -> None:
+        final = isinstance(exc, PermanentError) or any(a.final_delivery for a in arrivals)
+        job_name = plan.job_name
+        logger.warning("could not start the transform job", extra={"job": job_name, "error": str(exc), "final": final})
+        if not final:
+            outcome.failed_message_ids += [m for a in arrivals for m in a.message_ids]
+            return
+        if isinstance(exc, CapacityError):
+            rejection = quota_rejection(exc.instance_type, str(exc))
+        else:
+            rejection = Rejection(
+                "JOB_NOT_STARTED",
+                f"Transform job {job_name} could not be started: {exc}",
+                "Check the model package and the stack's settings, then upload the file again.",
+            )
+        rejections += [Refused.of(f, rejection) for f in plan.all_files]
+
+    def _reject(self, rejections: list[Refused], outcome: IntakeOutcome) -> None:
+        if not rejections:
+            return
+        at = self._now()
+
+        def write(refused: Refused) -> str:
+            self._bucket.put_json(
+                rejected_report_key(refused.key),
+                rejection_report(bucket=refused.bucket, key=refused.key, version_id=refused.version_id,
+                                 rejection=refused.rejection, at=at),
+            )
+            return refused.key
+
+        with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(rejections))) as pool:
+            outcome.rejected += list(pool.map(write, rejections))
+        counts: dict[str, int] = defaultdict(int)
+        for refused in rejections:
+            counts[refused.rejection.code] += 1
+        self._notifier.publish(
+            f"sagepilot: {len(rejections)} file(s) rejected",
+            {"rejected": [{"key": r.key, "versionId": r.version_id, "code": r.rejection.code,
+                           "reason": r.rejection.reason,
+                           "report": f"s3://{r.bucket}/{rejected_report_key(r.key)}"}
+                          for r in rejections[:50]],
+             "countsByCode": dict(counts)},
+        )

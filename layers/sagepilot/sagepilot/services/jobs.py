@@ -1,0 +1,134 @@
+"""Launching transform jobs so that every input version ends up in exactly one of them.
+
+    launch(plan):  record the job (CLAIMING) and its candidate inputs, claim each input for it,
+                   keep the inputs it won (READY), then create the Model and the transform job
+                   (STARTED). Every step is safe to repeat; "already exists" is success.
+    resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
+                   ones older than the claim timeout (their handler is certainly dead) are
+                   finalised from their stored candidates and claims, then started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.sagemaker import SageMaker
+from sagepilot.adapters.state import CLAIMING, EMPTY, READY, STARTED, StateTable
+from sagepilot.domain.names import attempt_name
+from sagepilot.domain.transform_plan import JobPlan, plan_from_record, transform_job_request
+from sagepilot.errors import CapacityError
+from sagepilot.observability import logger
+from sagepilot.settings import Settings
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    plan: JobPlan  # restricted to the inputs this job owns
+    started: bool  # this call created the SageMaker job (False: it existed, or nothing to start)
+    lost_to: frozenset[str]  # other jobs that already own some of the candidate inputs
+
+
+class JobLauncher:
+    def __init__(self, settings: Settings, bucket: DataBucket, sagemaker: SageMaker, state: StateTable) -> None:
+        self._settings = settings
+        self._bucket = bucket
+        self._sagemaker = sagemaker
+        self._state = state
+
+    def launch(self, plan: JobPlan) -> LaunchResult:
+        record = self._state.create_job(
+            plan.job_name,
+            {"group": plan.group, "bucket": plan.bucket, "planKey": plan.plan_key,
+             "modelPackageVersion": plan.model.version, "candidates": len(plan.all_files)},
+        )
+        if record["status"] == EMPTY:
+            return LaunchResult(replace(plan, inputs=(), superseded=()), False, frozenset())
+        if record["status"] != CLAIMING:
+            # Seen before (a redelivered batch): carry on from where the record stands.
+            stored = self.load_plan(plan.bucket, plan.plan_key)
+            started = self._start_if_ready(stored, record)
+            return LaunchResult(stored, started, frozenset())
+        self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
+        owners = self._state.claim(plan.job_name, plan.group, [f.file_id for f in plan.all_files])
+        lost_to = frozenset(owner for owner in owners.values() if owner != plan.job_name)
+        for other in sorted(lost_to):
+            self.resume(other)
+        owned = self._finalise(plan, owners)
+        if not owned.inputs:
+            return LaunchResult(owned, False, lost_to)
+        return LaunchResult(owned, self._start(owned), lost_to)
+
+    def resume(self, job_name: str) -> None:
+        record = self._state.get_job(job_name)
+        if record is None:
+            logger.warning("input claimed by a job without a record", extra={"job": job_name})
+            return
+        if record["status"] == CLAIMING:
+            age = self._state.now() - int(record["createdAt"])
+            if age < self._settings.claim_timeout_seconds:
+                return  # its handler may still be running; its own redelivery will finish it
+            logger.warning("taking over an abandoned job", extra={"job": job_name, "ageSeconds": age})
+            candidates = self.load_plan(record["bucket"], record["planKey"])
+            owners = self._state.owners([f.file_id for f in candidates.all_files])
+            owned = self._finalise(candidates, owners)
+            if owned.inputs:
+                self._start(owned)
+            return
+        if record["status"] == READY:
+            self._start_if_ready(self.load_plan(record["bucket"], record["planKey"]), record)
+
+    def load_plan(self, bucket: str, plan_key: str) -> JobPlan:
+        document: dict[str, Any] = self._bucket.get_json(plan_key)
+        return plan_from_record(document)
+
+    def start_attempt(self, plan: JobPlan, attempt: int) -> bool:
+        """Create the transform job for an attempt, on the fallback instance type if capacity is short."""
+        request = self._request(plan, attempt_name(plan.job_name, attempt), None)
+        try:
+            return self._sagemaker.start_transform_job(request)
+        except CapacityError:
+            fallback = self._settings.fallback_instance_type
+            if not fallback or fallback == plan.instance_type:
+                raise
+            logger.warning("no capacity; using the fallback instance type",
+                           extra={"job": request["TransformJobName"], "fallback": fallback})
+            return self._sagemaker.start_transform_job(self._request(plan, request["TransformJobName"], fallback))
+
+    # Steps ----------------------------------------------------------------------------------------
+    def _finalise(self, plan: JobPlan, owners: dict[str, str]) -> JobPlan:
+        mine = plan.job_name
+        owned = replace(
+            plan,
+            inputs=tuple(f for f in plan.inputs if owners.get(f.file_id) == mine),
+            superseded=tuple(f for f in plan.superseded if owners.get(f.file_id) == mine),
+        )
+        if not owned.inputs:
+            self._state.transition(mine, expected=[CLAIMING], to=EMPTY, inputs=0)
+            logger.info("every input already belongs to other jobs", extra={"job": mine})
+            return owned
+        self._bucket.put_json(owned.manifest_key, owned.manifest())
+        self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
+        self._state.transition(mine, expected=[CLAIMING, READY], to=READY, inputs=len(owned.inputs))
+        return owned
+
+    def _start_if_ready(self, plan: JobPlan, record: dict[str, Any]) -> bool:
+        if record["status"] != READY:
+            return False
+        return self._start(plan)
+
+    def _start(self, plan: JobPlan) -> bool:
+        self._sagemaker.ensure_model(plan.model_name, plan.model.package_arn, self._settings.sagemaker_role_arn)
+        created = self.start_attempt(plan, 0)
+        self._state.transition(plan.job_name, expected=[READY], to=STARTED)
+        logger.info("transform job started" if created else "transform job already existed",
+                    extra={"job": plan.job_name, "inputs": len(plan.inputs), "group": plan.group})
+        return created
+
+    def _request(self, plan: JobPlan, name: str, instance_type: str | None) -> dict[str, Any]:
+        return transform_job_request(
+            plan, name, instance_type,
+            max_payload_mb=self._settings.transform.max_payload_mb,
+            max_concurrent_transforms=self._settings.transform.max_concurrent_transforms,
+        )

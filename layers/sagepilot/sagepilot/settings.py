@@ -1,0 +1,90 @@
+"""Validated settings, read once per process from the environment the template sets.
+
+A missing or malformed value stops the function at start-up with a ConfigurationError that names the
+variable: no placeholder defaults for what an installation must decide.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sagepilot.domain.names import MAX_PREFIX_LENGTH
+from sagepilot.domain.transform_plan import MAX_PAYLOAD_LIMIT_MB, TransformSettings
+from sagepilot.errors import ConfigurationError
+
+_PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_bucket: str
+    state_table: str
+    notification_topic_arn: str
+    sagemaker_role_arn: str
+    transform: TransformSettings
+    fallback_instance_type: str | None
+    max_job_retries: int
+    claim_timeout_seconds: int
+    intake_max_receive_count: int
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is required and is not set")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
+    raw = _required(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _instance_type(name: str, value: str) -> str:
+    if not _INSTANCE_TYPE.match(value):
+        raise ConfigurationError(f"{name} must be a SageMaker instance type like ml.m5.xlarge, got {value!r}")
+    return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    prefix = _required(env, "NAME_PREFIX")
+    if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.match(prefix):
+        raise ConfigurationError(
+            f"NAME_PREFIX must be 1-{MAX_PREFIX_LENGTH} letters, digits or hyphens, got {prefix!r}"
+        )
+    max_payload = _int(env, "MAX_PAYLOAD_MB", 1, MAX_PAYLOAD_LIMIT_MB)
+    concurrency = _int(env, "MAX_CONCURRENT_TRANSFORMS", 1, MAX_PAYLOAD_LIMIT_MB)
+    if max_payload * concurrency > MAX_PAYLOAD_LIMIT_MB:
+        raise ConfigurationError(
+            f"MAX_CONCURRENT_TRANSFORMS x MAX_PAYLOAD_MB must be at most {MAX_PAYLOAD_LIMIT_MB} "
+            f"(SageMaker's rule), got {concurrency} x {max_payload}"
+        )
+    fallback = env.get("FALLBACK_INSTANCE_TYPE", "").strip()
+    return Settings(
+        data_bucket=_required(env, "DATA_BUCKET"),
+        state_table=_required(env, "STATE_TABLE"),
+        notification_topic_arn=_required(env, "NOTIFICATION_TOPIC_ARN"),
+        sagemaker_role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
+        transform=TransformSettings(
+            name_prefix=prefix,
+            instance_type=_instance_type("TRANSFORM_INSTANCE_TYPE", _required(env, "TRANSFORM_INSTANCE_TYPE")),
+            max_instance_count=_int(env, "MAX_INSTANCE_COUNT", 1, 100),
+            target_mb_per_instance=_int(env, "TARGET_MB_PER_INSTANCE", 1, 1_000_000),
+            max_payload_mb=max_payload,
+            max_concurrent_transforms=concurrency,
+            max_files_per_job=_int(env, "MAX_FILES_PER_JOB", 1, 100_000),
+        ),
+        fallback_instance_type=_instance_type("FALLBACK_INSTANCE_TYPE", fallback) if fallback else None,
+        max_job_retries=_int(env, "MAX_JOB_RETRIES", 0, 9),
+        claim_timeout_seconds=_int(env, "CLAIM_TIMEOUT_SECONDS", 1, 86_400),
+        intake_max_receive_count=_int(env, "INTAKE_MAX_RECEIVE_COUNT", 1, 1000),
+    )

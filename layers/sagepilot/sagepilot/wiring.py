@@ -1,0 +1,48 @@
+"""Builds each use case from settings and boto3 clients: the handlers' one-liner, the tests' too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sagepilot.adapters.notify import Notifier
+from sagepilot.adapters.registry import ModelRegistry
+from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.sagemaker import SageMaker
+from sagepilot.adapters.state import StateTable
+from sagepilot.services.batch_completion import BatchCompletion
+from sagepilot.services.batch_intake import BatchIntake
+from sagepilot.services.jobs import JobLauncher
+from sagepilot.settings import Settings
+
+ClientFactory = Callable[[str], Any]
+
+
+def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
+    return JobLauncher(
+        settings,
+        DataBucket(client("s3"), settings.data_bucket),
+        SageMaker(client("sagemaker")),
+        StateTable(client("dynamodb"), settings.state_table),
+    )
+
+
+def batch_intake(settings: Settings, client: ClientFactory) -> BatchIntake:
+    return BatchIntake(
+        settings,
+        DataBucket(client("s3"), settings.data_bucket),
+        ModelRegistry(client("sagemaker")),
+        _launcher(settings, client),
+        Notifier(client("sns"), settings.notification_topic_arn),
+    )
+
+
+def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompletion:
+    return BatchCompletion(
+        settings,
+        DataBucket(client("s3"), settings.data_bucket),
+        SageMaker(client("sagemaker")),
+        StateTable(client("dynamodb"), settings.state_table),
+        _launcher(settings, client),
+        Notifier(client("sns"), settings.notification_topic_arn),
+    )
