@@ -1,0 +1,234 @@
+"""Fill in, faithfully, the AWS behaviour moto lacks and the control plane depends on.
+
+- SageMaker refuses duplicate names (CreateModel: ValidationException "Cannot create already existing
+  model"; CreateTransformJob: ResourceInUse) and checks that a transform job's model exists.
+- Transform jobs start InProgress (moto completes them at once); the sandbox's SageMaker simulator, or
+  a test, moves them on with `finish_transform_job`, which also builds SageMaker's state-change event.
+- S3's EventBridge events have AWS's shape: ISO time, `etag`, a per-object increasing `sequencer`,
+  `reason` such as `PutObject`, a unique id.
+- `deliver_event` routes an event through the default bus's rules, with their patterns, as
+  EventBridge does (moto's put_events refuses rules with Lambda targets).
+
+`install()` is idempotent and patches moto's classes, so it applies to the in-process mock and to
+the threaded server alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from moto.events.models import events_backends
+from moto.s3 import notifications as s3_notifications
+from moto.s3.models import s3_backends
+from moto.sagemaker import models as sm_models
+from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+from moto.sagemaker.models import sagemaker_backends
+
+DEFAULT_ACCOUNT = "123456789012"
+
+_lock = threading.Lock()
+_installed = False
+_sequencer = itertools.count(0x10000000000000)
+TransformJobListener = Callable[[str, str, str], None]  # (account, region, job name)
+_job_listeners: list[TransformJobListener] = []
+
+_S3_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch_millis(value: Any) -> int | None:
+    return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
+
+
+def on_transform_job_created(listener: TransformJobListener) -> None:
+    """Call `listener(account, region, name)` after each accepted CreateTransformJob."""
+    _job_listeners.append(listener)
+
+
+def clear_listeners() -> None:
+    _job_listeners.clear()
+
+
+def install() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _patch_sagemaker()
+        s3_notifications._send_event_bridge_message = _send_s3_event_to_eventbridge
+        _installed = True
+
+
+# SageMaker ------------------------------------------------------------------------------------------
+def _patch_sagemaker() -> None:
+    backend_cls = sm_models.SageMakerModelBackend
+    original_create_model = backend_cls.create_model
+    original_create_job = backend_cls.create_transform_job
+
+    def create_model(self: Any, model_name: str, *args: Any, **kwargs: Any) -> Any:
+        if model_name in self._models:
+            arn = self._models[model_name].arn
+            raise ValidationError(message=f'Cannot create already existing model "{arn}".')
+        return original_create_model(self, model_name, *args, **kwargs)
+
+    def create_transform_job(self: Any, transform_job_name: str, model_name: str, *args: Any, **kwargs: Any) -> Any:
+        if transform_job_name in self.transform_jobs:
+            arn = self.transform_jobs[transform_job_name].arn
+            raise ResourceInUseException(
+                message=f"Job name must be unique within an AWS account and region, and a job with this "
+                f"name already exists ({arn})"
+            )
+        if model_name not in self._models:
+            raise ValidationError(message=f"Could not find model \"{model_name}\".")
+        job = original_create_job(self, transform_job_name, model_name, *args, **kwargs)
+        job.transform_job_status = "InProgress"
+        job.transform_start_time = None
+        job.transform_end_time = None
+        for listener in list(_job_listeners):
+            listener(self.account_id, self.region_name, transform_job_name)
+        return job
+
+    backend_cls.create_model = create_model
+    backend_cls.create_transform_job = create_transform_job
+
+
+def sagemaker_backend(account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> Any:
+    return sagemaker_backends[account][region]
+
+
+def finish_transform_job(
+    name: str, status: str, failure_reason: str = "", *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1",
+) -> dict[str, Any]:
+    """Move a transform job to `status` as SageMaker would; return the state-change event it emits."""
+    job = sagemaker_backend(account, region).transform_jobs[name]
+    now = datetime.now(timezone.utc)
+    if job.transform_start_time is None:
+        job.transform_start_time = now
+    job.transform_job_status = status
+    job.last_modified_time = now
+    if status in ("Completed", "Failed", "Stopped"):
+        job.transform_end_time = now
+    if status == "Failed":
+        job.failure_reason = failure_reason or "InternalServerError: We encountered an internal error."
+    return transform_job_event(name, account=account, region=region)
+
+
+def transform_job_event(name: str, *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> dict[str, Any]:
+    """`SageMaker Transform Job State Change` for the job's current state (times in epoch millis)."""
+    job = sagemaker_backend(account, region).transform_jobs[name]
+    detail: dict[str, Any] = {
+        "TransformJobName": job.transform_job_name,
+        "TransformJobArn": job.arn,
+        "TransformJobStatus": job.transform_job_status,
+        "ModelName": job.model_name,
+        "MaxConcurrentTransforms": job.max_concurrent_transforms,
+        "MaxPayloadInMB": job.max_payload_in_mb,
+        "BatchStrategy": job.batch_strategy,
+        "Environment": job.environment or {},
+        "TransformInput": job.transform_input,
+        "TransformOutput": job.transform_output,
+        "TransformResources": job.transform_resources,
+        "CreationTime": _epoch_millis(job.creation_time),
+        "TransformStartTime": _epoch_millis(job.transform_start_time),
+        "TransformEndTime": _epoch_millis(job.transform_end_time),
+        "Tags": {t["Key"]: t["Value"] for t in (job.tags or [])},
+    }
+    if job.transform_job_status == "Failed":
+        detail["FailureReason"] = job.failure_reason
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "SageMaker Transform Job State Change",
+        "source": "aws.sagemaker",
+        "account": account,
+        "time": iso_now(),
+        "region": region,
+        "resources": [job.arn],
+        "detail": {k: v for k, v in detail.items() if v is not None},
+    }
+
+
+def check_transform_inputs(name: str, *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> str | None:
+    """What real SageMaker would fail a job for before reading any record: a missing manifest or input."""
+    job = sagemaker_backend(account, region).transform_jobs[name]
+    uri = job.transform_input["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket_name, _, key = uri[len("s3://") :].partition("/")
+    s3 = s3_backends[account]["global"]
+    try:
+        manifest = json.loads(s3.get_object(bucket_name, key).value)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the job's ClientError
+        return f"ClientError: Failed to read the manifest file {uri}: {type(exc).__name__}"
+    prefix = manifest[0]["prefix"]
+    p_bucket, _, p_key = prefix[len("s3://") :].partition("/")
+    for relative in manifest[1:]:
+        try:
+            s3.get_object(p_bucket, p_key + relative)
+        except Exception:  # noqa: BLE001
+            return f"ClientError: Failed to download data. s3://{p_bucket}/{p_key}{relative} does not exist."
+    return None
+
+
+# S3 -> EventBridge ----------------------------------------------------------------------------------
+def _send_s3_event_to_eventbridge(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+    detail_type = s3_notifications._detail_type(event_name)
+    if detail_type != "Object Created":
+        return
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": account_id,
+        "time": iso_now(),
+        "region": bucket.region_name,
+        "resources": [bucket.arn],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket.name},
+            "object": {
+                "key": key.name,
+                "size": key.size,
+                "etag": key.etag.replace('"', ""),
+                **({"version-id": key.version_id} if bucket.is_versioned else {}),
+                "sequencer": format(next(_sequencer), "018X"),
+            },
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": account_id,
+            "source-ip-address": "127.0.0.1",
+            "reason": _S3_REASONS.get(event_name, "PutObject"),
+        },
+    }
+    for _ in range(max(1, s3_event_copies)):
+        deliver_event(event, account=account_id, region=bucket.region_name)
+
+
+# How many times each S3 event is delivered: >1 shows at-least-once delivery on purpose.
+s3_event_copies = 1
+
+
+def deliver_event(event: dict[str, Any], *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> None:
+    """Route an event through the default bus's rules, matching each rule's pattern."""
+    backend = events_backends[account][region]
+    bus = backend.event_buses.get("default")
+    if bus is None:
+        return
+    # moto keeps an event's time as epoch seconds internally and writes it out as ISO 8601.
+    internal = dict(event)
+    internal["time"] = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    for rule in list(bus.rules.values()):
+        if rule.state == "ENABLED":
+            rule.send_to_targets(dict(internal), transform_input=False)
