@@ -112,6 +112,7 @@ class Provisioner:
         self.template = load_template(root / "template.yaml")
         params = parameter_values(self.template, overrides)
         self.stack = Stack(stack_name, root, params, Resolver(self.template, stack_name, params))
+        self.skipped_statements = 0
 
     @property
     def r(self) -> Resolver:
@@ -192,7 +193,14 @@ class Provisioner:
         self.r.attributes[(logical_id, "DomainName")] = f"{name}.s3.amazonaws.com"
 
     def _bucket_policy(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
-        self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=to_json(props["PolicyDocument"]))
+        # The sandbox speaks plain HTTP on loopback, and moto enforces bucket policies: a TLS-only
+        # statement would refuse every request, so it is the one statement left out here.
+        document = dict(props["PolicyDocument"])
+        document["Statement"] = [s for s in document["Statement"]
+                                 if "aws:SecureTransport" not in json.dumps(s.get("Condition", {}))]
+        self.skipped_statements += len(props["PolicyDocument"]["Statement"]) - len(document["Statement"])
+        if document["Statement"]:
+            self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=to_json(document))
         self.r.refs[logical_id] = props["Bucket"]
 
     def _table(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:

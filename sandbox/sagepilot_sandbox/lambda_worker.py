@@ -1,0 +1,70 @@
+"""One Lambda function in its own process, as the Lambda runtime runs it.
+
+Started by the sandbox with the function's environment (and AWS_ENDPOINT_URL pointing at the
+sandbox), it imports the handler once (the cold start), then answers one invocation per line of
+standard input with one JSON line on the original standard output. Everything the function prints or
+logs goes to standard error, which the sandbox keeps as the function's log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import traceback
+import uuid
+from typing import Any
+
+
+class LambdaContext:
+    def __init__(self, function_name: str, timeout_seconds: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "sandbox"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {"ok": False, "errorType": type(exc).__name__, "errorMessage": str(exc),
+            "stackTrace": traceback.format_exc().splitlines()}
+
+
+def main(argv: list[str]) -> int:
+    function_name, timeout, code_dir, handler_path, *layer_dirs = argv
+    protocol = sys.stdout
+    sys.stdout = sys.stderr
+    for path in [code_dir, *layer_dirs]:
+        sys.path.insert(0, path)
+    module_name, _, function = handler_path.rpartition(".")
+    init_error: dict[str, Any] | None = None
+    try:
+        handler = getattr(importlib.import_module(module_name), function)
+    except Exception as exc:  # noqa: BLE001 - an init failure is reported on every invocation, as Lambda does
+        init_error = _error(exc)
+        print(json.dumps({"initError": init_error}), file=sys.stderr, flush=True)
+    for line in sys.stdin:
+        event = json.loads(line)
+        if init_error is not None:
+            response = init_error
+        else:
+            try:
+                result = handler(event, LambdaContext(function_name, int(timeout)))
+                response = {"ok": True, "result": result}
+            except Exception as exc:  # noqa: BLE001 - a function error is the invocation's result
+                response = _error(exc)
+                print(json.dumps({"functionError": response}), file=sys.stderr, flush=True)
+        protocol.write(json.dumps(response, default=str) + "\n")
+        protocol.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,235 @@
+"""The Lambda service of the sandbox: function processes, event source mappings and async invokes.
+
+- SQS event source mapping: polls the queue, gathers a batch until BatchSize or the batching window,
+  invokes the function with Lambda's SQS event shape, deletes what succeeded and, with
+  ReportBatchItemFailures, makes only the failed messages visible again. The queue's own redrive
+  policy moves a message to its dead-letter queue after maxReceiveCount deliveries.
+- EventBridge rule -> function: the rule's target is a delivery queue (see provision.py); each event
+  is invoked asynchronously with the function's MaximumRetryAttempts and, when they are exhausted,
+  sent to its OnFailure destination in Lambda's destination record shape.
+
+Shortcut, said plainly: a failed message becomes visible again after `retry_delay` seconds instead of
+the queue's visibility timeout, and async retries wait `retry_delay` instead of 1 and 2 minutes, so
+that a scenario does not take half an hour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sagepilot_sandbox.provision import FunctionSpec, RuleDelivery, SqsSource, Stack
+from sagepilot_sandbox.template import ACCOUNT_ID, REGION
+
+Invocation = dict[str, Any]
+
+
+class FunctionProcess:
+    """A warm Lambda execution environment: one process, one invocation at a time."""
+
+    def __init__(self, spec: FunctionSpec, endpoint_url: str, log_dir: Path) -> None:
+        self.spec = spec
+        self._lock = threading.Lock()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(spec.environment)
+        env.update(AWS_ENDPOINT_URL=endpoint_url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, AWS_LAMBDA_FUNCTION_NAME=spec.name,
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512", PYTHONUNBUFFERED="1")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{spec.logical_id}.log"
+        self._log = self.log_path.open("a", encoding="utf-8")
+        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "sagepilot_sandbox.lambda_worker", spec.name, str(spec.timeout),
+             str(spec.code_dir.resolve()), spec.handler, *[str(d.resolve()) for d in spec.layer_dirs]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True,
+        )
+        self.invocations: list[Invocation] = []
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        with self._lock:
+            assert self._proc.stdin and self._proc.stdout
+            started = time.monotonic()
+            self._proc.stdin.write(json.dumps(event) + "\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+            if not line:
+                response: Invocation = {"ok": False, "errorType": "Runtime.ExitError",
+                                        "errorMessage": f"{self.spec.name} exited; see {self.log_path}"}
+            else:
+                response = json.loads(line)
+            response["durationMs"] = round((time.monotonic() - started) * 1000, 1)
+            self.invocations.append(response)
+            return response
+
+    def stop(self) -> None:
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._log.close()
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One record of Lambda's SQS event, built from ReceiveMessage's answer."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {k: v for k, v in message.get("Attributes", {}).items()
+                       if k in ("ApproximateReceiveCount", "SentTimestamp", "SenderId",
+                                "ApproximateFirstReceiveTimestamp")},
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+class _Poller(threading.Thread):
+    def __init__(self, name: str, stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._stop_event = stop
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:  # noqa: BLE001 - keep the sandbox alive, remember what went wrong
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.5)
+
+    def poll_once(self) -> None:
+        raise NotImplementedError
+
+
+class SqsEventSource(_Poller):
+    def __init__(self, sqs: Any, source: SqsSource, function: FunctionProcess, stop: threading.Event,
+                 retry_delay: int, on_batch: Callable[[str, int, Invocation], None]) -> None:
+        super().__init__(f"sqs:{function.spec.logical_id}", stop)
+        self._sqs, self._source, self._function = sqs, source, function
+        self._retry_delay, self._on_batch = retry_delay, on_batch
+
+    def poll_once(self) -> None:
+        batch: list[dict[str, Any]] = []
+        first = 0.0
+        while len(batch) < self._source.batch_size and not self._stop_event.is_set():
+            if batch and time.monotonic() - first >= self._source.batching_window_seconds:
+                break
+            got = self._sqs.receive_message(
+                QueueUrl=self._source.queue_url, MaxNumberOfMessages=min(10, self._source.batch_size - len(batch)),
+                WaitTimeSeconds=1, AttributeNames=["All"], MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if got and not batch:
+                first = time.monotonic()
+            batch += got
+            if not batch:
+                return
+        if not batch:
+            return
+        response = self._function.invoke({"Records": [sqs_record(m, self._source.queue_arn) for m in batch]})
+        failed: set[str] = {m["MessageId"] for m in batch}
+        if response.get("ok"):
+            result = response.get("result") or {}
+            failures = result.get("batchItemFailures", []) if self._source.report_batch_item_failures else []
+            failed = {f["itemIdentifier"] for f in failures}
+        for message in batch:
+            if message["MessageId"] in failed:
+                self._sqs.change_message_visibility(QueueUrl=self._source.queue_url,
+                                                    ReceiptHandle=message["ReceiptHandle"],
+                                                    VisibilityTimeout=self._retry_delay)
+            else:
+                self._sqs.delete_message(QueueUrl=self._source.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        self._on_batch(self._function.spec.logical_id, len(batch), response)
+
+
+class AsyncRuleTarget(_Poller):
+    def __init__(self, sqs: Any, stack: Stack, delivery: RuleDelivery, function: FunctionProcess,
+                 stop: threading.Event, retry_delay: int, on_invoke: Callable[[str, dict[str, Any], Invocation], None]) -> None:
+        super().__init__(f"rule:{delivery.rule_name}", stop)
+        self._sqs, self._stack, self._delivery, self._function = sqs, stack, delivery, function
+        self._retry_delay, self._on_invoke = retry_delay, on_invoke
+
+    def poll_once(self) -> None:
+        messages = self._sqs.receive_message(QueueUrl=self._delivery.delivery_queue_url,
+                                             MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for message in messages:
+            event = json.loads(message["Body"])
+            self._invoke_async(event)
+            self._sqs.delete_message(QueueUrl=self._delivery.delivery_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _invoke_async(self, event: dict[str, Any]) -> None:
+        spec = self._function.spec
+        attempts = 1 + spec.max_async_retries
+        response: Invocation = {}
+        for attempt in range(1, attempts + 1):
+            response = self._function.invoke(event)
+            self._on_invoke(spec.logical_id, event, response)
+            if response.get("ok"):
+                return
+            if attempt < attempts:
+                time.sleep(self._retry_delay)
+        if spec.on_failure_queue_arn:
+            record = {
+                "version": "1.0",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{spec.arn}:$LATEST",
+                                   "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+                "requestPayload": event,
+                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                "responsePayload": {k: response.get(k) for k in ("errorType", "errorMessage")},
+            }
+            self._sqs.send_message(QueueUrl=self._stack.queue_url_for_arn(spec.on_failure_queue_arn),
+                                   MessageBody=json.dumps(record))
+
+
+class LambdaService:
+    """All of the stack's functions, running and wired to their event sources."""
+
+    def __init__(self, stack: Stack, sqs: Any, endpoint_url: str, log_dir: Path, retry_delay: int = 2) -> None:
+        self._stop = threading.Event()
+        self.functions = {fid: FunctionProcess(spec, endpoint_url, log_dir) for fid, spec in stack.functions.items()}
+        self.timeline: list[tuple[float, str, str]] = []
+        self.pollers: list[_Poller] = []
+        for fid, spec in stack.functions.items():
+            for source in spec.sqs_sources:
+                self.pollers.append(SqsEventSource(sqs, source, self.functions[fid], self._stop, retry_delay, self._batch_done))
+            for delivery in spec.rule_deliveries:
+                self.pollers.append(AsyncRuleTarget(sqs, stack, delivery, self.functions[fid], self._stop,
+                                                    retry_delay, self._invoked))
+
+    def start(self) -> None:
+        for poller in self.pollers:
+            poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for poller in self.pollers:
+            poller.join(timeout=5)
+        for function in self.functions.values():
+            function.stop()
+
+    def _batch_done(self, function_id: str, size: int, response: Invocation) -> None:
+        self.timeline.append((time.time(), function_id, f"batch of {size} -> {_summary(response)}"))
+
+    def _invoked(self, function_id: str, event: dict[str, Any], response: Invocation) -> None:
+        detail = event.get("detail", {})
+        what = detail.get("TransformJobName") or event.get("detail-type", "")
+        self.timeline.append((time.time(), function_id, f"{what} -> {_summary(response)}"))
+
+
+def _summary(response: Invocation) -> str:
+    if not response.get("ok"):
+        return f"ERROR {response.get('errorType')}: {response.get('errorMessage')}"
+    return json.dumps(response.get("result"), default=str)[:300]
