@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ class Sandbox:
         faithful.s3_event_copies = self.s3_event_copies
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
+        # The embedded AWS lives in this process: start from an empty account every time.
+        urllib.request.urlopen(  # noqa: S310 - our own loopback server
+            urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"), timeout=10).close()
         self.stack = provision(self.root, self.client, overrides=self.overrides)
         self.simulator.attach()
         self.lambdas = LambdaService(self.stack, self.client("sqs"), self.endpoint_url, self.log_dir, self.retry_delay)

@@ -1,0 +1,117 @@
+"""Whole scenarios through the running sandbox, driven as a user would: the aws CLI and boto3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagepilot_sandbox.server import Sandbox
+
+pytestmark = pytest.mark.e2e
+AWS_CLI = str(Path(sys.executable).with_name("aws"))
+
+
+def aws(sandbox: Sandbox, *args: str) -> Any:
+    """Run the real aws CLI against the sandbox; JSON answers are parsed, others returned as text."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    done = subprocess.run([AWS_CLI, "--endpoint-url", sandbox.endpoint_url, "--output", "json", *args],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    if args[0] == "s3":
+        return done.stdout
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def approve_model(sandbox: Sandbox, group: str) -> None:
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", group)
+    spec = {"Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1",
+                            "ModelDataUrl": f"s3://{bucket}/models/{group}/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}
+    aws(sandbox, "sagemaker", "create-model-package", "--model-package-group-name", group,
+        "--model-approval-status", "Approved", "--inference-specification", json.dumps(spec))
+
+
+def read_json(sandbox: Sandbox, key: str) -> Any:
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    return json.loads(sandbox.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def jobs_of(sandbox: Sandbox, group: str) -> list[dict[str, Any]]:
+    listed = aws(sandbox, "sagemaker", "list-transform-jobs", "--max-results", "100")["TransformJobSummaries"]
+    return [j for j in listed if j["TransformJobName"].startswith(f"sagepilot-{group}-")]
+
+
+def test_aws_cli_upload_starts_a_transform_job_and_leaves_a_report(sandbox: Sandbox, tmp_path: Path) -> None:
+    approve_model(sandbox, "cli")
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    data = tmp_path / "customers.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    uploaded = aws(sandbox, "s3", "cp", str(data), f"s3://{bucket}/incoming/cli/2026-11/customers.csv")
+    assert "upload:" in uploaded
+
+    jobs = sandbox.wait_for(lambda: jobs_of(sandbox, "cli"), timeout=30)
+    assert len(jobs) == 1
+    job = aws(sandbox, "sagemaker", "describe-transform-job", "--transform-job-name", jobs[0]["TransformJobName"])
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "ManifestFile"
+    assert job["TransformOutput"]["S3OutputPath"] == f"s3://{bucket}/predictions/cli/"
+
+    report_key = "predictions/cli/2026-11/customers.csv.report.json"
+    sandbox.wait_for(lambda: report_key in _keys(sandbox, "predictions/cli/"), timeout=30)
+    report = read_json(sandbox, report_key)
+    assert report["status"] == "Completed"
+    assert report["transformJobName"] == jobs[0]["TransformJobName"]
+    assert report["input"]["key"] == "incoming/cli/2026-11/customers.csv"
+    assert report["modelPackageVersion"] == 1
+
+
+def test_a_transient_sagemaker_failure_is_retried_once_and_then_completes(sandbox: Sandbox) -> None:
+    approve_model(sandbox, "flaky")
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    sandbox.simulator.fail_next("InternalServerError: We encountered an internal error. Please try again.",
+                                name_contains="sagepilot-flaky-")
+    sandbox.client("s3").put_object(Bucket=bucket, Key="incoming/flaky/x.csv", Body=b"1,2\n")
+
+    report_key = "predictions/flaky/x.csv.report.json"
+    sandbox.wait_for(lambda: report_key in _keys(sandbox, "predictions/flaky/"), timeout=40)
+    report = read_json(sandbox, report_key)
+    assert report["status"] == "Completed"
+    assert report["attempts"] == 2
+    assert report["transformJobName"].endswith("-r1")
+    names = sorted(j["TransformJobName"] for j in jobs_of(sandbox, "flaky"))
+    assert len(names) == 2 and names[1] == names[0] + "-r1"
+
+
+def test_a_file_for_a_group_without_an_approved_model_is_rejected_in_place(sandbox: Sandbox) -> None:
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "pending")
+    key = "incoming/pending/2026-11/a b+c.csv"
+    sandbox.client("s3").put_object(Bucket=bucket, Key=key, Body=b"1\n")
+
+    rejected = "rejected/pending/2026-11/a b+c.csv.json"
+    sandbox.wait_for(lambda: rejected in _keys(sandbox, "rejected/pending/"), timeout=30)
+    report = read_json(sandbox, rejected)
+    assert report["code"] == "NO_APPROVED_MODEL"
+    assert report["input"]["key"] == key
+    assert key in _keys(sandbox, "incoming/pending/")
+    assert jobs_of(sandbox, "pending") == []
+
+
+def test_the_demo_scenario_passes_its_own_checks() -> None:
+    from sagepilot_sandbox.demo import run_demo
+
+    assert run_demo() == 0
+
+
+def _keys(sandbox: Sandbox, prefix: str) -> list[str]:
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    listed = sandbox.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for o in listed.get("Contents", [])]
