@@ -29,5 +29,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.error("dropping a malformed event", extra={"error": str(exc), "id": event.get("id")})
         return {"action": "ignored", "detail": str(exc)}
     outcome = service.handle(change)
-    logger.info("transform job handled", extra={"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail})
+    logger.info(
+        "transform job handled", extra={"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail}
+    )
     return {"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail}

@@ -25,8 +25,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = service.handle(queued_messages(event))
     logger.info(
         "batch processed",
-        extra={"jobsStarted": outcome.jobs_started, "jobsExisting": outcome.jobs_existing,
-               "rejected": len(outcome.rejected), "ignored": outcome.ignored,
-               "retrying": len(outcome.failed_message_ids)},
+        extra={
+            "jobsStarted": outcome.jobs_started,
+            "jobsExisting": outcome.jobs_existing,
+            "rejected": len(outcome.rejected),
+            "ignored": outcome.ignored,
+            "retrying": len(outcome.failed_message_ids),
+        },
     )
     return {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]}

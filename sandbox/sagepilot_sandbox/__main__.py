@@ -16,7 +16,8 @@ def serve(port: int, copies: int) -> int:
     print(f"sandbox: embedded AWS on {sandbox.endpoint_url}, stack {stack.name}")
     for name, value in stack.outputs.items():
         print(f"  {name:28} {value}")
-    print(f"""
+    print(
+        f"""
 Try it (in another shell):
   export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
   aws --endpoint-url {sandbox.endpoint_url} sagemaker create-model-package-group --model-package-group-name churn
@@ -27,7 +28,9 @@ Try it (in another shell):
   aws --endpoint-url {sandbox.endpoint_url} sagemaker list-transform-jobs
   aws --endpoint-url {sandbox.endpoint_url} s3 ls --recursive s3://{bucket}/
 
-Function logs: {sandbox.log_dir}   Ctrl-C stops the sandbox.""", flush=True)
+Function logs: {sandbox.log_dir}   Ctrl-C stops the sandbox.""",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(1)
@@ -43,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="start the sandbox and keep it running")
     serve_p.add_argument("--port", type=int, default=4566)
-    serve_p.add_argument("--duplicate-events", type=int, default=1, metavar="N",
-                         help="deliver every S3 event N times, to watch idempotency at work")
+    serve_p.add_argument(
+        "--duplicate-events",
+        type=int,
+        default=1,
+        metavar="N",
+        help="deliver every S3 event N times, to watch idempotency at work",
+    )
     demo_p = sub.add_parser("demo", help="run the main scenario and check its outcome")
     demo_p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)

@@ -68,7 +68,8 @@ def run_demo(port: int = 0) -> int:
         sm.create_model_package_group(ModelPackageGroupName=GROUP, ModelPackageGroupDescription="churn classifier")
         for status in ("Approved", "PendingManualApproval"):
             sm.create_model_package(
-                ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
+                ModelPackageGroupName=GROUP,
+                ModelApprovalStatus=status,
                 InferenceSpecification={
                     "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/models/churn/model.tar.gz"}],
                     "SupportedContentTypes": ["text/csv", "application/jsonlines"],
@@ -85,29 +86,53 @@ def run_demo(port: int = 0) -> int:
             n.say(f"   put s3://{bucket}/{key}   (bad)")
 
         n.say("3. the intake gathers the burst for the batching window, then plans and starts jobs")
-        jobs = sandbox.wait_for(lambda: [j for j in sm.list_transform_jobs()["TransformJobSummaries"]
-                                         if j["TransformJobName"].startswith("sagepilot-")
-                                         and len(sandbox.simulator.finished) >= 2] or None, timeout=60)
+        jobs = sandbox.wait_for(
+            lambda: (
+                [
+                    j
+                    for j in sm.list_transform_jobs()["TransformJobSummaries"]
+                    if j["TransformJobName"].startswith("sagepilot-") and len(sandbox.simulator.finished) >= 2
+                ]
+                or None
+            ),
+            timeout=60,
+        )
         for summary in sorted(jobs, key=lambda j: j["TransformJobName"]):
             job = sm.describe_transform_job(TransformJobName=summary["TransformJobName"])
             manifest_uri = job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
             manifest = _json(s3, bucket, manifest_uri.split("/", 3)[3])
-            n.say(f"   job {job['TransformJobName']}: model {job['ModelName']}, "
-                  f"{job['TransformInput']['ContentType']} ({job['TransformInput']['CompressionType']}), "
-                  f"{job['TransformResources']['InstanceCount']} x {job['TransformResources']['InstanceType']}")
+            n.say(
+                f"   job {job['TransformJobName']}: model {job['ModelName']}, "
+                f"{job['TransformInput']['ContentType']} ({job['TransformInput']['CompressionType']}), "
+                f"{job['TransformResources']['InstanceCount']} x {job['TransformResources']['InstanceType']}"
+            )
             n.say(f"       manifest {manifest_uri}: {manifest[1:]}")
-        n.check("3 good files -> 2 jobs (CSV and gzipped JSON Lines), despite every event arriving twice", len(jobs) == 2)
+        n.check(
+            "3 good files -> 2 jobs (CSV and gzipped JSON Lines), despite every event arriving twice", len(jobs) == 2
+        )
 
-        n.say("4. SageMaker runs the jobs (simulated: state changes and events only, predictions are NOT "
-              "computed locally yet) and the completion function writes reports")
-        reports = sandbox.wait_for(lambda: [k for k in _keys(s3, bucket, "predictions/") if k.endswith(".report.json")]
-                                   if len(_keys(s3, bucket, "predictions/")) >= 3 else None, timeout=60)
+        n.say(
+            "4. SageMaker runs the jobs (simulated: state changes and events only, predictions are NOT "
+            "computed locally yet) and the completion function writes reports"
+        )
+        reports = sandbox.wait_for(
+            lambda: (
+                [k for k in _keys(s3, bucket, "predictions/") if k.endswith(".report.json")]
+                if len(_keys(s3, bucket, "predictions/")) >= 3
+                else None
+            ),
+            timeout=60,
+        )
         for key in reports:
             report = _json(s3, bucket, key)
-            n.say(f"   {key}: {report['status']}, job {report['transformJobName']}, "
-                  f"model package v{report['modelPackageVersion']}, predictions -> {report['predictions']}")
-        n.check("a report for each good file, naming model package version 1 (the Approved one)",
-                len(reports) == 3 and all(_json(s3, bucket, k)["modelPackageVersion"] == 1 for k in reports))
+            n.say(
+                f"   {key}: {report['status']}, job {report['transformJobName']}, "
+                f"model package v{report['modelPackageVersion']}, predictions -> {report['predictions']}"
+            )
+        n.check(
+            "a report for each good file, naming model package version 1 (the Approved one)",
+            len(reports) == 3 and all(_json(s3, bucket, k)["modelPackageVersion"] == 1 for k in reports),
+        )
 
         n.say("5. the bad files stay where they are, with a reason beside them")
         rejected = sandbox.wait_for(lambda: (r := _keys(s3, bucket, "rejected/")) and len(r) >= 3 and r, timeout=30)
@@ -115,8 +140,10 @@ def run_demo(port: int = 0) -> int:
             report = _json(s3, bucket, key)
             n.say(f"   {key}: {report['code']}: {report['reason']}")
         codes = {_json(s3, bucket, k)["input"]["key"]: _json(s3, bucket, k)["code"] for k in rejected}
-        n.check("each bad file has its rejection report with the right code",
-                codes == {key: code for key, (_, code) in BAD.items()})
+        n.check(
+            "each bad file has its rejection report with the right code",
+            codes == {key: code for key, (_, code) in BAD.items()},
+        )
         n.check("the bad files are still in incoming/", all(k in _keys(s3, bucket, "incoming/") for k in BAD))
 
         n.say(f"6. a job that SageMaker fails: drop {FAILING!r}; SageMaker will say {SAGEMAKER_FAILURE!r}")
@@ -126,14 +153,16 @@ def run_demo(port: int = 0) -> int:
         sandbox.wait_for(lambda: failed_key in _keys(s3, bucket, "rejected/churn/2026-12/"), timeout=60)
         report = _json(s3, bucket, failed_key)
         n.say(f"   {failed_key}: {report['code']}: {report['reason']}")
-        n.check("the failed job's input has a JOB_FAILED report with SageMaker's reason",
-                report["code"] == "JOB_FAILED" and SAGEMAKER_FAILURE in report["reason"])
+        n.check(
+            "the failed job's input has a JOB_FAILED report with SageMaker's reason",
+            report["code"] == "JOB_FAILED" and SAGEMAKER_FAILURE in report["reason"],
+        )
 
         all_jobs = sm.list_transform_jobs()["TransformJobSummaries"]
         n.check("no file in two jobs: 3 jobs in all for 4 good drops delivered twice each", len(all_jobs) == 3)
         assert sandbox.lambdas is not None
         n.say("what the functions did (one line per invocation):")
-        for at, function, what in sandbox.lambdas.timeline:
+        for _, function, what in sandbox.lambdas.timeline:
             n.say(f"   {function}: {what[:150]}")
         n.say(f"function logs are in {sandbox.log_dir}")
 

@@ -20,7 +20,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.events.models import events_backends
@@ -47,7 +47,7 @@ _S3_REASONS = {
 
 
 def iso_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _epoch_millis(value: Any) -> int | None:
@@ -75,7 +75,7 @@ def install() -> None:
 
 # SageMaker ------------------------------------------------------------------------------------------
 def _patch_sagemaker() -> None:
-    backend_cls = sm_models.SageMakerModelBackend
+    backend_cls: Any = sm_models.SageMakerModelBackend
     original_create_model = backend_cls.create_model
     original_create_job = backend_cls.create_transform_job
 
@@ -93,8 +93,8 @@ def _patch_sagemaker() -> None:
                 f"name already exists ({arn})"
             )
         if model_name not in self._models:
-            raise ValidationError(message=f"Could not find model \"{model_name}\".")
-        job = original_create_job(self, transform_job_name, model_name, *args, **kwargs)
+            raise ValidationError(message=f'Could not find model "{model_name}".')
+        job: Any = original_create_job(self, transform_job_name, model_name, *args, **kwargs)
         job.transform_job_status = "InProgress"
         job.transform_start_time = None
         job.transform_end_time = None
@@ -111,11 +111,16 @@ def sagemaker_backend(account: str = DEFAULT_ACCOUNT, region: str = "us-east-1")
 
 
 def finish_transform_job(
-    name: str, status: str, failure_reason: str = "", *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1",
+    name: str,
+    status: str,
+    failure_reason: str = "",
+    *,
+    account: str = DEFAULT_ACCOUNT,
+    region: str = "us-east-1",
 ) -> dict[str, Any]:
     """Move a transform job to `status` as SageMaker would; return the state-change event it emits."""
     job = sagemaker_backend(account, region).transform_jobs[name]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if job.transform_start_time is None:
         job.transform_start_time = now
     job.transform_job_status = status
@@ -169,7 +174,7 @@ def check_transform_inputs(name: str, *, account: str = DEFAULT_ACCOUNT, region:
     bucket_name, _, key = uri[len("s3://") :].partition("/")
     s3 = s3_backends[account]["global"]
     try:
-        manifest = json.loads(s3.get_object(bucket_name, key).value)
+        manifest = json.loads(s3.get_object(bucket_name, key).value)  # type: ignore[union-attr]
     except Exception as exc:  # noqa: BLE001 - any failure to read is the job's ClientError
         return f"ClientError: Failed to read the manifest file {uri}: {type(exc).__name__}"
     prefix = manifest[0]["prefix"]
@@ -228,7 +233,7 @@ def deliver_event(event: dict[str, Any], *, account: str = DEFAULT_ACCOUNT, regi
         return
     # moto keeps an event's time as epoch seconds internally and writes it out as ISO 8601.
     internal = dict(event)
-    internal["time"] = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    internal["time"] = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     for rule in list(bus.rules.values()):
         if rule.state == "ENABLED":
-            rule.send_to_targets(dict(internal), transform_input=False)
+            rule.send_to_targets(dict(internal), transform_input=False)  # type: ignore[arg-type]

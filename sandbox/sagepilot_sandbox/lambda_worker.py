@@ -33,8 +33,12 @@ class LambdaContext:
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    return {"ok": False, "errorType": type(exc).__name__, "errorMessage": str(exc),
-            "stackTrace": traceback.format_exc().splitlines()}
+    return {
+        "ok": False,
+        "errorType": type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_exc().splitlines(),
+    }
 
 
 def main(argv: list[str]) -> int:

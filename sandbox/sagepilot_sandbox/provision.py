@@ -113,6 +113,7 @@ class Provisioner:
         params = parameter_values(self.template, overrides)
         self.stack = Stack(stack_name, root, params, Resolver(self.template, stack_name, params))
         self.skipped_statements = 0
+        self._layer_dirs: dict[str, Path] = {}
 
     @property
     def r(self) -> Resolver:
@@ -176,9 +177,13 @@ class Provisioner:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         if "BucketEncryption" in props:
             # CloudFormation spells the API's ApplyServerSideEncryptionByDefault without "Apply".
-            rules = [{("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
-                      for k, v in rule.items()}
-                     for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]]
+            rules = [
+                {
+                    ("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
+                    for k, v in rule.items()
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "PublicAccessBlockConfiguration" in props:
             s3.put_public_access_block(
@@ -196,8 +201,9 @@ class Provisioner:
         # The sandbox speaks plain HTTP on loopback, and moto enforces bucket policies: a TLS-only
         # statement would refuse every request, so it is the one statement left out here.
         document = dict(props["PolicyDocument"])
-        document["Statement"] = [s for s in document["Statement"]
-                                 if "aws:SecureTransport" not in json.dumps(s.get("Condition", {}))]
+        document["Statement"] = [
+            s for s in document["Statement"] if "aws:SecureTransport" not in json.dumps(s.get("Condition", {}))
+        ]
         self.skipped_statements += len(props["PolicyDocument"]["Statement"]) - len(document["Statement"])
         if document["Statement"]:
             self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=to_json(document))
@@ -206,8 +212,11 @@ class Provisioner:
     def _table(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = self._physical(logical_id, 255)
         ddb = self.client("dynamodb")
-        request = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode",
-                                         "GlobalSecondaryIndexes") if k in props}
+        request: dict[str, Any] = {
+            k: props[k]
+            for k in ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")
+            if k in props
+        }
         if "SSESpecification" in props:  # CloudFormation's SSEEnabled is the API's Enabled
             request["SSESpecification"] = {"Enabled": bool(props["SSESpecification"].get("SSEEnabled"))}
         table = ddb.create_table(TableName=name, **request)["TableDescription"]
@@ -227,8 +236,11 @@ class Provisioner:
 
     def _queue(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = props.get("QueueName") or self._physical(logical_id, 80)
-        attributes = {k: (to_json(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v))
-                      for k, v in props.items() if k != "QueueName" and k != "Tags"}
+        attributes = {
+            k: (to_json(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in props.items()
+            if k != "QueueName" and k != "Tags"
+        }
         sqs = self.client("sqs")
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         self.r.refs[logical_id] = url
@@ -238,14 +250,20 @@ class Provisioner:
 
     def _queue_policy(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         for url in props["Queues"]:
-            self.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": to_json(props["PolicyDocument"])})
+            self.client("sqs").set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": to_json(props["PolicyDocument"])}
+            )
         self.r.refs[logical_id] = logical_id
 
     def _rule(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = props.get("Name") or self._physical(logical_id)
         events = self.client("events")
-        arn = events.put_rule(Name=name, EventPattern=to_json(props["EventPattern"]),
-                              State=props.get("State", "ENABLED"), Description=props.get("Description", ""))["RuleArn"]
+        arn = events.put_rule(
+            Name=name,
+            EventPattern=to_json(props["EventPattern"]),
+            State=props.get("State", "ENABLED"),
+            Description=props.get("Description", ""),
+        )["RuleArn"]
         if props.get("Targets"):
             events.put_targets(Rule=name, Targets=props["Targets"])
         self.r.refs[logical_id] = name
@@ -254,11 +272,15 @@ class Provisioner:
     def _role(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = props.get("RoleName") or self._physical(logical_id)
         iam = self.client("iam")
-        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=to_json(props["AssumeRolePolicyDocument"]),
-                              Description=props.get("Description", ""))["Role"]["Arn"]
+        arn = iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=to_json(props["AssumeRolePolicyDocument"]),
+            Description=props.get("Description", ""),
+        )["Role"]["Arn"]
         for policy in props.get("Policies", []):
-            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"],
-                                PolicyDocument=to_json(policy["PolicyDocument"]))
+            iam.put_role_policy(
+                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=to_json(policy["PolicyDocument"])
+            )
         self.r.refs[logical_id] = name
         self.r.attributes[(logical_id, "Arn")] = arn
 
@@ -275,8 +297,6 @@ class Provisioner:
         self.r.refs[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{self._physical(logical_id)}:1"
         self._layer_dirs[self.r.refs[logical_id]] = self.root / props["ContentUri"]
 
-    _layer_dirs: dict[str, Path] = {}
-
     def _function(self, logical_id: str, raw: dict[str, Any], _: dict[str, Any]) -> None:
         name = raw.get("FunctionName") or self._physical(logical_id)
         arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
@@ -285,8 +305,11 @@ class Provisioner:
         # Rules SAM creates for EventBridgeRule events exist before the environment is resolved.
         events = raw.get("Events", {})
         spec = FunctionSpec(
-            logical_id=logical_id, name=name, arn=arn,
-            code_dir=self.root / raw["CodeUri"], handler=raw["Handler"],
+            logical_id=logical_id,
+            name=name,
+            arn=arn,
+            code_dir=self.root / raw["CodeUri"],
+            handler=raw["Handler"],
             timeout=int(self.r.resolve(raw.get("Timeout", 3))),
             environment={},
             layer_dirs=[self._layer_dirs[a] for a in self.r.resolve(raw.get("Layers", [])) if a in self._layer_dirs],
@@ -294,12 +317,15 @@ class Provisioner:
         for event_name, event in events.items():
             props = self.r.resolve(event.get("Properties", {}))
             if event["Type"] == "SQS":
-                spec.sqs_sources.append(SqsSource(
-                    queue_url=self.stack.queue_url_for_arn(props["Queue"]), queue_arn=props["Queue"],
-                    batch_size=int(props.get("BatchSize", 10)),
-                    batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                    report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-                ))
+                spec.sqs_sources.append(
+                    SqsSource(
+                        queue_url=self.stack.queue_url_for_arn(props["Queue"]),
+                        queue_arn=props["Queue"],
+                        batch_size=int(props.get("BatchSize", 10)),
+                        batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                        report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                    )
+                )
             elif event["Type"] == "EventBridgeRule":
                 spec.rule_deliveries.append(self._rule_to_function(logical_id, event_name, props))
             else:
@@ -309,7 +335,9 @@ class Provisioner:
         on_failure = invoke.get("DestinationConfig", {}).get("OnFailure", {})
         if on_failure.get("Type") == "SQS":
             spec.on_failure_queue_arn = on_failure["Destination"]
-        spec.environment = {k: str(v) for k, v in self.r.resolve(raw.get("Environment", {})).get("Variables", {}).items()}
+        spec.environment = {
+            k: str(v) for k, v in self.r.resolve(raw.get("Environment", {})).get("Variables", {}).items()
+        }
         self.stack.functions[logical_id] = spec
 
     def _rule_to_function(self, function_id: str, event_name: str, props: dict[str, Any]) -> RuleDelivery:
@@ -320,17 +348,23 @@ class Provisioner:
         url = sqs.create_queue(QueueName=delivery)["QueueUrl"]
         events = self.client("events")
         arn = events.put_rule(Name=rule_name, EventPattern=to_json(props["Pattern"]), State="ENABLED")["RuleArn"]
-        events.put_targets(Rule=rule_name, Targets=[{"Id": "function", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{delivery}"}])
+        events.put_targets(
+            Rule=rule_name, Targets=[{"Id": "function", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{delivery}"}]
+        )
         self.r.refs[rule_id] = rule_name
         self.r.attributes[(rule_id, "Arn")] = arn
         return RuleDelivery(rule_name, url, props.get("DeadLetterConfig", {}).get("Arn"))
 
 
-def provision(root: Path, client: ClientFactory, *, stack_name: str = "sagepilot-sandbox",
-              overrides: Mapping[str, str] | None = None) -> Stack:
+def provision(
+    root: Path,
+    client: ClientFactory,
+    *,
+    stack_name: str = "sagepilot-sandbox",
+    overrides: Mapping[str, str] | None = None,
+) -> Stack:
     """Create every resource of root/template.yaml and return the stack's description."""
     provisioner = Provisioner(root, client, stack_name, overrides or {})
-    provisioner._layer_dirs = {}
     return provisioner.provision()
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepilot_sandbox.provision import FunctionSpec, RuleDelivery, SqsSource, Stack
-from sagepilot_sandbox.template import ACCOUNT_ID, REGION
+from sagepilot_sandbox.template import REGION
 
 Invocation = dict[str, Any]
 
@@ -40,16 +40,35 @@ class FunctionProcess:
         self._lock = threading.Lock()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(spec.environment)
-        env.update(AWS_ENDPOINT_URL=endpoint_url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, AWS_LAMBDA_FUNCTION_NAME=spec.name,
-                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512", PYTHONUNBUFFERED="1")
+        env.update(
+            AWS_ENDPOINT_URL=endpoint_url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - the sandbox accepts any key
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+            AWS_LAMBDA_FUNCTION_NAME=spec.name,
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+            PYTHONUNBUFFERED="1",
+        )
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{spec.logical_id}.log"
         self._log = self.log_path.open("a", encoding="utf-8")
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "sagepilot_sandbox.lambda_worker", spec.name, str(spec.timeout),
-             str(spec.code_dir.resolve()), spec.handler, *[str(d.resolve()) for d in spec.layer_dirs]],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True,
+            [
+                sys.executable,
+                "-m",
+                "sagepilot_sandbox.lambda_worker",
+                spec.name,
+                str(spec.timeout),
+                str(spec.code_dir.resolve()),
+                spec.handler,
+                *[str(d.resolve()) for d in spec.layer_dirs],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            text=True,
         )
         self.invocations: list[Invocation] = []
 
@@ -61,8 +80,11 @@ class FunctionProcess:
             self._proc.stdin.flush()
             line = self._proc.stdout.readline()
             if not line:
-                response: Invocation = {"ok": False, "errorType": "Runtime.ExitError",
-                                        "errorMessage": f"{self.spec.name} exited; see {self.log_path}"}
+                response: Invocation = {
+                    "ok": False,
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"{self.spec.name} exited; see {self.log_path}",
+                }
             else:
                 response = json.loads(line)
             response["durationMs"] = round((time.monotonic() - started) * 1000, 1)
@@ -85,9 +107,11 @@ def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
-        "attributes": {k: v for k, v in message.get("Attributes", {}).items()
-                       if k in ("ApproximateReceiveCount", "SentTimestamp", "SenderId",
-                                "ApproximateFirstReceiveTimestamp")},
+        "attributes": {
+            k: v
+            for k, v in message.get("Attributes", {}).items()
+            if k in ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp")
+        },
         "messageAttributes": message.get("MessageAttributes", {}),
         "md5OfBody": message["MD5OfBody"],
         "eventSource": "aws:sqs",
@@ -115,8 +139,15 @@ class _Poller(threading.Thread):
 
 
 class SqsEventSource(_Poller):
-    def __init__(self, sqs: Any, source: SqsSource, function: FunctionProcess, stop: threading.Event,
-                 retry_delay: int, on_batch: Callable[[str, int, Invocation], None]) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        source: SqsSource,
+        function: FunctionProcess,
+        stop: threading.Event,
+        retry_delay: int,
+        on_batch: Callable[[str, int, Invocation], None],
+    ) -> None:
         super().__init__(f"sqs:{function.spec.logical_id}", stop)
         self._sqs, self._source, self._function = sqs, source, function
         self._retry_delay, self._on_batch = retry_delay, on_batch
@@ -128,8 +159,11 @@ class SqsEventSource(_Poller):
             if batch and time.monotonic() - first >= self._source.batching_window_seconds:
                 break
             got = self._sqs.receive_message(
-                QueueUrl=self._source.queue_url, MaxNumberOfMessages=min(10, self._source.batch_size - len(batch)),
-                WaitTimeSeconds=1, AttributeNames=["All"], MessageAttributeNames=["All"],
+                QueueUrl=self._source.queue_url,
+                MaxNumberOfMessages=min(10, self._source.batch_size - len(batch)),
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             if got and not batch:
                 first = time.monotonic()
@@ -146,24 +180,35 @@ class SqsEventSource(_Poller):
             failed = {f["itemIdentifier"] for f in failures}
         for message in batch:
             if message["MessageId"] in failed:
-                self._sqs.change_message_visibility(QueueUrl=self._source.queue_url,
-                                                    ReceiptHandle=message["ReceiptHandle"],
-                                                    VisibilityTimeout=self._retry_delay)
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._source.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self._retry_delay,
+                )
             else:
                 self._sqs.delete_message(QueueUrl=self._source.queue_url, ReceiptHandle=message["ReceiptHandle"])
         self._on_batch(self._function.spec.logical_id, len(batch), response)
 
 
 class AsyncRuleTarget(_Poller):
-    def __init__(self, sqs: Any, stack: Stack, delivery: RuleDelivery, function: FunctionProcess,
-                 stop: threading.Event, retry_delay: int, on_invoke: Callable[[str, dict[str, Any], Invocation], None]) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        stack: Stack,
+        delivery: RuleDelivery,
+        function: FunctionProcess,
+        stop: threading.Event,
+        retry_delay: int,
+        on_invoke: Callable[[str, dict[str, Any], Invocation], None],
+    ) -> None:
         super().__init__(f"rule:{delivery.rule_name}", stop)
         self._sqs, self._stack, self._delivery, self._function = sqs, stack, delivery, function
         self._retry_delay, self._on_invoke = retry_delay, on_invoke
 
     def poll_once(self) -> None:
-        messages = self._sqs.receive_message(QueueUrl=self._delivery.delivery_queue_url,
-                                             MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        messages = self._sqs.receive_message(
+            QueueUrl=self._delivery.delivery_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
         for message in messages:
             event = json.loads(message["Body"])
             self._invoke_async(event)
@@ -184,14 +229,19 @@ class AsyncRuleTarget(_Poller):
             record = {
                 "version": "1.0",
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{spec.arn}:$LATEST",
-                                   "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+                "requestContext": {
+                    "requestId": str(uuid.uuid4()),
+                    "functionArn": f"{spec.arn}:$LATEST",
+                    "condition": "RetriesExhausted",
+                    "approximateInvokeCount": attempts,
+                },
                 "requestPayload": event,
                 "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
                 "responsePayload": {k: response.get(k) for k in ("errorType", "errorMessage")},
             }
-            self._sqs.send_message(QueueUrl=self._stack.queue_url_for_arn(spec.on_failure_queue_arn),
-                                   MessageBody=json.dumps(record))
+            self._sqs.send_message(
+                QueueUrl=self._stack.queue_url_for_arn(spec.on_failure_queue_arn), MessageBody=json.dumps(record)
+            )
 
 
 class LambdaService:
@@ -204,10 +254,13 @@ class LambdaService:
         self.pollers: list[_Poller] = []
         for fid, spec in stack.functions.items():
             for source in spec.sqs_sources:
-                self.pollers.append(SqsEventSource(sqs, source, self.functions[fid], self._stop, retry_delay, self._batch_done))
+                self.pollers.append(
+                    SqsEventSource(sqs, source, self.functions[fid], self._stop, retry_delay, self._batch_done)
+                )
             for delivery in spec.rule_deliveries:
-                self.pollers.append(AsyncRuleTarget(sqs, stack, delivery, self.functions[fid], self._stop,
-                                                    retry_delay, self._invoked))
+                self.pollers.append(
+                    AsyncRuleTarget(sqs, stack, delivery, self.functions[fid], self._stop, retry_delay, self._invoked)
+                )
 
     def start(self) -> None:
         for poller in self.pollers:

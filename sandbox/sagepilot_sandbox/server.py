@@ -32,9 +32,17 @@ def free_port() -> int:
 
 
 class Sandbox:
-    def __init__(self, *, port: int = 4566, root: Path = ROOT, overrides: Mapping[str, str] | None = None,
-                 run_seconds: float = 2.0, retry_delay: int = 2, log_dir: Path | None = None,
-                 s3_event_copies: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 4566,
+        root: Path = ROOT,
+        overrides: Mapping[str, str] | None = None,
+        run_seconds: float = 2.0,
+        retry_delay: int = 2,
+        log_dir: Path | None = None,
+        s3_event_copies: int = 1,
+    ) -> None:
         self.port = port
         self.root = root
         self.endpoint_url = f"http://127.0.0.1:{port}"
@@ -48,9 +56,12 @@ class Sandbox:
         self.lambdas: LambdaService | None = None
 
     def client(self, service: str) -> Any:
-        return boto3.client(  # type: ignore[call-overload]
-            service, endpoint_url=self.endpoint_url, region_name=REGION,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - the sandbox accepts any key
             config=Config(retries={"mode": "standard", "max_attempts": 3}),
         )
 
@@ -62,8 +73,8 @@ class Sandbox:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         # The embedded AWS lives in this process: start from an empty account every time.
-        urllib.request.urlopen(  # noqa: S310 - our own loopback server
-            urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"), timeout=10).close()
+        reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - our own loopback server
         self.stack = provision(self.root, self.client, overrides=self.overrides)
         self.simulator.attach()
         self.lambdas = LambdaService(self.stack, self.client("sqs"), self.endpoint_url, self.log_dir, self.retry_delay)

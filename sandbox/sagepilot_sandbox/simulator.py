@@ -37,8 +37,9 @@ class SageMakerSimulator:
         threading.Timer(self.run_seconds, self._finish, args=(account, region, name)).start()
 
     def _emit(self, account: str, region: str, name: str) -> None:
-        faithful.deliver_event(faithful.transform_job_event(name, account=account, region=region),
-                               account=account, region=region)
+        faithful.deliver_event(
+            faithful.transform_job_event(name, account=account, region=region), account=account, region=region
+        )
 
     def _injected(self, name: str) -> str | None:
         with self._lock:

@@ -11,8 +11,7 @@ from sagepilot_sandbox.server import Sandbox, free_port
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    running = Sandbox(port=free_port(), run_seconds=1.0, retry_delay=1,
-                      log_dir=tmp_path_factory.mktemp("lambda-logs"))
+    running = Sandbox(port=free_port(), run_seconds=1.0, retry_delay=1, log_dir=tmp_path_factory.mktemp("lambda-logs"))
     running.start()
     try:
         yield running

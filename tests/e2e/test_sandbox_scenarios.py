@@ -19,11 +19,21 @@ AWS_CLI = str(Path(sys.executable).with_name("aws"))
 
 def aws(sandbox: Sandbox, *args: str) -> Any:
     """Run the real aws CLI against the sandbox; JSON answers are parsed, others returned as text."""
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     env.pop("AWS_ENDPOINT_URL", None)
-    done = subprocess.run([AWS_CLI, "--endpoint-url", sandbox.endpoint_url, "--output", "json", *args],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [AWS_CLI, "--endpoint-url", sandbox.endpoint_url, "--output", "json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     if args[0] == "s3":
         return done.stdout
@@ -33,11 +43,27 @@ def aws(sandbox: Sandbox, *args: str) -> Any:
 def approve_model(sandbox: Sandbox, group: str) -> None:
     bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
     aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", group)
-    spec = {"Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1",
-                            "ModelDataUrl": f"s3://{bucket}/models/{group}/model.tar.gz"}],
-            "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}
-    aws(sandbox, "sagemaker", "create-model-package", "--model-package-group-name", group,
-        "--model-approval-status", "Approved", "--inference-specification", json.dumps(spec))
+    spec = {
+        "Containers": [
+            {
+                "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1",
+                "ModelDataUrl": f"s3://{bucket}/models/{group}/model.tar.gz",
+            }
+        ],
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["text/csv"],
+    }
+    aws(
+        sandbox,
+        "sagemaker",
+        "create-model-package",
+        "--model-package-group-name",
+        group,
+        "--model-approval-status",
+        "Approved",
+        "--inference-specification",
+        json.dumps(spec),
+    )
 
 
 def read_json(sandbox: Sandbox, key: str) -> Any:
@@ -76,8 +102,9 @@ def test_aws_cli_upload_starts_a_transform_job_and_leaves_a_report(sandbox: Sand
 def test_a_transient_sagemaker_failure_is_retried_once_and_then_completes(sandbox: Sandbox) -> None:
     approve_model(sandbox, "flaky")
     bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
-    sandbox.simulator.fail_next("InternalServerError: We encountered an internal error. Please try again.",
-                                name_contains="sagepilot-flaky-")
+    sandbox.simulator.fail_next(
+        "InternalServerError: We encountered an internal error. Please try again.", name_contains="sagepilot-flaky-"
+    )
     sandbox.client("s3").put_object(Bucket=bucket, Key="incoming/flaky/x.csv", Body=b"1,2\n")
 
     report_key = "predictions/flaky/x.csv.report.json"

@@ -32,8 +32,26 @@ class CfnTag:
 
 
 _SHORT_TAGS = (
-    "Ref", "Condition", "Sub", "GetAtt", "If", "Equals", "And", "Or", "Not", "Join", "Select", "Split",
-    "FindInMap", "GetAZs", "ImportValue", "Base64", "Cidr", "Transform", "ToJsonString", "Length",
+    "Ref",
+    "Condition",
+    "Sub",
+    "GetAtt",
+    "If",
+    "Equals",
+    "And",
+    "Or",
+    "Not",
+    "Join",
+    "Select",
+    "Split",
+    "FindInMap",
+    "GetAZs",
+    "ImportValue",
+    "Base64",
+    "Cidr",
+    "Transform",
+    "ToJsonString",
+    "Length",
 )
 
 
@@ -64,7 +82,7 @@ for _short in _SHORT_TAGS:
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=CfnLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(handle, Loader=CfnLoader)
 
 
 def resolve(value: Any, refs: dict[str, str]) -> Any:
@@ -90,15 +108,10 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
 
 
 def read_event(name: str) -> dict[str, Any]:
+    """A fresh copy of a sample from events/, safe to modify."""
     return json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")
 def template() -> dict[str, Any]:
     return load_template()
-
-
-@pytest.fixture
-def event():
-    """`event("s3-object-created.json")` -> a fresh copy of that sample, safe to modify."""
-    return read_event

@@ -102,8 +102,8 @@ def parse_transform_job_change(raw: dict[str, Any]) -> TransformJobChange:
             f"expected an aws.sagemaker {TRANSFORM_JOB_STATE_CHANGE!r} event, got "
             f"source={raw.get('source')!r} detail-type={raw.get('detail-type')!r}"
         )
-    detail = EventBridgeEvent(raw).detail
+    detail = raw.get("detail")  # not EventBridgeEvent.detail: a missing detail must be MalformedEvent, not KeyError
     name = _field(detail, "TransformJobName", str, "detail")
     status = _field(detail, "TransformJobStatus", str, "detail")
-    reason = detail.get("FailureReason", "")
+    reason = detail.get("FailureReason", "") if isinstance(detail, dict) else ""
     return TransformJobChange(name, status, reason if isinstance(reason, str) else "")

@@ -24,7 +24,7 @@ CLIENT_CONFIG = Config(
 @cache
 def client(service: str) -> Any:
     """The process-wide client for a service (AWS_ENDPOINT_URL points it at the sandbox)."""
-    return boto3.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=CLIENT_CONFIG)
 
 
 def error_code(exc: ClientError) -> str:

@@ -48,9 +48,7 @@ class SageMaker:
         except ClientError as exc:
             if error_code(exc) == "ResourceInUse":
                 return False
-            raise _translate(
-                exc, f"CreateTransformJob {name}", request["TransformResources"]["InstanceType"]
-            ) from exc
+            raise _translate(exc, f"CreateTransformJob {name}", request["TransformResources"]["InstanceType"]) from exc
         return True
 
     def describe_transform_job(self, name: str) -> dict[str, Any]:

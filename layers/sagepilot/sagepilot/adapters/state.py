@@ -22,7 +22,12 @@ from sagepilot.adapters.clients import error_code
 from sagepilot.errors import TransientError
 
 CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
-    "CLAIMING", "READY", "STARTED", "COMPLETED", "FAILED", "EMPTY",
+    "CLAIMING",
+    "READY",
+    "STARTED",
+    "COMPLETED",
+    "FAILED",
+    "EMPTY",
 )
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
@@ -70,8 +75,15 @@ class StateTable:
     def create_job(self, job_name: str, attrs: dict[str, Any]) -> dict[str, Any]:
         """Create the job record in CLAIMING unless it exists; return the record as stored."""
         now = self.now()
-        item = {"pk": job_pk(job_name), "status": CLAIMING, "attempt": 0, "createdAt": now,
-                "updatedAt": now, "expiresAt": now + RETENTION_SECONDS, **attrs}
+        item = {
+            "pk": job_pk(job_name),
+            "status": CLAIMING,
+            "attempt": 0,
+            "createdAt": now,
+            "updatedAt": now,
+            "expiresAt": now + RETENTION_SECONDS,
+            **attrs,
+        }
         try:
             self._db.put_item(
                 TableName=self._table,
@@ -102,7 +114,12 @@ class StateTable:
         return record
 
     def transition(
-        self, job_name: str, *, expected: Iterable[str], to: str, when_attempt: int | None = None,
+        self,
+        job_name: str,
+        *,
+        expected: Iterable[str],
+        to: str,
+        when_attempt: int | None = None,
         **attrs: Any,
     ) -> bool:
         """Move a job to `to` (setting `attrs`) if it is in one of `expected` and, when given, at

@@ -1,10 +1,10 @@
 """Where things live in the data bucket, and what a dropped key means.
 
-    incoming/<model-package-group>/<any sub-path>/<file>        what users drop
-    predictions/<group>/<sub-path>/<file>.out                   what SageMaker writes
-    predictions/<group>/<sub-path>/<file>.report.json           one small report per input
-    rejected/<group>/<sub-path>/<file>.json                     why an input was not processed
-    jobs/<group>/<job-name>/{plan,manifest,report}.json         the control plane's own records
+incoming/<model-package-group>/<any sub-path>/<file>        what users drop
+predictions/<group>/<sub-path>/<file>.out                   what SageMaker writes
+predictions/<group>/<sub-path>/<file>.report.json           one small report per input
+rejected/<group>/<sub-path>/<file>.json                     why an input was not processed
+jobs/<group>/<job-name>/{plan,manifest,report}.json         the control plane's own records
 """
 
 from __future__ import annotations

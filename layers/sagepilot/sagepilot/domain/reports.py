@@ -11,7 +11,12 @@ REPORT_VERSION = 1
 
 
 def rejection_report(
-    *, bucket: str, key: str, version_id: str | None, rejection: Rejection, at: str,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    rejection: Rejection,
+    at: str,
     job_name: str | None = None,
 ) -> dict[str, Any]:
     report: dict[str, Any] = {
@@ -29,7 +34,12 @@ def rejection_report(
 
 
 def job_summary(
-    plan: JobPlan, *, job_name: str, status: str, attempts: int, timings: dict[str, str | None],
+    plan: JobPlan,
+    *,
+    job_name: str,
+    status: str,
+    attempts: int,
+    timings: dict[str, str | None],
     failure_reason: str | None = None,
 ) -> dict[str, Any]:
     report: dict[str, Any] = {
@@ -48,8 +58,7 @@ def job_summary(
         "manifest": f"s3://{plan.bucket}/{plan.manifest_key}",
         "timings": timings,
         "inputs": [
-            {**f.describe(), "predictions": f"s3://{plan.bucket}/{f.dropped.prediction_key}"}
-            for f in plan.inputs
+            {**f.describe(), "predictions": f"s3://{plan.bucket}/{f.dropped.prediction_key}"} for f in plan.inputs
         ],
         "superseded": [f.describe() for f in plan.superseded],
     }

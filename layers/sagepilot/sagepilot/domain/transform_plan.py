@@ -118,9 +118,7 @@ class JobPlan:
     def manifest(self) -> list[Any]:
         """SageMaker's ManifestFile: a common prefix, then each key relative to it."""
         prefix = f"{INCOMING_PREFIX}{self.group}/"
-        return [{"prefix": f"s3://{self.bucket}/{prefix}"}] + [
-            f.dropped.relative_path for f in self.inputs
-        ]
+        return [{"prefix": f"s3://{self.bucket}/{prefix}"}] + [f.dropped.relative_path for f in self.inputs]
 
     def to_record(self) -> dict[str, Any]:
         """The plan as stored in S3, enough to finish the job if its first handler died."""
@@ -191,17 +189,21 @@ def sequencer_order(sequencer: str) -> int:
         return -1
 
 
+def _recency(f: InputFile) -> tuple[int, str, str]:
+    """Sequencer first; equal or missing sequencers fall back to an arbitrary but fixed order, so that
+    the choice never depends on the order the events arrived in."""
+    return sequencer_order(f.sequencer), f.version_id or "", f.etag
+
+
 def newest_per_key(files: list[InputFile]) -> tuple[list[InputFile], list[InputFile]]:
     """Split files into the newest version of each key and the versions it supersedes."""
     newest: dict[str, InputFile] = {}
     for f in files:
         current = newest.get(f.key)
-        if current is None or sequencer_order(f.sequencer) > sequencer_order(current.sequencer):
+        if current is None or _recency(f) > _recency(current):
             newest[f.key] = f
     kept = [newest[k] for k in sorted(newest)]
-    superseded = sorted(
-        (f for f in files if newest[f.key] is not f), key=lambda f: (f.key, f.version_id or "")
-    )
+    superseded = sorted((f for f in files if newest[f.key] is not f), key=lambda f: (f.key, f.version_id or ""))
     return kept, superseded
 
 
@@ -211,9 +213,7 @@ def instance_count(total_bytes: int, file_count: int, settings: TransformSetting
     return max(1, min(wanted, settings.max_instance_count, file_count))
 
 
-def plan_jobs(
-    files: list[InputFile], model: ModelVersion, settings: TransformSettings
-) -> list[JobPlan]:
+def plan_jobs(files: list[InputFile], model: ModelVersion, settings: TransformSettings) -> list[JobPlan]:
     """Plan the jobs for one group's accepted files. Deterministic: same files, same plans."""
     unique = {f.file_id: f for f in files}
     ordered = sorted(unique.values(), key=lambda f: (f.dropped.input_format.extension, f.key))
@@ -232,15 +232,11 @@ def plan_jobs(
                     bucket=chunk[0].bucket,
                     group=model.group,
                     model=model,
-                    model_name=model_name(
-                        settings.name_prefix, model.group, model.version, model.package_arn
-                    ),
+                    model_name=model_name(settings.name_prefix, model.group, model.version, model.package_arn),
                     content_type=fmt.content_type,
                     compression=fmt.compression,
                     instance_type=settings.instance_type,
-                    instance_count=instance_count(
-                        sum(f.size for f in chunk), len(chunk), settings
-                    ),
+                    instance_count=instance_count(sum(f.size for f in chunk), len(chunk), settings),
                     inputs=tuple(chunk),
                     superseded=chunk_superseded,
                 )
@@ -248,8 +244,14 @@ def plan_jobs(
     return plans
 
 
-def transform_job_request(plan: JobPlan, job_name: str, instance_type: str | None = None,
-                          *, max_payload_mb: int, max_concurrent_transforms: int) -> dict[str, Any]:
+def transform_job_request(
+    plan: JobPlan,
+    job_name: str,
+    instance_type: str | None = None,
+    *,
+    max_payload_mb: int,
+    max_concurrent_transforms: int,
+) -> dict[str, Any]:
     """The CreateTransformJob request for a plan (a retry passes its own name / instance type)."""
     return {
         "TransformJobName": job_name,

@@ -17,7 +17,7 @@ from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import COMPLETED, FAILED, STARTED, StateTable
 from sagepilot.domain.failures import is_retryable_failure, job_failure_rejection
-from sagepilot.domain.layout import rejected_report_key
+from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import input_report, job_summary, rejection_report
 from sagepilot.domain.transform_plan import JobPlan
@@ -44,8 +44,14 @@ def _iso(value: Any) -> str | None:
 
 class BatchCompletion:
     def __init__(
-        self, settings: Settings, bucket: DataBucket, sagemaker: SageMaker, state: StateTable,
-        launcher: JobLauncher, notifier: Notifier, now: Callable[[], str] = utc_now,
+        self,
+        settings: Settings,
+        bucket: DataBucket,
+        sagemaker: SageMaker,
+        state: StateTable,
+        launcher: JobLauncher,
+        notifier: Notifier,
+        now: Callable[[], str] = utc_now,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -108,25 +114,41 @@ class BatchCompletion:
 
     def _retry(self, plan: JobPlan, attempt: int, reason: str, timings: dict[str, str | None]) -> CompletionOutcome:
         following = attempt + 1
-        if not self._state.transition(plan.job_name, expected=[STARTED], to=STARTED, when_attempt=attempt,
-                                      **{"attempt": following, "lastFailure": reason[:1000]}):
+        if not self._state.transition(
+            plan.job_name,
+            expected=[STARTED],
+            to=STARTED,
+            when_attempt=attempt,
+            **{"attempt": following, "lastFailure": reason[:1000]},
+        ):
             return CompletionOutcome(attempt_name(plan.job_name, attempt), "duplicate", "retry already under way")
         try:
             self._launcher.start_attempt(plan, following)
         except CapacityError as exc:
             # No quota left even for the retry: the failure stands, reported with both reasons.
-            self._state.transition(plan.job_name, expected=[STARTED], to=STARTED, when_attempt=following,
-                                   attempt=attempt)
-            return self._failed(plan, attempt_name(plan.job_name, attempt), attempt, "Failed",
-                                f"{reason} (retry refused: {exc})", timings)
+            self._state.transition(
+                plan.job_name, expected=[STARTED], to=STARTED, when_attempt=following, attempt=attempt
+            )
+            return self._failed(
+                plan,
+                attempt_name(plan.job_name, attempt),
+                attempt,
+                "Failed",
+                f"{reason} (retry refused: {exc})",
+                timings,
+            )
         new_name = attempt_name(plan.job_name, following)
-        logger.warning("transform job failed; retrying", extra={"job": plan.job_name, "attempt": following, "reason": reason})
+        logger.warning(
+            "transform job failed; retrying", extra={"job": plan.job_name, "attempt": following, "reason": reason}
+        )
         return CompletionOutcome(new_name, "retried", reason)
 
-    def _failed(self, plan: JobPlan, name: str, attempt: int, status: str, reason: str,
-                timings: dict[str, str | None]) -> CompletionOutcome:
-        summary = job_summary(plan, job_name=name, status=status, attempts=attempt + 1, timings=timings,
-                              failure_reason=reason)
+    def _failed(
+        self, plan: JobPlan, name: str, attempt: int, status: str, reason: str, timings: dict[str, str | None]
+    ) -> CompletionOutcome:
+        summary = job_summary(
+            plan, job_name=name, status=status, attempts=attempt + 1, timings=timings, failure_reason=reason
+        )
         self._bucket.put_json(plan.report_key, summary)
         rejection = job_failure_rejection(name, status, reason, attempt + 1)
         at = self._now()
@@ -134,13 +156,20 @@ class BatchCompletion:
         def write(item: Any) -> None:
             self._bucket.put_json(
                 rejected_report_key(item.key),
-                rejection_report(bucket=item.bucket, key=item.key, version_id=item.version_id,
-                                 rejection=rejection, at=at, job_name=name),
+                rejection_report(
+                    bucket=item.bucket,
+                    key=item.key,
+                    version_id=item.version_id,
+                    rejection=rejection,
+                    at=at,
+                    job_name=name,
+                ),
             )
 
         self._parallel(write, plan.inputs)
-        if self._state.transition(plan.job_name, expected=[STARTED], to=FAILED, when_attempt=attempt,
-                                  failureReason=(reason or status)[:1000]):
+        if self._state.transition(
+            plan.job_name, expected=[STARTED], to=FAILED, when_attempt=attempt, failureReason=(reason or status)[:1000]
+        ):
             record = self._state.get_job(plan.job_name) or {}
             self._notify_failure(plan.job_name, record)
         return CompletionOutcome(name, "rejected", reason or status)
@@ -149,10 +178,14 @@ class BatchCompletion:
         attempt = int(record.get("attempt", 0))
         self._notifier.publish(
             f"sagepilot: transform job {attempt_name(base, attempt)} failed",
-            {"transformJobName": attempt_name(base, attempt), "modelPackageGroup": record.get("group"),
-             "failureReason": record.get("failureReason"), "inputs": record.get("inputs"),
-             "jobReport": f"s3://{record.get('bucket')}/{str(record.get('planKey', '')).rsplit('/', 1)[0]}/report.json",
-             "whatToDo": "Each input has a report under rejected/; fix the cause and upload the files again."},
+            {
+                "transformJobName": attempt_name(base, attempt),
+                "modelPackageGroup": record.get("group"),
+                "failureReason": record.get("failureReason"),
+                "inputs": record.get("inputs"),
+                "jobReport": f"s3://{record.get('bucket')}/{job_folder(str(record.get('group')), base)}report.json",
+                "whatToDo": "Each input has a report under rejected/; fix the cause and upload the files again.",
+            },
         )
         self._state.transition(base, expected=[FAILED], to=FAILED, notified=True)
 

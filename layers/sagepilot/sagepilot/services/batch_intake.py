@@ -13,13 +13,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.domain.failures import quota_rejection
-from sagepilot.domain.layout import DroppedKey, Rejection, is_folder_marker, parse_dropped_key, rejected_report_key
+from sagepilot.domain.layout import Rejection, is_folder_marker, parse_dropped_key, rejected_report_key
 from sagepilot.domain.reports import rejection_report
 from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, plan_jobs
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
@@ -66,13 +66,18 @@ class _Arrival:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class BatchIntake:
     def __init__(
-        self, settings: Settings, bucket: DataBucket, registry: ModelRegistry, launcher: JobLauncher,
-        notifier: Notifier, now: Callable[[], str] = utc_now,
+        self,
+        settings: Settings,
+        bucket: DataBucket,
+        registry: ModelRegistry,
+        launcher: JobLauncher,
+        notifier: Notifier,
+        now: Callable[[], str] = utc_now,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -104,11 +109,15 @@ class BatchIntake:
         return outcome
 
     # Steps ----------------------------------------------------------------------------------------
-    def _arrivals(self, messages: list[QueuedMessage | tuple[str, MalformedEvent]], outcome: IntakeOutcome) -> list[_Arrival]:
+    def _arrivals(
+        self, messages: list[QueuedMessage | tuple[str, MalformedEvent]], outcome: IntakeOutcome
+    ) -> list[_Arrival]:
         by_version: dict[tuple[str, str, str | None], _Arrival] = {}
         for message in messages:
             if isinstance(message, tuple):
-                logger.error("dropping a message that is not an event", extra={"messageId": message[0], "error": str(message[1])})
+                logger.error(
+                    "dropping a message that is not an event", extra={"messageId": message[0], "error": str(message[1])}
+                )
                 outcome.ignored += 1
                 continue
             try:
@@ -129,7 +138,8 @@ class BatchIntake:
             if identity in by_version:
                 by_version[identity].message_ids.append(message.message_id)
                 by_version[identity] = _Arrival(
-                    by_version[identity].event, by_version[identity].message_ids,
+                    by_version[identity].event,
+                    by_version[identity].message_ids,
                     by_version[identity].final_delivery or final,
                 )
             else:
@@ -156,8 +166,12 @@ class BatchIntake:
         if isinstance(dropped, Rejection):
             return Refused(self._bucket.name, head.key, head.version_id, dropped)
         if head.size == 0:
-            return Refused(self._bucket.name, head.key, head.version_id, Rejection(
-                "EMPTY_FILE", "The file is empty.", "Upload the file again with its data."))
+            return Refused(
+                self._bucket.name,
+                head.key,
+                head.version_id,
+                Rejection("EMPTY_FILE", "The file is empty.", "Upload the file again with its data."),
+            )
         return InputFile(self._bucket.name, dropped, head.version_id, head.size, head.etag, event.sequencer)
 
     def _model_for(self, group: str) -> ModelVersion | Rejection:
@@ -180,7 +194,10 @@ class BatchIntake:
         return model
 
     def _launch_group(
-        self, group: str, items: list[tuple[InputFile, _Arrival]], outcome: IntakeOutcome,
+        self,
+        group: str,
+        items: list[tuple[InputFile, _Arrival]],
+        outcome: IntakeOutcome,
         rejections: list[Refused],
     ) -> None:
         arrivals = {f.file_id: a for f, a in items}
@@ -199,12 +216,17 @@ class BatchIntake:
             if model.accepts(f.dropped.input_format.content_type):
                 usable.append(f)
             else:
-                rejections.append(Refused.of(f, Rejection(
-                    "CONTENT_TYPE_NOT_SUPPORTED",
-                    f"Model package version {model.version} of {group!r} accepts "
-                    f"{', '.join(model.supported_content_types)}, not {f.dropped.input_format.content_type}.",
-                    "Convert the file to a content type the model accepts and upload it again.",
-                )))
+                rejections.append(
+                    Refused.of(
+                        f,
+                        Rejection(
+                            "CONTENT_TYPE_NOT_SUPPORTED",
+                            f"Model package version {model.version} of {group!r} accepts "
+                            f"{', '.join(model.supported_content_types)}, not {f.dropped.input_format.content_type}.",
+                            "Convert the file to a content type the model accepts and upload it again.",
+                        ),
+                    )
+                )
         for plan in plan_jobs(usable, model, self._settings.transform):
             try:
                 result = self._launcher.launch(plan)
@@ -215,7 +237,11 @@ class BatchIntake:
                 (outcome.jobs_started if result.started else outcome.jobs_existing).append(plan.job_name)
 
     def _launch_failed(
-        self, plan: JobPlan, exc: Exception, arrivals: list[_Arrival], outcome: IntakeOutcome,
+        self,
+        plan: JobPlan,
+        exc: Exception,
+        arrivals: list[_Arrival],
+        outcome: IntakeOutcome,
         rejections: list[Refused],
     ) -> None:
         final = isinstance(exc, PermanentError) or any(a.final_delivery for a in arrivals)
@@ -242,8 +268,13 @@ class BatchIntake:
         def write(refused: Refused) -> str:
             self._bucket.put_json(
                 rejected_report_key(refused.key),
-                rejection_report(bucket=refused.bucket, key=refused.key, version_id=refused.version_id,
-                                 rejection=refused.rejection, at=at),
+                rejection_report(
+                    bucket=refused.bucket,
+                    key=refused.key,
+                    version_id=refused.version_id,
+                    rejection=refused.rejection,
+                    at=at,
+                ),
             )
             return refused.key
 
@@ -254,9 +285,17 @@ class BatchIntake:
             counts[refused.rejection.code] += 1
         self._notifier.publish(
             f"sagepilot: {len(rejections)} file(s) rejected",
-            {"rejected": [{"key": r.key, "versionId": r.version_id, "code": r.rejection.code,
-                           "reason": r.rejection.reason,
-                           "report": f"s3://{r.bucket}/{rejected_report_key(r.key)}"}
-                          for r in rejections[:50]],
-             "countsByCode": dict(counts)},
+            {
+                "rejected": [
+                    {
+                        "key": r.key,
+                        "versionId": r.version_id,
+                        "code": r.rejection.code,
+                        "reason": r.rejection.reason,
+                        "report": f"s3://{r.bucket}/{rejected_report_key(r.key)}",
+                    }
+                    for r in rejections[:50]
+                ],
+                "countsByCode": dict(counts),
+            },
         )

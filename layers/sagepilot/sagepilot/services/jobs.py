@@ -1,11 +1,11 @@
 """Launching transform jobs so that every input version ends up in exactly one of them.
 
-    launch(plan):  record the job (CLAIMING) and its candidate inputs, claim each input for it,
-                   keep the inputs it won (READY), then create the Model and the transform job
-                   (STARTED). Every step is safe to repeat; "already exists" is success.
-    resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
-                   ones older than the claim timeout (their handler is certainly dead) are
-                   finalised from their stored candidates and claims, then started.
+launch(plan):  record the job (CLAIMING) and its candidate inputs, claim each input for it,
+               keep the inputs it won (READY), then create the Model and the transform job
+               (STARTED). Every step is safe to repeat; "already exists" is success.
+resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
+               ones older than the claim timeout (their handler is certainly dead) are
+               finalised from their stored candidates and claims, then started.
 """
 
 from __future__ import annotations
@@ -40,8 +40,13 @@ class JobLauncher:
     def launch(self, plan: JobPlan) -> LaunchResult:
         record = self._state.create_job(
             plan.job_name,
-            {"group": plan.group, "bucket": plan.bucket, "planKey": plan.plan_key,
-             "modelPackageVersion": plan.model.version, "candidates": len(plan.all_files)},
+            {
+                "group": plan.group,
+                "bucket": plan.bucket,
+                "planKey": plan.plan_key,
+                "modelPackageVersion": plan.model.version,
+                "candidates": len(plan.all_files),
+            },
         )
         if record["status"] == EMPTY:
             return LaunchResult(replace(plan, inputs=(), superseded=()), False, frozenset())
@@ -92,8 +97,10 @@ class JobLauncher:
             fallback = self._settings.fallback_instance_type
             if not fallback or fallback == plan.instance_type:
                 raise
-            logger.warning("no capacity; using the fallback instance type",
-                           extra={"job": request["TransformJobName"], "fallback": fallback})
+            logger.warning(
+                "no capacity; using the fallback instance type",
+                extra={"job": request["TransformJobName"], "fallback": fallback},
+            )
             return self._sagemaker.start_transform_job(self._request(plan, request["TransformJobName"], fallback))
 
     # Steps ----------------------------------------------------------------------------------------
@@ -122,13 +129,17 @@ class JobLauncher:
         self._sagemaker.ensure_model(plan.model_name, plan.model.package_arn, self._settings.sagemaker_role_arn)
         created = self.start_attempt(plan, 0)
         self._state.transition(plan.job_name, expected=[READY], to=STARTED)
-        logger.info("transform job started" if created else "transform job already existed",
-                    extra={"job": plan.job_name, "inputs": len(plan.inputs), "group": plan.group})
+        logger.info(
+            "transform job started" if created else "transform job already existed",
+            extra={"job": plan.job_name, "inputs": len(plan.inputs), "group": plan.group},
+        )
         return created
 
     def _request(self, plan: JobPlan, name: str, instance_type: str | None) -> dict[str, Any]:
         return transform_job_request(
-            plan, name, instance_type,
+            plan,
+            name,
+            instance_type,
             max_payload_mb=self._settings.transform.max_payload_mb,
             max_concurrent_transforms=self._settings.transform.max_concurrent_transforms,
         )

@@ -1,0 +1,260 @@
+"""The sample events in events/ parse into the control plane's typed views; malformed ones are refused."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from urllib.parse import quote_plus, unquote_plus
+
+import pytest
+
+from sagepilot.errors import MalformedEvent
+from sagepilot.events import (
+    ObjectCreated,
+    QueuedMessage,
+    TransformJobChange,
+    parse_object_created,
+    parse_transform_job_change,
+    queued_messages,
+)
+
+from .conftest import read_event
+
+ODD_KEY = "incoming/churn/2026 11/a+b%c:ü.csv"
+
+
+# ---------------------------------------------------------------- S3 Object Created
+
+
+def test_object_created_sample():
+    parsed = parse_object_created(read_event("s3-object-created.json"))
+    assert parsed == ObjectCreated(
+        bucket="sagepilot-sandbox-databucket",
+        key="incoming/churn/2026-11/customers.csv",
+        version_id="IYV3p45BT0ac8hjHg1houSdS1a.Mppz",
+        size=48213,
+        etag="b1946ac92492d2347c6235b4d2611184",
+        sequencer="00617F08299329D189",
+        event_id="17793124-05d4-b198-2fde-7ededc63b103",
+    )
+
+
+def test_odd_key_is_kept_exactly_as_sent():
+    assert parse_object_created(read_event("s3-object-created-odd-key.json")).key == ODD_KEY
+
+
+def test_encoded_key_is_kept_encoded_and_decodes_to_the_odd_key():
+    key = parse_object_created(read_event("s3-object-created-encoded-key.json")).key
+    assert key == quote_plus(ODD_KEY, safe="/") == "incoming/churn/2026+11/a%2Bb%25c%3A%C3%BC.csv"
+    assert unquote_plus(key) == ODD_KEY
+
+
+def test_other_prefix_sample_is_still_a_well_formed_event():
+    parsed = parse_object_created(read_event("s3-object-created-other-prefix.json"))
+    assert parsed.key.startswith("predictions/")
+
+
+def test_unversioned_bucket_event_has_no_version_id():
+    raw = read_event("s3-object-created.json")
+    del raw["detail"]["object"]["version-id"]
+    assert parse_object_created(raw).version_id is None
+
+
+def test_optional_object_fields_of_the_wrong_type_are_dropped_not_trusted():
+    raw = read_event("s3-object-created.json")
+    raw["detail"]["object"].update({"size": "48213", "etag": 7, "version-id": ""})
+    parsed = parse_object_created(raw)
+    assert (parsed.size, parsed.etag, parsed.version_id) == (None, None, None)
+
+
+def test_a_boolean_size_is_not_a_size():
+    raw = read_event("s3-object-created.json")
+    raw["detail"]["object"]["size"] = True
+    assert parse_object_created(raw).size is None
+
+
+def test_unknown_extra_fields_are_accepted():
+    raw = read_event("s3-object-created.json")
+    raw["new-top-level-field"] = {"x": 1}
+    raw["detail"]["new-detail-field"] = [1, 2]
+    raw["detail"]["object"]["checksum-algorithm"] = "CRC64NVME"
+    raw["detail"]["bucket"]["owner"] = "123456789012"
+    assert parse_object_created(raw).key == "incoming/churn/2026-11/customers.csv"
+
+
+def _without(raw, *path):
+    *parents, last = path
+    node = raw
+    for part in parents:
+        node = node[part]
+    del node[last]
+    return raw
+
+
+def _with(raw, value, *path):
+    *parents, last = path
+    node = raw
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: _with(r, "aws.sagemaker", "source"), "aws.s3"),
+        (lambda r: _with(r, "custom.s3", "source"), "aws.s3"),
+        (lambda r: _without(r, "source"), "aws.s3"),
+        (lambda r: _with(r, "Object Deleted", "detail-type"), "Object Created"),
+        (lambda r: _with(r, "object created", "detail-type"), "Object Created"),
+        (lambda r: _without(r, "detail"), "detail"),
+        (lambda r: _with(r, "not a dict", "detail"), "detail"),
+        (lambda r: _without(r, "detail", "bucket"), "bucket"),
+        (lambda r: _without(r, "detail", "bucket", "name"), "name"),
+        (lambda r: _with(r, 42, "detail", "bucket", "name"), "name"),
+        (lambda r: _without(r, "detail", "object"), "object"),
+        (lambda r: _with(r, ["incoming/churn/a.csv"], "detail", "object"), "object"),
+        (lambda r: _without(r, "detail", "object", "key"), "key"),
+        (lambda r: _with(r, 123, "detail", "object", "key"), "key"),
+        (lambda r: _with(r, None, "detail", "object", "key"), "key"),
+        (lambda r: _with(r, "", "detail", "object", "key"), "key"),
+        (lambda r: _with(r, "", "detail", "bucket", "name"), "name"),
+    ],
+)
+def test_malformed_object_created_events_are_refused(mutate, message):
+    raw = mutate(read_event("s3-object-created.json"))
+    with pytest.raises(MalformedEvent, match=message):
+        parse_object_created(raw)
+
+
+# ---------------------------------------------------------------- SQS batch
+
+
+def test_sqs_sample_is_what_lambda_receives():
+    raw = read_event("sqs-intake-batch.json")
+    assert len(raw["Records"]) == 2
+    for record in raw["Records"]:
+        assert record["eventSource"] == "aws:sqs"
+        assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
+        assert isinstance(record["body"], str)
+
+
+def test_queued_messages_unpack_s3_events():
+    messages = queued_messages(read_event("sqs-intake-batch.json"))
+    assert all(isinstance(m, QueuedMessage) for m in messages)
+    assert [m.message_id for m in messages] == [
+        "059f36b4-87a3-44ab-83d2-661975830a7d",
+        "2e1424d4-f796-459a-8184-9c92662be6da",
+    ]
+    assert [m.receive_count for m in messages] == [1, 1]
+    first, second = (parse_object_created(m.body) for m in messages)
+    assert first == parse_object_created(read_event("s3-object-created.json"))
+    assert second.key == "incoming/churn/2026-11/prospects.csv.gz"
+    assert second.version_id == "pQ7rS9tU1vW3xY5zA2bC4dE6fG8hJ0kL"
+
+
+def test_receive_count_is_read_from_the_attributes():
+    raw = read_event("sqs-intake-batch.json")
+    raw["Records"][1]["attributes"]["ApproximateReceiveCount"] = "4"
+    assert [m.receive_count for m in queued_messages(raw)] == [1, 4]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("not json", "not JSON"), ("[1, 2]", "not a JSON object"), ('"a string"', "not a JSON object")],
+)
+def test_a_bad_body_is_returned_as_its_error_and_the_rest_still_parse(body, message):
+    raw = read_event("sqs-intake-batch.json")
+    raw["Records"][0]["body"] = body
+    bad, good = queued_messages(raw)
+    assert isinstance(bad, tuple)
+    message_id, error = bad
+    assert message_id == "059f36b4-87a3-44ab-83d2-661975830a7d"
+    assert isinstance(error, MalformedEvent)
+    assert message in str(error)
+    assert isinstance(good, QueuedMessage)
+
+
+def test_an_empty_batch_has_no_messages():
+    assert queued_messages({"Records": []}) == []
+
+
+# ---------------------------------------------------------------- SageMaker Transform Job State Change
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        (
+            "sagemaker-transform-job-completed.json",
+            TransformJobChange("sagepilot-churn-0123456789abcdef", "Completed", ""),
+        ),
+        (
+            "sagemaker-transform-job-failed.json",
+            TransformJobChange(
+                "sagepilot-churn-0123456789abcdef", "Failed", "ClientError: See job logs for more information"
+            ),
+        ),
+        (
+            "sagemaker-transform-job-inprogress.json",
+            TransformJobChange("sagepilot-churn-0123456789abcdef", "InProgress", ""),
+        ),
+        ("sagemaker-transform-job-foreign.json", TransformJobChange("nightly-scoring-2026-11-03", "Completed", "")),
+    ],
+)
+def test_transform_job_samples(sample, expected):
+    assert parse_transform_job_change(read_event(sample)) == expected
+
+
+def test_job_samples_are_consistent():
+    for sample in ("completed", "failed", "inprogress", "foreign"):
+        raw = read_event(f"sagemaker-transform-job-{sample}.json")
+        detail = raw["detail"]
+        assert raw["resources"] == [detail["TransformJobArn"]]
+        assert detail["TransformJobArn"].endswith(f":transform-job/{detail['TransformJobName']}")
+        assert isinstance(detail["CreationTime"], int)
+        assert isinstance(detail["Tags"], dict)
+
+
+def test_a_non_string_failure_reason_is_ignored():
+    raw = read_event("sagemaker-transform-job-failed.json")
+    raw["detail"]["FailureReason"] = {"unexpected": True}
+    assert parse_transform_job_change(raw).failure_reason == ""
+
+
+def test_unknown_extra_job_fields_are_accepted():
+    raw = read_event("sagemaker-transform-job-completed.json")
+    raw["detail"]["DataCaptureConfig"] = {"DestinationS3Uri": "s3://x/y"}
+    raw["detail"]["ExperimentConfig"] = {}
+    raw["replay-name"] = "replay-1"
+    assert parse_transform_job_change(raw).status == "Completed"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: _with(r, "aws.s3", "source"), "aws.sagemaker"),
+        (lambda r: _with(r, "SageMaker Endpoint State Change", "detail-type"), "Transform Job State Change"),
+        (lambda r: _without(r, "detail-type"), "Transform Job State Change"),
+        (lambda r: _without(r, "detail", "TransformJobName"), "TransformJobName"),
+        (lambda r: _with(r, 7, "detail", "TransformJobName"), "TransformJobName"),
+        (lambda r: _without(r, "detail", "TransformJobStatus"), "TransformJobStatus"),
+        (lambda r: _with(r, ["Completed"], "detail", "TransformJobStatus"), "TransformJobStatus"),
+        (lambda r: _with(r, None, "detail"), "TransformJobName"),
+        (lambda r: _without(r, "detail"), "TransformJobName"),
+    ],
+)
+def test_malformed_transform_job_events_are_refused(mutate, message):
+    raw = mutate(read_event("sagemaker-transform-job-completed.json"))
+    with pytest.raises(MalformedEvent, match=message):
+        parse_transform_job_change(raw)
+
+
+def test_parsing_does_not_modify_the_event():
+    raw = read_event("s3-object-created.json")
+    before = copy.deepcopy(raw)
+    parse_object_created(raw)
+    assert raw == before
+    assert json.dumps(raw)
