@@ -32,6 +32,7 @@ CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
+_UNPROCESSED_BACKOFF_SECONDS = 0.05
 
 
 def _to_attr(value: Any) -> dict[str, Any]:
@@ -204,4 +205,6 @@ class StateTable:
                 for item in response.get("Responses", {}).get(self._table, []):
                     found[item["pk"]["S"][len("input#") :]] = item["job"]["S"]
                 request = response.get("UnprocessedKeys") or {}
+                if request:
+                    time.sleep(_UNPROCESSED_BACKOFF_SECONDS)  # DynamoDB asks to back off before retrying
         return found

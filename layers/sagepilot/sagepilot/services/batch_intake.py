@@ -135,15 +135,9 @@ class BatchIntake:
                 continue
             final = message.receive_count >= self._settings.intake_max_receive_count
             identity = (event.bucket, event.key, event.version_id)
-            if identity in by_version:
-                by_version[identity].message_ids.append(message.message_id)
-                by_version[identity] = _Arrival(
-                    by_version[identity].event,
-                    by_version[identity].message_ids,
-                    by_version[identity].final_delivery or final,
-                )
-            else:
-                by_version[identity] = _Arrival(event, [message.message_id], final)
+            arrival = by_version.setdefault(identity, _Arrival(event, [], False))
+            arrival.message_ids.append(message.message_id)
+            arrival.final_delivery = arrival.final_delivery or final
         return list(by_version.values())
 
     def _inspect_all(self, arrivals: list[_Arrival]) -> list[InputFile | Refused | str]:
@@ -200,7 +194,12 @@ class BatchIntake:
         outcome: IntakeOutcome,
         rejections: list[Refused],
     ) -> None:
-        arrivals = {f.file_id: a for f, a in items}
+        # One file version may arrive as several events (its key sent plain and URL-encoded).
+        arrivals: dict[str, _Arrival] = {}
+        for f, a in items:
+            merged = arrivals.setdefault(f.file_id, _Arrival(a.event, [], False))
+            merged.message_ids.extend(a.message_ids)
+            merged.final_delivery = merged.final_delivery or a.final_delivery
         files = {f.file_id: f for f, _ in items}
         try:
             model = self._model_for(group)
