@@ -15,7 +15,7 @@ from typing import Any
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import COMPLETED, FAILED, STARTED, StateTable
+from sagepilot.adapters.state import COMPLETED, FAILED, READY, STARTED, StateTable
 from sagepilot.domain.failures import is_retryable_failure, job_failure_rejection
 from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
@@ -81,6 +81,9 @@ class BatchCompletion:
         status = str(job["TransformJobStatus"])
         if status not in TERMINAL_TRANSFORM_STATUSES:
             return CompletionOutcome(name, "ignored", f"SageMaker still says {status}")
+        if record["status"] == READY and attempt == 0:
+            # The intake created the job but died before recording it: SageMaker has it, so it started.
+            self._state.transition(base, expected=[READY], to=STARTED, when_attempt=0)
         plan = self._launcher.load_plan(str(record["bucket"]), str(record["planKey"]))
         timings = {
             "created": _iso(job.get("CreationTime")),

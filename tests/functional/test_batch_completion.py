@@ -1,0 +1,333 @@
+"""Transform job finished -> reports, bounded retries, rejections, through the stack of template.yaml.
+
+Jobs are started by the intake service from real uploads; SageMaker's state change is produced by the
+sandbox's faithful SageMaker and routed through the completion function's EventBridge rule, whose
+pattern decides what reaches the completion service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from sagepilot.events import parse_transform_job_change, queued_messages
+from sagepilot_sandbox import faithful
+
+from .conftest import aws_snapshot
+
+KEYS = ["incoming/churn/2026-11/with space.csv", "incoming/churn/año+1 100%.csv"]
+CLIENT_ERROR = ("ClientError: Failed to download data. s3://sagepilot-sandbox-databucket/incoming/churn/"
+                "a.csv does not exist.")
+INTERNAL = "InternalServerError: We encountered an internal error. Please try again."
+
+
+def start_job(
+    data: Any, registry: Any, intake_queue: Any, intake: Any, keys: list[str] = KEYS,
+) -> tuple[str, dict[str, str]]:
+    registry.register("churn")
+    dropped = {key: data.drop(key) for key in keys}
+    (name,) = intake.handle(queued_messages(intake_queue.receive())).jobs_started
+    return name, dropped
+
+
+def handle_all(completion: Any, events: list[dict[str, Any]]) -> list[Any]:
+    return [completion.handle(parse_transform_job_change(e)) for e in events]
+
+
+def rel(key: str) -> str:
+    return key.removeprefix("incoming/churn/")
+
+
+def iso(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_completed_job_writes_a_report_per_input_and_one_for_the_job(
+    data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    (event,) = completions.finish(name, "Completed")
+    assert event["detail"]["TransformJobName"] == name
+
+    (outcome,) = handle_all(completion, [event])
+    assert (outcome.job_name, outcome.action) == (name, "reported")
+
+    summary = data.json(f"jobs/churn/{name}/report.json")
+    assert {k: summary[k] for k in ("transformJobName", "status", "attempts", "modelPackageGroup",
+                                     "modelPackageVersion", "contentType", "instanceType")} == {
+        "transformJobName": name, "status": "Completed", "attempts": 1, "modelPackageGroup": "churn",
+        "modelPackageVersion": 1, "contentType": "text/csv", "instanceType": "ml.m5.xlarge",
+    }
+    assert summary["manifest"] == f"s3://{data.name}/jobs/churn/{name}/manifest.json"
+    assert sorted((i["key"], i["versionId"]) for i in summary["inputs"]) == sorted(dropped.items())
+
+    for key, version in dropped.items():
+        report = data.json(f"predictions/churn/{rel(key)}.report.json")
+        assert report["transformJobName"] == name
+        assert report["status"] == "Completed"
+        assert report["modelPackageVersion"] == 1
+        assert report["modelPackageArn"].endswith("model-package/churn/1")
+        assert report["input"]["key"] == key and report["input"]["versionId"] == version
+        assert report["input"]["bucket"] == data.name
+        assert report["predictions"] == f"s3://{data.name}/predictions/churn/{rel(key)}.out"
+        assert report["jobReport"] == f"s3://{data.name}/jobs/churn/{name}/report.json"
+        timings = report["timings"]
+        assert iso(timings["created"]) <= iso(timings["started"]) <= iso(timings["ended"])
+    assert data.keys("rejected/") == []
+    assert notifications.drain() == []
+
+
+def test_a_completed_event_delivered_five_times_changes_nothing_more(
+    stack, clients, data, registry, intake_queue, intake, completion, completions, notifications,
+):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    (event,) = completions.finish(name, "Completed")
+    assert handle_all(completion, [event])[0].action == "reported"
+    reports = {key: data.json(f"predictions/churn/{rel(key)}.report.json") for key in dropped}
+    before = aws_snapshot(stack, clients, data)
+
+    again = handle_all(completion, [event] * 4 + completions.route(event))
+    assert [o.action for o in again] == ["duplicate"] * 5
+    assert aws_snapshot(stack, clients, data) == before
+    assert {key: data.json(f"predictions/churn/{rel(key)}.report.json") for key in dropped} == reports
+    assert notifications.drain() == []
+
+
+def test_a_failed_job_rejects_its_inputs_with_sagemakers_reason_and_notifies_once(
+    data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    (event,) = completions.finish(name, "Failed", CLIENT_ERROR)
+    (outcome,) = handle_all(completion, [event])
+    assert outcome.action == "rejected"
+    assert jobs.names() == [name]  # a ClientError is not retried
+
+    for key, version in dropped.items():
+        assert data.exists(key, version)
+        report = data.json(f"rejected/churn/{rel(key)}.json")
+        assert report["code"] == "JOB_FAILED"
+        assert report["status"] == "Rejected"
+        assert report["input"] == {"bucket": data.name, "key": key, "versionId": version}
+        assert report["transformJobName"] == name
+        assert CLIENT_ERROR in report["reason"] and name in report["reason"]
+        assert "CloudWatch logs" in report["whatToDo"]
+    summary = data.json(f"jobs/churn/{name}/report.json")
+    assert (summary["status"], summary["failureReason"]) == ("Failed", CLIENT_ERROR)
+    assert data.keys("predictions/") == []
+
+    (note,) = notifications.drain()
+    assert note["subject"] == f"sagepilot: transform job {name} failed"
+    assert note["message"]["failureReason"] == CLIENT_ERROR
+    assert note["message"]["transformJobName"] == name
+    assert note["message"]["inputs"] == len(dropped)
+    assert note["message"]["jobReport"] == f"s3://{data.name}/jobs/churn/{name}/report.json"
+
+    # Delivered again: nothing new, and in particular no second notification.
+    assert [o.action for o in handle_all(completion, [event, event])] == ["duplicate", "duplicate"]
+    assert notifications.drain() == []
+
+
+def test_a_stopped_job_rejects_its_inputs(data, registry, intake_queue, intake, completion, completions, notifications):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    (outcome,) = handle_all(completion, completions.finish(name, "Stopped"))
+    assert outcome.action == "rejected"
+    for key in dropped:
+        report = data.json(f"rejected/churn/{rel(key)}.json")
+        assert report["code"] == "JOB_STOPPED"
+        assert f"Transform job {name} was stopped" in report["reason"]
+    assert len(notifications.drain()) == 1
+
+
+def test_transient_failures_are_retried_with_the_same_configuration_then_rejected(
+    completion_settings, data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    assert completion_settings.max_job_retries == 2
+    first_event = completions.finish(name, "Failed", INTERNAL)
+    (outcome,) = handle_all(completion, first_event)
+    assert (outcome.action, outcome.job_name) == ("retried", f"{name}-r1")
+    assert jobs.names() == [name, f"{name}-r1"]
+
+    original, retry = jobs.get(name), jobs.get(f"{name}-r1")
+    same = ("ModelName", "TransformInput", "TransformOutput", "TransformResources", "BatchStrategy",
+            "MaxPayloadInMB", "MaxConcurrentTransforms")
+    assert {k: retry.description[k] for k in same} == {k: original.description[k] for k in same}
+    assert retry.tags == original.tags
+    assert retry.description["TransformJobStatus"] == "InProgress"
+    assert data.keys("rejected/") == [] and notifications.drain() == []
+
+    # The first attempt's failure, delivered again late: ignored, no second retry.
+    (stale,) = handle_all(completion, first_event)
+    assert stale.action == "ignored" and "superseded" in stale.detail
+    assert jobs.names() == [name, f"{name}-r1"]
+
+    (second,) = handle_all(completion, completions.finish(f"{name}-r1", "Failed", INTERNAL))
+    assert (second.action, second.job_name) == ("retried", f"{name}-r2")
+    (last,) = handle_all(completion, completions.finish(f"{name}-r2", "Failed", INTERNAL))
+    assert last.action == "rejected"
+    assert jobs.names() == [name, f"{name}-r1", f"{name}-r2"]  # MaxJobRetries: 2
+
+    for key, version in dropped.items():
+        report = data.json(f"rejected/churn/{rel(key)}.json")
+        assert report["code"] == "JOB_FAILED"
+        assert report["transformJobName"] == f"{name}-r2"
+        assert report["input"]["versionId"] == version
+        assert f"failed after 3 attempts: {INTERNAL}" in report["reason"]
+    summary = data.json(f"jobs/churn/{name}/report.json")
+    assert (summary["attempts"], summary["transformJobName"]) == (3, f"{name}-r2")
+    (note,) = notifications.drain()
+    assert note["message"]["transformJobName"] == f"{name}-r2"
+
+
+def test_a_retry_that_completes_reports_under_the_retry_name(
+    data, registry, intake_queue, intake, completion, completions, jobs,
+):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    capacity = "CapacityError: Unable to provision requested ML compute capacity."
+    (retried,) = handle_all(completion, completions.finish(name, "Failed", capacity))
+    assert retried.action == "retried"
+    (done,) = handle_all(completion, completions.finish(f"{name}-r1", "Completed"))
+    assert done.action == "reported"
+    for key in dropped:
+        report = data.json(f"predictions/churn/{rel(key)}.report.json")
+        assert (report["transformJobName"], report["attempts"], report["status"]) == (f"{name}-r1", 2, "Completed")
+    assert data.keys("rejected/") == []
+
+
+def test_jobs_the_stack_did_not_create_are_ignored(
+    stack, clients, sagemaker, data, registry, intake_queue, intake, completion, completions, notifications,
+):
+    name, _ = start_job(data, registry, intake_queue, intake)
+    model = sagemaker.describe_transform_job(TransformJobName=name)["ModelName"]
+    request = {
+        "ModelName": model,
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://elsewhere/in/"}},
+                           "ContentType": "text/csv"},
+        "TransformOutput": {"S3OutputPath": "s3://elsewhere/out/"},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
+    # Someone else's job with the stack's prefix (and a name shaped like the stack's), and one without.
+    lookalike = "sagepilot-churn-0123456789abcdef"
+    sagemaker.create_transform_job(TransformJobName=lookalike, **request)
+    sagemaker.create_transform_job(TransformJobName="team-b-nightly", **request)
+    before = aws_snapshot(stack, clients, data)
+
+    (routed,) = completions.finish(lookalike, "Completed")
+    (outcome,) = handle_all(completion, [routed])
+    assert (outcome.action, outcome.detail) == ("ignored", "not a job of this stack")
+    assert completions.finish("team-b-nightly", "Failed", CLIENT_ERROR) == []  # the rule filters it out
+    assert aws_snapshot(stack, clients, data) == before
+    assert notifications.drain() == []
+
+
+def test_in_progress_changes_are_not_routed_and_are_ignored(
+    stack, clients, data, registry, intake_queue, intake, completion, completions, notifications,
+):
+    name, _ = start_job(data, registry, intake_queue, intake)
+    before = aws_snapshot(stack, clients, data)
+    in_progress = faithful.transform_job_event(name)
+    assert in_progress["detail"]["TransformJobStatus"] == "InProgress"
+    assert completions.route(in_progress) == []
+    (outcome,) = handle_all(completion, [in_progress])
+    assert outcome.action == "ignored"
+    # A terminal event that arrives before SageMaker's own view has moved on is not acted upon either.
+    early = {**in_progress, "detail": {**in_progress["detail"], "TransformJobStatus": "Completed"}}
+    (early_outcome,) = handle_all(completion, completions.route(early))
+    assert early_outcome.action == "ignored" and "InProgress" in early_outcome.detail
+    assert aws_snapshot(stack, clients, data) == before
+    assert notifications.drain() == []
+
+
+@pytest.mark.parametrize("stack_overrides", [{"MaxJobRetries": "0"}])
+def test_with_no_retries_a_transient_failure_is_final(
+    data, registry, intake_queue, intake, completion, completions, jobs,
+):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    (outcome,) = handle_all(completion, completions.finish(name, "Failed", INTERNAL))
+    assert outcome.action == "rejected"
+    assert jobs.names() == [name]
+    for key in dropped:
+        assert data.json(f"rejected/churn/{rel(key)}.json")["code"] == "JOB_FAILED"
+
+
+def test_a_retry_refused_for_lack_of_quota_rejects_with_both_reasons(
+    clients, data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+):
+    from .conftest import inject_error
+
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    inject_error(clients("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
+                 "The account-level service limit is 0 Instances", times=None)
+    (outcome,) = handle_all(completion, completions.finish(name, "Failed", INTERNAL))
+    assert outcome.action == "rejected"
+    assert jobs.names() == [name]
+    for key in dropped:
+        report = data.json(f"rejected/churn/{rel(key)}.json")
+        assert report["code"] == "JOB_FAILED"
+        assert INTERNAL in report["reason"] and "retry refused" in report["reason"]
+        assert "is 0 Instances" in report["reason"]
+    assert len(notifications.drain()) == 1
+
+
+@pytest.mark.parametrize(("status", "reason", "action"), [
+    ("Failed", INTERNAL, "retried"),
+    ("Failed", CLIENT_ERROR, "rejected"),
+    ("Completed", "", "reported"),
+])
+def test_a_job_that_ends_before_the_intake_recorded_its_start(
+    status, reason, action, clients, data, registry, intake_queue, intake, completion, completions, jobs,
+    notifications,
+):
+    """The intake died between CreateTransformJob and recording it (the job record still says READY),
+    and the job ended before the batch came back: the completion still acts on it, and the redelivered
+    batch afterwards changes nothing."""
+    from .conftest import HandlerCrashed, crash_on, redelivered, sqs_event
+
+    registry.register("churn")
+    dropped = {key: data.drop(key) for key in KEYS}
+    crash_on(clients("dynamodb"), "UpdateItem", when=lambda request: b"STARTED" in request.body)
+    event = intake_queue.receive()
+    with pytest.raises(HandlerCrashed):
+        intake.handle(queued_messages(event))
+    (name,) = jobs.names()
+
+    (outcome,) = handle_all(completion, completions.finish(name, status, reason))
+    assert outcome.action == action
+    later = intake.handle(queued_messages(sqs_event([redelivered(r, 2) for r in event["Records"]])))
+    assert (later.jobs_started, later.jobs_existing, later.failed_message_ids) == ([], [name], [])
+
+    if action == "retried":
+        assert jobs.names() == [name, f"{name}-r1"]
+        (done,) = handle_all(completion, completions.finish(f"{name}-r1", "Completed"))
+        assert done.action == "reported"
+    if action in ("retried", "reported"):
+        for key in dropped:
+            assert data.json(f"predictions/churn/{rel(key)}.report.json")["status"] == "Completed"
+        assert data.keys("rejected/") == []
+    else:
+        assert sorted(data.keys("rejected/")) == sorted(f"rejected/churn/{rel(k)}.json" for k in dropped)
+        assert len(notifications.drain()) == 1
+
+
+def test_older_versions_in_the_same_job_are_reported_as_superseded(
+    data, registry, intake_queue, intake, completion, completions, jobs,
+):
+    registry.register("churn")
+    old = data.drop("incoming/churn/a.csv", b"old\n")
+    new = data.drop("incoming/churn/a.csv", b"new\n")
+    other = data.drop("incoming/churn/b.csv")
+    event = intake_queue.receive()
+    (name,) = intake.handle(queued_messages(event)).jobs_started
+    (job,) = jobs.assert_each_version_in_exactly_one_job(
+        {("incoming/churn/a.csv", old), ("incoming/churn/a.csv", new), ("incoming/churn/b.csv", other)})
+    assert job.manifest[1:] == ["a.csv", "b.csv"]  # the key is read once: its newest version
+    assert [i["versionId"] for i in job.plan["inputs"]] == [new, other]
+    assert [i["versionId"] for i in job.plan["superseded"]] == [old]
+
+    handle_all(completion, completions.finish(name, "Completed"))
+    report = data.json("predictions/churn/a.csv.report.json")
+    assert report["input"]["versionId"] == new
+    assert report["supersededVersionIds"] == [old]
+    assert "supersededVersionIds" not in data.json("predictions/churn/b.csv.report.json")

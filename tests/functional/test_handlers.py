@@ -1,0 +1,131 @@
+"""The Lambda handlers themselves: loaded from functions/*/app.py with the environment the template
+gives each function, invoked with Lambda's event shapes, answering in the shapes Lambda expects."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sagepilot.adapters import clients as product_clients
+from sagepilot.errors import ConfigurationError
+
+from .conftest import COMPLETION, INTAKE, encoded_key_copy, inject_error, with_body
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+
+
+def context_for(stack: Any, logical_id: str) -> FakeLambdaContext:
+    spec = stack.functions[logical_id]
+    return FakeLambdaContext(spec.name, 512, spec.arn, str(uuid.uuid4()))
+
+
+@pytest.fixture
+def load_handler(stack, monkeypatch) -> Iterator[Callable[[str], ModuleType]]:
+    """Import functions/<dir>/app.py as Lambda would: a fresh module, the function's environment."""
+    product_clients.client.cache_clear()
+
+    def load(logical_id: str, env: dict[str, str] | None = None) -> ModuleType:
+        spec = stack.functions[logical_id]
+        for name, value in (env if env is not None else spec.environment).items():
+            monkeypatch.setenv(name, value)
+        path = spec.code_dir / f"{spec.handler.split('.')[0]}.py"
+        module_spec = importlib.util.spec_from_file_location(f"handler_{logical_id}_{uuid.uuid4().hex}", path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+
+    yield load
+    product_clients.client.cache_clear()
+
+
+def test_the_template_points_at_the_handlers(stack):
+    for logical_id in (INTAKE, COMPLETION):
+        spec = stack.functions[logical_id]
+        assert spec.handler == "app.handler"
+        assert (spec.code_dir / "app.py").is_file()
+
+
+def test_intake_handler_answers_with_a_partial_batch_response(
+    stack, load_handler, data, registry, intake_queue, jobs,
+):
+    registry.register("churn")
+    dropped = {key: data.drop(key) for key in ["incoming/churn/a b.csv", "incoming/churn/c+d.csv"]}
+    data.drop("incoming/churn/notes.txt")
+    app = load_handler(INTAKE)
+    event = intake_queue.receive()
+    event["Records"].append(encoded_key_copy(event["Records"][0]))
+    event["Records"].append(with_body(event["Records"][0], "not json"))
+
+    response = app.handler(event, context_for(stack, INTAKE))
+    assert response == {"batchItemFailures": []}
+    json.dumps(response)  # Lambda serialises it
+    jobs.assert_each_version_in_exactly_one_job(set(dropped.items()))
+    assert data.keys("rejected/") == ["rejected/churn/notes.txt.json"]
+
+
+def test_intake_handler_hands_back_the_messages_it_could_not_finish(
+    stack, load_handler, data, registry, intake_queue, jobs,
+):
+    registry.register("churn")
+    registry.register("fraud")
+    data.drop("incoming/churn/a.csv")
+    data.drop("incoming/fraud/b.csv")
+    app = load_handler(INTAKE)
+    # The handler's own (process-wide) SageMaker client refuses jobs of the fraud group only.
+    inject_error(product_clients.client("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
+                 "The account-level service limit is 0 Instances", times=None,
+                 when=lambda body: body["ModelName"].startswith("sagepilot-fraud-"))
+    event = intake_queue.receive()
+    fraud_ids = [r["messageId"] for r in event["Records"] if "/fraud/" in r["body"]]
+
+    response = app.handler(event, context_for(stack, INTAKE))
+    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in fraud_ids]}
+    (name,) = jobs.names()
+    assert name.startswith("sagepilot-churn-")
+
+
+def test_completion_handler_reports_what_it_did(stack, load_handler, data, registry, intake_queue, completions):
+    registry.register("churn")
+    data.drop("incoming/churn/a.csv")
+    data.drop("incoming/churn/b.csv")
+    intake_app = load_handler(INTAKE)
+    assert intake_app.handler(intake_queue.receive(), context_for(stack, INTAKE)) == {"batchItemFailures": []}
+    (name,) = [j["TransformJobName"] for j in product_clients.client("sagemaker").list_transform_jobs()[
+        "TransformJobSummaries"]]
+
+    app = load_handler(COMPLETION)
+    (event,) = completions.finish(name, "Completed")
+    context = context_for(stack, COMPLETION)
+    assert app.handler(event, context) == {"job": name, "action": "reported", "detail": "2 input report(s)"}
+    assert app.handler(event, context) == {"job": name, "action": "duplicate", "detail": "already COMPLETED"}
+    assert data.json("predictions/churn/a.csv.report.json")["transformJobName"] == name
+
+    malformed = app.handler({"source": "aws.s3", "detail-type": "Object Created", "id": "x"}, context)
+    assert malformed["action"] == "ignored"
+    assert "SageMaker Transform Job State Change" in malformed["detail"]
+
+
+@pytest.mark.parametrize("logical_id", [INTAKE, COMPLETION])
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("DATA_BUCKET", "", "DATA_BUCKET is required"),
+    ("MAX_PAYLOAD_MB", "lots", "MAX_PAYLOAD_MB must be a whole number"),
+    ("FALLBACK_INSTANCE_TYPE", "m5.xlarge", "FALLBACK_INSTANCE_TYPE must be a SageMaker instance type"),
+])
+def test_a_handler_refuses_to_start_with_bad_settings(stack, load_handler, logical_id, variable, value, message):
+    env: dict[str, Any] = {**stack.functions[logical_id].environment, variable: value}
+    with pytest.raises(ConfigurationError, match=message):
+        load_handler(logical_id, env)
