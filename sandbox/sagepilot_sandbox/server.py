@@ -85,6 +85,7 @@ class Sandbox:
         if self.lambdas:
             self.lambdas.stop()
         faithful.clear_listeners()
+        faithful.s3_event_copies = 1  # moto is process-wide: leave it as it was found
         if self._server:
             self._server.stop()
 

@@ -528,18 +528,24 @@ def test_other_buckets_and_malformed_messages_change_nothing(
     s3.put_object(Bucket=data.name, Key="incoming/churn/new folder/", Body=b"")
     (folder,) = intake_queue.receive()["Records"]
     intake_queue.delete([folder])
+    # A real file of ours, whose event is replayed below as if it came from the other bucket.
+    data.drop("incoming/churn/a.csv")
+    (ours,) = intake_queue.receive()["Records"]
+    intake_queue.delete([ours])
     assert intake_queue.depth() == 0
 
     real = json.loads(folder["body"])
-    other_bucket = json.loads(folder["body"])
+    other_bucket = json.loads(ours["body"])
     other_bucket["detail"]["bucket"]["name"] = "someone-elses-bucket"
-    other_bucket["detail"]["object"]["key"] = "incoming/churn/a.csv"
+    other_unversioned = json.loads(json.dumps(other_bucket))
+    del other_unversioned["detail"]["object"]["version-id"]
     no_object = {**real, "detail": {"bucket": {"name": data.name}}}
     key_not_text = json.loads(folder["body"])
     key_not_text["detail"]["object"]["key"] = 42
     deleted = {**real, "detail-type": "Object Deleted"}
     sagemaker_event = {**real, "source": "aws.sagemaker", "detail-type": "SageMaker Transform Job State Change"}
-    bodies = ["not json at all", "[1, 2, 3]", "{}", "null", json.dumps(other_bucket), json.dumps(no_object),
+    bodies = ["not json at all", "[1, 2, 3]", "{}", "null", json.dumps(other_bucket), json.dumps(other_unversioned),
+              json.dumps(no_object),
               json.dumps(key_not_text), json.dumps(deleted), json.dumps(sagemaker_event)]
     event = sqs_event([folder] + [with_body(folder, b) for b in bodies])
 
