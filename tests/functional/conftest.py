@@ -89,7 +89,6 @@ def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         faithful.install()
         _let_injected_answers_stand(monkeypatch)
         yield
-        faithful.clear_listeners()
 
 
 @pytest.fixture
