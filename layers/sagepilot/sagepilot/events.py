@@ -107,3 +107,78 @@ def parse_transform_job_change(raw: dict[str, Any]) -> TransformJobChange:
     status = _field(detail, "TransformJobStatus", str, "detail")
     reason = detail.get("FailureReason", "") if isinstance(detail, dict) else ""
     return TransformJobChange(name, status, reason if isinstance(reason, str) else "")
+
+
+# Rollout triggers -----------------------------------------------------------------------------------
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+SCHEDULED_EVENT = "Scheduled Event"
+OPERATOR_SOURCE = "sagepilot.operator"
+ROLLOUT_COMMAND = "Rollout Command"
+
+
+@dataclass(frozen=True)
+class PackageChanged:
+    group: str
+    version: int | None
+    approval: str
+
+
+@dataclass(frozen=True)
+class EndpointSignal:
+    """Something happened to a managed endpoint: a state change, an alarm, an operator's command."""
+
+    endpoint: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    rule: str
+
+
+RolloutTrigger = PackageChanged | EndpointSignal | Scheduled
+
+
+def _alarm_endpoint(detail: Any) -> str:
+    """The EndpointName dimension of the alarm's metric (`configuration.metrics[].metricStat.metric`)."""
+    configuration = _field(detail, "configuration", dict, "detail")
+    metrics = _field(configuration, "metrics", list, "detail.configuration")
+    for metric in metrics:
+        dimensions = (((metric or {}).get("metricStat") or {}).get("metric") or {}).get("dimensions")
+        if isinstance(dimensions, dict) and isinstance(dimensions.get("EndpointName"), str):
+            return str(dimensions["EndpointName"])
+    raise MalformedEvent("the alarm's metrics have no EndpointName dimension: not an endpoint alarm")
+
+
+def parse_rollout_trigger(raw: dict[str, Any]) -> RolloutTrigger:
+    """The rollout function's events, as the template routes them; anything else is MalformedEvent."""
+    if not isinstance(raw, dict):
+        raise MalformedEvent(f"expected an EventBridge event object, got {type(raw).__name__}")
+    source, kind, detail = raw.get("source"), raw.get("detail-type"), raw.get("detail")
+    if source == "aws.sagemaker" and kind == MODEL_PACKAGE_STATE_CHANGE:
+        group = _field(detail, "ModelPackageGroupName", str, "detail")
+        approval = _field(detail, "ModelApprovalStatus", str, "detail")
+        version = (detail or {}).get("ModelPackageVersion")
+        if not group:
+            raise MalformedEvent("detail.ModelPackageGroupName must not be empty")
+        return PackageChanged(
+            group, version if isinstance(version, int) and not isinstance(version, bool) else None, approval
+        )
+    if source == "aws.sagemaker" and kind == ENDPOINT_STATE_CHANGE:
+        name = _field(detail, "EndpointName", str, "detail")
+        status = (detail or {}).get("EndpointStatus", "")
+        return EndpointSignal(name, f"endpoint {status}")
+    if source == "aws.cloudwatch" and kind == ALARM_STATE_CHANGE:
+        alarm = _field(detail, "alarmName", str, "detail")
+        state = _field(_field(detail, "state", dict, "detail"), "value", str, "detail.state")
+        return EndpointSignal(_alarm_endpoint(detail), f"alarm {alarm} {state}")
+    if source == "aws.events" and kind == SCHEDULED_EVENT:
+        resources = raw.get("resources")
+        return Scheduled(str(resources[0]) if isinstance(resources, list) and resources else "")
+    if source == OPERATOR_SOURCE and kind == ROLLOUT_COMMAND:
+        name = _field(detail, "endpoint", str, "detail")
+        command = _field(detail, "command", str, "detail")
+        return EndpointSignal(name, f"operator {command}")
+    raise MalformedEvent(f"the rollout function does not handle source={source!r} detail-type={kind!r}")

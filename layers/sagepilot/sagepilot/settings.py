@@ -10,7 +10,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sagepilot.domain.deployment import (
+    AlarmThresholds,
+    Autoscaling,
+    Deployment,
+    InvalidGroupSettings,
+    parse_steps,
+)
 from sagepilot.domain.names import MAX_PREFIX_LENGTH
+from sagepilot.domain.rollout import RolloutPolicy, Strategy
 from sagepilot.domain.transform_plan import MAX_PAYLOAD_LIMIT_MB, TransformSettings
 from sagepilot.errors import ConfigurationError
 
@@ -56,11 +64,7 @@ def _instance_type(name: str, value: str) -> str:
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
-    prefix = _required(env, "NAME_PREFIX")
-    if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.match(prefix):
-        raise ConfigurationError(
-            f"NAME_PREFIX must be 1-{MAX_PREFIX_LENGTH} letters, digits or hyphens, got {prefix!r}"
-        )
+    prefix = _prefix(env)
     max_payload = _int(env, "MAX_PAYLOAD_MB", 1, MAX_PAYLOAD_LIMIT_MB)
     concurrency = _int(env, "MAX_CONCURRENT_TRANSFORMS", 1, MAX_PAYLOAD_LIMIT_MB)
     if max_payload * concurrency > MAX_PAYLOAD_LIMIT_MB:
@@ -87,4 +91,67 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_job_retries=_int(env, "MAX_JOB_RETRIES", 0, 9),
         claim_timeout_seconds=_int(env, "CLAIM_TIMEOUT_SECONDS", 1, 86_400),
         intake_max_receive_count=_int(env, "INTAKE_MAX_RECEIVE_COUNT", 1, 1000),
+    )
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    name_prefix: str
+    state_table: str
+    notification_topic_arn: str
+    sagemaker_role_arn: str
+    defaults: Deployment
+    lease_seconds: int
+    stable_check_seconds: int
+
+
+def _prefix(env: Mapping[str, str]) -> str:
+    prefix = _required(env, "NAME_PREFIX")
+    if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.match(prefix):
+        raise ConfigurationError(
+            f"NAME_PREFIX must be 1-{MAX_PREFIX_LENGTH} letters, digits or hyphens, got {prefix!r}"
+        )
+    return prefix
+
+
+def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
+    """Settings of the rollout function: the stack-wide deployment defaults each group may override."""
+    strategy_raw = _required(env, "DEPLOY_STRATEGY")
+    try:
+        strategy = Strategy(strategy_raw)
+    except ValueError:
+        choices = ", ".join(s.value for s in Strategy)
+        raise ConfigurationError(f"DEPLOY_STRATEGY must be one of {choices}, got {strategy_raw!r}") from None
+    try:
+        steps = parse_steps(_required(env, "CANARY_STEPS"), "CANARY_STEPS")
+    except InvalidGroupSettings as exc:
+        raise ConfigurationError(str(exc)) from None
+    low, high = _int(env, "AUTOSCALING_MIN", 1, 1000), _int(env, "AUTOSCALING_MAX", 1, 1000)
+    if low > high:
+        raise ConfigurationError(f"AUTOSCALING_MIN ({low}) must not be above AUTOSCALING_MAX ({high})")
+    return RolloutSettings(
+        name_prefix=_prefix(env),
+        state_table=_required(env, "STATE_TABLE"),
+        notification_topic_arn=_required(env, "NOTIFICATION_TOPIC_ARN"),
+        sagemaker_role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
+        defaults=Deployment(
+            enabled=True,
+            endpoint="",
+            rollout=RolloutPolicy(strategy, steps, _int(env, "BAKE_SECONDS", 0, 86_400)),
+            instance_type=_instance_type("ENDPOINT_INSTANCE_TYPE", _required(env, "ENDPOINT_INSTANCE_TYPE")),
+            instance_count=_int(env, "ENDPOINT_INSTANCE_COUNT", 1, 1000),
+            autoscaling=Autoscaling(
+                min_capacity=low,
+                max_capacity=high,
+                target_invocations=float(_int(env, "AUTOSCALING_TARGET", 1, 1_000_000)),
+                scale_in_cooldown=_int(env, "SCALE_IN_COOLDOWN", 0, 86_400),
+                scale_out_cooldown=_int(env, "SCALE_OUT_COOLDOWN", 0, 86_400),
+            ),
+            alarms=AlarmThresholds(
+                errors_5xx_per_minute=_int(env, "ALARM_5XX_THRESHOLD", 1, 1_000_000),
+                latency_p99_ms=_int(env, "ALARM_LATENCY_MS", 1, 3_600_000),
+            ),
+        ),
+        lease_seconds=_int(env, "LEASE_SECONDS", 30, 3600),
+        stable_check_seconds=_int(env, "STABLE_CHECK_SECONDS", 60, 86_400),
     )

@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sagepilot.adapters.alarms import RolloutAlarms
+from sagepilot.adapters.autoscaling import VariantAutoscaling
+from sagepilot.adapters.endpoints import Endpoints
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import ModelRegistry
+from sagepilot.adapters.rollout_state import RolloutStore
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import StateTable
 from sagepilot.services.batch_completion import BatchCompletion
 from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
-from sagepilot.settings import Settings
+from sagepilot.services.rollout import Rollouts
+from sagepilot.settings import RolloutSettings, Settings
 
 ClientFactory = Callable[[str], Any]
 
@@ -44,5 +49,18 @@ def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompleti
         SageMaker(client("sagemaker")),
         StateTable(client("dynamodb"), settings.state_table),
         _launcher(settings, client),
+        Notifier(client("sns"), settings.notification_topic_arn),
+    )
+
+
+def rollouts(settings: RolloutSettings, client: ClientFactory) -> Rollouts:
+    sagemaker = client("sagemaker")
+    return Rollouts(
+        settings,
+        RolloutStore(client("dynamodb"), settings.state_table, settings.lease_seconds),
+        ModelRegistry(sagemaker),
+        Endpoints(sagemaker, settings.sagemaker_role_arn),
+        VariantAutoscaling(client("application-autoscaling")),
+        RolloutAlarms(client("cloudwatch")),
         Notifier(client("sns"), settings.notification_topic_arn),
     )

@@ -7,8 +7,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code
+from sagepilot.domain.rollout import Release
 from sagepilot.domain.transform_plan import ModelVersion
-from sagepilot.errors import TransientError
+from sagepilot.errors import PermanentError, TransientError
 
 _GROUP_MISSING = {"ValidationException", "ResourceNotFound"}
 
@@ -50,3 +51,46 @@ class ModelRegistry:
 
     def _require_group(self, group: str) -> None:
         self._sm.describe_model_package_group(ModelPackageGroupName=group)
+
+    def newest_approved(self, group: str) -> Release | None:
+        """The newest Approved version of `group` as a deployable release (one call); None if there is
+        none or the group does not exist (an endpoint then has nothing it should serve)."""
+        try:
+            listed = self._sm.list_model_packages(
+                ModelPackageGroupName=group,
+                ModelApprovalStatus="Approved",
+                SortBy="CreationTime",
+                SortOrder="Descending",
+                MaxResults=1,
+            )["ModelPackageSummaryList"]
+        except ClientError as exc:
+            if error_code(exc) in _GROUP_MISSING:
+                return None
+            raise TransientError(f"reading model package group {group!r} failed: {exc}") from exc
+        if not listed:
+            return None
+        return Release(version=int(listed[0]["ModelPackageVersion"]), package_arn=str(listed[0]["ModelPackageArn"]))
+
+    def group_tags(self, group: str) -> dict[str, str]:
+        """The group's tags (its per-group settings); GroupNotFound if there is no such group."""
+        try:
+            arn = self._sm.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
+            tags: dict[str, str] = {}
+            for page in self._sm.get_paginator("list_tags").paginate(ResourceArn=arn):
+                tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        except ClientError as exc:
+            if error_code(exc) in _GROUP_MISSING:
+                raise GroupNotFound(group) from exc
+            raise TransientError(f"reading the tags of model package group {group!r} failed: {exc}") from exc
+        return tags
+
+    def reject(self, package_arn: str, description: str) -> None:
+        """Mark a version Rejected with the reason, so the registry shows what happened to it."""
+        try:
+            self._sm.update_model_package(
+                ModelPackageArn=package_arn, ModelApprovalStatus="Rejected", ApprovalDescription=description[:1024]
+            )
+        except ClientError as exc:
+            if error_code(exc) in ("ThrottlingException", "InternalFailure"):
+                raise TransientError(f"rejecting {package_arn} failed: {exc}") from exc
+            raise PermanentError(f"rejecting {package_arn} failed: {exc}") from exc

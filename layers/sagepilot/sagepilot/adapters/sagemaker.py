@@ -12,7 +12,7 @@ from sagepilot.errors import CapacityError, PermanentError, TransientError
 _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 
 
-def _translate(exc: ClientError, what: str, instance_type: str = "") -> Exception:
+def translate(exc: ClientError, what: str, instance_type: str = "") -> Exception:
     code = error_code(exc)
     if code == "ResourceLimitExceeded":
         return CapacityError(f"{what}: {error_message(exc)}", instance_type=instance_type)
@@ -37,7 +37,7 @@ class SageMaker:
         except ClientError as exc:
             if error_code(exc) == "ValidationException" and "already exist" in error_message(exc):
                 return False
-            raise _translate(exc, f"CreateModel {name}") from exc
+            raise translate(exc, f"CreateModel {name}") from exc
         return True
 
     def start_transform_job(self, request: dict[str, Any]) -> bool:
@@ -48,11 +48,11 @@ class SageMaker:
         except ClientError as exc:
             if error_code(exc) == "ResourceInUse":
                 return False
-            raise _translate(exc, f"CreateTransformJob {name}", request["TransformResources"]["InstanceType"]) from exc
+            raise translate(exc, f"CreateTransformJob {name}", request["TransformResources"]["InstanceType"]) from exc
         return True
 
     def describe_transform_job(self, name: str) -> dict[str, Any]:
         try:
             return dict(self._sm.describe_transform_job(TransformJobName=name))
         except ClientError as exc:
-            raise _translate(exc, f"DescribeTransformJob {name}") from exc
+            raise translate(exc, f"DescribeTransformJob {name}") from exc

@@ -58,3 +58,35 @@ def split_attempt(name: str) -> tuple[str, int]:
     if match:
         return match.group("base"), int(match.group("attempt"))
     return name, 0
+
+
+# Real-time endpoints ---------------------------------------------------------------------------------
+def variant_name(version: int) -> str:
+    """A package version's production variant: `v<version>`, unique within an endpoint."""
+    return f"v{version}"
+
+
+def endpoint_name(prefix: str, group: str) -> str:
+    """The default endpoint of a model package group: `<prefix>-<group>` (truncated with a digest if long)."""
+    name = f"{prefix}-{group}"
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    return _join(prefix, group, digest([group], 8), MAX_NAME_LENGTH)
+
+
+def endpoint_model_name(endpoint: str, version: int, package_arn: str) -> str:
+    """The Model behind one variant of one endpoint (distinct from batch models, so cleaning up an
+    endpoint never deletes a model a transform job uses)."""
+    tail = f"v{version}-{digest([endpoint, package_arn], 8)}"
+    return f"{endpoint[: MAX_NAME_LENGTH - len(tail) - 1].rstrip('-')}-{tail}"
+
+
+def endpoint_config_name(endpoint: str, variants: Iterable[str]) -> str:
+    """An endpoint config is never changed, only replaced: its name is a digest of what it holds."""
+    tail = f"c{digest([endpoint, *variants], 12)}"
+    return f"{endpoint[: MAX_NAME_LENGTH - len(tail) - 1].rstrip('-')}-{tail}"
+
+
+def alarm_name(endpoint: str, variant: str, kind: str) -> str:
+    """`<endpoint>-<variant>-<kind>`: starts with the stack's prefix, as the alarm rule's filter wants."""
+    return f"{endpoint}-{variant}-{kind}"

@@ -1,0 +1,36 @@
+"""Lambda: model approvals, endpoint state changes, rollout alarms, operator commands and the periodic
+schedule -> one reconcile move per endpoint (create, canary step, promote, roll back, or wait).
+
+Invoked asynchronously by EventBridge; an exception makes Lambda retry, then the event goes to the
+on-failure destination. A malformed event is logged and dropped (retrying cannot fix it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sagepilot import wiring
+from sagepilot.adapters.clients import client
+from sagepilot.errors import MalformedEvent
+from sagepilot.events import EndpointSignal, PackageChanged, parse_rollout_trigger
+from sagepilot.observability import logger
+from sagepilot.settings import load_rollout_settings
+
+service = wiring.rollouts(load_rollout_settings(os.environ), client)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        trigger = parse_rollout_trigger(event)
+    except MalformedEvent as exc:
+        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event.get("id")})
+        return {"result": "ignored", "detail": str(exc)}
+    if isinstance(trigger, PackageChanged):
+        return {"outcomes": [service.on_package_change(trigger.group).as_dict()]}
+    if isinstance(trigger, EndpointSignal):
+        return {"outcomes": [service.on_endpoint_signal(trigger.endpoint).as_dict()]}
+    return {"outcomes": [o.as_dict() for o in service.on_schedule()]}

@@ -1,0 +1,99 @@
+"""Application Auto Scaling for endpoint variants: target tracking on invocations per instance.
+
+SageMaker refuses to remove a variant (or change its instance type) while it is registered as a
+scalable target, so `deregister` always runs before such an update. Both calls are idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sagepilot.adapters.clients import error_code
+from sagepilot.domain.deployment import Autoscaling
+from sagepilot.errors import PermanentError, TransientError
+
+NAMESPACE = "sagemaker"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+METRIC = "SageMakerVariantInvocationsPerInstance"
+_THROTTLED = {"ThrottlingException", "ConcurrentUpdateException", "InternalServiceException"}
+
+
+def resource_id(endpoint: str, variant: str) -> str:
+    return f"endpoint/{endpoint}/variant/{variant}"
+
+
+def policy_name(endpoint: str, variant: str) -> str:
+    return f"{endpoint}-{variant}-invocations"
+
+
+def _translate(exc: ClientError, what: str) -> Exception:
+    if error_code(exc) in _THROTTLED:
+        return TransientError(f"{what}: {exc}")
+    return PermanentError(f"{what}: {exc}")
+
+
+class VariantAutoscaling:
+    def __init__(self, autoscaling_client: Any) -> None:
+        self._aas = autoscaling_client
+
+    def register(self, endpoint: str, variant: str, policy: Autoscaling) -> None:
+        rid = resource_id(endpoint, variant)
+        try:
+            self._aas.register_scalable_target(
+                ServiceNamespace=NAMESPACE,
+                ResourceId=rid,
+                ScalableDimension=DIMENSION,
+                MinCapacity=policy.min_capacity,
+                MaxCapacity=policy.max_capacity,
+            )
+            self._aas.put_scaling_policy(
+                PolicyName=policy_name(endpoint, variant),
+                ServiceNamespace=NAMESPACE,
+                ResourceId=rid,
+                ScalableDimension=DIMENSION,
+                PolicyType="TargetTrackingScaling",
+                TargetTrackingScalingPolicyConfiguration={
+                    "TargetValue": policy.target_invocations,
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": METRIC},
+                    "ScaleInCooldown": policy.scale_in_cooldown,
+                    "ScaleOutCooldown": policy.scale_out_cooldown,
+                },
+            )
+        except ClientError as exc:
+            raise _translate(exc, f"registering autoscaling for {rid}") from exc
+
+    def deregister(self, endpoint: str, variant: str) -> None:
+        rid = resource_id(endpoint, variant)
+        try:
+            self._aas.delete_scaling_policy(
+                PolicyName=policy_name(endpoint, variant),
+                ServiceNamespace=NAMESPACE,
+                ResourceId=rid,
+                ScalableDimension=DIMENSION,
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ObjectNotFoundException":
+                raise _translate(exc, f"deleting the scaling policy of {rid}") from exc
+        try:
+            self._aas.deregister_scalable_target(
+                ServiceNamespace=NAMESPACE, ResourceId=rid, ScalableDimension=DIMENSION
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ObjectNotFoundException":
+                raise _translate(exc, f"deregistering {rid}") from exc
+
+    def registered(self, endpoint: str) -> dict[str, dict[str, Any]]:
+        """Scalable targets of an endpoint's variants, by variant name (for checks and the CLI)."""
+        prefix = f"endpoint/{endpoint}/variant/"
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            pages = self._aas.get_paginator("describe_scalable_targets").paginate(ServiceNamespace=NAMESPACE)
+            for page in pages:
+                for target in page["ScalableTargets"]:
+                    if target["ResourceId"].startswith(prefix):
+                        found[target["ResourceId"][len(prefix) :]] = target
+        except ClientError as exc:
+            raise _translate(exc, "listing scalable targets") from exc
+        return found

@@ -1,0 +1,137 @@
+"""SageMaker real-time endpoints: models, endpoint configs, endpoints and their variants' weights.
+
+Idempotent by names: configs and models are named after what they hold, so asking again for one that
+exists is success. An endpoint that is not InService refuses updates with "Cannot update in-progress
+endpoint"; that surfaces as `EndpointBusy`, which the rollout treats as "wait for the next event".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sagepilot.adapters.clients import error_code, error_message
+from sagepilot.adapters.sagemaker import SageMaker, translate
+from sagepilot.domain.rollout import EndpointView, VariantView
+from sagepilot.errors import TransientError
+
+
+class EndpointBusy(TransientError):
+    """The endpoint is Creating/Updating; SageMaker accepts no update until it is InService again."""
+
+
+def _busy(exc: ClientError) -> bool:
+    return error_code(exc) == "ValidationException" and "in-progress endpoint" in error_message(exc)
+
+
+def _missing(exc: ClientError) -> bool:
+    return error_code(exc) in ("ValidationException", "ResourceNotFound") and (
+        "Could not find" in error_message(exc) or "does not exist" in error_message(exc)
+    )
+
+
+def _already_exists(exc: ClientError) -> bool:
+    return error_code(exc) in ("ValidationException", "ResourceInUse") and "already exist" in error_message(exc)
+
+
+class Endpoints:
+    def __init__(self, sagemaker_client: Any, role_arn: str) -> None:
+        self._sm = sagemaker_client
+        self._models = SageMaker(sagemaker_client)
+        self._role = role_arn
+
+    def describe(self, name: str) -> EndpointView | None:
+        try:
+            found = self._sm.describe_endpoint(EndpointName=name)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise translate(exc, f"DescribeEndpoint {name}") from exc
+        modified = found.get("LastModifiedTime")
+        return EndpointView(
+            status=str(found["EndpointStatus"]),
+            config_name=str(found.get("EndpointConfigName", "")),
+            variants=tuple(
+                VariantView(
+                    name=str(v["VariantName"]),
+                    weight=float(v.get("CurrentWeight") if v.get("CurrentWeight") is not None else 0.0),
+                    instances=v.get("CurrentInstanceCount"),
+                )
+                for v in found.get("ProductionVariants") or ()
+            ),
+            last_modified=modified.timestamp() if hasattr(modified, "timestamp") else 0.0,
+            failure_reason=str(found.get("FailureReason", "")),
+        )
+
+    def ensure_model(self, name: str, package_arn: str) -> bool:
+        return self._models.ensure_model(name, package_arn, self._role)
+
+    def ensure_config(self, name: str, variants: Sequence[Mapping[str, Any]], tags: Mapping[str, str]) -> bool:
+        """CreateEndpointConfig; True if created, False if a config of that name already existed."""
+        try:
+            self._sm.create_endpoint_config(
+                EndpointConfigName=name,
+                ProductionVariants=[dict(v) for v in variants],
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )
+        except ClientError as exc:
+            if _already_exists(exc):
+                return False
+            raise translate(exc, f"CreateEndpointConfig {name}", str(variants[0].get("InstanceType", ""))) from exc
+        return True
+
+    def create(self, name: str, config: str, tags: Mapping[str, str]) -> bool:
+        try:
+            self._sm.create_endpoint(
+                EndpointName=name, EndpointConfigName=config, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+            )
+        except ClientError as exc:
+            if _already_exists(exc):
+                return False
+            raise translate(exc, f"CreateEndpoint {name}") from exc
+        return True
+
+    def update(self, name: str, config: str, deployment: Mapping[str, Any] | None = None) -> None:
+        request: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config}
+        if deployment:
+            request["DeploymentConfig"] = dict(deployment)
+        try:
+            self._sm.update_endpoint(**request)
+        except ClientError as exc:
+            if _busy(exc):
+                raise EndpointBusy(f"endpoint {name} is being updated") from exc
+            raise translate(exc, f"UpdateEndpoint {name}") from exc
+
+    def set_weights(self, name: str, weights: Iterable[tuple[str, float]]) -> None:
+        try:
+            self._sm.update_endpoint_weights_and_capacities(
+                EndpointName=name,
+                DesiredWeightsAndCapacities=[{"VariantName": v, "DesiredWeight": w} for v, w in weights],
+            )
+        except ClientError as exc:
+            if _busy(exc):
+                raise EndpointBusy(f"endpoint {name} is being updated") from exc
+            raise translate(exc, f"UpdateEndpointWeightsAndCapacities {name}") from exc
+
+    def delete(self, name: str) -> None:
+        try:
+            self._sm.delete_endpoint(EndpointName=name)
+        except ClientError as exc:
+            if not _missing(exc):
+                raise translate(exc, f"DeleteEndpoint {name}") from exc
+
+    def delete_config(self, name: str) -> None:
+        try:
+            self._sm.delete_endpoint_config(EndpointConfigName=name)
+        except ClientError as exc:
+            if not _missing(exc):
+                raise translate(exc, f"DeleteEndpointConfig {name}") from exc
+
+    def delete_model(self, name: str) -> None:
+        try:
+            self._sm.delete_model(ModelName=name)
+        except ClientError as exc:
+            if not _missing(exc):
+                raise translate(exc, f"DeleteModel {name}") from exc

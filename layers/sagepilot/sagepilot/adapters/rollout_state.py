@@ -1,0 +1,231 @@
+"""Rollout state per endpoint in the state table, guarded by a lease so one handler acts at a time.
+
+Item `endpoint#<name>`:
+    state          the RolloutState as JSON (the desired shape of the endpoint and its history)
+    kind, phase, grp, updatedAt   for listing (index `ByKind`) and for people reading the table
+    leaseOwner, leaseExpires      who may act on the endpoint now; taken with a conditional write
+    rerun          set by a handler that found the lease taken: the holder reconciles once more
+                   before letting go, so that no trigger is lost while another one is handled
+
+A crashed holder's lease expires after `lease_seconds` (longer than the function's timeout); the
+next event or the periodic reconcile then takes over.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sagepilot.adapters.clients import error_code
+from sagepilot.domain.rollout import Command, HistoryEntry, Phase, Release, RolloutState
+from sagepilot.errors import TransientError
+
+KIND = "endpoint"
+INDEX = "ByKind"
+
+
+class LeaseBusy(Exception):
+    """Another handler holds the endpoint's lease (and has been asked to reconcile once more)."""
+
+
+class LeaseLost(TransientError):
+    """This handler's lease expired and was taken over while it was working."""
+
+
+def endpoint_pk(endpoint: str) -> str:
+    return f"endpoint#{endpoint}"
+
+
+def _release(value: dict[str, Any] | None) -> Release | None:
+    return Release(int(value["version"]), str(value["package_arn"])) if value else None
+
+
+def _release_doc(release: Release | None) -> dict[str, Any] | None:
+    return {"version": release.version, "package_arn": release.package_arn} if release else None
+
+
+def to_json(state: RolloutState) -> str:
+    return json.dumps(
+        {
+            "endpoint": state.endpoint,
+            "group": state.group,
+            "phase": state.phase.value,
+            "stable": _release_doc(state.stable),
+            "candidate": _release_doc(state.candidate),
+            "step": state.step,
+            "step_started_at": state.step_started_at,
+            "paused": state.paused,
+            "command": state.command.value if state.command else None,
+            "reason": state.reason,
+            "reject_candidate": state.reject_candidate,
+            "orphan_notified": state.orphan_notified,
+            "configs": list(state.configs),
+            "models": list(state.models),
+            "history": [[h.at, h.what] for h in state.history],
+        },
+        sort_keys=True,
+    )
+
+
+def from_json(raw: str) -> RolloutState:
+    doc = json.loads(raw)
+    return RolloutState(
+        endpoint=doc["endpoint"],
+        group=doc["group"],
+        phase=Phase(doc["phase"]),
+        stable=_release(doc.get("stable")),
+        candidate=_release(doc.get("candidate")),
+        step=int(doc.get("step", 0)),
+        step_started_at=float(doc.get("step_started_at", 0.0)),
+        paused=bool(doc.get("paused", False)),
+        command=Command(doc["command"]) if doc.get("command") else None,
+        reason=str(doc.get("reason", "")),
+        reject_candidate=bool(doc.get("reject_candidate", False)),
+        orphan_notified=bool(doc.get("orphan_notified", False)),
+        configs=tuple(doc.get("configs", ())),
+        models=tuple(doc.get("models", ())),
+        history=tuple(HistoryEntry(float(at), str(what)) for at, what in doc.get("history", ())),
+    )
+
+
+@dataclass(frozen=True)
+class Lease:
+    endpoint: str
+    owner: str
+    state: RolloutState | None
+
+
+class RolloutStore:
+    def __init__(self, dynamodb_client: Any, table: str, lease_seconds: int) -> None:
+        self._ddb = dynamodb_client
+        self._table = table
+        self._lease_seconds = lease_seconds
+
+    def _key(self, endpoint: str) -> dict[str, Any]:
+        return {"pk": {"S": endpoint_pk(endpoint)}}
+
+    def acquire(self, endpoint: str, owner: str, now: float) -> Lease:
+        """Take the endpoint's lease and read its state in one conditional write; LeaseBusy if taken."""
+        try:
+            item = self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(endpoint),
+                UpdateExpression="SET leaseOwner = :owner, leaseExpires = :expires REMOVE rerun",
+                ConditionExpression="attribute_not_exists(leaseOwner) OR leaseExpires < :now",
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":expires": {"N": str(int(now) + self._lease_seconds)},
+                    ":now": {"N": str(int(now))},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                if self._ask_holder_to_rerun(endpoint, now):
+                    raise LeaseBusy(endpoint) from None
+                return self.acquire(endpoint, owner, now)  # released meanwhile: take it
+            raise TransientError(f"taking the lease of {endpoint}: {exc}") from exc
+        raw = item.get("state", {}).get("S")
+        return Lease(endpoint, owner, from_json(raw) if raw else None)
+
+    def _ask_holder_to_rerun(self, endpoint: str, now: float) -> bool:
+        """Flag the live lease's holder to reconcile once more; False if the lease is gone already."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(endpoint),
+                UpdateExpression="SET rerun = :yes",
+                ConditionExpression="attribute_exists(leaseOwner) AND leaseExpires >= :now",
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":now": {"N": str(int(now))}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise TransientError(f"flagging {endpoint} for another reconcile: {exc}") from exc
+        return True
+
+    def save(self, lease: Lease, state: RolloutState, now: float) -> Lease:
+        """Record the state while holding the lease (conditional on still holding it)."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(lease.endpoint),
+                UpdateExpression="SET #state = :state, kind = :kind, phase = :phase, grp = :grp, updatedAt = :now",
+                ConditionExpression="leaseOwner = :owner",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":state": {"S": to_json(state)},
+                    ":kind": {"S": KIND},
+                    ":phase": {"S": state.phase.value},
+                    ":grp": {"S": state.group},
+                    ":now": {"N": str(int(now))},
+                    ":owner": {"S": lease.owner},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(f"lost the lease of {lease.endpoint} before saving its state") from exc
+            raise TransientError(f"saving the state of {lease.endpoint}: {exc}") from exc
+        return Lease(lease.endpoint, lease.owner, state)
+
+    def release(self, lease: Lease, now: float) -> bool:
+        """Let go of the lease. False if another handler asked for a rerun meanwhile: the lease is kept
+        (its rerun flag cleared) and the caller reconciles once more."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(lease.endpoint),
+                UpdateExpression="SET checkedAt = :now REMOVE leaseOwner, leaseExpires",
+                ConditionExpression="leaseOwner = :owner AND attribute_not_exists(rerun)",
+                ExpressionAttributeValues={":owner": {"S": lease.owner}, ":now": {"N": str(int(now))}},
+            )
+            return True
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise TransientError(f"releasing the lease of {lease.endpoint}: {exc}") from exc
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(lease.endpoint),
+                UpdateExpression="REMOVE rerun",
+                ConditionExpression="leaseOwner = :owner",
+                ExpressionAttributeValues={":owner": {"S": lease.owner}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(f"lost the lease of {lease.endpoint} while working") from exc
+            raise TransientError(f"releasing the lease of {lease.endpoint}: {exc}") from exc
+        return False
+
+    def read(self, endpoint: str) -> RolloutState | None:
+        """The recorded state, read consistently (for reruns and for the operator command)."""
+        try:
+            item = self._ddb.get_item(TableName=self._table, Key=self._key(endpoint), ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise TransientError(f"reading the state of {endpoint}: {exc}") from exc
+        raw = (item or {}).get("state", {}).get("S")
+        return from_json(raw) if raw else None
+
+    def all(self) -> list[tuple[RolloutState, float]]:
+        """Every endpoint this stack manages, with when it was last reconciled (the index holds only
+        rollout items)."""
+        states: list[tuple[RolloutState, float]] = []
+        try:
+            pages = self._ddb.get_paginator("query").paginate(
+                TableName=self._table,
+                IndexName=INDEX,
+                KeyConditionExpression="kind = :kind",
+                ExpressionAttributeValues={":kind": {"S": KIND}},
+            )
+            for page in pages:
+                states += [
+                    (from_json(item["state"]["S"]), float(item.get("checkedAt", {}).get("N", 0)))
+                    for item in page["Items"]
+                    if "state" in item
+                ]
+        except ClientError as exc:
+            raise TransientError(f"listing managed endpoints: {exc}") from exc
+        return states

@@ -1,0 +1,147 @@
+"""How a model package group is deployed: stack-wide defaults, overridden per group by its tags.
+
+The Model Registry is the user's whole interface, so per-group settings live on the model package
+group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sagepilot:bake-seconds,Value=300`):
+
+    sagepilot:deploy                 "false" keeps the group out of real-time deployment
+    sagepilot:endpoint-name          endpoint to deploy to (must start with the stack's name prefix)
+    sagepilot:strategy               ab (default) | canary | linear | all-at-once
+    sagepilot:canary-steps           candidate's share per step, e.g. "10,50,100"
+    sagepilot:bake-seconds           time at each step before the next
+    sagepilot:instance-type          e.g. ml.m5.large
+    sagepilot:instance-count         initial instances per variant
+    sagepilot:autoscaling-min / -max / -target    target tracking on invocations per instance per minute
+    sagepilot:scale-in-cooldown / scale-out-cooldown   seconds
+    sagepilot:alarm-5xx-threshold    server errors per minute that fail a canary
+    sagepilot:alarm-latency-ms       p99 model latency (ms) that fails a canary
+
+A bad value is an error that names the tag and what it should be; the group is not deployed until it
+is fixed (nothing is guessed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
+from sagepilot.domain.rollout import RolloutPolicy, Strategy
+
+TAG_PREFIX = "sagepilot:"
+_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
+class InvalidGroupSettings(ValueError):
+    """A group's tags (or the stack's defaults) ask for something that cannot be deployed."""
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min_capacity: int
+    max_capacity: int
+    target_invocations: float  # per instance per minute
+    scale_in_cooldown: int
+    scale_out_cooldown: int
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    errors_5xx_per_minute: int
+    latency_p99_ms: int
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything needed to deploy one group; `Deployment.defaults` comes from the stack's settings."""
+
+    enabled: bool
+    endpoint: str
+    rollout: RolloutPolicy
+    instance_type: str
+    instance_count: int
+    autoscaling: Autoscaling
+    alarms: AlarmThresholds
+
+
+def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = tags.get(TAG_PREFIX + key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}{key} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_steps(raw: str, where: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+        return RolloutPolicy(Strategy.AB, steps, 0).steps
+    except ValueError as exc:
+        raise InvalidGroupSettings(
+            f"{where} must be increasing percentages ending at 100, like '10,50,100', got {raw!r} ({exc})"
+        ) from None
+
+
+def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, str]) -> Deployment:
+    """The group's deployment: `defaults` with the group's `sagepilot:*` tags applied and checked."""
+    enabled_raw = tags.get(TAG_PREFIX + "deploy", "true").strip().lower()
+    if enabled_raw not in ("true", "false"):
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}deploy must be true or false, got {enabled_raw!r}")
+    endpoint = tags.get(TAG_PREFIX + "endpoint-name", "").strip() or endpoint_name(prefix, group)
+    if not _NAME.match(endpoint) or len(endpoint) > MAX_NAME_LENGTH:
+        raise InvalidGroupSettings(
+            f"tag {TAG_PREFIX}endpoint-name must be 1-63 letters, digits or hyphens, got {endpoint!r}"
+        )
+    if not endpoint.startswith(prefix + "-"):
+        raise InvalidGroupSettings(
+            f"tag {TAG_PREFIX}endpoint-name must start with the stack's name prefix {prefix + '-'!r} (the "
+            f"control plane is only allowed to manage such endpoints), got {endpoint!r}"
+        )
+    strategy_raw = tags.get(TAG_PREFIX + "strategy", defaults.rollout.strategy.value).strip().lower()
+    try:
+        strategy = Strategy(strategy_raw)
+    except ValueError:
+        choices = ", ".join(s.value for s in Strategy)
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}strategy must be one of {choices}, got {strategy_raw!r}") from None
+    steps_raw = tags.get(TAG_PREFIX + "canary-steps")
+    steps = parse_steps(steps_raw, f"tag {TAG_PREFIX}canary-steps") if steps_raw else defaults.rollout.steps
+    instance_type = tags.get(TAG_PREFIX + "instance-type", defaults.instance_type).strip()
+    if not _INSTANCE_TYPE.match(instance_type):
+        raise InvalidGroupSettings(
+            f"tag {TAG_PREFIX}instance-type must be a SageMaker instance type like ml.m5.large, got {instance_type!r}"
+        )
+    scaling = defaults.autoscaling
+    autoscaling = Autoscaling(
+        min_capacity=_int(tags, "autoscaling-min", scaling.min_capacity, 1, 1000),
+        max_capacity=_int(tags, "autoscaling-max", scaling.max_capacity, 1, 1000),
+        target_invocations=float(_int(tags, "autoscaling-target", int(scaling.target_invocations), 1, 1_000_000)),
+        scale_in_cooldown=_int(tags, "scale-in-cooldown", scaling.scale_in_cooldown, 0, 86_400),
+        scale_out_cooldown=_int(tags, "scale-out-cooldown", scaling.scale_out_cooldown, 0, 86_400),
+    )
+    if autoscaling.min_capacity > autoscaling.max_capacity:
+        raise InvalidGroupSettings(
+            f"autoscaling minimum {autoscaling.min_capacity} is above the maximum {autoscaling.max_capacity}"
+        )
+    count = _int(tags, "instance-count", defaults.instance_count, 1, 1000)
+    return dataclasses.replace(
+        defaults,
+        enabled=enabled_raw == "true",
+        endpoint=endpoint,
+        rollout=RolloutPolicy(strategy, steps, _int(tags, "bake-seconds", defaults.rollout.bake_seconds, 0, 86_400)),
+        instance_type=instance_type,
+        instance_count=min(max(count, autoscaling.min_capacity), autoscaling.max_capacity),
+        autoscaling=autoscaling,
+        alarms=AlarmThresholds(
+            errors_5xx_per_minute=_int(
+                tags, "alarm-5xx-threshold", defaults.alarms.errors_5xx_per_minute, 1, 1_000_000
+            ),
+            latency_p99_ms=_int(tags, "alarm-latency-ms", defaults.alarms.latency_p99_ms, 1, 3_600_000),
+        ),
+    )

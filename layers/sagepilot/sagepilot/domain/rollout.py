@@ -1,0 +1,650 @@
+"""Rollout decisions: from what the registry wants and what the endpoint is doing, the one next move.
+
+Everything here is plain data and pure functions. A service reads the persisted `RolloutState`, the
+endpoint (`EndpointView`), the newest Approved package version of the group (`target`) and the
+rollout's alarms that are in ALARM, calls `decide`, and applies the `Decision`: its actions (AWS calls)
+and its new state. The state is the *desired* shape of the endpoint; each call moves the endpoint one
+step towards it, or, when the endpoint already matches, moves the desired shape on (next canary step,
+promotion, rollback). Because a decision depends only on its inputs, a duplicated, late or
+re-ordered event leads to the same decision or to "wait", never to a second change.
+
+Phases (per endpoint):
+
+    CREATING      endpoint being created with `stable` as its only variant
+    STABLE        `stable` serves all traffic; a newer approved version starts a rollout
+    CANARY        `candidate` beside `stable`, at steps[step] percent, baking since step_started_at
+    PROMOTING     `candidate` becomes the only variant (also used to revert to an older version)
+    ROLLING_BACK  traffic back on `stable` at once, then `candidate` removed
+    NATIVE        SageMaker's own blue/green update (CANARY / LINEAR / ALL_AT_ONCE) to `candidate`
+    FAILED        the endpoint failed to create; waits for another version or a person
+
+Policy for order and concurrency (documented in the README):
+- The target is always the newest Approved version of the group. Approving an older version than the
+  live one therefore changes nothing; approving the same version twice changes nothing.
+- A newer approval during a canary supersedes it: the running candidate is rolled back (not marked
+  Rejected), then the newer version is rolled out from the first step.
+- Rejecting the candidate, an alarm of the rollout in ALARM, or an operator's rollback sends all
+  traffic back to `stable` at once. An alarm or an operator rollback also marks the candidate Rejected
+  in the registry with the reason, so that it is not rolled out again unless approved again.
+- Rejecting the live version after a finished rollout reverts to the newest remaining Approved version
+  at once (no canary: it was live before).
+- Nothing is sent to an endpoint that is not InService; the decision waits for its next state change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sagepilot.domain.names import variant_name
+
+BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+HISTORY_LIMIT = 50
+_WEIGHT_TOLERANCE = 1e-6
+
+
+class Phase(StrEnum):
+    CREATING = "CREATING"
+    STABLE = "STABLE"
+    CANARY = "CANARY"
+    PROMOTING = "PROMOTING"
+    ROLLING_BACK = "ROLLING_BACK"
+    NATIVE = "NATIVE"
+    FAILED = "FAILED"
+
+
+class Strategy(StrEnum):
+    """`AB`: our canary with two production variants; the others: SageMaker deployment guardrails."""
+
+    AB = "ab"
+    CANARY = "canary"
+    LINEAR = "linear"
+    ALL_AT_ONCE = "all-at-once"
+
+
+class Command(StrEnum):
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True, order=True)
+class Release:
+    """A model package version as it is (or will be) deployed: one production variant."""
+
+    version: int
+    package_arn: str
+
+    @property
+    def variant(self) -> str:
+        return variant_name(self.version)
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    strategy: Strategy
+    steps: tuple[int, ...]  # candidate's share in percent, strictly increasing, ending at 100
+    bake_seconds: int
+
+    def __post_init__(self) -> None:
+        if not self.steps or self.steps[-1] != 100:
+            raise ValueError(f"canary steps must end at 100, got {self.steps}")
+        if any(not 0 < s <= 100 for s in self.steps) or list(self.steps) != sorted(set(self.steps)):
+            raise ValueError(f"canary steps must be strictly increasing percentages, got {self.steps}")
+        if self.bake_seconds < 0:
+            raise ValueError("bake time cannot be negative")
+
+
+@dataclass(frozen=True)
+class VariantView:
+    name: str
+    weight: float  # CurrentWeight (relative)
+    instances: int | None = None  # CurrentInstanceCount
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    """What DescribeEndpoint says, reduced to what decisions need."""
+
+    status: str
+    config_name: str
+    variants: tuple[VariantView, ...]
+    last_modified: float = 0.0  # epoch seconds
+    failure_reason: str = ""
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(v.name for v in self.variants)
+
+    def shares(self) -> dict[str, float]:
+        """Each variant's share of traffic (weights are relative: 9 and 1 mean 90/10)."""
+        total = sum(v.weight for v in self.variants)
+        if total <= 0:
+            return {v.name: 0.0 for v in self.variants}
+        return {v.name: v.weight / total for v in self.variants}
+
+    def instances(self, variant: str) -> int | None:
+        return next((v.instances for v in self.variants if v.name == variant), None)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: float
+    what: str
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    endpoint: str
+    group: str
+    phase: Phase
+    stable: Release | None
+    candidate: Release | None = None
+    step: int = 0
+    step_started_at: float = 0.0
+    paused: bool = False
+    command: Command | None = None
+    reason: str = ""
+    reject_candidate: bool = False  # on finishing a rollback, mark the candidate Rejected
+    orphan_notified: bool = False
+    configs: tuple[str, ...] = ()  # endpoint configs this stack created for the endpoint
+    models: tuple[str, ...] = ()  # models this stack created for the endpoint
+    history: tuple[HistoryEntry, ...] = ()
+
+    def evolve(self, now: float, what: str = "", **changes: object) -> RolloutState:
+        history = self.history
+        if what:
+            history = (*history, HistoryEntry(now, what))[-HISTORY_LIMIT:]
+        return dataclasses.replace(self, history=history, **changes)  # type: ignore[arg-type]
+
+
+# Actions: what the service must do against AWS, in order. -------------------------------------------
+@dataclass(frozen=True)
+class CreateEndpoint:
+    release: Release
+
+
+@dataclass(frozen=True)
+class ApplyVariants:
+    """UpdateEndpoint to a config with exactly these variants, after deregistering autoscaling from
+    every variant the update removes (SageMaker refuses to remove an autoscaled variant)."""
+
+    variants: tuple[tuple[Release, float], ...]  # (release, share)
+    deregister: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NativeUpdate:
+    """UpdateEndpoint with SageMaker deployment guardrails replacing `remove` by `release`."""
+
+    release: Release
+    deregister: tuple[str, ...]
+    strategy: Strategy
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    weights: tuple[tuple[str, float], ...]  # (variant, share)
+
+
+@dataclass(frozen=True)
+class RegisterAutoscaling:
+    variant: str
+
+
+@dataclass(frozen=True)
+class CreateRolloutAlarms:
+    variant: str
+
+
+@dataclass(frozen=True)
+class DeleteRolloutAlarms:
+    variant: str
+
+
+@dataclass(frozen=True)
+class RejectInRegistry:
+    release: Release
+    description: str
+
+
+@dataclass(frozen=True)
+class DeleteEndpoint:
+    reason: str
+
+
+@dataclass(frozen=True)
+class CleanUp:
+    """Delete the endpoint configs and models of this endpoint that the live config does not use."""
+
+
+@dataclass(frozen=True)
+class Notify:
+    subject: str
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+Action = (
+    CreateEndpoint
+    | ApplyVariants
+    | NativeUpdate
+    | SetWeights
+    | RegisterAutoscaling
+    | CreateRolloutAlarms
+    | DeleteRolloutAlarms
+    | RejectInRegistry
+    | DeleteEndpoint
+    | CleanUp
+    | Notify
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RolloutState | None
+    actions: tuple[Action, ...] = ()
+    # True: record the new state before acting (an intent, so that a crash mid-way is resumed);
+    # False: act first, then record (finishing moves whose actions are safe to repeat).
+    commit_first: bool = True
+    note: str = ""
+
+    @property
+    def is_wait(self) -> bool:
+        return not self.actions
+
+
+def _wait(state: RolloutState | None, note: str) -> Decision:
+    return Decision(state, (), note=note)
+
+
+def _same_shares(view: EndpointView, wanted: Mapping[str, float]) -> bool:
+    shares = view.shares()
+    return view.names == frozenset(wanted) and all(
+        abs(shares[name] - share) <= _WEIGHT_TOLERANCE for name, share in wanted.items()
+    )
+
+
+def canary_shares(state: RolloutState, policy: RolloutPolicy) -> dict[str, float]:
+    assert state.stable and state.candidate
+    share = policy.steps[min(state.step, len(policy.steps) - 1)] / 100
+    return {state.stable.variant: round(1 - share, 6), state.candidate.variant: share}
+
+
+def decide(
+    state: RolloutState | None,
+    view: EndpointView | None,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+    *,
+    endpoint: str,
+    group: str,
+) -> Decision:
+    """The next move for one endpoint. `firing`: names of the rollout's alarms now in ALARM."""
+    if state is None:
+        return _first(view, target, now, endpoint=endpoint, group=group)
+    if state.phase is Phase.FAILED:
+        return _failed(state, view, target, now)
+    if view is None:
+        if target is None:
+            return _wait(state, "endpoint does not exist and no version is approved")
+        if state.phase is not Phase.CREATING:
+            state = state.evolve(
+                now,
+                f"endpoint {state.endpoint} is gone; creating it again with v{target.version}",
+                phase=Phase.CREATING,
+                stable=target,
+                candidate=None,
+                step=0,
+                command=None,
+                reason="",
+            )
+        return Decision(state, (CreateEndpoint(state.stable or target),))
+    if view.status == "Failed":
+        what = f"endpoint {state.endpoint} is Failed: {view.failure_reason or 'no reason given'}"
+        failed = state.evolve(now, what, phase=Phase.FAILED, reason=view.failure_reason)
+        return Decision(failed, (Notify(f"FAILED: {state.endpoint}", _facts(failed, what)),), commit_first=False)
+    if view.status in BUSY_STATUSES:
+        return _wait(state, f"endpoint is {view.status}; waiting for InService")
+    if view.status != "InService":
+        return _wait(state, f"endpoint status {view.status!r} is not one this control plane acts on")
+    handler = {
+        Phase.CREATING: _creating,
+        Phase.STABLE: _stable,
+        Phase.CANARY: _canary,
+        Phase.PROMOTING: _promoting,
+        Phase.ROLLING_BACK: _rolling_back,
+        Phase.NATIVE: _native,
+    }[state.phase]
+    return handler(state, view, target, firing, policy, now)
+
+
+def _facts(state: RolloutState, what: str) -> dict[str, object]:
+    return {
+        "endpoint": state.endpoint,
+        "group": state.group,
+        "phase": state.phase.value,
+        "stable": state.stable.version if state.stable else None,
+        "candidate": state.candidate.version if state.candidate else None,
+        "what": what,
+    }
+
+
+def _first(view: EndpointView | None, target: Release | None, now: float, *, endpoint: str, group: str) -> Decision:
+    if target is None:
+        return _wait(None, f"group {group} has no approved version")
+    if view is not None:
+        return Decision(
+            None,
+            (
+                Notify(
+                    f"NOT MANAGED: {endpoint}",
+                    {
+                        "endpoint": endpoint,
+                        "group": group,
+                        "what": f"endpoint {endpoint} exists but this stack has no record of it, so it will not "
+                        "touch it. Delete the endpoint, or point the group at another endpoint name with "
+                        "the sagepilot:endpoint-name tag.",
+                    },
+                ),
+            ),
+        )
+    state = RolloutState(endpoint=endpoint, group=group, phase=Phase.CREATING, stable=target).evolve(
+        now, f"v{target.version} approved; creating endpoint {endpoint}"
+    )
+    return Decision(state, (CreateEndpoint(target),))
+
+
+def _failed(state: RolloutState, view: EndpointView | None, target: Release | None, now: float) -> Decision:
+    if target is None or target == state.stable:
+        return _wait(state, "endpoint failed; waiting for another approved version (see the notification)")
+    if view is not None:
+        if view.status in BUSY_STATUSES:
+            return _wait(state, f"endpoint is {view.status}")
+        return Decision(state, (DeleteEndpoint(f"v{target.version} approved; replacing the failed endpoint"),))
+    created = state.evolve(
+        now,
+        f"v{target.version} approved; creating endpoint again",
+        phase=Phase.CREATING,
+        stable=target,
+        candidate=None,
+        reason="",
+    )
+    return Decision(created, (CreateEndpoint(target),))
+
+
+def _creating(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+) -> Decision:
+    assert state.stable
+    if view.names != {state.stable.variant}:
+        return _wait(state, f"endpoint serves {sorted(view.names)}, expected {state.stable.variant}")
+    what = f"endpoint {state.endpoint} InService with v{state.stable.version}"
+    done = state.evolve(now, what, phase=Phase.STABLE)
+    actions: tuple[Action, ...] = (
+        RegisterAutoscaling(state.stable.variant),
+        Notify(f"DEPLOYED: {state.endpoint} v{state.stable.version}", _facts(done, what)),
+    )
+    return Decision(done, actions, commit_first=False)
+
+
+def _stable(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+) -> Decision:
+    stable = state.stable
+    assert stable
+    if state.command is not None:
+        state = state.evolve(now, f"operator {state.command.value} ignored: no rollout running", command=None)
+    if view.names != {stable.variant}:
+        # Drift (a change made by hand, or a crash between two moves): back to the recorded shape.
+        extra = tuple(sorted(view.names - {stable.variant}))
+        return Decision(state, (ApplyVariants(((stable, 1.0),), extra),), note="repairing drift")
+    if target is None:
+        if state.orphan_notified:
+            return _wait(state, "no approved version; serving the last one")
+        what = (
+            f"no version of {state.group} is Approved any more; {state.endpoint} keeps serving v{stable.version}. "
+            "Approve a version to deploy it, or delete the endpoint."
+        )
+        return Decision(
+            state.evolve(now, what, orphan_notified=True),
+            (Notify(f"NO APPROVED VERSION: {state.endpoint}", _facts(state, what)),),
+            commit_first=False,
+        )
+    if target == stable:
+        return _wait(state.evolve(now, orphan_notified=False) if state.orphan_notified else state, "up to date")
+    if target.version < stable.version:
+        what = f"v{stable.version} is no longer Approved; reverting to v{target.version}, the newest Approved"
+        reverting = state.evolve(
+            now, what, phase=Phase.PROMOTING, candidate=target, reason=what, step=0, orphan_notified=False
+        )
+        return Decision(
+            reverting,
+            (
+                ApplyVariants(((target, 1.0),), (stable.variant,)),
+                Notify(f"REVERTING: {state.endpoint}", _facts(reverting, what)),
+            ),
+        )
+    if policy.strategy is not Strategy.AB:
+        what = f"v{target.version} approved; SageMaker {policy.strategy.value} deployment from v{stable.version}"
+        native = state.evolve(now, what, phase=Phase.NATIVE, candidate=target, step_started_at=now, reason="")
+        return Decision(
+            native,
+            (CreateRolloutAlarms(target.variant), NativeUpdate(target, (stable.variant,), policy.strategy)),
+        )
+    what = f"v{target.version} approved; canary at {policy.steps[0]}% beside v{stable.version}"
+    canary = state.evolve(
+        now,
+        what,
+        phase=Phase.CANARY,
+        candidate=target,
+        step=0,
+        step_started_at=now,
+        paused=False,
+        command=None,
+        reason="",
+        reject_candidate=False,
+        orphan_notified=False,
+    )
+    shares = canary_shares(canary, policy)
+    return Decision(
+        canary,
+        (
+            CreateRolloutAlarms(target.variant),
+            ApplyVariants(((stable, shares[stable.variant]), (target, shares[target.variant])), ()),
+            Notify(f"ROLLOUT STARTED: {state.endpoint} v{target.version}", _facts(canary, what)),
+        ),
+    )
+
+
+def _rollback_reason(state: RolloutState, target: Release | None, firing: tuple[str, ...]) -> tuple[str, bool] | None:
+    """Why the running candidate must go, and whether to mark it Rejected; None if it may stay."""
+    candidate = state.candidate
+    assert candidate
+    if firing:
+        return f"alarm {', '.join(sorted(firing))} in ALARM during the canary of v{candidate.version}", True
+    if state.command is Command.ROLLBACK:
+        return f"operator rolled back v{candidate.version}", True
+    if target is None or target.version < candidate.version:
+        return f"v{candidate.version} is no longer Approved", False
+    if target.version > candidate.version:
+        return f"v{target.version} approved; it supersedes the canary of v{candidate.version}", False
+    return None
+
+
+def _canary(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+) -> Decision:
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    both = frozenset({stable.variant, candidate.variant})
+    cause = _rollback_reason(state, target, firing)
+    if cause is not None:
+        reason, reject = cause
+        back = state.evolve(
+            now,
+            f"rolling back: {reason}",
+            phase=Phase.ROLLING_BACK,
+            reason=reason,
+            reject_candidate=reject,
+            command=None,
+            paused=False,
+        )
+        first: Action = (
+            SetWeights(((stable.variant, 1.0), (candidate.variant, 0.0)))
+            if view.names == both
+            else ApplyVariants(((stable, 1.0),), tuple(sorted(view.names - {stable.variant})))
+        )
+        return Decision(
+            back, (first, Notify(f"ROLLING BACK: {state.endpoint} v{candidate.version}", _facts(back, reason)))
+        )
+    if state.command is Command.PROMOTE or (
+        view.names == both
+        and _same_shares(view, canary_shares(state, policy))
+        and state.step == len(policy.steps) - 1
+        and now >= state.step_started_at + policy.bake_seconds
+        and not state.paused
+    ):
+        how = "operator promoted" if state.command is Command.PROMOTE else "baked at 100%"
+        what = f"{how}; promoting v{candidate.version}, removing v{stable.version}"
+        promoting = state.evolve(now, what, phase=Phase.PROMOTING, command=None, paused=False, reason=how)
+        deregister = tuple(sorted(view.names - {candidate.variant}))
+        return Decision(promoting, (ApplyVariants(((candidate, 1.0),), deregister),))
+    shares = canary_shares(state, policy)
+    if view.names != both:
+        # The candidate is not (or no longer) beside the stable variant: (re)apply the recorded shape.
+        extra = tuple(sorted(view.names - both))
+        return Decision(
+            state,
+            (
+                CreateRolloutAlarms(candidate.variant),
+                ApplyVariants(((stable, shares[stable.variant]), (candidate, shares[candidate.variant])), extra),
+            ),
+            note="adding the candidate",
+        )
+    if not _same_shares(view, shares):
+        return Decision(state, (SetWeights(tuple(shares.items())),), note="weights to the recorded step")
+    if state.paused:
+        return _wait(state, "paused by an operator")
+    due = state.step_started_at + policy.bake_seconds
+    if now < due:
+        return _wait(state, f"baking step {state.step + 1}/{len(policy.steps)} for {due - now:.0f} s more")
+    step = state.step + 1
+    nxt = state.evolve(
+        now,
+        f"v{candidate.version} healthy after {policy.bake_seconds} s; shifting to {policy.steps[step]}%",
+        step=step,
+        step_started_at=now,
+    )
+    return Decision(nxt, (SetWeights(tuple(canary_shares(nxt, policy).items())),))
+
+
+def _promoting(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+) -> Decision:
+    candidate = state.candidate
+    assert candidate
+    if view.names != {candidate.variant}:
+        deregister = tuple(sorted(view.names - {candidate.variant}))
+        return Decision(state, (ApplyVariants(((candidate, 1.0),), deregister),), note="removing the old variant")
+    previous = state.stable
+    what = f"v{candidate.version} serves all traffic" + (f" (was v{previous.version})" if previous else "")
+    done = state.evolve(
+        now, what, phase=Phase.STABLE, stable=candidate, candidate=None, step=0, reason="", reject_candidate=False
+    )
+    actions: tuple[Action, ...] = (
+        RegisterAutoscaling(candidate.variant),
+        DeleteRolloutAlarms(candidate.variant),
+        CleanUp(),
+        Notify(f"PROMOTED: {state.endpoint} v{candidate.version}", _facts(done, what)),
+    )
+    return Decision(done, actions, commit_first=False)
+
+
+def _rolling_back(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+) -> Decision:
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    if view.names == {stable.variant}:
+        what = f"rolled back to v{stable.version}: {state.reason}"
+        done = state.evolve(now, what, phase=Phase.STABLE, candidate=None, step=0, reason="", reject_candidate=False)
+        actions: list[Action] = [RegisterAutoscaling(stable.variant), DeleteRolloutAlarms(candidate.variant)]
+        if state.reject_candidate:
+            actions.append(RejectInRegistry(candidate, f"Rolled back by sagepilot: {state.reason}"))
+        actions += [CleanUp(), Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, what))]
+        return Decision(done, tuple(actions), commit_first=False)
+    if stable.variant in view.names and view.shares().get(candidate.variant, 0.0) > _WEIGHT_TOLERANCE:
+        weights = tuple((name, 1.0 if name == stable.variant else 0.0) for name in sorted(view.names))
+        return Decision(state, (SetWeights(weights),), note="all traffic to the stable variant")
+    extra = tuple(sorted(view.names - {stable.variant}))
+    return Decision(state, (ApplyVariants(((stable, 1.0),), extra),), note="removing the candidate")
+
+
+def _native(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+) -> Decision:
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    if view.names == {candidate.variant}:
+        what = f"SageMaker deployment finished: v{candidate.version} serves all traffic"
+        done = state.evolve(now, what, phase=Phase.STABLE, stable=candidate, candidate=None)
+        return Decision(
+            done,
+            (
+                RegisterAutoscaling(candidate.variant),
+                CleanUp(),
+                Notify(f"PROMOTED: {state.endpoint} v{candidate.version}", _facts(done, what)),
+            ),
+            commit_first=False,
+        )
+    if view.names == {stable.variant} and view.last_modified >= state.step_started_at:
+        # The update ran and SageMaker put the old fleet back: its auto-rollback alarms fired.
+        reason = f"SageMaker rolled back the {policy.strategy.value} deployment of v{candidate.version}"
+        if view.failure_reason:
+            reason += f": {view.failure_reason}"
+        done = state.evolve(now, reason, phase=Phase.STABLE, candidate=None, reason="")
+        return Decision(
+            done,
+            (
+                RegisterAutoscaling(stable.variant),
+                RejectInRegistry(candidate, f"Rolled back by SageMaker deployment guardrails: {reason}"),
+                CleanUp(),
+                Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, reason)),
+            ),
+            commit_first=False,
+        )
+    extra = tuple(sorted(view.names - {candidate.variant}))
+    return Decision(state, (NativeUpdate(candidate, extra, policy.strategy),), note="starting the SageMaker deployment")

@@ -1,0 +1,189 @@
+"""An in-memory endpoint and registry that apply rollout decisions the way SageMaker would.
+
+Used by the decision tests and the property tests: it refuses what SageMaker refuses (an update while
+the endpoint is not InService, removing a variant still registered for autoscaling) so that a decision
+that would fail in AWS fails here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sagepilot.domain import rollout as plan
+from sagepilot.domain.rollout import EndpointView, Release, RolloutPolicy, RolloutState, Strategy, VariantView
+
+ENDPOINT = "sp-churn"
+GROUP = "churn"
+
+
+def release(version: int) -> Release:
+    return Release(version, f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/{version}")
+
+
+class Refused(AssertionError):
+    """SageMaker would have refused this call."""
+
+
+@dataclass
+class FakeEndpoint:
+    status: str | None = None  # None: does not exist
+    variants: dict[str, float] = field(default_factory=dict)  # name -> current weight
+    pending: dict[str, float] | None = None
+    autoscaled: set[str] = field(default_factory=set)
+    last_modified: float = 0.0
+    fail_next: str = ""
+    native_rollback_next: bool = False
+    failure_reason: str = ""
+    updates: int = 0
+    removed_variants: list[str] = field(default_factory=list)
+
+    def view(self) -> EndpointView | None:
+        if self.status is None:
+            return None
+        return EndpointView(
+            status=self.status,
+            config_name=f"config-{self.updates}",
+            variants=tuple(VariantView(n, w, 1) for n, w in sorted(self.variants.items())),
+            last_modified=self.last_modified,
+            failure_reason=self.failure_reason,
+        )
+
+    def _require_in_service(self) -> None:
+        if self.status != "InService":
+            raise Refused(f"Cannot update in-progress endpoint (status {self.status})")
+
+    def create(self, variants: dict[str, float], now: float) -> None:
+        if self.status is not None:
+            raise Refused("Cannot create already existing endpoint")
+        self.status, self.pending, self.last_modified = "Creating", variants, now
+
+    def update(self, variants: dict[str, float], now: float, native: bool = False) -> None:
+        self._require_in_service()
+        removed = set(self.variants) - set(variants)
+        still = removed & self.autoscaled
+        if still:
+            raise Refused(f"variants {sorted(still)} must be deregistered as scalable targets first")
+        self.status, self.last_modified, self.updates = "Updating", now, self.updates + 1
+        self.pending = dict(self.variants) if native and self.native_rollback_next else variants
+        if native and self.native_rollback_next:
+            self.native_rollback_next = False
+            self.failure_reason = "alarm fired; rolled back"
+
+    def set_weights(self, weights: dict[str, float], now: float) -> None:
+        self._require_in_service()
+        unknown = set(weights) - set(self.variants)
+        if unknown:
+            raise Refused(f"unknown variants {unknown}")
+        self.status, self.last_modified = "Updating", now
+        self.pending = {**self.variants, **weights}
+
+    def settle(self, now: float) -> bool:
+        """Finish the running change (SageMaker's side); True if something changed."""
+        if self.status not in ("Creating", "Updating") or self.pending is None:
+            return False
+        if self.fail_next and self.status == "Creating":
+            self.status, self.failure_reason, self.fail_next = "Failed", self.fail_next, ""
+            return True
+        self.removed_variants += sorted(set(self.variants) - set(self.pending))
+        self.variants, self.pending, self.status, self.last_modified = self.pending, None, "InService", now
+        return True
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.variants.values())
+        return {n: (w / total if total else 0.0) for n, w in self.variants.items()}
+
+
+@dataclass
+class World:
+    policy: RolloutPolicy = field(default_factory=lambda: RolloutPolicy(Strategy.AB, (10, 50, 100), 600))
+    endpoint: FakeEndpoint = field(default_factory=FakeEndpoint)
+    approved: dict[int, Release] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+    firing: set[str] = field(default_factory=set)
+    state: RolloutState | None = None
+    now: float = 1_000.0
+    notes: list[str] = field(default_factory=list)
+    notifications: list[str] = field(default_factory=list)
+    actions: list[plan.Action] = field(default_factory=list)
+
+    def approve(self, version: int) -> None:
+        self.approved[version] = release(version)
+        self.rejected.pop(version, None)
+
+    def reject(self, version: int) -> None:
+        self.approved.pop(version, None)
+
+    @property
+    def target(self) -> Release | None:
+        return self.approved[max(self.approved)] if self.approved else None
+
+    def decide(self) -> plan.Decision:
+        firing: tuple[str, ...] = ()
+        if self.state and self.state.candidate and self.state.phase is plan.Phase.CANARY:
+            firing = tuple(sorted(a for a in self.firing if a.startswith(self.state.candidate.variant)))
+        return plan.decide(
+            self.state,
+            self.endpoint.view(),
+            self.target,
+            firing,
+            self.policy,
+            self.now,
+            endpoint=ENDPOINT,
+            group=GROUP,
+        )
+
+    def reconcile(self) -> plan.Decision:
+        decision = self.decide()
+        self.notes.append(decision.note)
+        for action in decision.actions:
+            self.apply(action, decision.state)
+        self.state = decision.state
+        return decision
+
+    def apply(self, action: plan.Action, state: RolloutState | None) -> None:
+        self.actions.append(action)
+        ep = self.endpoint
+        match action:
+            case plan.CreateEndpoint(release=r):
+                ep.create({r.variant: 1.0}, self.now)
+            case plan.ApplyVariants(variants=variants, deregister=deregister):
+                for name in deregister:
+                    ep.autoscaled.discard(name)
+                ep.update({r.variant: share for r, share in variants}, self.now)
+            case plan.NativeUpdate(release=r, deregister=deregister):
+                for name in deregister:
+                    ep.autoscaled.discard(name)
+                ep.update({r.variant: 1.0}, self.now, native=True)
+            case plan.SetWeights(weights=weights):
+                ep.set_weights(dict(weights), self.now)
+            case plan.RegisterAutoscaling(variant=v):
+                if v not in ep.variants:
+                    raise Refused(f"cannot register autoscaling for missing variant {v}")
+                ep.autoscaled.add(v)
+            case plan.RejectInRegistry(release=r, description=d):
+                self.approved.pop(r.version, None)
+                self.rejected[r.version] = d
+            case plan.DeleteEndpoint():
+                ep.status, ep.variants, ep.pending, ep.autoscaled = None, {}, None, set()
+                ep.failure_reason = ""
+            case plan.Notify(subject=subject):
+                self.notifications.append(subject)
+            case _:
+                pass
+
+    def settle(self) -> bool:
+        return self.endpoint.settle(self.now)
+
+    def run(self, max_moves: int = 50, step_seconds: float | None = None) -> None:
+        """Reconcile and let SageMaker finish, advancing time by the bake, until nothing moves."""
+        advance = self.policy.bake_seconds if step_seconds is None else step_seconds
+        for _ in range(max_moves):
+            decision = self.reconcile()
+            if self.settle():
+                continue
+            if decision.is_wait:
+                if self.state and self.state.phase is plan.Phase.CANARY and not self.state.paused:
+                    self.now += advance
+                    continue
+                return
+        raise AssertionError(f"no fixed point after {max_moves} moves: {self.notes[-5:]}")

@@ -1,0 +1,271 @@
+"""Rollout decisions, driven without AWS against an endpoint that behaves (and refuses) like SageMaker's."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagepilot.domain import rollout as plan
+from sagepilot.domain.rollout import Command, Phase, RolloutPolicy, Strategy
+from unit.rollout_world import Refused, World, release
+
+
+def deployed(version: int = 1) -> World:
+    world = World()
+    world.approve(version)
+    world.run()
+    assert world.state and world.state.phase is Phase.STABLE
+    return world
+
+
+def test_first_approval_creates_the_endpoint_then_registers_autoscaling_once_in_service() -> None:
+    world = World()
+    world.approve(1)
+    first = world.reconcile()
+    assert [type(a) for a in first.actions] == [plan.CreateEndpoint]
+    assert first.commit_first and first.state and first.state.phase is Phase.CREATING
+    # Creating: nothing else may happen, however many triggers arrive.
+    for _ in range(3):
+        assert world.reconcile().is_wait
+    world.settle()
+    done = world.reconcile()
+    assert [type(a) for a in done.actions] == [plan.RegisterAutoscaling, plan.Notify]
+    assert not done.commit_first  # act, then record: repeating it is harmless
+    assert world.endpoint.variants == {"v1": 1.0} and world.endpoint.autoscaled == {"v1"}
+    assert world.notifications == ["DEPLOYED: sp-churn v1"]
+
+
+def test_no_approved_version_does_nothing() -> None:
+    world = World()
+    decision = world.reconcile()
+    assert decision.is_wait and decision.state is None
+
+
+def test_canary_moves_through_every_step_after_its_bake_then_promotes() -> None:
+    world = deployed(1)
+    world.approve(2)
+    started = world.reconcile()
+    assert [type(a) for a in started.actions] == [plan.CreateRolloutAlarms, plan.ApplyVariants, plan.Notify]
+    world.settle()
+    shares = [world.endpoint.shares()]
+    for _ in range(40):
+        decision = world.reconcile()
+        if world.settle():
+            shares.append(world.endpoint.shares())
+        elif decision.is_wait:
+            if world.state and world.state.phase is Phase.STABLE:
+                break
+            world.now += 300  # half a bake: nothing may move before the full bake time
+    assert [round(s.get("v2", 0.0), 2) for s in shares] == [0.1, 0.5, 1.0, 1.0]
+    assert world.endpoint.variants == {"v2": 1.0}
+    assert world.endpoint.autoscaled == {"v2"}
+    assert world.state and world.state.stable == release(2) and world.state.candidate is None
+    assert world.endpoint.removed_variants == ["v1"]
+    assert "PROMOTED: sp-churn v2" in world.notifications
+
+
+def test_a_step_waits_for_the_full_bake_time() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    world.now += 599
+    assert world.reconcile().is_wait
+    world.now += 1
+    moved = world.reconcile()
+    assert [type(a) for a in moved.actions] == [plan.SetWeights]
+    assert moved.state and moved.state.step == 1
+
+
+def test_alarm_during_canary_sends_all_traffic_back_at_once_then_removes_the_candidate() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    world.firing.add("v2-5xx")
+    back = world.reconcile()
+    assert back.state and back.state.phase is Phase.ROLLING_BACK and back.state.reject_candidate
+    assert isinstance(back.actions[0], plan.SetWeights)
+    assert dict(back.actions[0].weights) == {"v1": 1.0, "v2": 0.0}
+    world.settle()
+    assert world.endpoint.shares() == {"v1": 1.0, "v2": 0.0}
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+    assert world.state and world.state.phase is Phase.STABLE and world.state.stable == release(1)
+    assert 2 in world.rejected and "alarm v2-5xx in ALARM" in world.rejected[2]
+    assert "ROLLED BACK: sp-churn v2" in world.notifications
+    # The registry now says Rejected: nothing starts the same version again.
+    world.firing.clear()
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+
+
+def test_rejecting_the_candidate_rolls_back_without_touching_the_registry() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    world.now += 600
+    world.reconcile()
+    world.settle()
+    assert world.endpoint.shares()["v2"] == 0.5
+    world.reject(2)
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+    assert not any(isinstance(a, plan.RejectInRegistry) for a in world.actions)
+
+
+def test_a_newer_approval_supersedes_a_running_canary() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    world.approve(3)
+    decision = world.reconcile()
+    assert decision.state and decision.state.phase is Phase.ROLLING_BACK
+    assert "supersedes" in decision.state.reason and not decision.state.reject_candidate
+    world.run()
+    assert world.endpoint.variants == {"v3": 1.0}
+    assert 2 in world.approved  # superseded, not rejected
+
+
+def test_approving_an_older_version_than_the_live_one_does_nothing() -> None:
+    world = deployed(3)
+    world.approve(2)
+    assert world.reconcile().is_wait
+    assert world.endpoint.variants == {"v3": 1.0}
+
+
+def test_rejecting_the_live_version_reverts_to_the_previous_approved_one_at_once() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.run()
+    assert world.endpoint.variants == {"v2": 1.0}
+    world.reject(2)
+    revert = world.reconcile()
+    assert revert.state and revert.state.phase is Phase.PROMOTING and revert.state.candidate == release(1)
+    apply = next(a for a in revert.actions if isinstance(a, plan.ApplyVariants))
+    assert apply.deregister == ("v2",)
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0} and world.endpoint.autoscaled == {"v1"}
+
+
+def test_rejecting_every_version_notifies_once_and_keeps_serving() -> None:
+    world = deployed(1)
+    world.reject(1)
+    world.run()
+    world.run()
+    assert world.notifications.count("NO APPROVED VERSION: sp-churn") == 1
+    assert world.endpoint.variants == {"v1": 1.0}
+
+
+def test_nothing_is_sent_to_an_updating_endpoint() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    assert world.endpoint.status == "Updating"
+    world.firing.add("v2-5xx")
+    world.now += 10_000
+    for _ in range(3):
+        assert world.reconcile().is_wait
+
+
+def test_pause_holds_the_step_and_promote_now_finishes_it() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    assert world.state
+    world.state = world.state.evolve(world.now, "paused", paused=True)
+    world.now += 10_000
+    assert world.reconcile().is_wait
+    world.state = world.state.evolve(world.now, "promote", command=Command.PROMOTE)
+    decision = world.reconcile()
+    assert decision.state and decision.state.phase is Phase.PROMOTING
+    world.run()
+    assert world.endpoint.variants == {"v2": 1.0}
+
+
+def test_operator_rollback_marks_the_candidate_rejected() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    assert world.state
+    world.state = world.state.evolve(world.now, "rollback", command=Command.ROLLBACK)
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+    assert "operator" in world.rejected[2]
+
+
+def test_a_failed_endpoint_is_reported_and_replaced_when_another_version_is_approved() -> None:
+    world = World()
+    world.endpoint.fail_next = "ClientError: the container did not pass the ping health check"
+    world.approve(1)
+    world.run()
+    assert world.state and world.state.phase is Phase.FAILED
+    assert world.notifications == ["FAILED: sp-churn"]
+    world.run()
+    assert world.notifications == ["FAILED: sp-churn"]  # once
+    world.approve(2)
+    world.run()
+    assert world.endpoint.variants == {"v2": 1.0}
+    assert world.state and world.state.phase is Phase.STABLE
+
+
+def test_an_endpoint_deleted_by_hand_is_created_again() -> None:
+    world = deployed(1)
+    world.endpoint = type(world.endpoint)()
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+
+
+def test_an_existing_endpoint_without_a_record_is_left_alone() -> None:
+    world = World()
+    world.endpoint.status, world.endpoint.variants = "InService", {"AllTraffic": 1.0}
+    world.approve(1)
+    decision = world.reconcile()
+    assert decision.state is None and [type(a) for a in decision.actions] == [plan.Notify]
+
+
+def test_drift_on_a_stable_endpoint_is_repaired() -> None:
+    world = deployed(1)
+    world.endpoint.variants["manual"] = 1.0
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+
+
+@pytest.mark.parametrize("strategy", [Strategy.CANARY, Strategy.LINEAR, Strategy.ALL_AT_ONCE])
+def test_native_strategy_hands_the_rollout_to_sagemaker(strategy: Strategy) -> None:
+    world = deployed(1)
+    world.policy = RolloutPolicy(strategy, (10, 50, 100), 600)
+    world.approve(2)
+    decision = world.reconcile()
+    assert [type(a) for a in decision.actions] == [plan.CreateRolloutAlarms, plan.NativeUpdate]
+    world.run()
+    assert world.endpoint.variants == {"v2": 1.0} and world.endpoint.autoscaled == {"v2"}
+
+
+def test_native_rollback_by_sagemaker_is_recorded_and_autoscaling_restored() -> None:
+    world = deployed(1)
+    world.policy = RolloutPolicy(Strategy.CANARY, (10, 100), 600)
+    world.endpoint.native_rollback_next = True
+    world.approve(2)
+    world.now += 1
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0} and world.endpoint.autoscaled == {"v1"}
+    assert 2 in world.rejected and "guardrails" in world.rejected[2]
+
+
+def test_the_fake_endpoint_refuses_what_sagemaker_refuses() -> None:
+    world = deployed(1)
+    with pytest.raises(Refused, match="deregistered"):
+        world.endpoint.update({"v2": 1.0}, world.now)
+    world.endpoint.status = "Updating"
+    with pytest.raises(Refused, match="in-progress"):
+        world.endpoint.set_weights({"v1": 1.0}, world.now)
+
+
+@pytest.mark.parametrize("steps", [(), (10, 50), (50, 10, 100), (0, 100), (10, 10, 100)])
+def test_policy_rejects_bad_steps(steps: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError):
+        RolloutPolicy(Strategy.AB, steps, 60)
