@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
-from sagepilot.events import EndpointSignal, PackageChanged, parse_rollout_trigger
+from sagepilot.events import parse_rollout_trigger
 from sagepilot.observability import logger
 from sagepilot.settings import load_rollout_settings
 
@@ -29,8 +29,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except MalformedEvent as exc:
         logger.error("dropping a malformed event", extra={"error": str(exc), "id": event.get("id")})
         return {"result": "ignored", "detail": str(exc)}
-    if isinstance(trigger, PackageChanged):
-        return {"outcomes": [service.on_package_change(trigger.group).as_dict()]}
-    if isinstance(trigger, EndpointSignal):
-        return {"outcomes": [service.on_endpoint_signal(trigger.endpoint).as_dict()]}
-    return {"outcomes": [o.as_dict() for o in service.on_schedule()]}
+    return {"outcomes": [outcome.as_dict() for outcome in service.handle(trigger)]}

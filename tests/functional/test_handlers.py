@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -129,3 +130,61 @@ def test_a_handler_refuses_to_start_with_bad_settings(stack, load_handler, logic
     env: dict[str, Any] = {**stack.functions[logical_id].environment, variable: value}
     with pytest.raises(ConfigurationError, match=message):
         load_handler(logical_id, env)
+
+
+# ---------------------------------------------------------------- the rollout function
+ROLLOUT = "RolloutFunction"
+
+
+def _sample(name: str) -> dict:
+    return json.loads((Path(__file__).resolve().parents[2] / "events" / name).read_text())
+
+
+def test_rollout_handler_deploys_on_an_approval_event(stack, load_handler, registry, sagemaker):
+    module = load_handler(ROLLOUT)
+    arn = registry.register("churn")
+    event = _sample("sagemaker-model-package-approved.json")
+    answer = module.handler(event, context_for(stack, ROLLOUT))
+    [outcome] = answer["outcomes"]
+    assert outcome["endpoint"] == "sagepilot-churn" and outcome["phase"] == "CREATING"
+    assert outcome["actions"] == ["CreateEndpoint"]
+    endpoint = sagemaker.describe_endpoint(EndpointName="sagepilot-churn")
+    assert endpoint["EndpointStatus"] == "Creating"
+    assert arn.endswith("/1")
+
+
+@pytest.mark.parametrize(
+    "sample", ["sagemaker-endpoint-foreign.json", "sagemaker-endpoint-in-service.json", "scheduled-reconcile.json"]
+)
+def test_rollout_handler_leaves_what_it_does_not_manage_alone(stack, load_handler, sagemaker, sample):
+    module = load_handler(ROLLOUT)
+    answer = module.handler(_sample(sample), context_for(stack, ROLLOUT))
+    assert all(o["result"] == "ignored" for o in answer["outcomes"])
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"source": "aws.s3", "detail-type": "Object Created", "detail": {}},
+        {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change", "detail": {"x": 1}},
+        {"source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change", "detail": {"alarmName": "a"}},
+    ],
+)
+def test_rollout_handler_drops_malformed_events_with_a_reason(stack, load_handler, sagemaker, event):
+    module = load_handler(ROLLOUT)
+    answer = module.handler(event, context_for(stack, ROLLOUT))
+    assert answer["result"] == "ignored" and answer["detail"]
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [("CANARY_STEPS", "50,10", "CANARY_STEPS"), ("DEPLOY_STRATEGY", "yolo", "DEPLOY_STRATEGY"),
+     ("BAKE_SECONDS", "", "BAKE_SECONDS"), ("AUTOSCALING_MIN", "20", "AUTOSCALING_MIN")],
+)
+def test_rollout_handler_refuses_to_start_with_bad_settings(stack, load_handler, variable, value, message):
+    env = {**stack.functions[ROLLOUT].environment, variable: value}
+    with pytest.raises(ConfigurationError, match=message):
+        load_handler(ROLLOUT, env)

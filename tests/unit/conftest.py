@@ -85,9 +85,16 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
         return yaml.load(handle, Loader=CfnLoader)
 
 
-def resolve(value: Any, refs: dict[str, str]) -> Any:
-    """Replace `!Ref X` and `!Sub "...${X}..."` by values from `refs`; fail on anything it cannot resolve."""
+def resolve(value: Any, refs: dict[str, str], conditions: dict[str, bool] | None = None) -> Any:
+    """Replace `!Ref X` and `!Sub "...${X}..."` by values from `refs`, `!If [Cond, a, b]` by the branch
+    `conditions` picks; fail on anything it cannot resolve."""
+    conditions = conditions or {}
     if isinstance(value, CfnTag):
+        if value.tag == "Fn::If":
+            name, when_true, when_false = value.value
+            if name not in conditions:
+                raise KeyError(f"no value given for condition {name}")
+            return resolve(when_true if conditions[name] else when_false, refs, conditions)
         if value.tag == "Ref":
             if value.value not in refs:
                 raise KeyError(f"no value given for !Ref {value.value}")
@@ -101,9 +108,9 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
             return text
         raise ValueError(f"cannot resolve {value!r} in an event pattern")
     if isinstance(value, dict):
-        return {k: resolve(v, refs) for k, v in value.items()}
+        return {k: resolve(v, refs, conditions) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v, refs) for v in value]
+        return [resolve(v, refs, conditions) for v in value]
     return value
 
 

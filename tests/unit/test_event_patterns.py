@@ -178,3 +178,61 @@ def test_completion_rule_ignores_other_sagemaker_events(router, completion_patte
     event = read_event("sagemaker-transform-job-completed.json")
     event["detail-type"] = "SageMaker Training Job State Change"
     assert router.matches(completion_pattern, event) is False
+
+
+# ---------------------------------------------------------------- rollout: RolloutFunction's rules
+
+
+def rollout_pattern(template, event_name: str, group_prefix: str = "") -> dict[str, Any]:
+    event = template["Resources"]["RolloutFunction"]["Properties"]["Events"][event_name]
+    assert event["Type"] == "EventBridgeRule"
+    refs = {**REFS, "DeployableGroupPrefix": group_prefix}
+    return resolve(event["Properties"]["Pattern"], refs, {"EveryGroupDeploys": group_prefix == ""})
+
+
+@pytest.mark.parametrize(
+    ("rule", "sample", "expected"),
+    [
+        ("ModelPackageStateChange", "sagemaker-model-package-approved.json", True),
+        ("ModelPackageStateChange", "sagemaker-model-package-rejected.json", True),
+        ("ModelPackageStateChange", "sagemaker-model-package-pending.json", False),
+        ("ModelPackageStateChange", "sagemaker-transform-job-completed.json", False),
+        ("EndpointStateChange", "sagemaker-endpoint-in-service.json", True),
+        ("EndpointStateChange", "sagemaker-endpoint-updating.json", False),
+        ("EndpointStateChange", "sagemaker-endpoint-foreign.json", False),
+        ("RolloutAlarm", "cloudwatch-alarm-rollout.json", True),
+        ("RolloutAlarm", "cloudwatch-alarm-rollout-ok.json", False),
+        ("RolloutAlarm", "cloudwatch-alarm-foreign.json", False),
+        ("OperatorCommand", "operator-rollout-command.json", True),
+        ("OperatorCommand", "sagemaker-endpoint-in-service.json", False),
+    ],
+)
+def test_rollout_rules_route_the_samples(router, template, rule, sample, expected):
+    assert router.matches(rollout_pattern(template, rule), read_event(sample)) is expected
+
+
+@pytest.mark.parametrize("status", ["InService", "IN_SERVICE", "Failed", "FAILED"])
+def test_endpoint_rule_accepts_both_spellings_of_the_statuses_it_acts_on(router, template, status):
+    event = read_event("sagemaker-endpoint-in-service.json")
+    event["detail"]["EndpointStatus"] = status
+    assert router.matches(rollout_pattern(template, "EndpointStateChange"), event) is True
+
+
+def test_approval_rule_can_be_limited_to_a_group_prefix(router, template):
+    pattern = rollout_pattern(template, "ModelPackageStateChange", group_prefix="team-a-")
+    event = read_event("sagemaker-model-package-approved.json")
+    assert router.matches(pattern, event) is False
+    event["detail"]["ModelPackageGroupName"] = "team-a-churn"
+    assert router.matches(pattern, event) is True
+
+
+def test_alarm_rule_needs_the_stack_prefix(router, template):
+    event = read_event("cloudwatch-alarm-rollout.json")
+    event["detail"]["alarmName"] = "sagepilotx-churn-v2-5xx"
+    assert router.matches(rollout_pattern(template, "RolloutAlarm"), event) is False
+
+
+def test_the_reconcile_schedule_is_a_schedule_with_a_dead_letter_queue(template):
+    reconcile = template["Resources"]["RolloutFunction"]["Properties"]["Events"]["Reconcile"]
+    assert reconcile["Type"] == "Schedule"
+    assert "DeadLetterConfig" in reconcile["Properties"] and "RetryPolicy" in reconcile["Properties"]

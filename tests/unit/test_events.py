@@ -8,13 +8,19 @@ import json
 from urllib.parse import quote_plus, unquote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sagepilot.errors import MalformedEvent
 from sagepilot.events import (
+    EndpointSignal,
     ObjectCreated,
+    PackageChanged,
     QueuedMessage,
+    Scheduled,
     TransformJobChange,
     parse_object_created,
+    parse_rollout_trigger,
     parse_transform_job_change,
     queued_messages,
 )
@@ -258,3 +264,89 @@ def test_parsing_does_not_modify_the_event():
     parse_object_created(raw)
     assert raw == before
     assert json.dumps(raw)
+
+
+# ---------------------------------------------------------------- rollout triggers
+
+
+def test_rollout_trigger_from_an_approval():
+    trigger = parse_rollout_trigger(read_event("sagemaker-model-package-approved.json"))
+    assert trigger == PackageChanged(group="churn", version=2, approval="Approved")
+
+
+def test_rollout_trigger_from_an_endpoint_change_accepts_the_documented_spelling():
+    trigger = parse_rollout_trigger(read_event("sagemaker-endpoint-in-service.json"))
+    assert trigger == EndpointSignal("sagepilot-churn", "endpoint IN_SERVICE")
+
+
+def test_rollout_trigger_from_an_alarm_names_the_endpoint_of_its_metric():
+    trigger = parse_rollout_trigger(read_event("cloudwatch-alarm-rollout.json"))
+    assert trigger == EndpointSignal("sagepilot-churn", "alarm sagepilot-churn-v2-5xx ALARM")
+
+
+def test_rollout_trigger_from_the_schedule_and_the_operator():
+    assert isinstance(parse_rollout_trigger(read_event("scheduled-reconcile.json")), Scheduled)
+    assert parse_rollout_trigger(read_event("operator-rollout-command.json")) == EndpointSignal(
+        "sagepilot-churn", "operator pause"
+    )
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e.pop("detail"),
+        lambda e: e["detail"].pop("ModelPackageGroupName"),
+        lambda e: e["detail"].update(ModelPackageGroupName=7),
+        lambda e: e["detail"].update(ModelPackageGroupName=""),
+        lambda e: e["detail"].pop("ModelApprovalStatus"),
+        lambda e: e.update({"detail-type": "SageMaker Model State Change"}),
+        lambda e: e.update(source="aws.s3"),
+        lambda e: e.update(detail=[]),
+    ],
+)
+def test_malformed_approvals_are_refused_with_a_reason(mutate):
+    event = read_event("sagemaker-model-package-approved.json")
+    mutate(event)
+    with pytest.raises(MalformedEvent):
+        parse_rollout_trigger(event)
+
+
+def test_an_alarm_without_an_endpoint_dimension_is_not_an_endpoint_alarm():
+    event = read_event("cloudwatch-alarm-rollout.json")
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {"QueueName": "q"}
+    with pytest.raises(MalformedEvent, match="EndpointName"):
+        parse_rollout_trigger(event)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+        max_leaves=20,
+    ),
+    st.sampled_from(
+        [
+            "sagemaker-model-package-approved.json",
+            "sagemaker-endpoint-in-service.json",
+            "cloudwatch-alarm-rollout.json",
+            "operator-rollout-command.json",
+        ]
+    ),
+)
+def test_rollout_parser_fuzzed_details_give_a_trigger_or_malformed_event(junk, sample):
+    event = read_event(sample)
+    event["detail"] = junk
+    try:
+        trigger = parse_rollout_trigger(event)
+    except MalformedEvent:
+        return
+    assert isinstance(trigger, PackageChanged | EndpointSignal | Scheduled)
+
+
+@pytest.mark.parametrize("metrics", [[5], [None], [{"metricStat": 3}], [{"metricStat": {"metric": []}}], []])
+def test_alarm_metrics_of_odd_shapes_are_malformed_not_a_crash(metrics):
+    event = read_event("cloudwatch-alarm-rollout.json")
+    event["detail"]["configuration"]["metrics"] = metrics
+    with pytest.raises(MalformedEvent):
+        parse_rollout_trigger(event)

@@ -146,9 +146,11 @@ def _alarm_endpoint(detail: Any) -> str:
     configuration = _field(detail, "configuration", dict, "detail")
     metrics = _field(configuration, "metrics", list, "detail.configuration")
     for metric in metrics:
-        dimensions = (((metric or {}).get("metricStat") or {}).get("metric") or {}).get("dimensions")
-        if isinstance(dimensions, dict) and isinstance(dimensions.get("EndpointName"), str):
-            return str(dimensions["EndpointName"])
+        found: Any = metric
+        for key in ("metricStat", "metric", "dimensions"):
+            found = found.get(key) if isinstance(found, dict) else None
+        if isinstance(found, dict) and isinstance(found.get("EndpointName"), str) and found["EndpointName"]:
+            return str(found["EndpointName"])
     raise MalformedEvent("the alarm's metrics have no EndpointName dimension: not an endpoint alarm")
 
 

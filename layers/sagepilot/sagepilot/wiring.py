@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,7 @@ def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompleti
     )
 
 
-def rollouts(settings: RolloutSettings, client: ClientFactory) -> Rollouts:
+def rollouts(settings: RolloutSettings, client: ClientFactory, clock: Callable[[], float] = time.time) -> Rollouts:
     sagemaker = client("sagemaker")
     return Rollouts(
         settings,
@@ -63,4 +64,5 @@ def rollouts(settings: RolloutSettings, client: ClientFactory) -> Rollouts:
         VariantAutoscaling(client("application-autoscaling")),
         RolloutAlarms(client("cloudwatch")),
         Notifier(client("sns"), settings.notification_topic_arn),
+        clock,
     )

@@ -61,6 +61,7 @@ def to_json(state: RolloutState) -> str:
             "command": state.command.value if state.command else None,
             "reason": state.reason,
             "reject_candidate": state.reject_candidate,
+            "endpoint_modified_at": state.endpoint_modified_at,
             "orphan_notified": state.orphan_notified,
             "configs": list(state.configs),
             "models": list(state.models),
@@ -84,6 +85,7 @@ def from_json(raw: str) -> RolloutState:
         command=Command(doc["command"]) if doc.get("command") else None,
         reason=str(doc.get("reason", "")),
         reject_candidate=bool(doc.get("reject_candidate", False)),
+        endpoint_modified_at=float(doc.get("endpoint_modified_at", 0.0)),
         orphan_notified=bool(doc.get("orphan_notified", False)),
         configs=tuple(doc.get("configs", ())),
         models=tuple(doc.get("models", ())),
@@ -171,21 +173,25 @@ class RolloutStore:
             raise TransientError(f"saving the state of {lease.endpoint}: {exc}") from exc
         return Lease(lease.endpoint, lease.owner, state)
 
-    def release(self, lease: Lease, now: float) -> bool:
+    def release(self, lease: Lease, now: float, *, force: bool = False) -> bool:
         """Let go of the lease. False if another handler asked for a rerun meanwhile: the lease is kept
-        (its rerun flag cleared) and the caller reconciles once more."""
+        (its rerun flag cleared) and the caller reconciles once more. `force` lets go regardless (after
+        an error, or for an operator's command: the rerun flag is left for the next holder)."""
+        condition = "leaseOwner = :owner" if force else "leaseOwner = :owner AND attribute_not_exists(rerun)"
         try:
             self._ddb.update_item(
                 TableName=self._table,
                 Key=self._key(lease.endpoint),
                 UpdateExpression="SET checkedAt = :now REMOVE leaseOwner, leaseExpires",
-                ConditionExpression="leaseOwner = :owner AND attribute_not_exists(rerun)",
+                ConditionExpression=condition,
                 ExpressionAttributeValues={":owner": {"S": lease.owner}, ":now": {"N": str(int(now))}},
             )
             return True
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise TransientError(f"releasing the lease of {lease.endpoint}: {exc}") from exc
+            if force:
+                return True  # not ours any more: nothing to let go of
         try:
             self._ddb.update_item(
                 TableName=self._table,

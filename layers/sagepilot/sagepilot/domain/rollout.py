@@ -147,6 +147,9 @@ class RolloutState:
     command: Command | None = None
     reason: str = ""
     reject_candidate: bool = False  # on finishing a rollback, mark the candidate Rejected
+    # NATIVE: the endpoint's LastModifiedTime before the update was sent (SageMaker's clock, not ours),
+    # so that a later InService with the old variant can only mean SageMaker rolled the update back.
+    endpoint_modified_at: float = 0.0
     orphan_notified: bool = False
     configs: tuple[str, ...] = ()  # endpoint configs this stack created for the endpoint
     models: tuple[str, ...] = ()  # models this stack created for the endpoint
@@ -439,7 +442,15 @@ def _stable(
         )
     if policy.strategy is not Strategy.AB:
         what = f"v{target.version} approved; SageMaker {policy.strategy.value} deployment from v{stable.version}"
-        native = state.evolve(now, what, phase=Phase.NATIVE, candidate=target, step_started_at=now, reason="")
+        native = state.evolve(
+            now,
+            what,
+            phase=Phase.NATIVE,
+            candidate=target,
+            step_started_at=now,
+            reason="",
+            endpoint_modified_at=view.last_modified,
+        )
         return Decision(
             native,
             (CreateRolloutAlarms(target.variant), NativeUpdate(target, (stable.variant,), policy.strategy)),
@@ -630,7 +641,7 @@ def _native(
             ),
             commit_first=False,
         )
-    if view.names == {stable.variant} and view.last_modified >= state.step_started_at:
+    if view.names == {stable.variant} and view.last_modified > state.endpoint_modified_at:
         # The update ran and SageMaker put the old fleet back: its auto-rollback alarms fired.
         reason = f"SageMaker rolled back the {policy.strategy.value} deployment of v{candidate.version}"
         if view.failure_reason:

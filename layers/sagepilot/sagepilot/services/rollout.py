@@ -26,6 +26,7 @@ from sagepilot.domain import rollout as plan
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
 from sagepilot.domain.names import endpoint_config_name, endpoint_model_name
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
+from sagepilot.events import EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.observability import logger
 from sagepilot.settings import RolloutSettings
 
@@ -68,6 +69,14 @@ class Rollouts:
         self._tags: dict[str, tuple[float, dict[str, str]]] = {}
 
     # Triggers ---------------------------------------------------------------------------------------
+    def handle(self, trigger: RolloutTrigger) -> list[Outcome]:
+        """The one entry point of the handler: what each kind of trigger reconciles."""
+        if isinstance(trigger, PackageChanged):
+            return [self.on_package_change(trigger.group)]
+        if isinstance(trigger, EndpointSignal):
+            return [self.on_endpoint_signal(trigger.endpoint)]
+        return self.on_schedule()
+
     def on_package_change(self, group: str) -> Outcome:
         """An approval or rejection in the registry: reconcile the group's endpoint."""
         try:
@@ -112,8 +121,8 @@ class Rollouts:
                     return outcome
                 lease = Lease(endpoint, owner, self._store.read(endpoint))
         except BaseException:
-            # Leave the lease to expire only if we cannot hand it back; an error is re-raised either way.
-            self._store.release(lease, self._clock())
+            # Hand the lease back (the error is re-raised); a rerun asked for meanwhile stays flagged.
+            self._store.release(lease, self._clock(), force=True)
             raise
         return outcome
 

@@ -1,0 +1,350 @@
+"""The rollout path under the embedded AWS: registry events, endpoint transitions and alarms routed by
+the template's own rules to the rollout service, wired as its handler wires it.
+
+`Rollout.pump` plays EventBridge and SageMaker: it delivers what the RolloutFunction's rules let
+through (read from their delivery queues), and lets SageMaker finish each endpoint update, until
+nothing moves. Bake times pass on a fake clock; the schedule is a `Scheduled Event` like the real one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from sagepilot import cli, wiring
+from sagepilot.adapters.alarms import rollout_alarm_names
+from sagepilot.adapters.rollout_state import RolloutStore
+from sagepilot.domain.rollout import Phase
+from sagepilot.events import parse_rollout_trigger
+from sagepilot.services.rollout import Outcome, Rollouts
+from sagepilot.settings import load_rollout_settings
+from sagepilot_sandbox import faithful
+from sagepilot_sandbox.provision import Stack
+
+from .conftest import ACCOUNT, REGION, FakeClock, Notifications
+
+ROLLOUT = "RolloutFunction"
+GROUP = "churn"
+ENDPOINT = "sagepilot-churn"
+BAKE = 600
+
+
+@dataclass
+class Rollout:
+    service: Rollouts
+    stack: Stack
+    clients: Callable[[str], Any]
+    clock: FakeClock
+    outcomes: list[Outcome] = field(default_factory=list)
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def sm(self) -> Any:
+        return self.clients("sagemaker")
+
+    def _received(self) -> list[dict[str, Any]]:
+        sqs = self.clients("sqs")
+        events = []
+        for delivery in self.stack.functions[ROLLOUT].rule_deliveries:
+            while True:
+                messages = sqs.receive_message(QueueUrl=delivery.delivery_queue_url, MaxNumberOfMessages=10).get(
+                    "Messages", []
+                )
+                if not messages:
+                    break
+                for message in messages:
+                    events.append(json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=delivery.delivery_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return events
+
+    def handle(self, event: dict[str, Any]) -> list[Outcome]:
+        self.delivered.append(event)
+        outcomes = self.service.handle(parse_rollout_trigger(event))
+        self.outcomes += outcomes
+        return outcomes
+
+    def pump(self, *, settle: bool = True, rounds: int = 30) -> None:
+        """Deliver routed events and let SageMaker finish updates until nothing moves."""
+        for _ in range(rounds):
+            events = self._received()
+            for event in events:
+                self.handle(event)
+            settled = faithful.settle_endpoint(ENDPOINT) if settle else []
+            for event in settled:
+                faithful.deliver_event(event)
+            if not events and not settled:
+                return
+        raise AssertionError("the rollout did not settle")
+
+    def tick(self, seconds: float = BAKE) -> None:
+        """Time passes; the reconcile schedule fires."""
+        self.clock.advance(seconds)
+        self.handle(
+            {
+                "version": "0", "id": "tick", "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": ACCOUNT, "time": "2026-11-25T10:00:00Z", "region": REGION,
+                "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/reconcile"], "detail": {},
+            }
+        )  # fmt: skip
+        self.pump()
+
+    def register(self, status: str = "Approved") -> str:
+        groups = self.sm.list_model_package_groups()["ModelPackageGroupSummaryList"]
+        if not any(g["ModelPackageGroupName"] == GROUP for g in groups):
+            self.sm.create_model_package_group(ModelPackageGroupName=GROUP)
+        return str(
+            self.sm.create_model_package(
+                ModelPackageGroupName=GROUP,
+                ModelApprovalStatus=status,
+                InferenceSpecification={
+                    "Containers": [
+                        {"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/churn:1", "ModelDataUrl": "s3://m/model.tar.gz"}
+                    ],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                },
+            )["ModelPackageArn"]
+        )
+
+    def set_status(self, arn: str, status: str) -> None:
+        self.sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status)
+
+    def endpoint(self) -> dict[str, Any]:
+        return dict(self.sm.describe_endpoint(EndpointName=ENDPOINT))
+
+    def shares(self) -> dict[str, float]:
+        variants = self.endpoint()["ProductionVariants"]
+        total = sum(v["CurrentWeight"] for v in variants)
+        return {v["VariantName"]: round(v["CurrentWeight"] / total, 3) for v in variants}
+
+    def scaled_variants(self) -> set[str]:
+        targets = self.clients("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+        prefix = f"endpoint/{ENDPOINT}/variant/"
+        return {t["ResourceId"][len(prefix) :] for t in targets["ScalableTargets"] if t["ResourceId"].startswith(prefix)}
+
+    def alarms(self) -> list[str]:
+        return sorted(a["AlarmName"] for a in self.clients("cloudwatch").describe_alarms()["MetricAlarms"])
+
+    def state(self) -> Any:
+        return self.store().read(ENDPOINT)
+
+    def store(self) -> RolloutStore:
+        settings = load_rollout_settings(self.stack.functions[ROLLOUT].environment)
+        return RolloutStore(self.clients("dynamodb"), settings.state_table, settings.lease_seconds)
+
+
+@pytest.fixture
+def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
+    settings = load_rollout_settings(stack.functions[ROLLOUT].environment)
+    return Rollout(wiring.rollouts(settings, clients, clock), stack, clients, clock)
+
+
+def deploy_v1(rollout: Rollout) -> str:
+    arn = rollout.register()
+    rollout.pump()
+    return arn
+
+
+def test_first_approval_deploys_an_endpoint_with_autoscaling(rollout: Rollout, notifications: Notifications) -> None:
+    deploy_v1(rollout)
+    endpoint = rollout.endpoint()
+    assert endpoint["EndpointStatus"] == "InService"
+    assert rollout.shares() == {"v1": 1.0}
+    assert rollout.scaled_variants() == {"v1"}
+    policy = rollout.clients("application-autoscaling").describe_scaling_policies(ServiceNamespace="sagemaker")
+    [config] = [p["TargetTrackingScalingPolicyConfiguration"] for p in policy["ScalingPolicies"]]
+    assert config["TargetValue"] == 1000 and config["ScaleInCooldown"] == 300 and config["ScaleOutCooldown"] == 60
+    assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+    assert [n["subject"] for n in notifications.drain()] == ["DEPLOYED: sagepilot-churn v1"]
+    assert rollout.state().phase is Phase.STABLE
+
+
+def test_a_pending_version_deploys_nothing(rollout: Rollout) -> None:
+    rollout.register(status="PendingManualApproval")
+    rollout.pump()
+    assert rollout.outcomes == []  # the rule does not even deliver it
+    assert rollout.sm.list_endpoints()["Endpoints"] == []
+
+
+def test_canary_steps_after_each_bake_then_promotes_and_cleans_up(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    deploy_v1(rollout)
+    configs_before = {c["EndpointConfigName"] for c in rollout.sm.list_endpoint_configs()["EndpointConfigs"]}
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    assert set(rollout_alarm_names(ENDPOINT, "v2")) <= set(rollout.alarms())
+    rollout.tick(BAKE - 1)
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}  # not baked yet
+    rollout.tick(1)
+    assert rollout.shares() == {"v1": 0.5, "v2": 0.5}
+    rollout.tick()
+    assert rollout.shares() == {"v1": 0.0, "v2": 1.0}
+    rollout.tick()
+    assert rollout.shares() == {"v2": 1.0}
+    assert rollout.scaled_variants() == {"v2"}
+    assert not set(rollout_alarm_names(ENDPOINT, "v2")) & set(rollout.alarms())
+    configs = {c["EndpointConfigName"] for c in rollout.sm.list_endpoint_configs()["EndpointConfigs"]}
+    assert configs == {rollout.endpoint()["EndpointConfigName"]}
+    assert not configs & configs_before
+    models = [m["ModelName"] for m in rollout.sm.list_models()["Models"]]
+    assert len(models) == 1 and "-v2-" in models[0]
+    subjects = [n["subject"] for n in notifications.drain()]
+    assert subjects[-1] == "PROMOTED: sagepilot-churn v2"
+    history = [h.what for h in rollout.state().history]
+    assert any("shifting to 50%" in h for h in history) and any("shifting to 100%" in h for h in history)
+
+
+def test_an_alarm_rolls_back_at_once_and_records_it_in_the_registry(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump()
+    errors_alarm, _ = rollout_alarm_names(ENDPOINT, "v2")
+    rollout.clients("cloudwatch").set_alarm_state(
+        AlarmName=errors_alarm, StateValue="ALARM", StateReason="Threshold Crossed: 12 errors"
+    )
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    assert rollout.scaled_variants() == {"v1"}
+    package = rollout.sm.describe_model_package(ModelPackageName=v2)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert "alarm" in package["ApprovalDescription"] and errors_alarm in package["ApprovalDescription"]
+    subjects = [n["subject"] for n in notifications.drain()]
+    assert "ROLLING BACK: sagepilot-churn v2" in subjects and "ROLLED BACK: sagepilot-churn v2" in subjects
+    assert rollout.state().phase is Phase.STABLE
+    # The rejection's own event arrives too: nothing more happens.
+    rollout.tick()
+    assert rollout.shares() == {"v1": 1.0}
+
+
+def test_rejecting_the_candidate_rolls_back(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump()
+    rollout.set_status(v2, "Rejected")
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+
+
+def test_rejecting_the_live_version_reverts_to_the_previous_one(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump()
+    for _ in range(3):
+        rollout.tick()
+    assert rollout.shares() == {"v2": 1.0}
+    rollout.set_status(v2, "Rejected")
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    assert rollout.scaled_variants() == {"v1"}
+
+
+def test_duplicated_and_late_events_change_nothing(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    config = rollout.endpoint()["EndpointConfigName"]
+    for event in list(rollout.delivered):  # every event so far, again, in reverse order
+        rollout.handle(event)
+    for event in reversed(list(rollout.delivered)):
+        rollout.handle(event)
+    rollout.pump()
+    assert rollout.endpoint()["EndpointConfigName"] == config
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+
+
+def test_an_endpoint_that_is_updating_is_never_sent_another_update(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump(settle=False)
+    assert rollout.endpoint()["EndpointStatus"] == "Updating"
+    outcomes = rollout.service.on_endpoint_signal(ENDPOINT)
+    assert outcomes.result == "waiting" and "Updating" in outcomes.note
+
+
+def test_a_trigger_that_finds_the_lease_taken_leaves_it_to_the_holder(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    store = rollout.store()
+    lease = store.acquire(ENDPOINT, "someone-else", rollout.clock())
+    assert rollout.service.on_endpoint_signal(ENDPOINT).result == "deferred"
+    assert store.release(lease, rollout.clock()) is False  # asked to rerun
+    assert store.release(lease, rollout.clock()) is True
+
+
+def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:canary-steps", "Value": "50,10"}]
+    )
+    rollout.register()
+    rollout.pump()
+    assert rollout.sm.list_endpoints()["Endpoints"] == []
+    [note] = notifications.drain()
+    assert note["subject"] == "INVALID SETTINGS: model package group churn"
+    assert "sagepilot:canary-steps" in note["message"]["what"]
+
+
+def test_group_tags_choose_the_steps_and_the_bake(rollout: Rollout) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP,
+        Tags=[{"Key": "sagepilot:canary-steps", "Value": "25,100"}, {"Key": "sagepilot:bake-seconds", "Value": "60"}],
+    )
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.75, "v2": 0.25}
+    rollout.tick(60)
+    assert rollout.shares() == {"v1": 0.0, "v2": 1.0}
+
+
+def test_operator_commands_through_the_cli(rollout: Rollout, capsys: pytest.CaptureFixture[str]) -> None:
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    table = ["--table", rollout.store()._table]
+    assert cli.main([*table, "pause", ENDPOINT]) == 0
+    rollout.pump()
+    rollout.tick(10 * BAKE)
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}  # paused
+    assert cli.main([*table, "rollouts"]) == 0
+    listing = capsys.readouterr().out
+    assert "CANARY (paused)" in listing and "v1=90%" in listing
+    assert cli.main([*table, "promote", ENDPOINT]) == 0
+    rollout.pump()
+    assert rollout.shares() == {"v2": 1.0}
+    assert cli.main([*table, "rollback", ENDPOINT]) == 2  # no canary any more
+    assert "not in a canary" in capsys.readouterr().err
+    assert cli.main([*table, "history", ENDPOINT]) == 0
+    assert "promote requested by" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stack_overrides", [{"DeployStrategy": "canary"}])
+def test_native_guardrails_strategy(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    update = rollout.endpoint()
+    assert update["EndpointStatus"] == "InService"
+    assert rollout.shares() == {"v2": 1.0}
+    assert rollout.scaled_variants() == {"v2"}
+
+
+@pytest.mark.parametrize("stack_overrides", [{"DeployStrategy": "canary"}])
+def test_native_guardrails_roll_back_on_the_rollout_alarm(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump(settle=False)
+    errors_alarm, _ = rollout_alarm_names(ENDPOINT, "v2")
+    rollout.clients("cloudwatch").set_alarm_state(AlarmName=errors_alarm, StateValue="ALARM", StateReason="errors")
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    assert rollout.scaled_variants() == {"v1"}
+    assert rollout.sm.describe_model_package(ModelPackageName=v2)["ModelApprovalStatus"] == "Rejected"
