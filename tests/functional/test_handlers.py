@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import uuid
-from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 

@@ -124,7 +124,8 @@ class Rollout:
     def scaled_variants(self) -> set[str]:
         targets = self.clients("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
         prefix = f"endpoint/{ENDPOINT}/variant/"
-        return {t["ResourceId"][len(prefix) :] for t in targets["ScalableTargets"] if t["ResourceId"].startswith(prefix)}
+        ids = [t["ResourceId"] for t in targets["ScalableTargets"]]
+        return {rid[len(prefix) :] for rid in ids if rid.startswith(prefix)}
 
     def alarms(self) -> list[str]:
         return sorted(a["AlarmName"] for a in self.clients("cloudwatch").describe_alarms()["MetricAlarms"])
