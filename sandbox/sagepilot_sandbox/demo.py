@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+from sagepilot_sandbox.demo_rollout import run_rollout_scenario
 from sagepilot_sandbox.server import Sandbox, free_port
 
 GROUP = "churn"
@@ -55,7 +56,7 @@ def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 def run_demo(port: int = 0) -> int:
     n = Narrator()
-    with Sandbox(port=port or free_port(), s3_event_copies=2) as sandbox:
+    with Sandbox(port=port or free_port(), s3_event_copies=2, model_package_event_copies=2) as sandbox:
         stack = sandbox.stack
         assert stack is not None
         bucket = stack.outputs["DataBucketName"]
@@ -160,6 +161,8 @@ def run_demo(port: int = 0) -> int:
 
         all_jobs = sm.list_transform_jobs()["TransformJobSummaries"]
         n.check("no file in two jobs: 3 jobs in all for 4 good drops delivered twice each", len(all_jobs) == 3)
+
+        run_rollout_scenario(sandbox, n, first_step=7)
         assert sandbox.lambdas is not None
         n.say("what the functions did (one line per invocation):")
         for _, function, what in sandbox.lambdas.timeline:
