@@ -1,0 +1,123 @@
+"""The rollout through the running sandbox, driven by the real aws CLI as a user would drive AWS:
+approve in the registry, watch the endpoint follow, roll back with an alarm or a rejection, operate
+with the `sagepilot` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagepilot_sandbox.server import Sandbox
+
+from .test_sandbox_scenarios import aws
+
+pytestmark = pytest.mark.e2e
+GROUP = "fraud"
+ENDPOINT = "sagepilot-fraud"
+SAGEPILOT_CLI = str(Path(sys.executable).with_name("sagepilot"))
+
+
+def register(sandbox: Sandbox, version_note: str) -> str:
+    spec = {
+        "Containers": [
+            {
+                "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud:1",
+                "ModelDataUrl": f"s3://models/fraud/{version_note}/model.tar.gz",
+            }
+        ],
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["text/csv"],
+    }
+    answer = aws(
+        sandbox,
+        "sagemaker",
+        "create-model-package",
+        "--model-package-group-name",
+        GROUP,
+        "--inference-specification",
+        json.dumps(spec),
+        "--model-approval-status",
+        "PendingManualApproval",
+    )
+    return str(answer["ModelPackageArn"])
+
+
+def set_status(sandbox: Sandbox, arn: str, status: str) -> None:
+    aws(sandbox, "sagemaker", "update-model-package", "--model-package-arn", arn, "--model-approval-status", status)
+
+
+def shares(sandbox: Sandbox) -> dict[str, float] | None:
+    found = aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", ENDPOINT)
+    if found["EndpointStatus"] != "InService":
+        return None
+    total = sum(v["CurrentWeight"] for v in found["ProductionVariants"])
+    return {v["VariantName"]: round(v["CurrentWeight"] / total, 2) for v in found["ProductionVariants"]}
+
+
+def sagepilot(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": sandbox.endpoint_url,
+        "SAGEPILOT_STATE_TABLE": sandbox.stack.outputs["StateTableName"],
+    }  # type: ignore[union-attr]
+    return subprocess.run([SAGEPILOT_CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def wait_shares(sandbox: Sandbox, expected: dict[str, float], timeout: float = 60) -> None:
+    sandbox.wait_for(lambda: shares(sandbox) == expected, timeout=timeout)
+
+
+def test_approve_roll_out_pause_promote_and_roll_back_with_an_alarm(sandbox: Sandbox) -> None:
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", GROUP)
+    v1 = register(sandbox, "v1")
+    set_status(sandbox, v1, "Approved")
+    sandbox.wait_for(
+        lambda: ENDPOINT in [e["EndpointName"] for e in aws(sandbox, "sagemaker", "list-endpoints")["Endpoints"]]
+    )
+    wait_shares(sandbox, {"v1": 1.0})
+    targets = aws(sandbox, "application-autoscaling", "describe-scalable-targets", "--service-namespace", "sagemaker")
+    assert f"endpoint/{ENDPOINT}/variant/v1" in [t["ResourceId"] for t in targets["ScalableTargets"]]
+
+    # v2: canary at 10 %, paused by an operator, then promoted at once.
+    v2 = register(sandbox, "v2")
+    set_status(sandbox, v2, "Approved")
+    wait_shares(sandbox, {"v1": 0.9, "v2": 0.1})
+    paused = sagepilot(sandbox, "pause", ENDPOINT)
+    assert paused.returncode == 0, paused.stderr
+    listing = sagepilot(sandbox, "rollouts")
+    assert "CANARY (paused)" in listing.stdout, listing
+    promoted = sagepilot(sandbox, "promote", ENDPOINT)
+    assert promoted.returncode == 0, promoted.stderr
+    wait_shares(sandbox, {"v2": 1.0})
+
+    # v3: canary, then its rollout alarm fires -> all traffic back to v2, v3 Rejected with the reason.
+    v3 = register(sandbox, "v3")
+    set_status(sandbox, v3, "Approved")
+    wait_shares(sandbox, {"v2": 0.9, "v3": 0.1})
+    aws(
+        sandbox,
+        "cloudwatch",
+        "set-alarm-state",
+        "--alarm-name",
+        f"{ENDPOINT}-v3-5xx",
+        "--state-value",
+        "ALARM",
+        "--state-reason",
+        "Threshold Crossed: 40 server errors in 1 minute",
+    )
+    wait_shares(sandbox, {"v2": 1.0})
+    package = aws(sandbox, "sagemaker", "describe-model-package", "--model-package-name", v3)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert f"{ENDPOINT}-v3-5xx" in package["ApprovalDescription"]
+    history = sagepilot(sandbox, "history", ENDPOINT)
+    assert "rolled back to v2" in history.stdout, history
+    alarms = [a["AlarmName"] for a in aws(sandbox, "cloudwatch", "describe-alarms")["MetricAlarms"]]
+    assert not [a for a in alarms if a.startswith(f"{ENDPOINT}-v3-")]
