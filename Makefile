@@ -32,20 +32,42 @@ test: $(STAMP)  ## the whole test suite (unit, functional, end-to-end)
 test-fast: $(STAMP)  ## unit and functional tests only
 	$(PY) -m pytest tests/unit tests/functional
 
+.PHONY: bench
+bench: $(STAMP)  ## figures beside same-run baselines (not a test; see bench/README.md); BENCH_ARGS=--quick
+	$(PY) -m bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check layers functions sandbox
+	$(VENV)/bin/ruff format --check layers functions sandbox container
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy layers/sagepilot/sagepilot sandbox/sagepilot_sandbox functions
+	$(VENV)/bin/mypy layers/sagepilot/sagepilot sandbox/sagepilot_sandbox functions container
 
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
 
-validate: $(SAM) $(STAMP)  ## sam validate --lint and cfn-lint on the template
+validate: $(SAM) $(STAMP)  ## sam validate --lint and cfn-lint (with the serverless rules) on the template
 	$(SAM) validate --lint --template template.yaml
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
+
+# checkov pins an old boto3: it gets a virtualenv of its own, like the SAM CLI.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .tools/checkov
+CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+RENDERED := .aws-sam/rendered.json
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+.PHONY: security
+security: $(CHECKOV_STAMP) $(STAMP)  ## checkov, offline, on template.yaml and on it rendered to CloudFormation
+	$(PY) scripts/render_template.py --output $(RENDERED)
+	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
+	$(CHECKOV) --file $(RENDERED) --framework cloudformation --skip-download --compact --quiet
 
 build: $(SAM)  ## sam build, no container
 	$(SAM_ENV) $(SAM) build --template template.yaml

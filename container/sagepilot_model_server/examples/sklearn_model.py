@@ -1,0 +1,85 @@
+"""Training and packaging the example classifier (scaling + logistic regression on the synthetic data).
+
+Training takes milliseconds. Versions differ by `seed` (another training sample, hence slightly different
+coefficients): `build_example_model(dir, seed=1)` is a good v1, `seed=2` a slightly different v2, and
+`broken_share=0.3` a version whose predictions fail for about 30% of records.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any, Literal
+
+from sagepilot_model_server.examples import sklearn_inference
+from sagepilot_model_server.examples.data import FEATURE_NAMES, N_FEATURES, labeled_rows
+from sagepilot_model_server.packaging import package_model
+
+ARCHIVE_NAME = "model.tar.gz"
+
+
+def train_classifier(*, seed: int = 1, n_train: int = 400, regularization: float = 1.0) -> Any:
+    """A fitted scikit-learn Pipeline (StandardScaler, LogisticRegression) on `n_train` synthetic rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows, labels = labeled_rows(n_train, seed=seed)
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(C=regularization, random_state=seed))
+    estimator.fit(rows, labels)
+    return estimator
+
+
+def build_example_model(
+    out_dir: str | Path,
+    *,
+    seed: int = 1,
+    version: str | None = None,
+    broken_share: float = 0.0,
+    broken_mode: Literal["record", "random"] = "record",
+    failure_seed: int | None = None,
+    fail_on_load: bool = False,
+    load_delay_seconds: float = 0.0,
+    n_train: int = 400,
+) -> Path:
+    """Train the example classifier and write `out_dir/model.tar.gz` (model.joblib, config.json,
+    code/inference.py); returns the archive's path. See sklearn_inference for the failure settings."""
+    import joblib
+
+    if not 0.0 <= broken_share <= 1.0:
+        raise ValueError(f"broken_share must be between 0 and 1, not {broken_share}")
+    if broken_mode not in ("record", "random"):
+        raise ValueError(f"broken_mode must be 'record' or 'random', not {broken_mode!r}")
+    estimator = train_classifier(seed=seed, n_train=n_train)
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer)
+    config = {
+        "version": version or f"seed{seed}",
+        "seed": seed,
+        "n_features": N_FEATURES,
+        "feature_names": list(FEATURE_NAMES),
+        "broken_share": broken_share,
+        "broken_mode": broken_mode,
+        "failure_seed": seed if failure_seed is None else failure_seed,
+        "fail_on_load": fail_on_load,
+        "load_delay_seconds": load_delay_seconds,
+    }
+    files: dict[str, bytes | str] = {
+        sklearn_inference.MODEL_FILE: buffer.getvalue(),
+        sklearn_inference.CONFIG_FILE: json.dumps(config, indent=2) + "\n",
+        "code/inference.py": Path(sklearn_inference.__file__).read_text(encoding="utf-8"),
+    }
+    return package_model(files, Path(out_dir) / ARCHIVE_NAME)
+
+
+def load_estimator(archive: str | Path) -> Any:
+    """The scikit-learn estimator inside an example archive (to compare served predictions with)."""
+    import joblib
+
+    with tarfile.open(archive, "r:gz") as tar:
+        member = tar.extractfile(sklearn_inference.MODEL_FILE)
+        if member is None:
+            raise FileNotFoundError(f"no {sklearn_inference.MODEL_FILE} in {archive}")
+        return joblib.load(io.BytesIO(member.read()))
