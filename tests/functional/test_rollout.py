@@ -102,7 +102,10 @@ class Rollout:
                 ModelApprovalStatus=status,
                 InferenceSpecification={
                     "Containers": [
-                        {"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/churn:1", "ModelDataUrl": "s3://m/model.tar.gz"}
+                        {
+                            "Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/churn:1",
+                            "ModelDataUrl": "s3://m/model.tar.gz",
+                        }
                     ],
                     "SupportedContentTypes": ["text/csv"],
                     "SupportedResponseMIMETypes": ["text/csv"],
@@ -138,10 +141,15 @@ class Rollout:
         return RolloutStore(self.clients("dynamodb"), settings.state_table, settings.lease_seconds)
 
 
-@pytest.fixture
-def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
+def make_rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
+    """The rollout service as its handler wires it (but on `clock`), with the test's drivers."""
     settings = load_rollout_settings(stack.functions[ROLLOUT].environment)
     return Rollout(wiring.rollouts(settings, clients, clock), stack, clients, clock)
+
+
+@pytest.fixture
+def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
+    return make_rollout(stack, clients, clock)
 
 
 def deploy_v1(rollout: Rollout) -> str:
@@ -189,7 +197,12 @@ def test_canary_steps_after_each_bake_then_promotes_and_cleans_up(
     rollout.tick()
     assert rollout.shares() == {"v2": 1.0}
     assert rollout.scaled_variants() == {"v2"}
-    assert not set(rollout_alarm_names(ENDPOINT, "v2")) & set(rollout.alarms())
+    # The promoted variant keeps its alarms (now its health alarms, plus low traffic); v1's are gone.
+    assert [a for a in rollout.alarms() if a.startswith(ENDPOINT)] == [
+        f"{ENDPOINT}-v2-5xx",
+        f"{ENDPOINT}-v2-latency",
+        f"{ENDPOINT}-v2-low-traffic",
+    ]
     configs = {c["EndpointConfigName"] for c in rollout.sm.list_endpoint_configs()["EndpointConfigs"]}
     assert configs == {rollout.endpoint()["EndpointConfigName"]}
     assert not configs & configs_before

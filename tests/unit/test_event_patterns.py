@@ -201,7 +201,7 @@ def rollout_pattern(template, event_name: str, group_prefix: str = "") -> dict[s
         ("EndpointStateChange", "sagemaker-endpoint-updating.json", False),
         ("EndpointStateChange", "sagemaker-endpoint-foreign.json", False),
         ("RolloutAlarm", "cloudwatch-alarm-rollout.json", True),
-        ("RolloutAlarm", "cloudwatch-alarm-rollout-ok.json", False),
+        ("RolloutAlarm", "cloudwatch-alarm-rollout-ok.json", True),
         ("RolloutAlarm", "cloudwatch-alarm-foreign.json", False),
         ("OperatorCommand", "operator-rollout-command.json", True),
         ("OperatorCommand", "sagemaker-endpoint-in-service.json", False),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from sagepilot.errors import MalformedEvent
 from sagepilot.events import (
+    AlarmSignal,
     EndpointSignal,
     ObjectCreated,
     PackageChanged,
@@ -281,7 +282,7 @@ def test_rollout_trigger_from_an_endpoint_change_accepts_the_documented_spelling
 
 def test_rollout_trigger_from_an_alarm_names_the_endpoint_of_its_metric():
     trigger = parse_rollout_trigger(read_event("cloudwatch-alarm-rollout.json"))
-    assert trigger == EndpointSignal("sagepilot-churn", "alarm sagepilot-churn-v2-5xx ALARM")
+    assert trigger == AlarmSignal("sagepilot-churn", "sagepilot-churn-v2-5xx", "ALARM")
 
 
 def test_rollout_trigger_from_the_schedule_and_the_operator():
@@ -341,7 +342,7 @@ def test_rollout_parser_fuzzed_details_give_a_trigger_or_malformed_event(junk, s
         trigger = parse_rollout_trigger(event)
     except MalformedEvent:
         return
-    assert isinstance(trigger, PackageChanged | EndpointSignal | Scheduled)
+    assert isinstance(trigger, PackageChanged | EndpointSignal | AlarmSignal | Scheduled)
 
 
 @pytest.mark.parametrize("metrics", [[5], [None], [{"metricStat": 3}], [{"metricStat": {"metric": []}}], []])

@@ -28,7 +28,7 @@ def test_first_approval_creates_the_endpoint_then_registers_autoscaling_once_in_
         assert world.reconcile().is_wait
     world.settle()
     done = world.reconcile()
-    assert [type(a) for a in done.actions] == [plan.RegisterAutoscaling, plan.Notify]
+    assert [type(a) for a in done.actions] == [plan.RegisterAutoscaling, plan.CreateVariantAlarms, plan.Notify]
     assert not done.commit_first  # act, then record: repeating it is harmless
     assert world.endpoint.variants == {"v1": 1.0} and world.endpoint.autoscaled == {"v1"}
     assert world.notifications == ["DEPLOYED: sp-churn v1"]
@@ -44,7 +44,7 @@ def test_canary_moves_through_every_step_after_its_bake_then_promotes() -> None:
     world = deployed(1)
     world.approve(2)
     started = world.reconcile()
-    assert [type(a) for a in started.actions] == [plan.CreateRolloutAlarms, plan.ApplyVariants, plan.Notify]
+    assert [type(a) for a in started.actions] == [plan.CreateVariantAlarms, plan.ApplyVariants, plan.Notify]
     world.settle()
     shares = [world.endpoint.shares()]
     for _ in range(40):
@@ -240,7 +240,7 @@ def test_native_strategy_hands_the_rollout_to_sagemaker(strategy: Strategy) -> N
     world.policy = RolloutPolicy(strategy, (10, 50, 100), 600)
     world.approve(2)
     decision = world.reconcile()
-    assert [type(a) for a in decision.actions] == [plan.CreateRolloutAlarms, plan.NativeUpdate]
+    assert [type(a) for a in decision.actions] == [plan.CreateVariantAlarms, plan.NativeUpdate]
     world.run()
     assert world.endpoint.variants == {"v2": 1.0} and world.endpoint.autoscaled == {"v2"}
 

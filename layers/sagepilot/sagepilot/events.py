@@ -134,11 +134,20 @@ class EndpointSignal:
 
 
 @dataclass(frozen=True)
+class AlarmSignal:
+    """One of our alarms changed state; `state` is what the event says (decisions re-read it)."""
+
+    endpoint: str
+    alarm: str
+    state: str
+
+
+@dataclass(frozen=True)
 class Scheduled:
     rule: str
 
 
-RolloutTrigger = PackageChanged | EndpointSignal | Scheduled
+RolloutTrigger = PackageChanged | EndpointSignal | AlarmSignal | Scheduled
 
 
 def _alarm_endpoint(detail: Any) -> str:
@@ -175,7 +184,7 @@ def parse_rollout_trigger(raw: dict[str, Any]) -> RolloutTrigger:
     if source == "aws.cloudwatch" and kind == ALARM_STATE_CHANGE:
         alarm = _field(detail, "alarmName", str, "detail")
         state = _field(_field(detail, "state", dict, "detail"), "value", str, "detail.state")
-        return EndpointSignal(_alarm_endpoint(detail), f"alarm {alarm} {state}")
+        return AlarmSignal(_alarm_endpoint(detail), alarm, state)
     if source == "aws.events" and kind == SCHEDULED_EVENT:
         resources = raw.get("resources")
         return Scheduled(str(resources[0]) if isinstance(resources, list) and resources else "")

@@ -114,6 +114,11 @@ def _prefix(env: Mapping[str, str]) -> str:
     return prefix
 
 
+def _optional_instance_type(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return _instance_type(name, value) if value else None
+
+
 def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
     """Settings of the rollout function: the stack-wide deployment defaults each group may override."""
     strategy_raw = _required(env, "DEPLOY_STRATEGY")
@@ -150,7 +155,10 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
             alarms=AlarmThresholds(
                 errors_5xx_per_minute=_int(env, "ALARM_5XX_THRESHOLD", 1, 1_000_000),
                 latency_p99_ms=_int(env, "ALARM_LATENCY_MS", 1, 3_600_000),
+                idle_minutes=_int(env, "IDLE_MINUTES", 5, 1440),
+                low_traffic_invocations=_int(env, "LOW_TRAFFIC_INVOCATIONS", 1, 1_000_000_000),
             ),
+            fallback_instance_type=_optional_instance_type(env, "ENDPOINT_FALLBACK_INSTANCE_TYPE"),
         ),
         lease_seconds=_int(env, "LEASE_SECONDS", 30, 3600),
         stable_check_seconds=_int(env, "STABLE_CHECK_SECONDS", 60, 86_400),

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sagepilot.adapters.alarms import RolloutAlarms
+from sagepilot.adapters.alarms import VariantAlarms
 from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import Endpoints
 from sagepilot.adapters.notify import Notifier
@@ -62,7 +62,7 @@ def rollouts(settings: RolloutSettings, client: ClientFactory, clock: Callable[[
         ModelRegistry(sagemaker),
         Endpoints(sagemaker, settings.sagemaker_role_arn),
         VariantAutoscaling(client("application-autoscaling")),
-        RolloutAlarms(client("cloudwatch")),
+        VariantAlarms(client("cloudwatch")),
         Notifier(client("sns"), settings.notification_topic_arn),
         clock,
     )

@@ -1,8 +1,9 @@
-"""The rollout's own CloudWatch alarms on the candidate variant: server errors and p99 latency.
+"""Each live variant's CloudWatch alarms: server errors, p99 latency, and (serving alone) low traffic.
 
 Their names start with the endpoint's name (and so with the stack's prefix), which is what the
-template's alarm rule filters on. State changes reach the control plane as EventBridge events; the
-rollout re-reads the states here so that a late or duplicated event cannot mislead it.
+template's alarm rule filters on; `domain.health` says what each kind means. State changes reach the
+control plane as EventBridge events; decisions re-read the states here, so that a late or duplicated
+event cannot mislead them.
 """
 
 from __future__ import annotations
@@ -12,65 +13,101 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagepilot.domain.deployment import AlarmThresholds
+from sagepilot.domain.health import AlarmKind
 from sagepilot.domain.names import alarm_name
 from sagepilot.errors import TransientError
 
 NAMESPACE = "AWS/SageMaker"
+_LOW_TRAFFIC_PERIOD = 300
+_MAX_EVALUATION_SECONDS = 86_400  # CloudWatch: EvaluationPeriods x Period at most one day
 
 
 def rollout_alarm_names(endpoint: str, variant: str) -> tuple[str, str]:
-    return alarm_name(endpoint, variant, "5xx"), alarm_name(endpoint, variant, "latency")
+    """The alarms that gate a canary (and open incidents on a live variant)."""
+    return alarm_name(endpoint, variant, AlarmKind.ERRORS.value), alarm_name(endpoint, variant, AlarmKind.LATENCY.value)
 
 
-class RolloutAlarms:
+def variant_alarm_names(endpoint: str, variant: str) -> tuple[str, ...]:
+    return tuple(alarm_name(endpoint, variant, kind.value) for kind in AlarmKind)
+
+
+class VariantAlarms:
     def __init__(self, cloudwatch_client: Any) -> None:
         self._cw = cloudwatch_client
 
-    def create(self, endpoint: str, variant: str, thresholds: AlarmThresholds) -> tuple[str, str]:
+    def create(self, endpoint: str, variant: str, thresholds: AlarmThresholds, *, low_traffic: bool = False) -> None:
+        """PutMetricAlarm (an upsert: repeating it is harmless) for the variant's alarms."""
         errors, latency = rollout_alarm_names(endpoint, variant)
         dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
         common: dict[str, Any] = {
             "Namespace": NAMESPACE,
             "Dimensions": dimensions,
-            "Period": 60,
-            "TreatMissingData": "notBreaching",
-            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
             "Tags": [{"Key": "sagepilot:endpoint", "Value": endpoint}, {"Key": "sagepilot:variant", "Value": variant}],
         }
+        requests: list[dict[str, Any]] = [
+            {
+                "AlarmName": errors,
+                "AlarmDescription": f"{endpoint} {variant}: server errors. In a canary it rolls back; otherwise a "
+                "health check is run and notified.",
+                "MetricName": "Invocation5XXErrors",
+                "Statistic": "Sum",
+                "Period": 60,
+                "EvaluationPeriods": 1,
+                "Threshold": float(thresholds.errors_5xx_per_minute),
+                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+            {
+                "AlarmName": latency,
+                "AlarmDescription": f"{endpoint} {variant}: p99 model latency. In a canary it rolls back; otherwise a "
+                "health check is run and notified.",
+                "MetricName": "ModelLatency",  # microseconds
+                "ExtendedStatistic": "p99",
+                "Period": 60,
+                "EvaluationPeriods": 2,
+                "DatapointsToAlarm": 2,
+                "Threshold": float(thresholds.latency_p99_ms * 1000),
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+        ]
+        if low_traffic:
+            periods = max(1, min(thresholds.idle_minutes * 60, _MAX_EVALUATION_SECONDS) // _LOW_TRAFFIC_PERIOD)
+            requests.append(
+                {
+                    "AlarmName": alarm_name(endpoint, variant, AlarmKind.LOW_TRAFFIC.value),
+                    "AlarmDescription": f"{endpoint} {variant}: fewer than {thresholds.low_traffic_invocations} "
+                    f"invocations per 5 minutes for {periods * 5} minutes; the variant is scaled in to its minimum.",
+                    "MetricName": "Invocations",
+                    "Statistic": "Sum",
+                    "Period": _LOW_TRAFFIC_PERIOD,
+                    "EvaluationPeriods": periods,
+                    "Threshold": float(thresholds.low_traffic_invocations),
+                    "ComparisonOperator": "LessThanThreshold",
+                    # No datapoint means no invocation at all: that is the idle case.
+                    "TreatMissingData": "breaching",
+                }
+            )
         try:
-            self._cw.put_metric_alarm(
-                AlarmName=errors,
-                AlarmDescription=f"Canary of {variant} on {endpoint}: server errors; in ALARM the rollout rolls back.",
-                MetricName="Invocation5XXErrors",
-                Statistic="Sum",
-                EvaluationPeriods=1,
-                Threshold=float(thresholds.errors_5xx_per_minute),
-                **common,
-            )
-            self._cw.put_metric_alarm(
-                AlarmName=latency,
-                AlarmDescription=f"Canary of {variant} on {endpoint}: p99 model latency; in ALARM it rolls back.",
-                MetricName="ModelLatency",  # microseconds
-                ExtendedStatistic="p99",
-                EvaluationPeriods=2,
-                DatapointsToAlarm=2,
-                Threshold=float(thresholds.latency_p99_ms * 1000),
-                **common,
-            )
+            for request in requests:
+                self._cw.put_metric_alarm(**request, **common)
         except ClientError as exc:
-            raise TransientError(f"creating the rollout alarms of {endpoint}/{variant}: {exc}") from exc
-        return errors, latency
+            raise TransientError(f"creating the alarms of {endpoint}/{variant}: {exc}") from exc
 
     def firing(self, endpoint: str, variant: str) -> tuple[str, ...]:
-        """Names of the variant's rollout alarms that are in ALARM now."""
+        """Names of the variant's 5xx / latency alarms that are in ALARM now."""
+        return tuple(sorted(n for n, v in self.states(rollout_alarm_names(endpoint, variant)).items() if v == "ALARM"))
+
+    def states(self, names: tuple[str, ...]) -> dict[str, str]:
+        """The current state value of each named alarm that exists."""
         try:
-            found = self._cw.describe_alarms(AlarmNames=list(rollout_alarm_names(endpoint, variant)))
+            found = self._cw.describe_alarms(AlarmNames=list(names))
         except ClientError as exc:
-            raise TransientError(f"reading the rollout alarms of {endpoint}/{variant}: {exc}") from exc
-        return tuple(sorted(a["AlarmName"] for a in found.get("MetricAlarms", []) if a["StateValue"] == "ALARM"))
+            raise TransientError(f"reading alarms {names}: {exc}") from exc
+        return {a["AlarmName"]: a["StateValue"] for a in found.get("MetricAlarms", [])}
 
     def delete(self, endpoint: str, variant: str) -> None:
         try:
-            self._cw.delete_alarms(AlarmNames=list(rollout_alarm_names(endpoint, variant)))
+            self._cw.delete_alarms(AlarmNames=list(variant_alarm_names(endpoint, variant)))
         except ClientError as exc:
-            raise TransientError(f"deleting the rollout alarms of {endpoint}/{variant}: {exc}") from exc
+            raise TransientError(f"deleting the alarms of {endpoint}/{variant}: {exc}") from exc

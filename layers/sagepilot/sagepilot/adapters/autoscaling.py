@@ -97,3 +97,13 @@ class VariantAutoscaling:
         except ClientError as exc:
             raise _translate(exc, "listing scalable targets") from exc
         return found
+
+    def minimum(self, endpoint: str, variant: str) -> int | None:
+        """The registered scalable target's MinCapacity, or None if the variant is not registered."""
+        try:
+            found = self._aas.describe_scalable_targets(
+                ServiceNamespace=NAMESPACE, ResourceIds=[resource_id(endpoint, variant)], ScalableDimension=DIMENSION
+            )["ScalableTargets"]
+        except ClientError as exc:
+            raise _translate(exc, f"reading the scalable target of {endpoint}/{variant}") from exc
+        return int(found[0]["MinCapacity"]) if found else None

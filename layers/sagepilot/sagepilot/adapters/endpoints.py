@@ -135,3 +135,15 @@ class Endpoints:
         except ClientError as exc:
             if not _missing(exc):
                 raise translate(exc, f"DeleteModel {name}") from exc
+
+    def set_capacity(self, name: str, variant: str, instances: int) -> None:
+        """UpdateEndpointWeightsAndCapacities with the variant's DesiredInstanceCount only."""
+        try:
+            self._sm.update_endpoint_weights_and_capacities(
+                EndpointName=name,
+                DesiredWeightsAndCapacities=[{"VariantName": variant, "DesiredInstanceCount": instances}],
+            )
+        except ClientError as exc:
+            if _busy(exc):
+                raise EndpointBusy(f"endpoint {name} is being updated") from exc
+            raise translate(exc, f"UpdateEndpointWeightsAndCapacities {name}") from exc

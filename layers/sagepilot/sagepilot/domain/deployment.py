@@ -14,6 +14,9 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:scale-in-cooldown / scale-out-cooldown   seconds
     sagepilot:alarm-5xx-threshold    server errors per minute that fail a canary
     sagepilot:alarm-latency-ms       p99 model latency (ms) that fails a canary
+    sagepilot:idle-minutes           low traffic this long scales a live variant in to its minimum
+    sagepilot:low-traffic-invocations   fewer invocations than this per 5 minutes is low traffic
+    sagepilot:fallback-instance-type tried when SageMaker answers ResourceLimitExceeded
 
 A bad value is an error that names the tag and what it should be; the group is not deployed until it
 is fixed (nothing is guessed).
@@ -51,6 +54,8 @@ class Autoscaling:
 class AlarmThresholds:
     errors_5xx_per_minute: int
     latency_p99_ms: int
+    idle_minutes: int  # low traffic for this long scales a variant in
+    low_traffic_invocations: int  # fewer invocations than this per 5 minutes is "low"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Deployment:
     instance_count: int
     autoscaling: Autoscaling
     alarms: AlarmThresholds
+    fallback_instance_type: str | None = None  # tried when SageMaker answers ResourceLimitExceeded
 
 
 def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -130,6 +136,12 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
             f"autoscaling minimum {autoscaling.min_capacity} is above the maximum {autoscaling.max_capacity}"
         )
     count = _int(tags, "instance-count", defaults.instance_count, 1, 1000)
+    fallback = tags.get(TAG_PREFIX + "fallback-instance-type", defaults.fallback_instance_type or "").strip()
+    if fallback and not _INSTANCE_TYPE.match(fallback):
+        raise InvalidGroupSettings(
+            f"tag {TAG_PREFIX}fallback-instance-type must be a SageMaker instance type like ml.c5.large, "
+            f"got {fallback!r}"
+        )
     return dataclasses.replace(
         defaults,
         enabled=enabled_raw == "true",
@@ -143,5 +155,10 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
                 tags, "alarm-5xx-threshold", defaults.alarms.errors_5xx_per_minute, 1, 1_000_000
             ),
             latency_p99_ms=_int(tags, "alarm-latency-ms", defaults.alarms.latency_p99_ms, 1, 3_600_000),
+            idle_minutes=_int(tags, "idle-minutes", defaults.alarms.idle_minutes, 5, 1440),
+            low_traffic_invocations=_int(
+                tags, "low-traffic-invocations", defaults.alarms.low_traffic_invocations, 1, 1_000_000_000
+            ),
         ),
+        fallback_instance_type=fallback or None,
     )

@@ -147,6 +147,7 @@ class RolloutState:
     command: Command | None = None
     reason: str = ""
     reject_candidate: bool = False  # on finishing a rollback, mark the candidate Rejected
+    incidents: tuple[str, ...] = ()  # alarms whose incident is open (see domain.health)
     # NATIVE: the endpoint's LastModifiedTime before the update was sent (SageMaker's clock, not ours),
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
@@ -197,12 +198,16 @@ class RegisterAutoscaling:
 
 
 @dataclass(frozen=True)
-class CreateRolloutAlarms:
+class CreateVariantAlarms:
+    """The variant's 5xx and latency alarms (a candidate's roll it back; a live variant's open incidents),
+    and for a variant that serves alone, its low-traffic alarm (scale-in)."""
+
     variant: str
+    low_traffic: bool = False
 
 
 @dataclass(frozen=True)
-class DeleteRolloutAlarms:
+class DeleteVariantAlarms:
     variant: str
 
 
@@ -234,8 +239,8 @@ Action = (
     | NativeUpdate
     | SetWeights
     | RegisterAutoscaling
-    | CreateRolloutAlarms
-    | DeleteRolloutAlarms
+    | CreateVariantAlarms
+    | DeleteVariantAlarms
     | RejectInRegistry
     | DeleteEndpoint
     | CleanUp
@@ -393,6 +398,7 @@ def _creating(
     done = state.evolve(now, what, phase=Phase.STABLE)
     actions: tuple[Action, ...] = (
         RegisterAutoscaling(state.stable.variant),
+        CreateVariantAlarms(state.stable.variant, low_traffic=True),
         Notify(f"DEPLOYED: {state.endpoint} v{state.stable.version}", _facts(done, what)),
     )
     return Decision(done, actions, commit_first=False)
@@ -453,7 +459,7 @@ def _stable(
         )
         return Decision(
             native,
-            (CreateRolloutAlarms(target.variant), NativeUpdate(target, (stable.variant,), policy.strategy)),
+            (CreateVariantAlarms(target.variant), NativeUpdate(target, (stable.variant,), policy.strategy)),
         )
     what = f"v{target.version} approved; canary at {policy.steps[0]}% beside v{stable.version}"
     canary = state.evolve(
@@ -473,7 +479,7 @@ def _stable(
     return Decision(
         canary,
         (
-            CreateRolloutAlarms(target.variant),
+            CreateVariantAlarms(target.variant),
             ApplyVariants(((stable, shares[stable.variant]), (target, shares[target.variant])), ()),
             Notify(f"ROLLOUT STARTED: {state.endpoint} v{target.version}", _facts(canary, what)),
         ),
@@ -545,7 +551,7 @@ def _canary(
         return Decision(
             state,
             (
-                CreateRolloutAlarms(candidate.variant),
+                CreateVariantAlarms(candidate.variant),
                 ApplyVariants(((stable, shares[stable.variant]), (candidate, shares[candidate.variant])), extra),
             ),
             note="adding the candidate",
@@ -585,9 +591,11 @@ def _promoting(
     done = state.evolve(
         now, what, phase=Phase.STABLE, stable=candidate, candidate=None, step=0, reason="", reject_candidate=False
     )
+    retired = (DeleteVariantAlarms(previous.variant),) if previous and previous != candidate else ()
     actions: tuple[Action, ...] = (
         RegisterAutoscaling(candidate.variant),
-        DeleteRolloutAlarms(candidate.variant),
+        CreateVariantAlarms(candidate.variant, low_traffic=True),
+        *retired,
         CleanUp(),
         Notify(f"PROMOTED: {state.endpoint} v{candidate.version}", _facts(done, what)),
     )
@@ -607,7 +615,11 @@ def _rolling_back(
     if view.names == {stable.variant}:
         what = f"rolled back to v{stable.version}: {state.reason}"
         done = state.evolve(now, what, phase=Phase.STABLE, candidate=None, step=0, reason="", reject_candidate=False)
-        actions: list[Action] = [RegisterAutoscaling(stable.variant), DeleteRolloutAlarms(candidate.variant)]
+        actions: list[Action] = [
+            RegisterAutoscaling(stable.variant),
+            CreateVariantAlarms(stable.variant, low_traffic=True),
+            DeleteVariantAlarms(candidate.variant),
+        ]
         if state.reject_candidate:
             actions.append(RejectInRegistry(candidate, f"Rolled back by sagepilot: {state.reason}"))
         actions += [CleanUp(), Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, what))]
@@ -636,6 +648,8 @@ def _native(
             done,
             (
                 RegisterAutoscaling(candidate.variant),
+                CreateVariantAlarms(candidate.variant, low_traffic=True),
+                DeleteVariantAlarms(stable.variant),
                 CleanUp(),
                 Notify(f"PROMOTED: {state.endpoint} v{candidate.version}", _facts(done, what)),
             ),
@@ -651,6 +665,7 @@ def _native(
             done,
             (
                 RegisterAutoscaling(stable.variant),
+                DeleteVariantAlarms(candidate.variant),
                 RejectInRegistry(candidate, f"Rolled back by SageMaker deployment guardrails: {reason}"),
                 CleanUp(),
                 Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, reason)),

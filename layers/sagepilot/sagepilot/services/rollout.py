@@ -10,23 +10,27 @@ state-change event (or the next scheduled reconcile).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagepilot.adapters.alarms import RolloutAlarms, rollout_alarm_names
+from sagepilot.adapters.alarms import VariantAlarms, rollout_alarm_names
 from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import EndpointBusy, Endpoints
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.rollout_state import Lease, LeaseBusy, RolloutStore
+from sagepilot.domain import health
 from sagepilot.domain import rollout as plan
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
-from sagepilot.domain.names import endpoint_config_name, endpoint_model_name
+from sagepilot.domain.health import AlarmKind, AlarmRef, parse_alarm_name
+from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_model_name
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
-from sagepilot.events import EndpointSignal, PackageChanged, RolloutTrigger
+from sagepilot.errors import CapacityError
+from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.observability import logger
 from sagepilot.settings import RolloutSettings
 
@@ -54,7 +58,7 @@ class Rollouts:
         registry: ModelRegistry,
         endpoints: Endpoints,
         autoscaling: VariantAutoscaling,
-        alarms: RolloutAlarms,
+        alarms: VariantAlarms,
         notifier: Notifier,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -75,6 +79,8 @@ class Rollouts:
             return [self.on_package_change(trigger.group)]
         if isinstance(trigger, EndpointSignal):
             return [self.on_endpoint_signal(trigger.endpoint)]
+        if isinstance(trigger, AlarmSignal):
+            return [self.on_alarm(trigger.endpoint, trigger.alarm)]
         return self.on_schedule()
 
     def on_package_change(self, group: str) -> Outcome:
@@ -95,6 +101,11 @@ class Rollouts:
         """An endpoint state change, a rollout alarm or an operator command for a managed endpoint."""
         return self.reconcile(endpoint, None)
 
+    def on_alarm(self, endpoint: str, alarm: str) -> Outcome:
+        """An alarm of a managed endpoint changed state: the rollout's reconcile (a canary alarm rolls
+        back), then the alarm's own meaning (an incident, its recovery, or a scale-in)."""
+        return self.reconcile(endpoint, None, alarm=alarm)
+
     def on_schedule(self) -> list[Outcome]:
         """Periodic repair: every endpoint in a rollout, and each stable one now and then (a lost event
         must not leave an approval undeployed for long)."""
@@ -103,11 +114,13 @@ class Rollouts:
         for state, checked_at in self._store.all():
             if state.phase is Phase.STABLE and now - checked_at < self._settings.stable_check_seconds:
                 continue
-            outcomes.append(self.reconcile(state.endpoint, state.group))
+            outcomes.append(self.reconcile(state.endpoint, state.group, scheduled=True))
         return outcomes
 
     # The loop ---------------------------------------------------------------------------------------
-    def reconcile(self, endpoint: str, group: str | None) -> Outcome:
+    def reconcile(
+        self, endpoint: str, group: str | None, *, alarm: str | None = None, scheduled: bool = False
+    ) -> Outcome:
         owner = f"reconcile-{uuid.uuid4()}"
         try:
             lease = self._store.acquire(endpoint, owner, self._clock())
@@ -116,7 +129,7 @@ class Rollouts:
         outcome = Outcome(endpoint, "waiting")
         try:
             for _ in range(_MAX_RERUNS):
-                outcome = self._step(lease, group)
+                outcome = self._step(lease, group, alarm, scheduled)
                 if self._store.release(lease, self._clock()):
                     return outcome
                 lease = Lease(endpoint, owner, self._store.read(endpoint))
@@ -126,7 +139,7 @@ class Rollouts:
             raise
         return outcome
 
-    def _step(self, lease: Lease, group_hint: str | None) -> Outcome:
+    def _step(self, lease: Lease, group_hint: str | None, alarm: str | None, scheduled: bool) -> Outcome:
         state, endpoint = lease.state, lease.endpoint
         group = state.group if state else group_hint
         if group is None:
@@ -159,10 +172,87 @@ class Rollouts:
         except EndpointBusy as exc:
             outcome.result, outcome.note = "waiting", str(exc)
             applied = new_state
+        except CapacityError as exc:
+            outcome.result, outcome.note = "waiting", str(exc)
+            applied = self._quota_reported(new_state, exc, deployment, now)
+        if applied is not None and (alarm is not None or scheduled):
+            health_move = self._health(applied, alarm, deployment, now, scheduled=scheduled)
+            if health_move is not None:
+                applied, note = health_move
+                outcome.note = "; ".join(n for n in (outcome.note, note) if n)
         if applied is not None and applied != lease.state:
-            self._store.save(lease, applied, now)
+            lease = self._store.save(lease, applied, now)
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
+
+    # Health and scale-in ----------------------------------------------------------------------------
+    def _health(
+        self, state: RolloutState, alarm: str | None, deployment: Deployment, now: float, *, scheduled: bool
+    ) -> tuple[RolloutState, str] | None:
+        """Judge `alarm` (or, on a scheduled pass, the live variant's low-traffic alarm) and act on it."""
+        ref: AlarmRef | None
+        if alarm is not None:
+            ref = parse_alarm_name(state.endpoint, alarm)
+            if ref is None:
+                return state, f"{alarm} is not one of this endpoint's alarms"
+        elif scheduled and state.phase is Phase.STABLE and state.stable is not None:
+            name = alarm_name(state.endpoint, state.stable.variant, AlarmKind.LOW_TRAFFIC.value)
+            ref = AlarmRef(name, state.stable.variant, AlarmKind.LOW_TRAFFIC)
+        else:
+            return None
+        alarm_state = self._alarms.states((ref.name,)).get(ref.name)
+        if alarm_state is None:
+            return state, f"{ref.name} does not exist (any more)"
+        view = self._endpoints.describe(state.endpoint)
+        on_endpoint = view is not None and ref.variant in view.names
+        minimum = self._autoscaling.minimum(state.endpoint, ref.variant) if on_endpoint else None
+        judgement = health.judge(
+            ref, alarm_state, state, view, minimum, deployment.autoscaling.min_capacity, ref.name in state.incidents
+        )
+        detail: dict[str, object] = {
+            "endpoint": state.endpoint,
+            "group": state.group,
+            "variant": ref.variant,
+            "alarm": ref.name,
+            "alarmState": alarm_state,
+            "what": judgement.summary,
+            "findings": list(judgement.findings),
+            "whatToDo": judgement.what_to_do,
+        }
+        if judgement.verdict is health.Verdict.INCIDENT:
+            self._notifier.publish(f"UNHEALTHY: {state.endpoint} {ref.variant}", detail)
+            what = f"incident: {judgement.summary} ({'; '.join(judgement.findings)})"
+            return state.evolve(now, what, incidents=(*state.incidents, ref.name)), judgement.summary
+        if judgement.verdict is health.Verdict.RECOVERED:
+            self._notifier.publish(f"RECOVERED: {state.endpoint} {ref.variant}", detail)
+            still_open = tuple(i for i in state.incidents if i != ref.name)
+            return state.evolve(now, judgement.summary, incidents=still_open), judgement.summary
+        if judgement.verdict is health.Verdict.SCALE_IN and judgement.scale_to is not None:
+            try:
+                self._endpoints.set_capacity(state.endpoint, ref.variant, judgement.scale_to)
+            except EndpointBusy:
+                return state, "endpoint busy; the scale-in waits for the next reconcile"
+            detail["savedInstances"] = judgement.saved_instances
+            self._notifier.publish(f"SCALED IN: {state.endpoint} {ref.variant}", detail)
+            what = f"scaled in: {judgement.summary} (saves {judgement.saved_instances} instance(s))"
+            return state.evolve(now, what), judgement.summary
+        return state, judgement.summary
+
+    def _quota_reported(
+        self, state: RolloutState | None, exc: CapacityError, deployment: Deployment, now: float
+    ) -> RolloutState | None:
+        """ResourceLimitExceeded with no fallback left: say which quota to raise, once per message."""
+        what = (
+            f"SageMaker refused for lack of quota: {exc}. Raise the Service Quotas limit "
+            f"'{exc.instance_type or deployment.instance_type} for endpoint usage', or set a fallback instance type "
+            "(tag sagepilot:fallback-instance-type or parameter EndpointFallbackInstanceType); the next reconcile "
+            "retries."
+        )
+        if state is None or (state.history and state.history[-1].what == what):
+            return state
+        detail = {"endpoint": state.endpoint, "group": state.group, "what": what}
+        self._notifier.publish(f"QUOTA: {state.endpoint}", detail)
+        return state.evolve(now, what)
 
     # Settings ---------------------------------------------------------------------------------------
     def deployment(self, group: str) -> Deployment:
@@ -186,33 +276,16 @@ class Rollouts:
         """Carry out the actions in order; return the state with the resources it created recorded."""
         for action in actions:
             match action:
-                case plan.CreateEndpoint(release=release):
+                case plan.CreateEndpoint() | plan.ApplyVariants() | plan.NativeUpdate():
                     assert state
-                    config, state = self._config(state, deployment, endpoint, ((release, 1.0),), view)
-                    self._endpoints.create(endpoint, config, self._tags_for(state))
-                case plan.ApplyVariants(variants=variants, deregister=deregister):
-                    assert state
-                    for variant in deregister:
-                        self._autoscaling.deregister(endpoint, variant)
-                    config, state = self._config(state, deployment, endpoint, variants, view)
-                    self._endpoints.update(endpoint, config)
-                case plan.NativeUpdate(release=release, deregister=deregister, strategy=strategy):
-                    assert state
-                    for variant in deregister:
-                        self._autoscaling.deregister(endpoint, variant)
-                    config, state = self._config(state, deployment, endpoint, ((release, 1.0),), view)
-                    self._endpoints.update(
-                        endpoint,
-                        config,
-                        _guardrails(strategy, deployment, rollout_alarm_names(endpoint, release.variant)),
-                    )
+                    state = self._with_fallback(action, state, view, deployment, endpoint)
                 case plan.SetWeights(weights=weights):
                     self._endpoints.set_weights(endpoint, weights)
                 case plan.RegisterAutoscaling(variant=variant):
                     self._autoscaling.register(endpoint, variant, deployment.autoscaling)
-                case plan.CreateRolloutAlarms(variant=variant):
-                    self._alarms.create(endpoint, variant, deployment.alarms)
-                case plan.DeleteRolloutAlarms(variant=variant):
+                case plan.CreateVariantAlarms(variant=variant, low_traffic=low_traffic):
+                    self._alarms.create(endpoint, variant, deployment.alarms, low_traffic=low_traffic)
+                case plan.DeleteVariantAlarms(variant=variant):
                     self._alarms.delete(endpoint, variant)
                 case plan.RejectInRegistry(release=release, description=description):
                     self._registry.reject(release.package_arn, description)
@@ -223,6 +296,55 @@ class Rollouts:
                     state = self._clean_up(state, view.config_name)
                 case plan.Notify(subject=subject, detail=detail):
                     self._notifier.publish(subject, dict(detail))
+        return state
+
+    def _with_fallback(
+        self,
+        action: plan.CreateEndpoint | plan.ApplyVariants | plan.NativeUpdate,
+        state: RolloutState,
+        view: plan.EndpointView | None,
+        deployment: Deployment,
+        endpoint: str,
+    ) -> RolloutState:
+        """Send an endpoint change; on ResourceLimitExceeded, once more on the fallback instance type."""
+        try:
+            return self._change_endpoint(action, state, view, deployment, endpoint)
+        except CapacityError as exc:
+            fallback = deployment.fallback_instance_type
+            if not fallback or fallback == deployment.instance_type:
+                raise
+            what = (
+                f"no capacity for {deployment.instance_type} ({exc}); trying the fallback {fallback}. Raise the quota "
+                f"'{deployment.instance_type} for endpoint usage' to use the preferred type again."
+            )
+            self._notifier.publish(f"QUOTA: {endpoint}", {"endpoint": endpoint, "group": state.group, "what": what})
+            state = state.evolve(self._clock(), what)
+            fallback_deployment = dataclasses.replace(deployment, instance_type=fallback)
+            return self._change_endpoint(action, state, view, fallback_deployment, endpoint)
+
+    def _change_endpoint(
+        self,
+        action: plan.CreateEndpoint | plan.ApplyVariants | plan.NativeUpdate,
+        state: RolloutState,
+        view: plan.EndpointView | None,
+        deployment: Deployment,
+        endpoint: str,
+    ) -> RolloutState:
+        match action:
+            case plan.CreateEndpoint(release=release):
+                config, state = self._config(state, deployment, endpoint, ((release, 1.0),), view)
+                self._endpoints.create(endpoint, config, self._tags_for(state))
+            case plan.ApplyVariants(variants=variants, deregister=deregister):
+                for variant in deregister:
+                    self._autoscaling.deregister(endpoint, variant)
+                config, state = self._config(state, deployment, endpoint, variants, view)
+                self._endpoints.update(endpoint, config)
+            case plan.NativeUpdate(release=release, deregister=deregister, strategy=strategy):
+                for variant in deregister:
+                    self._autoscaling.deregister(endpoint, variant)
+                config, state = self._config(state, deployment, endpoint, ((release, 1.0),), view)
+                alarms = rollout_alarm_names(endpoint, release.variant)
+                self._endpoints.update(endpoint, config, _guardrails(strategy, deployment, alarms))
         return state
 
     def _config(
