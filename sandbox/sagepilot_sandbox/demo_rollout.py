@@ -130,11 +130,52 @@ def run_rollout_scenario(sandbox: Any, n: Any, *, first_step: int) -> None:
         watcher.shares_seen("v3", in_service_only=False)[-2:] == [0.1, 0.0]
         and watcher.current() == ("InService", (("v2", 1.0),)),
     )
+
+    step += 1
+    cw = sandbox.client("cloudwatch")
+    n.say(f"{step}. approve v4; during its canary its server-error alarm fires")
+    v4 = _register(sm, bucket, 4)
+    approve(v4)
+    sandbox.wait_for(lambda: dict((watcher.current() or ("", ()))[1]).get("v4") == 0.1, timeout=60)
+    alarm = f"{ENDPOINT}-v4-5xx"
+    n.say(f"   aws cloudwatch set-alarm-state --alarm-name {alarm} --state-value ALARM --state-reason '12 errors'")
+    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="Threshold Crossed: 12 errors in 1 minute")
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
+    package = sm.describe_model_package(ModelPackageName=v4)
+    n.say(f"   v4 in the registry: {package['ModelApprovalStatus']}: {package.get('ApprovalDescription', '')}")
+    n.check(
+        "the alarm rolled v4 back at once and the registry says why",
+        watcher.current() == ("InService", (("v2", 1.0),))
+        and package["ModelApprovalStatus"] == "Rejected"
+        and alarm in package.get("ApprovalDescription", ""),
+    )
+
+    step += 1
+    n.say(f"{step}. traffic stops: v2 idles at 3 instances (as target tracking left it); its low-traffic alarm fires")
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=ENDPOINT, DesiredWeightsAndCapacities=[{"VariantName": "v2", "DesiredInstanceCount": 3}]
+    )
+    sandbox.wait_for(lambda: _instances(sm, "v2") == 3, timeout=30)
+    n.say("   v2 runs 3 instances")
+    idle = f"{ENDPOINT}-v2-low-traffic"
+    n.say(f"   aws cloudwatch set-alarm-state --alarm-name {idle} --state-value ALARM --state-reason 'no invocations'")
+    cw.set_alarm_state(AlarmName=idle, StateValue="ALARM", StateReason="Threshold Crossed: no invocations for 60 min")
+    sandbox.wait_for(lambda: _instances(sm, "v2") == 1, timeout=30)
+    n.check("the low-traffic alarm scaled v2 in to its autoscaling minimum: 3 -> 1 instance", _instances(sm, "v2") == 1)
     watcher.stop()
     history = _history(sandbox.client("dynamodb"), table, ENDPOINT)
     n.say(f"   the endpoint's history (sagepilot --table {table} history {ENDPOINT}):")
     for line in history:
         n.say(f"     {line}")
+
+
+def _instances(sm: Any, variant: str) -> int | None:
+    found = sm.describe_endpoint(EndpointName=ENDPOINT)
+    if found["EndpointStatus"] != "InService":
+        return None
+    return next(
+        (v.get("CurrentInstanceCount") for v in found["ProductionVariants"] if v["VariantName"] == variant), None
+    )
 
 
 def _state_reader(ddb: Any, table: str) -> Callable[[str], tuple[str, int | None, int | None] | None]:

@@ -47,10 +47,9 @@ def test_alarm_names_are_parsed_strictly(name, expected):
     assert (parsed.variant, parsed.kind) == expected if expected else parsed is None
 
 
-def test_a_candidate_alarm_in_a_canary_belongs_to_the_rollout():
-    verdict = judge(
-        ref(AlarmKind.ERRORS, "v2"), "ALARM", state(Phase.CANARY, 2), view(variants=("v1", "v2")), 1, 1, False
-    )
+@pytest.mark.parametrize("phase", [Phase.CANARY, Phase.ROLLING_BACK, Phase.PROMOTING, Phase.NATIVE])
+def test_a_candidate_alarm_belongs_to_the_rollout_in_every_phase_of_it(phase):
+    verdict = judge(ref(AlarmKind.ERRORS, "v2"), "ALARM", state(phase, 2), view(variants=("v1", "v2")), 1, 1, False)
     assert verdict.verdict is Verdict.ROLLOUT
 
 

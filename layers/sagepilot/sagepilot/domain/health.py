@@ -113,8 +113,9 @@ def judge(
     incident for this alarm is open (so that OK closes it, once)."""
     endpoint = state.endpoint
     if alarm.kind in (AlarmKind.ERRORS, AlarmKind.LATENCY):
-        if state.phase is Phase.CANARY and state.candidate and alarm.variant == state.candidate.variant:
-            return Judgement(Verdict.ROLLOUT, f"{alarm.name} belongs to the canary of {alarm.variant}")
+        if state.candidate and alarm.variant == state.candidate.variant:
+            # In any phase of a rollout (canary, rolling back, promoting) the candidate's alarms are its own.
+            return Judgement(Verdict.ROLLOUT, f"{alarm.name} belongs to the rollout of {alarm.variant}")
         if alarm_state == "OK":
             if not open_incident:
                 return Judgement(Verdict.NOTHING, f"{alarm.name} is OK; no incident open")
