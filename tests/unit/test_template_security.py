@@ -64,6 +64,11 @@ SAGEMAKER_REGISTRY_READS: dict[str, str] = {
     # The model it creates is still limited to model/${NamePrefix}-* by the `model` resource type (the only
     # resource type the reference lists for CreateModel, so a grant on model-package ARNs is at most inert).
     "sagemaker:CreateModel": "uses a package as a model's source (reads it); the model itself is prefixed",
+    # Adds a new version to the group a training set was uploaded for (training/<group>/...): registering is
+    # the training path's purpose, in groups the stack does not own. It cannot change or approve existing
+    # versions (that is UpdateModelPackage, pinned to Rejected below); a new version is Approved only when
+    # the group's own recipe (config/<group>/training.json) asks for it and its thresholds pass.
+    "sagemaker:CreateModelPackage": "registers a trained version in its group; never touches existing ones",
 }
 SAGEMAKER_REGISTRY_RESOURCE_TYPES = ("model-package", "model-package-group")
 

@@ -193,3 +193,33 @@ def parse_rollout_trigger(raw: dict[str, Any]) -> RolloutTrigger:
         command = _field(detail, "command", str, "detail")
         return EndpointSignal(name, f"operator {command}")
     raise MalformedEvent(f"the rollout function does not handle source={source!r} detail-type={kind!r}")
+
+
+TRAINING_JOB_STATE_CHANGE = "SageMaker Training Job State Change"
+
+
+@dataclass(frozen=True)
+class TrainingJobChange:
+    job_name: str
+    status: str
+    failure_reason: str
+
+
+TrainingTrigger = ObjectCreated | TrainingJobChange
+
+
+def parse_training_trigger(raw: dict[str, Any]) -> TrainingTrigger:
+    """The training function's events: a training set uploaded, or a training job that finished."""
+    if not isinstance(raw, dict):
+        raise MalformedEvent(f"expected an EventBridge event object, got {type(raw).__name__}")
+    if raw.get("source") == "aws.s3":
+        return parse_object_created(raw)
+    if raw.get("source") == "aws.sagemaker" and raw.get("detail-type") == TRAINING_JOB_STATE_CHANGE:
+        detail = raw.get("detail")
+        name = _field(detail, "TrainingJobName", str, "detail")
+        status = _field(detail, "TrainingJobStatus", str, "detail")
+        reason = detail.get("FailureReason", "") if isinstance(detail, dict) else ""
+        return TrainingJobChange(name, status, reason if isinstance(reason, str) else "")
+    raise MalformedEvent(
+        f"the training function does not handle source={raw.get('source')!r} detail-type={raw.get('detail-type')!r}"
+    )

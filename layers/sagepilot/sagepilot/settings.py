@@ -19,6 +19,7 @@ from sagepilot.domain.deployment import (
 )
 from sagepilot.domain.names import MAX_PREFIX_LENGTH
 from sagepilot.domain.rollout import RolloutPolicy, Strategy
+from sagepilot.domain.training import Recipe
 from sagepilot.domain.transform_plan import MAX_PAYLOAD_LIMIT_MB, TransformSettings
 from sagepilot.errors import ConfigurationError
 
@@ -162,4 +163,55 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
         ),
         lease_seconds=_int(env, "LEASE_SECONDS", 30, 3600),
         stable_check_seconds=_int(env, "STABLE_CHECK_SECONDS", 60, 86_400),
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    name_prefix: str
+    data_bucket: str
+    state_table: str
+    notification_topic_arn: str
+    sagemaker_role_arn: str
+    defaults: Recipe
+    max_retries: int
+
+
+_IMAGE = re.compile(
+    r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
+)
+
+
+def _image(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if not _IMAGE.match(value):
+        raise ConfigurationError(
+            f"{name} must be an ECR image URI like 123456789012.dkr.ecr.<region>.amazonaws.com/repo:tag"
+        )
+    return value
+
+
+def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
+    """Settings of the training function: the stack-wide recipe each group may override."""
+    spot = _required(env, "TRAINING_SPOT").lower()
+    if spot not in ("true", "false"):
+        raise ConfigurationError(f"TRAINING_SPOT must be true or false, got {spot!r}")
+    max_runtime = _int(env, "TRAINING_MAX_RUNTIME_SECONDS", 60, 28 * 86_400)
+    return TrainingSettings(
+        name_prefix=_prefix(env),
+        data_bucket=_required(env, "DATA_BUCKET"),
+        state_table=_required(env, "STATE_TABLE"),
+        notification_topic_arn=_required(env, "NOTIFICATION_TOPIC_ARN"),
+        sagemaker_role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
+        defaults=Recipe(
+            image=_image(env, "TRAINING_IMAGE"),
+            inference_image=_image(env, "TRAINING_INFERENCE_IMAGE"),
+            instance_type=_instance_type("TRAINING_INSTANCE_TYPE", _required(env, "TRAINING_INSTANCE_TYPE")),
+            instance_count=_int(env, "TRAINING_INSTANCE_COUNT", 1, 100),
+            volume_gb=_int(env, "TRAINING_VOLUME_GB", 1, 16_384),
+            max_runtime_seconds=max_runtime,
+            spot=spot == "true",
+            max_wait_seconds=max(max_runtime, _int(env, "TRAINING_MAX_WAIT_SECONDS", 60, 28 * 86_400)),
+        ),
+        max_retries=_int(env, "TRAINING_MAX_RETRIES", 0, 9),
     )

@@ -19,7 +19,8 @@ from sagepilot.services.batch_completion import BatchCompletion
 from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.services.rollout import Rollouts
-from sagepilot.settings import RolloutSettings, Settings
+from sagepilot.services.training import Training
+from sagepilot.settings import RolloutSettings, Settings, TrainingSettings
 
 ClientFactory = Callable[[str], Any]
 
@@ -65,4 +66,16 @@ def rollouts(settings: RolloutSettings, client: ClientFactory, clock: Callable[[
         VariantAlarms(client("cloudwatch")),
         Notifier(client("sns"), settings.notification_topic_arn),
         clock,
+    )
+
+
+def training(settings: TrainingSettings, client: ClientFactory) -> Training:
+    return Training(
+        settings,
+        DataBucket(client("s3"), settings.data_bucket),
+        client("s3"),
+        SageMaker(client("sagemaker")),
+        ModelRegistry(client("sagemaker")),
+        StateTable(client("dynamodb"), settings.state_table),
+        Notifier(client("sns"), settings.notification_topic_arn),
     )

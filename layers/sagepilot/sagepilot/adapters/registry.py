@@ -94,3 +94,26 @@ class ModelRegistry:
             if error_code(exc) in ("ThrottlingException", "InternalFailure"):
                 raise TransientError(f"rejecting {package_arn} failed: {exc}") from exc
             raise PermanentError(f"rejecting {package_arn} failed: {exc}") from exc
+
+    def register(self, request: dict[str, Any]) -> str:
+        """CreateModelPackage (its ClientToken makes a repeat return the same version); the new ARN."""
+        try:
+            return str(self._sm.create_model_package(**request)["ModelPackageArn"])
+        except ClientError as exc:
+            if error_code(exc) in ("ThrottlingException", "InternalFailure", "ServiceUnavailable"):
+                raise TransientError(f"registering in {request['ModelPackageGroupName']} failed: {exc}") from exc
+            raise PermanentError(f"registering in {request['ModelPackageGroupName']} failed: {exc}") from exc
+
+    def find_registered(self, group: str, property_name: str, value: str, newest: int = 20) -> str | None:
+        """The ARN of a recent version whose CustomerMetadataProperties[property_name] is `value`."""
+        try:
+            listed = self._sm.list_model_packages(
+                ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending", MaxResults=newest
+            )["ModelPackageSummaryList"]
+            for summary in listed:
+                found = self._sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                if (found.get("CustomerMetadataProperties") or {}).get(property_name) == value:
+                    return str(summary["ModelPackageArn"])
+        except ClientError as exc:
+            raise TransientError(f"searching {group} for {property_name}={value}: {exc}") from exc
+        return None

@@ -56,3 +56,20 @@ class SageMaker:
             return dict(self._sm.describe_transform_job(TransformJobName=name))
         except ClientError as exc:
             raise translate(exc, f"DescribeTransformJob {name}") from exc
+
+    def start_training_job(self, request: dict[str, Any]) -> bool:
+        """CreateTrainingJob; True if created, False if a job of that name already existed."""
+        name = request["TrainingJobName"]
+        try:
+            self._sm.create_training_job(**request)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceInUse":
+                return False
+            raise translate(exc, f"CreateTrainingJob {name}", request["ResourceConfig"]["InstanceType"]) from exc
+        return True
+
+    def describe_training_job(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(self._sm.describe_training_job(TrainingJobName=name))
+        except ClientError as exc:
+            raise translate(exc, f"DescribeTrainingJob {name}") from exc

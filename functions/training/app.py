@@ -1,0 +1,34 @@
+"""Lambda: a training set uploaded under training/ -> a training job; a training job finished -> a
+registered model package version (or a retry, or a rejection report).
+
+Invoked asynchronously by EventBridge; an exception makes Lambda retry, then the event goes to the
+on-failure destination. A malformed event is logged and dropped (retrying cannot fix it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sagepilot import wiring
+from sagepilot.adapters.clients import client
+from sagepilot.errors import MalformedEvent
+from sagepilot.events import ObjectCreated, parse_training_trigger
+from sagepilot.observability import logger
+from sagepilot.settings import load_training_settings
+
+service = wiring.training(load_training_settings(os.environ), client)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        trigger = parse_training_trigger(event)
+    except MalformedEvent as exc:
+        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event.get("id")})
+        return {"action": "ignored", "detail": str(exc)}
+    outcome = service.on_upload(trigger) if isinstance(trigger, ObjectCreated) else service.on_job_change(trigger)
+    logger.info("training event handled", extra=outcome.as_dict())
+    return outcome.as_dict()

@@ -1,0 +1,134 @@
+"""SageMaker training jobs as SageMaker runs them (moto completes them at once and accepts duplicates).
+
+- CreateTrainingJob refuses a name that exists (ResourceInUse, as AWS does) and starts the job
+  InProgress; listeners (the sandbox's trainer) are told, and `finish_training_job` moves it on with the
+  final metrics, artifact and FailureReason it was given, returning SageMaker's
+  `SageMaker Training Job State Change` event.
+- CreateModelPackage honours ClientToken: a repeat with the same token returns the version the first
+  call created (moto registers a new version every time).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from moto.sagemaker import models as sm_models
+from moto.sagemaker.exceptions import ResourceInUseException
+from moto.sagemaker.models import sagemaker_backends
+
+from sagepilot_sandbox import bus
+
+TrainingListener = Callable[[str, str, str], None]  # (account, region, job name)
+_listeners: list[TrainingListener] = []
+_tokens: dict[tuple[int, str], str] = {}  # (backend, client token) -> package ARN; a reset backend starts afresh
+_lock = threading.Lock()
+
+
+def on_training_job_created(listener: TrainingListener) -> None:
+    _listeners.append(listener)
+
+
+def clear() -> None:
+    _listeners.clear()
+
+
+def _backend(account: str, region: str) -> Any:
+    return sagemaker_backends[account][region]
+
+
+def install() -> None:
+    backend_cls: Any = sm_models.SageMakerModelBackend
+    original_create = backend_cls.create_training_job
+    original_register = backend_cls.create_model_package
+
+    def create_training_job(self: Any, training_job_name: str, *args: Any, **kwargs: Any) -> Any:
+        if training_job_name in self.training_jobs:
+            arn = self.training_jobs[training_job_name].arn
+            raise ResourceInUseException(
+                message=f"Training job names must be unique within an AWS account and region, and a training job "
+                f"with this name already exists ({arn})"
+            )
+        job = original_create(self, training_job_name, *args, **kwargs)
+        record = self.training_jobs[training_job_name]
+        record.training_job_status = "InProgress"
+        record.secondary_status = "Starting"
+        record.final_metric_data_list = []
+        for listener in list(_listeners):
+            listener(self.account_id, self.region_name, training_job_name)
+        return job
+
+    def create_model_package(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = kwargs.get("client_token")
+        if not token:
+            return original_register(self, *args, **kwargs)
+        key = (id(self), str(token))
+        with _lock:
+            if key in _tokens:
+                return _tokens[key]
+            arn = original_register(self, *args, **kwargs)
+            _tokens[key] = arn
+            return arn
+
+    backend_cls.create_training_job = create_training_job
+    backend_cls.create_model_package = create_model_package
+
+
+def finish_training_job(
+    name: str,
+    status: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    failure_reason: str = "",
+    account: str = bus.DEFAULT_ACCOUNT,
+    region: str = bus.DEFAULT_REGION,
+) -> dict[str, Any]:
+    """Move a training job to `status` with its final metrics; the state-change event SageMaker emits."""
+    job = _backend(account, region).training_jobs[name]
+    now = datetime.now(UTC)
+    job.training_job_status = status
+    job.secondary_status = status
+    job.final_metric_data_list = [
+        {"MetricName": k, "Value": float(v), "Timestamp": now} for k, v in sorted((metrics or {}).items())
+    ]
+    if status == "Failed":
+        job.failure_reason = failure_reason or "InternalServerError: We encountered an internal error."
+    return training_job_event(name, account=account, region=region)
+
+
+def training_job_event(
+    name: str, *, account: str = bus.DEFAULT_ACCOUNT, region: str = bus.DEFAULT_REGION
+) -> dict[str, Any]:
+    """`SageMaker Training Job State Change` for the job's current state."""
+    job = _backend(account, region).training_jobs[name]
+    detail: dict[str, Any] = {
+        "TrainingJobName": job.training_job_name,
+        "TrainingJobArn": job.arn,
+        "TrainingJobStatus": job.training_job_status,
+        "SecondaryStatus": job.secondary_status,
+        "HyperParameters": job.hyper_parameters or {},
+        "AlgorithmSpecification": job.algorithm_specification,
+        "InputDataConfig": job.input_data_config,
+        "OutputDataConfig": job.output_data_config,
+        "ResourceConfig": job.resource_config,
+        "StoppingCondition": job.stopping_condition,
+        "ModelArtifacts": job.model_artifacts,
+        "FinalMetricDataList": [
+            {"MetricName": m["MetricName"], "Value": m["Value"], "Timestamp": bus.epoch_millis(m["Timestamp"])}
+            for m in job.final_metric_data_list or []
+        ],
+        "CreationTime": bus.epoch_millis(job.creation_time),
+        "Tags": {t["Key"]: t["Value"] for t in (job.tags or [])},
+    }
+    if job.training_job_status == "Failed":
+        detail["FailureReason"] = job.failure_reason
+    return bus.make_event(
+        "SageMaker Training Job State Change",
+        "aws.sagemaker",
+        account,
+        region,
+        [job.arn],
+        {k: v for k, v in detail.items() if v is not None},
+    )

@@ -1,0 +1,191 @@
+"""Training on upload, decided without AWS: keys, recipes, job requests, names, and the approval verdict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sagepilot.domain import training as plan
+from sagepilot.domain.layout import Rejection
+
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+DEFAULTS = plan.Recipe(
+    image=IMAGE,
+    inference_image=IMAGE,
+    instance_type="ml.m5.xlarge",
+    instance_count=1,
+    volume_gb=30,
+    max_runtime_seconds=3600,
+    spot=False,
+    max_wait_seconds=7200,
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "group", "relative", "content_type", "compression"),
+    [
+        ("training/churn/2026-11/train.csv", "churn", "2026-11/train.csv", "text/csv", "None"),
+        ("training/churn/a/b/data.jsonl.gz", "churn", "a/b/data.jsonl.gz", "application/jsonlines", "Gzip"),
+    ],
+)
+def test_training_keys(key, group, relative, content_type, compression):
+    parsed = plan.parse_training_key(key)
+    assert isinstance(parsed, plan.TrainingKey)
+    assert (parsed.group, parsed.relative_path) == (group, relative)
+    assert (parsed.input_format.content_type, parsed.input_format.compression) == (content_type, compression)
+    assert parsed.rejected_key == f"rejected/training/{group}/{relative}.json"
+
+
+@pytest.mark.parametrize("name", ["validation.csv", "validation.jsonl.gz", "VALIDATION.csv"])
+def test_a_validation_file_never_starts_a_job(name):
+    assert plan.parse_training_key(f"training/churn/2026-11/{name}") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [
+        ("training/train.csv", "KEY_OUTSIDE_LAYOUT"),
+        ("training/churn/", "KEY_OUTSIDE_LAYOUT"),
+        ("training/bad_group/x.csv", "INVALID_GROUP_NAME"),
+        ("training/churn/x.parquet", "UNSUPPORTED_FILE_TYPE"),
+        ("incoming/churn/x.csv", "KEY_OUTSIDE_LAYOUT"),
+    ],
+)
+def test_bad_training_keys_say_why(key, code):
+    parsed = plan.parse_training_key(key)
+    assert isinstance(parsed, Rejection) and parsed.code == code
+
+
+def test_validation_files_are_looked_for_beside_the_training_set():
+    parsed = plan.parse_training_key("training/churn/2026-11/train.csv")
+    assert isinstance(parsed, plan.TrainingKey)
+    assert "training/churn/2026-11/validation.csv" in parsed.validation_keys()
+
+
+def test_no_recipe_means_the_defaults():
+    assert plan.parse_recipe(None, DEFAULTS) == DEFAULTS
+
+
+def test_a_recipe_overrides_the_defaults():
+    recipe = plan.parse_recipe(
+        json.dumps(
+            {
+                "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-train:3",
+                "instanceType": "ml.c5.2xlarge",
+                "hyperparameters": {"max_depth": 5, "eta": "0.2"},
+                "spot": True,
+                "maxRuntimeSeconds": 1800,
+                "metricDefinitions": [{"Name": "validation:auc", "Regex": "auc=([0-9.]+)"}],
+                "autoApprove": [{"metric": "validation:auc", "min": 0.8}],
+            }
+        ).encode(),
+        DEFAULTS,
+    )
+    assert recipe.image.endswith("churn-train:3") and recipe.inference_image == recipe.image
+    assert recipe.instance_type == "ml.c5.2xlarge" and recipe.spot and recipe.max_wait_seconds == 7200
+    assert recipe.hyperparameters == {"max_depth": "5", "eta": "0.2"}
+    assert recipe.auto_approve == (plan.Threshold("validation:auc", 0.8, None),)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"instanceType": "big"}', "instanceType"),
+        (b'{"instanceCount": 0}', "instanceCount"),
+        (b'{"spot": "yes"}', "spot"),
+        (b'{"hyperparameter": {}}', "unknown field"),
+        (b'{"autoApprove": [{"metric": "acc"}]}', "autoApprove"),
+        (b'{"autoApprove": [{"metric": "acc", "min": "high"}]}', "numbers"),
+        (b'{"metricDefinitions": [{"Name": "acc"}]}', "metricDefinitions"),
+        (b'{"spot": true, "maxRuntimeSeconds": 7200, "maxWaitSeconds": 3600}', "maxWaitSeconds"),
+    ],
+)
+def test_a_bad_recipe_says_what_is_wrong(doc, message):
+    with pytest.raises(plan.InvalidRecipe, match=message):
+        plan.parse_recipe(doc, DEFAULTS)
+
+
+def test_job_names_are_one_per_data_version_and_leave_room_for_retries():
+    a = plan.training_job_name("sagepilot", "churn", "training/churn/a.csv", "v1")
+    assert a == plan.training_job_name("sagepilot", "churn", "training/churn/a.csv", "v1")
+    assert a != plan.training_job_name("sagepilot", "churn", "training/churn/a.csv", "v2")
+    long = plan.training_job_name("sagepilot", "g" * 63, "training/x.csv", None)
+    assert len(long) <= 60 and long.startswith("sagepilot-g")
+
+
+def test_the_job_request_reads_exactly_the_files_and_writes_under_models():
+    key = plan.parse_training_key("training/churn/2026-11/train.csv.gz")
+    assert isinstance(key, plan.TrainingKey)
+    spot = plan.parse_recipe(b'{"spot": true, "hyperparameters": {"a": "1"}, "entryPoint": "train.py"}', DEFAULTS)
+    request = plan.training_job_request(
+        name="sagepilot-churn-0123456789abcdef",
+        recipe=spot,
+        role_arn="arn:aws:iam::1:role/r",
+        bucket="b",
+        training=key,
+        train_manifest_key="jobs/training/j/train.manifest",
+        validation_manifest_key="jobs/training/j/validation.manifest",
+        version_id="v9",
+        prefix="sagepilot",
+    )
+    train, validation = request["InputDataConfig"]
+    assert train["DataSource"]["S3DataSource"] == {
+        "S3DataType": "ManifestFile",
+        "S3Uri": "s3://b/jobs/training/j/train.manifest",
+        "S3DataDistributionType": "FullyReplicated",
+    }
+    assert (train["ContentType"], train["CompressionType"]) == ("text/csv", "Gzip")
+    assert validation["ChannelName"] == "validation"
+    assert request["OutputDataConfig"]["S3OutputPath"] == "s3://b/models/churn/"
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"]["MaxWaitTimeInSeconds"] >= request["StoppingCondition"]["MaxRuntimeInSeconds"]
+    assert request["CheckpointConfig"]["S3Uri"].startswith("s3://b/checkpoints/churn/")
+    assert request["HyperParameters"] == {"a": "1", "sagemaker_program": "train.py"}
+    tags = {t["Key"]: t["Value"] for t in request["Tags"]}
+    assert tags["sagepilot:training-data-version"] == "v9"
+
+
+def test_the_manifest_names_exact_keys():
+    assert plan.manifest("b", ("training/churn/a.csv",)) == [{"prefix": "s3://b/"}, "training/churn/a.csv"]
+
+
+def test_without_thresholds_a_person_approves():
+    status, why = plan.approval(DEFAULTS, {"validation:auc": 0.9})
+    assert status == "PendingManualApproval" and "validation:auc = 0.9" in why
+
+
+def test_thresholds_that_all_pass_approve_automatically():
+    recipe = plan.parse_recipe(
+        b'{"autoApprove": [{"metric": "validation:auc", "min": 0.8}, {"metric": "validation:logloss", "max": 0.5}]}',
+        DEFAULTS,
+    )
+    status, why = plan.approval(recipe, {"validation:auc": 0.91, "validation:logloss": 0.3})
+    assert status == "Approved" and "validation:auc >= 0.8" in why
+
+
+@pytest.mark.parametrize(
+    ("metrics", "reason"),
+    [
+        ({"validation:auc": 0.7, "validation:logloss": 0.3}, "below 0.8"),
+        ({"validation:auc": 0.9, "validation:logloss": 0.7}, "above 0.5"),
+        ({"validation:logloss": 0.3}, "was not reported"),
+    ],
+)
+def test_a_failed_threshold_leaves_it_pending_with_the_reason(metrics, reason):
+    recipe = plan.parse_recipe(
+        b'{"autoApprove": [{"metric": "validation:auc", "min": 0.8}, {"metric": "validation:logloss", "max": 0.5}]}',
+        DEFAULTS,
+    )
+    status, why = plan.approval(recipe, metrics)
+    assert status == "PendingManualApproval" and reason in why
+
+
+def test_failures_say_what_to_do():
+    assert plan.training_failure("j", "Stopped", "", 1).code == "TRAINING_STOPPED"
+    failed = plan.training_failure("j", "Failed", "AlgorithmError: bad label", 3)
+    assert (
+        failed.code == "TRAINING_FAILED" and "after 3 attempts" in failed.reason and "AlgorithmError" in failed.reason
+    )
