@@ -236,3 +236,37 @@ def test_the_reconcile_schedule_is_a_schedule_with_a_dead_letter_queue(template)
     reconcile = template["Resources"]["RolloutFunction"]["Properties"]["Events"]["Reconcile"]
     assert reconcile["Type"] == "Schedule"
     assert "DeadLetterConfig" in reconcile["Properties"] and "RetryPolicy" in reconcile["Properties"]
+
+
+# ---------------------------------------------------------------- training: TrainingFunction's rules
+
+
+def training_pattern(template, event_name: str) -> dict[str, Any]:
+    event = template["Resources"]["TrainingFunction"]["Properties"]["Events"][event_name]
+    return resolve(event["Properties"]["Pattern"], REFS)
+
+
+@pytest.mark.parametrize(
+    ("rule", "sample", "expected"),
+    [
+        ("TrainingDataUploaded", "s3-object-created-training.json", True),
+        ("TrainingDataUploaded", "s3-object-created.json", False),
+        ("TrainingJobStateChange", "sagemaker-training-job-completed.json", True),
+        ("TrainingJobStateChange", "sagemaker-training-job-failed.json", True),
+        ("TrainingJobStateChange", "sagemaker-training-job-foreign.json", False),
+        ("TrainingJobStateChange", "sagemaker-transform-job-completed.json", False),
+    ],
+)
+def test_training_rules_route_the_samples(router, template, rule, sample, expected):
+    assert router.matches(training_pattern(template, rule), read_event(sample)) is expected
+
+
+def test_training_uploads_are_not_batch_inputs(router, intake_pattern):
+    assert router.matches(intake_pattern, read_event("s3-object-created-training.json")) is False
+
+
+@pytest.mark.parametrize("status", ["InProgress", "Stopping"])
+def test_training_rule_ignores_running_jobs(router, template, status):
+    event = read_event("sagemaker-training-job-completed.json")
+    event["detail"]["TrainingJobStatus"] = status
+    assert router.matches(training_pattern(template, "TrainingJobStateChange"), event) is False

@@ -19,9 +19,11 @@ from sagepilot.events import (
     PackageChanged,
     QueuedMessage,
     Scheduled,
+    TrainingJobChange,
     TransformJobChange,
     parse_object_created,
     parse_rollout_trigger,
+    parse_training_trigger,
     parse_transform_job_change,
     queued_messages,
 )
@@ -351,3 +353,12 @@ def test_alarm_metrics_of_odd_shapes_are_malformed_not_a_crash(metrics):
     event["detail"]["configuration"]["metrics"] = metrics
     with pytest.raises(MalformedEvent):
         parse_rollout_trigger(event)
+
+
+def test_training_triggers_from_the_samples():
+    upload = parse_training_trigger(read_event("s3-object-created-training.json"))
+    assert isinstance(upload, ObjectCreated) and upload.key == "training/churn/2026-11/train.csv"
+    done = parse_training_trigger(read_event("sagemaker-training-job-failed.json"))
+    assert isinstance(done, TrainingJobChange) and done.status == "Failed" and "AlgorithmError" in done.failure_reason
+    with pytest.raises(MalformedEvent):
+        parse_training_trigger(read_event("sagemaker-endpoint-in-service.json"))
