@@ -9,6 +9,18 @@
 - `deliver_event` routes an event through the default bus's rules, with their patterns, as
   EventBridge does (moto's put_events refuses rules with Lambda targets).
 
+- Real-time endpoints take time and emit events (`endpoints`), the model registry emits its events and
+  updates packages as SageMaker does (`registry`), CloudWatch alarms emit state-change events and
+  start INSUFFICIENT_DATA (`alarms`), Application Auto Scaling refuses and cleans up as AWS does
+  (`autoscaling`), scheduled rules match no events (`bus`): see each module's docstring.
+
+Time in the sandbox is compressed: what takes SageMaker minutes (a job running, an endpoint being
+created or updated, a deployment baking) takes the simulator about a second (`SageMakerSimulator`'s
+`run_seconds`, `endpoint_seconds`, and `time_scale` for the AWS seconds of a DeploymentConfig), and a
+schedule fires every `Sandbox.schedule_seconds` whatever its expression says. Under the in-process
+`moto.mock_aws`, nothing moves by itself: tests move jobs and endpoints on with
+`finish_transform_job` and `complete_endpoint_transition`, deterministically.
+
 `install()` is idempotent and patches moto's classes, so it applies to the in-process mock and to
 the threaded server alike.
 """
@@ -23,14 +35,51 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from moto.events.models import events_backends
 from moto.s3 import notifications as s3_notifications
 from moto.s3.models import s3_backends
 from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 
-DEFAULT_ACCOUNT = "123456789012"
+from sagepilot_sandbox import alarms, autoscaling, bus, endpoints, registry, training
+from sagepilot_sandbox.alarms import alarm_event, evaluate_alarm, evaluate_alarms
+from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, deliver_event
+from sagepilot_sandbox.endpoints import (
+    Transition,
+    complete_endpoint_transition,
+    endpoint_alarms_tripped,
+    endpoint_event,
+    fail_next_endpoint,
+    on_endpoint_transition,
+    pending_endpoint_transition,
+    settle_endpoint,
+)
+from sagepilot_sandbox.registry import model_package_event
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "Transition",
+    "alarm_event",
+    "check_transform_inputs",
+    "clear_listeners",
+    "complete_endpoint_transition",
+    "deliver_event",
+    "endpoint_alarms_tripped",
+    "endpoint_event",
+    "evaluate_alarm",
+    "evaluate_alarms",
+    "fail_next_endpoint",
+    "finish_transform_job",
+    "install",
+    "iso_now",
+    "model_package_event",
+    "on_endpoint_transition",
+    "on_transform_job_created",
+    "pending_endpoint_transition",
+    "sagemaker_backend",
+    "settle_endpoint",
+    "transform_job_event",
+]
 
 _lock = threading.Lock()
 _installed = False
@@ -46,12 +95,8 @@ _S3_REASONS = {
 }
 
 
-def iso_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch_millis(value: Any) -> int | None:
-    return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
+iso_now = bus.iso_now
+_epoch_millis = bus.epoch_millis
 
 
 def on_transform_job_created(listener: TransformJobListener) -> None:
@@ -60,7 +105,10 @@ def on_transform_job_created(listener: TransformJobListener) -> None:
 
 
 def clear_listeners() -> None:
+    """Forget every listener and injected endpoint failure; event settings back to their defaults."""
     _job_listeners.clear()
+    endpoints.clear()
+    registry.event_copies = 1
 
 
 def install() -> None:
@@ -70,6 +118,12 @@ def install() -> None:
             return
         _patch_sagemaker()
         s3_notifications._send_event_bridge_message = _send_s3_event_to_eventbridge
+        bus.install()
+        endpoints.install()
+        registry.install()
+        alarms.install()
+        autoscaling.install()
+        training.install()
         _installed = True
 
 
@@ -223,17 +277,3 @@ def _send_s3_event_to_eventbridge(account_id: str, bucket: Any, event_name: str,
 
 # How many times each S3 event is delivered: >1 shows at-least-once delivery on purpose.
 s3_event_copies = 1
-
-
-def deliver_event(event: dict[str, Any], *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> None:
-    """Route an event through the default bus's rules, matching each rule's pattern."""
-    backend = events_backends[account][region]
-    bus = backend.event_buses.get("default")
-    if bus is None:
-        return
-    # moto keeps an event's time as epoch seconds internally and writes it out as ISO 8601.
-    internal = dict(event)
-    internal["time"] = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    for rule in list(bus.rules.values()):
-        if rule.state == "ENABLED":
-            rule.send_to_targets(dict(internal), transform_input=False)  # type: ignore[arg-type]

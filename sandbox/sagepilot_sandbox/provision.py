@@ -6,6 +6,18 @@ cannot run in moto without Docker, so their specification (code, handler, enviro
 async settings) is returned for the sandbox's own runtime to invoke; each EventBridge rule that targets
 a function is created with a delivery queue as its target instead, so EventBridge's own pattern matching
 still decides what reaches the function.
+
+SAM `Schedule` events create the EventBridge rule SAM would (`<stack>-<Function><Event>` unless `Name`
+is given, with the ScheduleExpression, Description and state from `Enabled` or `State`) with the
+function as its target; `ScheduleV2` events create an EventBridge Scheduler schedule (name
+`<stack>-<Function><Event>` unless `Name`, group `GroupName` or default, `State`,
+`FlexibleTimeWindow`, the function as target with `Input`). A ScheduleV2 event must give `Input`:
+the Scheduler sends "a default notification" to a Lambda target without one, whose shape AWS does not
+document. The sandbox's runtime fires both on its compressed clock (see runtime.py).
+
+`AWS::CloudWatch::Alarm` resources are created with PutMetricAlarm (CloudFormation's property names
+are the API's); an `AWS::Events::Rule` may have a ScheduleExpression instead of (or besides) an
+EventPattern.
 """
 
 from __future__ import annotations
@@ -42,11 +54,19 @@ class SqsSource:
 
 @dataclass(frozen=True)
 class RuleDelivery:
-    """An EventBridge rule whose target is the function: events arrive through this queue."""
+    """An EventBridge rule whose target is the function: events arrive through this queue.
+
+    For a SAM Schedule (or ScheduleV2) event, `schedule_expression` is set: nothing matches the rule,
+    the runtime puts a `Scheduled Event` (or the ScheduleV2 `Input`) in the queue on its clock.
+    """
 
     rule_name: str
     delivery_queue_url: str
     dead_letter_queue_arn: str | None
+    schedule_expression: str | None = None
+    rule_arn: str = ""
+    input: str | None = None  # the target's Input: what the function receives instead of the event
+    scheduler_group: str | None = None  # ScheduleV2: the EventBridge Scheduler group of the schedule
 
 
 @dataclass
@@ -100,7 +120,7 @@ def _implicit_parents(resources: Mapping[str, Any]) -> dict[str, str]:
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::Serverless::Function":
             for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
-                if event.get("Type") == "EventBridgeRule":
+                if event.get("Type") in ("EventBridgeRule", "Schedule", "ScheduleV2"):
                     parents[f"{logical_id}{event_name}"] = logical_id
     return parents
 
@@ -157,6 +177,7 @@ class Provisioner:
             "AWS::SQS::Queue": self._queue,
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::Events::Rule": self._rule,
+            "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::IAM::Role": self._role,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Serverless::LayerVersion": self._layer,
@@ -258,16 +279,31 @@ class Provisioner:
     def _rule(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = props.get("Name") or self._physical(logical_id)
         events = self.client("events")
-        arn = events.put_rule(
-            Name=name,
-            EventPattern=to_json(props["EventPattern"]),
-            State=props.get("State", "ENABLED"),
-            Description=props.get("Description", ""),
-        )["RuleArn"]
+        request: dict[str, Any] = {"Name": name, "State": props.get("State", "ENABLED")}
+        request["Description"] = props.get("Description", "")
+        if "EventPattern" in props:
+            request["EventPattern"] = to_json(props["EventPattern"])
+        if "ScheduleExpression" in props:
+            request["ScheduleExpression"] = props["ScheduleExpression"]
+        arn = events.put_rule(**request)["RuleArn"]
         if props.get("Targets"):
             events.put_targets(Rule=name, Targets=props["Targets"])
         self.r.refs[logical_id] = name
         self.r.attributes[(logical_id, "Arn")] = arn
+
+    def _alarm(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
+        name = props.get("AlarmName") or self._physical(logical_id, 255)
+        request = {k: v for k, v in props.items() if k not in ("AlarmName", "Tags")}
+        for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if key in request:
+                request[key] = int(request[key])
+        if "Threshold" in request:
+            request["Threshold"] = float(request["Threshold"])
+        if "ActionsEnabled" in request and isinstance(request["ActionsEnabled"], str):
+            request["ActionsEnabled"] = request["ActionsEnabled"].lower() == "true"
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **request, Tags=props.get("Tags", []))
+        self.r.refs[logical_id] = name
+        self.r.attributes[(logical_id, "Arn")] = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{name}"
 
     def _role(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = props.get("RoleName") or self._physical(logical_id)
@@ -328,6 +364,10 @@ class Provisioner:
                 )
             elif event["Type"] == "EventBridgeRule":
                 spec.rule_deliveries.append(self._rule_to_function(logical_id, event_name, props))
+            elif event["Type"] == "Schedule":
+                spec.rule_deliveries.append(self._schedule_to_function(logical_id, event_name, props, arn))
+            elif event["Type"] == "ScheduleV2":
+                spec.rule_deliveries.append(self._schedule_v2_to_function(logical_id, event_name, props, arn))
             else:
                 raise TemplateError(f"the sandbox cannot emulate {event['Type']} events ({logical_id}.{event_name})")
         invoke = self.r.resolve(raw.get("EventInvokeConfig", {}))
@@ -354,6 +394,102 @@ class Provisioner:
         self.r.refs[rule_id] = rule_name
         self.r.attributes[(rule_id, "Arn")] = arn
         return RuleDelivery(rule_name, url, props.get("DeadLetterConfig", {}).get("Arn"))
+
+    def _delivery_queue(self, rule_id: str) -> tuple[str, str]:
+        delivery = f"{self.stack.name}-{rule_id}-delivery"[:80]
+        url = self.client("sqs").create_queue(QueueName=delivery)["QueueUrl"]
+        return url, delivery
+
+    @staticmethod
+    def _schedule_state(function_id: str, event_name: str, props: dict[str, Any]) -> str:
+        if "Enabled" in props and "State" in props:
+            raise TemplateError(f"{function_id}.{event_name}: give Enabled or State, not both (SAM refuses both)")
+        if "State" in props:
+            state = str(props["State"])
+            if state not in ("ENABLED", "DISABLED"):
+                raise TemplateError(f"{function_id}.{event_name}: State must be ENABLED or DISABLED, not {state}")
+            return state
+        enabled = props.get("Enabled", True)
+        if isinstance(enabled, str):
+            enabled = enabled.lower() == "true"
+        return "ENABLED" if enabled else "DISABLED"
+
+    def _schedule_to_function(self, function_id: str, event_name: str, props: dict[str, Any], arn: str) -> RuleDelivery:
+        rule_id = f"{function_id}{event_name}"
+        rule_name = props.get("Name") or self._physical(rule_id)
+        expression = str(props["Schedule"])
+        events = self.client("events")
+        rule_arn = events.put_rule(
+            Name=rule_name,
+            ScheduleExpression=expression,
+            State=self._schedule_state(function_id, event_name, props),
+            Description=str(props.get("Description", "")),
+        )["RuleArn"]
+        target: dict[str, Any] = {"Id": f"{rule_id}LambdaTarget", "Arn": arn}
+        if "Input" in props:
+            target["Input"] = str(props["Input"])
+        if "RetryPolicy" in props:
+            target["RetryPolicy"] = props["RetryPolicy"]
+        if props.get("DeadLetterConfig", {}).get("Arn"):
+            target["DeadLetterConfig"] = {"Arn": props["DeadLetterConfig"]["Arn"]}
+        events.put_targets(Rule=rule_name, Targets=[target])
+        url, _ = self._delivery_queue(rule_id)
+        self.r.refs[rule_id] = rule_name
+        self.r.attributes[(rule_id, "Arn")] = rule_arn
+        return RuleDelivery(
+            rule_name,
+            url,
+            props.get("DeadLetterConfig", {}).get("Arn"),
+            schedule_expression=expression,
+            rule_arn=rule_arn,
+            input=str(props["Input"]) if "Input" in props else None,
+        )
+
+    def _schedule_v2_to_function(
+        self, function_id: str, event_name: str, props: dict[str, Any], arn: str
+    ) -> RuleDelivery:
+        rule_id = f"{function_id}{event_name}"
+        if "Input" not in props:
+            raise TemplateError(
+                f"{function_id}.{event_name}: a ScheduleV2 event needs Input in the sandbox (without it the "
+                "Scheduler sends an undocumented default notification to a Lambda target)"
+            )
+        name = props.get("Name") or self._physical(rule_id)
+        group = str(props.get("GroupName", "default"))
+        expression = str(props["ScheduleExpression"])
+        target: dict[str, Any] = {
+            "Arn": arn,
+            "RoleArn": props.get("RoleArn") or f"arn:aws:iam::{ACCOUNT_ID}:role/{self._physical(rule_id + 'Role')}",
+            "Input": str(props["Input"]),
+        }
+        if "RetryPolicy" in props:
+            target["RetryPolicy"] = props["RetryPolicy"]
+        if props.get("DeadLetterConfig", {}).get("Arn"):
+            target["DeadLetterConfig"] = {"Arn": props["DeadLetterConfig"]["Arn"]}
+        request: dict[str, Any] = {
+            "Name": name,
+            "GroupName": group,
+            "ScheduleExpression": expression,
+            "FlexibleTimeWindow": props.get("FlexibleTimeWindow", {"Mode": "OFF"}),
+            "Target": target,
+            "State": self._schedule_state(function_id, event_name, props),
+        }
+        for key in ("Description", "ScheduleExpressionTimezone"):
+            if key in props:
+                request[key] = str(props[key])
+        schedule_arn = self.client("scheduler").create_schedule(**request)["ScheduleArn"]
+        url, _ = self._delivery_queue(rule_id)
+        self.r.refs[rule_id] = name
+        self.r.attributes[(rule_id, "Arn")] = schedule_arn
+        return RuleDelivery(
+            name,
+            url,
+            props.get("DeadLetterConfig", {}).get("Arn"),
+            schedule_expression=expression,
+            rule_arn=schedule_arn,
+            input=str(props["Input"]),
+            scheduler_group=group,
+        )
 
 
 def provision(

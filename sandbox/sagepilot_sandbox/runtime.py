@@ -7,6 +7,12 @@
 - EventBridge rule -> function: the rule's target is a delivery queue (see provision.py); each event
   is invoked asynchronously with the function's MaximumRetryAttempts and, when they are exhausted,
   sent to its OnFailure destination in Lambda's destination record shape.
+- Schedules (SAM `Schedule` and `ScheduleV2` events): every `schedule_seconds`, whatever the
+  expression says (time is compressed), a schedule that is ENABLED at that moment (the rule's or
+  schedule's state is read each time, so DisableRule / UpdateSchedule take effect) puts what
+  EventBridge would send into the function's delivery queue: a `Scheduled Event`
+  (`source: aws.events`, `resources: [rule ARN]`, `detail: {}`), or the target's `Input` when one is
+  set; from there it takes the same asynchronous path (retries, OnFailure) as rule events.
 
 Shortcut, said plainly: a failed message becomes visible again after `retry_delay` seconds instead of
 the queue's visibility timeout, and async retries wait `retry_delay` instead of 1 and 2 minutes, so
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepilot_sandbox.provision import FunctionSpec, RuleDelivery, SqsSource, Stack
-from sagepilot_sandbox.template import REGION
+from sagepilot_sandbox.template import ACCOUNT_ID, REGION
 
 Invocation = dict[str, Any]
 
@@ -244,14 +250,68 @@ class AsyncRuleTarget(_Poller):
             )
 
 
+def scheduled_event(rule_arn: str, account: str = ACCOUNT_ID, region: str = REGION) -> dict[str, Any]:
+    """What an EventBridge scheduled rule sends its target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+class ScheduleTicker(_Poller):
+    """Fires one schedule every `interval` seconds while it is enabled (see the module docstring)."""
+
+    def __init__(self, sqs: Any, clients: Any, delivery: RuleDelivery, stop: threading.Event, interval: float) -> None:
+        super().__init__(f"schedule:{delivery.rule_name}", stop)
+        self._sqs, self._clients, self._delivery, self._interval = sqs, clients, delivery, interval
+        self.fired = 0
+
+    def enabled(self) -> bool:
+        if self._delivery.scheduler_group is not None:
+            found = self._clients("scheduler").get_schedule(
+                Name=self._delivery.rule_name, GroupName=self._delivery.scheduler_group
+            )
+        else:
+            found = self._clients("events").describe_rule(Name=self._delivery.rule_name)
+        return str(found.get("State")) == "ENABLED"
+
+    def poll_once(self) -> None:
+        if self._stop_event.wait(self._interval) or not self.enabled():
+            return
+        if self._delivery.input is not None:
+            body = self._delivery.input
+        else:
+            body = json.dumps(scheduled_event(self._delivery.rule_arn))
+        self._sqs.send_message(QueueUrl=self._delivery.delivery_queue_url, MessageBody=body)
+        self.fired += 1
+
+
 class LambdaService:
     """All of the stack's functions, running and wired to their event sources."""
 
-    def __init__(self, stack: Stack, sqs: Any, endpoint_url: str, log_dir: Path, retry_delay: int = 2) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        sqs: Any,
+        endpoint_url: str,
+        log_dir: Path,
+        retry_delay: int = 2,
+        *,
+        clients: Callable[[str], Any] | None = None,
+        schedule_seconds: float = 2.0,
+    ) -> None:
         self._stop = threading.Event()
         self.functions = {fid: FunctionProcess(spec, endpoint_url, log_dir) for fid, spec in stack.functions.items()}
         self.timeline: list[tuple[float, str, str]] = []
         self.pollers: list[_Poller] = []
+        self.tickers: list[ScheduleTicker] = []
         for fid, spec in stack.functions.items():
             for source in spec.sqs_sources:
                 self.pollers.append(
@@ -261,6 +321,12 @@ class LambdaService:
                 self.pollers.append(
                     AsyncRuleTarget(sqs, stack, delivery, self.functions[fid], self._stop, retry_delay, self._invoked)
                 )
+                if delivery.schedule_expression is not None:
+                    if clients is None:
+                        raise ValueError(f"{fid} has a schedule: LambdaService needs `clients` to read its state")
+                    ticker = ScheduleTicker(sqs, clients, delivery, self._stop, schedule_seconds)
+                    self.tickers.append(ticker)
+                    self.pollers.append(ticker)
 
     def start(self) -> None:
         for poller in self.pollers:
@@ -277,8 +343,17 @@ class LambdaService:
         self.timeline.append((time.time(), function_id, f"batch of {size} -> {_summary(response)}"))
 
     def _invoked(self, function_id: str, event: dict[str, Any], response: Invocation) -> None:
-        detail = event.get("detail", {})
-        what = detail.get("TransformJobName") or event.get("detail-type", "")
+        if not isinstance(event, dict):
+            self.timeline.append((time.time(), function_id, f"input -> {_summary(response)}"))
+            return
+        detail = event.get("detail", {}) if isinstance(event.get("detail"), dict) else {}
+        what = (
+            detail.get("TransformJobName")
+            or detail.get("EndpointName")
+            or detail.get("ModelPackageArn")
+            or detail.get("alarmName")
+            or event.get("detail-type", "")
+        )
         self.timeline.append((time.time(), function_id, f"{what} -> {_summary(response)}"))
 
 

@@ -1,4 +1,14 @@
-"""Start the whole sandbox: embedded AWS on 127.0.0.1, the stack, its functions and SageMaker's side."""
+"""Start the whole sandbox: embedded AWS on 127.0.0.1, the stack, its functions and SageMaker's side.
+
+Time is compressed (see faithful.py): `run_seconds` per transform job, `endpoint_seconds` per endpoint
+creation / update / rollback (half for weights and deletions), `time_scale` sandbox seconds per AWS
+second of a DeploymentConfig's waits, a schedule fires every `schedule_seconds`, alarms are evaluated
+every `alarm_evaluation_seconds` when set (otherwise only SetAlarmState changes them).
+`endpoint_status_spelling` ("describe": InService, "event": IN_SERVICE) spells EndpointStatus in
+endpoint events; `s3_event_copies` and `model_package_event_copies` deliver each such event that many
+times, to show at-least-once delivery. One sandbox runs at a time in a process (moto's state is
+process-wide): starting one stops the one still running.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +24,18 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from sagepilot_sandbox import faithful
+from sagepilot_sandbox import endpoints, faithful, registry
 from sagepilot_sandbox.provision import Stack, provision
 from sagepilot_sandbox.runtime import LambdaService
 from sagepilot_sandbox.simulator import SageMakerSimulator
-from sagepilot_sandbox.template import REGION
+from sagepilot_sandbox.template import REGION, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short waits so that a scenario takes seconds; every other setting is the template's default.
-SANDBOX_PARAMETERS = {"BatchingWindowSeconds": "2"}
+SANDBOX_PARAMETERS = {"BatchingWindowSeconds": "2", "BakeSeconds": "4"}
+
+
+_running: list[Sandbox] = []  # the sandbox that is running in this process, if any
 
 
 def free_port() -> int:
@@ -42,16 +55,37 @@ class Sandbox:
         retry_delay: int = 2,
         log_dir: Path | None = None,
         s3_event_copies: int = 1,
+        endpoint_seconds: float = 1.0,
+        time_scale: float = 0.002,
+        schedule_seconds: float = 2.0,
+        alarm_evaluation_seconds: float | None = None,
+        endpoint_status_spelling: str = "describe",
+        model_package_event_copies: int = 1,
     ) -> None:
+        if endpoint_status_spelling not in ("describe", "event"):
+            raise ValueError("endpoint_status_spelling is 'describe' (InService) or 'event' (IN_SERVICE)")
         self.port = port
         self.root = root
         self.endpoint_url = f"http://127.0.0.1:{port}"
-        self.overrides = {**SANDBOX_PARAMETERS, **(overrides or {})}
-        self.simulator = SageMakerSimulator(run_seconds=run_seconds)
+        # The sandbox's short waits apply to the parameters the template declares; explicit overrides
+        # must all be declared (CloudFormation refuses unknown parameters).
+        declared = load_template(root / "template.yaml").get("Parameters", {})
+        defaults = {k: v for k, v in SANDBOX_PARAMETERS.items() if k in declared}
+        self.overrides = {**defaults, **(overrides or {})}
+        self.simulator = SageMakerSimulator(
+            run_seconds=run_seconds,
+            endpoint_seconds=endpoint_seconds,
+            time_scale=time_scale,
+            alarm_evaluation_seconds=alarm_evaluation_seconds,
+        )
         self.retry_delay = retry_delay
         self.log_dir = log_dir or root / ".sandbox" / "logs"
         self.s3_event_copies = s3_event_copies
+        self.schedule_seconds = schedule_seconds
+        self.endpoint_status_spelling = endpoint_status_spelling
+        self.model_package_event_copies = model_package_event_copies
         self._server: ThreadedMotoServer | None = None
+        self._stopped = False
         self.stack: Stack | None = None
         self.lambdas: LambdaService | None = None
 
@@ -66,10 +100,18 @@ class Sandbox:
         )
 
     def start(self) -> Stack:
+        """Start the embedded AWS and the stack. moto's state is process-wide, so two sandboxes cannot
+        run side by side (each would consume the other's queues): one that is still running is stopped."""
+        for other in list(_running):
+            if other is not self:
+                other.stop()
+        self._stopped = False
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         faithful.install()
         faithful.clear_listeners()
         faithful.s3_event_copies = self.s3_event_copies
+        endpoints.status_spelling = self.endpoint_status_spelling
+        registry.event_copies = self.model_package_event_copies
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         # The embedded AWS lives in this process: start from an empty account every time.
@@ -77,15 +119,32 @@ class Sandbox:
         urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - our own loopback server
         self.stack = provision(self.root, self.client, overrides=self.overrides)
         self.simulator.attach()
-        self.lambdas = LambdaService(self.stack, self.client("sqs"), self.endpoint_url, self.log_dir, self.retry_delay)
+        self.lambdas = LambdaService(
+            self.stack,
+            self.client("sqs"),
+            self.endpoint_url,
+            self.log_dir,
+            self.retry_delay,
+            clients=self.client,
+            schedule_seconds=self.schedule_seconds,
+        )
         self.lambdas.start()
+        _running.append(self)
         return self.stack
 
     def stop(self) -> None:
+        """Stop everything this sandbox started; stopping twice is harmless."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.simulator.detach()
         if self.lambdas:
             self.lambdas.stop()
-        faithful.clear_listeners()
-        faithful.s3_event_copies = 1  # moto is process-wide: leave it as it was found
+        if self in _running:
+            _running.remove(self)
+        if not _running:
+            faithful.clear_listeners()  # also sets the endpoint and model package event settings back
+            faithful.s3_event_copies = 1  # moto is process-wide: leave it as it was found
         if self._server:
             self._server.stop()
 

@@ -65,7 +65,7 @@ def put_alarm(cw: Any, name: str = "ep-canary-5xx", **overrides: Any) -> None:
         "TreatMissingData": "notBreaching",
     }
     request.update(overrides)
-    cw.put_metric_alarm(**request)
+    cw.put_metric_alarm(**{k: v for k, v in request.items() if v is not None})
 
 
 def state(cw: Any, name: str = "ep-canary-5xx") -> str:

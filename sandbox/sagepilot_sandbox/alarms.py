@@ -1,0 +1,269 @@
+"""CloudWatch alarms as CloudWatch runs them: their state-change events, their initial state, updates.
+
+- Every change of an alarm's state value (SetAlarmState, `evaluate_alarm`, any other path that goes
+  through moto's `Alarm.update_state`) emits `CloudWatch Alarm State Change` (source aws.cloudwatch,
+  resources [alarm ARN]; detail as CloudWatch's documented sample: alarmName, state and
+  previousState {value, reason, reasonData when set, timestamp like `2019-10-01T13:56:40.987+0000`},
+  configuration {description when set, metrics [{id, metricStat {metric {namespace, name,
+  dimensions {name: value}}, period, stat}, returnData}]}). No event when the value stays the same
+  (CloudWatch sends events when an alarm *changes* state; SetAlarmState to the state it is in only
+  updates the reason). Delivered at once through `bus.deliver_event`.
+- A new alarm starts in INSUFFICIENT_DATA ("Unchecked: Initial alarm creation"), as PutMetricAlarm's
+  documentation says (moto starts it in OK). PutMetricAlarm on an existing alarm leaves its state as
+  it was and replaces its configuration (moto resets the state).
+- moto never evaluates alarms. `evaluate_alarm` does, once, what CloudWatch does every period for a
+  single-metric alarm: the last EvaluationPeriods periods of the metric's datapoints (put with
+  PutMetricData) aggregated with the alarm's statistic (Sum, Average, Minimum, Maximum, SampleCount,
+  pNN), DatapointsToAlarm of them breaching the threshold means ALARM, and TreatMissingData
+  (missing, notBreaching, breaching, ignore) decides for periods without data. Periods are real
+  seconds (not compressed). The simulator evaluates every alarm every `alarm_evaluation_seconds`
+  when that is set; otherwise alarms change only when told to.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from moto.cloudwatch import models as cw_models
+from moto.cloudwatch.models import cloudwatch_backends
+
+from sagepilot_sandbox import bus
+
+INITIAL_REASON = "Unchecked: Initial alarm creation"
+_COMPARE: dict[str, tuple[Callable[[float, float], bool], str]] = {
+    "GreaterThanOrEqualToThreshold": (lambda v, t: v >= t, "greater than or equal to"),
+    "GreaterThanThreshold": (lambda v, t: v > t, "greater than"),
+    "LessThanThreshold": (lambda v, t: v < t, "less than"),
+    "LessThanOrEqualToThreshold": (lambda v, t: v <= t, "less than or equal to"),
+}
+
+
+def _account(alarm: Any) -> str:
+    return str(alarm.alarm_arn.split(":")[4])
+
+
+def _state(value: str, reason: str, reason_data: str | None, timestamp: datetime) -> dict[str, Any]:
+    state: dict[str, Any] = {"value": value, "reason": reason}
+    if reason_data not in (None, ""):
+        state["reasonData"] = reason_data
+    state["timestamp"] = bus.iso_millis(_aware(timestamp))
+    return state
+
+
+_aware = bus.utc
+
+
+def _metric(namespace: str, name: str, dimensions: list[Any]) -> dict[str, Any]:
+    return {"dimensions": {d.name: d.value for d in dimensions}, "name": name, "namespace": namespace}
+
+
+def _configuration(alarm: Any) -> dict[str, Any]:
+    configuration: dict[str, Any] = {}
+    if alarm.description:
+        configuration["description"] = alarm.description
+    if getattr(alarm, "rule", None):
+        configuration["alarmRule"] = alarm.rule
+        return configuration
+    metrics: list[dict[str, Any]] = []
+    if alarm.metric_data_queries:
+        for query in alarm.metric_data_queries:
+            entry: dict[str, Any] = {"id": query.id}
+            if query.expression:
+                entry["expression"] = query.expression
+            if query.label:
+                entry["label"] = query.label
+            if query.metric_stat is not None:
+                stat = query.metric_stat
+                entry["metricStat"] = {
+                    "metric": _metric(stat.metric.namespace, stat.metric.metric_name, stat.metric.dimensions),
+                    "period": int(stat.period),
+                    "stat": stat.stat,
+                }
+            entry["returnData"] = str(query.return_data).lower() != "false"
+            metrics.append(entry)
+    else:
+        metric_stat: dict[str, Any] = {
+            "metric": _metric(alarm.namespace, alarm.metric_name, alarm.dimensions),
+            "period": int(alarm.period),
+            "stat": alarm.statistic or alarm.extended_statistic,
+        }
+        if alarm.unit:
+            metric_stat["unit"] = alarm.unit
+        metrics.append({"id": _metric_id(alarm), "metricStat": metric_stat, "returnData": True})
+    configuration["metrics"] = metrics
+    return configuration
+
+
+def _metric_id(alarm: Any) -> str:
+    if not getattr(alarm, "sp_metric_id", None):
+        alarm.sp_metric_id = str(uuid.uuid4())
+    return str(alarm.sp_metric_id)
+
+
+def alarm_event(
+    alarm: Any, previous: tuple[str, str, str | None, datetime], *, account: str, region: str
+) -> dict[str, Any]:
+    """`CloudWatch Alarm State Change` for the alarm's current state after `previous`."""
+    detail = {
+        "alarmName": alarm.name,
+        "state": _state(alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp),
+        "previousState": _state(*previous),
+        "configuration": _configuration(alarm),
+    }
+    return bus.make_event("CloudWatch Alarm State Change", "aws.cloudwatch", account, region, [alarm.alarm_arn], detail)
+
+
+def _update_state(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_state(self: Any, reason: str, reason_data: str, state_value: str) -> None:
+        previous = (self.state_value, self.state_reason, self.state_reason_data, self.state_updated_timestamp)
+        original(self, reason, reason_data, state_value)
+        if previous[0] != state_value:
+            account, region = _account(self), self.region_name
+            event = alarm_event(self, previous, account=account, region=region)
+            bus.deliver_event(event, account=account, region=region)
+
+    return update_state
+
+
+def _alarm_init(original: Callable[..., Any]) -> Callable[..., Any]:
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.state_value = "INSUFFICIENT_DATA"
+        self.state_reason = INITIAL_REASON
+        self.state_reason_data = None
+
+    return init
+
+
+def _put_metric_alarm(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put_metric_alarm(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        existing = self.alarms.get(name)
+        alarm = original(self, name, *args, **kwargs)
+        if existing is not None:
+            for attribute in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp", "history"):
+                setattr(alarm, attribute, getattr(existing, attribute))
+            alarm.sp_metric_id = getattr(existing, "sp_metric_id", None)
+        return alarm
+
+    return put_metric_alarm
+
+
+# Evaluation --------------------------------------------------------------------------------------------
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _aggregate(data: list[Any], statistic: str) -> float | None:
+    values: list[float] = []
+    sums = counts = 0.0
+    minimum, maximum = math.inf, -math.inf
+    for datum in data:
+        if hasattr(datum, "value"):
+            values.append(float(datum.value))
+            sums += float(datum.value)
+            counts += 1
+            minimum, maximum = min(minimum, float(datum.value)), max(maximum, float(datum.value))
+        else:
+            sums += float(datum.sum)
+            counts += float(datum.sample_count)
+            minimum, maximum = min(minimum, float(datum.min)), max(maximum, float(datum.max))
+    if counts == 0:
+        return None
+    if statistic == "Sum":
+        return sums
+    if statistic == "Average":
+        return sums / counts
+    if statistic == "Minimum":
+        return minimum
+    if statistic == "Maximum":
+        return maximum
+    if statistic == "SampleCount":
+        return counts
+    if statistic.startswith("p") and values:
+        return _percentile(values, float(statistic[1:]))
+    return None
+
+
+def _datapoints(backend: Any, alarm: Any, now: datetime) -> list[tuple[datetime, float | None]]:
+    """One value (or None: no data) per period, oldest first, for the last EvaluationPeriods periods."""
+    period = timedelta(seconds=int(alarm.period))
+    wanted = {(d.name, d.value) for d in alarm.dimensions}
+    matching = [
+        d
+        for d in backend.metric_data
+        if d.namespace == alarm.namespace
+        and d.name == alarm.metric_name
+        and {(x.name, x.value) for x in d.dimensions} == wanted
+    ]
+    points: list[tuple[datetime, float | None]] = []
+    for i in range(int(alarm.evaluation_periods), 0, -1):
+        start, end = now - i * period, now - (i - 1) * period
+        in_period = [d for d in matching if start <= _aware(d.timestamp) < end]
+        points.append((start, _aggregate(in_period, alarm.statistic or alarm.extended_statistic or "Average")))
+    return points
+
+
+def evaluate_alarm(
+    name: str, *, account: str = bus.DEFAULT_ACCOUNT, region: str = bus.DEFAULT_REGION, now: datetime | None = None
+) -> str:
+    """Evaluate a single-metric alarm once, as CloudWatch does each period; returns its state after."""
+    backend = cloudwatch_backends[account][region]
+    alarm = backend.alarms[name]
+    if alarm.metric_data_queries or getattr(alarm, "rule", None) or not alarm.metric_name:
+        return str(alarm.state_value)
+    now = now or datetime.now(UTC)
+    compare, words = _COMPARE.get(alarm.comparison_operator, _COMPARE["GreaterThanOrEqualToThreshold"])
+    threshold = float(alarm.threshold)
+    points = _datapoints(backend, alarm, now)
+    needed = int(alarm.datapoints_to_alarm or alarm.evaluation_periods)
+    treat = alarm.treat_missing_data or "missing"
+    present = [(t, v) for t, v in points if v is not None]
+    breaching = [(t, v) for t, v in present if compare(v, threshold)]
+    missing = len(points) - len(present)
+    bad = len(breaching) + missing if treat == "breaching" else len(breaching)
+    if bad >= needed:
+        value = "ALARM"
+    elif not present and treat in ("missing", "ignore"):
+        value = alarm.state_value if treat == "ignore" else "INSUFFICIENT_DATA"
+    else:
+        value = "OK"
+    if value == alarm.state_value:
+        return value
+    shown = ", ".join(f"{v} ({t.strftime('%d/%m/%y %H:%M:%S')})" for t, v in present[-needed:])
+    if present:
+        verb = "was" if len(present) == 1 else "were"
+        negation = "" if value == "ALARM" else "not "
+        reason = (
+            f"Threshold Crossed: {len(breaching)} out of the last {len(points)} datapoints [{shown}] {verb} "
+            f"{negation}{words} the threshold ({threshold}) (minimum {needed} datapoint"
+            f"{'s' if needed > 1 else ''} for {alarm.state_value} -> {value} transition)."
+        )
+    else:
+        treated = "Breaching" if treat == "breaching" else "NonBreaching"
+        reason = (
+            f"Threshold Crossed: no datapoints were received for {len(points)} periods and {len(points)} "
+            f"missing datapoints were treated as [{treated}]."
+        )
+        if value == "INSUFFICIENT_DATA":
+            reason = f"Insufficient Data: {len(points)} datapoints were unknown."
+    alarm.update_state(reason, None, value)  # type: ignore[arg-type]
+    return value
+
+
+def evaluate_alarms(*, account: str = bus.DEFAULT_ACCOUNT, region: str = bus.DEFAULT_REGION) -> None:
+    for name in list(cloudwatch_backends[account][region].alarms):
+        evaluate_alarm(name, account=account, region=region)
+
+
+def install() -> None:
+    alarm_cls: Any = cw_models.Alarm
+    alarm_cls.__init__ = _alarm_init(alarm_cls.__init__)
+    alarm_cls.update_state = _update_state(alarm_cls.update_state)
+    backend_cls: Any = cw_models.CloudWatchBackend
+    backend_cls.put_metric_alarm = _put_metric_alarm(backend_cls.put_metric_alarm)
