@@ -15,10 +15,13 @@ from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
 from sagepilot.events import parse_transform_job_change
+from sagepilot.metrics import EmfRecorder, completion_metrics
 from sagepilot.observability import logger
 from sagepilot.settings import load_settings
 
-service = wiring.batch_completion(load_settings(os.environ), client)
+settings = load_settings(os.environ)
+service = wiring.batch_completion(settings, client)
+metrics = EmfRecorder(settings.transform.name_prefix)
 
 
 @logger.inject_lambda_context
@@ -32,4 +35,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info(
         "transform job handled", extra={"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail}
     )
+    completion_metrics(metrics, outcome.action)
     return {"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail}

@@ -14,10 +14,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.events import queued_messages
+from sagepilot.metrics import EmfRecorder, intake_metrics
 from sagepilot.observability import logger
 from sagepilot.settings import load_settings
 
-service = wiring.batch_intake(load_settings(os.environ), client)
+settings = load_settings(os.environ)
+service = wiring.batch_intake(settings, client)
+metrics = EmfRecorder(settings.transform.name_prefix)
 
 
 @logger.inject_lambda_context
@@ -33,4 +36,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "retrying": len(outcome.failed_message_ids),
         },
     )
+    intake_metrics(metrics, outcome.files_accepted, len(outcome.jobs_started), outcome.rejected_codes)
     return {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]}

@@ -16,10 +16,12 @@ from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
 from sagepilot.events import parse_rollout_trigger
+from sagepilot.metrics import EmfRecorder
 from sagepilot.observability import logger
 from sagepilot.settings import load_rollout_settings
 
-service = wiring.rollouts(load_rollout_settings(os.environ), client)
+settings = load_rollout_settings(os.environ)
+service = wiring.rollouts(settings, client, metrics=EmfRecorder(settings.name_prefix))
 
 
 @logger.inject_lambda_context

@@ -16,10 +16,12 @@ from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
 from sagepilot.events import ObjectCreated, parse_training_trigger
+from sagepilot.metrics import EmfRecorder
 from sagepilot.observability import logger
 from sagepilot.settings import load_training_settings
 
-service = wiring.training(load_training_settings(os.environ), client)
+settings = load_training_settings(os.environ)
+service = wiring.training(settings, client, metrics=EmfRecorder(settings.name_prefix))
 
 
 @logger.inject_lambda_context

@@ -178,6 +178,9 @@ class Provisioner:
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::Events::Rule": self._rule,
             "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::CloudWatch::Dashboard": self._dashboard,
+            "AWS::KMS::Key": self._kms_key,
+            "AWS::KMS::Alias": self._kms_alias,
             "AWS::IAM::Role": self._role,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Serverless::LayerVersion": self._layer,
@@ -304,6 +307,25 @@ class Provisioner:
         self.client("cloudwatch").put_metric_alarm(AlarmName=name, **request, Tags=props.get("Tags", []))
         self.r.refs[logical_id] = name
         self.r.attributes[(logical_id, "Arn")] = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{name}"
+
+    def _dashboard(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
+        name = props.get("DashboardName") or self._physical(logical_id, 255)
+        self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=props["DashboardBody"])
+        self.r.refs[logical_id] = name
+
+    def _kms_key(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
+        kms = self.client("kms")
+        key = kms.create_key(Description=props.get("Description", ""), Policy=to_json(props["KeyPolicy"]))
+        key_id = key["KeyMetadata"]["KeyId"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key_id)
+        self.r.refs[logical_id] = key_id
+        self.r.attributes[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
+        self.r.attributes[(logical_id, "KeyId")] = key_id
+
+    def _kms_alias(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
+        self.client("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
+        self.r.refs[logical_id] = props["AliasName"]
 
     def _role(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = props.get("RoleName") or self._physical(logical_id)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sagepilot.domain.rollout import Phase
+from sagepilot.metrics import MemoryRecorder
 
 from .conftest import FakeClock, Notifications, inject_error
 from .test_rollout import ENDPOINT, GROUP, Rollout, deploy_v1, make_rollout
@@ -21,7 +22,7 @@ IDLE = f"{ENDPOINT}-v1-low-traffic"
 
 @pytest.fixture
 def rollout(stack: Any, clients: Any, clock: FakeClock) -> Rollout:
-    return make_rollout(stack, clients, clock)
+    return make_rollout(stack, clients, clock, MemoryRecorder())
 
 
 def set_alarm(rollout: Rollout, name: str, value: str) -> None:
@@ -66,6 +67,8 @@ def test_an_error_alarm_opens_an_incident_and_ok_closes_it_once(rollout: Rollout
     set_alarm(rollout, ERRORS, "OK")
     rollout.pump()
     assert subjects(notifications) == [f"RECOVERED: {ENDPOINT} v1"]
+    recorded = rollout.service._metrics  # type: ignore[attr-defined]
+    assert recorded.total("Incidents") == 1 and recorded.total("Recoveries") == 1
     assert rollout.state().incidents == ()
     rollout.handle(rollout.delivered[-1])  # the OK event again
     assert subjects(notifications) == []
@@ -111,6 +114,7 @@ def test_low_traffic_scales_in_to_the_minimum_and_records_the_saving(
     assert instances(rollout) == 1
     [note] = notifications.drain()
     assert note["subject"] == f"SCALED IN: {ENDPOINT} v1" and note["message"]["savedInstances"] == 3
+    assert rollout.service._metrics.total("InstancesSaved") == 3  # type: ignore[attr-defined]
     assert any("scaled in" in h.what and "saves 3" in h.what for h in rollout.state().history)
     rollout.handle(rollout.delivered[-1])  # duplicate: already at the minimum
     assert instances(rollout) == 1 and subjects(notifications) == []

@@ -20,6 +20,7 @@ from sagepilot.adapters.alarms import rollout_alarm_names
 from sagepilot.adapters.rollout_state import RolloutStore
 from sagepilot.domain.rollout import Phase
 from sagepilot.events import parse_rollout_trigger
+from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.rollout import Outcome, Rollouts
 from sagepilot.settings import load_rollout_settings
 from sagepilot_sandbox import faithful
@@ -141,10 +142,12 @@ class Rollout:
         return RolloutStore(self.clients("dynamodb"), settings.state_table, settings.lease_seconds)
 
 
-def make_rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
+def make_rollout(
+    stack: Stack, clients: Callable[[str], Any], clock: FakeClock, metrics: MemoryRecorder | None = None
+) -> Rollout:
     """The rollout service as its handler wires it (but on `clock`), with the test's drivers."""
     settings = load_rollout_settings(stack.functions[ROLLOUT].environment)
-    return Rollout(wiring.rollouts(settings, clients, clock), stack, clients, clock)
+    return Rollout(wiring.rollouts(settings, clients, clock, metrics), stack, clients, clock)
 
 
 @pytest.fixture
@@ -362,3 +365,29 @@ def test_native_guardrails_roll_back_on_the_rollout_alarm(rollout: Rollout) -> N
     assert rollout.shares() == {"v1": 1.0}
     assert rollout.scaled_variants() == {"v1"}
     assert rollout.sm.describe_model_package(ModelPackageName=v2)["ModelApprovalStatus"] == "Rejected"
+
+
+def test_every_rollout_decision_emits_its_metric(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> None:
+    metrics = MemoryRecorder()
+    rollout = make_rollout(stack, clients, clock, metrics)
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    for _ in range(3):
+        rollout.tick()
+    assert rollout.shares() == {"v2": 1.0}
+    rollout.register()
+    rollout.pump()
+    rollout.clients("cloudwatch").set_alarm_state(
+        AlarmName=f"{ENDPOINT}-v3-5xx", StateValue="ALARM", StateReason="errors"
+    )
+    rollout.pump()
+    assert metrics.total("EndpointsDeployed") == 1
+    assert metrics.total("RolloutsStarted") == 2
+    assert metrics.total("RolloutSteps") == 2
+    assert metrics.total("Promotions") == 1
+    assert metrics.total("Rollbacks", Cause="alarm") == 1
+    [(_, elapsed, _)] = [m for m in metrics.emitted if m[0] == "ApprovalToFullTrafficSeconds"]
+    assert elapsed >= 3 * BAKE
+    assert metrics.total("ReconcileRuns") == 3
+    assert {"Endpoint", "Variant"} <= set(next(d for n, _, d in metrics.emitted if n == "VariantWeight"))

@@ -16,6 +16,7 @@ import pytest
 
 from sagepilot import wiring
 from sagepilot.events import parse_object_created, parse_training_trigger
+from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.training import Training
 from sagepilot.settings import load_training_settings
 from sagepilot_sandbox import training as sandbox_training
@@ -68,7 +69,7 @@ class Trainer:
 @pytest.fixture
 def trainer(stack: Stack, clients: Callable[[str], Any]) -> Trainer:
     settings = load_training_settings(stack.functions[TRAINING].environment)
-    return Trainer(wiring.training(settings, clients), stack, clients)
+    return Trainer(wiring.training(settings, clients, MemoryRecorder()), stack, clients)
 
 
 @pytest.fixture
@@ -122,6 +123,8 @@ def test_a_completed_job_is_registered_with_its_metrics_and_lineage(
     assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"].endswith("/model.tar.gz")
     assert [n["subject"] for n in notifications.drain()] == ["MODEL REGISTERED: churn (PendingManualApproval)"]
     assert trainer.finish(name, metrics={"validation:accuracy": 0.91}).action == "ignored"  # a duplicate event
+    recorded = trainer.service._metrics  # type: ignore[attr-defined]
+    assert recorded.total("TrainingJobsStarted") == 1 and recorded.total("ModelsRegistered") == 1
     assert len(trainer.sm.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]) == 1
 
 
@@ -154,6 +157,7 @@ def test_a_retryable_failure_is_retried_then_reported(
     assert trainer.finish(f"{name}-r2", "Failed", reason="CapacityError: none").action == "failed"
     report = data.json("rejected/training/churn/2026-11/a.csv.json")
     assert report["code"] == "TRAINING_FAILED" and "after 3 attempts" in report["reason"]
+    assert trainer.service._metrics.total("TrainingJobsFailed") == 1  # type: ignore[attr-defined]
     assert data.exists("training/churn/2026-11/a.csv")  # the data stays where it was
 
 

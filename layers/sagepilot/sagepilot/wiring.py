@@ -15,6 +15,7 @@ from sagepilot.adapters.rollout_state import RolloutStore
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import StateTable
+from sagepilot.metrics import NoRecorder, Recorder
 from sagepilot.services.batch_completion import BatchCompletion
 from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
@@ -55,7 +56,12 @@ def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompleti
     )
 
 
-def rollouts(settings: RolloutSettings, client: ClientFactory, clock: Callable[[], float] = time.time) -> Rollouts:
+def rollouts(
+    settings: RolloutSettings,
+    client: ClientFactory,
+    clock: Callable[[], float] = time.time,
+    metrics: Recorder | None = None,
+) -> Rollouts:
     sagemaker = client("sagemaker")
     return Rollouts(
         settings,
@@ -66,10 +72,11 @@ def rollouts(settings: RolloutSettings, client: ClientFactory, clock: Callable[[
         VariantAlarms(client("cloudwatch")),
         Notifier(client("sns"), settings.notification_topic_arn),
         clock,
+        metrics or NoRecorder(),
     )
 
 
-def training(settings: TrainingSettings, client: ClientFactory) -> Training:
+def training(settings: TrainingSettings, client: ClientFactory, metrics: Recorder | None = None) -> Training:
     return Training(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
@@ -78,4 +85,5 @@ def training(settings: TrainingSettings, client: ClientFactory) -> Training:
         ModelRegistry(client("sagemaker")),
         StateTable(client("dynamodb"), settings.state_table),
         Notifier(client("sns"), settings.notification_topic_arn),
+        metrics or NoRecorder(),
     )

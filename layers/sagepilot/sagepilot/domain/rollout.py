@@ -148,6 +148,8 @@ class RolloutState:
     reason: str = ""
     reject_candidate: bool = False  # on finishing a rollback, mark the candidate Rejected
     incidents: tuple[str, ...] = ()  # alarms whose incident is open (see domain.health)
+    started_at: float = 0.0  # when the running rollout (or revert) began
+    cause: str = ""  # why a rollback runs: alarm | operator | rejected | superseded (for metrics)
     # NATIVE: the endpoint's LastModifiedTime before the update was sent (SageMaker's clock, not ours),
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
@@ -437,7 +439,14 @@ def _stable(
     if target.version < stable.version:
         what = f"v{stable.version} is no longer Approved; reverting to v{target.version}, the newest Approved"
         reverting = state.evolve(
-            now, what, phase=Phase.PROMOTING, candidate=target, reason=what, step=0, orphan_notified=False
+            now,
+            what,
+            phase=Phase.PROMOTING,
+            candidate=target,
+            reason=what,
+            step=0,
+            orphan_notified=False,
+            started_at=now,
         )
         return Decision(
             reverting,
@@ -452,6 +461,7 @@ def _stable(
             now,
             what,
             phase=Phase.NATIVE,
+            started_at=now,
             candidate=target,
             step_started_at=now,
             reason="",
@@ -466,6 +476,7 @@ def _stable(
         now,
         what,
         phase=Phase.CANARY,
+        started_at=now,
         candidate=target,
         step=0,
         step_started_at=now,
@@ -486,18 +497,21 @@ def _stable(
     )
 
 
-def _rollback_reason(state: RolloutState, target: Release | None, firing: tuple[str, ...]) -> tuple[str, bool] | None:
-    """Why the running candidate must go, and whether to mark it Rejected; None if it may stay."""
+def _rollback_reason(
+    state: RolloutState, target: Release | None, firing: tuple[str, ...]
+) -> tuple[str, bool, str] | None:
+    """Why the running candidate must go, whether to mark it Rejected, and the cause's short name;
+    None if it may stay."""
     candidate = state.candidate
     assert candidate
     if firing:
-        return f"alarm {', '.join(sorted(firing))} in ALARM during the canary of v{candidate.version}", True
+        return f"alarm {', '.join(sorted(firing))} in ALARM during the canary of v{candidate.version}", True, "alarm"
     if state.command is Command.ROLLBACK:
-        return f"operator rolled back v{candidate.version}", True
+        return f"operator rolled back v{candidate.version}", True, "operator"
     if target is None or target.version < candidate.version:
-        return f"v{candidate.version} is no longer Approved", False
+        return f"v{candidate.version} is no longer Approved", False, "rejected"
     if target.version > candidate.version:
-        return f"v{target.version} approved; it supersedes the canary of v{candidate.version}", False
+        return f"v{target.version} approved; it supersedes the canary of v{candidate.version}", False, "superseded"
     return None
 
 
@@ -514,12 +528,13 @@ def _canary(
     both = frozenset({stable.variant, candidate.variant})
     cause = _rollback_reason(state, target, firing)
     if cause is not None:
-        reason, reject = cause
+        reason, reject, short = cause
         back = state.evolve(
             now,
             f"rolling back: {reason}",
             phase=Phase.ROLLING_BACK,
             reason=reason,
+            cause=short,
             reject_candidate=reject,
             command=None,
             paused=False,

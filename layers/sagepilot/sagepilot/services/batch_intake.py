@@ -38,6 +38,8 @@ class IntakeOutcome:
     jobs_started: list[str] = field(default_factory=list)
     jobs_existing: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    rejected_codes: dict[str, int] = field(default_factory=dict)  # rejection code -> files (for metrics)
+    files_accepted: int = 0  # input versions in the jobs started by this batch
     ignored: int = 0
     failed_message_ids: list[str] = field(default_factory=list)
 
@@ -234,6 +236,8 @@ class BatchIntake:
                 continue
             if result.plan.inputs:
                 (outcome.jobs_started if result.started else outcome.jobs_existing).append(plan.job_name)
+                if result.started:
+                    outcome.files_accepted += len(result.plan.inputs)
 
     def _launch_failed(
         self,
@@ -282,6 +286,7 @@ class BatchIntake:
         counts: dict[str, int] = defaultdict(int)
         for refused in rejections:
             counts[refused.rejection.code] += 1
+            outcome.rejected_codes[refused.rejection.code] = outcome.rejected_codes.get(refused.rejection.code, 0) + 1
         self._notifier.publish(
             f"sagepilot: {len(rejections)} file(s) rejected",
             {

@@ -31,6 +31,7 @@ from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_mo
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
 from sagepilot.errors import CapacityError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
+from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
 from sagepilot.observability import logger
 from sagepilot.settings import RolloutSettings
 
@@ -61,6 +62,7 @@ class Rollouts:
         alarms: VariantAlarms,
         notifier: Notifier,
         clock: Callable[[], float] = time.time,
+        metrics: Recorder | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -70,6 +72,7 @@ class Rollouts:
         self._alarms = alarms
         self._notifier = notifier
         self._clock = clock
+        self._metrics: Recorder = metrics or NoRecorder()
         self._tags: dict[str, tuple[float, dict[str, str]]] = {}
 
     # Triggers ---------------------------------------------------------------------------------------
@@ -111,11 +114,23 @@ class Rollouts:
         must not leave an approval undeployed for long)."""
         now = self._clock()
         outcomes = []
+        overdue = 0.0
         for state, checked_at in self._store.all():
+            if state.phase is Phase.CANARY and not state.paused:
+                bake = self._bake_seconds(state.group)
+                overdue = max(overdue, now - state.step_started_at - bake)
             if state.phase is Phase.STABLE and now - checked_at < self._settings.stable_check_seconds:
                 continue
             outcomes.append(self.reconcile(state.endpoint, state.group, scheduled=True))
+        self._metrics.emit("ReconcileRuns")
+        self._metrics.emit("RolloutOverdueSeconds", max(0.0, overdue), SECONDS)
         return outcomes
+
+    def _bake_seconds(self, group: str) -> int:
+        try:
+            return self.deployment(group).rollout.bake_seconds
+        except (InvalidGroupSettings, GroupNotFound):
+            return self._settings.defaults.rollout.bake_seconds
 
     # The loop ---------------------------------------------------------------------------------------
     def reconcile(
@@ -182,8 +197,39 @@ class Rollouts:
                 outcome.note = "; ".join(n for n in (outcome.note, note) if n)
         if applied is not None and applied != lease.state:
             lease = self._store.save(lease, applied, now)
+        self._record(state, applied, view, now)
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
+
+    def _record(
+        self, before: RolloutState | None, after: RolloutState | None, view: plan.EndpointView | None, now: float
+    ) -> None:
+        """The metrics of what this move decided (phase changes), and the live weights."""
+        if after is None:
+            return
+        old, new = (before.phase if before else None), after.phase
+        emit = self._metrics.emit
+        if old is Phase.CREATING and new is Phase.STABLE:
+            emit("EndpointsDeployed")
+        elif old is Phase.STABLE and new in (Phase.CANARY, Phase.NATIVE):
+            emit("RolloutsStarted")
+        elif old is Phase.CANARY and new is Phase.CANARY and before is not None and after.step > before.step:
+            emit("RolloutSteps")
+        elif old is Phase.CANARY and new is Phase.PROMOTING:
+            emit("Promotions")
+        elif new is Phase.ROLLING_BACK and old is not Phase.ROLLING_BACK:
+            emit("Rollbacks", Cause=after.cause or "unknown")
+        elif old is Phase.NATIVE and new is Phase.STABLE and before is not None:
+            if after.stable == before.stable:
+                emit("Rollbacks", Cause="guardrails")
+            else:
+                emit("Promotions")
+        finished = old in (Phase.PROMOTING, Phase.NATIVE) and new is Phase.STABLE
+        if finished and before is not None and after.stable != before.stable and before.started_at:
+            emit("ApprovalToFullTrafficSeconds", max(0.0, now - before.started_at), SECONDS)
+        if view is not None:
+            for variant, share in view.shares().items():
+                emit("VariantWeight", share, NONE, Endpoint=after.endpoint, Variant=variant)
 
     # Health and scale-in ----------------------------------------------------------------------------
     def _health(
@@ -220,10 +266,12 @@ class Rollouts:
             "whatToDo": judgement.what_to_do,
         }
         if judgement.verdict is health.Verdict.INCIDENT:
+            self._metrics.emit("Incidents")
             self._notifier.publish(f"UNHEALTHY: {state.endpoint} {ref.variant}", detail)
             what = f"incident: {judgement.summary} ({'; '.join(judgement.findings)})"
             return state.evolve(now, what, incidents=(*state.incidents, ref.name)), judgement.summary
         if judgement.verdict is health.Verdict.RECOVERED:
+            self._metrics.emit("Recoveries")
             self._notifier.publish(f"RECOVERED: {state.endpoint} {ref.variant}", detail)
             still_open = tuple(i for i in state.incidents if i != ref.name)
             return state.evolve(now, judgement.summary, incidents=still_open), judgement.summary
@@ -233,6 +281,8 @@ class Rollouts:
             except EndpointBusy:
                 return state, "endpoint busy; the scale-in waits for the next reconcile"
             detail["savedInstances"] = judgement.saved_instances
+            self._metrics.emit("ScaleIns")
+            self._metrics.emit("InstancesSaved", judgement.saved_instances)
             self._notifier.publish(f"SCALED IN: {state.endpoint} {ref.variant}", detail)
             what = f"scaled in: {judgement.summary} (saves {judgement.saved_instances} instance(s))"
             return state.evolve(now, what), judgement.summary

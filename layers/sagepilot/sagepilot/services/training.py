@@ -31,6 +31,7 @@ from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import rejection_report
 from sagepilot.errors import ObjectGone
 from sagepilot.events import ObjectCreated, TrainingJobChange
+from sagepilot.metrics import Recorder
 from sagepilot.observability import logger
 from sagepilot.settings import TrainingSettings
 
@@ -63,6 +64,7 @@ class Training:
         registry: ModelRegistry,
         state: StateTable,
         notifier: Notifier,
+        metrics: Recorder,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -71,6 +73,7 @@ class Training:
         self._registry = registry
         self._state = state
         self._notifier = notifier
+        self._metrics = metrics
 
     # Upload -> job ----------------------------------------------------------------------------------
     def on_upload(self, event: ObjectCreated) -> TrainingOutcome:
@@ -137,6 +140,8 @@ class Training:
             },
         )
         created = self._sm.start_training_job(request)
+        if created:
+            self._metrics.emit("TrainingJobsStarted")
         logger.info("training job", extra={"job": name, "newJob": created, "record": record.get("status")})
         return TrainingOutcome("started" if created else "exists", f"data s3://{self._bucket.name}/{head.key}", name)
 
@@ -193,6 +198,7 @@ class Training:
         report_key = training.rejected_key if isinstance(training, plan.TrainingKey) else f"rejected/{base}.json"
         version = str(record.get("dataVersion")) if record.get("dataVersion") not in (None, "null") else None
         self._reject(str(record["dataKey"]), version, rejection, report_key)
+        self._metrics.emit("TrainingJobsFailed")
         return TrainingOutcome("failed", rejection.reason, change.job_name)
 
     def _register(self, base: str, job_name: str, attempt: int, record: dict[str, Any]) -> TrainingOutcome:
@@ -211,6 +217,9 @@ class Training:
             self._package_request(group, job_name, job, record, recipe, metrics, status, description)
         )
         self._state.transition(base, expected=[REGISTERING], to=REGISTERED, packageArn=arn, approval=status)
+        self._metrics.emit("ModelsRegistered")
+        if status == "Approved":
+            self._metrics.emit("ModelsAutoApproved")
         self._notifier.publish(
             f"MODEL REGISTERED: {group} ({status})",
             {"group": group, "packageArn": arn, "trainingJob": job_name, "metrics": metrics, "approval": description},

@@ -1,0 +1,84 @@
+"""A metric for every decision, as CloudWatch embedded metric format (EMF) lines in the function's log.
+
+One namespace, `Sagepilot`; every metric has the dimension `Stack` (the name prefix), and at most one
+more, always from a small fixed set, so that the number of series stays low: `Reason` (a rejection code),
+`Cause` (why a rollout was rolled back), or `Endpoint` + `Variant` (only for `VariantWeight`, one series
+per live variant). Services take a `Recorder`; the handlers pass an `EmfRecorder` (powertools'
+`single_metric`), the tests a `MemoryRecorder`.
+
+    batch      FilesAccepted, FilesRejected{Reason}, JobsStarted, JobsCompleted, JobsFailed, JobsRetried
+    rollout    EndpointsDeployed, RolloutsStarted, RolloutSteps, Promotions, Rollbacks{Cause},
+               ApprovalToFullTrafficSeconds, VariantWeight{Endpoint,Variant}, Incidents, Recoveries,
+               ScaleIns, InstancesSaved, ReconcileRuns, RolloutOverdueSeconds
+    training   TrainingJobsStarted, ModelsRegistered, ModelsAutoApproved, TrainingJobsFailed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+NAMESPACE = "Sagepilot"
+COUNT, SECONDS, NONE = "Count", "Seconds", "None"
+
+
+class Recorder(Protocol):
+    def emit(self, name: str, value: float = 1, unit: str = COUNT, **dimensions: str) -> None: ...
+
+
+class EmfRecorder:
+    """Writes each metric as one EMF log line (CloudWatch turns it into a metric; no API call)."""
+
+    def __init__(self, stack: str) -> None:
+        self._stack = stack
+
+    def emit(self, name: str, value: float = 1, unit: str = COUNT, **dimensions: str) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        metric_unit = {COUNT: MetricUnit.Count, SECONDS: MetricUnit.Seconds}.get(unit, MetricUnit.NoUnit)
+        with single_metric(
+            name=name, unit=metric_unit, value=value, namespace=NAMESPACE, default_dimensions={"Stack": self._stack}
+        ) as metric:
+            for key, item in dimensions.items():
+                metric.add_dimension(name=key, value=item)
+
+
+@dataclass
+class MemoryRecorder:
+    """Keeps what was emitted (for tests)."""
+
+    emitted: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)
+
+    def emit(self, name: str, value: float = 1, unit: str = COUNT, **dimensions: str) -> None:
+        self.emitted.append((name, value, dimensions))
+
+    def total(self, name: str, **dimensions: str) -> float:
+        return sum(v for n, v, d in self.emitted if n == name and all(d.get(k) == x for k, x in dimensions.items()))
+
+    def names(self) -> set[str]:
+        return {n for n, _, _ in self.emitted}
+
+
+class NoRecorder:
+    def emit(self, name: str, value: float = 1, unit: str = COUNT, **dimensions: str) -> None:
+        return None
+
+
+def intake_metrics(recorder: Recorder, files_accepted: int, jobs_started: int, rejected: dict[str, int]) -> None:
+    """What one intake batch decided."""
+    if files_accepted:
+        recorder.emit("FilesAccepted", files_accepted)
+    if jobs_started:
+        recorder.emit("JobsStarted", jobs_started)
+    for reason, count in sorted(rejected.items()):
+        recorder.emit("FilesRejected", count, Reason=reason)
+
+
+_COMPLETION_METRIC = {"reported": "JobsCompleted", "rejected": "JobsFailed", "retried": "JobsRetried"}
+
+
+def completion_metrics(recorder: Recorder, action: str) -> None:
+    """What one transform-job completion decided (duplicates and foreign jobs count nothing)."""
+    name = _COMPLETION_METRIC.get(action)
+    if name:
+        recorder.emit(name)
