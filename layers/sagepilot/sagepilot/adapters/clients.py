@@ -13,6 +13,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from sagepilot import tracing
+
 CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
     connect_timeout=5,
@@ -23,8 +25,9 @@ CLIENT_CONFIG = Config(
 
 @cache
 def client(service: str) -> Any:
-    """The process-wide client for a service (AWS_ENDPOINT_URL points it at the sandbox)."""
-    return boto3.client(service, config=CLIENT_CONFIG)
+    """The process-wide client for a service (AWS_ENDPOINT_URL points it at the sandbox); its calls
+    become X-Ray subsegments when the invocation is traced (see sagepilot.tracing)."""
+    return tracing.instrument(boto3.client(service, config=CLIENT_CONFIG))
 
 
 def error_code(exc: ClientError) -> str:
