@@ -38,6 +38,7 @@ class Settings:
     max_job_retries: int
     claim_timeout_seconds: int
     intake_max_receive_count: int
+    max_concurrent_jobs_per_group: int = 0  # 0: no limit
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -92,6 +93,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_job_retries=_int(env, "MAX_JOB_RETRIES", 0, 9),
         claim_timeout_seconds=_int(env, "CLAIM_TIMEOUT_SECONDS", 1, 86_400),
         intake_max_receive_count=_int(env, "INTAKE_MAX_RECEIVE_COUNT", 1, 1000),
+        # Optional: 0 (or unset) means no limit per group.
+        max_concurrent_jobs_per_group=(
+            _int(env, "MAX_CONCURRENT_JOBS_PER_GROUP", 0, 10_000) if env.get("MAX_CONCURRENT_JOBS_PER_GROUP") else 0
+        ),
     )
 
 

@@ -73,3 +73,16 @@ class SageMaker:
             return dict(self._sm.describe_training_job(TrainingJobName=name))
         except ClientError as exc:
             raise translate(exc, f"DescribeTrainingJob {name}") from exc
+
+    def running_transform_jobs(self, name_prefix: str) -> list[str]:
+        """InProgress transform jobs whose names start with `name_prefix` (retries included)."""
+        names: list[str] = []
+        try:
+            pages = self._sm.get_paginator("list_transform_jobs").paginate(
+                StatusEquals="InProgress", NameContains=name_prefix
+            )
+            for page in pages:
+                names += [j["TransformJobName"] for j in page["TransformJobSummaries"]]
+        except ClientError as exc:
+            raise translate(exc, "ListTransformJobs") from exc
+        return [n for n in names if n.startswith(name_prefix)]

@@ -59,6 +59,10 @@ def input_pk(file_id: str) -> str:
     return f"input#{file_id}"
 
 
+def waiting_kind(group: str) -> str:
+    return f"waiting#{group}"
+
+
 def job_pk(job_name: str) -> str:
     return f"job#{job_name}"
 
@@ -121,6 +125,7 @@ class StateTable:
         expected: Iterable[str],
         to: str,
         when_attempt: int | None = None,
+        remove: tuple[str, ...] = (),
         **attrs: Any,
     ) -> bool:
         """Move a job to `to` (setting `attrs`) if it is in one of `expected` and, when given, at
@@ -140,11 +145,16 @@ class StateTable:
             names["#attempt"] = "attempt"
             values[":when_attempt"] = _to_attr(when_attempt)
             conditions.append("#attempt = :when_attempt")
+        removal = ""
+        for i, name in enumerate(remove):
+            names[f"#r{i}"] = name
+        if remove:
+            removal = " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": job_pk(job_name)}},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET " + ", ".join(sets) + removal,
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -208,3 +218,18 @@ class StateTable:
                 if request:
                     time.sleep(_UNPROCESSED_BACKOFF_SECONDS)  # DynamoDB asks to back off before retrying
         return found
+
+    # Jobs waiting for a slot of their group ---------------------------------------------------------
+    def waiting_jobs(self, group: str, limit: int = 10) -> list[str]:
+        """Jobs of `group` that wait for a free slot (index ByKind, partition `waiting#<group>`)."""
+        try:
+            items = self._db.query(
+                TableName=self._table,
+                IndexName="ByKind",
+                KeyConditionExpression="kind = :kind",
+                ExpressionAttributeValues={":kind": {"S": waiting_kind(group)}},
+                Limit=limit,
+            ).get("Items", [])
+        except ClientError as exc:
+            raise TransientError(f"listing the jobs waiting in {group}: {exc}") from exc
+        return [item["pk"]["S"][len("job#") :] for item in items]

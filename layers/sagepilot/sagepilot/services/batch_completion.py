@@ -91,11 +91,15 @@ class BatchCompletion:
             "ended": _iso(job.get("TransformEndTime")),
         }
         reason = str(job.get("FailureReason") or "")
-        if status == "Completed":
-            return self._completed(plan, name, attempt, timings)
         if status == "Failed" and is_retryable_failure(reason) and attempt < self._settings.max_job_retries:
             return self._retry(plan, attempt, reason, timings)
-        return self._failed(plan, name, attempt, status, reason, timings)
+        if status == "Completed":
+            outcome = self._completed(plan, name, attempt, timings)
+        else:
+            outcome = self._failed(plan, name, attempt, status, reason, timings)
+        # A slot of the group is free: a job waiting for it (MaxConcurrentJobsPerGroup) starts now.
+        self._launcher.start_waiting(plan.group)
+        return outcome
 
     def _completed(self, plan: JobPlan, name: str, attempt: int, timings: dict[str, str | None]) -> CompletionOutcome:
         summary = job_summary(plan, job_name=name, status="Completed", attempts=attempt + 1, timings=timings)

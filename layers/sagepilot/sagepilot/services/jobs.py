@@ -3,6 +3,10 @@
 launch(plan):  record the job (CLAIMING) and its candidate inputs, claim each input for it,
                keep the inputs it won (READY), then create the Model and the transform job
                (STARTED). Every step is safe to repeat; "already exists" is success.
+A group may run at most MaxConcurrentJobsPerGroup jobs at once (0: no limit): a job beyond it waits,
+READY, listed in the state table's index under `waiting#<group>`, and `start_waiting` (called when
+one of the group's jobs finishes) starts it. Nothing is dropped and no message waits in the queue.
+
 resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
                ones older than the claim timeout (their handler is certainly dead) are
                finalised from their stored candidates and claims, then started.
@@ -15,8 +19,8 @@ from typing import Any
 
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import CLAIMING, EMPTY, READY, STARTED, StateTable
-from sagepilot.domain.names import attempt_name
+from sagepilot.adapters.state import CLAIMING, EMPTY, READY, STARTED, StateTable, waiting_kind
+from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.transform_plan import JobPlan, plan_from_record, transform_job_request
 from sagepilot.errors import CapacityError
 from sagepilot.observability import logger
@@ -125,10 +129,49 @@ class JobLauncher:
             return False
         return self._start(plan)
 
-    def _start(self, plan: JobPlan) -> bool:
+    def _running(self, plan: JobPlan) -> int:
+        """Transform jobs of the plan's group running now (its job names share `<prefix>-<group>-`)."""
+        group_prefix = plan.job_name[: plan.job_name.rindex("-") + 1]
+        return sum(
+            1
+            for name in self._sagemaker.running_transform_jobs(group_prefix)
+            if split_attempt(name)[0].rsplit("-", 1)[0] + "-" == group_prefix
+        )
+
+    def _no_slot(self, plan: JobPlan) -> bool:
+        """At MaxConcurrentJobsPerGroup: the job waits (READY, listed under waiting#<group>) for a
+        running one of its group to finish; the completion starts it. Checked again after the job is
+        listed, so a job that finished in between cannot leave it waiting for nothing."""
+        limit = self._settings.max_concurrent_jobs_per_group
+        if not limit or self._running(plan) < limit:
+            return False
+        self._state.transition(plan.job_name, expected=[READY], to=READY, kind=waiting_kind(plan.group))
+        if self._running(plan) < limit:
+            return False
+        logger.info("waiting for a free slot of its group", extra={"job": plan.job_name, "group": plan.group})
+        return True
+
+    def start_waiting(self, group: str) -> list[str]:
+        """Start jobs of `group` waiting for a slot, while slots are free; the names started."""
+        limit = self._settings.max_concurrent_jobs_per_group
+        started: list[str] = []
+        for name in self._state.waiting_jobs(group) if limit else []:
+            record = self._state.get_job(name)
+            if record is None or record["status"] != READY:
+                continue
+            plan = self.load_plan(record["bucket"], record["planKey"])
+            if self._running(plan) >= limit:
+                break
+            if self._start(plan, check_slot=False):
+                started.append(name)
+        return started
+
+    def _start(self, plan: JobPlan, *, check_slot: bool = True) -> bool:
+        if check_slot and self._no_slot(plan):
+            return False
         self._sagemaker.ensure_model(plan.model_name, plan.model.package_arn, self._settings.sagemaker_role_arn)
         created = self.start_attempt(plan, 0)
-        self._state.transition(plan.job_name, expected=[READY], to=STARTED)
+        self._state.transition(plan.job_name, expected=[READY], to=STARTED, remove=("kind",))
         logger.info(
             "transform job started" if created else "transform job already existed",
             extra={"job": plan.job_name, "inputs": len(plan.inputs), "group": plan.group},

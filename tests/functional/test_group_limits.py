@@ -1,0 +1,50 @@
+"""MaxConcurrentJobsPerGroup: a group's jobs beyond the limit wait in the state table (nothing dropped,
+nothing left in the queue) and start as the group's running jobs finish."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagepilot.events import parse_transform_job_change, queued_messages
+
+LIMIT = [{"MaxConcurrentJobsPerGroup": "1", "MaxFilesPerJob": "1"}]
+
+
+def in_progress(sagemaker) -> list[str]:
+    return sorted(j["TransformJobName"] for j in sagemaker.list_transform_jobs(StatusEquals="InProgress")[
+        "TransformJobSummaries"])
+
+
+@pytest.mark.parametrize("stack_overrides", LIMIT)
+def test_jobs_beyond_the_limit_wait_and_start_when_a_slot_frees(
+    data, registry, intake_queue, intake, completion, completions, jobs, sagemaker
+):
+    registry.register("churn")
+    registry.register("fraud")
+    for key in ["incoming/churn/a.csv", "incoming/churn/b.csv", "incoming/churn/c.csv", "incoming/fraud/x.csv"]:
+        data.drop(key)
+    event = intake_queue.receive()
+    outcome = intake.handle(queued_messages(event))
+    intake_queue.settle(event, {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]})
+    assert intake_queue.depth() == 0  # nothing waits in the queue
+    running = in_progress(sagemaker)
+    assert len([n for n in running if n.startswith("sagepilot-churn-")]) == 1  # the limit, per group
+    assert len([n for n in running if n.startswith("sagepilot-fraud-")]) == 1  # other groups unaffected
+    finished: list[str] = []
+    for _ in range(3):
+        [current] = [n for n in in_progress(sagemaker) if n.startswith("sagepilot-churn-")]
+        (event,) = completions.finish(current, "Completed")
+        completion.handle(parse_transform_job_change(event))
+        finished.append(current)
+        assert len([n for n in in_progress(sagemaker) if n.startswith("sagepilot-churn-")]) <= 1
+    assert len(set(finished)) == 3  # a, b and c each ran, one after the other
+    jobs.assert_each_version_in_exactly_one_job({(k, v) for k, v in data.versions() if k.startswith("incoming/")})
+
+
+@pytest.mark.parametrize("stack_overrides", [[{}][0]])
+def test_without_a_limit_every_job_starts_at_once(data, registry, intake_queue, intake, sagemaker):
+    registry.register("churn")
+    for key in ["incoming/churn/a.csv", "incoming/churn/b.jsonl"]:
+        data.drop(key)
+    intake.handle(queued_messages(intake_queue.receive()))
+    assert len(in_progress(sagemaker)) == 2
