@@ -126,7 +126,8 @@ class BatchCompletion:
             expected=[STARTED],
             to=STARTED,
             when_attempt=attempt,
-            **{"attempt": following, "lastFailure": reason[:1000]},
+            attempt=following,
+            lastFailure=reason[:1000],
         ):
             return CompletionOutcome(attempt_name(plan.job_name, attempt), "duplicate", "retry already under way")
         try:
