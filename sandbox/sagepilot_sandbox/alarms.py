@@ -13,11 +13,21 @@
   it was and replaces its configuration (moto resets the state).
 - moto never evaluates alarms. `evaluate_alarm` does, once, what CloudWatch does every period for a
   single-metric alarm: the last EvaluationPeriods periods of the metric's datapoints (put with
-  PutMetricData) aggregated with the alarm's statistic (Sum, Average, Minimum, Maximum, SampleCount,
-  pNN), DatapointsToAlarm of them breaching the threshold means ALARM, and TreatMissingData
-  (missing, notBreaching, breaching, ignore) decides for periods without data. Periods are real
-  seconds (not compressed). The simulator evaluates every alarm every `alarm_evaluation_seconds`
-  when that is set; otherwise alarms change only when told to.
+  PutMetricData, e.g. the endpoint metrics of `metrics`) aggregated with the alarm's statistic (Sum,
+  Average, Minimum, Maximum, SampleCount, pNN), DatapointsToAlarm of them breaching the threshold means
+  ALARM, and TreatMissingData (missing, notBreaching, breaching, ignore) decides for periods without
+  data.
+- The compressed clock: `time_scale` real seconds stand for one second of the alarm's Period (1.0:
+  real time). With `time_scale=0.05`, the stack's alarms judge real traffic within seconds: the
+  `-5xx` alarm (Sum of Invocation5XXErrors per 60 s >= threshold) sums the errors of the last 3 s;
+  the `-latency` alarm (p99 ModelLatency over 2 x 60 s) looks at two 3-s windows; the `-low-traffic`
+  alarm (Sum of Invocations per 300 s < threshold for IdleMinutes / 5 periods, missing data breaching)
+  fires after 15 s without traffic with `sagepilot:idle-minutes` 5 (one period), 3 minutes with the
+  default 60. Datapoints keep their real timestamps; only the windows shrink.
+- SetAlarmState holds for one period (on the same clock) before evaluation may change the state again,
+  as CloudWatch keeps a state set by hand until its next evaluation.
+- The simulator evaluates every alarm every `alarm_evaluation_seconds` when that is set, on the clock
+  of its `alarm_time_scale`; otherwise alarms change only when told to.
 """
 
 from __future__ import annotations
@@ -190,9 +200,15 @@ def _aggregate(data: list[Any], statistic: str) -> float | None:
     return None
 
 
-def _datapoints(backend: Any, alarm: Any, now: datetime) -> list[tuple[datetime, float | None]]:
+def _period(alarm: Any, time_scale: float) -> timedelta:
+    return timedelta(seconds=int(alarm.period) * time_scale)
+
+
+def _datapoints(
+    backend: Any, alarm: Any, now: datetime, time_scale: float = 1.0
+) -> list[tuple[datetime, float | None]]:
     """One value (or None: no data) per period, oldest first, for the last EvaluationPeriods periods."""
-    period = timedelta(seconds=int(alarm.period))
+    period = _period(alarm, time_scale)
     wanted = {(d.name, d.value) for d in alarm.dimensions}
     matching = [
         d
@@ -210,17 +226,26 @@ def _datapoints(backend: Any, alarm: Any, now: datetime) -> list[tuple[datetime,
 
 
 def evaluate_alarm(
-    name: str, *, account: str = bus.DEFAULT_ACCOUNT, region: str = bus.DEFAULT_REGION, now: datetime | None = None
+    name: str,
+    *,
+    account: str = bus.DEFAULT_ACCOUNT,
+    region: str = bus.DEFAULT_REGION,
+    now: datetime | None = None,
+    time_scale: float = 1.0,
 ) -> str:
-    """Evaluate a single-metric alarm once, as CloudWatch does each period; returns its state after."""
+    """Evaluate a single-metric alarm once, as CloudWatch does each period; returns its state after.
+    `time_scale`: real seconds per second of the alarm's Period (see the module docstring)."""
     backend = cloudwatch_backends[account][region]
     alarm = backend.alarms[name]
     if alarm.metric_data_queries or getattr(alarm, "rule", None) or not alarm.metric_name:
         return str(alarm.state_value)
     now = now or datetime.now(UTC)
+    set_at = getattr(alarm, "sp_set_by_hand_at", None)
+    if set_at is not None and now - set_at < _period(alarm, time_scale):
+        return str(alarm.state_value)
     compare, words = _COMPARE.get(alarm.comparison_operator, _COMPARE["GreaterThanOrEqualToThreshold"])
     threshold = float(alarm.threshold)
-    points = _datapoints(backend, alarm, now)
+    points = _datapoints(backend, alarm, now, time_scale)
     needed = int(alarm.datapoints_to_alarm or alarm.evaluation_periods)
     treat = alarm.treat_missing_data or "missing"
     present = [(t, v) for t, v in points if v is not None]
@@ -256,9 +281,26 @@ def evaluate_alarm(
     return value
 
 
-def evaluate_alarms(*, account: str = bus.DEFAULT_ACCOUNT, region: str = bus.DEFAULT_REGION) -> None:
+def evaluate_alarms(
+    *, account: str = bus.DEFAULT_ACCOUNT, region: str = bus.DEFAULT_REGION, time_scale: float = 1.0
+) -> None:
+    now = datetime.now(UTC)
     for name in list(cloudwatch_backends[account][region].alarms):
-        evaluate_alarm(name, account=account, region=region)
+        try:
+            evaluate_alarm(name, account=account, region=region, now=now, time_scale=time_scale)
+        except KeyError:
+            continue  # deleted while the others were evaluated
+
+
+def _set_alarm_state(original: Callable[..., Any]) -> Callable[..., Any]:
+    def set_alarm_state(self: Any, alarm_name: str, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, alarm_name, *args, **kwargs)
+        alarm = self.alarms.get(alarm_name)
+        if alarm is not None:
+            alarm.sp_set_by_hand_at = datetime.now(UTC)
+        return result
+
+    return set_alarm_state
 
 
 def install() -> None:
@@ -267,3 +309,4 @@ def install() -> None:
     alarm_cls.update_state = _update_state(alarm_cls.update_state)
     backend_cls: Any = cw_models.CloudWatchBackend
     backend_cls.put_metric_alarm = _put_metric_alarm(backend_cls.put_metric_alarm)
+    backend_cls.set_alarm_state = _set_alarm_state(backend_cls.set_alarm_state)

@@ -1,48 +1,92 @@
 """The main scenario, step by step, on the sandbox; it checks its own outcome (exit status 0 or 1).
 
-Register a model package group with an Approved version (and a newer one still pending), drop a few
-files (some good, some bad), and watch the control plane: the intake batches them into transform
-jobs with manifests, SageMaker runs them, the completion writes reports, the bad files get rejection
-reports beside them; then a job that SageMaker fails, and its rejection reports.
+The whole loop, for real on one machine: a training set is uploaded -> a training job trains the
+example classifier -> v1 is registered with its real metrics and approved by the group's recipe ->
+its endpoint is created; files dropped under incoming/ are scored by transform jobs whose predictions
+are the model's own (checked line by line against model.predict); bad files and a file the model
+refuses are rejected with the reason; then the rollout half (`demo_rollout`): v2 trained and rolled
+out as a canary whose measured traffic split follows the weights, a deliberately broken v3 rolled
+back by its own 5xx alarm on the errors it really served, a v4 rejected during its canary, and an
+endpoint left idle scaled in by its low-traffic alarm. Every S3 event and model package event is
+delivered twice on purpose (at-least-once delivery). It prints a timeline and a summary table.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import threading
 import time
 from typing import Any
 
+from sagepilot_model_server.examples import feature_rows, labeled_rows, load_estimator, to_csv, to_jsonl
 from sagepilot_sandbox.demo_rollout import run_rollout_scenario
+from sagepilot_sandbox.demo_traffic import Traffic
 from sagepilot_sandbox.server import Sandbox, free_port
 
 GROUP = "churn"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-xgboost:1"
-GOOD = {
-    "incoming/churn/2026-11/customers.csv": b"age,tenure,spend\n34,12,56.1\n51,3,12.0\n27,40,88.5\n",
-    "incoming/churn/2026-11/customers east+west ü.csv": b"age,tenure,spend\n45,7,19.9\n",
-    "incoming/churn/2026-11/events.jsonl.gz": gzip.compress(b'{"age": 30, "tenure": 5}\n{"age": 62, "tenure": 1}\n'),
+ENDPOINT = "sagepilot-churn"
+# The demo's clock: a 60-s alarm period lasts 3 s; alarms are evaluated twice a second.
+ALARM_TIME_SCALE = 0.05
+RECIPE = {"autoApprove": [{"metric": "validation:accuracy", "min": 0.7}]}
+GROUP_TAGS = {
+    "sagepilot:bake-seconds": "6",  # each canary step bakes 6 s (the sandbox's default is 4)
+    "sagepilot:idle-minutes": "5",  # the low-traffic alarm: one 5-minute period (15 s on the demo's clock)
+}
+TRAIN_KEY = "training/churn/2026-11/customers.csv"
+GOOD_ROWS = {
+    "incoming/churn/2026-11/customers.csv": feature_rows(6, seed=11),
+    "incoming/churn/2026-11/customers east+west ü.csv": feature_rows(2, seed=12),
+    "incoming/churn/2026-11/events.jsonl.gz": feature_rows(3, seed=13),
 }
 BAD = {
     "incoming/churn/2026-11/notes.txt": (b"not data", "UNSUPPORTED_FILE_TYPE"),
     "incoming/churn/2026-11/empty.csv": (b"", "EMPTY_FILE"),
-    "incoming/fraud/2026-11/transactions.csv": (b"amount\n12.5\n", "MODEL_GROUP_NOT_FOUND"),
+    "incoming/fraud/2026-11/transactions.csv": (b"12.5,1,0,3\n", "MODEL_GROUP_NOT_FOUND"),
 }
-FAILING = "incoming/churn/2026-12/bad rows.csv"
-SAGEMAKER_FAILURE = "ClientError: See job logs for more information: row 2 has 4 columns, the model expects 3"
+REFUSED = "incoming/churn/2026-12/bad rows.csv"  # five columns: the model expects four
+BAD_TRAINING = "training/churn/2026-12/typo.csv"
+
+
+def _body(key: str, rows: list[list[float]]) -> bytes:
+    text = to_jsonl(rows) if ".jsonl" in key else to_csv(rows)
+    return gzip.compress(text.encode(), mtime=0) if key.endswith(".gz") else text.encode()
 
 
 class Narrator:
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.checks: list[tuple[str, bool]] = []
+        self.timeline: list[tuple[float, str]] = []
+        self.summary: list[tuple[str, str, bool]] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
 
     def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
+        print(f"[{self.now():6.1f}s] {text}", flush=True)
+
+    def mark(self, what: str) -> None:
+        """A milestone for the timeline printed at the end."""
+        self.timeline.append((self.now(), what))
 
     def check(self, what: str, ok: bool) -> None:
         self.checks.append((what, ok))
         print(f"         {'ok  ' if ok else 'FAIL'} {what}", flush=True)
+
+    def result(self, step: str, outcome: str, ok: bool) -> None:
+        """A row of the summary table printed at the end."""
+        self.summary.append((step, outcome, ok))
+
+    def print_summary(self) -> None:
+        print("\ntimeline:")
+        for at, what in self.timeline:
+            print(f"  {at:6.1f}s  {what}")
+        width = max((len(step) for step, _, _ in self.summary), default=4)
+        print(f"\n{'step':<{width}}  {'':4}  outcome")
+        print(f"{'-' * width}  ----  {'-' * 60}")
+        for step, outcome, ok in self.summary:
+            print(f"{step:<{width}}  {'ok' if ok else 'FAIL':4}  {outcome}")
 
 
 def _json(s3: Any, bucket: str, key: str) -> Any:
@@ -54,89 +98,183 @@ def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
+def estimator_of(s3: Any, uri: str) -> Any:
+    """The scikit-learn estimator inside a model artifact in the sandbox's S3."""
+    import tempfile
+    from pathlib import Path
+
+    bucket, key = uri[len("s3://") :].split("/", 1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.tar.gz"
+        path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return load_estimator(path)
+
+
+def _packages(sm: Any) -> list[dict[str, Any]]:
+    listed = sm.list_model_packages(ModelPackageGroupName=GROUP, SortBy="CreationTime", SortOrder="Ascending")
+    return list(listed["ModelPackageSummaryList"])
+
+
+def train_version(sandbox: Sandbox, n: Narrator, key: str, seed: int, version: int) -> dict[str, Any]:
+    """Upload a training set (and its validation set first); wait for the registered version."""
+    stack = sandbox.stack
+    assert stack is not None
+    bucket = stack.outputs["DataBucketName"]
+    s3, sm = sandbox.client("s3"), sandbox.client("sagemaker")
+    rows, labels = labeled_rows(500, seed=seed)
+    validation_key = key.rsplit("/", 1)[0] + "/validation.csv"
+    s3.put_object(Bucket=bucket, Key=validation_key, Body=to_csv(rows[400:], labels[400:]).encode())
+    s3.put_object(Bucket=bucket, Key=key, Body=to_csv(rows[:400], labels[:400]).encode())
+    n.say(f"   put s3://{bucket}/{validation_key} (100 rows), then s3://{bucket}/{key} (400 rows, label first)")
+    packages = sandbox.wait_for(lambda: len(_packages(sm)) >= version and _packages(sm), timeout=60)
+    package = sm.describe_model_package(ModelPackageName=packages[version - 1]["ModelPackageArn"])
+    properties = package.get("CustomerMetadataProperties", {})
+    job = sm.describe_training_job(TrainingJobName=properties["sagepilot:training-job"])
+    status = package["ModelApprovalStatus"]
+    n.mark(f"training job {job['TrainingJobName']} {job['TrainingJobStatus']} -> v{version} {status}")
+    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+    n.say(
+        f"   training job {job['TrainingJobName']}: {job['TrainingJobStatus']}, metrics {metrics}, "
+        f"artifact {job['ModelArtifacts']['S3ModelArtifacts']}"
+    )
+    n.say(f"   v{version} registered: {package['ModelApprovalStatus']}: {properties.get('sagepilot:approval', '')}")
+    return {"package": package, "job": job, "metrics": metrics}
+
+
+def _call_when_in_service(sm: Any, traffic: Traffic) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService":
+                traffic.trickle()
+                return
+        except sm.exceptions.ClientError:
+            pass
+        time.sleep(0.25)
+
+
 def run_demo(port: int = 0) -> int:
     n = Narrator()
-    with Sandbox(port=port or free_port(), s3_event_copies=2, model_package_event_copies=2) as sandbox:
+    with Sandbox(
+        port=port or free_port(),
+        s3_event_copies=2,
+        model_package_event_copies=2,
+        alarm_evaluation_seconds=0.5,
+        alarm_time_scale=ALARM_TIME_SCALE,
+    ) as sandbox:
         stack = sandbox.stack
         assert stack is not None
         bucket = stack.outputs["DataBucketName"]
         s3, sm = sandbox.client("s3"), sandbox.client("sagemaker")
         n.say(f"sandbox up: embedded AWS on {sandbox.endpoint_url}; stack {stack.name} created from template.yaml")
         n.say(f"data bucket {bucket}; functions: {', '.join(stack.functions)}")
-        n.say("every S3 event is delivered TWICE on purpose (at-least-once delivery); watch for duplicate jobs")
+        n.say("every S3 and model package event is delivered TWICE on purpose (at-least-once delivery)")
+        n.mark("sandbox up")
 
-        n.say(f"1. register model package group {GROUP!r}: v1 Approved, v2 PendingManualApproval")
-        sm.create_model_package_group(ModelPackageGroupName=GROUP, ModelPackageGroupDescription="churn classifier")
-        for status in ("Approved", "PendingManualApproval"):
-            sm.create_model_package(
-                ModelPackageGroupName=GROUP,
-                ModelApprovalStatus=status,
-                InferenceSpecification={
-                    "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/models/churn/model.tar.gz"}],
-                    "SupportedContentTypes": ["text/csv", "application/jsonlines"],
-                    "SupportedResponseMIMETypes": ["text/csv"],
-                },
-            )
+        n.say(f"1. model package group {GROUP!r}, its recipe config/{GROUP}/training.json {json.dumps(RECIPE)}")
+        group_arn = sm.create_model_package_group(
+            ModelPackageGroupName=GROUP, ModelPackageGroupDescription="churn classifier"
+        )["ModelPackageGroupArn"]
+        sm.add_tags(ResourceArn=group_arn, Tags=[{"Key": k, "Value": v} for k, v in GROUP_TAGS.items()])
+        s3.put_object(Bucket=bucket, Key=f"config/{GROUP}/training.json", Body=json.dumps(RECIPE).encode())
+        n.say(f"   group tags {GROUP_TAGS}")
 
-        n.say("2. drop files under incoming/ (3 good, 3 bad)")
-        for key, body in GOOD.items():
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
-            n.say(f"   put s3://{bucket}/{key}")
+        n.say("2. upload a training set: the upload starts a training job that really trains the example classifier")
+        v1 = train_version(sandbox, n, TRAIN_KEY, seed=1, version=1)
+        accuracy = v1["metrics"].get("validation:accuracy", 0.0)
+        v1_url = v1["job"]["ModelArtifacts"]["S3ModelArtifacts"]
+        n.check(
+            "the training job completed with real metrics; v1 registered with them, its artifact, and Approved "
+            "by the recipe's threshold",
+            v1["job"]["TrainingJobStatus"] == "Completed"
+            and accuracy >= 0.7
+            and "train:accuracy" in v1["metrics"]
+            and v1["package"]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == v1_url
+            and v1["package"]["ModelApprovalStatus"] == "Approved"
+            and v1["package"].get("CustomerMetadataProperties", {}).get("metric:validation:accuracy")
+            == f"{accuracy:g}",
+        )
+        n.result(
+            "training -> v1",
+            f"validation:accuracy {accuracy:.3f}, train:accuracy {v1['metrics'].get('train:accuracy', 0):.3f}; "
+            "Approved by the recipe (>= 0.7)",
+            v1["package"]["ModelApprovalStatus"] == "Approved",
+        )
+        traffic = Traffic(lambda: sandbox.client("sagemaker-runtime"), ENDPOINT)
+        threading.Thread(target=_call_when_in_service, args=(sm, traffic), daemon=True).start()
+        n.say(f"   as soon as {ENDPOINT} is InService, a client calls it steadily (2-3 requests a second)")
+        s3.put_object(Bucket=bucket, Key=BAD_TRAINING, Body=b"1,34,12,56.1,3\n0,51,three,12.0,40\n")
+        n.say(f"   and a training set with a typo: s3://{bucket}/{BAD_TRAINING} (its job fails; checked in step 6)")
+
+        n.say("3. drop files under incoming/ (3 good, 3 bad); v1's approval is also creating its endpoint")
+        for key, rows in GOOD_ROWS.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=_body(key, rows))
+            n.say(f"   put s3://{bucket}/{key} ({len(rows)} customers)")
         for key, (body, _) in BAD.items():
             s3.put_object(Bucket=bucket, Key=key, Body=body)
             n.say(f"   put s3://{bucket}/{key}   (bad)")
-
-        n.say("3. the intake gathers the burst for the batching window, then plans and starts jobs")
+        n.mark("files dropped")
         jobs = sandbox.wait_for(
             lambda: (
-                [
-                    j
-                    for j in sm.list_transform_jobs()["TransformJobSummaries"]
-                    if j["TransformJobName"].startswith("sagepilot-") and len(sandbox.simulator.finished) >= 2
-                ]
-                or None
+                len(names := [j["TransformJobName"] for j in sm.list_transform_jobs()["TransformJobSummaries"]]) >= 2
+                and names
             ),
             timeout=60,
         )
-        for summary in sorted(jobs, key=lambda j: j["TransformJobName"]):
-            job = sm.describe_transform_job(TransformJobName=summary["TransformJobName"])
+        time.sleep(0.5)  # a duplicate would show up now
+        jobs = sorted(j["TransformJobName"] for j in sm.list_transform_jobs()["TransformJobSummaries"])
+        for name in jobs:
+            job = sm.describe_transform_job(TransformJobName=name)
             manifest_uri = job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
             manifest = _json(s3, bucket, manifest_uri.split("/", 3)[3])
             n.say(
-                f"   job {job['TransformJobName']}: model {job['ModelName']}, "
-                f"{job['TransformInput']['ContentType']} ({job['TransformInput']['CompressionType']}), "
+                f"   job {name}: model {job['ModelName']}, {job['TransformInput']['ContentType']} "
+                f"({job['TransformInput']['CompressionType']}), {job['BatchStrategy']} <= {job['MaxPayloadInMB']} MB, "
                 f"{job['TransformResources']['InstanceCount']} x {job['TransformResources']['InstanceType']}"
             )
             n.say(f"       manifest {manifest_uri}: {manifest[1:]}")
         n.check(
             "3 good files -> 2 jobs (CSV and gzipped JSON Lines), despite every event arriving twice", len(jobs) == 2
         )
+        n.say(f"   and a file the model cannot read: {REFUSED!r} (five columns; it expects four)")
+        s3.put_object(Bucket=bucket, Key=REFUSED, Body=b"34,12,56.1,3,1\n51,3,12.0,40,0\n")
 
-        n.say(
-            "4. SageMaker runs the jobs (simulated: state changes and events only, predictions are NOT "
-            "computed locally yet) and the completion function writes reports"
-        )
-        reports = sandbox.wait_for(
+        n.say("4. SageMaker runs the jobs: every record goes through v1's model server; predictions land in S3")
+        outputs = sandbox.wait_for(
             lambda: (
-                [k for k in _keys(s3, bucket, "predictions/") if k.endswith(".report.json")]
-                if len(_keys(s3, bucket, "predictions/")) >= 3
-                else None
+                len(found := [k for k in _keys(s3, bucket, "predictions/") if k.endswith(".report.json")]) >= 3
+                and found
             ),
             timeout=60,
         )
-        for key in reports:
-            report = _json(s3, bucket, key)
+        n.mark("predictions written")
+        estimator = estimator_of(s3, v1_url)
+        all_equal, records = True, 0
+        for key, rows in GOOD_ROWS.items():
+            out_key = "predictions/" + key[len("incoming/") :] + ".out"
+            lines = s3.get_object(Bucket=bucket, Key=out_key)["Body"].read().decode().splitlines()
+            expected = [str(int(p)) for p in estimator.predict(rows)]
+            records += len(rows)
+            all_equal = all_equal and lines == expected
+            report = _json(s3, bucket, out_key[: -len(".out")] + ".report.json")
             n.say(
-                f"   {key}: {report['status']}, job {report['transformJobName']}, "
-                f"model package v{report['modelPackageVersion']}, predictions -> {report['predictions']}"
+                f"   {out_key}: {len(lines)} lines {lines[:4]}{' ...' if len(lines) > 4 else ''} "
+                f"(model.predict: {expected[:4]}); report: {report['status']}, v{report['modelPackageVersion']}"
             )
         n.check(
-            "a report for each good file, naming model package version 1 (the Approved one)",
-            len(reports) == 3 and all(_json(s3, bucket, k)["modelPackageVersion"] == 1 for k in reports),
+            "one prediction per input record, in order, each equal to v1's own model.predict; reports name v1",
+            all_equal and all(_json(s3, bucket, k)["modelPackageVersion"] == 1 for k in outputs) and len(outputs) == 3,
         )
+        n.result("batch predictions", f"3 files, {records} records, every line = v1's model.predict", all_equal)
 
         n.say("5. the bad files stay where they are, with a reason beside them")
-        rejected = sandbox.wait_for(lambda: (r := _keys(s3, bucket, "rejected/")) and len(r) >= 3 and r, timeout=30)
+        rejected = sandbox.wait_for(
+            lambda: (
+                len(r := [k for k in _keys(s3, bucket, "rejected/") if "/2026-11/" in k and "training" not in k]) >= 3
+                and r
+            ),
+            timeout=30,
+        )
         for key in rejected:
             report = _json(s3, bucket, key)
             n.say(f"   {key}: {report['code']}: {report['reason']}")
@@ -147,28 +285,42 @@ def run_demo(port: int = 0) -> int:
         )
         n.check("the bad files are still in incoming/", all(k in _keys(s3, bucket, "incoming/") for k in BAD))
 
-        n.say(f"6. a job that SageMaker fails: drop {FAILING!r}; SageMaker will say {SAGEMAKER_FAILURE!r}")
-        sandbox.simulator.fail_next(SAGEMAKER_FAILURE)
-        s3.put_object(Bucket=bucket, Key=FAILING, Body=b"age,tenure,spend\n1,2,3,4\n")
+        n.say("6. what the models refused: the five-column file and the training set with a typo")
         failed_key = "rejected/churn/2026-12/bad rows.csv.json"
         sandbox.wait_for(lambda: failed_key in _keys(s3, bucket, "rejected/churn/2026-12/"), timeout=60)
         report = _json(s3, bucket, failed_key)
         n.say(f"   {failed_key}: {report['code']}: {report['reason']}")
-        n.check(
-            "the failed job's input has a JOB_FAILED report with SageMaker's reason",
-            report["code"] == "JOB_FAILED" and SAGEMAKER_FAILURE in report["reason"],
+        refused_ok = (
+            report["code"] == "JOB_FAILED"
+            and "ClientError" in report["reason"]
+            and "returned 400" in report["reason"]
+            and "expects 4" in report["reason"]
         )
-
+        n.check("the job the model refused failed with the model's own 400 message (JOB_FAILED)", refused_ok)
+        training_rejected = "rejected/" + BAD_TRAINING + ".json"
+        sandbox.wait_for(lambda: training_rejected in _keys(s3, bucket, "rejected/training/"), timeout=60)
+        report = _json(s3, bucket, training_rejected)
+        n.say(f"   {training_rejected}: {report['code']}: {report['reason']}")
+        reason = report["reason"]
+        typo_ok = report["code"] == "TRAINING_FAILED" and "AlgorithmError" in reason and "three" in reason
+        n.check("the training set with a typo was rejected with the trainer's AlgorithmError", typo_ok)
+        n.result(
+            "refusals",
+            "5-column file: JOB_FAILED (model 400); typo: TRAINING_FAILED (AlgorithmError)",
+            refused_ok and typo_ok,
+        )
         all_jobs = sm.list_transform_jobs()["TransformJobSummaries"]
         n.check("no file in two jobs: 3 jobs in all for 4 good drops delivered twice each", len(all_jobs) == 3)
+        n.mark("batch half checked")
 
-        run_rollout_scenario(sandbox, n, first_step=7)
+        run_rollout_scenario(sandbox, n, first_step=7, v1_url=v1_url, train_version=train_version, traffic=traffic)
         assert sandbox.lambdas is not None
-        n.say("what the functions did (one line per invocation):")
-        for _, function, what in sandbox.lambdas.timeline:
+        n.say("what the functions did (one line per invocation, the last 25):")
+        for _, function, what in sandbox.lambdas.timeline[-25:]:
             n.say(f"   {function}: {what[:150]}")
-        n.say(f"function logs are in {sandbox.log_dir}")
+        n.say(f"function and model server logs are in {sandbox.log_dir}")
 
+    n.print_summary()
     failed = [what for what, ok in n.checks if not ok]
-    print(f"\n{len(n.checks) - len(failed)} passed, {len(failed)} failed")
+    print(f"\n{len(n.checks) - len(failed)} passed, {len(failed)} failed, in {n.now():.0f} s")
     return 1 if failed else 0

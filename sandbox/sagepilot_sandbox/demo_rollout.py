@@ -1,20 +1,35 @@
-"""The rollout half of the main scenario: approve in the registry, watch the endpoint follow.
+"""The rollout half of the main scenario: real traffic on the endpoint, and the control plane following it.
 
-First approval -> a new endpoint; a newer approval -> an A/B canary shifted 10 -> 50 -> 100 % after
-each bake, then promoted; a third version approved and then Rejected mid-canary -> all traffic back
-at once and the candidate removed. Every change of the endpoint's weights is printed as it happens.
+v1's approval created the endpoint; clients call it (a steady trickle, and bursts to measure). v2 is
+trained from a second upload and approved by the recipe -> an A/B canary 10 -> 50 -> 100 %: at 10 and
+50 % the canary is held with `sagepilot pause` while 400 requests measure the split (each variant's
+share must be within 4 binomial standard deviations of its weight, and every answer must be the
+serving variant's own prediction), then let go with `sagepilot resume`. A deliberately broken v3 (half
+of its records fail) is approved: its 5xx alarm goes to ALARM on the errors it really served and rolls
+it back, no set-alarm-state involved. A v4 is approved then Rejected during its canary (all traffic
+back at once). Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
+invocations and scales it in to its autoscaling minimum. Every change of the endpoint's weights is
+printed as it happens.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from sagepilot_model_server.examples import build_example_model
+from sagepilot_sandbox.demo_traffic import Outcome, Traffic, predictions_match, split_within_bound
+
 GROUP = "churn"
 ENDPOINT = "sagepilot-churn"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-xgboost:1"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-sklearn:1"
+MEASURE_REQUESTS = 400
 
 
 class WeightWatcher(threading.Thread):
@@ -37,6 +52,10 @@ class WeightWatcher(threading.Thread):
             sorted((v["VariantName"], round(float(v.get("CurrentWeight") or 0) / total, 2)) for v in variants)
         )
         return found["EndpointStatus"], shares
+
+    def share(self, variant: str) -> float | None:
+        now = self.current()
+        return dict(now[1]).get(variant) if now is not None and now[0] == "InService" else None
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -61,13 +80,13 @@ class WeightWatcher(threading.Thread):
         return out
 
 
-def _register(sm: Any, bucket: str, version: int) -> str:
+def _register(sm: Any, model_data_url: str) -> str:
     return str(
         sm.create_model_package(
             ModelPackageGroupName=GROUP,
             ModelApprovalStatus="PendingManualApproval",
             InferenceSpecification={
-                "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/models/churn/v{version}/model.tar.gz"}],
+                "Containers": [{"Image": IMAGE, "ModelDataUrl": model_data_url}],
                 "SupportedContentTypes": ["text/csv", "application/jsonlines"],
                 "SupportedResponseMIMETypes": ["text/csv"],
             },
@@ -75,25 +94,56 @@ def _register(sm: Any, bucket: str, version: int) -> str:
     )
 
 
-def run_rollout_scenario(sandbox: Any, n: Any, *, first_step: int) -> None:
+def _upload_example(s3: Any, bucket: str, key: str, **options: Any) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        archive = build_example_model(folder, **options)
+        s3.put_object(Bucket=bucket, Key=key, Body=archive.read_bytes())
+    return f"s3://{bucket}/{key}"
+
+
+def operator(sandbox: Any, *args: str) -> str:
+    """The `sagepilot` operator command, as a person would run it against the sandbox."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": sandbox.endpoint_url,
+        "SAGEPILOT_STATE_TABLE": sandbox.stack.outputs["StateTableName"],
+        "SAGEPILOT_OPERATOR": "demo",
+    }
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "sagepilot.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    return (done.stdout + done.stderr).strip()
+
+
+def run_rollout_scenario(
+    sandbox: Any,
+    n: Any,
+    *,
+    first_step: int,
+    v1_url: str,
+    train_version: Callable[..., dict[str, Any]],
+    traffic: Traffic,
+) -> None:
     """Steps `first_step`.. of the main scenario; `n` narrates and checks (see demo.Narrator)."""
+    from sagepilot_sandbox.demo import estimator_of
+
     stack = sandbox.stack
     bucket = stack.outputs["DataBucketName"]
-    sm = sandbox.client("sagemaker")
+    sm, s3 = sandbox.client("sagemaker"), sandbox.client("s3")
     table = stack.outputs["StateTableName"]
     state_of = _state_reader(sandbox.client("dynamodb"), table)
     watcher = WeightWatcher(sm, n.say)
-    bake = stack.functions["RolloutFunction"].environment["BAKE_SECONDS"]
+    estimators: dict[str, Any] = {"v1": estimator_of(s3, v1_url)}
     step = first_step
 
     def approve(arn: str) -> None:
         n.say(f"   aws sagemaker update-model-package --model-package-arn {arn} --model-approval-status Approved")
         sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
 
-    n.say(
-        f"{step}. real-time deployment: v1's approval in step 1 also created endpoint {ENDPOINT} "
-        "(one approved version, one variant), and registered its autoscaling"
-    )
+    n.say(f"{step}. real-time: v1's approval created endpoint {ENDPOINT} (one variant) and registered its autoscaling")
     watcher.start()
     sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 1, None), timeout=60)
     targets = sandbox.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
@@ -103,70 +153,159 @@ def run_rollout_scenario(sandbox: Any, n: Any, *, first_step: int) -> None:
         f"first approval -> endpoint {ENDPOINT} InService with one variant v1, autoscaled",
         watcher.current() == ("InService", (("v1", 1.0),)) and scaled == [f"endpoint/{ENDPOINT}/variant/v1"],
     )
-
-    step += 1
-    n.say(f"{step}. approve v2 (pending since step 1): an A/B canary beside v1, shifted after each {bake} s bake")
-    v2 = sm.list_model_packages(ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval")[
-        "ModelPackageSummaryList"
-    ][0]["ModelPackageArn"]
-    approve(v2)
-    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=120)
+    n.mark("endpoint InService with v1")
+    first = traffic.burst(20)
+    agreed, checked = predictions_match(first, estimators)
+    sample = first[0]
+    n.say(
+        f"   aws sagemaker-runtime invoke-endpoint --endpoint-name {ENDPOINT} --content-type text/csv ...: "
+        f"{len(sample.rows)} customers -> {list(sample.predictions or ())} from {sample.variant}"
+    )
     n.check(
-        "v2's share went 10% -> 50% -> 100%, then it was promoted alone",
-        watcher.shares_seen("v2") == [0.1, 0.5, 1.0] and watcher.current() == ("InService", (("v2", 1.0),)),
+        "invoke-endpoint answers with v1's own predictions (20 requests)",
+        checked == 20 and agreed == 20 and all(o.variant == "v1" for o in first),
     )
 
     step += 1
-    n.say(f"{step}. approve v3, then reject it during its canary")
-    v3 = _register(sm, bucket, 3)
-    approve(v3)
-    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 3), timeout=60)
-    sandbox.wait_for(lambda: dict((watcher.current() or ("", ()))[1]).get("v3") == 0.1, timeout=30)
-    n.say(f"   aws sagemaker update-model-package --model-package-arn {v3} --model-approval-status Rejected")
-    sm.update_model_package(ModelPackageArn=v3, ModelApprovalStatus="Rejected", ApprovalDescription="fails QA")
+    n.say(f"{step}. upload a second training set: v2 is trained, approved by the recipe, and rolled out as a canary")
+    v2 = train_version(sandbox, n, "training/churn/2027-01/customers.csv", seed=2, version=2)
+    estimators["v2"] = estimator_of(s3, v2["job"]["ModelArtifacts"]["S3ModelArtifacts"])
+    split_ok = True
+    for share in (0.1, 0.5):
+        sandbox.wait_for(lambda share=share: watcher.share("v2") == share, timeout=60)
+        n.say(f"   v2 at {share:.0%}: the operator holds the step while {MEASURE_REQUESTS} requests measure it")
+        n.say(f"   $ sagepilot pause {ENDPOINT}: {operator(sandbox, 'pause', ENDPOINT)}")
+        measured = traffic.burst(MEASURE_REQUESTS)
+        still = watcher.share("v2")
+        k, total, bound, within = split_within_bound(measured, "v2", share)
+        agreed, checked = predictions_match(measured, estimators)
+        ok = within and still == share and agreed == checked == total == MEASURE_REQUESTS
+        split_ok = split_ok and ok
+        n.say(
+            f"   {total} answers: v2 served {k} ({k / max(total, 1):.1%}), weight {share:.0%} +- {bound:.1%} "
+            f"(4 sigma); {agreed}/{checked} equal to the serving variant's model.predict"
+        )
+        observed = f"v2 served {k}/{total} = {k / max(total, 1):.1%} (weight {share:.0%} +-{bound:.1%})"
+        n.result(f"canary v2 at {share:.0%}", observed, ok)
+        n.mark(f"v2 at {share:.0%}: {k}/{total} requests to v2")
+        n.say(f"   $ sagepilot resume {ENDPOINT}: {operator(sandbox, 'resume', ENDPOINT)}")
+    sandbox.wait_for(lambda: watcher.share("v2") == 1.0, timeout=60)
+    at_full = traffic.burst(100)
+    agreed, checked = predictions_match(at_full, estimators)
+    full_ok = all(o.variant == "v2" for o in at_full) and agreed == checked == 100
+    n.say(f"   v2 at 100%: {sum(o.variant == 'v2' for o in at_full)}/100 requests served by v2")
+    n.result("canary v2 at 100%", f"v2 served {sum(o.variant == 'v2' for o in at_full)}/100", full_ok)
     sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
+    n.mark("v2 promoted")
     n.check(
-        "rejecting v3 sent all traffic back to v2 at once, then removed v3",
-        watcher.shares_seen("v3", in_service_only=False)[-2:] == [0.1, 0.0]
-        and watcher.current() == ("InService", (("v2", 1.0),)),
+        "the measured split followed the weights at 10% and 50% (4-sigma binomial bound), 100% at 100%, and every "
+        "answer was the serving variant's own prediction",
+        split_ok and full_ok,
+    )
+    n.check(
+        "v2's share went 10% -> 50% -> 100%, then it was promoted alone",
+        watcher.shares_seen("v2")[-3:] == [0.1, 0.5, 1.0] and watcher.current() == ("InService", (("v2", 1.0),)),
     )
 
     step += 1
     cw = sandbox.client("cloudwatch")
-    n.say(f"{step}. approve v4; during its canary its server-error alarm fires")
-    v4 = _register(sm, bucket, 4)
-    approve(v4)
-    sandbox.wait_for(lambda: dict((watcher.current() or ("", ()))[1]).get("v4") == 0.1, timeout=60)
-    alarm = f"{ENDPOINT}-v4-5xx"
-    n.say(f"   aws cloudwatch set-alarm-state --alarm-name {alarm} --state-value ALARM --state-reason '12 errors'")
-    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="Threshold Crossed: 12 errors in 1 minute")
-    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
-    package = sm.describe_model_package(ModelPackageName=v4)
-    n.say(f"   v4 in the registry: {package['ModelApprovalStatus']}: {package.get('ApprovalDescription', '')}")
-    n.check(
-        "the alarm rolled v4 back at once and the registry says why",
+    alarm = f"{ENDPOINT}-v3-5xx"
+    n.say(f"{step}. a deliberately broken v3 (half of its records make its model fail) is approved")
+    v3_url = _upload_example(
+        s3, bucket, "models/churn/v3-broken/model.tar.gz", seed=3, version="v3-broken", broken_share=0.5
+    )
+    v3 = _register(sm, v3_url)
+    approve(v3)
+    sandbox.wait_for(lambda: (watcher.share("v3") or 0) > 0, timeout=60)
+    n.say("   clients keep calling: v3's share of them fails with ModelError (the model's 500)")
+    fired: list[str] = []
+
+    def rolled_back_yet() -> bool:
+        if not fired:
+            found = cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+            if found and found[0]["StateValue"] == "ALARM":
+                fired.append(found[0]["StateReason"])
+                n.mark(f"{alarm} ALARM")
+        return state_of(ENDPOINT) == ("STABLE", 2, None)
+
+    outcomes = traffic.until(rolled_back_yet, timeout=60)
+    errors = [o for o in outcomes if o.error == "ModelError"]
+    package = sm.describe_model_package(ModelPackageName=v3)
+    statuses = sorted({o.original_status or 0 for o in errors})
+    n.say(
+        f"   {len(outcomes)} requests, {len(errors)} ModelError (OriginalStatusCode {statuses}); "
+        f"v3 served {sum(o.variant == 'v3' for o in outcomes)} answers"
+    )
+    n.say(f"   {alarm} went to ALARM: {fired[0] if fired else '(not seen)'}")
+    n.say(f"   v3 in the registry: {package['ModelApprovalStatus']}: {package.get('ApprovalDescription', '')}")
+    rolled_back = (
         watcher.current() == ("InService", (("v2", 1.0),))
         and package["ModelApprovalStatus"] == "Rejected"
-        and alarm in package.get("ApprovalDescription", ""),
+        and alarm in package.get("ApprovalDescription", "")
     )
+    n.check(
+        "v3's real errors put its 5xx alarm in ALARM on the published metrics, which rolled it back at once; "
+        "the registry says why",
+        rolled_back and len(errors) >= 5 and bool(fired),
+    )
+    n.result("broken v3", f"{len(errors)} ModelErrors -> {alarm} ALARM -> rolled back, Rejected", rolled_back)
+    n.mark(f"v3 rolled back by {alarm}")
 
     step += 1
-    n.say(f"{step}. traffic stops: v2 idles at 3 instances (as target tracking left it); its low-traffic alarm fires")
+    n.say(f"{step}. approve v4, then reject it during its canary")
+    v4 = _register(sm, _upload_example(s3, bucket, "models/churn/v4/model.tar.gz", seed=4, version="v4"))
+    approve(v4)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 4), timeout=60)
+    sandbox.wait_for(lambda: watcher.share("v4") == 0.1, timeout=30)
+    n.say(f"   aws sagemaker update-model-package --model-package-arn {v4} --model-approval-status Rejected")
+    sm.update_model_package(ModelPackageArn=v4, ModelApprovalStatus="Rejected", ApprovalDescription="fails QA")
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
+    rejected_ok = watcher.shares_seen("v4", in_service_only=False)[-2:] == [0.1, 0.0] and watcher.current() == (
+        "InService",
+        (("v2", 1.0),),
+    )
+    n.check("rejecting v4 sent all traffic back to v2 at once, then removed v4", rejected_ok)
+    n.result("v4 rejected in canary", "all traffic back to v2, v4 removed", rejected_ok)
+    n.mark("v4 rejected and removed")
+
+    step += 1
+    idle = f"{ENDPOINT}-v2-low-traffic"
+    n.say(f"{step}. v2 runs 3 instances (as target tracking left it after the bursts); then traffic stops")
     sm.update_endpoint_weights_and_capacities(
         EndpointName=ENDPOINT, DesiredWeightsAndCapacities=[{"VariantName": "v2", "DesiredInstanceCount": 3}]
     )
     sandbox.wait_for(lambda: _instances(sm, "v2") == 3, timeout=30)
-    n.say("   v2 runs 3 instances")
-    idle = f"{ENDPOINT}-v2-low-traffic"
-    n.say(f"   aws cloudwatch set-alarm-state --alarm-name {idle} --state-value ALARM --state-reason 'no invocations'")
-    cw.set_alarm_state(AlarmName=idle, StateValue="ALARM", StateReason="Threshold Crossed: no invocations for 60 min")
-    sandbox.wait_for(lambda: _instances(sm, "v2") == 1, timeout=30)
-    n.check("the low-traffic alarm scaled v2 in to its autoscaling minimum: 3 -> 1 instance", _instances(sm, "v2") == 1)
+    traffic.stop_trickle()
+    stopped = time.monotonic()
+    n.say(f"   v2 runs 3 instances; the client stopped; {idle} counts the invocations per (compressed) 5 minutes")
+    n.mark("traffic stopped")
+    sandbox.wait_for(lambda: _instances(sm, "v2") == 1, timeout=60)
+    waited = time.monotonic() - stopped
+    alarm_state = cw.describe_alarms(AlarmNames=[idle])["MetricAlarms"]
+    reason = alarm_state[0]["StateReason"] if alarm_state else ""
+    n.say(f"   {idle}: {alarm_state[0]['StateValue'] if alarm_state else '?'}: {reason}")
+    scaled_in = _instances(sm, "v2") == 1
+    n.check("the low-traffic alarm fired on the missing invocations and scaled v2 in to its minimum: 3 -> 1", scaled_in)
+    n.result("idle endpoint", f"{idle} ALARM after {waited:.0f} s without traffic -> v2 scaled in 3 -> 1", scaled_in)
+    n.mark("v2 scaled in 3 -> 1")
     watcher.stop()
+    trickled = traffic.trickled
+    n.say(
+        f"   the steady client made {len(trickled)} requests: {_tally(trickled)}; "
+        f"{sum(1 for o in trickled if o.error == 'ModelError')} of them ModelError (v3's)"
+    )
     history = _history(sandbox.client("dynamodb"), table, ENDPOINT)
     n.say(f"   the endpoint's history (sagepilot --table {table} history {ENDPOINT}):")
     for line in history:
         n.say(f"     {line}")
+
+
+def _tally(outcomes: list[Outcome]) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        key = outcome.variant or outcome.error or "?"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
 def _instances(sm: Any, variant: str) -> int | None:

@@ -12,7 +12,10 @@
 - Real-time endpoints take time and emit events (`endpoints`), the model registry emits its events and
   updates packages as SageMaker does (`registry`), CloudWatch alarms emit state-change events and
   start INSUFFICIENT_DATA (`alarms`), Application Auto Scaling refuses and cleans up as AWS does
-  (`autoscaling`), scheduled rules match no events (`bus`): see each module's docstring.
+  (`autoscaling`), scheduled rules match no events (`bus`), training jobs refuse duplicates and wait
+  for their trainer (`training`), InvokeEndpoint reaches the variants' real models (`invocations`):
+  see each module's docstring. What runs models (transform jobs, training, endpoints) is the
+  simulator's (`simulator`, `transform`, `trainer`, `modelservers`, `metrics`).
 
 Time in the sandbox is compressed: what takes SageMaker minutes (a job running, an endpoint being
 created or updated, a deployment baking) takes the simulator about a second (`SageMakerSimulator`'s
@@ -28,7 +31,6 @@ the threaded server alike.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -36,12 +38,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from moto.s3 import notifications as s3_notifications
-from moto.s3.models import s3_backends
 from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot_sandbox import alarms, autoscaling, bus, endpoints, registry, training
+from sagepilot_sandbox import alarms, autoscaling, bus, endpoints, invocations, registry, storage, training
 from sagepilot_sandbox.alarms import alarm_event, evaluate_alarm, evaluate_alarms
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, deliver_event
 from sagepilot_sandbox.endpoints import (
@@ -105,9 +106,12 @@ def on_transform_job_created(listener: TransformJobListener) -> None:
 
 
 def clear_listeners() -> None:
-    """Forget every listener and injected endpoint failure; event settings back to their defaults."""
+    """Forget every listener (transform and training jobs, endpoints) and injected endpoint failure, and
+    the model servers invocations go to; event settings back to their defaults."""
     _job_listeners.clear()
     endpoints.clear()
+    training.clear()
+    invocations.clear()
     registry.event_copies = 1
 
 
@@ -124,6 +128,7 @@ def install() -> None:
         alarms.install()
         autoscaling.install()
         training.install()
+        invocations.install()
         _installed = True
 
 
@@ -222,22 +227,20 @@ def transform_job_event(name: str, *, account: str = DEFAULT_ACCOUNT, region: st
 
 
 def check_transform_inputs(name: str, *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> str | None:
-    """What real SageMaker would fail a job for before reading any record: a missing manifest or input."""
+    """What real SageMaker would fail a job for before reading any record: a missing manifest or input
+    (ManifestFile), or no object under the prefix (S3Prefix)."""
+    from sagepilot_sandbox.transform import JobFailed, list_inputs
+
     job = sagemaker_backend(account, region).transform_jobs[name]
-    uri = job.transform_input["DataSource"]["S3DataSource"]["S3Uri"]
-    bucket_name, _, key = uri[len("s3://") :].partition("/")
-    s3 = s3_backends[account]["global"]
     try:
-        manifest = json.loads(s3.get_object(bucket_name, key).value)  # type: ignore[union-attr]
-    except Exception as exc:  # noqa: BLE001 - any failure to read is the job's ClientError
-        return f"ClientError: Failed to read the manifest file {uri}: {type(exc).__name__}"
-    prefix = manifest[0]["prefix"]
-    p_bucket, _, p_key = prefix[len("s3://") :].partition("/")
-    for relative in manifest[1:]:
+        inputs = list_inputs(job, account=account)
+    except JobFailed as failure:
+        return failure.reason
+    for item in inputs:
         try:
-            s3.get_object(p_bucket, p_key + relative)
-        except Exception:  # noqa: BLE001
-            return f"ClientError: Failed to download data. s3://{p_bucket}/{p_key}{relative} does not exist."
+            storage.head(item.bucket, item.key, account=account)
+        except storage.NotFound:
+            return f"ClientError: Failed to download data. {item.uri} does not exist."
     return None
 
 

@@ -1,9 +1,14 @@
 """Start the whole sandbox: embedded AWS on 127.0.0.1, the stack, its functions and SageMaker's side.
 
-Time is compressed (see faithful.py): `run_seconds` per transform job, `endpoint_seconds` per endpoint
-creation / update / rollback (half for weights and deletions), `time_scale` sandbox seconds per AWS
-second of a DeploymentConfig's waits, a schedule fires every `schedule_seconds`, alarms are evaluated
-every `alarm_evaluation_seconds` when set (otherwise only SetAlarmState changes them).
+Time is compressed (see faithful.py and simulator.py): `run_seconds` per transform job (at least; the
+records really go through the model), `training_seconds` per training job (default `run_seconds`),
+`endpoint_seconds` per endpoint creation / update / rollback (half for weights and deletions),
+`time_scale` sandbox seconds per AWS second of a DeploymentConfig's waits, a schedule fires every
+`schedule_seconds`, alarms are evaluated every `alarm_evaluation_seconds` when set (otherwise only
+SetAlarmState changes them) on a clock where one second of an alarm's Period lasts `alarm_time_scale`
+real seconds (0.05: a 60-s period is 3 s of real traffic). Models run in `sagepilot_model_server`
+subprocesses (`model_isolation="process"`; "thread" runs them in this process), one per model
+artifact, their logs beside the functions' in `log_dir`; `stop()` ends them.
 `endpoint_status_spelling` ("describe": InService, "event": IN_SERVICE) spells EndpointStatus in
 endpoint events; `s3_event_copies` and `model_package_event_copies` deliver each such event that many
 times, to show at-least-once delivery. One sandbox runs at a time in a process (moto's state is
@@ -25,6 +30,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from sagepilot_sandbox import endpoints, faithful, registry
+from sagepilot_sandbox.modelservers import Isolation
 from sagepilot_sandbox.provision import Stack, provision
 from sagepilot_sandbox.runtime import LambdaService
 from sagepilot_sandbox.simulator import SageMakerSimulator
@@ -61,6 +67,9 @@ class Sandbox:
         alarm_evaluation_seconds: float | None = None,
         endpoint_status_spelling: str = "describe",
         model_package_event_copies: int = 1,
+        alarm_time_scale: float = 1.0,
+        training_seconds: float | None = None,
+        model_isolation: Isolation = "process",
     ) -> None:
         if endpoint_status_spelling not in ("describe", "event"):
             raise ValueError("endpoint_status_spelling is 'describe' (InService) or 'event' (IN_SERVICE)")
@@ -72,14 +81,18 @@ class Sandbox:
         declared = load_template(root / "template.yaml").get("Parameters", {})
         defaults = {k: v for k, v in SANDBOX_PARAMETERS.items() if k in declared}
         self.overrides = {**defaults, **(overrides or {})}
+        self.log_dir = log_dir or root / ".sandbox" / "logs"
         self.simulator = SageMakerSimulator(
             run_seconds=run_seconds,
             endpoint_seconds=endpoint_seconds,
             time_scale=time_scale,
             alarm_evaluation_seconds=alarm_evaluation_seconds,
+            alarm_time_scale=alarm_time_scale,
+            training_seconds=training_seconds,
+            model_isolation=model_isolation,
+            log_dir=self.log_dir,
         )
         self.retry_delay = retry_delay
-        self.log_dir = log_dir or root / ".sandbox" / "logs"
         self.s3_event_copies = s3_event_copies
         self.schedule_seconds = schedule_seconds
         self.endpoint_status_spelling = endpoint_status_spelling

@@ -40,8 +40,23 @@ def aws(sandbox: Sandbox, *args: str) -> Any:
     return json.loads(done.stdout) if done.stdout.strip() else None
 
 
-def approve_model(sandbox: Sandbox, group: str) -> None:
+def upload_example_model(sandbox: Sandbox, key: str, **options: Any) -> str:
+    """An example model archive (sagepilot_model_server.examples) in the data bucket; its s3:// URI."""
+    import tempfile
+
+    from sagepilot_model_server.examples import build_example_model
+
     bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    with tempfile.TemporaryDirectory() as folder:
+        archive = build_example_model(folder, **options)
+        sandbox.client("s3").put_object(Bucket=bucket, Key=key, Body=archive.read_bytes())
+    return f"s3://{bucket}/{key}"
+
+
+def approve_model(sandbox: Sandbox, group: str) -> None:
+    """A group with an Approved version whose model really runs (the transform jobs predict with it)."""
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    upload_example_model(sandbox, f"models/{group}/model.tar.gz", seed=1)
     aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", group)
     spec = {
         "Containers": [
@@ -80,7 +95,7 @@ def test_aws_cli_upload_starts_a_transform_job_and_leaves_a_report(sandbox: Sand
     approve_model(sandbox, "cli")
     bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
     data = tmp_path / "customers.csv"
-    data.write_text("a,b\n1,2\n3,4\n")
+    data.write_text("34,80.5,2,10\n3,120,7,2\n")  # four features per customer, no header
     uploaded = aws(sandbox, "s3", "cp", str(data), f"s3://{bucket}/incoming/cli/2026-11/customers.csv")
     assert "upload:" in uploaded
 
@@ -97,6 +112,8 @@ def test_aws_cli_upload_starts_a_transform_job_and_leaves_a_report(sandbox: Sand
     assert report["transformJobName"] == jobs[0]["TransformJobName"]
     assert report["input"]["key"] == "incoming/cli/2026-11/customers.csv"
     assert report["modelPackageVersion"] == 1
+    predictions = sandbox.client("s3").get_object(Bucket=bucket, Key="predictions/cli/2026-11/customers.csv.out")
+    assert len(predictions["Body"].read().decode().splitlines()) == 2  # one prediction per customer
 
 
 def test_a_transient_sagemaker_failure_is_retried_once_and_then_completes(sandbox: Sandbox) -> None:
@@ -105,7 +122,7 @@ def test_a_transient_sagemaker_failure_is_retried_once_and_then_completes(sandbo
     sandbox.simulator.fail_next(
         "InternalServerError: We encountered an internal error. Please try again.", name_contains="sagepilot-flaky-"
     )
-    sandbox.client("s3").put_object(Bucket=bucket, Key="incoming/flaky/x.csv", Body=b"1,2\n")
+    sandbox.client("s3").put_object(Bucket=bucket, Key="incoming/flaky/x.csv", Body=b"1,2,3,4\n")
 
     report_key = "predictions/flaky/x.csv.report.json"
     sandbox.wait_for(lambda: report_key in _keys(sandbox, "predictions/flaky/"), timeout=40)

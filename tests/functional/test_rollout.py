@@ -391,3 +391,13 @@ def test_every_rollout_decision_emits_its_metric(stack: Stack, clients: Callable
     assert elapsed >= 3 * BAKE
     assert metrics.total("ReconcileRuns") == 3
     assert {"Endpoint", "Variant"} <= set(next(d for n, _, d in metrics.emitted if n == "VariantWeight"))
+
+
+def test_a_newer_approval_during_a_canary_is_rolled_out_right_after_the_rollback(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    rollout.register()  # v3 supersedes the canary of v2
+    rollout.pump()  # no schedule tick: the rollback's end starts v3 at once
+    assert rollout.shares() == {"v1": 0.9, "v3": 0.1}

@@ -189,3 +189,23 @@ def test_failures_say_what_to_do():
     assert (
         failed.code == "TRAINING_FAILED" and "after 3 attempts" in failed.reason and "AlgorithmError" in failed.reason
     )
+
+
+def test_the_validation_channel_has_its_own_format():
+    key = plan.parse_training_key("training/churn/train.csv")
+    assert isinstance(key, plan.TrainingKey)
+    jsonl = plan.input_format_of("validation.jsonl")
+    request = plan.training_job_request(
+        name="n",
+        recipe=DEFAULTS,
+        role_arn="r",
+        bucket="b",
+        training=key,
+        train_manifest_key="t",
+        validation_manifest_key="v",
+        version_id=None,
+        prefix="sagepilot",
+        validation_format=jsonl,
+    )
+    train, validation = request["InputDataConfig"]
+    assert train["ContentType"] == "text/csv" and validation["ContentType"] == "application/jsonlines"

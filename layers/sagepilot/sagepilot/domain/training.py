@@ -256,8 +256,9 @@ def training_job_request(
     validation_manifest_key: str | None,
     version_id: str | None,
     prefix: str,
+    validation_format: InputFormat | None = None,
 ) -> dict[str, Any]:
-    def channel(channel_name: str, manifest_key: str) -> dict[str, Any]:
+    def channel(channel_name: str, manifest_key: str, fmt: InputFormat) -> dict[str, Any]:
         return {
             "ChannelName": channel_name,
             "DataSource": {
@@ -267,13 +268,14 @@ def training_job_request(
                     "S3DataDistributionType": "FullyReplicated",
                 }
             },
-            "ContentType": training.input_format.content_type,
-            "CompressionType": training.input_format.compression,
+            "ContentType": fmt.content_type,
+            "CompressionType": fmt.compression,
         }
 
-    channels = [channel("train", train_manifest_key)]
+    channels = [channel("train", train_manifest_key, training.input_format)]
     if validation_manifest_key:
-        channels.append(channel("validation", validation_manifest_key))
+        # The validation set's own format: a validation.jsonl beside a train.csv is JSON Lines.
+        channels.append(channel("validation", validation_manifest_key, validation_format or training.input_format))
     algorithm: dict[str, Any] = {"TrainingImage": recipe.image, "TrainingInputMode": "File"}
     if recipe.metric_definitions:
         algorithm["MetricDefinitions"] = [dict(d) for d in recipe.metric_definitions]

@@ -46,9 +46,10 @@ class Outcome:
     phase: str = ""
     actions: list[str] = field(default_factory=list)
     note: str = ""
+    again: bool = False  # a finishing move left another move due at once (e.g. a superseding version)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in ("", [])}
+        return {k: v for k, v in self.__dict__.items() if v not in ("", []) and k != "again"}
 
 
 class Rollouts:
@@ -145,6 +146,9 @@ class Rollouts:
         try:
             for _ in range(_MAX_RERUNS):
                 outcome = self._step(lease, group, alarm, scheduled)
+                if outcome.again:
+                    lease = Lease(endpoint, owner, self._store.read(endpoint))
+                    continue
                 if self._store.release(lease, self._clock()):
                     return outcome
                 lease = Lease(endpoint, owner, self._store.read(endpoint))
@@ -152,6 +156,8 @@ class Rollouts:
             # Hand the lease back (the error is re-raised); a rerun asked for meanwhile stays flagged.
             self._store.release(lease, self._clock(), force=True)
             raise
+        # Still more to do after the reruns: let go; the flag (if any) brings the next holder back to it.
+        self._store.release(lease, self._clock(), force=True)
         return outcome
 
     def _step(self, lease: Lease, group_hint: str | None, alarm: str | None, scheduled: bool) -> Outcome:
@@ -198,6 +204,17 @@ class Rollouts:
         if applied is not None and applied != lease.state:
             lease = self._store.save(lease, applied, now)
         self._record(state, applied, view, now)
+        if (
+            not decision.commit_first
+            and decision.actions
+            and applied is not None
+            and applied.phase is Phase.STABLE
+            and target is not None
+            and applied.stable is not None
+            and target != applied.stable
+        ):
+            # A rollback finished while a newer version waits (it superseded the canary): start it now.
+            outcome.again = True
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
 

@@ -26,7 +26,7 @@ from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import StateTable
 from sagepilot.domain import training as plan
 from sagepilot.domain.failures import is_retryable_failure
-from sagepilot.domain.layout import Rejection
+from sagepilot.domain.layout import Rejection, input_format_of
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import rejection_report
 from sagepilot.errors import ObjectGone
@@ -123,6 +123,7 @@ class Training:
             validation_manifest_key=folder + "validation.manifest" if validation else None,
             version_id=head.version_id,
             prefix=self._settings.name_prefix,
+            validation_format=input_format_of(validation) if validation else None,
         )
         self._bucket.put_json(folder + "train.manifest", plan.manifest(self._bucket.name, (head.key,)))
         if validation:

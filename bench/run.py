@@ -1,0 +1,215 @@
+"""`make bench` / `python -m bench`: every figure beside a baseline measured in the same run.
+
+Sections (in this order, so that the timing-sensitive one runs on a quiet machine):
+  size      artifact size of the SAM build (runs `make build` when a source is newer than the build)
+  cold      cold start per function against the boto3 floor, interleaved runs, medians
+  calls     AWS calls per event, by operation, per scenario (embedded AWS in a child process)
+  drop      a burst of files into the running sandbox (10,000; 1,000 with --quick), in a child process
+
+Prints a table (figure, baseline, ratio, target, pass/fail) and the details behind it, writes
+.bench/results.json, and exits 1 when a target is missed (0 with --no-fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import artifacts, coldstart
+from bench.common import OUT_DIR, PYTHON, ROOT, Figure, SectionResult, clean_environment, format_ratio, format_value
+from bench.stackroot import project_root
+
+SECTIONS = ("size", "cold", "calls", "drop")
+
+
+def _child_section(name: str, module: str, args: list[str], timeout: float) -> SectionResult:
+    """Run a section in a process of its own (the embedded AWS is process-wide state)."""
+    out = OUT_DIR / f"{name}.json"
+    log = OUT_DIR / f"{name}.log"
+    out.unlink(missing_ok=True)
+    started = time.monotonic()
+    with log.open("w", encoding="utf-8") as sink:
+        try:
+            done = subprocess.run(
+                [PYTHON, "-m", module, *args, "--out", str(out)],
+                cwd=ROOT,
+                env=clean_environment(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+            problem = "" if done.returncode == 0 and out.exists() else f"exited {done.returncode}"
+        except subprocess.TimeoutExpired:
+            problem = f"did not finish within {timeout:.0f} s"
+    if problem:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-8:]
+        result = SectionResult(name, text=[f"{name}: {problem}; log {log.relative_to(ROOT)}:", *tail])
+        result.figures.append(Figure(name, f"{name} section", None, "", error=f"{problem} (see {log.name})"))
+        result.seconds = time.monotonic() - started
+        return result
+    result = SectionResult.from_json(json.loads(out.read_text(encoding="utf-8")))
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("  "):  # the child's progress lines
+            print(line, flush=True)
+    return result
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def render(results: list[SectionResult]) -> str:
+    header = ["section", "figure", "value", "baseline", "ratio", "target", "result"]
+    rows: list[list[str]] = []
+    for result in results:
+        for f in result.figures:
+            verdict = "ERROR" if f.error else {True: "pass", False: "FAIL", None: "-"}[f.passed]
+            rows.append(
+                [
+                    f.section,
+                    f.name,
+                    format_value(f.value, f.unit),
+                    format_value(f.baseline, f.unit) if f.baseline is not None else "-",
+                    format_ratio(f.ratio),
+                    f.target.describe(f.unit) if f.target else "-",
+                    verdict,
+                ]
+            )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [_row(header, widths), "  ".join("-" * w for w in widths)]
+    lines += [_row(r, widths) for r in rows]
+    lines.append("")
+    lines.append("Baselines, spreads and notes:")
+    for result in results:
+        for f in result.figures:
+            bits = [b for b in (f.baseline_label and f"baseline: {f.baseline_label}", f.spread, f.note, f.error) if b]
+            if bits:
+                lines.append(f"  [{f.section}] {f.name}: " + "; ".join(bits))
+    for result in results:
+        if result.text:
+            lines.append("")
+            lines += result.text
+    return "\n".join(lines)
+
+
+def _host() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "loadAverage": os.getloadavg(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and a 1,000-file drop")
+    parser.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    parser.add_argument("--reps", type=int, help="cold start runs per arm (default 15, --quick 7)")
+    parser.add_argument("--files", type=int, help="files in the drop (default 10,000, --quick 1,000)")
+    parser.add_argument("--groups", type=int, default=2, help="model package groups the drop spreads over")
+    parser.add_argument("--threads", type=int, default=32, help="upload threads of the drop's client")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="stack parameter for the calls and drop sections (sandbox defaults otherwise)",
+    )
+    parser.add_argument(
+        "--drop-budget",
+        type=float,
+        default=150.0,
+        help="seconds the drop may run from its first upload (default 150); what is not done by then is "
+        "reported as not done",
+    )
+    parser.add_argument(
+        "--fix-moto-sqs",
+        action="store_true",
+        help="EXPERIMENT: run the drop with moto's SQS scans fixed in the bench's process (bench/moto_sqs_fix.py)",
+    )
+    parser.add_argument(
+        "--cold-dev-venv",
+        action="store_true",
+        help="also time each init and floor on this venv's Python with the source layer (informational)",
+    )
+    parser.add_argument("--no-build", action="store_true", help="measure .aws-sam/build even if it is stale")
+    parser.add_argument("--template", type=Path, help="provision another template (beside this checkout's code)")
+    parser.add_argument("--json", type=Path, default=OUT_DIR / "results.json", help="where to write the results")
+    args = parser.parse_args(argv)
+
+    sections = args.only or list(SECTIONS)
+    reps = args.reps or (7 if args.quick else 15)
+    files = args.files or (1_000 if args.quick else 10_000)
+    root = project_root(args.template)
+    overrides = [a for o in args.override for a in ("--override", o)]
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    host = _host()
+    print(f"bench: {', '.join(sections)} on {host['cpus']} CPUs, load {host['loadAverage'][0]:.2f}", flush=True)
+
+    results: list[SectionResult] = []
+    if "size" in sections:
+        print("== artifact size", flush=True)
+        results.append(artifacts.run(OUT_DIR, allow_build=not args.no_build))
+    if "cold" in sections:
+        print("== cold start", flush=True)
+        results.append(coldstart.run(reps=reps, dev_venv=args.cold_dev_venv))
+    if "calls" in sections:
+        print("== AWS calls per event", flush=True)
+        results.append(_child_section("calls", "bench.calls", ["--root", str(root), *overrides], timeout=300))
+    if "drop" in sections:
+        print(f"== {files:,}-file drop into the sandbox", flush=True)
+        drop_args = [
+            "run",
+            "--root",
+            str(root),
+            "--files",
+            str(files),
+            "--groups",
+            str(args.groups),
+            "--threads",
+            str(args.threads),
+            "--budget",
+            str(args.drop_budget),
+            *overrides,
+        ]
+        if args.fix_moto_sqs:
+            drop_args.append("--fix-moto-sqs")
+        results.append(_child_section("drop", "bench.drop", drop_args, timeout=args.drop_budget + 180))
+
+    if root != ROOT:
+        shutil.rmtree(root, ignore_errors=True)  # the temporary root of --template
+    print()
+    print(render(results))
+    figures = [f for r in results for f in r.figures]
+    missed = [f for f in figures if f.passed is False]
+    missed_names = [f"{f.section}: {f.name}" for f in missed]
+    document = {
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "startedAt": started_at,
+        "host": host,
+        "passed": not missed,
+        "missed": missed_names,
+        "sections": [r.to_json() for r in results],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    print()
+    print(f"results: {args.json}")
+    if missed:
+        print(f"{len(missed)} target(s) missed: " + "; ".join(missed_names))
+    return 0 if args.no_fail or not missed else 1
