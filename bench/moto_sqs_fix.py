@@ -1,73 +1,9 @@
-"""EXPERIMENT, opt-in (`--fix-moto-sqs`): moto's SQS without its work proportional to queue depth.
-
-Measured (bench/README.md): in moto 5.2.5 every SendMessage computes all queue attributes
-(`queue.attributes.get("ContentBasedDeduplication")`), i.e. three scans of every queued message, each
-message costing two datetime conversions; every message ReceiveMessage hands out calls
-`get_queue_attributes` again (its retention check), so one receive of 10 is 30+ such scans; and
-DeleteMessage scans the queue twice in Python. With thousands of S3 events queued, each upload and each
-receive costs tens to hundreds of milliseconds of the embedded AWS's single Python process, and a
-10,000-file drop slows down quadratically.
-
-This module replaces those scans with equivalent ones (same answers, one clock reading per scan, a
-receipt-handle index for deletes). It exists to show what the control plane does once the embedded
-AWS keeps up; the same patch belongs in the sandbox (faithful.py), whose code the bench does not touch.
-It is applied only inside the bench's own drop process, and only when asked for.
-"""
+"""`--fix-moto-sqs`: kept for comparisons with older runs. The fix this bench found (moto's SQS scanning
+every queued message on each send, receive and delete) now lives in the sandbox itself,
+`sagepilot_sandbox.sqs_speed`, which `faithful.install()` applies; installing it again is a no-op."""
 
 from __future__ import annotations
 
-import weakref
-from typing import Any
+from sagepilot_sandbox.sqs_speed import install
 
-
-def install() -> None:
-    from moto.core.utils import unix_time, unix_time_millis
-    from moto.sqs import models
-    from moto.sqs.exceptions import ReceiptHandleIsInvalid
-
-    queue_cls: Any = models.Queue
-    message_cls: Any = models.Message
-    backend_cls: Any = models.SQSBackend
-    if getattr(queue_cls, "_bench_fixed", False):
-        return
-    by_handle: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-
-    def messages(self: Any) -> list[Any]:
-        now = unix_time_millis()
-        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
-
-    def not_visible(self: Any) -> int:
-        now = unix_time_millis()
-        return sum(1 for m in self._messages if not now > m.visible_at)
-
-    def delayed(self: Any) -> int:
-        now = unix_time_millis()
-        return sum(1 for m in self._messages if now < m.delayed_until)
-
-    def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
-        queue = self.get_queue(queue_name)
-        return bool(int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time())
-
-    original_mark_received = message_cls.mark_received
-
-    def mark_received(self: Any, visibility_timeout: int | None = None) -> None:
-        original_mark_received(self, visibility_timeout)
-        by_handle[self.receipt_handle] = self
-
-    def delete_message(self: Any, receipt_handle: str) -> None:
-        if receipt_handle in self.deleted_messages:
-            return
-        message = by_handle.get(receipt_handle)
-        if message is None or not any(m is message for m in self._messages):
-            raise ReceiptHandleIsInvalid()
-        self.pending_messages.discard(message)
-        self.deleted_messages.update(message.all_receipt_handles)
-        self._messages = [m for m in self._messages if m is not message]
-
-    queue_cls.messages = property(messages)
-    queue_cls.approximate_number_of_messages_not_visible = property(not_visible)
-    queue_cls.approximate_number_of_messages_delayed = property(delayed)
-    queue_cls.delete_message = delete_message
-    message_cls.mark_received = mark_received
-    backend_cls.is_message_valid_based_on_retention_period = retention_ok
-    queue_cls._bench_fixed = True
+__all__ = ["install"]

@@ -42,7 +42,7 @@ from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot_sandbox import alarms, autoscaling, bus, endpoints, invocations, registry, storage, training
+from sagepilot_sandbox import alarms, autoscaling, bus, endpoints, invocations, registry, sqs_speed, storage, training
 from sagepilot_sandbox.alarms import alarm_event, evaluate_alarm, evaluate_alarms
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, deliver_event
 from sagepilot_sandbox.endpoints import (
@@ -129,6 +129,7 @@ def install() -> None:
         autoscaling.install()
         training.install()
         invocations.install()
+        sqs_speed.install()
         _installed = True
 
 

@@ -1,0 +1,72 @@
+"""moto's SQS without its work proportional to queue depth (installed by faithful.install()).
+
+Measured (bench/README.md): in moto 5.2.5 every SendMessage computes all queue attributes
+(`queue.attributes.get("ContentBasedDeduplication")`), i.e. three scans of every queued message, each
+message costing two datetime conversions; every message ReceiveMessage hands out calls
+`get_queue_attributes` again (its retention check), so one receive of 10 is 30+ such scans; and
+DeleteMessage scans the queue twice in Python. With thousands of S3 events queued, each upload and each
+receive costs tens to hundreds of milliseconds of the embedded AWS's single Python process, and a
+10,000-file drop slows down quadratically.
+
+This module replaces those scans with equivalent ones (same answers, one clock reading per scan, a
+receipt-handle index for deletes), so that the sandbox keeps up with a 10,000-file drop. Found and
+measured by the bench suite (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+
+def install() -> None:
+    from moto.core.utils import unix_time, unix_time_millis
+    from moto.sqs import models
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    queue_cls: Any = models.Queue
+    message_cls: Any = models.Message
+    backend_cls: Any = models.SQSBackend
+    if getattr(queue_cls, "_bench_fixed", False):
+        return
+    by_handle: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+    def messages(self: Any) -> list[Any]:
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def not_visible(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    def delayed(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def retention_ok(self: Any, queue_name: str, message: Any) -> bool:
+        queue = self.get_queue(queue_name)
+        return bool(int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time())
+
+    original_mark_received = message_cls.mark_received
+
+    def mark_received(self: Any, visibility_timeout: int | None = None) -> None:
+        original_mark_received(self, visibility_timeout)
+        by_handle[self.receipt_handle] = self
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return
+        message = by_handle.get(receipt_handle)
+        if message is None or not any(m is message for m in self._messages):
+            raise ReceiptHandleIsInvalid()
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)
+        self._messages = [m for m in self._messages if m is not message]
+
+    queue_cls.messages = property(messages)
+    queue_cls.approximate_number_of_messages_not_visible = property(not_visible)
+    queue_cls.approximate_number_of_messages_delayed = property(delayed)
+    queue_cls.delete_message = delete_message
+    message_cls.mark_received = mark_received
+    backend_cls.is_message_valid_based_on_retention_period = retention_ok
+    queue_cls._bench_fixed = True
