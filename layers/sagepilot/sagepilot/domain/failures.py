@@ -41,3 +41,16 @@ def quota_rejection(instance_type: str, message: str) -> Rejection:
         f"Ask Service Quotas for more '{instance_type} for transform job usage', or set a "
         "FallbackInstanceType; then upload the file again.",
     )
+
+
+def transient_exhausted_rejection(what: str, error: str, deliveries: int, note: str = "") -> Rejection:
+    """AWS kept failing transiently (throttling, 5xx, timeouts) through botocore's retries and every
+    delivery of the file's event: the file is not processed, but it is intact and can simply be retried."""
+    return Rejection(
+        "TRANSIENT_EXHAUSTED",
+        f"{what} kept failing with a transient AWS error through every retry and all {deliveries} deliveries "
+        f"of the file's event: {error}",
+        "Nothing is wrong with the file, which is left untouched where it is. Once the AWS errors have "
+        "stopped (see the stack's logs and alarms), copy the file onto itself or upload it again to have it "
+        "processed." + (f" {note}" if note else ""),
+    )

@@ -15,10 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from botocore.exceptions import ConnectionError as ConnectionFailed
+from botocore.exceptions import HTTPClientError
+
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket
-from sagepilot.domain.failures import quota_rejection
+from sagepilot.domain.failures import quota_rejection, transient_exhausted_rejection
 from sagepilot.domain.layout import Rejection, is_folder_marker, parse_dropped_key, rejected_report_key
 from sagepilot.domain.reports import rejection_report
 from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, plan_jobs
@@ -29,6 +32,9 @@ from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
 _IO_THREADS = 16
+# What may go away by itself: the adapters' TransientError (throttling, 5xx after botocore's retries), and the
+# timeouts and connection errors botocore raises as they are once its retries are spent.
+_TRANSIENT = (TransientError, ConnectionFailed, HTTPClientError)
 
 
 @dataclass
@@ -56,6 +62,14 @@ class Refused:
     @classmethod
     def of(cls, f: InputFile, rejection: Rejection) -> Refused:
         return cls(f.bucket, f.key, f.version_id, rejection)
+
+
+@dataclass(frozen=True)
+class _Unavailable:
+    """AWS failed transiently while a file was being looked at: what was being done, and the error."""
+
+    what: str
+    error: str
 
 
 @dataclass
@@ -99,10 +113,14 @@ class BatchIntake:
                 rejections.append(result)
             elif isinstance(result, InputFile):
                 accepted[result.group].append((result, arrival))
-            elif result == "gone":
+            elif isinstance(result, _Unavailable):
+                if arrival.final_delivery:  # the last one: report it rather than let the event go to the DLQ
+                    event = arrival.event
+                    rejections.append(Refused(self._bucket.name, event.key, event.version_id, self._exhausted(result)))
+                else:
+                    outcome.failed_message_ids += arrival.message_ids
+            else:  # "gone"
                 outcome.ignored += 1
-            else:
-                outcome.failed_message_ids += arrival.message_ids
 
         for group, items in sorted(accepted.items()):
             self._launch_group(group, items, outcome, rejections)
@@ -142,22 +160,25 @@ class BatchIntake:
             arrival.final_delivery = arrival.final_delivery or final
         return list(by_version.values())
 
-    def _inspect_all(self, arrivals: list[_Arrival]) -> list[InputFile | Refused | str]:
+    def _exhausted(self, failure: _Unavailable) -> Rejection:
+        return transient_exhausted_rejection(failure.what, failure.error, self._settings.intake_max_receive_count)
+
+    def _inspect_all(self, arrivals: list[_Arrival]) -> list[InputFile | Refused | _Unavailable | str]:
         if len(arrivals) <= 1:
             return [self._inspect(a.event) for a in arrivals]
         with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(arrivals))) as pool:
             return list(pool.map(lambda a: self._inspect(a.event), arrivals))
 
-    def _inspect(self, event: ObjectCreated) -> InputFile | Refused | str:
-        """An accepted file, a rejection, "gone" (deleted since) or "retry" (transient failure)."""
+    def _inspect(self, event: ObjectCreated) -> InputFile | Refused | _Unavailable | str:
+        """An accepted file, a rejection, "gone" (deleted since) or _Unavailable (transient failure)."""
         try:
             head = self._bucket.head_dropped(event.key, event.version_id)
         except ObjectGone:
             logger.warning("object deleted before it could be processed", extra={"key": event.key})
             return "gone"
-        except TransientError as exc:
+        except _TRANSIENT as exc:
             logger.warning("could not read the object; will retry", extra={"key": event.key, "error": str(exc)})
-            return "retry"
+            return _Unavailable(f"HeadObject on s3://{self._bucket.name}/{event.key}", str(exc))
         dropped = parse_dropped_key(head.key)
         if isinstance(dropped, Rejection):
             return Refused(self._bucket.name, head.key, head.version_id, dropped)
@@ -205,9 +226,14 @@ class BatchIntake:
         files = {f.file_id: f for f, _ in items}
         try:
             model = self._model_for(group)
-        except TransientError as exc:
+        except _TRANSIENT as exc:
             logger.warning("model registry unavailable; will retry", extra={"group": group, "error": str(exc)})
-            outcome.failed_message_ids += [m for a in arrivals.values() for m in a.message_ids]
+            failure = _Unavailable(f"Reading model package group {group!r} in the registry", str(exc))
+            for file_id, arrival in arrivals.items():
+                if arrival.final_delivery:
+                    rejections.append(Refused.of(files[file_id], self._exhausted(failure)))
+                else:
+                    outcome.failed_message_ids += arrival.message_ids
             return
         if isinstance(model, Rejection):
             rejections += [Refused.of(f, model) for f in files.values()]
@@ -231,7 +257,7 @@ class BatchIntake:
         for plan in plan_jobs(usable, model, self._settings.transform):
             try:
                 result = self._launcher.launch(plan)
-            except (TransientError, PermanentError) as exc:
+            except (*_TRANSIENT, PermanentError) as exc:
                 self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 continue
             if result.plan.inputs:
@@ -255,6 +281,14 @@ class BatchIntake:
             return
         if isinstance(exc, CapacityError):
             rejection = quota_rejection(exc.instance_type, str(exc))
+        elif not isinstance(exc, PermanentError):
+            rejection = transient_exhausted_rejection(
+                f"Starting transform job {job_name}",
+                str(exc),
+                self._settings.intake_max_receive_count,
+                f"(Should SageMaker list transform job {job_name} after all, it was created before the errors "
+                "and its report will appear under predictions/.)",
+            )
         else:
             rejection = Rejection(
                 "JOB_NOT_STARTED",

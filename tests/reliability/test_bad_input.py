@@ -1,0 +1,491 @@
+"""Malformed and unexpected events at each entry point: a clear logged error or a deliberate no-op, and no
+AWS mutation.
+
+The three Lambda handlers are loaded from functions/*/app.py with the environment the template gives each
+function (as Lambda loads them), on a stack that already holds a deployed endpoint and a running transform
+job, and fed events that are broken (not JSON, missing fields, wrong types), unexpected (other buckets,
+other detail-types, foreign jobs, endpoints and alarms, unapproved statuses) or hostile (keys over S3's
+1024 bytes, control characters, lone surrogates). For each one, a `before-call` hook on every client of the
+handler proves that only reading calls were made, and the account (objects and their versions, jobs,
+models, endpoints, alarms, scalable targets, registry, state table) is compared before and after.
+
+Then hypothesis fuzzes each parser of `sagepilot.events` (beyond the fuzzing in tests/unit/test_events.py:
+whole events, not only details; every entry point's parser; junk grafted anywhere into real samples): they
+return a typed view or raise MalformedEvent, nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from functional.test_rollout import make_rollout
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from sagepilot.adapters import clients as product_clients
+from sagepilot.errors import MalformedEvent
+from sagepilot.events import (
+    AlarmSignal,
+    EndpointSignal,
+    ObjectCreated,
+    PackageChanged,
+    QueuedMessage,
+    Scheduled,
+    TransformJobChange,
+    parse_object_created,
+    parse_rollout_trigger,
+    parse_transform_job_change,
+    queued_messages,
+)
+from sagepilot_sandbox import faithful
+
+from .conftest import COMPLETION, INTAKE, ROLLOUT, FakeClock, LogRecords, record_calls, sqs_event, with_body
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+
+
+@pytest.fixture
+def handlers(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], tuple[ModuleType, Any]]]:
+    """functions/<dir>/app.py imported as Lambda imports it, with the function's environment; its context."""
+    product_clients.client.cache_clear()
+
+    def load(logical_id: str) -> tuple[ModuleType, Any]:
+        spec = stack.functions[logical_id]
+        for name, value in spec.environment.items():
+            monkeypatch.setenv(name, value)
+        path = spec.code_dir / f"{spec.handler.split('.')[0]}.py"
+        module_spec = importlib.util.spec_from_file_location(f"handler_{logical_id}_{uuid.uuid4().hex}", path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module, FakeLambdaContext(spec.name, 512, spec.arn, str(uuid.uuid4()))
+
+    yield load
+    product_clients.client.cache_clear()
+
+
+def account(stack: Any, clients: Callable[[str], Any], bucket: str) -> dict[str, Any]:
+    """Everything the control plane could change, as data."""
+    sm, s3 = clients("sagemaker"), clients("s3")
+    versions = s3.list_object_versions(Bucket=bucket)
+    items = clients("dynamodb").scan(TableName=stack.outputs["StateTableName"]).get("Items", [])
+    targets = clients("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+    packages = sm.list_model_packages(ModelPackageGroupName="churn")["ModelPackageSummaryList"]
+    jobs = sm.list_transform_jobs()["TransformJobSummaries"]
+    alarms = clients("cloudwatch").describe_alarms()["MetricAlarms"]
+    return {
+        "objects": sorted((v["Key"], v["VersionId"]) for v in versions.get("Versions", [])),
+        "jobs": sorted((j["TransformJobName"], j["TransformJobStatus"]) for j in jobs),
+        "models": sorted(m["ModelName"] for m in sm.list_models()["Models"]),
+        "configs": sorted(c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]),
+        "endpoints": sorted((e["EndpointName"], e["EndpointStatus"]) for e in sm.list_endpoints()["Endpoints"]),
+        "alarms": sorted((a["AlarmName"], a["StateValue"]) for a in alarms),
+        "targets": sorted(t["ResourceId"] for t in targets["ScalableTargets"]),
+        "registry": sorted((p["ModelPackageArn"], p["ModelApprovalStatus"]) for p in packages),
+        "state": sorted(json.dumps(i, sort_keys=True) for i in items),
+    }  # fmt: skip
+
+
+@pytest.fixture
+def busy_stack(
+    stack: Any, clients: Any, data: Any, registry: Any, intake_queue: Any, intake: Any, clock: FakeClock
+) -> Any:
+    """A stack with something to break: v1 of churn deployed on its endpoint, a transform job running, a
+    rejected file, a pending version."""
+    rollout = make_rollout(stack, clients, clock)
+    rollout.register()
+    rollout.pump()
+    rollout.register(status="PendingManualApproval")
+    rollout.pump()
+    data.drop("incoming/churn/a.csv")
+    data.drop("incoming/churn/notes.txt")
+    intake.handle(queued_messages(intake_queue.receive()))
+    assert rollout.endpoint()["EndpointStatus"] == "InService"
+    return stack
+
+
+def assert_no_mutation(log: Any, before: dict[str, Any], after: dict[str, Any], what: str) -> None:
+    assert log.mutations() == [], f"{what}: mutating calls {log.mutations()}"
+    assert after == before, f"{what}: the account changed"
+
+
+# ---------------------------------------------------------------------------------------- the intake
+def object_created(bucket: str, key: Any, **object_fields: Any) -> dict[str, Any]:
+    event = sample("s3-object-created.json")
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"]["key"] = key
+    event["detail"]["object"].update(object_fields)
+    return event
+
+
+def intake_bodies(bucket: str, real: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """name -> (message body, what the handler must log: an error, a warning, or nothing for a no-op)."""
+    huge = "incoming/churn/" + "x" * 1100 + ".csv"
+
+    def body(event: Any) -> str:
+        return json.dumps(event)
+
+    no_object = copy.deepcopy(real)
+    del no_object["detail"]["object"]
+    return {
+        "not JSON": ("{not json", "error"),
+        "a JSON array": ("[1, 2, 3]", "error"),
+        "a JSON string": ('"incoming/churn/a.csv"', "error"),
+        "JSON null": ("null", "error"),
+        "an empty object": ("{}", "error"),
+        "Object Deleted": (body({**real, "detail-type": "Object Deleted"}), "error"),
+        "a SageMaker event": (body(sample("sagemaker-transform-job-completed.json")), "error"),
+        "no detail.object": (body(no_object), "error"),
+        "a key that is a number": (body(object_created(bucket, 42)), "error"),
+        "an empty key": (body(object_created(bucket, "")), "error"),
+        "another bucket": (body(object_created("someone-elses-bucket", "incoming/churn/a.csv")), "warning"),
+        "a key over 1024 bytes": (body(object_created(bucket, huge)), "warning"),
+        "a key with control characters": (body(object_created(bucket, "incoming/churn/a\u0000b\n\r\t.csv")), "warning"),
+        "a key climbing out": (body(object_created(bucket, "incoming/churn/../../jobs/x/plan.json")), "warning"),
+        "an object that never existed": (body(object_created(bucket, "incoming/churn/ghost.csv")), "warning"),
+        "a version that does not exist": (
+            body(object_created(bucket, "incoming/churn/a.csv", **{"version-id": "nosuchversion"})), "warning",
+        ),
+        "a folder": (body(object_created(bucket, "incoming/churn/new folder/")), ""),
+    }  # fmt: skip
+
+
+def test_the_intake_drops_malformed_messages_without_touching_aws(
+    busy_stack, clients, data, intake_queue, handlers, log_records: LogRecords, subtests
+):
+    data.drop("incoming/churn/b.csv")
+    (real_record,) = intake_queue.receive()["Records"]
+    real = json.loads(real_record["body"])
+    app, context = handlers(INTAKE)
+    log = record_calls(product_clients.client)
+    cases = intake_bodies(data.name, real)
+    for name, (body, level) in cases.items():
+        with subtests.test(name):
+            before = account(busy_stack, clients, data.name)
+            log.clear()
+            log_records.clear()
+            response = app.handler(sqs_event([with_body(real_record, body)]), context)
+            assert response == {"batchItemFailures": []}
+            assert_no_mutation(log, before, account(busy_stack, clients, data.name), name)
+            logged = {logging.ERROR: "error", logging.WARNING: "warning"}
+            levels = {logged[r.levelno] for r in log_records.at(logging.WARNING)}
+            assert levels == ({level} if level else set()), f"{name}: {log_records.messages(logging.WARNING)}"
+    with subtests.test("all of them in one batch, and an empty batch"):
+        before = account(busy_stack, clients, data.name)
+        log.clear()
+        records = [with_body(real_record, body) for body, _ in cases.values()]
+        assert app.handler(sqs_event(records), context) == {"batchItemFailures": []}
+        assert app.handler({"Records": []}, context) == {"batchItemFailures": []}
+        assert_no_mutation(log, before, account(busy_stack, clients, data.name), "one batch")
+    assert len(cases) >= 12
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeEncodeError,
+    reason="product gap: parse_object_created accepts a key that is not valid UTF-8 (a lone surrogate, which "
+    "JSON allows); HeadObject then raises UnicodeEncodeError out of BatchIntake.handle, the whole batch fails "
+    "on every delivery and goes to the dead-letter queue, the good files with it",
+)
+def test_a_key_that_is_not_unicode_does_not_sink_its_batch(busy_stack, data, intake_queue, handlers, jobs):
+    data.drop("incoming/churn/good.csv")
+    (good,) = intake_queue.receive()["Records"]
+    poison = with_body(good, json.dumps(object_created(data.name, "incoming/churn/\ud800.csv")))
+    app, context = handlers(INTAKE)
+    assert app.handler(sqs_event([good, poison]), context) == {"batchItemFailures": []}
+    assert any(j.keys == ["incoming/churn/good.csv"] for j in jobs.all())
+
+
+# ---------------------------------------------------------------------------------------- the completion
+def completion_events(job: str) -> dict[str, tuple[dict[str, Any] | Any, str]]:
+    """name -> (event, "error" for a malformed one, "" for a deliberate no-op)."""
+    good = faithful.transform_job_event(job)
+
+    def with_detail(**changes: Any) -> dict[str, Any]:
+        event = copy.deepcopy(good)
+        event["detail"].update(changes)
+        return event
+
+    def without(*fields: str) -> dict[str, Any]:
+        event = copy.deepcopy(good)
+        for name in fields:
+            event["detail"].pop(name, None)
+        return event
+
+    return {
+        "an empty event": ({}, "error"),
+        "an S3 event": (sample("s3-object-created.json"), "error"),
+        "an endpoint event": (sample("sagemaker-endpoint-in-service.json"), "error"),
+        "no detail": ({k: v for k, v in good.items() if k != "detail"}, "error"),
+        "a null detail": ({**good, "detail": None}, "error"),
+        "a list for detail": ({**good, "detail": [good["detail"]]}, "error"),
+        "a job name that is a number": (with_detail(TransformJobName=7), "error"),
+        "no status": (without("TransformJobStatus"), "error"),
+        "a status that is a list": (with_detail(TransformJobStatus=["Completed"]), "error"),
+        "a spoofed source": ({**good, "source": "custom.sagemaker"}, "error"),
+        "a foreign job": (sample("sagemaker-transform-job-foreign.json"), ""),
+        "a job of our prefix nobody started": (with_detail(TransformJobName="sagepilot-churn-0000000000000000"), ""),
+        "a retry nobody started": (with_detail(TransformJobName=f"{job}-r7"), ""),
+        "still in progress": (with_detail(TransformJobStatus="InProgress"), ""),
+        "an unknown status": (with_detail(TransformJobStatus="Exploded"), ""),
+        "a name over 63 characters": (with_detail(TransformJobName="sagepilot-" + "x" * 300), ""),
+    }
+
+
+def test_the_completion_drops_malformed_and_foreign_events_without_touching_aws(
+    busy_stack, clients, data, handlers, log_records: LogRecords, subtests
+):
+    (job,) = [j["TransformJobName"] for j in clients("sagemaker").list_transform_jobs()["TransformJobSummaries"]]
+    app, context = handlers(COMPLETION)
+    log = record_calls(product_clients.client)
+    cases = completion_events(job)
+    for name, (event, level) in cases.items():
+        with subtests.test(name):
+            before = account(busy_stack, clients, data.name)
+            log.clear()
+            log_records.clear()
+            answer = app.handler(event, context)
+            assert answer["action"] == "ignored" and answer["detail"], answer
+            assert_no_mutation(log, before, account(busy_stack, clients, data.name), name)
+            errors = log_records.messages(logging.ERROR)
+            assert (errors == ["dropping a malformed event"]) if level == "error" else (errors == []), errors
+    assert len(cases) >= 12
+
+
+# ---------------------------------------------------------------------------------------- the rollout
+def rollout_events() -> dict[str, tuple[Any, str]]:
+    """name -> (event, "error" for a malformed one, "" for a deliberate no-op)."""
+    approved = sample("sagemaker-model-package-approved.json")
+    alarm = sample("cloudwatch-alarm-rollout.json")
+    command = sample("operator-rollout-command.json")
+
+    def changed(event: dict[str, Any], **detail: Any) -> dict[str, Any]:
+        out = copy.deepcopy(event)
+        out["detail"].update(detail)
+        return out
+
+    def without(event: dict[str, Any], field: str) -> dict[str, Any]:
+        return {**event, "detail": {k: v for k, v in event["detail"].items() if k != field}}
+
+    no_dimension = copy.deepcopy(alarm)
+    no_dimension["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {"QueueName": "q"}
+    return {
+        "an empty event": ({}, "error"),
+        "an S3 event": (sample("s3-object-created.json"), "error"),
+        "a transform job event": (sample("sagemaker-transform-job-completed.json"), "error"),
+        "an unknown detail-type": ({**approved, "detail-type": "SageMaker Model State Change"}, "error"),
+        "a spoofed source": ({**approved, "source": "custom.registry"}, "error"),
+        "an approval without a group": (changed(approved, ModelPackageGroupName=""), "error"),
+        "a group that is a number": (changed(approved, ModelPackageGroupName=12), "error"),
+        "an approval without a status": (without(approved, "ModelApprovalStatus"), "error"),
+        "a list for detail": ({**approved, "detail": [1, 2]}, "error"),
+        "an alarm without an endpoint dimension": (no_dimension, "error"),
+        "an alarm without a state": (without(alarm, "state"), "error"),
+        "a command without an endpoint": ({**command, "detail": {"command": "promote"}}, "error"),
+        "an approval of a group that does not exist": (changed(approved, ModelPackageGroupName="ghost"), ""),
+        "an unapproved status of a group that does not exist": (
+            changed(approved, ModelPackageGroupName="ghost", ModelApprovalStatus="PendingManualApproval"), "",
+        ),
+        "a duplicated approval of the live version": (changed(approved, ModelPackageVersion=1), ""),
+        "an alarm in INSUFFICIENT_DATA": (changed(alarm, alarmName="sagepilot-churn-v1-5xx"), ""),
+    }  # fmt: skip
+
+
+def test_the_rollout_drops_malformed_events_without_touching_aws(
+    busy_stack, clients, data, handlers, log_records: LogRecords, subtests
+):
+    app, context = handlers(ROLLOUT)
+    log = record_calls(product_clients.client)
+    cases = rollout_events()
+    for name, (event, level) in cases.items():
+        with subtests.test(name):
+            before = account(busy_stack, clients, data.name)
+            log.clear()
+            log_records.clear()
+            answer = app.handler(event, context)
+            if level == "error":
+                assert answer["result"] == "ignored" and answer["detail"], answer
+                assert log_records.messages(logging.ERROR) == ["dropping a malformed event"]
+                assert_no_mutation(log, before, account(busy_stack, clients, data.name), name)
+            else:
+                assert all(o["result"] in ("ignored", "waiting") for o in answer["outcomes"]), answer
+                assert log_records.messages(logging.ERROR) == []
+                # A deliberate no-op on a managed endpoint takes and lets go of its lease, nothing else.
+                writes = [(s, op) for s, op in log.mutations() if (s, op) != ("dynamodb", "UpdateItem")]
+                assert writes == [], f"{name}: {writes}"
+                after = account(busy_stack, clients, data.name)
+                assert {k: v for k, v in after.items() if k != "state"} == {
+                    k: v for k, v in before.items() if k != "state"
+                }, name
+    assert len(cases) >= 12
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product gap: Rollouts.reconcile takes the lease (a conditional UpdateItem that creates the item) "
+    "before it knows the endpoint is managed, so every event about a foreign endpoint or alarm named with "
+    "the stack's prefix leaves an `endpoint#<name>` item (leaseOwner removed, checkedAt set) in the state table",
+)
+@pytest.mark.parametrize("event", ["sagemaker-endpoint-foreign.json", "cloudwatch-alarm-foreign.json"])
+def test_events_about_endpoints_the_stack_does_not_manage_leave_the_state_table_alone(
+    busy_stack, clients, data, handlers, event
+):
+    app, context = handlers(ROLLOUT)
+    log = record_calls(product_clients.client)
+    before = account(busy_stack, clients, data.name)
+    raw = sample(event)
+    if "alarm" in event:  # routed by the template only when named with the prefix
+        raw["detail"]["alarmName"] = "sagepilot-someone-else-v1-5xx"
+        raw["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {
+            "EndpointName": "sagepilot-someone-else", "VariantName": "v1"}  # fmt: skip
+    else:
+        raw["detail"]["EndpointName"] = "sagepilot-someone-else"
+    answer = app.handler(raw, context)
+    assert [o["result"] for o in answer["outcomes"]] == ["ignored"]
+    assert_no_mutation(log, before, account(busy_stack, clients, data.name), event)
+
+
+# ---------------------------------------------------------------------------------------- fuzzing the parsers
+JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=25,
+)
+SAMPLES = sorted(p.name for p in EVENTS.glob("*.json") if p.name != "sqs-intake-batch.json")
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "object created": parse_object_created,
+    "transform job change": parse_transform_job_change,
+    "rollout trigger": parse_rollout_trigger,
+}
+VIEWS = (ObjectCreated, TransformJobChange, PackageChanged, EndpointSignal, AlarmSignal, Scheduled)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def graft(event: Any, path: list[int], junk: Any) -> Any:
+    """`event` with the node that `path` leads to (indices into each level's keys) replaced by `junk`."""
+    if not path or not isinstance(event, dict | list) or not event:
+        return junk
+    out = copy.deepcopy(event)
+    keys = list(out) if isinstance(out, dict) else list(range(len(out)))
+    key = keys[path[0] % len(keys)]
+    out[key] = graft(out[key], path[1:], junk)
+    return out
+
+
+def only_malformed(parse: Callable[[Any], Any], event: Any) -> None:
+    try:
+        view = parse(event)
+    except MalformedEvent:
+        return
+    assert isinstance(view, VIEWS), view
+
+
+@FUZZ
+@given(
+    parser=st.sampled_from(sorted(PARSERS)),
+    sample_name=st.sampled_from(SAMPLES),
+    path=st.lists(st.integers(0, 50), max_size=6),
+    junk=JUNK,
+)
+def test_junk_grafted_anywhere_into_a_real_event_gives_a_view_or_malformed_event(parser, sample_name, path, junk):
+    event = graft(sample(sample_name), path, junk)
+    assume(isinstance(event, dict))  # EventBridge hands a function an object (see the known gap below)
+    only_malformed(PARSERS[parser], event)
+
+
+@FUZZ
+@given(
+    parser=st.sampled_from(sorted(PARSERS)),
+    source=st.sampled_from(["aws.s3", "aws.sagemaker", "aws.cloudwatch", "aws.events", "sagepilot.operator", "x"]),
+    kind=st.sampled_from(
+        [
+            "Object Created",
+            "SageMaker Transform Job State Change",
+            "SageMaker Model Package State Change",
+            "SageMaker Endpoint State Change",
+            "CloudWatch Alarm State Change",
+            "Scheduled Event",
+            "Rollout Command",
+        ]
+    ),
+    rest=st.dictionaries(st.sampled_from(["detail", "resources", "id", "time", "region"]), JUNK, max_size=5),
+)
+def test_whole_events_of_junk_give_a_view_or_malformed_event(parser, source, kind, rest):
+    only_malformed(PARSERS[parser], {"source": source, "detail-type": kind, **rest})
+
+
+@FUZZ
+@given(parser=st.sampled_from(sorted(PARSERS)), event=st.dictionaries(st.text(max_size=12), JUNK, max_size=8))
+def test_any_object_at_all_gives_a_view_or_malformed_event(parser, event):
+    only_malformed(PARSERS[parser], event)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="product gap (minor): parse_object_created and parse_transform_job_change call raw.get() before "
+    "checking that the event is an object, so a list, a string or null raises AttributeError instead of "
+    "MalformedEvent (and the completion handler's except-clause calls event.get() too); parse_rollout_trigger "
+    "checks first",
+)
+@pytest.mark.parametrize("parser", ["object created", "transform job change"])
+def test_an_event_that_is_not_an_object_is_malformed(parser):
+    for event in ([], None, "Object Created", 42):
+        only_malformed(PARSERS[parser], event)
+
+
+@FUZZ
+@given(
+    bodies=st.lists(
+        st.one_of(
+            st.text(max_size=40),
+            JUNK.map(json.dumps),
+            st.builds(
+                lambda p, j: json.dumps(graft(sample("s3-object-created.json"), p, j)),
+                st.lists(st.integers(0, 20), max_size=4),
+                JUNK,
+            ),
+        ),
+        max_size=6,
+    ),
+    counts=st.lists(st.integers(1, 1000), min_size=6, max_size=6),
+)
+def test_sqs_batches_of_junk_bodies_give_messages_or_their_errors(bodies, counts):
+    batch = sample("sqs-intake-batch.json")
+    record = batch["Records"][0]
+    records = []
+    for body, count in zip(bodies, counts, strict=False):
+        copy_ = with_body(record, body)
+        copy_["attributes"]["ApproximateReceiveCount"] = str(count)
+        records.append(copy_)
+    found = queued_messages({"Records": records})
+    assert len(found) == len(records)
+    for item, source in zip(found, records, strict=True):
+        if isinstance(item, QueuedMessage):
+            assert isinstance(item.body, dict) and item.message_id == source["messageId"]
+            only_malformed(parse_object_created, item.body)
+        else:
+            message_id, error = item
+            assert message_id == source["messageId"] and isinstance(error, MalformedEvent)

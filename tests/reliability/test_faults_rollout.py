@@ -1,0 +1,457 @@
+"""AWS failing under the rollout path: the rollout still ends where the reference ends, or says why.
+
+The same scenarios and drivers as the delivery suite, with errors injected at the HTTP layer into the
+rollout's calls (SageMaker, Application Auto Scaling, CloudWatch, DynamoDB, SNS), so botocore's standard
+retry mode runs; and the function invoked as Lambda invokes it asynchronously: a function error is retried
+twice, one and then two minutes later, then the event goes to the on-failure destination. The schedule
+keeps firing. While the faults last, after every step:
+
+- the endpoint never serves a variant the recorded rollout does not know (intent is recorded first);
+- autoscaling is never registered on a variant the endpoint no longer has.
+
+Once they stop, time passes, and the endpoint, its autoscaling, alarms, configs and models, the recorded
+rollout and the registry end exactly as in the reference run (notifications may be repeated by a response
+that was lost after SNS published, and a quota refusal adds its QUOTA notice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from functional.test_rollout import ENDPOINT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .conftest import (
+    TRANSPORT_FAULTS,
+    WITHOUT_SHRINKING,
+    Kill,
+    inject_aws_error,
+    inject_transport_fault,
+    kill_on,
+    record_calls,
+)
+from .test_delivery_rollout import SCENARIOS, Driver, reference
+
+MAX_ATTEMPTS = 6
+ASYNC_RETRY_DELAYS = (60, 120)  # Lambda's retries of an asynchronous invocation, in seconds
+SETTINGS = settings(
+    deadline=None,
+    phases=WITHOUT_SHRINKING,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+CALLS = [
+    ("sagemaker", "CreateEndpoint"), ("sagemaker", "CreateEndpointConfig"), ("sagemaker", "CreateModel"),
+    ("sagemaker", "UpdateEndpoint"), ("sagemaker", "UpdateEndpointWeightsAndCapacities"),
+    ("sagemaker", "DescribeEndpoint"), ("sagemaker", "ListModelPackages"), ("sagemaker", "UpdateModelPackage"),
+    ("sagemaker", "DeleteEndpointConfig"), ("sagemaker", "DeleteModel"),
+    ("application-autoscaling", "RegisterScalableTarget"), ("application-autoscaling", "PutScalingPolicy"),
+    ("application-autoscaling", "DeleteScalingPolicy"), ("application-autoscaling", "DeregisterScalableTarget"),
+    ("cloudwatch", "PutMetricAlarm"), ("cloudwatch", "DeleteAlarms"), ("cloudwatch", "DescribeAlarms"),
+    ("dynamodb", "UpdateItem"), ("dynamodb", "GetItem"), ("sns", "Publish"),
+]  # fmt: skip
+ERRORS = {
+    "throttled": {
+        "sagemaker": ("ThrottlingException", 400),
+        "application-autoscaling": ("ThrottlingException", 400),
+        "cloudwatch": ("Throttling", 400),
+        "dynamodb": ("ThrottlingException", 400),
+        "sns": ("Throttling", 400),
+    },
+    "unavailable": {
+        "sagemaker": ("ServiceUnavailable", 503),
+        "application-autoscaling": ("InternalServiceException", 500),
+        "cloudwatch": ("ServiceUnavailable", 503),
+        "dynamodb": ("InternalServerError", 500),
+        "sns": ("InternalError", 500),
+    },
+}
+BUSY = (
+    "ValidationException",
+    'Cannot update in-progress endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/x".',
+)
+RLE = ("ResourceLimitExceeded", "The account-level service limit 'ml.m5.large for endpoint usage' is 0 Instances")
+SPECIFIC = {  # errors only some calls get
+    "in progress": {("sagemaker", "UpdateEndpoint"), ("sagemaker", "UpdateEndpointWeightsAndCapacities")},
+    "no capacity": {("sagemaker", "CreateEndpoint"), ("sagemaker", "UpdateEndpoint")},
+}
+KINDS = (*ERRORS, *TRANSPORT_FAULTS, *SPECIFIC)
+
+
+def inject(clients: Any, call: tuple[str, str], kind: str, times: int | None) -> Any:
+    service, operation = call
+    client = clients(service)
+    if kind in ERRORS:
+        code, status = ERRORS[kind][service]
+        return inject_aws_error(client, operation, code, "injected", status=status, times=times)
+    if kind == "in progress":
+        return inject_aws_error(client, operation, *BUSY, times=times)
+    if kind == "no capacity":
+        return inject_aws_error(client, operation, *RLE, times=times)
+    return inject_transport_fault(client, operation, kind, times=times)
+
+
+def applicable(fault: tuple[tuple[str, str], str, Any]) -> bool:
+    call, kind, _ = fault
+    if call == ("dynamodb", "UpdateItem") and kind == "response-lost":
+        return False  # the lease's own: a known gap, see test_a_lost_response_to_taking_the_lease_...
+    return kind not in SPECIFIC or call in SPECIFIC[kind]
+
+
+def retried_alike(fault: tuple[tuple[str, str], str, Any]) -> bool:
+    """Faults whose retry is the same request: not a lost response to an endpoint update, whose retry SageMaker
+    refuses as in progress (see test_a_lost_response_to_an_endpoint_update_loses_nothing)."""
+    call, kind, _ = fault
+    return applicable(fault) and not (kind == "response-lost" and call[1].startswith("UpdateEndpoint"))
+
+
+@dataclass
+class FaultyDriver(Driver):
+    """The delivery suite's driver, with Lambda's asynchronous retries and the invariants under faults."""
+
+    errors: list[str] = field(default_factory=list)
+    on_failure: list[dict[str, Any]] = field(default_factory=list)
+    redriven: int = 0
+    kill: Kill | None = None
+
+    def invoke(self, event: dict[str, Any]) -> None:
+        for delay in (0, *ASYNC_RETRY_DELAYS):
+            self.rollout.clock.advance(delay)
+            try:
+                self.rollout.handle(event)
+                return
+            except Exception as exc:
+                self.errors.append(f"{event['detail-type']}: {type(exc).__name__}: {exc}")
+                if self.kill:
+                    self.kill.revive()
+            finally:
+                self.check()
+        self.on_failure.append(event)
+
+    def deliver(self, pending: Any) -> None:
+        pending.delivered += 1
+        pending.copies -= 1
+        if pending.copies == 0:
+            self.pool.remove(pending)
+        self.invoke(pending.event)
+
+    def schedule(self, seconds: float) -> None:
+        self.rollout.clock.advance(seconds)
+        self.invoke(
+            {"version": "0", "id": "tick", "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": "2026-11-25T10:00:00Z", "region": "us-east-1",
+             "resources": ["arn:aws:events:us-east-1:123456789012:rule/reconcile"], "detail": {}}
+        )  # fmt: skip
+
+    def redrive(self) -> None:
+        """An operator redrives the events Lambda gave up (waiting at the on-failure destination)."""
+        given_up, self.on_failure = self.on_failure, []
+        self.redriven += len(given_up)
+        for event in given_up:
+            self.invoke(event)
+
+    def ready_for(self, what: tuple[str, ...]) -> bool:
+        if what[0] == "alarm":
+            name = f"{ENDPOINT}-{what[1]}-{what[2]}"
+            return bool(self.rollout.clients("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"])
+        if what[0] == "operator":
+            state = self.rollout.state()
+            item = self.rollout.clients("dynamodb").get_item(
+                TableName=self.rollout.store()._table, Key={"pk": {"S": f"endpoint#{ENDPOINT}"}}
+            )["Item"]
+            return state is not None and state.phase.value == "CANARY" and "leaseOwner" not in item
+        return True
+
+    def check(self) -> None:
+        if self.kill and self.kill.dead:
+            return
+        super().check()
+        live = self.variants()
+        if live:
+            state = self.rollout.state()
+            assert state is not None, f"the endpoint serves {sorted(live)} but no rollout is recorded"
+            known = {r.variant for r in (state.stable, state.candidate) if r}
+            assert live <= known, f"the endpoint serves {sorted(live)}; the record knows {sorted(known)}"
+
+
+# Announced together with a move whose intent is recorded first: a function killed between the record and
+# the announcement never sends it (see test_a_move_announced_before_a_crash_is_announced_once_repaired).
+INTENT_NOTICES = ("ROLLOUT STARTED", "ROLLING BACK", "REVERTING")
+
+
+def comparable(end: dict[str, Any], *, killed: bool = False) -> dict[str, Any]:
+    """The end state; notifications as a set, without the QUOTA notices a capacity refusal adds (and, after a
+    kill, without the announcements of recorded intents)."""
+    found = dict(end)
+    skip = ("QUOTA", *INTENT_NOTICES) if killed else ("QUOTA",)
+    found["notifications"] = sorted({s for s, _ in end["notifications"] if not s.startswith(skip)})
+    return found
+
+
+def where_it_ends(end: dict[str, Any]) -> dict[str, Any]:
+    """What must not depend on the path taken: the endpoint, its autoscaling and alarms, the recorded rollout
+    and the registry. (A function killed between creating a model or config and recording it leaves that one
+    behind: see test_models_and_configs_created_by_an_interrupted_move_are_cleaned_up.)"""
+    keep = ("status", "shares", "autoscaled", "alarms", "phase", "stable", "candidate", "incidents", "paused",
+            "registry")  # fmt: skip
+    return {k: end[k] for k in keep}
+
+
+def consistent(end: dict[str, Any]) -> None:
+    """An endpoint at rest, whatever happened on the way: one variant, the recorded one, autoscaled, with its
+    alarms. (Configs and models created by an interrupted move may be left behind: see
+    test_models_and_configs_created_by_an_interrupted_move_are_cleaned_up.)"""
+    assert end["status"] == "InService" and end["phase"] == "STABLE" and end["candidate"] is None, end
+    live = f"v{end['stable']}"
+    assert set(end["shares"]) == {live}, end
+    assert [rid.rsplit("/", 1)[1] for rid, _, _ in end["autoscaled"]] == [live], end
+    assert end["alarms"] == [f"{ENDPOINT}-{live}-{k}" for k in ("5xx", "latency", "low-traffic")], end
+
+
+def run_scenario(driver: FaultyDriver, name: str) -> None:
+    """The scenario's stimuli, each once what it needs is there (the alarm exists, the canary runs and no
+    handler holds the endpoint's lease, for an operator's command): time passes meanwhile."""
+    for what in SCENARIOS[name]:
+        for _ in range(10):
+            if driver.ready_for(what):
+                break
+            driver.schedule(120)
+            driver.flush()
+            driver.redrive()
+        driver.stimulus(what)
+        driver.flush()
+
+
+# ---------------------------------------------------------------------------------------- retried by botocore
+@pytest.mark.usefixtures("no_retry_delay")
+@settings(SETTINGS, max_examples=6)
+@given(
+    name=st.sampled_from(["canary then promotion", "alarm rolls the canary back", "the live version is rejected"]),
+    faults=st.lists(
+        st.tuples(st.sampled_from(CALLS), st.sampled_from((*ERRORS, *TRANSPORT_FAULTS)), st.integers(1, 5)).filter(
+            retried_alike
+        ),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda f: f[0],
+    ),
+)
+def test_errors_that_botocore_retries_change_nothing(fresh_world: Any, name: str, faults: list[Any]) -> None:
+    expected = reference(fresh_world, name)
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        calls = record_calls(w.clients)
+        injected = [(f, inject(w.clients, *f)) for f in faults]
+        run_scenario(driver, name)
+        driver.settle()
+        for fault in injected:
+            fault[1].stop()
+        assert driver.errors == [], driver.errors
+        for (call, kind, times), fault in injected:
+            if fault.injected:  # a call the scenario makes
+                assert fault.injected == times, f"{call} {kind}: {fault.injected} of {times}"
+                assert fault.calls == len(calls.operations(call[1])) + times, f"{call} {kind}: not retried once each"
+        got = driver.end_state()
+    lost_publish = any(call == ("sns", "Publish") and kind == "response-lost" for call, kind, _ in faults)
+    assert (comparable(got) if lost_publish else got) == (comparable(expected) if lost_publish else expected)
+
+
+# ---------------------------------------------------------------------------------------- beyond the retries
+@pytest.mark.usefixtures("no_retry_delay")
+@settings(SETTINGS, max_examples=8)
+@given(
+    name=st.sampled_from(
+        ["canary then promotion", "alarm rolls the canary back", "a newer approval supersedes the canary"]
+    ),
+    faults=st.lists(
+        st.tuples(st.sampled_from(CALLS), st.sampled_from(KINDS), st.sampled_from([6, 12, 24, 36])).filter(applicable),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda f: f[0],
+    ),
+)
+def test_errors_beyond_the_retries_are_repaired_by_the_schedule(fresh_world: Any, name: str, faults: list[Any]) -> None:
+    """Errors lasting beyond botocore's retries (for one call or several invocations), including SageMaker
+    refusing an update of an endpoint that is busy and refusing for lack of quota: the function fails or
+    waits, Lambda retries, the schedule repairs, and the end is the reference's."""
+    expected = reference(fresh_world, name)
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        injected = [inject(w.clients, *f) for f in faults]
+        run_scenario(driver, name)
+        for _ in range(4):  # the faults wear off while the schedule keeps firing
+            driver.schedule(60)
+            driver.flush()
+        for fault in injected:
+            fault.stop()
+        driver.settle()
+        # Events Lambda gave up wait at the function's on-failure destination; an operator redrives them.
+        driver.redrive()
+        driver.settle()
+        got = driver.end_state()
+    consistent(got)
+    if driver.redriven:
+        # What followed may have taken another path (a first approval given up makes the next one deploy
+        # directly), but never to a half-done endpoint.
+        return
+    assert where_it_ends(got) == where_it_ends(expected), driver.errors
+    # An error between recording a move and announcing it loses the announcement, as a kill does.
+    assert comparable(got, killed=True)["notifications"] == comparable(expected, killed=True)["notifications"]
+
+
+# ---------------------------------------------------------------------------------------- killed half-way
+KILLS = [
+    ("sagemaker", "CreateEndpointConfig"), ("sagemaker", "UpdateEndpoint"),
+    ("sagemaker", "UpdateEndpointWeightsAndCapacities"), ("application-autoscaling", "RegisterScalableTarget"),
+    ("application-autoscaling", "DeregisterScalableTarget"), ("application-autoscaling", "DeleteScalingPolicy"),
+    ("cloudwatch", "PutMetricAlarm"), ("cloudwatch", "DeleteAlarms"), ("sagemaker", "UpdateModelPackage"),
+    ("sagemaker", "DeleteEndpointConfig"), ("sns", "Publish"), ("dynamodb", "UpdateItem"),
+]  # fmt: skip
+
+
+@settings(SETTINGS, max_examples=6)
+@given(
+    name=st.sampled_from(["canary then promotion", "alarm rolls the canary back", "operator rolls back"]),
+    # (the second UpdateItem is the first approval's first save: killed before it, the known gap below)
+    kill=st.tuples(st.sampled_from(KILLS), st.integers(2, 8)).filter(lambda k: k != (("dynamodb", "UpdateItem"), 2)),
+)
+def test_a_function_killed_half_way_is_repaired(fresh_world: Any, name: str, kill: Any) -> None:
+    """The function is killed at some call of the scenario (it never releases its lease, and nothing else it
+    would send reaches AWS): the triggers that follow find the lease taken until it expires, then the
+    schedule repairs what was half done, and the end is the reference's. (The first calls of the first
+    approval are left to the known gap below.)"""
+    expected = reference(fresh_world, name)
+    (service, operation), nth = kill
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        driver.kill = kill_on(w.clients, service, operation, nth=nth)
+        run_scenario(driver, name)
+        driver.settle()
+        got = driver.end_state()
+    consistent(got)
+    assert where_it_ends(got) == where_it_ends(expected), driver.errors
+    assert comparable(got, killed=True)["notifications"] == comparable(expected, killed=True)["notifications"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product gap: a move whose intent is recorded first (UpdateEndpoint for a canary, a rollback, a "
+    "revert) is announced after it is sent; a function killed in between leaves the intent recorded, the "
+    "next reconcile finishes the move, but nobody announces it",
+)
+def test_a_move_announced_before_a_crash_is_announced_once_repaired(fresh_world: Any) -> None:
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        driver.kill = kill_on(w.clients, "sagemaker", "UpdateEndpoint", nth=1)  # the canary's first update
+        run_scenario(driver, "canary then promotion")
+        driver.settle()
+        subjects = dict(driver.end_state()["notifications"])
+        assert subjects.get("ROLLOUT STARTED: sagepilot-churn v2") == 1, subjects
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product gap: UpdateEndpoint is not idempotent; when its response is lost after SageMaker accepted "
+    "it, botocore's retry is refused as 'Cannot update in-progress endpoint', Endpoints.update raises "
+    "EndpointBusy, and Rollouts._step keeps the state from before _config: the new config goes unrecorded "
+    "(never cleaned up) and the move's announcement (ROLLOUT STARTED) is never sent",
+)
+@pytest.mark.usefixtures("no_retry_delay")
+def test_a_lost_response_to_an_endpoint_update_loses_nothing(fresh_world: Any) -> None:
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        fault = inject_transport_fault(w.clients("sagemaker"), "UpdateEndpoint", "response-lost")
+        run_scenario(driver, "canary then promotion")
+        driver.settle()
+        end = driver.end_state()
+        assert fault.injected == 1 and end["shares"] == {"v2": 1.0}
+        assert len(end["configs"]) == 1, end["configs"]
+        assert dict(end["notifications"]).get("ROLLOUT STARTED: sagepilot-churn v2") == 1, end["notifications"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product gap: Rollouts._config creates a variant's Model and EndpointConfig and records their names "
+    "in the state only when the move is saved after UpdateEndpoint; a move interrupted in between (the "
+    "function killed, or UpdateEndpoint failing beyond its retries) leaves them unrecorded, so CleanUp never "
+    "deletes them",
+)
+@pytest.mark.usefixtures("no_retry_delay")
+@pytest.mark.parametrize("interruption", ["killed", "UpdateEndpoint failing"])
+def test_models_and_configs_created_by_an_interrupted_move_are_cleaned_up(fresh_world: Any, interruption: str) -> None:
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        if interruption == "killed":
+            driver.kill = kill_on(w.clients, "sagemaker", "CreateEndpointConfig", nth=2)  # after the v2 model
+        else:
+            inject(w.clients, ("sagemaker", "UpdateEndpoint"), "unavailable", MAX_ATTEMPTS * 3)
+        run_scenario(driver, "alarm rolls the canary back")
+        driver.settle()
+        end = driver.end_state()
+        assert end["shares"] == {"v1": 1.0}
+        assert len(end["configs"]) == 1 and [m for m in end["models"] if "-v2-" in m] == [], end
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product gap: a first approval whose reconcile dies before the rollout is first saved leaves the "
+    "endpoint's lease held and no record; Lambda's retry a minute later finds the lease taken and returns "
+    "'deferred' (success, so no more retries), and the schedule only repairs endpoints with a record",
+)
+def test_a_first_approval_killed_before_its_record_is_still_deployed(fresh_world: Any) -> None:
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        driver.kill = kill_on(w.clients, "sagemaker", "DescribeEndpoint", nth=1)  # the first reconcile's read
+        run_scenario(driver, "canary then promotion")
+        driver.settle()
+        assert driver.variants() == {"v2"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product gap: when the response to the lease's conditional UpdateItem is lost, botocore's retry "
+    "gets ConditionalCheckFailed from the handler's own lease; RolloutStore.acquire takes it for another "
+    "holder's, flags it for a rerun nobody will do, and the trigger is 'deferred' (for a first approval: "
+    "never deployed, as above)",
+)
+@pytest.mark.usefixtures("no_retry_delay")
+def test_a_lost_response_to_taking_the_lease_does_not_drop_the_trigger(fresh_world: Any) -> None:
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        fault = inject_transport_fault(
+            w.clients("dynamodb"), "UpdateItem", "response-lost", when=lambda request: b"leaseOwner" in request.body
+        )
+        driver.stimulus(("approve",))
+        driver.flush()
+        assert fault.injected == 1
+        assert driver.variants() == {"v1"}, [o.result for o in driver.rollout.outcomes]
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+def test_lost_responses_when_saving_and_releasing_are_harmless(fresh_world: Any) -> None:
+    """The state table's other conditional writes (saving the rollout, letting go of the lease) are safe to
+    retry when their response is lost after DynamoDB carried them out: every one of them loses its first
+    response, botocore retries, and the rollout ends as the reference's."""
+    expected = reference(fresh_world, "canary then promotion")
+    with fresh_world() as w:
+        driver = FaultyDriver.of(w)
+        fault = inject_transport_fault(
+            w.clients("dynamodb"),
+            "UpdateItem",
+            "response-lost",
+            times=None,
+            # every first attempt of every save and release (not the lease's own: the gap above)
+            when=lambda request: (
+                b"SET leaseOwner" not in request.body
+                and request.headers.get("amz-sdk-request", b"").split(b";")[0] == b"attempt=1"
+            ),
+        )
+        run_scenario(driver, "canary then promotion")
+        driver.settle()
+        fault.stop()
+        got = driver.end_state()
+    assert fault.injected > 10
+    assert where_it_ends(got) == where_it_ends(expected), driver.errors
+    assert comparable(got)["notifications"] == comparable(expected)["notifications"]
