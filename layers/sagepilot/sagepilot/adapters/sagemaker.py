@@ -42,13 +42,22 @@ class SageMaker:
 
     def start_transform_job(self, request: dict[str, Any]) -> bool:
         """CreateTransformJob; True if created, False if a job of that name already existed."""
-        name = request["TransformJobName"]
+        return self._create_job(
+            self._sm.create_transform_job,
+            "CreateTransformJob",
+            request["TransformJobName"],
+            request,
+            request["TransformResources"]["InstanceType"],
+        )
+
+    def _create_job(self, call: Any, operation: str, name: str, request: dict[str, Any], instance_type: str) -> bool:
+        """A Create*Job call made idempotent by its name: ResourceInUse means the job exists already."""
         try:
-            self._sm.create_transform_job(**request)
+            call(**request)
         except ClientError as exc:
             if error_code(exc) == "ResourceInUse":
                 return False
-            raise translate(exc, f"CreateTransformJob {name}", request["TransformResources"]["InstanceType"]) from exc
+            raise translate(exc, f"{operation} {name}", instance_type) from exc
         return True
 
     def describe_transform_job(self, name: str) -> dict[str, Any]:
@@ -59,14 +68,13 @@ class SageMaker:
 
     def start_training_job(self, request: dict[str, Any]) -> bool:
         """CreateTrainingJob; True if created, False if a job of that name already existed."""
-        name = request["TrainingJobName"]
-        try:
-            self._sm.create_training_job(**request)
-        except ClientError as exc:
-            if error_code(exc) == "ResourceInUse":
-                return False
-            raise translate(exc, f"CreateTrainingJob {name}", request["ResourceConfig"]["InstanceType"]) from exc
-        return True
+        return self._create_job(
+            self._sm.create_training_job,
+            "CreateTrainingJob",
+            request["TrainingJobName"],
+            request,
+            request["ResourceConfig"]["InstanceType"],
+        )
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
         try:

@@ -197,7 +197,9 @@ class Rollouts:
             outcome.result, outcome.note = "waiting", str(exc)
             applied = self._quota_reported(new_state, exc, deployment, now)
         if applied is not None and (alarm is not None or scheduled):
-            health_move = self._health(applied, alarm, deployment, now, scheduled=scheduled)
+            # The endpoint as read for the move, unless the move changed it (then read it again).
+            current = view if not decision.actions else None
+            health_move = self._health(applied, alarm, deployment, now, current, scheduled=scheduled)
             if health_move is not None:
                 applied, note = health_move
                 outcome.note = "; ".join(n for n in (outcome.note, note) if n)
@@ -250,7 +252,14 @@ class Rollouts:
 
     # Health and scale-in ----------------------------------------------------------------------------
     def _health(
-        self, state: RolloutState, alarm: str | None, deployment: Deployment, now: float, *, scheduled: bool
+        self,
+        state: RolloutState,
+        alarm: str | None,
+        deployment: Deployment,
+        now: float,
+        view: plan.EndpointView | None,
+        *,
+        scheduled: bool,
     ) -> tuple[RolloutState, str] | None:
         """Judge `alarm` (or, on a scheduled pass, the live variant's low-traffic alarm) and act on it."""
         ref: AlarmRef | None
@@ -266,7 +275,8 @@ class Rollouts:
         alarm_state = self._alarms.states((ref.name,)).get(ref.name)
         if alarm_state is None:
             return state, f"{ref.name} does not exist (any more)"
-        view = self._endpoints.describe(state.endpoint)
+        if view is None:
+            view = self._endpoints.describe(state.endpoint)
         on_endpoint = view is not None and ref.variant in view.names
         minimum = self._autoscaling.minimum(state.endpoint, ref.variant) if on_endpoint else None
         judgement = health.judge(
