@@ -36,6 +36,10 @@ test-fast: $(STAMP)  ## unit and functional tests only
 bench: $(STAMP)  ## figures beside same-run baselines (not a test; see bench/README.md); BENCH_ARGS=--quick
 	$(PY) -m bench $(BENCH_ARGS)
 
+.PHONY: limits
+limits: $(STAMP)  ## the README's "Limits and scaling": a simulated day and week on the bench's measured calls; LIMITS_ARGS=--no-sweeps
+	$(PY) -m bench.limits $(LIMITS_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check layers functions sandbox container

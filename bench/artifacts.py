@@ -164,7 +164,15 @@ def run(log_dir: Path, allow_build: bool = True) -> SectionResult:
         if resource.get("Type") == "AWS::Serverless::LayerVersion":
             folder = BUILD_DIR / str(resource["Properties"]["ContentUri"])
             zipped, unzipped, files, excluded = zip_size(folder, exclude=RUNTIME_PROVIDED)
-            layers[logical_id] = {"zipped": zipped, "unzipped": unzipped, "files": files, "excluded": excluded}
+            pycs = [p for p, _ in _files(folder, exclude=RUNTIME_PROVIDED) if p.suffix == ".pyc"]
+            layers[logical_id] = {
+                "zipped": zipped,
+                "unzipped": unzipped,
+                "files": files,
+                "excluded": excluded,
+                "pycFiles": len(pycs),
+                "pycUnzipped": sum(p.stat().st_size for p in pycs),
+            }
     for logical_id, resource in resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
@@ -199,8 +207,9 @@ def run(log_dir: Path, allow_build: bool = True) -> SectionResult:
     for name, layer in sorted(layers.items()):
         left_out = ", ".join(layer["excluded"]) or "nothing"
         result.text.append(
-            f"layer {name}: {layer['zipped']:,} B zipped, {layer['unzipped']:,} B unzipped, {layer['files']} files;"
-            f" left out as runtime-provided: {left_out}"
+            f"layer {name}: {layer['zipped']:,} B zipped, {layer['unzipped']:,} B unzipped, {layer['files']} files"
+            f" (of them {layer['pycFiles']} .pyc, {layer['pycUnzipped']:,} B unzipped); left out as"
+            f" runtime-provided: {left_out}"
         )
     result.figures.append(
         Figure(

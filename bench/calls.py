@@ -10,7 +10,8 @@ init per scenario); every boto3 client they create gets botocore event hooks:
 - `after-call`   the answer's error code, when AWS said no (e.g. ConditionalCheckFailed, by design).
 
 Only what happens inside `with h.recording():` is counted; the set-up a scenario does with the bench's
-own clients (uploads, queue reads, a preceding invocation) is not.
+own clients (uploads, queue reads, a preceding invocation) is not. `h.recording("label")` counts apart
+(e.g. a baseline measured in the same scenario), and each invocation inside a recording is timed.
 
 Add a scenario: write `def my_scenario(h: Harness) -> None` that prepares the state, then invokes the
 handler inside `with h.recording():`, and append a `Scenario(...)` to SCENARIOS. Run in a child
@@ -36,10 +37,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.common import REGION, Figure, SectionResult, Target
+from bench.common import REGION, Figure, Sample, SectionResult, Target
 
 INTAKE = "BatchIntakeFunction"
 COMPLETION = "BatchCompletionFunction"
+ROLLOUT = "RolloutFunction"
 CSV = b"age,tenure,spend\n34,12,56.1\n51,3,12.0\n"
 
 
@@ -129,7 +131,14 @@ class Harness:
         self.bucket: str = stack.outputs["DataBucketName"]
         self.init = CallLog()  # calls made while importing handlers (Lambda's init phase)
         self.log = CallLog()  # calls made inside `recording()`
-        self._recording = False
+        self.logs: dict[str, CallLog] = {}  # calls made inside `recording(label)`, by label
+        self.timings: dict[str, list[float]] = {}  # ms of each invocation inside a recording, by label ("" main)
+        # Each recorded invocation's calls in order, with ms since the invocation started, by label.
+        self.traces: dict[str, list[list[tuple[str, float]]]] = {}
+        self._recording: str | None = None
+        self._trace: list[tuple[str, float]] | None = None
+        self._invoke_started = 0.0
+        self._groups: set[str] = set()
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._modules: list[ModuleType] = []
         self._in_init = False
@@ -144,12 +153,17 @@ class Harness:
     def _current(self) -> CallLog | None:
         if self._in_init:
             return self.init
-        return self.log if self._recording else None
+        if self._recording is None:
+            return None
+        return self.log if self._recording == "" else self.logs.setdefault(self._recording, CallLog())
 
     def _on_call(self, event_name: str, **_: Any) -> None:
         log = self._current()
         if log is not None:
             log.add(log.calls, _operation(event_name))
+            trace = self._trace
+            if trace is not None and not self._in_init:
+                trace.append((_operation(event_name), (time.perf_counter() - self._invoke_started) * 1000))
 
     def _on_send(self, event_name: str, **_: Any) -> None:
         log = self._current()
@@ -163,12 +177,13 @@ class Harness:
             log.add(log.errors, f"{_operation(event_name)}:{code}")
 
     @contextmanager
-    def recording(self) -> Iterator[CallLog]:
-        self._recording = True
+    def recording(self, label: str = "") -> Iterator[CallLog]:
+        """Count the calls (and time the invocations) made inside; under `label` apart from the scenario's."""
+        self._recording = label
         try:
-            yield self.log
+            yield self.log if label == "" else self.logs.setdefault(label, CallLog())
         finally:
-            self._recording = False
+            self._recording = None
 
     # handlers -------------------------------------------------------------------------------
     @contextmanager
@@ -213,22 +228,35 @@ class Harness:
         global _capturing
         handler = self.handler(logical_id)
         spec = self.stack.functions[logical_id]
+        label = self._recording
         _capturing = self
+        self._trace = [] if label is not None else None
+        self._invoke_started = started = time.perf_counter()
         try:
             with self._function_env(spec):
                 return handler(event, LambdaContext(spec.name, spec.timeout))
         finally:
             _capturing = None
+            if label is not None and self._trace is not None:
+                self.timings.setdefault(label, []).append((time.perf_counter() - started) * 1000)
+                self.traces.setdefault(label, []).append(self._trace)
+            self._trace = None
 
     # the outside world ------------------------------------------------------------------------
     def check(self, ok: bool, what: str) -> None:
         if not ok:
             raise ScenarioFailed(what)
 
-    def register_model(self, group: str, content_types: tuple[str, ...] = ("text/csv",)) -> str:
-        """A model package group with one Approved version; returns the package ARN."""
+    def register_model(
+        self, group: str, content_types: tuple[str, ...] = ("text/csv",), tags: dict[str, str] | None = None
+    ) -> str:
+        """An Approved version in a model package group (created with `tags` the first time); returns the
+        package ARN. Its `Model Package State Change` event goes through the template's rules."""
         sm = self.client("sagemaker")
-        sm.create_model_package_group(ModelPackageGroupName=group)
+        if group not in self._groups:
+            tagged = [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
+            sm.create_model_package_group(ModelPackageGroupName=group, **({"Tags": tagged} if tagged else {}))
+            self._groups.add(group)
         return str(
             sm.create_model_package(
                 ModelPackageGroupName=group,
@@ -275,12 +303,38 @@ class Harness:
         from sagepilot_sandbox import faithful
 
         faithful.deliver_event(event)
+        return self.deliveries()
+
+    def deliveries(self) -> dict[str, list[dict[str, Any]]]:
+        """What each function's EventBridge rules let through since the last look (events AWS itself put
+        on the bus: registry changes, endpoint state changes, alarm state changes)."""
         delivered: dict[str, list[dict[str, Any]]] = {}
         for logical_id, spec in self.stack.functions.items():
             for delivery in spec.rule_deliveries:
                 records = self.receive(delivery.delivery_queue_url)["Records"]
                 delivered.setdefault(logical_id, []).extend(json.loads(r["body"]) for r in records)
         return delivered
+
+    def settle_endpoint(self, name: str) -> list[dict[str, Any]]:
+        """SageMaker finishes the endpoint's pending change; its state-change events go on the bus."""
+        from sagepilot_sandbox import faithful
+
+        events = list(faithful.settle_endpoint(name))
+        for event in events:
+            faithful.deliver_event(event)
+        return events
+
+    def set_alarm(self, name: str, value: str) -> None:
+        """CloudWatch moves an alarm (its state-change event goes on the bus)."""
+        self.client("cloudwatch").set_alarm_state(AlarmName=name, StateValue=value, StateReason=f"bench: {value}")
+
+    def scheduled_event(self, logical_id: str) -> dict[str, Any]:
+        """What the function's Schedule rule sends it (a schedule has no pattern to route through)."""
+        from sagepilot_sandbox.runtime import scheduled_event
+
+        spec = self.stack.functions[logical_id]
+        (rule,) = [d for d in spec.rule_deliveries if d.schedule_expression]
+        return scheduled_event(rule.rule_arn)
 
     def transform_jobs(self) -> list[str]:
         pages = self.client("sagemaker").get_paginator("list_transform_jobs").paginate()
@@ -307,6 +361,13 @@ class Scenario:
     unit: str = "event"  # ...of these
     baseline: str | None = None  # another scenario whose calls per unit are this one's baseline
     max_ratio: float | None = None  # target on (calls per unit) / (baseline's calls per unit)
+    # A baseline recorded in the same scenario (`h.recording(label)`), per invocation; with `timed`, the
+    # invocations' handler times are compared too (median of the scenario's vs median of the baseline's).
+    own_baseline: str | None = None
+    timed: bool = False
+    # With `timed`: the call that ends the reaction (e.g. the one moving traffic); calls and handler time
+    # are then counted until it, the whole invocation's in the note.
+    until_call: str | None = None
 
 
 def _drop_files(h: Harness, n: int, group: str = "churn") -> list[str]:
@@ -356,7 +417,227 @@ def job_completed(n: int) -> Callable[[Harness], None]:
     return scenario
 
 
-# Add rollout steps, the alarm-driven rollback and the scale-in here as they land.
+# ---------------------------------------------------------------------------------------- rollouts
+GROUP = "churn"
+BAKE_SECONDS = 2  # the group's sagepilot:bake-seconds: steps wait for it on the real clock
+ROLLBACK_ROUNDS = 5  # canaries rolled back by an alarm in the rollback-reaction scenario
+ENDPOINT_CHANGE = "SageMaker Endpoint State Change"
+PACKAGE_CHANGE = "SageMaker Model Package State Change"
+
+
+def _endpoint(h: Harness) -> str:
+    return f"{h.stack.functions[ROLLOUT].environment['NAME_PREFIX']}-{GROUP}"
+
+
+def _approve(h: Harness) -> str:
+    """A new Approved version of the group (bake time shortened by the group's tag); its ARN."""
+    return h.register_model(GROUP, tags={"sagepilot:bake-seconds": str(BAKE_SECONDS)})
+
+
+def _rollout_events(h: Harness) -> list[dict[str, Any]]:
+    return h.deliveries().get(ROLLOUT, [])
+
+
+def _pump(h: Harness) -> list[dict[str, Any]]:
+    """Deliver what the rules route to the rollout function and let SageMaker finish each endpoint change,
+    until nothing moves; returns the events handled."""
+    handled: list[dict[str, Any]] = []
+    for _ in range(30):
+        events = _rollout_events(h)
+        for event in events:
+            h.invoke(ROLLOUT, event)
+        handled += events
+        settled = h.settle_endpoint(_endpoint(h))
+        if not events and not settled:
+            return handled
+    raise ScenarioFailed("the rollout did not settle")
+
+
+def _tick(h: Harness) -> None:
+    """The bake time passes; the schedule's reconcile fires."""
+    time.sleep(BAKE_SECONDS + 0.2)
+    h.invoke(ROLLOUT, h.scheduled_event(ROLLOUT))
+
+
+def _shares(h: Harness) -> dict[str, float]:
+    variants = h.client("sagemaker").describe_endpoint(EndpointName=_endpoint(h))["ProductionVariants"]
+    total = sum(v["CurrentWeight"] for v in variants) or 1.0
+    return {v["VariantName"]: round(v["CurrentWeight"] / total, 3) for v in variants}
+
+
+def _instances(h: Harness, variant: str) -> int:
+    variants = h.client("sagemaker").describe_endpoint(EndpointName=_endpoint(h))["ProductionVariants"]
+    return int(next(v["CurrentInstanceCount"] for v in variants if v["VariantName"] == variant))
+
+
+def _scaled_variants(h: Harness) -> set[str]:
+    targets = h.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+    prefix = f"endpoint/{_endpoint(h)}/variant/"
+    return {t["ResourceId"][len(prefix) :] for t in targets["ScalableTargets"] if t["ResourceId"].startswith(prefix)}
+
+
+def _alarms(h: Harness, variant: str) -> set[str]:
+    prefix = f"{_endpoint(h)}-{variant}-"
+    alarms = h.client("cloudwatch").describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+    return {a["AlarmName"].removeprefix(prefix) for a in alarms}
+
+
+def _one_event(h: Harness, what: str) -> dict[str, Any]:
+    events = _rollout_events(h)
+    h.check(len(events) == 1, f"expected the rules to deliver one {what} to {ROLLOUT}, got {len(events)}")
+    return events[0]
+
+
+def _record_until_settled(h: Harness, first: dict[str, Any]) -> list[str]:
+    """Inside a recording: the event, then every event the endpoint's changes bring, until nothing moves;
+    returns the detail-types of the events handled, in order."""
+    h.invoke(ROLLOUT, first)
+    return [e["detail-type"] for e in [first, *_pump(h)]]
+
+
+def _stable_v1(h: Harness) -> dict[str, Any]:
+    """v1 approved and deployed; returns the InService event of the stable endpoint (a no-op trigger)."""
+    _approve(h)
+    handled = _pump(h)
+    h.check(_shares(h) == {"v1": 1.0}, f"v1 not deployed: {_shares(h)}")
+    return next(e for e in handled if e["detail-type"] == ENDPOINT_CHANGE)
+
+
+def _canary(h: Harness) -> str:
+    """v1 stable, v2 approved and at its first canary step; returns v2's package ARN."""
+    _stable_v1(h)
+    v2 = _approve(h)
+    _pump(h)
+    h.check(_shares(h) == {"v1": 0.9, "v2": 0.1}, f"canary not at 10%: {_shares(h)}")
+    return v2
+
+
+def first_approval(h: Harness) -> None:
+    _approve(h)
+    event = _one_event(h, "Model Package State Change")
+    with h.recording():
+        h.invoke(ROLLOUT, event)
+    endpoint = h.client("sagemaker").describe_endpoint(EndpointName=_endpoint(h))
+    h.check(endpoint["EndpointStatus"] == "Creating", f"endpoint is {endpoint['EndpointStatus']}, not Creating")
+
+
+def endpoint_created(h: Harness) -> None:
+    _approve(h)
+    h.invoke(ROLLOUT, _one_event(h, "Model Package State Change"))
+    h.settle_endpoint(_endpoint(h))
+    event = _one_event(h, "Endpoint State Change (InService)")
+    with h.recording():
+        h.invoke(ROLLOUT, event)
+    h.check(_scaled_variants(h) == {"v1"}, f"autoscaling not registered for v1: {_scaled_variants(h)}")
+    h.check(_alarms(h, "v1") == {"5xx", "latency", "low-traffic"}, f"v1 alarms: {_alarms(h, 'v1')}")
+    h.check(_rollout_events(h) == [], "the stable endpoint asked for more moves")
+
+
+def second_approval(h: Harness) -> None:
+    _stable_v1(h)
+    _approve(h)
+    event = _one_event(h, "Model Package State Change")
+    with h.recording():
+        h.invoke(ROLLOUT, event)
+    h.settle_endpoint(_endpoint(h))
+    h.check(_shares(h) == {"v1": 0.9, "v2": 0.1}, f"canary not added at 10%: {_shares(h)}")
+    h.check({"5xx", "latency"} <= _alarms(h, "v2"), f"the canary's rollout alarms: {_alarms(h, 'v2')}")
+
+
+def traffic_shift(steps_before: int, expected: dict[str, float]) -> Callable[[Harness], None]:
+    def scenario(h: Harness) -> None:
+        _canary(h)
+        for _ in range(steps_before):
+            _tick(h)
+            _pump(h)
+        time.sleep(BAKE_SECONDS + 0.2)
+        with h.recording():
+            h.invoke(ROLLOUT, h.scheduled_event(ROLLOUT))
+        h.settle_endpoint(_endpoint(h))
+        h.check(_shares(h) == expected, f"expected {expected} after the shift, got {_shares(h)}")
+        _pump(h)  # the shift's InService event: baking, no move
+        h.check(_shares(h) == expected, f"the shift did not hold: {_shares(h)}")
+
+    return scenario
+
+
+def promotion(h: Harness) -> None:
+    _canary(h)
+    for _ in range(2):
+        _tick(h)
+        _pump(h)
+    h.check(_shares(h) == {"v1": 0.0, "v2": 1.0}, f"not at 100%: {_shares(h)}")
+    time.sleep(BAKE_SECONDS + 0.2)
+    with h.recording():
+        invocations = _record_until_settled(h, h.scheduled_event(ROLLOUT))
+    h.check(_shares(h) == {"v2": 1.0}, f"v1 not removed: {_shares(h)}")
+    h.check(_scaled_variants(h) == {"v2"}, f"autoscaling: {_scaled_variants(h)}")
+    h.check(_alarms(h, "v1") == set(), f"v1's alarms left: {_alarms(h, 'v1')}")
+    h.check("low-traffic" in _alarms(h, "v2"), "v2 has no low-traffic alarm")
+    expected = ["Scheduled Event", ENDPOINT_CHANGE]
+    h.check(invocations == expected, f"the promotion took {invocations}, expected {expected}")
+
+
+def alarm_rollback(h: Harness) -> None:
+    v2 = _canary(h)
+    h.set_alarm(f"{_endpoint(h)}-v2-5xx", "ALARM")
+    event = _one_event(h, "CloudWatch Alarm State Change")
+    with h.recording():
+        invocations = _record_until_settled(h, event)
+    h.check(_shares(h) == {"v1": 1.0}, f"not rolled back: {_shares(h)}")
+    h.check(_scaled_variants(h) == {"v1"}, f"autoscaling: {_scaled_variants(h)}")
+    status = h.client("sagemaker").describe_model_package(ModelPackageName=v2)["ModelApprovalStatus"]
+    h.check(status == "Rejected", f"v2 is {status} in the registry, not Rejected")
+    # The alarm, SageMaker's two endpoint changes, and the registry's event for the rejection (a no-op).
+    expected = sorted(["CloudWatch Alarm State Change", ENDPOINT_CHANGE, ENDPOINT_CHANGE, PACKAGE_CHANGE])
+    h.check(sorted(invocations) == expected, f"the rollback took {invocations}, expected {expected}")
+
+
+def scale_in(h: Harness) -> None:
+    _stable_v1(h)
+    h.client("sagemaker").update_endpoint_weights_and_capacities(  # what target tracking does under load
+        EndpointName=_endpoint(h), DesiredWeightsAndCapacities=[{"VariantName": "v1", "DesiredInstanceCount": 3}]
+    )
+    _pump(h)
+    h.check(_instances(h, "v1") == 3, f"scale-out to 3 instances did not happen: {_instances(h, 'v1')}")
+    h.set_alarm(f"{_endpoint(h)}-v1-low-traffic", "ALARM")
+    event = _one_event(h, "CloudWatch Alarm State Change")
+    with h.recording():
+        h.invoke(ROLLOUT, event)
+    h.settle_endpoint(_endpoint(h))
+    h.check(_instances(h, "v1") == 1, f"not scaled in to the minimum 1: {_instances(h, 'v1')}")
+
+
+def noop_reconcile(h: Harness) -> None:
+    event = _stable_v1(h)
+    with h.recording():
+        outcome = h.invoke(ROLLOUT, event)
+    h.check(outcome["outcomes"][0]["result"] == "waiting", f"a stable endpoint moved: {outcome}")
+
+
+def rollback_reaction(h: Harness) -> None:
+    """From a canary's ALARM event to all traffic on the stable variant, ROLLBACK_ROUNDS times, beside
+    no-op reconciles of the stable endpoint (the baseline) in between."""
+    noop = _stable_v1(h)
+    for round_ in range(ROLLBACK_ROUNDS):
+        for _ in range(2):
+            with h.recording("no-op reconcile"):
+                outcome = h.invoke(ROLLOUT, noop)
+            h.check(outcome["outcomes"][0]["result"] == "waiting", f"a stable endpoint moved: {outcome}")
+        _approve(h)
+        _pump(h)
+        candidate = f"v{round_ + 2}"
+        h.check(_shares(h) == {"v1": 0.9, candidate: 0.1}, f"canary not at 10%: {_shares(h)}")
+        h.set_alarm(f"{_endpoint(h)}-{candidate}-5xx", "ALARM")
+        event = _one_event(h, "CloudWatch Alarm State Change")
+        with h.recording():
+            h.invoke(ROLLOUT, event)
+        h.settle_endpoint(_endpoint(h))  # SageMaker applies the weights the handler set
+        h.check(_shares(h) == {"v1": 1.0, candidate: 0.0}, f"traffic not all on v1 after one event: {_shares(h)}")
+        _pump(h)  # the rest of the rollback (the candidate removed, rejected): not the reaction
+        h.check(_shares(h) == {"v1": 1.0}, f"the rollback did not finish: {_shares(h)}")
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("s3 drop: 1 file", "one S3 event in an SQS batch -> one transform job", s3_drop(1), 1, "file"),
     Scenario(
@@ -386,6 +667,73 @@ SCENARIOS: list[Scenario] = [
         "file",
         baseline="job completed: 1 file",
         max_ratio=0.25,
+    ),
+    Scenario(
+        "rollout: first approval",
+        "Model Package State Change (v1 Approved) -> endpoint created",
+        first_approval,
+        1,
+        "step",
+    ),
+    Scenario(
+        "rollout: endpoint in service",
+        "Endpoint State Change (InService) -> autoscaling and alarms for v1, stable",
+        endpoint_created,
+        1,
+        "step",
+    ),
+    Scenario("rollout: second approval", "v2 Approved -> canary variant added at 10%", second_approval, 1, "step"),
+    Scenario(
+        "rollout: traffic shift to 50%",
+        "scheduled reconcile after the bake -> v2 at 50%",
+        traffic_shift(0, {"v1": 0.5, "v2": 0.5}),
+        1,
+        "step",
+    ),
+    Scenario(
+        "rollout: traffic shift to 100%",
+        "scheduled reconcile after the bake -> v2 at 100%",
+        traffic_shift(1, {"v1": 0.0, "v2": 1.0}),
+        1,
+        "step",
+    ),
+    Scenario(
+        "rollout: promotion",
+        "scheduled reconcile after the bake at 100% -> v1 removed; its InService -> v2 stable (2 events)",
+        promotion,
+        1,
+        "step",
+    ),
+    Scenario(
+        "rollout: rollback on alarm",
+        "canary's 5xx ALARM -> all traffic to v1; InService -> v2 removed; InService -> v2 rejected, stable (3 events)",
+        alarm_rollback,
+        1,
+        "step",
+    ),
+    Scenario(
+        "rollout: scale-in on low traffic",
+        "low-traffic ALARM on a stable variant at 3 instances -> its minimum, 1",
+        scale_in,
+        1,
+        "step",
+    ),
+    Scenario(
+        "rollout: no-op reconcile",
+        "InService event again for a stable, up-to-date endpoint",
+        noop_reconcile,
+        1,
+        "event",
+    ),
+    Scenario(
+        "rollback reaction",
+        f"a canary's ALARM event -> all traffic on the stable variant ({ROLLBACK_ROUNDS} canaries)",
+        rollback_reaction,
+        ROLLBACK_ROUNDS,
+        "event",
+        own_baseline="no-op reconcile",
+        timed=True,
+        until_call="sagemaker.UpdateEndpointWeightsAndCapacities",
     ),
 ]
 
@@ -432,6 +780,12 @@ def run_scenario(scenario: Scenario, root: Path, overrides: dict[str, str]) -> d
         "unit": scenario.unit,
         "seconds": round(time.monotonic() - started, 2),
         "recorded": h.log.to_json(),
+        "labelled": {label: log.to_json() for label, log in h.logs.items()},
+        "timingsMs": {label or "scenario": [round(ms, 3) for ms in values] for label, values in h.timings.items()},
+        "traces": {
+            label or "scenario": [[(op, round(ms, 3)) for op, ms in trace] for trace in traces]
+            for label, traces in h.traces.items()
+        },
         "init": h.init.to_json(),
     }
 
@@ -445,13 +799,25 @@ def figures(runs: dict[str, dict[str, Any]], errors: dict[str, str]) -> list[Fig
         if scenario.name in errors:
             out.append(Figure("aws calls", scenario.name, None, unit, target=target, error=errors[scenario.name]))
             continue
+        if scenario.name not in runs:  # left out with --only
+            continue
         recorded = runs[scenario.name]["recorded"]
         baseline = label = None
         if scenario.baseline and scenario.baseline in runs:
             base = runs[scenario.baseline]["recorded"]
             baseline = base["total"] / by_name[scenario.baseline].per
             label = f"'{scenario.baseline}' per {by_name[scenario.baseline].unit}"
+        run = runs[scenario.name]
+        own = run["labelled"].get(scenario.own_baseline) if scenario.own_baseline else None
+        own_times = run["timingsMs"].get(scenario.own_baseline or "", [])
+        if own is not None and own_times:
+            baseline = own["total"] / len(own_times)
+            label = f"{scenario.own_baseline}, same scenario, per event"
         refused = sum(recorded["errors"].values())
+        note = f"{recorded['total']} calls, {recorded['retries']} retries, {refused} refused by design"
+        if scenario.timed and scenario.until_call:
+            out += _reaction_figures(scenario, run, baseline, label or "", note)
+            continue
         out.append(
             Figure(
                 "aws calls",
@@ -461,10 +827,13 @@ def figures(runs: dict[str, dict[str, Any]], errors: dict[str, str]) -> list[Fig
                 baseline=baseline,
                 baseline_label=label or "",
                 target=target,
-                note=f"{recorded['total']} calls, {recorded['retries']} retries, {refused} refused by design",
+                note=note,
             )
         )
-    retries = sum(r["recorded"]["retries"] + r["init"]["retries"] for r in runs.values())
+    retries = sum(
+        r["recorded"]["retries"] + r["init"]["retries"] + sum(log["retries"] for log in r["labelled"].values())
+        for r in runs.values()
+    )
     out.append(
         Figure(
             "aws calls",
@@ -476,6 +845,44 @@ def figures(runs: dict[str, dict[str, Any]], errors: dict[str, str]) -> list[Fig
         )
     )
     return out
+
+
+def _reaction_figures(
+    scenario: Scenario, run: dict[str, Any], baseline_calls: float | None, baseline_label: str, note: str
+) -> list[Figure]:
+    """Calls and handler time from the event until `until_call` (median over the scenario's invocations),
+    against the same-scenario baseline's calls and handler time per invocation."""
+    until = scenario.until_call
+    reached = [next((i, ms) for i, (op, ms) in enumerate(t) if op == until) for t in run["traces"]["scenario"]]
+    calls = Sample(tuple(float(i + 1) for i, _ in reached))
+    mine = Sample(tuple(ms for _, ms in reached))
+    whole = Sample(tuple(run["timingsMs"]["scenario"]))
+    theirs = Sample(tuple(run["timingsMs"].get(scenario.own_baseline or "", [])))
+    unit = f"calls/{scenario.unit}"
+    return [
+        Figure(
+            "aws calls",
+            f"{scenario.name}: calls until {until}",
+            calls.median,
+            unit,
+            baseline=baseline_calls,
+            baseline_label=baseline_label,
+            note=f"the whole invocation: {run['recorded']['total'] / scenario.per:g} calls; {note}",
+        ),
+        Figure(
+            "aws calls",
+            f"{scenario.name}: handler time until {until}",
+            mine.median,
+            "ms",
+            baseline=theirs.median if theirs.n else None,
+            baseline_label=f"{scenario.own_baseline}, whole invocation, same scenario" if theirs.n else "",
+            spread=mine.spread("ms") + (f"; baseline {theirs.spread('ms')}" if theirs.n else ""),
+            note=(
+                f"the whole invocation {whole.median:.0f} ms (median); handler wall time in this process, the "
+                "embedded AWS answering in the same process"
+            ),
+        ),
+    ]
 
 
 def breakdown(runs: dict[str, dict[str, Any]]) -> list[str]:
@@ -490,6 +897,9 @@ def breakdown(runs: dict[str, dict[str, Any]]) -> list[str]:
             parts.append(f"{op} {n}{extra}")
         init = run["init"]["total"]
         lines.append(f"  {name} [{recorded['total']}]: " + ", ".join(parts) + (f"; init {init}" if init else ""))
+        for label, log in run["labelled"].items():
+            ops = ", ".join(f"{op} {n}" for op, n in log["calls"].items())
+            lines.append(f"    {label} [{log['total']}]: {ops}")
     return lines
 
 

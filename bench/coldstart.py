@@ -4,25 +4,34 @@ function that talks to the same services pays.
 Arms, each a fresh process started by this one (timed from the instant it is started until the handler
 module is imported and its module-level clients exist, which is what Lambda's init phase does):
 
-- init: the interpreter of the function's runtime (python3.13 from the template, found on this machine
-  as the Makefile finds it for `sam build`), the function's folder and its layers' folders from the SAM
-  build first on sys.path (Lambda's /var/task, then /opt/python), then only what the Lambda runtime
-  itself provides (boto3, botocore, ... linked from the venv into .bench/runtime), with the environment
-  the template gives the function and AWS pointed at a dead local port (nothing leaves the machine).
-- floor: the same interpreter and path doing `import boto3` and creating the same boto3 clients the
-  init creates, found by instrumenting the init (botocore Session.create_client), so the floor follows
-  the functions as they change.
-- as shipped (informational): the init without the layer's bytecode. SAM puts no .pyc in the artifact
-  and /var/task, /opt are read-only, so Lambda compiles the package and powertools on every cold start
-  (the runtime's own boto3 is taken to be precompiled, as here).
+- as shipped (the headline, with the target): the interpreter of the function's runtime (python3.13 from
+  the template, found on this machine as the Makefile finds it for `sam build`), running the artifact as
+  Lambda receives it: the SAM build's function folder and layer folders zipped the way `sam package` zips
+  them (every entry dated 1980-01-01) and unzipped with those dates into .bench/shipped, first on sys.path
+  (Lambda's /var/task, then /opt/python), then only what the Lambda runtime itself provides (boto3,
+  botocore, ... mirrored from the venv into .bench/runtime-<version>, compiled there once, as Lambda's
+  runtime is). No bytecode is written (/var/task and /opt are read-only): whatever the artifact does not
+  ship, precompiled and valid, is compiled at every cold start. Environment: what the template gives
+  the function, with AWS pointed at a dead local port (nothing leaves the machine).
+- floor: the same interpreter, path and environment doing `import boto3` and creating the same boto3
+  clients the init creates, found by instrumenting the init (botocore Session.create_client), so the floor
+  follows the functions as they change.
+- warm bytecode cache (informational, the ceiling): the build folders with every module's bytecode
+  compiled on this machine beforehand (PYTHONPYCACHEPREFIX=.bench/pycache).
+- without bytecode (informational): the shipped artifact minus its .pyc files, which is what SAM's
+  `BuildMethod: python3.13` ships.
 - dev venv (informational, `--cold-dev-venv`): the same init and floor on this venv's interpreter with the
   source layer folder.
 
+Whether the shipped bytecode is used is checked, not assumed: one run of the shipped init with `-v` says,
+for every module it imports from the artifact, whether its code came from the .pyc or was compiled from
+the source; a layer module compiled at start fails the section's bytecode row.
+
 Without the runtime's Python or a SAM build, `init` falls back to the venv's interpreter and the
-source folders (said in the output). Bytecode caches go to .bench/pycache, never into the venv or the
-build. Runs alternate (ABC.., ..CBA) so that a slow spell of the machine hits every arm alike; medians
-are compared. A function over its target gets a diagnosis from `-X importtime`: what its init imports
-that the floor does not, and the garbage collection each does.
+source folders (said in the output). Bytecode caches go to .bench, never into the venv or the build. Runs
+alternate (ABC.., ..CBA) so that a slow spell of the machine hits every arm alike; medians are compared.
+Each function gets a diagnosis from `-X importtime`: what its init imports that the floor does not (by
+package, and the sagepilot modules by name), and the garbage collection each does.
 """
 
 from __future__ import annotations
@@ -35,8 +44,9 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +68,9 @@ CHILD = Path(__file__).with_name("coldstart_child.py")
 TARGET_RATIO = 1.25
 DEAD_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens, a call would fail at once
 BUILD_DIR = ROOT / ".aws-sam" / "build"
-RUNTIME_DIR = OUT_DIR / "runtime"  # what Lambda's /var/runtime provides, linked from the venv
+SHIPPED_DIR = OUT_DIR / "shipped"  # the build as Lambda unzips it
 PYCACHE = OUT_DIR / "pycache"
+SECTION = "cold start"
 
 
 class ChildFailed(Exception):
@@ -129,16 +140,77 @@ def _venv_site() -> Path:
     return Path(str(boto3.__file__)).resolve().parents[1]
 
 
-def runtime_dir() -> Path:
-    """A folder holding only what the Lambda runtime provides (links into this venv's site-packages)."""
+# ---------------------------------------------------------------------------------------- the runtime
+def _has_source(folder: Path) -> bool:
+    return any(True for _ in folder.rglob("*.py"))
+
+
+def _mirror(source: Path, target: Path) -> None:
+    """`target` as a tree of real folders holding links to `source`'s files (a folder without Python
+    source, e.g. botocore/data, is one link), so that bytecode compiled for it lands in `target`."""
+    if source.is_file():
+        if not target.exists():
+            target.symlink_to(source)
+        return
+    if not _has_source(source):
+        if not target.exists():
+            target.symlink_to(source)
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name != "__pycache__":
+            _mirror(entry, target / entry.name)
+
+
+def runtime_dir(python: str, version: str) -> Path:
+    """A folder holding only what the Lambda runtime provides (mirrored from this venv's site-packages),
+    compiled for `version` once, as the runtime's own packages are on Lambda."""
     site = _venv_site()
-    RUNTIME_DIR.mkdir(parents=True, exist_ok=True)
+    folder = OUT_DIR / f"runtime-{version}"
+    folder.mkdir(parents=True, exist_ok=True)
     for entry in site.iterdir():
         if _distribution(entry.name) in RUNTIME_PROVIDED:
-            link = RUNTIME_DIR / entry.name
-            if not link.exists():
-                link.symlink_to(entry)
-    return RUNTIME_DIR
+            _mirror(entry, folder / entry.name)
+    done = subprocess.run(
+        [python, "-m", "compileall", "-q", "-j", "0", str(folder)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ChildFailed(f"compiling the runtime's packages failed: {done.stdout[-400:]}{done.stderr[-400:]}")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------- the artifact
+def _sam_zip(folder: Path) -> bytes:
+    """`folder` zipped as `sam package` zips it (samcli.lib.package.utils.make_zip): a bare ZipInfo per
+    file, so every entry is dated 1980-01-01 00:00."""
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for root, _, files in os.walk(folder, followlinks=True):
+            for name in files:
+                path = Path(root) / name
+                info = zipfile.ZipInfo(path.relative_to(folder).as_posix())
+                info.create_system = 3
+                info.external_attr = (path.stat().st_mode | 0o444) << 16
+                archive.writestr(info, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def unzip_shipped(folder: Path, target: Path, *, bytecode: bool = True) -> Path:
+    """The build folder as Lambda receives it: zipped like SAM, unzipped with the entries' dates."""
+    import io
+
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    with zipfile.ZipFile(io.BytesIO(_sam_zip(folder))) as archive:
+        for info in archive.infolist():
+            if not bytecode and ("__pycache__/" in info.filename or info.filename.endswith(".pyc")):
+                continue
+            path = Path(archive.extract(info, target))
+            stamp = time.mktime((*info.date_time, 0, 0, -1))
+            os.utime(path, (stamp, stamp))
+    return target
 
 
 def _built_dirs(fn: FunctionInfo) -> tuple[Path, list[Path]] | None:
@@ -152,8 +224,53 @@ def _built_dirs(fn: FunctionInfo) -> tuple[Path, list[Path]] | None:
     return code, layers
 
 
-def _has_bytecode(dirs: list[Path]) -> bool:
-    return any(next(d.rglob("__pycache__"), None) is not None for d in dirs)
+@dataclass
+class Shipped:
+    """The artifact as unzipped on Lambda, with and without its bytecode."""
+
+    code: Path
+    layers: list[Path]
+    bare_code: Path
+    bare_layers: list[Path]
+    pyc_files: int  # .pyc files the layers ship
+
+
+def ship(code: Path, layers: list[Path], cache: dict[Path, Path]) -> Shipped:
+    def unzipped(folder: Path, bytecode: bool) -> Path:
+        key = folder if bytecode else folder / "(bare)"
+        if key not in cache:
+            kind = "with-pyc" if bytecode else "without-pyc"
+            cache[key] = unzip_shipped(folder, SHIPPED_DIR / kind / folder.name, bytecode=bytecode)
+        return cache[key]
+
+    # A layer zip holds python/...: Lambda unzips it into /opt, so /opt/python is on sys.path.
+    shipped_layers = [unzipped(layer.parent, True) / "python" for layer in layers]
+    bare_layers = [unzipped(layer.parent, False) / "python" for layer in layers]
+    pyc_files = sum(1 for layer in shipped_layers for _ in layer.rglob("*.pyc"))
+    return Shipped(unzipped(code, True), shipped_layers, unzipped(code, False), bare_layers, pyc_files)
+
+
+# ---------------------------------------------------------------------------------------- bytecode check
+_CODE_FROM = re.compile(r"^# code object from '?(.+?)'?$")
+
+
+def bytecode_use(arm: Arm, roots: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """For each artifact folder: the modules the init imported from it, by where their code came from
+    (`-v` prints `# code object from <.pyc or .py>` for every module loaded from a file)."""
+    _, _, stderr = run_child(arm, "-v")
+    found: dict[str, dict[str, Any]] = {name: {"fromPyc": 0, "compiled": []} for name in roots}
+    for line in stderr.splitlines():
+        match = _CODE_FROM.match(line.strip())
+        if not match:
+            continue
+        path = Path(match.group(1))
+        for name, root in roots.items():
+            if path.is_relative_to(root):
+                if path.suffix == ".pyc":
+                    found[name]["fromPyc"] += 1
+                else:
+                    found[name]["compiled"].append(str(path.relative_to(root)))
+    return found
 
 
 # ---------------------------------------------------------------------------------------- diagnosis
@@ -193,9 +310,11 @@ def diagnose(handler: Arm, floor: Arm, repeats: int = 3) -> dict[str, Any]:
         ({"package": g, "ms": Sample(tuple(v)).median, "modules": counts[g]} for g, v in groups.items()),
         key=lambda e: -float(e["ms"]),
     )
+    own = sorted({m for run in handler_runs for m in run if m == "sagepilot" or m.startswith("sagepilot.")})
     return {
         "extraImportsByPackage": extra,
         "extraImportsTotalMs": sum(float(e["ms"]) for e in extra),
+        "sagepilotModules": own,
         "handlerModuleSelfMs": Sample(tuple(r.get(module_name, 0.0) for r in handler_runs)).median,
         "note": (
             f"'{module_name}' self time is the handler module's own body: settings, wiring and the boto3 "
@@ -220,7 +339,7 @@ def _environment(fn: FunctionInfo, extra: dict[str, str] | None = None) -> dict[
 
 @dataclass
 class Setup:
-    """Where the primary arms run: interpreter, code and layer folders, extra path, and how it was chosen."""
+    """Where the arms run: interpreter, code and layer folders, extra path, and how it was chosen."""
 
     python: str
     version: str
@@ -228,12 +347,13 @@ class Setup:
     layers: list[Path]
     pythonpath: list[Path]
     how: str
+    shipped: Shipped | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def primary_setup(fn: FunctionInfo) -> Setup:
+def primary_setup(fn: FunctionInfo, unzipped: dict[Path, Path]) -> Setup:
     runtime = runtime_python(fn.runtime)
     built = _built_dirs(fn)
-    venv_site = _venv_site()
     if runtime is None:
         return Setup(
             PYTHON,
@@ -243,74 +363,89 @@ def primary_setup(fn: FunctionInfo) -> Setup:
             [],
             f"no {fn.runtime} interpreter found: the venv's Python and the source folders",
         )
+    version = fn.runtime.removeprefix("python")
     if built is None:
         return Setup(
             runtime,
-            fn.runtime.removeprefix("python"),
+            version,
             fn.code_dir,
             fn.layer_dirs,
-            [runtime_dir(), venv_site],
+            [runtime_dir(runtime, version), _venv_site()],
             f"{fn.runtime} ({runtime}); no SAM build: source folders",
         )
     code, layers = built
     return Setup(
         runtime,
-        fn.runtime.removeprefix("python"),
+        version,
         code,
         layers,
-        [runtime_dir()],
-        f"{fn.runtime} ({runtime}), SAM build folders, runtime packages only",
+        [runtime_dir(runtime, version)],
+        f"{fn.runtime} ({runtime}), the SAM build as shipped (zipped like SAM, unzipped), runtime packages only",
+        shipped=ship(code, layers, unzipped),
     )
 
 
-def _arm_env(fn: FunctionInfo, setup: Setup, prefix: Path, *, write_bytecode: bool = True) -> dict[str, str]:
-    extra = {"PYTHONPYCACHEPREFIX": str(prefix)}
+def _arm_env(fn: FunctionInfo, setup: Setup, prefix: Path | None) -> dict[str, str]:
+    """With a bytecode cache prefix, bytecode is read and written there only; without one, read from the
+    folders' own __pycache__ and never written (Lambda's /var/task and /opt are read-only)."""
+    extra = {"PYTHONPYCACHEPREFIX": str(prefix)} if prefix else {"PYTHONDONTWRITEBYTECODE": "1"}
     if setup.pythonpath:
         extra["PYTHONPATH"] = os.pathsep.join(str(p) for p in setup.pythonpath)
-    if not write_bytecode:
-        extra["PYTHONDONTWRITEBYTECODE"] = "1"
     return _environment(fn, extra)
 
 
+def _init_arm(label: str, fn: FunctionInfo, setup: Setup, code: Path, layers: list[Path], env: dict[str, str]) -> Arm:
+    return Arm(label, setup.python, ["handler", str(code), fn.module, *map(str, layers)], env, code)
+
+
 def measure_function(
-    fn: FunctionInfo, reps: int, shipped: bool, dev_venv: bool
+    fn: FunctionInfo, reps: int, shipped: bool, dev_venv: bool, unzipped: dict[Path, Path]
 ) -> tuple[list[Figure], dict[str, Any], list[str]]:
-    section = "cold start"
-    setup = primary_setup(fn)
-    warm = PYCACHE / f"py{setup.version}-warm"
-    env = _arm_env(fn, setup, warm)
-    layers = [str(d) for d in setup.layers]
-    handler = Arm(f"{fn.name} init", setup.python, ["handler", str(setup.code), fn.module, *layers], env, setup.code)
-    probe = Arm(f"{fn.name} probe", setup.python, ["probe", str(setup.code), fn.module, *layers], env, setup.code)
+    setup = primary_setup(fn, unzipped)
+    art = setup.shipped
+    lambda_env = _arm_env(fn, setup, None)
+    if art is not None:
+        handler = _init_arm(f"{fn.name} as shipped", fn, setup, art.code, art.layers, lambda_env)
+        headline = f"{fn.name}: init as shipped (python {setup.version})"
+    else:  # no build: the source folders, bytecode cached (nothing is "as shipped" without an artifact)
+        warm_env = _arm_env(fn, setup, PYCACHE / f"py{setup.version}-warm")
+        handler = _init_arm(f"{fn.name} init", fn, setup, setup.code, setup.layers, warm_env)
+        headline = f"{fn.name}: init from source folders (python {setup.version})"
+    probe = Arm(f"{fn.name} probe", setup.python, ["probe", *handler.args[1:]], handler.env, handler.cwd)
     _, payload, _ = run_child(probe)
     services: list[str] = list(payload["clients"])
-    floor = Arm(f"{fn.name} floor", setup.python, ["floor", ",".join(services)], env, setup.code)
+    floor = Arm(f"{fn.name} floor", setup.python, ["floor", ",".join(services)], handler.env, handler.cwd)
     arms = [handler, floor]
 
-    shipped_arm: Arm | None = None
-    if shipped and setup.code != fn.code_dir and not _has_bytecode([setup.code, *setup.layers]):
-        # Its own bytecode cache, holding the runtime's packages only (a floor run fills it); nothing of
-        # the artifact is ever written there.
-        cold = PYCACHE / f"py{setup.version}-runtime-only"
-        run_child(Arm("fill", setup.python, floor.args, _arm_env(fn, setup, cold), setup.code))
-        shipped_env = _arm_env(fn, setup, cold, write_bytecode=False)
-        shipped_arm = Arm(f"{fn.name} as shipped", setup.python, handler.args, shipped_env, setup.code)
-        arms.append(shipped_arm)
-    dev: tuple[Arm, Arm] | None = None
+    extra_arms: list[tuple[Arm, str, str]] = []  # (arm, figure name, note)
+    if art is not None:
+        warm_env = _arm_env(fn, setup, PYCACHE / f"py{setup.version}-warm")
+        warm = _init_arm(f"{fn.name} warm cache", fn, setup, setup.code, setup.layers, warm_env)
+        extra_arms.append(
+            (
+                warm,
+                f"{fn.name}: init with a warm bytecode cache (the ceiling)",
+                "informational: the build folders, every module compiled on this machine beforehand",
+            )
+        )
+        if shipped:
+            bare = _init_arm(f"{fn.name} no pyc", fn, setup, art.bare_code, art.bare_layers, lambda_env)
+            extra_arms.append(
+                (
+                    bare,
+                    f"{fn.name}: init without bytecode in the artifact (SAM's python3.13 build)",
+                    "informational: the same artifact minus its .pyc; Lambda compiles the layer at every cold start",
+                )
+            )
     if dev_venv and setup.python != PYTHON:
         dev_env = _environment(fn, {"PYTHONPYCACHEPREFIX": str(PYCACHE / "dev-venv")})
         source_layers = [str(d) for d in fn.layer_dirs]
-        dev = (
-            Arm(
-                f"{fn.name} dev init",
-                PYTHON,
-                ["handler", str(fn.code_dir), fn.module, *source_layers],
-                dev_env,
-                fn.code_dir,
-            ),
-            Arm(f"{fn.name} dev floor", PYTHON, ["floor", ",".join(services)], dev_env, fn.code_dir),
-        )
-        arms += list(dev)
+        dev_args = ["handler", str(fn.code_dir), fn.module, *source_layers]
+        dev_init = Arm(f"{fn.name} dev init", PYTHON, dev_args, dev_env, fn.code_dir)
+        dev_floor = Arm(f"{fn.name} dev floor", PYTHON, ["floor", ",".join(services)], dev_env, fn.code_dir)
+        extra_arms.append((dev_init, "", ""))
+        extra_arms.append((dev_floor, "", ""))
+    arms += [a for a, _, _ in extra_arms]
 
     for arm in arms:  # warm-up: bytecode caches written, files in the page cache
         run_child(arm)
@@ -334,8 +469,8 @@ def measure_function(
     clients = ", ".join(services) or "none"
     figures = [
         Figure(
-            section,
-            f"{fn.name}: init (python {setup.version})",
+            SECTION,
+            headline,
             h.median,
             "ms",
             baseline=f.median,
@@ -355,8 +490,8 @@ def measure_function(
         "setup": {
             "python": setup.python,
             "version": setup.version,
-            "code": str(setup.code),
-            "layers": layers,
+            "code": handler.args[1],
+            "layers": handler.args[3:],
             "pythonpath": [str(p) for p in setup.pythonpath],
             "how": setup.how,
         },
@@ -366,27 +501,32 @@ def measure_function(
         "pairedRatio": {"median": paired, "p25": p25, "p75": p75},
         "cpuMs": {"handler": h_cpu.to_json(), "floor": f_cpu.to_json()},
         "gcMs": {"handler": h_gc.to_json(), "floor": f_gc.to_json()},
+        "informational": {},
     }
-    if shipped_arm is not None:
-        s = sample(shipped_arm)
+    dev_samples: list[Sample] = []
+    for arm, name, note in extra_arms:
+        s = sample(arm)
+        details["informational"][arm.label] = s.to_json()
+        if not name:
+            dev_samples.append(s)
+            continue
         figures.append(
             Figure(
-                section,
-                f"{fn.name}: init as shipped (no .pyc in the artifact)",
+                SECTION,
+                name,
                 s.median,
                 "ms",
                 baseline=f.median,
-                baseline_label="the same floor (the runtime's packages keep their bytecode)",
+                baseline_label="the same floor",
                 spread=s.spread("ms"),
-                note="informational: Lambda compiles the layer and the function at every cold start",
+                note=note,
             )
         )
-        details["asShipped"] = s.to_json()
-    if dev is not None:
-        dh, df = sample(dev[0]), sample(dev[1])
+    if len(dev_samples) == 2:
+        dh, df = dev_samples
         figures.append(
             Figure(
-                section,
+                SECTION,
                 f"{fn.name}: init on the dev venv (python {sys.version_info.major}.{sys.version_info.minor})",
                 dh.median,
                 "ms",
@@ -396,39 +536,56 @@ def measure_function(
                 note=f"informational: source layer folder; floor {df.spread('ms')}",
             )
         )
-        details["devVenv"] = {"handler": dh.to_json(), "floor": df.to_json()}
 
     text = [f"{fn.name}: {setup.how}"]
-    if figures[0].passed is False:
-        diagnosis = diagnose(handler, floor)
-        details["diagnosis"] = diagnosis
-        extra = diagnosis["extraImportsByPackage"][:6]
-        listed = ", ".join(f"{e['package']} {e['ms']:.1f} ms ({e['modules']} modules)" for e in extra)
+    if art is not None:
+        roots = {"layer": art.layers[0].parent, "code": art.code}
+        use = bytecode_use(handler, roots)
+        details["bytecode"] = use
+        details["pycFilesShipped"] = art.pyc_files
+        compiled = use["layer"]["compiled"]
         text.append(
-            f"{fn.name} init is {h.median - f.median:.0f} ms over its floor "
-            f"({figures[0].ratio:.2f}x > {TARGET_RATIO}x); CPU {h_cpu.median - f_cpu.median:+.0f} ms. "
-            "Modules its init imports that the floor does not "
-            f"(-X importtime self time, median of 3): {listed}; garbage collection during init "
-            f"{h_gc.median:.0f} ms vs {f_gc.median:.0f} ms for the floor."
+            f"{fn.name}: of the layer's modules its init imports, {use['layer']['fromPyc']} came from the shipped "
+            f".pyc and {len(compiled)} were compiled at start"
+            + (f" ({', '.join(compiled[:5])}{', ...' if len(compiled) > 5 else ''})" if compiled else "")
+            + f"; its own code compiled at start: {', '.join(use['code']['compiled']) or 'nothing'}"
         )
+    diagnosis = diagnose(handler, floor)
+    details["diagnosis"] = diagnosis
+    extra = diagnosis["extraImportsByPackage"][:6]
+    listed = ", ".join(f"{e['package']} {e['ms']:.1f} ms ({e['modules']} modules)" for e in extra)
+    services_loaded = sorted(
+        {m.split(".")[2] for m in diagnosis["sagepilotModules"] if m.startswith("sagepilot.services.")}
+    )
+    over = figures[0].passed is False
+    text.append(
+        f"{fn.name} init is {h.median - f.median:.0f} ms over its floor ({figures[0].ratio or 0:.2f}x"
+        f"{' > ' if over else ' <= '}{TARGET_RATIO}x); CPU {h_cpu.median - f_cpu.median:+.0f} ms. Modules its init "
+        f"imports that the floor does not (-X importtime self time, median of 3): {listed}; of sagepilot "
+        f"{len(diagnosis['sagepilotModules'])} modules, services: {', '.join(services_loaded) or 'none'}; garbage "
+        f"collection during init {h_gc.median:.0f} ms vs {f_gc.median:.0f} ms for the floor."
+    )
     return figures, details, text
 
 
 def run(reps: int = 15, shipped: bool = True, dev_venv: bool = False, only: list[str] | None = None) -> SectionResult:
     started = time.monotonic()
-    result = SectionResult("cold start")
+    result = SectionResult(SECTION)
     functions = [fn for fn in discover() if not only or fn.name in only]
     result.details["functions"] = {}
     result.details["method"] = {"reps": reps, "endpoint": DEAD_ENDPOINT, "targetRatio": TARGET_RATIO}
+    unzipped: dict[Path, Path] = {}
+    compiled_at_start: dict[str, int] = {}
+    pyc_files = 0
     for fn in functions:
         print(f"  cold start: {fn.name} ({reps} interleaved runs per arm)", flush=True)
         result.text += fn.warnings
         try:
-            figures, details, text = measure_function(fn, reps, shipped, dev_venv)
+            figures, details, text = measure_function(fn, reps, shipped, dev_venv, unzipped)
         except ChildFailed as exc:
             result.figures.append(
                 Figure(
-                    "cold start",
+                    SECTION,
                     f"{fn.name}: init",
                     None,
                     "ms",
@@ -441,5 +598,20 @@ def run(reps: int = 15, shipped: bool = True, dev_venv: bool = False, only: list
         result.figures += figures
         result.details["functions"][fn.name] = details
         result.text += text
+        if "bytecode" in details:
+            compiled_at_start[fn.name] = len(details["bytecode"]["layer"]["compiled"])
+            pyc_files = details["pycFilesShipped"]
+    if compiled_at_start:
+        per_function = ", ".join(f"{name} {n}" for name, n in compiled_at_start.items())
+        result.figures.append(
+            Figure(
+                SECTION,
+                "layer modules compiled at cold start, as shipped (its .pyc missing or rejected)",
+                sum(compiled_at_start.values()),
+                "modules",
+                target=Target("value", "==", 0),
+                note=f"per function: {per_function}; the layer ships {pyc_files} .pyc files (checked with -v)",
+            )
+        )
     result.seconds = time.monotonic() - started
     return result

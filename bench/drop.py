@@ -551,6 +551,12 @@ def _explain(d: dict[str, Any]) -> list[str]:
                 f"{op} {r['count']:,}x {1000 * r['cpuSeconds'] / r['count']:.2f} ms" for op, r in list(reqs.items())[:7]
             )
         )
+        if files:
+            by_count = sorted(reqs.items(), key=lambda kv: -kv[1]["count"])[:8]
+            lines.append(
+                f"    requests per {label} file, by operation: "
+                + ", ".join(f"{op} {r['count'] / files:.2f}" for op, r in by_count)
+            )
     if d["lost"] or d["doubled"] or d["manifestPlanMismatch"] or d["foreignVersionsInJobs"]:
         lines.append(
             f"  in no job {d['lost']}, in 2+ jobs {d['doubled']}, "

@@ -29,7 +29,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         change = parse_transform_job_change(event)
     except MalformedEvent as exc:
-        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event.get("id")})
+        event_id = event.get("id") if isinstance(event, dict) else None  # the event may not be an object at all
+        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event_id})
         return {"action": "ignored", "detail": str(exc)}
     outcome = service.handle(change)
     logger.info(

@@ -29,6 +29,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         trigger = parse_rollout_trigger(event)
     except MalformedEvent as exc:
-        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event.get("id")})
+        logger.error(
+            "dropping a malformed event",
+            extra={"error": str(exc), "id": event.get("id") if isinstance(event, dict) else None},
+        )
         return {"result": "ignored", "detail": str(exc)}
     return {"outcomes": [outcome.as_dict() for outcome in service.handle(trigger)]}

@@ -29,7 +29,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         trigger = parse_training_trigger(event)
     except MalformedEvent as exc:
-        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event.get("id")})
+        logger.error(
+            "dropping a malformed event",
+            extra={"error": str(exc), "id": event.get("id") if isinstance(event, dict) else None},
+        )
         return {"action": "ignored", "detail": str(exc)}
     outcome = service.on_upload(trigger) if isinstance(trigger, ObjectCreated) else service.on_job_change(trigger)
     logger.info("training event handled", extra=outcome.as_dict())

@@ -9,7 +9,10 @@ of its records fail) is approved: its 5xx alarm goes to ALARM on the errors it r
 it back, no set-alarm-state involved. A v4 is approved then Rejected during its canary (all traffic
 back at once). Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
 invocations and scales it in to its autoscaling minimum. Every change of the endpoint's weights is
-printed as it happens.
+printed as it happens. Last, what an operator sees (`operator_view`): `sagepilot alarms` shows the idle
+alarm in ALARM, then OK once traffic is back; `sagepilot metrics` the dashboard's figures of the whole
+scenario, from the metrics the functions' EMF lines and the endpoint's invocations put into CloudWatch;
+`sagepilot status` the control plane's own alarms and queues.
 """
 
 from __future__ import annotations
@@ -298,6 +301,90 @@ def run_rollout_scenario(
     n.say(f"   the endpoint's history (sagepilot --table {table} history {ENDPOINT}):")
     for line in history:
         n.say(f"     {line}")
+    operator_view(sandbox, n, step=step + 1, traffic=traffic, idle_alarm=idle)
+
+
+def _state_in(listing: str, alarm: str) -> str | None:
+    """The STATE column of `alarm`'s row in `sagepilot alarms` output."""
+    row = next((line.split() for line in listing.splitlines() if line.split()[:1] == [alarm]), None)
+    return row[1] if row and len(row) > 1 else None
+
+
+def figure(listing: str, label: str) -> float:
+    """The number after `label` in `sagepilot metrics` output (0 when the row is missing)."""
+    for line in listing.splitlines():
+        if line.strip().startswith(label + "  "):
+            rest = line.strip()[len(label) :].split()
+            try:
+                return float(rest[0].replace(",", ""))
+            except (IndexError, ValueError):
+                return 0.0
+    return 0.0
+
+
+def _show(n: Any, command: str, output: str) -> None:
+    n.say(f"   $ sagepilot {command}")
+    for line in output.splitlines():
+        n.say(f"     {line}")
+
+
+def operator_view(sandbox: Any, n: Any, *, step: int, traffic: Traffic, idle_alarm: str) -> None:
+    """The operator's CLI on the figures the scenario left in CloudWatch (see the module docstring)."""
+    cw = sandbox.client("cloudwatch")
+    n.say(f"{step}. what an operator sees: the functions' EMF lines became CloudWatch metrics, as in Lambda")
+    firing = operator(sandbox, "alarms", ENDPOINT)
+    _show(n, f"alarms {ENDPOINT}", firing)
+    n.say("   traffic comes back: the idle alarm sees invocations again")
+    traffic.trickle()
+    try:
+        sandbox.wait_for(
+            lambda: cw.describe_alarms(AlarmNames=[idle_alarm])["MetricAlarms"][0]["StateValue"] == "OK", timeout=60
+        )
+        recovered = operator(sandbox, "alarms", ENDPOINT)
+    finally:
+        traffic.stop_trickle()
+    _show(n, f"alarms {ENDPOINT}", recovered)
+    states = (_state_in(firing, idle_alarm), _state_in(recovered, idle_alarm))
+    n.check(
+        f"`sagepilot alarms` showed {idle_alarm} in ALARM, then OK once traffic was back", states == ("ALARM", "OK")
+    )
+    figures = operator(sandbox, "metrics", "--since", "1h")
+    _show(n, "metrics --since 1h", figures)
+    wanted = {
+        "files accepted": 4,  # the 3 good files and the one the model refused
+        "files rejected": 3,  # the 3 bad files, then the refused one's JOB_FAILED
+        "transform jobs started": 3,
+        "transform jobs completed": 2,
+        "transform jobs failed": 1,
+        "endpoints deployed": 1,
+        "rollouts started": 3,
+        "rollout steps": 2,
+        "promotions": 1,
+        "rollbacks": 2,  # v3 by its alarm, v4 rejected
+        "scale-ins": 1,
+        "training jobs started": 2,
+        "models registered": 2,
+        "reconcile runs": 1,
+    }
+    short = {label: figure(figures, label) for label, least in wanted.items() if figure(figures, label) < least}
+    v2_row = next((line.split() for line in figures.splitlines() if line.split()[:2] == [ENDPOINT, "v2"]), [])
+    invocations = float(v2_row[2].replace(",", "")) if len(v2_row) > 2 else 0.0
+    causes = "(alarm 1" in figures and "rejected 1" in figures and "EMPTY_FILE 1" in figures
+    n.check(
+        "`sagepilot metrics` shows the scenario's real figures: invocations per variant, files and jobs, rollout "
+        "steps, rollbacks by cause, the scale-in" + (f" (short: {short})" if short else ""),
+        not short and invocations > 0 and causes,
+    )
+    status = operator(sandbox, "status")
+    _show(n, "status", status)
+    healthy = status.startswith("control plane sagepilot: healthy")
+    n.check("`sagepilot status`: the control plane's own alarms, none in ALARM, and its queues", healthy)
+    n.result(
+        "operator view",
+        f"{idle_alarm} {states[0]} -> {states[1]}; metrics: {invocations:.0f} v2 invocations, "
+        f"{figure(figures, 'files accepted'):.0f} files accepted, {figure(figures, 'rollbacks'):.0f} rollbacks",
+        states == ("ALARM", "OK") and not short and invocations > 0 and causes and healthy,
+    )
 
 
 def _tally(outcomes: list[Outcome]) -> str:

@@ -8,6 +8,8 @@
   `reason` such as `PutObject`, a unique id.
 - `deliver_event` routes an event through the default bus's rules, with their patterns, as
   EventBridge does (moto's put_events refuses rules with Lambda targets).
+- DynamoDB's TransactWriteItems is isolated and all-or-nothing without copying whole tables
+  (`transactions`); SQS answers without scanning the queue per message (`sqs_speed`).
 
 - Real-time endpoints take time and emit events (`endpoints`), the model registry emits its events and
   updates packages as SageMaker does (`registry`), CloudWatch alarms emit state-change events and
@@ -42,7 +44,18 @@ from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot_sandbox import alarms, autoscaling, bus, endpoints, invocations, registry, sqs_speed, storage, training
+from sagepilot_sandbox import (
+    alarms,
+    autoscaling,
+    bus,
+    endpoints,
+    invocations,
+    registry,
+    sqs_speed,
+    storage,
+    training,
+    transactions,
+)
 from sagepilot_sandbox.alarms import alarm_event, evaluate_alarm, evaluate_alarms
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, deliver_event
 from sagepilot_sandbox.endpoints import (
@@ -130,6 +143,7 @@ def install() -> None:
         training.install()
         invocations.install()
         sqs_speed.install()
+        transactions.install()
         _installed = True
 
 
@@ -177,8 +191,12 @@ def finish_transform_job(
     *,
     account: str = DEFAULT_ACCOUNT,
     region: str = "us-east-1",
+    stand_in_outputs: bool = True,
 ) -> dict[str, Any]:
-    """Move a transform job to `status` as SageMaker would; return the state-change event it emits."""
+    """Move a transform job to `status` as SageMaker would; return the state-change event it emits.
+
+    A Completed job has written one output per input. Nothing ran a model under the in-process mock, so
+    unless the simulator already ran the job (`stand_in_outputs=False`), stand-in outputs are written."""
     job = sagemaker_backend(account, region).transform_jobs[name]
     now = datetime.now(UTC)
     if job.transform_start_time is None:
@@ -187,9 +205,32 @@ def finish_transform_job(
     job.last_modified_time = now
     if status in ("Completed", "Failed", "Stopped"):
         job.transform_end_time = now
+    if status == "Completed" and stand_in_outputs:
+        _write_stand_in_outputs(job, account)
     if status == "Failed":
         job.failure_reason = failure_reason or "InternalServerError: We encountered an internal error."
     return transform_job_event(name, account=account, region=region)
+
+
+def _write_stand_in_outputs(job: Any, account: str) -> None:
+    """`<S3OutputPath>/<relative path>.out` for each input the job reads and has no output yet, one
+    `stand-in` line per input line, as a Line-split job writes one prediction per record (the
+    simulator's `transform` runs real models instead)."""
+    from sagepilot_sandbox import storage, transform
+
+    try:
+        inputs = transform.list_inputs(job, account=account)
+    except transform.JobFailed:
+        return  # SageMaker could not have read them; the caller chose Completed anyway
+    for item in inputs:
+        try:
+            lines = storage.read(item.bucket, item.key, account=account).count(b"\n")
+        except storage.NotFound:
+            continue  # SageMaker would have failed the job; the caller chose Completed anyway
+        out_bucket, out_key = transform.output_key(job.transform_output["S3OutputPath"], item.relative)
+        if storage.exists(out_bucket, out_key, account=account):
+            continue  # written by whoever stood in for the model (a test's own predictions)
+        storage.write(out_bucket, out_key, b"stand-in\n" * max(lines, 1), account=account)
 
 
 def transform_job_event(name: str, *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> dict[str, Any]:

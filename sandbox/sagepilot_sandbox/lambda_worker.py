@@ -3,7 +3,9 @@
 Started by the sandbox with the function's environment (and AWS_ENDPOINT_URL pointing at the
 sandbox), it imports the handler once (the cold start), then answers one invocation per line of
 standard input with one JSON line on the original standard output. Everything the function prints or
-logs goes to standard error, which the sandbox keeps as the function's log.
+logs goes to standard error, which the sandbox keeps as the function's log; the lines of an invocation's
+output that look like EMF documents also go back with its response (`emf`), for the sandbox to turn into
+metrics as CloudWatch Logs does (see `emf`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,31 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _Output:
+    """The function's standard output: written to the log, and its EMF-looking lines kept for the response."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self._partial = ""
+        self._metric_lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        *complete, self._partial = (self._partial + text).split("\n")
+        self._metric_lines += [line for line in complete if '"_aws"' in line]
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def take_metric_lines(self) -> list[str]:
+        taken, self._metric_lines = self._metric_lines, []
+        return taken
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding...: the log's
+        return getattr(self._log, name)
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     return {
         "ok": False,
@@ -44,7 +71,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     function_name, timeout, code_dir, handler_path, *layer_dirs = argv
     protocol = sys.stdout
-    sys.stdout = sys.stderr
+    output = _Output(sys.stderr)
+    sys.stdout = output
     for path in [code_dir, *layer_dirs]:
         sys.path.insert(0, path)
     module_name, _, function = handler_path.rpartition(".")
@@ -65,6 +93,9 @@ def main(argv: list[str]) -> int:
             except Exception as exc:  # noqa: BLE001 - a function error is the invocation's result
                 response = _error(exc)
                 print(json.dumps({"functionError": response}), file=sys.stderr, flush=True)
+        metric_lines = output.take_metric_lines()
+        if metric_lines:
+            response["emf"] = metric_lines
         protocol.write(json.dumps(response, default=str) + "\n")
         protocol.flush()
     return 0

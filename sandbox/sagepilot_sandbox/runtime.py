@@ -1,9 +1,10 @@
 """The Lambda service of the sandbox: function processes, event source mappings and async invokes.
 
 - SQS event source mapping: polls the queue, gathers a batch until BatchSize or the batching window,
-  invokes the function with Lambda's SQS event shape, deletes what succeeded and, with
-  ReportBatchItemFailures, makes only the failed messages visible again. The queue's own redrive
-  policy moves a message to its dead-letter queue after maxReceiveCount deliveries.
+  invokes the function with Lambda's SQS event shape, deletes what succeeded (DeleteMessageBatch, 10 per
+  request, as Lambda does) and, with ReportBatchItemFailures, makes only the failed messages visible
+  again (an answer naming a message that is not in the batch fails the whole batch, as in Lambda). The
+  queue's own redrive policy moves a message to its dead-letter queue after maxReceiveCount deliveries.
 - EventBridge rule -> function: the rule's target is a delivery queue (see provision.py); each event
   is invoked asynchronously with the function's MaximumRetryAttempts and, when they are exhausted,
   sent to its OnFailure destination in Lambda's destination record shape.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -32,10 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sagepilot_sandbox.emf import EmfPublisher
 from sagepilot_sandbox.provision import FunctionSpec, RuleDelivery, SqsSource, Stack
 from sagepilot_sandbox.template import ACCOUNT_ID, REGION
 
 Invocation = dict[str, Any]
+_SQS_BATCH_LIMIT = 10  # entries per DeleteMessageBatch / ChangeMessageVisibilityBatch
 
 
 class FunctionProcess:
@@ -77,6 +81,7 @@ class FunctionProcess:
             text=True,
         )
         self.invocations: list[Invocation] = []
+        self.metrics = EmfPublisher(ACCOUNT_ID, REGION)  # its EMF log lines become CloudWatch metrics
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
         with self._lock:
@@ -93,6 +98,7 @@ class FunctionProcess:
                 }
             else:
                 response = json.loads(line)
+                self.metrics.publish(response.pop("emf", []))
             response["durationMs"] = round((time.monotonic() - started) * 1000, 1)
             self.invocations.append(response)
             return response
@@ -126,6 +132,36 @@ def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     }
 
 
+def failed_messages(batch: list[dict[str, Any]], response: Invocation, report_batch_item_failures: bool) -> set[str]:
+    """The message ids of a batch that go back to the queue, as Lambda reads the function's answer: all of
+    them if the invocation failed; with ReportBatchItemFailures, those the answer lists (none for an empty
+    or null list or answer), or all of them if an entry is not a message id of the batch (an empty, null
+    or unknown itemIdentifier, a wrong key, an answer that is not a partial-batch response); without it,
+    none."""
+    every = {m["MessageId"] for m in batch}
+    if not response.get("ok"):
+        return every
+    if not report_batch_item_failures:
+        return set()
+    result = response.get("result")
+    if result is None:
+        return set()
+    if not isinstance(result, dict):
+        return every
+    failures = result.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return every
+    failed: set[str] = set()
+    for entry in failures:
+        identifier = entry.get("itemIdentifier") if isinstance(entry, dict) else None
+        if not isinstance(identifier, str) or identifier not in every:
+            return every
+        failed.add(identifier)
+    return failed
+
+
 class _Poller(threading.Thread):
     def __init__(self, name: str, stop: threading.Event) -> None:
         super().__init__(name=name, daemon=True)
@@ -145,6 +181,12 @@ class _Poller(threading.Thread):
 
 
 class SqsEventSource(_Poller):
+    """An SQS event source mapping. Like Lambda's pollers, it receives the next batch while the function
+    works on the current one (those messages wait in flight, as they do in AWS). The function runs one
+    invocation at a time where Lambda would start another one: a batch whose window has passed while the
+    function is busy keeps filling up to BatchSize until the function can take it, instead of waiting
+    half-empty (the same work in fewer, larger invocations)."""
+
     def __init__(
         self,
         sqs: Any,
@@ -157,12 +199,52 @@ class SqsEventSource(_Poller):
         super().__init__(f"sqs:{function.spec.logical_id}", stop)
         self._sqs, self._source, self._function = sqs, source, function
         self._retry_delay, self._on_batch = retry_delay, on_batch
+        self._ready: queue.Queue[list[dict[str, Any]]] = queue.Queue(maxsize=1)
+        self._function_idle = threading.Event()  # the delivering thread waits for a batch
+        self._function_idle.set()
+
+    def run(self) -> None:
+        threading.Thread(target=self._receive_ahead, name=f"{self.name}:receive", daemon=True).start()
+        while not self._stop_event.is_set():
+            self._function_idle.set()
+            try:
+                batch = self._ready.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._function_idle.clear()
+            self._ready.task_done()  # the receiving thread may gather the next batch now
+            try:
+                self.deliver(batch)
+            except Exception as exc:  # noqa: BLE001 - keep the sandbox alive, remember what went wrong
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.5)
+
+    def _receive_ahead(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                batch = self.gather()
+            except Exception as exc:  # noqa: BLE001 - keep the sandbox alive, remember what went wrong
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.5)
+                continue
+            if batch:
+                self._ready.put(batch)
+                self._ready.join()  # until its delivery has begun: one batch waits at most
 
     def poll_once(self) -> None:
+        """Gather one batch and deliver it (what `run` does, without receiving ahead)."""
+        batch = self.gather()
+        if batch:
+            self.deliver(batch)
+
+    def gather(self) -> list[dict[str, Any]]:
+        """Receive until BatchSize messages or the batching window since the first one (and the function
+        free to take them); [] if none came."""
         batch: list[dict[str, Any]] = []
         first = 0.0
         while len(batch) < self._source.batch_size and not self._stop_event.is_set():
-            if batch and time.monotonic() - first >= self._source.batching_window_seconds:
+            window_passed = batch and time.monotonic() - first >= self._source.batching_window_seconds
+            if window_passed and self._function_idle.is_set():
                 break
             got = self._sqs.receive_message(
                 QueueUrl=self._source.queue_url,
@@ -175,25 +257,41 @@ class SqsEventSource(_Poller):
                 first = time.monotonic()
             batch += got
             if not batch:
-                return
-        if not batch:
-            return
+                return []
+        return batch
+
+    def deliver(self, batch: list[dict[str, Any]]) -> None:
+        """Invoke the function with the batch, then delete what succeeded and release what failed."""
         response = self._function.invoke({"Records": [sqs_record(m, self._source.queue_arn) for m in batch]})
-        failed: set[str] = {m["MessageId"] for m in batch}
-        if response.get("ok"):
-            result = response.get("result") or {}
-            failures = result.get("batchItemFailures", []) if self._source.report_batch_item_failures else []
-            failed = {f["itemIdentifier"] for f in failures}
-        for message in batch:
-            if message["MessageId"] in failed:
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._source.queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=self._retry_delay,
-                )
-            else:
-                self._sqs.delete_message(QueueUrl=self._source.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        failed = failed_messages(batch, response, self._source.report_batch_item_failures)
+        self._settle([m for m in batch if m["MessageId"] not in failed], [m for m in batch if m["MessageId"] in failed])
         self._on_batch(self._function.spec.logical_id, len(batch), response)
+
+    def _settle(self, succeeded: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
+        """Delete what succeeded with DeleteMessageBatch, 10 per request, as Lambda's poller does; make what
+        failed visible again after `retry_delay` (the shortcut, see the module docstring). An entry SQS
+        refuses (e.g. a receipt handle that expired meanwhile) is recorded: its message comes back."""
+        url = self._source.queue_url
+        for start in range(0, len(succeeded), _SQS_BATCH_LIMIT):
+            chunk = succeeded[start : start + _SQS_BATCH_LIMIT]
+            answer = self._sqs.delete_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            )
+            self._refused("DeleteMessageBatch", answer)
+        for start in range(0, len(failed), _SQS_BATCH_LIMIT):
+            chunk = failed[start : start + _SQS_BATCH_LIMIT]
+            answer = self._sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._retry_delay}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+            self._refused("ChangeMessageVisibilityBatch", answer)
+
+    def _refused(self, operation: str, answer: dict[str, Any]) -> None:
+        for entry in answer.get("Failed", []):
+            self.errors.append(f"{operation} refused an entry: {entry.get('Code')}: {entry.get('Message')}")
 
 
 class AsyncRuleTarget(_Poller):

@@ -141,7 +141,7 @@ class SageMakerSimulator:
             if self._stop.wait(max(0.0, created + self.run_seconds - time.monotonic())):
                 return
             event = faithful.finish_transform_job(
-                name, result.status, result.failure_reason, account=account, region=region
+                name, result.status, result.failure_reason, account=account, region=region, stand_in_outputs=False
             )
             with self._lock:
                 self.finished[name] = result.status

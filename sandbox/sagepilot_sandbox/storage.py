@@ -47,6 +47,14 @@ def head(bucket: str, key: str, *, account: str = DEFAULT_ACCOUNT) -> Any:
     return found
 
 
+def exists(bucket: str, key: str, *, account: str = DEFAULT_ACCOUNT) -> bool:
+    try:
+        head(bucket, key, account=account)
+    except NotFound:
+        return False
+    return True
+
+
 def list_keys(bucket: str, prefix: str, *, account: str = DEFAULT_ACCOUNT) -> list[str]:
     """Every key starting with `prefix` (as S3Prefix selects them), sorted; NotFound for a missing bucket."""
     backend = _backend(account)

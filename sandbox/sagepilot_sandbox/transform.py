@@ -150,7 +150,7 @@ def _read_input(item: InputObject, compression: str | None, account: str) -> byt
     return data
 
 
-def _output_key(output_path: str, relative: str) -> tuple[str, str]:
+def output_key(output_path: str, relative: str) -> tuple[str, str]:
     bucket, prefix = storage.parse_uri(output_path)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
@@ -201,7 +201,7 @@ def run_transform_job(
                     part += b"\n"
                 parts.append(part)
             result.records += len(records)
-            out_bucket, out_key = _output_key(str(output["S3OutputPath"]), item.relative)
+            out_bucket, out_key = output_key(str(output["S3OutputPath"]), item.relative)
             storage.write(out_bucket, out_key, b"".join(parts), account=account)
             result.outputs.append(f"s3://{out_bucket}/{out_key}")
     except JobFailed as failure:

@@ -103,7 +103,7 @@ def test_aws_cli_upload_starts_a_transform_job_and_leaves_a_report(sandbox: Sand
     assert len(jobs) == 1
     job = aws(sandbox, "sagemaker", "describe-transform-job", "--transform-job-name", jobs[0]["TransformJobName"])
     assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "ManifestFile"
-    assert job["TransformOutput"]["S3OutputPath"] == f"s3://{bucket}/predictions/cli/"
+    assert job["TransformOutput"]["S3OutputPath"] == f"s3://{bucket}/jobs/cli/{jobs[0]['TransformJobName']}/output/"
 
     report_key = "predictions/cli/2026-11/customers.csv.report.json"
     sandbox.wait_for(lambda: report_key in _keys(sandbox, "predictions/cli/"), timeout=30)

@@ -391,6 +391,13 @@ def test_every_rollout_decision_emits_its_metric(stack: Stack, clients: Callable
     assert elapsed >= 3 * BAKE
     assert metrics.total("ReconcileRuns") == 3
     assert {"Endpoint", "Variant"} <= set(next(d for n, _, d in metrics.emitted if n == "VariantWeight"))
+    weights = [(d["Variant"], value) for n, value, d in metrics.emitted if n == "VariantWeight"]
+    assert [value for variant, value in weights if variant == "v3"][:2] == [0.1, 0.0]  # as each move left it
+    rollout.tick()  # the rollback finishes: v3 is removed, and its weight series still says it takes nothing
+    assert rollout.shares() == {"v2": 1.0}
+    weights = [(d["Variant"], value) for n, value, d in metrics.emitted if n == "VariantWeight"]
+    assert [value for variant, value in weights if variant == "v3"][-1] == 0.0
+    assert [value for variant, value in weights if variant == "v2"][-1] == 1.0
 
 
 def test_a_newer_approval_during_a_canary_is_rolled_out_right_after_the_rollback(rollout: Rollout) -> None:
@@ -401,3 +408,12 @@ def test_a_newer_approval_during_a_canary_is_rolled_out_right_after_the_rollback
     rollout.register()  # v3 supersedes the canary of v2
     rollout.pump()  # no schedule tick: the rollback's end starts v3 at once
     assert rollout.shares() == {"v1": 0.9, "v3": 0.1}
+
+
+def test_an_operator_command_for_an_endpoint_the_stack_does_not_manage_is_refused_and_writes_nothing(
+    rollout: Rollout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = rollout.store()._table
+    assert cli.main(["--table", table, "pause", "sagepilot-someone-else"]) == 2
+    assert "not an endpoint this stack manages" in capsys.readouterr().err
+    assert rollout.store()._ddb.scan(TableName=table)["Items"] == []

@@ -202,20 +202,22 @@ def test_the_intake_drops_malformed_messages_without_touching_aws(
     assert len(cases) >= 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="product gap: parse_object_created accepts a key that is not valid UTF-8 (a lone surrogate, which "
-    "JSON allows); HeadObject then raises UnicodeEncodeError out of BatchIntake.handle, the whole batch fails "
-    "on every delivery and goes to the dead-letter queue, the good files with it",
-)
-def test_a_key_that_is_not_unicode_does_not_sink_its_batch(busy_stack, data, intake_queue, handlers, jobs):
+def test_a_key_that_is_not_unicode_does_not_sink_its_batch(
+    busy_stack, data, intake_queue, handlers, jobs, log_records: LogRecords
+):
+    """A lone surrogate (JSON allows it, UTF-8 cannot encode it, so no S3 object has that key): the record is
+    malformed, logged as an error and acknowledged (no report: its key cannot be written either); the good
+    file of the same batch goes to its job."""
     data.drop("incoming/churn/good.csv")
     (good,) = intake_queue.receive()["Records"]
     poison = with_body(good, json.dumps(object_created(data.name, "incoming/churn/\ud800.csv")))
     app, context = handlers(INTAKE)
+    log_records.clear()
     assert app.handler(sqs_event([good, poison]), context) == {"batchItemFailures": []}
     assert any(j.keys == ["incoming/churn/good.csv"] for j in jobs.all())
+    (error,) = log_records.at(logging.ERROR)
+    assert error.getMessage() == "dropping a malformed event" and "not valid Unicode" in str(error.__dict__["error"])
+    assert not any("\ud800" in key for key in data.keys("rejected/"))
 
 
 # ---------------------------------------------------------------------------------------- the completion
@@ -342,16 +344,12 @@ def test_the_rollout_drops_malformed_events_without_touching_aws(
     assert len(cases) >= 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product gap: Rollouts.reconcile takes the lease (a conditional UpdateItem that creates the item) "
-    "before it knows the endpoint is managed, so every event about a foreign endpoint or alarm named with "
-    "the stack's prefix leaves an `endpoint#<name>` item (leaseOwner removed, checkedAt set) in the state table",
-)
 @pytest.mark.parametrize("event", ["sagemaker-endpoint-foreign.json", "cloudwatch-alarm-foreign.json"])
 def test_events_about_endpoints_the_stack_does_not_manage_leave_the_state_table_alone(
     busy_stack, clients, data, handlers, event
 ):
+    """Whether an endpoint is managed is decided by reading the state table (Rollouts.reconcile) before any
+    lease is taken: a trigger naming no group only ever takes the lease of an item that exists."""
     app, context = handlers(ROLLOUT)
     log = record_calls(product_clients.client)
     before = account(busy_stack, clients, data.name)
@@ -442,18 +440,21 @@ def test_any_object_at_all_gives_a_view_or_malformed_event(parser, event):
     only_malformed(PARSERS[parser], event)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="product gap (minor): parse_object_created and parse_transform_job_change call raw.get() before "
-    "checking that the event is an object, so a list, a string or null raises AttributeError instead of "
-    "MalformedEvent (and the completion handler's except-clause calls event.get() too); parse_rollout_trigger "
-    "checks first",
-)
-@pytest.mark.parametrize("parser", ["object created", "transform job change"])
+@pytest.mark.parametrize("parser", ["object created", "transform job change", "rollout trigger"])
 def test_an_event_that_is_not_an_object_is_malformed(parser):
-    for event in ([], None, "Object Created", 42):
-        only_malformed(PARSERS[parser], event)
+    for event in ([], None, "Object Created", 42, 4.2, True, [{"source": "aws.s3"}]):
+        with pytest.raises(MalformedEvent, match="expected an EventBridge event object"):
+            PARSERS[parser](event)
+
+
+@pytest.mark.parametrize("event", [[], None, "Object Created", 42])
+def test_the_completion_handler_drops_an_event_that_is_not_an_object(busy_stack, handlers, event, log_records):
+    """Its except clause must not call .get() on what is not an object."""
+    app, context = handlers(COMPLETION)
+    log_records.clear()
+    answer = app.handler(event, context)
+    assert answer["action"] == "ignored" and "expected an EventBridge event object" in answer["detail"]
+    assert log_records.messages(logging.ERROR) == ["dropping a malformed event"]
 
 
 @FUZZ

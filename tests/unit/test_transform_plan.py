@@ -295,10 +295,13 @@ def test_transform_job_request_for_plain_csv():
         "CompressionType": "None",
         "SplitType": "Line",
     }
+    # The job writes into its own folder; the completion publishes each output to predictions/ (see
+    # test_versions_across_jobs.py: an older version's job finishing last must not overwrite a newer one's).
     assert request["TransformOutput"] == {
-        "S3OutputPath": f"s3://{BUCKET}/predictions/churn/",
+        "S3OutputPath": f"s3://{BUCKET}/jobs/churn/{plan.job_name}/output/",
         "AssembleWith": "Line",
     }
+    assert plan.output_key(plan.inputs[0]) == f"jobs/churn/{plan.job_name}/output/a.csv.out"
     assert request["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
     tags = {t["Key"]: t["Value"] for t in request["Tags"]}
     assert tags == {

@@ -69,7 +69,25 @@ def queued_messages(event: dict[str, Any]) -> list[QueuedMessage | tuple[str, Ma
     return out
 
 
+def _event_object(raw: Any) -> dict[str, Any]:
+    """The event itself must be a JSON object: a list, string, number or null is MalformedEvent."""
+    if not isinstance(raw, dict):
+        raise MalformedEvent(f"expected an EventBridge event object, got {type(raw).__name__}")
+    return raw
+
+
+def _utf8(value: str, where: str) -> str:
+    """S3 keys and version ids are UTF-8: a string JSON allows but UTF-8 cannot encode (a lone surrogate)
+    names no object, and would break every AWS call that sends it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedEvent(f"{where} is not valid Unicode ({exc.reason} at position {exc.start})") from exc
+    return value
+
+
 def parse_object_created(raw: dict[str, Any]) -> ObjectCreated:
+    raw = _event_object(raw)
     event = EventBridgeEvent(raw)
     if raw.get("source") != "aws.s3" or raw.get("detail-type") != OBJECT_CREATED:
         raise MalformedEvent(
@@ -79,11 +97,14 @@ def parse_object_created(raw: dict[str, Any]) -> ObjectCreated:
     detail = raw.get("detail")
     bucket = _field(_field(detail, "bucket", dict, "detail"), "name", str, "detail.bucket")
     obj = _field(detail, "object", dict, "detail")
-    key = _field(obj, "key", str, "detail.object")
+    key = _utf8(_field(obj, "key", str, "detail.object"), "detail.object.key")
+    bucket = _utf8(bucket, "detail.bucket.name")
     if not key or not bucket:
         raise MalformedEvent("detail.bucket.name and detail.object.key must not be empty")
     size = obj.get("size")
     version_id = obj.get("version-id")
+    if isinstance(version_id, str):
+        _utf8(version_id, "detail.object.version-id")
     etag = obj.get("etag")
     return ObjectCreated(
         bucket=bucket,
@@ -97,6 +118,7 @@ def parse_object_created(raw: dict[str, Any]) -> ObjectCreated:
 
 
 def parse_transform_job_change(raw: dict[str, Any]) -> TransformJobChange:
+    raw = _event_object(raw)
     if raw.get("source") != "aws.sagemaker" or raw.get("detail-type") != TRANSFORM_JOB_STATE_CHANGE:
         raise MalformedEvent(
             f"expected an aws.sagemaker {TRANSFORM_JOB_STATE_CHANGE!r} event, got "
@@ -165,8 +187,7 @@ def _alarm_endpoint(detail: Any) -> str:
 
 def parse_rollout_trigger(raw: dict[str, Any]) -> RolloutTrigger:
     """The rollout function's events, as the template routes them; anything else is MalformedEvent."""
-    if not isinstance(raw, dict):
-        raise MalformedEvent(f"expected an EventBridge event object, got {type(raw).__name__}")
+    raw = _event_object(raw)
     source, kind, detail = raw.get("source"), raw.get("detail-type"), raw.get("detail")
     if source == "aws.sagemaker" and kind == MODEL_PACKAGE_STATE_CHANGE:
         group = _field(detail, "ModelPackageGroupName", str, "detail")
@@ -210,8 +231,7 @@ TrainingTrigger = ObjectCreated | TrainingJobChange
 
 def parse_training_trigger(raw: dict[str, Any]) -> TrainingTrigger:
     """The training function's events: a training set uploaded, or a training job that finished."""
-    if not isinstance(raw, dict):
-        raise MalformedEvent(f"expected an EventBridge event object, got {type(raw).__name__}")
+    raw = _event_object(raw)
     if raw.get("source") == "aws.s3":
         return parse_object_created(raw)
     if raw.get("source") == "aws.sagemaker" and raw.get("detail-type") == TRAINING_JOB_STATE_CHANGE:

@@ -41,6 +41,10 @@ class EmfRecorder:
         ) as metric:
             for key, item in dimensions.items():
                 metric.add_dimension(name=key, value=item)
+            # powertools would add `service` (POWERTOOLS_SERVICE_NAME, set for every function) as one more
+            # dimension; the alarms and the dashboard read exactly the dimensions above, and CloudWatch only
+            # matches a metric whose dimensions are exactly those.
+            metric.service = ""  # falsy: no `service` dimension
 
 
 @dataclass

@@ -1,32 +1,36 @@
-"""Builds each use case from settings and boto3 clients: the handlers' one-liner, the tests' too."""
+"""Builds each use case from settings and boto3 clients: the handlers' one-liner, the tests' too.
+
+Every builder imports its own service and adapters inside its body, not at the top of this module: each
+Lambda function imports this module at its cold start, and a top-level import of every service would make
+each function load (and, without bytecode, compile) the code of all the others. Only the types the
+signatures name are imported at the top, for the type checker alone.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sagepilot.adapters.alarms import VariantAlarms
-from sagepilot.adapters.autoscaling import VariantAutoscaling
-from sagepilot.adapters.endpoints import Endpoints
-from sagepilot.adapters.notify import Notifier
-from sagepilot.adapters.registry import ModelRegistry
-from sagepilot.adapters.rollout_state import RolloutStore
-from sagepilot.adapters.s3 import DataBucket
-from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import StateTable
-from sagepilot.metrics import NoRecorder, Recorder
-from sagepilot.services.batch_completion import BatchCompletion
-from sagepilot.services.batch_intake import BatchIntake
-from sagepilot.services.jobs import JobLauncher
-from sagepilot.services.rollout import Rollouts
-from sagepilot.services.training import Training
-from sagepilot.settings import RolloutSettings, Settings, TrainingSettings
+if TYPE_CHECKING:
+    from sagepilot.metrics import Recorder
+    from sagepilot.services.batch_completion import BatchCompletion
+    from sagepilot.services.batch_intake import BatchIntake
+    from sagepilot.services.jobs import JobLauncher
+    from sagepilot.services.rollout import Rollouts
+    from sagepilot.services.training import Training
+    from sagepilot.settings import RolloutSettings, Settings, TrainingSettings
 
 ClientFactory = Callable[[str], Any]
 
 
 def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
+    # Imported here, not at the top: the batch functions need these; the rollout and training ones do not.
+    from sagepilot.adapters.s3 import DataBucket
+    from sagepilot.adapters.sagemaker import SageMaker
+    from sagepilot.adapters.state import StateTable
+    from sagepilot.services.jobs import JobLauncher
+
     return JobLauncher(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
@@ -36,6 +40,12 @@ def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
 
 
 def batch_intake(settings: Settings, client: ClientFactory) -> BatchIntake:
+    # Imported here, not at the top: only the intake function's cold start should load the intake's code.
+    from sagepilot.adapters.notify import Notifier
+    from sagepilot.adapters.registry import ModelRegistry
+    from sagepilot.adapters.s3 import DataBucket
+    from sagepilot.services.batch_intake import BatchIntake
+
     return BatchIntake(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
@@ -46,6 +56,13 @@ def batch_intake(settings: Settings, client: ClientFactory) -> BatchIntake:
 
 
 def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompletion:
+    # Imported here, not at the top: only the completion function's cold start should load its code.
+    from sagepilot.adapters.notify import Notifier
+    from sagepilot.adapters.s3 import DataBucket
+    from sagepilot.adapters.sagemaker import SageMaker
+    from sagepilot.adapters.state import StateTable
+    from sagepilot.services.batch_completion import BatchCompletion
+
     return BatchCompletion(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
@@ -62,6 +79,16 @@ def rollouts(
     clock: Callable[[], float] = time.time,
     metrics: Recorder | None = None,
 ) -> Rollouts:
+    # Imported here, not at the top: only the rollout function's cold start should load the rollout's code.
+    from sagepilot.adapters.alarms import VariantAlarms
+    from sagepilot.adapters.autoscaling import VariantAutoscaling
+    from sagepilot.adapters.endpoints import Endpoints
+    from sagepilot.adapters.notify import Notifier
+    from sagepilot.adapters.registry import ModelRegistry
+    from sagepilot.adapters.rollout_state import RolloutStore
+    from sagepilot.metrics import NoRecorder
+    from sagepilot.services.rollout import Rollouts
+
     sagemaker = client("sagemaker")
     return Rollouts(
         settings,
@@ -77,6 +104,15 @@ def rollouts(
 
 
 def training(settings: TrainingSettings, client: ClientFactory, metrics: Recorder | None = None) -> Training:
+    # Imported here, not at the top: only the training function's cold start should load the training code.
+    from sagepilot.adapters.notify import Notifier
+    from sagepilot.adapters.registry import ModelRegistry
+    from sagepilot.adapters.s3 import DataBucket
+    from sagepilot.adapters.sagemaker import SageMaker
+    from sagepilot.adapters.state import StateTable
+    from sagepilot.metrics import NoRecorder
+    from sagepilot.services.training import Training
+
     return Training(
         settings,
         DataBucket(client("s3"), settings.data_bucket),

@@ -2,7 +2,11 @@
 
 Idempotent by names: configs and models are named after what they hold, so asking again for one that
 exists is success. An endpoint that is not InService refuses updates with "Cannot update in-progress
-endpoint"; that surfaces as `EndpointBusy`, which the rollout treats as "wait for the next event".
+endpoint"; that surfaces as `EndpointBusy`, which the rollout treats as "wait for the next event" -
+unless the endpoint is busy with the very change asked for: UpdateEndpoint and
+UpdateEndpointWeightsAndCapacities have no client token, so when the response to an accepted call is
+lost, botocore's retry is refused as in progress; DescribeEndpoint then shows our config pending (or
+live), or our desired weights / counts, and the call counts as done.
 """
 
 from __future__ import annotations
@@ -101,17 +105,55 @@ class Endpoints:
             self._sm.update_endpoint(**request)
         except ClientError as exc:
             if _busy(exc):
+                if self._moving_to_config(name, config):
+                    return  # our own update, accepted by an attempt whose response was lost
                 raise EndpointBusy(f"endpoint {name} is being updated") from exc
             raise translate(exc, f"UpdateEndpoint {name}") from exc
 
+    def _moving_to_config(self, name: str, config: str) -> bool:
+        """The endpoint is updating to `config` (or has just finished doing so)."""
+        found = self._describe_raw(name)
+        if found is None:
+            return False
+        pending = (found.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        if pending:
+            return bool(pending == config)
+        return found.get("EndpointStatus") == "InService" and found.get("EndpointConfigName") == config
+
+    def _has_desired(self, name: str, wanted: Mapping[str, Mapping[str, float]]) -> bool:
+        """Every variant in `wanted` already has those Desired* values (a lost response's change)."""
+        found = self._describe_raw(name)
+        if found is None or found.get("EndpointStatus") == "Failed" or found.get("PendingDeploymentSummary"):
+            return False  # gone, failed, or busy with an UpdateEndpoint (not a change of weights / counts)
+        variants = {str(v["VariantName"]): v for v in found.get("ProductionVariants") or ()}
+        for variant, values in wanted.items():
+            have = variants.get(variant)
+            if have is None:
+                return False
+            for key, value in values.items():
+                if have.get(key) is None or abs(float(have[key]) - float(value)) > 1e-9:
+                    return False
+        return True
+
+    def _describe_raw(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._sm.describe_endpoint(EndpointName=name))
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise translate(exc, f"DescribeEndpoint {name}") from exc
+
     def set_weights(self, name: str, weights: Iterable[tuple[str, float]]) -> None:
+        wanted = {v: {"DesiredWeight": w} for v, w in weights}
         try:
             self._sm.update_endpoint_weights_and_capacities(
                 EndpointName=name,
-                DesiredWeightsAndCapacities=[{"VariantName": v, "DesiredWeight": w} for v, w in weights],
+                DesiredWeightsAndCapacities=[{"VariantName": v, **d} for v, d in wanted.items()],
             )
         except ClientError as exc:
             if _busy(exc):
+                if self._has_desired(name, wanted):
+                    return  # our own change, accepted by an attempt whose response was lost
                 raise EndpointBusy(f"endpoint {name} is being updated") from exc
             raise translate(exc, f"UpdateEndpointWeightsAndCapacities {name}") from exc
 
@@ -145,5 +187,7 @@ class Endpoints:
             )
         except ClientError as exc:
             if _busy(exc):
+                if self._has_desired(name, {variant: {"DesiredInstanceCount": instances}}):
+                    return  # our own change, accepted by an attempt whose response was lost
                 raise EndpointBusy(f"endpoint {name} is being updated") from exc
             raise translate(exc, f"UpdateEndpointWeightsAndCapacities {name}") from exc

@@ -4,11 +4,16 @@ Item `endpoint#<name>`:
     state          the RolloutState as JSON (the desired shape of the endpoint and its history)
     kind, phase, grp, updatedAt   for listing (index `ByKind`) and for people reading the table
     leaseOwner, leaseExpires      who may act on the endpoint now; taken with a conditional write
+    releasedBy     the last holder that let go (so that a release whose response was lost is known
+                   for ours when botocore retries it)
     rerun          set by a handler that found the lease taken: the holder reconciles once more
                    before letting go, so that no trigger is lost while another one is handled
 
 A crashed holder's lease expires after `lease_seconds` (longer than the function's timeout); the
-next event or the periodic reconcile then takes over.
+next event or the periodic reconcile then takes over. A trigger that knows the endpoint's group (a
+registry event) records `grp` and `kind` with the lease itself: if its handler dies before the first
+save, the item is still listed (`survey`) and the periodic reconcile deploys it once the lease has
+expired. A clean finish with nothing to record takes that marker away again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ class LeaseBusy(Exception):
 
 class LeaseLost(TransientError):
     """This handler's lease expired and was taken over while it was working."""
+
+
+class NotManaged(Exception):
+    """No item for the endpoint: this stack never acted on it (and a trigger without a group must not
+    create one)."""
 
 
 def endpoint_pk(endpoint: str) -> str:
@@ -68,6 +78,7 @@ def to_json(state: RolloutState) -> str:
             "orphan_notified": state.orphan_notified,
             "configs": list(state.configs),
             "models": list(state.models),
+            "announcements": [list(a) for a in state.announcements],
             "history": [[h.at, h.what] for h in state.history],
         },
         sort_keys=True,
@@ -95,6 +106,7 @@ def from_json(raw: str) -> RolloutState:
         orphan_notified=bool(doc.get("orphan_notified", False)),
         configs=tuple(doc.get("configs", ())),
         models=tuple(doc.get("models", ())),
+        announcements=tuple((str(subject), str(detail)) for subject, detail in doc.get("announcements", ())),
         history=tuple(HistoryEntry(float(at), str(what)) for at, what in doc.get("history", ())),
     )
 
@@ -104,6 +116,16 @@ class Lease:
     endpoint: str
     owner: str
     state: RolloutState | None
+    group: str | None = None  # the group a trigger recorded with the lease before any state (see `survey`)
+
+
+def _lease_of(endpoint: str, owner: str, item: dict[str, Any]) -> Lease:
+    raw = item.get("state", {}).get("S")
+    group = item.get("grp", {}).get("S")
+    return Lease(endpoint, owner, from_json(raw) if raw else None, group)
+
+
+_ACQUIRE_ATTEMPTS = 3
 
 
 class RolloutStore:
@@ -115,29 +137,70 @@ class RolloutStore:
     def _key(self, endpoint: str) -> dict[str, Any]:
         return {"pk": {"S": endpoint_pk(endpoint)}}
 
-    def acquire(self, endpoint: str, owner: str, now: float) -> Lease:
-        """Take the endpoint's lease and read its state in one conditional write; LeaseBusy if taken."""
-        try:
-            item = self._ddb.update_item(
-                TableName=self._table,
-                Key=self._key(endpoint),
-                UpdateExpression="SET leaseOwner = :owner, leaseExpires = :expires REMOVE rerun",
-                ConditionExpression="attribute_not_exists(leaseOwner) OR leaseExpires < :now",
-                ExpressionAttributeValues={
-                    ":owner": {"S": owner},
-                    ":expires": {"N": str(int(now) + self._lease_seconds)},
-                    ":now": {"N": str(int(now))},
-                },
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+    def acquire(
+        self, endpoint: str, owner: str, now: float, *, group: str | None = None, existing: bool = False
+    ) -> Lease:
+        """Take the endpoint's lease and read its state in one conditional write; LeaseBusy if taken.
+
+        `owner` must be unique to this attempt: when the write's response is lost and botocore's retry
+        is refused, the item DynamoDB returns with the refusal (ALL_OLD) says whether the lease is
+        already ours. `group`: record it (and list the item) with the lease, so that a handler dying
+        before its first save leaves something the periodic reconcile finds. `existing`: only an item
+        that exists (NotManaged otherwise), so that triggers about foreign endpoints write nothing."""
+        update = "SET leaseOwner = :owner, leaseExpires = :expires"
+        values: dict[str, Any] = {
+            ":owner": {"S": owner},
+            ":expires": {"N": str(int(now) + self._lease_seconds)},
+            ":now": {"N": str(int(now))},
+        }
+        if group is not None:
+            update += ", grp = if_not_exists(grp, :grp), kind = :kind"
+            values |= {":grp": {"S": group}, ":kind": {"S": KIND}}
+        condition = "(attribute_not_exists(leaseOwner) OR leaseExpires < :now)"
+        if existing:
+            condition = f"attribute_exists(pk) AND {condition}"
+        for _ in range(_ACQUIRE_ATTEMPTS):
+            try:
+                item = self._ddb.update_item(
+                    TableName=self._table,
+                    Key=self._key(endpoint),
+                    UpdateExpression=f"{update} REMOVE rerun",
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )["Attributes"]
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise TransientError(f"taking the lease of {endpoint}: {exc}") from exc
+                old = exc.response.get("Item")
+                if old is None:
+                    if existing:
+                        raise NotManaged(endpoint) from None
+                    continue  # (a missing item passes the lease's condition: gone meanwhile, try again)
+                if old.get("leaseOwner", {}).get("S") == owner:
+                    # Our own write went through and its response was lost: the lease is ours.
+                    return _lease_of(endpoint, owner, old)
                 if self._ask_holder_to_rerun(endpoint, now):
                     raise LeaseBusy(endpoint) from None
-                return self.acquire(endpoint, owner, now)  # released meanwhile: take it
-            raise TransientError(f"taking the lease of {endpoint}: {exc}") from exc
+                continue  # released (or expired) meanwhile: take it
+            return _lease_of(endpoint, owner, item)
+        raise TransientError(f"taking the lease of {endpoint}: it kept changing hands")
+
+    def group_of(self, endpoint: str) -> str | None:
+        """The group of the endpoint's rollout, or of a trigger that started on it before any state was
+        recorded; None if this stack has no such endpoint (a read: nothing is written for strangers)."""
+        try:
+            item = self._ddb.get_item(TableName=self._table, Key=self._key(endpoint), ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise TransientError(f"reading the state of {endpoint}: {exc}") from exc
+        if not item:
+            return None
         raw = item.get("state", {}).get("S")
-        return Lease(endpoint, owner, from_json(raw) if raw else None)
+        if raw:
+            return from_json(raw).group
+        group = item.get("grp", {}).get("S")
+        return str(group) if group and "kind" in item else None
 
     def _ask_holder_to_rerun(self, endpoint: str, now: float) -> bool:
         """Flag the live lease's holder to reconcile once more; False if the lease is gone already."""
@@ -179,25 +242,35 @@ class RolloutStore:
             raise TransientError(f"saving the state of {lease.endpoint}: {exc}") from exc
         return Lease(lease.endpoint, lease.owner, state)
 
-    def release(self, lease: Lease, now: float, *, force: bool = False) -> bool:
+    def release(self, lease: Lease, now: float, *, force: bool = False, forget: bool = False) -> bool:
         """Let go of the lease. False if another handler asked for a rerun meanwhile: the lease is kept
         (its rerun flag cleared) and the caller reconciles once more. `force` lets go regardless (after
-        an error, or for an operator's command: the rerun flag is left for the next holder)."""
+        an error, or for an operator's command: the rerun flag is left for the next holder).
+
+        `forget`: the trigger is done and nothing was recorded under the lease (no rollout to run): the
+        group it left with the lease goes too, so the schedule does not come back to it. Never with
+        `force`, nor when a state is recorded (the item would drop out of the listing)."""
         condition = "leaseOwner = :owner" if force else "leaseOwner = :owner AND attribute_not_exists(rerun)"
+        forgotten = forget and not force and lease.state is None
+        remove = "leaseOwner, leaseExpires" + (", kind, grp" if forgotten else "")
         try:
             self._ddb.update_item(
                 TableName=self._table,
                 Key=self._key(lease.endpoint),
-                UpdateExpression="SET checkedAt = :now REMOVE leaseOwner, leaseExpires",
+                UpdateExpression=f"SET checkedAt = :now, releasedBy = :owner REMOVE {remove}",
                 ConditionExpression=condition,
                 ExpressionAttributeValues={":owner": {"S": lease.owner}, ":now": {"N": str(int(now))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             return True
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise TransientError(f"releasing the lease of {lease.endpoint}: {exc}") from exc
-            if force:
-                return True  # not ours any more: nothing to let go of
+            old = exc.response.get("Item") or {}
+            if force or (old.get("releasedBy", {}).get("S") == lease.owner and "leaseOwner" not in old):
+                # Not ours any more: nothing to let go of. Or ours already let go (the response to our own
+                # release was lost and botocore's retry found the lease gone).
+                return True
         try:
             self._ddb.update_item(
                 TableName=self._table,
@@ -224,7 +297,13 @@ class RolloutStore:
     def all(self) -> list[tuple[RolloutState, float]]:
         """Every endpoint this stack manages, with when it was last reconciled (the index holds only
         rollout items)."""
+        return self.survey()[0]
+
+    def survey(self) -> tuple[list[tuple[RolloutState, float]], list[tuple[str, str]]]:
+        """`all()`, and the endpoints a trigger started on with no rollout recorded yet, as (endpoint,
+        group): their handler died before its first save, and nobody else would come back to them."""
         states: list[tuple[RolloutState, float]] = []
+        pending: list[tuple[str, str]] = []
         try:
             pages = self._ddb.get_paginator("query").paginate(
                 TableName=self._table,
@@ -233,11 +312,11 @@ class RolloutStore:
                 ExpressionAttributeValues={":kind": {"S": KIND}},
             )
             for page in pages:
-                states += [
-                    (from_json(item["state"]["S"]), float(item.get("checkedAt", {}).get("N", 0)))
-                    for item in page["Items"]
-                    if "state" in item
-                ]
+                for item in page["Items"]:
+                    if "state" in item:
+                        states.append((from_json(item["state"]["S"]), float(item.get("checkedAt", {}).get("N", 0))))
+                    elif "grp" in item:
+                        pending.append((item["pk"]["S"].removeprefix(f"{KIND}#"), item["grp"]["S"]))
         except ClientError as exc:
             raise TransientError(f"listing managed endpoints: {exc}") from exc
-        return states
+        return states, pending

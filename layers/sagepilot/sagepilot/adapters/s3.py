@@ -9,7 +9,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, http_status
+from sagepilot.adapters.clients import error_code, error_message, http_status
 from sagepilot.errors import ObjectGone, TransientError
 
 _MISSING = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "InvalidArgument", "400"}
@@ -64,6 +64,27 @@ class DataBucket:
             )
         except ClientError as exc:
             raise TransientError(f"PutObject s3://{self.name}/{key} failed: {exc}") from exc
+
+    def copy(self, source_key: str, key: str) -> bool:
+        """Copy an object of the bucket onto `key` (the same bytes each time: safe to repeat); False if the
+        source does not exist. Over CopyObject's 5 GB limit, boto3's managed copy does it in parts."""
+        source = {"Bucket": self.name, "Key": source_key}
+        try:
+            self._s3.copy_object(Bucket=self.name, Key=key, CopySource=source)
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            if error_code(exc) == "InvalidRequest" and "copy source is larger" in error_message(exc):
+                return self._copy_in_parts(source, key)
+            raise TransientError(f"CopyObject s3://{self.name}/{source_key} -> {key} failed: {exc}") from exc
+        return True
+
+    def _copy_in_parts(self, source: dict[str, str], key: str) -> bool:
+        try:
+            self._s3.copy(source, self.name, key)
+        except ClientError as exc:
+            raise TransientError(f"multipart copy s3://{self.name}/{source['Key']} -> {key} failed: {exc}") from exc
+        return True
 
     def get_json(self, key: str) -> Any:
         try:

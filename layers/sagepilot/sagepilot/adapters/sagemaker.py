@@ -6,17 +6,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, error_message
+from sagepilot.adapters.clients import error_code, error_message, http_status
 from sagepilot.errors import CapacityError, PermanentError, TransientError
 
 _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
+# SageMaker's server-side errors (its API reference lists InternalFailure, HTTP 500, and ServiceUnavailable,
+# HTTP 503, among the common errors): AWS's fault, not the request's, so worth another delivery.
+_SERVER_SIDE = {"InternalFailure", "ServiceUnavailable", "InternalServerError", "InternalServerException"}
 
 
 def translate(exc: ClientError, what: str, instance_type: str = "") -> Exception:
+    """ResourceLimitExceeded -> CapacityError; throttling and any 5xx -> TransientError (botocore's retries
+    are spent, the next delivery may succeed); anything else is the request's fault -> PermanentError."""
     code = error_code(exc)
     if code == "ResourceLimitExceeded":
         return CapacityError(f"{what}: {error_message(exc)}", instance_type=instance_type)
-    if code in _THROTTLED or code.startswith("InternalServer") or code == "ServiceUnavailable":
+    if code in _THROTTLED or code in _SERVER_SIDE or code.startswith("InternalServer") or http_status(exc) >= 500:
         return TransientError(f"{what}: {code}: {error_message(exc)}")
     return PermanentError(f"{what}: {code}: {error_message(exc)}")
 

@@ -33,6 +33,11 @@ RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
 _UNPROCESSED_BACKOFF_SECONDS = 0.05
+_TRANSACTION_LIMIT = 100  # TransactWriteItems: at most 100 actions, each on a different item
+_CLAIM_ROUNDS = 4  # transactions tried for one chunk of claims before the rest is left to a redelivery
+_CONFLICT_BACKOFF_SECONDS = 0.05
+# Cancellation reasons that say "not now" rather than "no": another transaction held the item, or throttling.
+_TRANSIENT_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
 def _to_attr(value: Any) -> dict[str, Any]:
@@ -53,6 +58,14 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
         elif "S" in attr:
             out[name] = attr["S"]
     return out
+
+
+def _owner_in(item: Any) -> str | None:
+    """The claiming job in a claim's old image (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""
+    if not isinstance(item, dict):
+        return None
+    owner = item.get("job", {}).get("S")
+    return owner if isinstance(owner, str) and owner else None
 
 
 def input_pk(file_id: str) -> str:
@@ -167,39 +180,123 @@ class StateTable:
 
     # Input claims -------------------------------------------------------------------------------
     def claim(self, job_name: str, group: str, file_ids: list[str]) -> dict[str, str]:
-        """Claim each input version for `job_name`; return every input's owner (this job or another)."""
+        """Claim each input version for `job_name`; return every input's owner (this job or another).
+
+        Each claim is a conditional put (the input is free, or already this job's), written by
+        `_conditional_writes`: up to 100 in one TransactWriteItems, one request instead of one per input. A
+        refused claim's old image names its owner; without one (never from DynamoDB with ALL_OLD, but
+        cheap to cover) the owner is read."""
         now = self.now()
+        actions = {f: {"Put": self._claim_item(job_name, group, f, now)} for f in dict.fromkeys(file_ids)}
+        refused = self._conditional_writes(actions, f"claiming inputs for {job_name}")
+        owners = {f: job_name for f in actions if f not in refused}
+        owners.update({f: owner for f, image in refused.items() if (owner := _owner_in(image))})
+        unknown = [f for f in actions if f not in owners]
+        if unknown:
+            stored = self.owners(unknown)
+            missing = [f for f in unknown if f not in stored]
+            if missing:
+                raise TransientError(f"claim of {missing[0]} refused but no owner found")
+            owners.update(stored)
+        return owners
 
-        def claim_one(file_id: str) -> tuple[str, str]:
+    def _claim_item(self, job_name: str, group: str, file_id: str, now: int) -> dict[str, Any]:
+        """The conditional put of one claim (PutItem's parameters, and a transaction's `Put`)."""
+        return {
+            "TableName": self._table,
+            "Item": {
+                "pk": {"S": input_pk(file_id)},
+                "job": {"S": job_name},
+                "group": {"S": group},
+                "claimedAt": {"N": str(now)},
+                "expiresAt": {"N": str(now + RETENTION_SECONDS)},
+            },
+            "ConditionExpression": "attribute_not_exists(pk) OR #job = :job",
+            "ExpressionAttributeNames": {"#job": "job"},
+            "ExpressionAttributeValues": {":job": {"S": job_name}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _conditional_writes(self, actions: dict[str, dict[str, Any]], what: str) -> dict[str, dict[str, Any]]:
+        """Carry out conditional writes, each on its own item: `actions` maps an id to a TransactWriteItems
+        action ({"Put": ...} or {"Update": ...}, with ReturnValuesOnConditionCheckFailure=ALL_OLD). Returns,
+        for each action whose condition refused it, the item's old image ({} if none came back); the others
+        are written.
+
+        Up to 100 actions go in one TransactWriteItems (one request instead of one each; a transactional
+        write costs DynamoDB two write units instead of one, and requests, not units, are what a burst
+        waits on), in parallel chunks. A transaction is all or nothing, so a cancelled one says per item why
+        (CancellationReasons, in request order): ConditionalCheckFailed items are refused, with their old
+        image; `None` items were not written because of the others and go again, in a smaller transaction;
+        TransactionConflict and throttling go again after a pause. A lone action is a plain PutItem or
+        UpdateItem."""
+        ids = list(actions)
+        chunks = [ids[i : i + _TRANSACTION_LIMIT] for i in range(0, len(ids), _TRANSACTION_LIMIT)]
+        if len(chunks) <= 1:
+            found = [self._write_chunk(actions, chunk, what) for chunk in chunks]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_CLAIM_THREADS, len(chunks))) as pool:
+                found = list(pool.map(lambda chunk: self._write_chunk(actions, chunk, what), chunks))
+        return {i: image for refused in found for i, image in refused.items()}
+
+    def _write_chunk(self, actions: dict[str, dict[str, Any]], ids: list[str], what: str) -> dict[str, dict[str, Any]]:
+        refused: dict[str, dict[str, Any]] = {}
+        pending = ids
+        for round_ in range(_CLAIM_ROUNDS):
+            if len(pending) <= 1:
+                for i in pending:
+                    image = self._write_one(actions[i], what)
+                    if image is not None:
+                        refused[i] = image
+                return refused
             try:
-                self._db.put_item(
-                    TableName=self._table,
-                    Item={
-                        "pk": {"S": input_pk(file_id)},
-                        "job": {"S": job_name},
-                        "group": {"S": group},
-                        "claimedAt": {"N": str(now)},
-                        "expiresAt": {"N": str(now + RETENTION_SECONDS)},
-                    },
-                    ConditionExpression="attribute_not_exists(pk) OR #job = :job",
-                    ExpressionAttributeNames={"#job": "job"},
-                    ExpressionAttributeValues={":job": {"S": job_name}},
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+                self._db.transact_write_items(TransactItems=[actions[i] for i in pending])
             except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise TransientError(f"claiming {file_id} failed: {exc}") from exc
-                old = exc.response.get("Item") or {}
-                owner = old.get("job", {}).get("S") or self.owners([file_id]).get(file_id)
-                if not owner:
-                    raise TransientError(f"claim of {file_id} refused but no owner found") from exc
-                return file_id, owner
-            return file_id, job_name
+                if error_code(exc) != "TransactionCanceledException":
+                    raise TransientError(f"{what} ({len(pending)} in one transaction) failed: {exc}") from exc
+                reasons = exc.response.get("CancellationReasons")
+                if not isinstance(reasons, list) or len(reasons) != len(pending):
+                    # No per-item reasons (an SDK or endpoint that drops them): one request each says it all.
+                    for i in pending:
+                        image = self._write_one(actions[i], what)
+                        if image is not None:
+                            refused[i] = image
+                    return refused
+                again, transient = [], False
+                for i, reason in zip(pending, reasons, strict=True):
+                    code = str(reason.get("Code") or "None")
+                    if code == "ConditionalCheckFailed":
+                        item = reason.get("Item")
+                        refused[i] = item if isinstance(item, dict) else {}
+                    elif code == "None" or code in _TRANSIENT_CANCELLATIONS:
+                        again.append(i)
+                        transient = transient or code != "None"
+                    else:
+                        raise TransientError(f"{what}: {i} failed: {code}: {reason.get('Message')}") from exc
+                pending = again
+                if transient:  # another request held an item: back off before trying again
+                    time.sleep(_CONFLICT_BACKOFF_SECONDS * 2**round_)
+                continue
+            return refused
+        if pending:
+            raise TransientError(
+                f"{what}: {len(pending)} kept conflicting with other writes ({_CLAIM_ROUNDS} transactions), "
+                f"e.g. {pending[0]}"
+            )
+        return refused
 
-        if len(file_ids) == 1:
-            return dict([claim_one(file_ids[0])])
-        with ThreadPoolExecutor(max_workers=min(_CLAIM_THREADS, len(file_ids) or 1)) as pool:
-            return dict(pool.map(claim_one, file_ids))
+    def _write_one(self, action: dict[str, Any], what: str) -> dict[str, Any] | None:
+        """One action as its own request (PutItem or UpdateItem): None if written, else the old image."""
+        ((kind, params),) = action.items()
+        call = getattr(self._db, {"Put": "put_item", "Update": "update_item"}[kind])
+        try:
+            call(**params)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise TransientError(f"{what} failed: {exc}") from exc
+            item = exc.response.get("Item")
+            return item if isinstance(item, dict) else {}
+        return None
 
     def owners(self, file_ids: list[str]) -> dict[str, str]:
         """The job that owns each claimed input version (unclaimed ones are absent)."""
@@ -233,3 +330,71 @@ class StateTable:
         except ClientError as exc:
             raise TransientError(f"listing the jobs waiting in {group}: {exc}") from exc
         return [item["pk"]["S"][len("job#") :] for item in items]
+
+    # The newest version of each key taken by a job -----------------------------------------------------
+    # Items `latest#<bucket>/<key>` {recency, versionId, job}: `recency` is the domain's sortable string
+    # (transform_plan.recency), so the condition below compares versions exactly as the planner does.
+    def mark_latest(self, job_name: str, versions: list[tuple[str, str, str | None]]) -> dict[str, tuple[str, str]]:
+        """Record each (object id, recency, version id) as the newest version of its key taken by
+        `job_name`, unless a newer one already is (a conditional write: two jobs cannot both win). Returns,
+        for the versions that lost, the newer one as (version id, job); repeating a call changes nothing."""
+        now = self.now()
+        newest: dict[str, tuple[str, str | None]] = {}
+        for object_id, recency, version_id in versions:  # one write per key (a transaction needs distinct keys)
+            if object_id not in newest or recency > newest[object_id][0]:
+                newest[object_id] = (recency, version_id)
+        actions = {
+            object_id: {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": latest_pk(object_id)}},
+                    "UpdateExpression": "SET #recency = :recency, #version = :version, #job = :job, "
+                    "updatedAt = :now, expiresAt = :expires",
+                    "ConditionExpression": "attribute_not_exists(pk) OR #recency <= :recency",
+                    "ExpressionAttributeNames": {"#recency": "recency", "#version": "versionId", "#job": "job"},
+                    "ExpressionAttributeValues": {
+                        ":recency": {"S": recency},
+                        ":version": {"S": version_id or "null"},
+                        ":job": {"S": job_name},
+                        ":now": {"N": str(now)},
+                        ":expires": {"N": str(now + RETENTION_SECONDS)},
+                    },
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+            for object_id, (recency, version_id) in newest.items()
+        }
+        refused = self._conditional_writes(actions, "recording the newest versions")
+        unknown = [object_id for object_id, image in refused.items() if not image]
+        found = self.latest(unknown) if unknown else {}
+        lost: dict[str, tuple[str, str]] = {}
+        for object_id, image in refused.items():
+            old = _from_item(image) if image else found.get(object_id)
+            if not old:
+                raise TransientError(f"newest version of {object_id} refused but not found")
+            lost[object_id] = (str(old["versionId"]), str(old["job"]))
+        return lost
+
+    def latest(self, object_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The newest version taken by a job of each key ({recency, versionId, job}; unknown keys absent)."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = sorted(set(object_ids))
+        for start in range(0, len(unique), _BATCH_GET_LIMIT):
+            keys = [{"pk": {"S": latest_pk(o)}} for o in unique[start : start + _BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                try:
+                    response = self._db.batch_get_item(RequestItems=request)
+                except ClientError as exc:
+                    raise TransientError(f"reading the newest versions failed: {exc}") from exc
+                for item in response.get("Responses", {}).get(self._table, []):
+                    record = _from_item(item)
+                    found[str(record.pop("pk"))[len("latest#") :]] = record
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    time.sleep(_UNPROCESSED_BACKOFF_SECONDS)  # DynamoDB asks to back off before retrying
+        return found
+
+
+def latest_pk(object_id: str) -> str:
+    return f"latest#{object_id}"

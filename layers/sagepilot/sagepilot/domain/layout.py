@@ -1,10 +1,11 @@
 """Where things live in the data bucket, and what a dropped key means.
 
 incoming/<model-package-group>/<any sub-path>/<file>        what users drop
-predictions/<group>/<sub-path>/<file>.out                   what SageMaker writes
+predictions/<group>/<sub-path>/<file>.out                   SageMaker's predictions for the key's newest version
 predictions/<group>/<sub-path>/<file>.report.json           one small report per input
 rejected/<group>/<sub-path>/<file>.json                     why an input was not processed
 jobs/<group>/<job-name>/{plan,manifest,report}.json         the control plane's own records
+jobs/<group>/<job-name>/output/<sub-path>/<file>.out        what the job wrote (copied to predictions/)
 """
 
 from __future__ import annotations

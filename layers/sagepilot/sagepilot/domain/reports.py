@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sagepilot.domain.layout import Rejection
-from sagepilot.domain.transform_plan import InputFile, JobPlan
+from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer
 
 REPORT_VERSION = 1
 
@@ -41,7 +41,22 @@ def job_summary(
     attempts: int,
     timings: dict[str, str | None],
     failure_reason: str | None = None,
+    outdated: dict[str, Newer] | None = None,
 ) -> dict[str, Any]:
+    """The job's report. `outdated`: inputs whose key got a newer version in another job while this one
+    ran; their predictions stay in the job's folder and the key's report is the newer version's."""
+    outdated = outdated or {}
+
+    def read(f: InputFile) -> dict[str, Any]:
+        newer = outdated.get(f.file_id)
+        if newer is None:
+            return {**f.describe(), "predictions": f"s3://{plan.bucket}/{f.dropped.prediction_key}"}
+        return {
+            **f.describe(),
+            "predictions": f"s3://{plan.bucket}/{plan.output_key(f)}",
+            "supersededBy": newer.describe(),
+        }
+
     report: dict[str, Any] = {
         "reportVersion": REPORT_VERSION,
         "transformJobName": job_name,
@@ -57,14 +72,40 @@ def job_summary(
         "instanceCount": plan.instance_count,
         "manifest": f"s3://{plan.bucket}/{plan.manifest_key}",
         "timings": timings,
-        "inputs": [
-            {**f.describe(), "predictions": f"s3://{plan.bucket}/{f.dropped.prediction_key}"} for f in plan.inputs
-        ],
-        "superseded": [f.describe() for f in plan.superseded],
+        "inputs": [read(f) for f in plan.inputs],
+        "superseded": [superseded_entry(f) for f in plan.superseded],
     }
     if failure_reason:
         report["failureReason"] = failure_reason
     return report
+
+
+def superseded_entry(f: InputFile) -> dict[str, Any]:
+    """An older version the job did not read: the newer version of its key is read instead (by this job
+    unless `supersededBy` names another)."""
+    entry = f.describe()
+    if f.superseded_by is not None:
+        entry["supersededBy"] = f.superseded_by.describe()
+    return entry
+
+
+def superseded_only_summary(plan: JobPlan, *, at: str) -> dict[str, Any]:
+    """The record of a planned job that runs nothing: every version it won is older than a version of its
+    key that another job reads (seen late, or redelivered beside the newer one). Each version is still
+    accounted for here, with the version and job that superseded it."""
+    return {
+        "reportVersion": REPORT_VERSION,
+        "transformJobName": None,
+        "plannedJobName": plan.job_name,
+        "status": "Superseded",
+        "attempts": 0,
+        "modelPackageGroup": plan.group,
+        "recordedAt": at,
+        "inputs": [],
+        "superseded": [superseded_entry(f) for f in plan.superseded],
+        "note": "No transform job was run: a newer version of each of these keys is read by the job named "
+        "beside it, whose predictions and report are the key's.",
+    }
 
 
 def input_report(

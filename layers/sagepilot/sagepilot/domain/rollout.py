@@ -154,8 +154,13 @@ class RolloutState:
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
     orphan_notified: bool = False
-    configs: tuple[str, ...] = ()  # endpoint configs this stack created for the endpoint
-    models: tuple[str, ...] = ()  # models this stack created for the endpoint
+    # Endpoint configs and models this stack created (or is about to create: recorded before the calls,
+    # so that a move interrupted half-way leaves nothing CleanUp does not know of) for the endpoint.
+    configs: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    # (subject, detail as JSON) of the notices of a move recorded as an intent, not sent yet: sent once
+    # its actions have gone through (by this handler, or by whichever repairs the move after a crash).
+    announcements: tuple[tuple[str, str], ...] = ()
     history: tuple[HistoryEntry, ...] = ()
 
     def evolve(self, now: float, what: str = "", **changes: object) -> RolloutState:

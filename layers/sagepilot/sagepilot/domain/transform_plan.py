@@ -9,14 +9,25 @@ it is, so a retried batch asks SageMaker for the same job again.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Any
 
-from sagepilot.domain.layout import INCOMING_PREFIX, PREDICTIONS_PREFIX, DroppedKey, job_folder
+from sagepilot.domain.layout import INCOMING_PREFIX, DroppedKey, job_folder
 from sagepilot.domain.names import model_name, transform_job_name
 
 MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker: MaxPayloadInMB <= 100 and MaxConcurrentTransforms x it <= 100
+
+
+@dataclass(frozen=True)
+class Newer:
+    """The newer version of a key that another job holds, making this version superseded."""
+
+    version_id: str | None
+    job: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"versionId": self.version_id, "transformJobName": self.job}
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,8 @@ class InputFile:
     size: int
     etag: str
     sequencer: str = ""
+    # Set on a superseded version whose newer version is in another job (None: the newer one is in this job).
+    superseded_by: Newer | None = None
 
     @property
     def key(self) -> str:
@@ -42,6 +55,23 @@ class InputFile:
     def file_id(self) -> str:
         """Identity of this object version: what "exactly one job per file version" counts."""
         return f"{self.bucket}/{self.key}#{self.version_id or 'null'}"
+
+    @property
+    def object_id(self) -> str:
+        """Identity of the key, whatever its version: what "the newest version of a key" is about."""
+        return f"{self.bucket}/{self.key}"
+
+    @property
+    def recency(self) -> str:
+        """This version's place among the versions of its key, as a string that sorts like the versions."""
+        return recency(self)
+
+    @property
+    def ordered(self) -> bool:
+        """Whether S3's sequencer places this version among the others of its key. Without one, the order
+        among versions is arbitrary: good enough to pick one of a batch, never to skip a version that
+        another batch may have to read."""
+        return sequencer_order(self.sequencer) >= 0
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -112,6 +142,16 @@ class JobPlan:
         return f"{self.folder}report.json"
 
     @property
+    def output_prefix(self) -> str:
+        """Where SageMaker writes the job's `<relative path>.out`. The completion copies each one to
+        predictions/ only if its version is still the newest of its key, so a job that holds an older
+        version and finishes last never overwrites the newer version's predictions."""
+        return f"{self.folder}output/"
+
+    def output_key(self, f: InputFile) -> str:
+        return f"{self.output_prefix}{f.dropped.relative_path}.out"
+
+    @property
     def all_files(self) -> tuple[InputFile, ...]:
         return self.inputs + self.superseded
 
@@ -140,7 +180,10 @@ class JobPlan:
 
 
 def _file_record(f: InputFile) -> dict[str, Any]:
-    return {**f.describe(), "sequencer": f.sequencer}
+    record = {**f.describe(), "sequencer": f.sequencer}
+    if f.superseded_by is not None:
+        record["supersededBy"] = f.superseded_by.describe()
+    return record
 
 
 def plan_from_record(record: dict[str, Any]) -> JobPlan:
@@ -151,6 +194,7 @@ def plan_from_record(record: dict[str, Any]) -> JobPlan:
         dropped = parse_dropped_key(item["key"])
         if not isinstance(dropped, DroppedKey):
             raise ValueError(f"stored plan holds a key outside the layout: {item['key']!r}")
+        newer = item.get("supersededBy")
         return InputFile(
             bucket=item["bucket"],
             dropped=dropped,
@@ -158,6 +202,7 @@ def plan_from_record(record: dict[str, Any]) -> JobPlan:
             size=int(item["size"]),
             etag=item["etag"],
             sequencer=item.get("sequencer", ""),
+            superseded_by=Newer(newer.get("versionId"), str(newer["transformJobName"])) if newer else None,
         )
 
     model = ModelVersion(
@@ -189,10 +234,18 @@ def sequencer_order(sequencer: str) -> int:
         return -1
 
 
-def _recency(f: InputFile) -> tuple[int, str, str]:
+_SEQUENCER_DIGITS = 64  # S3's sequencers are about 18 hexadecimal digits
+
+
+def recency(f: InputFile) -> str:
     """Sequencer first; equal or missing sequencers fall back to an arbitrary but fixed order, so that
-    the choice never depends on the order the events arrived in."""
-    return sequencer_order(f.sequencer), f.version_id or "", f.etag
+    the choice never depends on the order the events arrived in.
+
+    A string (the sequencer as a fixed-width number, then the version id and the ETag), so that the state
+    table can compare two versions of a key in a condition expression exactly as this module does."""
+    order = sequencer_order(f.sequencer)
+    number = f"1{order:0{_SEQUENCER_DIGITS}X}" if 0 <= order < 16**_SEQUENCER_DIGITS else "0"
+    return f"{number} {f.version_id or ''} {f.etag}"
 
 
 def newest_per_key(files: list[InputFile]) -> tuple[list[InputFile], list[InputFile]]:
@@ -200,11 +253,40 @@ def newest_per_key(files: list[InputFile]) -> tuple[list[InputFile], list[InputF
     newest: dict[str, InputFile] = {}
     for f in files:
         current = newest.get(f.key)
-        if current is None or _recency(f) > _recency(current):
+        if current is None or recency(f) > recency(current):
             newest[f.key] = f
     kept = [newest[k] for k in sorted(newest)]
     superseded = sorted((f for f in files if newest[f.key] is not f), key=lambda f: (f.key, f.version_id or ""))
     return kept, superseded
+
+
+def settle(plan: JobPlan, owners: dict[str, str], newer: dict[str, Newer]) -> JobPlan:
+    """The plan restricted to what its job won: the inputs it claimed that no newer version of their key
+    holds (`newer`: the inputs a newer version already holds, and where), and the superseded versions it
+    claimed. Every version it claimed stays in it, read or superseded, so that each version ends in exactly
+    one job's record; a superseded one says which version superseded it when that one is in another job."""
+    mine = plan.job_name
+    kept = {f.key: f for f in plan.inputs}
+    inputs = tuple(f for f in plan.inputs if owners.get(f.file_id) == mine and f.file_id not in newer)
+    read = {f.file_id for f in inputs}
+
+    def superseding(f: InputFile) -> Newer | None:
+        """Who supersedes f, a version this job claimed but does not read (None: a version it reads)."""
+        if f.file_id in newer:
+            return newer[f.file_id]
+        newest = kept[f.key]
+        if newest.file_id in read:
+            return None
+        if newest.file_id in newer:
+            return newer[newest.file_id]
+        return Newer(newest.version_id, owners.get(newest.file_id, ""))
+
+    stale = [replace(f, superseded_by=newer[f.file_id]) for f in plan.inputs if f.file_id in newer]
+    older = [replace(f, superseded_by=superseding(f)) for f in plan.superseded if owners.get(f.file_id) == mine]
+    superseded = sorted(
+        (f for f in stale + older if owners.get(f.file_id) == mine), key=lambda f: (f.key, f.version_id or "")
+    )
+    return replace(plan, inputs=inputs, superseded=tuple(superseded))
 
 
 def instance_count(total_bytes: int, file_count: int, settings: TransformSettings) -> int:
@@ -271,7 +353,7 @@ def transform_job_request(
             "SplitType": "Line",
         },
         "TransformOutput": {
-            "S3OutputPath": f"s3://{plan.bucket}/{PREDICTIONS_PREFIX}{plan.group}/",
+            "S3OutputPath": f"s3://{plan.bucket}/{plan.output_prefix}",
             "AssembleWith": "Line",
         },
         "TransformResources": {

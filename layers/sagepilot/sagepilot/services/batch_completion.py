@@ -2,6 +2,10 @@
 
 Acts on SageMaker's current view of the job (DescribeTransformJob), not on the event alone, so a late
 or duplicated event changes nothing: the job record's conditional transitions decide who acts.
+
+A job writes into its own folder; its outputs are copied to predictions/ (and its reports or rejections
+written there) only for the inputs still the newest version of their key, so a job that holds an older
+version and finishes last never overwrites what a newer version's job left.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sagepilot.domain.failures import is_retryable_failure, job_failure_rejectio
 from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import input_report, job_summary, rejection_report
-from sagepilot.domain.transform_plan import JobPlan
+from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer
 from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
 from sagepilot.observability import logger
@@ -102,22 +106,50 @@ class BatchCompletion:
         return outcome
 
     def _completed(self, plan: JobPlan, name: str, attempt: int, timings: dict[str, str | None]) -> CompletionOutcome:
-        summary = job_summary(plan, job_name=name, status="Completed", attempts=attempt + 1, timings=timings)
+        outdated = self._outdated(plan)
+        summary = job_summary(
+            plan, job_name=name, status="Completed", attempts=attempt + 1, timings=timings, outdated=outdated
+        )
         self._bucket.put_json(plan.report_key, summary)
         superseded: dict[str, list[str]] = {}
         for old in plan.superseded:
-            superseded.setdefault(old.key, []).append(old.version_id or "null")
+            if old.superseded_by is None:  # superseded by the version this job read
+                superseded.setdefault(old.key, []).append(old.version_id or "null")
 
-        def write(item: Any) -> None:
+        def publish(item: InputFile) -> None:
+            """The key's predictions and report, from this job only while its version is the key's newest."""
+            if not self._bucket.copy(plan.output_key(item), item.dropped.prediction_key):
+                # A Completed job writes one output per input; say so loudly if it did not.
+                logger.warning(
+                    "SageMaker wrote no output for an input",
+                    extra={"job": name, "key": item.key, "output": plan.output_key(item)},
+                )
             report = input_report(summary, plan, item)
             if item.key in superseded:
                 report["supersededVersionIds"] = superseded[item.key]
             self._bucket.put_json(item.dropped.report_key, report)
 
-        self._parallel(write, plan.inputs)
+        self._parallel(publish, tuple(f for f in plan.inputs if f.file_id not in outdated))
         self._state.transition(plan.job_name, expected=[STARTED], to=COMPLETED, when_attempt=attempt)
-        logger.info("transform job completed", extra={"job": name, "inputs": len(plan.inputs)})
-        return CompletionOutcome(name, "reported", f"{len(plan.inputs)} input report(s)")
+        logger.info(
+            "transform job completed", extra={"job": name, "inputs": len(plan.inputs), "outdated": len(outdated)}
+        )
+        return CompletionOutcome(name, "reported", f"{len(plan.inputs) - len(outdated)} input report(s)")
+
+    def _outdated(self, plan: JobPlan) -> dict[str, Newer]:
+        """Inputs whose key got a newer version in another job since this job was planned: the key's
+        predictions, report and rejection are that version's, never overwritten by this older one."""
+        ordered = [f for f in plan.inputs if f.ordered]  # without a sequencer, nothing says which is newer
+        latest = self._state.latest([f.object_id for f in ordered]) if ordered else {}
+        outdated: dict[str, Newer] = {}
+        for f in ordered:
+            newest = latest.get(f.object_id)
+            if newest and str(newest["recency"]) > f.recency:
+                version = str(newest["versionId"])
+                outdated[f.file_id] = Newer(None if version == "null" else version, str(newest["job"]))
+        if outdated:
+            logger.info("newer versions are in other jobs", extra={"job": plan.job_name, "outdated": len(outdated)})
+        return outdated
 
     def _retry(self, plan: JobPlan, attempt: int, reason: str, timings: dict[str, str | None]) -> CompletionOutcome:
         following = attempt + 1
@@ -154,8 +186,15 @@ class BatchCompletion:
     def _failed(
         self, plan: JobPlan, name: str, attempt: int, status: str, reason: str, timings: dict[str, str | None]
     ) -> CompletionOutcome:
+        outdated = self._outdated(plan)
         summary = job_summary(
-            plan, job_name=name, status=status, attempts=attempt + 1, timings=timings, failure_reason=reason
+            plan,
+            job_name=name,
+            status=status,
+            attempts=attempt + 1,
+            timings=timings,
+            failure_reason=reason,
+            outdated=outdated,
         )
         self._bucket.put_json(plan.report_key, summary)
         rejection = job_failure_rejection(name, status, reason, attempt + 1)
@@ -174,7 +213,7 @@ class BatchCompletion:
                 ),
             )
 
-        self._parallel(write, plan.inputs)
+        self._parallel(write, tuple(f for f in plan.inputs if f.file_id not in outdated))
         if self._state.transition(
             plan.job_name, expected=[STARTED], to=FAILED, when_attempt=attempt, failureReason=(reason or status)[:1000]
         ):

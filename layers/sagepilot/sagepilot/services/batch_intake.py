@@ -171,6 +171,10 @@ class BatchIntake:
 
     def _inspect(self, event: ObjectCreated) -> InputFile | Refused | _Unavailable | str:
         """An accepted file, a rejection, "gone" (deleted since) or _Unavailable (transient failure)."""
+        # HeadObject even when the event carries version, size and ETag: it is what proves the version still
+        # exists (an event can be stale or forged; a version deleted for good would fail the whole job it
+        # joined) and which form of a `+`/`%xx` key names it. S3 has no batched HEAD; this is the one
+        # request per file the intake cannot avoid (see bench/README.md).
         try:
             head = self._bucket.head_dropped(event.key, event.version_id)
         except ObjectGone:

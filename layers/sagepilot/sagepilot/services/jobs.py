@@ -3,6 +3,9 @@
 launch(plan):  record the job (CLAIMING) and its candidate inputs, claim each input for it,
                keep the inputs it won (READY), then create the Model and the transform job
                (STARTED). Every step is safe to repeat; "already exists" is success.
+               An input is only read if it is the newest version of its key that any job took (the
+               state table's `latest#<bucket>/<key>`, a conditional write): an older version seen
+               late is recorded as superseded by the newer one and its job, and not run.
 A group may run at most MaxConcurrentJobsPerGroup jobs at once (0: no limit): a job beyond it waits,
 READY, listed in the state table's index under `waiting#<group>`, and `start_waiting` (called when
 one of the group's jobs finishes) starts it. Nothing is dropped and no message waits in the queue.
@@ -15,13 +18,15 @@ resume(name):  finish a job another invocation left behind: READY ones are start
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import CLAIMING, EMPTY, READY, STARTED, StateTable, waiting_kind
 from sagepilot.domain.names import attempt_name, split_attempt
-from sagepilot.domain.transform_plan import JobPlan, plan_from_record, transform_job_request
+from sagepilot.domain.reports import superseded_only_summary
+from sagepilot.domain.transform_plan import JobPlan, Newer, plan_from_record, settle, transform_job_request
 from sagepilot.errors import CapacityError
 from sagepilot.observability import logger
 from sagepilot.settings import Settings
@@ -109,20 +114,39 @@ class JobLauncher:
 
     # Steps ----------------------------------------------------------------------------------------
     def _finalise(self, plan: JobPlan, owners: dict[str, str]) -> JobPlan:
+        """Keep what the job won: its claimed inputs, less those a newer version of their key already holds
+        (recorded as the key's newest in the state table), plus the older versions it claimed. A job left
+        with nothing to read but superseded versions runs nothing and says so in its report."""
         mine = plan.job_name
-        owned = replace(
-            plan,
-            inputs=tuple(f for f in plan.inputs if owners.get(f.file_id) == mine),
-            superseded=tuple(f for f in plan.superseded if owners.get(f.file_id) == mine),
-        )
+        claimed = [f for f in plan.inputs if owners.get(f.file_id) == mine and f.ordered]
+        lost = self._state.mark_latest(mine, [(f.object_id, f.recency, f.version_id) for f in claimed])
+        newer = {f.file_id: Newer(*self._version(lost[f.object_id])) for f in claimed if f.object_id in lost}
+        owned = settle(plan, owners, newer)
+        for f in owned.superseded:
+            if f.superseded_by is not None:
+                logger.info(
+                    "a newer version of the key is in another job",
+                    extra={"job": mine, "key": f.key, "versionId": f.version_id, "newer": f.superseded_by.describe()},
+                )
         if not owned.inputs:
-            self._state.transition(mine, expected=[CLAIMING], to=EMPTY, inputs=0)
-            logger.info("every input already belongs to other jobs", extra={"job": mine})
+            if owned.superseded:
+                self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
+                self._bucket.put_json(owned.report_key, superseded_only_summary(owned, at=self._at()))
+            self._state.transition(mine, expected=[CLAIMING], to=EMPTY, inputs=0, superseded=len(owned.superseded))
+            logger.info("every input already belongs to other jobs or is superseded", extra={"job": mine})
             return owned
         self._bucket.put_json(owned.manifest_key, owned.manifest())
         self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
         self._state.transition(mine, expected=[CLAIMING, READY], to=READY, inputs=len(owned.inputs))
         return owned
+
+    def _at(self) -> str:
+        return datetime.fromtimestamp(self._state.now(), UTC).isoformat(timespec="seconds")
+
+    @staticmethod
+    def _version(newer: tuple[str, str]) -> tuple[str | None, str]:
+        version_id, job = newer
+        return (None if version_id == "null" else version_id), job
 
     def _start_if_ready(self, plan: JobPlan, record: dict[str, Any]) -> bool:
         if record["status"] != READY:

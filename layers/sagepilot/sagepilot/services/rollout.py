@@ -6,11 +6,18 @@ lease, read the recorded state, the endpoint, the newest Approved version and th
 ask `domain.rollout.decide` for the next move, apply it, record it, let go. No waiting happens here:
 bake times elapse between triggers, and an endpoint that is Updating is left alone until its next
 state-change event (or the next scheduled reconcile).
+
+Crash safety: a move whose state is recorded first (an intent) records with it the names of the models
+and endpoint config it is about to create and the notices it will send; the notices go out once its
+calls have gone through, by this handler or by the one that repairs the move after a crash. A registry
+trigger records its group with the lease, so that the schedule deploys a first approval whose handler
+died before recording anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,7 +29,7 @@ from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import EndpointBusy, Endpoints
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
-from sagepilot.adapters.rollout_state import Lease, LeaseBusy, RolloutStore
+from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, RolloutStore
 from sagepilot.domain import health
 from sagepilot.domain import rollout as plan
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
@@ -37,6 +44,7 @@ from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
 _TAGS_CACHE_SECONDS = 60.0
+_NOT_MANAGED = "no rollout record for this endpoint: not managed by this stack"
 
 
 @dataclass
@@ -50,6 +58,15 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", []) and k != "again"}
+
+
+@dataclass
+class _Move:
+    """One move under a lease: the state as far as the move got (`state`), and what is saved of it
+    (`lease.state`)."""
+
+    lease: Lease
+    state: RolloutState | None = None
 
 
 class Rollouts:
@@ -116,13 +133,18 @@ class Rollouts:
         now = self._clock()
         outcomes = []
         overdue = 0.0
-        for state, checked_at in self._store.all():
+        recorded, pending = self._store.survey()
+        for state, checked_at in recorded:
             if state.phase is Phase.CANARY and not state.paused:
                 bake = self._bake_seconds(state.group)
                 overdue = max(overdue, now - state.step_started_at - bake)
             if state.phase is Phase.STABLE and now - checked_at < self._settings.stable_check_seconds:
                 continue
             outcomes.append(self.reconcile(state.endpoint, state.group, scheduled=True))
+        for endpoint, group in pending:
+            # A registry trigger whose handler died before recording anything (its lease expires):
+            # nobody else would come back to it.
+            outcomes.append(self.reconcile(endpoint, group, scheduled=True))
         self._metrics.emit("ReconcileRuns")
         self._metrics.emit("RolloutOverdueSeconds", max(0.0, overdue), SECONDS)
         return outcomes
@@ -137,34 +159,51 @@ class Rollouts:
     def reconcile(
         self, endpoint: str, group: str | None, *, alarm: str | None = None, scheduled: bool = False
     ) -> Outcome:
+        if group is None and self._store.group_of(endpoint) is None:
+            # A trigger naming no group (an endpoint change, an alarm, an operator's command) about an
+            # endpoint this stack has no record of: decided by a read, so that it writes nothing.
+            return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
         owner = f"reconcile-{uuid.uuid4()}"
         try:
-            lease = self._store.acquire(endpoint, owner, self._clock())
+            lease = self._store.acquire(endpoint, owner, self._clock(), group=group, existing=group is None)
         except LeaseBusy:
             return Outcome(endpoint, "deferred", note="another handler is acting on this endpoint; it will rerun")
+        except NotManaged:
+            return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
+        move = _Move(lease, lease.state)
         outcome = Outcome(endpoint, "waiting")
         try:
             for _ in range(_MAX_RERUNS):
-                outcome = self._step(lease, group, alarm, scheduled)
+                outcome = self._step(move, group, alarm, scheduled)
                 if outcome.again:
-                    lease = Lease(endpoint, owner, self._store.read(endpoint))
+                    move = self._again(move)
                     continue
-                if self._store.release(lease, self._clock()):
+                # Nothing recorded and nothing to repair: the group left with the lease goes too.
+                if self._store.release(move.lease, self._clock(), forget=move.lease.state is None):
                     return outcome
-                lease = Lease(endpoint, owner, self._store.read(endpoint))
+                move = self._again(move)
         except BaseException:
-            # Hand the lease back (the error is re-raised); a rerun asked for meanwhile stays flagged.
-            self._store.release(lease, self._clock(), force=True)
+            # Hand the lease back (the error is re-raised); a rerun asked for meanwhile stays flagged, and
+            # so does the group a registry trigger left (the schedule comes back to it).
+            self._store.release(move.lease, self._clock(), force=True)
             raise
         # Still more to do after the reruns: let go; the flag (if any) brings the next holder back to it.
-        self._store.release(lease, self._clock(), force=True)
+        self._store.release(move.lease, self._clock(), force=True)
         return outcome
 
-    def _step(self, lease: Lease, group_hint: str | None, alarm: str | None, scheduled: bool) -> Outcome:
-        state, endpoint = lease.state, lease.endpoint
-        group = state.group if state else group_hint
+    def _again(self, move: _Move) -> _Move:
+        lease = dataclasses.replace(move.lease, state=self._store.read(move.lease.endpoint))
+        return _Move(lease, lease.state)
+
+    def _save(self, move: _Move, state: RolloutState) -> None:
+        move.lease = self._store.save(move.lease, state, self._clock())
+        move.state = state
+
+    def _step(self, move: _Move, group_hint: str | None, alarm: str | None, scheduled: bool) -> Outcome:
+        state, endpoint = move.lease.state, move.lease.endpoint
+        group = state.group if state else (group_hint or move.lease.group)
         if group is None:
-            return Outcome(endpoint, "ignored", note="no rollout record for this endpoint: not managed by this stack")
+            return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
         try:
             deployment = self.deployment(group)
         except InvalidGroupSettings as exc:
@@ -185,17 +224,21 @@ class Rollouts:
             actions=[type(a).__name__ for a in decision.actions],
             note=decision.note,
         )
-        new_state = decision.state
-        if new_state is not None and decision.commit_first and new_state != state:
-            lease = self._store.save(lease, new_state, now)
+        actions = decision.actions
+        move.state = decision.state
+        if decision.state is not None and decision.commit_first:
+            move.state, actions = self._intent(decision.state, actions, view, deployment, endpoint)
+            if move.state != state:
+                self._save(move, move.state)
         try:
-            applied = self._apply(decision.actions, new_state, view, deployment, endpoint)
+            self._apply(move, actions, view, deployment, endpoint)
+            move.state = self._announce(move.state)
         except EndpointBusy as exc:
             outcome.result, outcome.note = "waiting", str(exc)
-            applied = new_state
         except CapacityError as exc:
             outcome.result, outcome.note = "waiting", str(exc)
-            applied = self._quota_reported(new_state, exc, deployment, now)
+            move.state = self._quota_reported(move.state, exc, deployment, now)
+        applied = move.state
         if applied is not None and (alarm is not None or scheduled):
             # The endpoint as read for the move, unless the move changed it (then read it again).
             current = view if not decision.actions else None
@@ -203,9 +246,11 @@ class Rollouts:
             if health_move is not None:
                 applied, note = health_move
                 outcome.note = "; ".join(n for n in (outcome.note, note) if n)
-        if applied is not None and applied != lease.state:
-            lease = self._store.save(lease, applied, now)
-        self._record(state, applied, view, now)
+        if applied is not None and applied != move.lease.state:
+            self._save(move, applied)
+        shifted = outcome.result == "acted"
+        moved_to = next((a for a in actions if isinstance(a, plan.SetWeights)), None) if shifted else None
+        self._record(state, applied, view, now, moved_to)
         if (
             not decision.commit_first
             and decision.actions
@@ -220,10 +265,53 @@ class Rollouts:
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
 
+    def _intent(
+        self,
+        state: RolloutState,
+        actions: tuple[plan.Action, ...],
+        view: plan.EndpointView | None,
+        deployment: Deployment,
+        endpoint: str,
+    ) -> tuple[RolloutState, tuple[plan.Action, ...]]:
+        """The state to record before a move's first call: with the names of the models and endpoint
+        config it will create (a move interrupted half-way leaves nothing CleanUp does not know of), and
+        its notices, taken out of the actions (sent once the move has gone through, even by another
+        handler after a crash: `_announce`)."""
+        rest: list[plan.Action] = []
+        for action in actions:
+            match action:
+                case plan.CreateEndpoint(release=release) | plan.NativeUpdate(release=release):
+                    specs, config = self._specs(deployment, endpoint, ((release, 1.0),), view)
+                    state = _with_names(state, [str(s["ModelName"]) for s in specs], config)
+                case plan.ApplyVariants(variants=variants):
+                    specs, config = self._specs(deployment, endpoint, variants, view)
+                    state = _with_names(state, [str(s["ModelName"]) for s in specs], config)
+                case plan.Notify(subject=subject, detail=detail):
+                    notice = (subject, json.dumps(dict(detail), sort_keys=True, default=str))
+                    state = state.evolve(0, announcements=(*state.announcements, notice))
+                    continue
+            rest.append(action)
+        return state, tuple(rest)
+
+    def _announce(self, state: RolloutState | None) -> RolloutState | None:
+        """Send the notices of a recorded move that has gone through; they are then forgotten (saved with
+        the move's state), so each goes out once (twice only if a crash comes between the two)."""
+        if state is None or not state.announcements:
+            return state
+        for subject, detail in state.announcements:
+            self._notifier.publish(subject, json.loads(detail))
+        return state.evolve(0, announcements=())
+
     def _record(
-        self, before: RolloutState | None, after: RolloutState | None, view: plan.EndpointView | None, now: float
+        self,
+        before: RolloutState | None,
+        after: RolloutState | None,
+        view: plan.EndpointView | None,
+        now: float,
+        moved_to: plan.SetWeights | None = None,
     ) -> None:
-        """The metrics of what this move decided (phase changes), and the live weights."""
+        """The metrics of what this move decided (phase changes), and the live weights: as this move set
+        them when it shifted traffic, otherwise as read for it."""
         if after is None:
             return
         old, new = (before.phase if before else None), after.phase
@@ -246,9 +334,17 @@ class Rollouts:
         finished = old in (Phase.PROMOTING, Phase.NATIVE) and new is Phase.STABLE
         if finished and before is not None and after.stable != before.stable and before.started_at:
             emit("ApprovalToFullTrafficSeconds", max(0.0, now - before.started_at), SECONDS)
-        if view is not None:
-            for variant, share in view.shares().items():
-                emit("VariantWeight", share, NONE, Endpoint=after.endpoint, Variant=variant)
+        live: dict[str, float] = dict(view.shares()) if view is not None else {}
+        live.update(moved_to.weights if moved_to is not None else ())
+        # A variant this move dropped from the rollout (rolled back, rejected, replaced) now takes no
+        # traffic: say so, or its weight series would stay at its last share on the dashboard.
+        kept = {v.variant for v in (after.stable, after.candidate) if v is not None}
+        earlier = (before.stable, before.candidate) if before is not None else ()
+        for dropped in (v.variant for v in earlier if v is not None):
+            if dropped not in kept:
+                live.setdefault(dropped, 0.0)
+        for variant, share in sorted(live.items()):
+            emit("VariantWeight", share, NONE, Endpoint=after.endpoint, Variant=variant)
 
     # Health and scale-in ----------------------------------------------------------------------------
     def _health(
@@ -344,18 +440,17 @@ class Rollouts:
     # Applying a decision ----------------------------------------------------------------------------
     def _apply(
         self,
+        move: _Move,
         actions: tuple[plan.Action, ...],
-        state: RolloutState | None,
         view: plan.EndpointView | None,
         deployment: Deployment,
         endpoint: str,
-    ) -> RolloutState | None:
-        """Carry out the actions in order; return the state with the resources it created recorded."""
+    ) -> None:
+        """Carry out the actions in order; `move.state` records the resources they create."""
         for action in actions:
             match action:
                 case plan.CreateEndpoint() | plan.ApplyVariants() | plan.NativeUpdate():
-                    assert state
-                    state = self._with_fallback(action, state, view, deployment, endpoint)
+                    self._with_fallback(move, action, view, deployment, endpoint)
                 case plan.SetWeights(weights=weights):
                     self._endpoints.set_weights(endpoint, weights)
                 case plan.RegisterAutoscaling(variant=variant):
@@ -369,92 +464,106 @@ class Rollouts:
                 case plan.DeleteEndpoint():
                     self._endpoints.delete(endpoint)
                 case plan.CleanUp():
-                    assert state and view
-                    state = self._clean_up(state, view.config_name)
+                    assert move.state and view
+                    move.state = self._clean_up(move.state, view.config_name)
                 case plan.Notify(subject=subject, detail=detail):
+                    move.state = self._announce(move.state)  # an earlier move's notices first
                     self._notifier.publish(subject, dict(detail))
-        return state
 
     def _with_fallback(
         self,
+        move: _Move,
         action: plan.CreateEndpoint | plan.ApplyVariants | plan.NativeUpdate,
-        state: RolloutState,
         view: plan.EndpointView | None,
         deployment: Deployment,
         endpoint: str,
-    ) -> RolloutState:
+    ) -> None:
         """Send an endpoint change; on ResourceLimitExceeded, once more on the fallback instance type."""
         try:
-            return self._change_endpoint(action, state, view, deployment, endpoint)
+            self._change_endpoint(move, action, view, deployment, endpoint)
         except CapacityError as exc:
             fallback = deployment.fallback_instance_type
             if not fallback or fallback == deployment.instance_type:
                 raise
+            assert move.state
             what = (
                 f"no capacity for {deployment.instance_type} ({exc}); trying the fallback {fallback}. Raise the quota "
                 f"'{deployment.instance_type} for endpoint usage' to use the preferred type again."
             )
-            self._notifier.publish(f"QUOTA: {endpoint}", {"endpoint": endpoint, "group": state.group, "what": what})
-            state = state.evolve(self._clock(), what)
+            self._notifier.publish(
+                f"QUOTA: {endpoint}", {"endpoint": endpoint, "group": move.state.group, "what": what}
+            )
+            move.state = move.state.evolve(self._clock(), what)
             fallback_deployment = dataclasses.replace(deployment, instance_type=fallback)
-            return self._change_endpoint(action, state, view, fallback_deployment, endpoint)
+            self._change_endpoint(move, action, view, fallback_deployment, endpoint)
 
     def _change_endpoint(
         self,
+        move: _Move,
         action: plan.CreateEndpoint | plan.ApplyVariants | plan.NativeUpdate,
-        state: RolloutState,
         view: plan.EndpointView | None,
         deployment: Deployment,
         endpoint: str,
-    ) -> RolloutState:
+    ) -> None:
+        assert move.state
         match action:
             case plan.CreateEndpoint(release=release):
-                config, state = self._config(state, deployment, endpoint, ((release, 1.0),), view)
-                self._endpoints.create(endpoint, config, self._tags_for(state))
+                config = self._config(move, deployment, endpoint, ((release, 1.0),), view)
+                self._endpoints.create(endpoint, config, self._tags_for(move.state))
             case plan.ApplyVariants(variants=variants, deregister=deregister):
                 for variant in deregister:
                     self._autoscaling.deregister(endpoint, variant)
-                config, state = self._config(state, deployment, endpoint, variants, view)
+                config = self._config(move, deployment, endpoint, variants, view)
                 self._endpoints.update(endpoint, config)
             case plan.NativeUpdate(release=release, deregister=deregister, strategy=strategy):
                 for variant in deregister:
                     self._autoscaling.deregister(endpoint, variant)
-                config, state = self._config(state, deployment, endpoint, ((release, 1.0),), view)
+                config = self._config(move, deployment, endpoint, ((release, 1.0),), view)
                 alarms = rollout_alarm_names(endpoint, release.variant)
                 self._endpoints.update(endpoint, config, _guardrails(strategy, deployment, alarms))
-        return state
 
-    def _config(
+    def _specs(
         self,
-        state: RolloutState,
         deployment: Deployment,
         endpoint: str,
         variants: tuple[tuple[Release, float], ...],
         view: plan.EndpointView | None,
-    ) -> tuple[str, RolloutState]:
-        """Models and an endpoint config holding exactly `variants`; a live variant keeps its
-        current instance count (autoscaling may have moved it)."""
-        specs = []
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The production variants of an endpoint config holding exactly `variants`, and its name; a live
+        variant keeps its current instance count (autoscaling may have moved it)."""
+        specs: list[dict[str, Any]] = []
         for release, share in variants:
-            model = endpoint_model_name(endpoint, release.version, release.package_arn)
-            self._endpoints.ensure_model(model, release.package_arn)
-            if model not in state.models:
-                state = state.evolve(0, models=(*state.models, model))
             live = view.instances(release.variant) if view else None
             specs.append(
                 {
                     "VariantName": release.variant,
-                    "ModelName": model,
+                    "ModelName": endpoint_model_name(endpoint, release.version, release.package_arn),
                     "InstanceType": deployment.instance_type,
                     "InitialInstanceCount": live or deployment.instance_count,
                     "InitialVariantWeight": share,
                 }
             )
-        name = endpoint_config_name(endpoint, [_spec_key(s) for s in specs])
-        self._endpoints.ensure_config(name, specs, self._tags_for(state))
-        if name not in state.configs:
-            state = state.evolve(0, configs=(*state.configs, name))
-        return name, state
+        return specs, endpoint_config_name(endpoint, [_spec_key(s) for s in specs])
+
+    def _config(
+        self,
+        move: _Move,
+        deployment: Deployment,
+        endpoint: str,
+        variants: tuple[tuple[Release, float], ...],
+        view: plan.EndpointView | None,
+    ) -> str:
+        """Models and an endpoint config holding exactly `variants`, their names recorded before they are
+        created (already so by `_intent`, unless a fallback instance type changed them)."""
+        assert move.state
+        specs, name = self._specs(deployment, endpoint, variants, view)
+        named = _with_names(move.state, [str(s["ModelName"]) for s in specs], name)
+        if named != move.state:
+            self._save(move, named)
+        for spec, (release, _) in zip(specs, variants, strict=True):
+            self._endpoints.ensure_model(str(spec["ModelName"]), release.package_arn)
+        self._endpoints.ensure_config(name, specs, self._tags_for(move.state))
+        return name
 
     def _clean_up(self, state: RolloutState, live_config: str) -> RolloutState:
         """Delete configs and models of this endpoint that the live shape no longer uses."""
@@ -479,6 +588,15 @@ class Rollouts:
 
 def _spec_key(spec: Mapping[str, Any]) -> str:
     return "|".join(str(spec[k]) for k in sorted(spec))
+
+
+def _with_names(state: RolloutState, models: list[str], config: str) -> RolloutState:
+    """`state` knowing of these models and this endpoint config (CleanUp deletes those not live)."""
+    new_models = tuple(m for m in dict.fromkeys(models) if m not in state.models)
+    if not new_models and config in state.configs:
+        return state
+    configs = state.configs if config in state.configs else (*state.configs, config)
+    return state.evolve(0, models=(*state.models, *new_models), configs=configs)
 
 
 def _guardrails(strategy: Strategy, deployment: Deployment, alarms: tuple[str, ...]) -> dict[str, Any]:

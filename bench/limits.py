@@ -1,0 +1,900 @@
+"""`make limits` / `python -m bench.limits`: where this design stops, simulated (the README's "Limits and scaling").
+
+Three inputs, none copied by hand:
+- the AWS calls each handler makes per event, measured by the bench (`.bench/results.json`, section "aws
+  calls"; scenarios it lacks are measured now by running `python -m bench.calls --only ...` in a child);
+- the template's defaults (template.yaml: batching, concurrency, job size, bake time, timeouts, alarms);
+- AWS quotas (named constants below, each with its source), and the few figures AWS does not publish
+  (named as assumptions: replace them with your account's).
+
+Two scenarios, deterministic (seeded), and sweeps that find the ceiling of each limit:
+- a day of N files (1,000,000 by default) across G model groups (200): a diurnal arrival curve (an afternoon
+  peak, a nightly export peak, a floor) plus each group's daily dump of 30% of its files within a minute;
+  group sizes Zipf-distributed. The SQS event source mapping is simulated batch by batch (BatchSize,
+  MaximumBatchingWindowInSeconds, MaximumConcurrency, the 6 MB payload), each intake invocation lasting
+  its measured calls x their latency; each batch plans one job per group and MaxFilesPerJob files; jobs
+  take instances from the transform-instance quota or are refused (ResourceLimitExceeded) and retried after
+  the queue's visibility timeout, at most IntakeMaxReceiveCount times; each job's completion is one event.
+- W endpoints (500) each rolling out once a week (approvals at seeded times in working hours): every
+  reconcile tick (ReconcileSchedule) reconciles the endpoints in a rollout and the stable ones due
+  (STABLE_CHECK_SECONDS), within the rollout function's timeout.
+
+Reported: jobs started, peak concurrency (Lambda, transform jobs and instances, canaries), queue age, calls per
+second per API against its rate limit, DynamoDB writes per second (table and hottest item), EventBridge
+invocations per second, and where each limit is hit. Simplifications, said plainly: one content type per
+group; the groups in a batch are drawn from the day's shares (a dump's files are its group's); calls within an
+invocation run one after another; a refused job is retried as a whole (in AWS its messages come back and may
+join other files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import clean_environment
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / ".bench"
+SEED = 7
+DAY = 86_400
+WEEK = 7 * DAY
+
+# ---------------------------------------------------------------------------------------- AWS quotas
+# Lambda quotas (docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): 1,000 concurrent
+# executions per Region by default; 6 MB request payload for synchronous invocation (the SQS event source
+# mapping invokes synchronously; also /work/shared/reference/aws-facts.md).
+LAMBDA_CONCURRENCY = 1_000
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# SQS event source mapping (Lambda developer guide, "Using Lambda with Amazon SQS"): BatchSize up to 10,000
+# for standard queues, MaximumBatchingWindowInSeconds up to 300.
+SQS_MAX_BATCH = 10_000
+SQS_MAX_WINDOW_SECONDS = 300
+# DynamoDB ("On-demand capacity mode", "Initial throughput"; knowledge-center on-demand-table-throttling):
+# a new on-demand table serves up to 4,000 write request units/s at once (then up to double its previous
+# peak); each partition serves up to 1,000 WRU/s (so one item at most 1,000 writes/s); the table-level quota
+# for on-demand tables is 40,000 WRU/s by default (adjustable).
+DDB_NEW_TABLE_WRITES = 4_000
+DDB_PARTITION_WRITES = 1_000
+DDB_TABLE_WRITES = 40_000
+# EventBridge quotas (docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html): "Invocations throttle
+# limit" 18,750/s in us-east-1, us-west-2 and eu-west-1 (4,500 in us-east-2 and eu-central-1, 1,100 in most
+# others); beyond it invocations are delayed, not lost. S3 and SageMaker events are AWS events: the
+# PutEvents quota (10,000/s in us-east-1) does not apply to them, each rule match is one invocation.
+EVENTBRIDGE_INVOCATIONS = 18_750
+# S3 ("Best practices design patterns: optimizing Amazon S3 performance"): 3,500 PUT/COPY/POST/DELETE and
+# 5,500 GET/HEAD requests per second per partitioned prefix.
+S3_WRITES_PER_PREFIX = 3_500
+S3_READS_PER_PREFIX = 5_500
+# SageMaker: AWS publishes no request rate for its control-plane APIs; they answer ThrottlingException
+# ("Rate exceeded") under bursts (aws-facts.md; e.g. facebookresearch/dynabench#482 on CreateTransformJob,
+# aws/sagemaker-python-sdk#645 on CreateTrainingJob). ASSUMPTION, per API: replace with what AWS Support
+# tells you for your account.
+SAGEMAKER_API_RATE = 5.0
+# SageMaker instance quotas ("<type> for transform job usage", "<type> for endpoint usage") are per
+# account and type in Service Quotas, and differ between accounts (new accounts often get less). ASSUMPTION:
+# read yours with `aws service-quotas list-service-quotas --service-code sagemaker`.
+TRANSFORM_INSTANCES_QUOTA = 20
+ENDPOINT_INSTANCES_QUOTA = 20
+
+# ---------------------------------------------------------------------------------------- assumptions
+# Latency of one call inside a Region (the sandbox's are not AWS's); a handler's calls run one after another.
+LATENCY_SECONDS = {"s3": 0.025, "dynamodb": 0.008, "sagemaker": 0.120, "sns": 0.030, "cloudwatch": 0.030}
+LATENCY_DEFAULT = 0.030
+INVOKE_OVERHEAD_SECONDS = 0.050  # per warm invocation
+# Instances and image pull before a job's first record (aws-facts.md: minutes; about 8 for a large image).
+JOB_STARTUP_SECONDS = 420
+FILE_MEGABYTES = 1.0  # average dropped file
+SECONDS_PER_MEGABYTE = 0.5  # scoring time per MB per instance (model dependent)
+ENDPOINT_UPDATE_SECONDS = 480  # UpdateEndpoint that adds or removes a variant
+WEIGHTS_UPDATE_SECONDS = 60  # UpdateEndpointWeightsAndCapacities
+# When the bench has no rollout scenario yet: AWS calls of one endpoint's reconcile (lease, describe, registry,
+# alarms, release), and of a reconcile that moves a rollout on.
+FALLBACK_RECONCILE_CALLS = {
+    "dynamodb.UpdateItem": 2,
+    "sagemaker.DescribeEndpoint": 1,
+    "sagemaker.ListModelPackages": 1,
+    "cloudwatch.DescribeAlarms": 1,
+}
+FALLBACK_MOVE_CALLS = {**FALLBACK_RECONCILE_CALLS, "sagemaker.UpdateEndpointWeightsAndCapacities": 1}
+
+# The bench scenarios this simulation reads (bench/calls.py).
+INTAKE_1, INTAKE_100 = "s3 drop: 1 file", "s3 drop: 100 files, one batch"
+COMPLETION_1, COMPLETION_100 = "job completed: 1 file", "job completed: 100 files"
+RECONCILE_STABLE, RECONCILE_MOVE = "rollout: no-op reconcile", "rollout: traffic shift to 50%"
+ROLLOUT_START, ROLLOUT_PROMOTE = "rollout: second approval", "rollout: promotion"
+SCENARIOS = (
+    INTAKE_1,
+    INTAKE_100,
+    COMPLETION_1,
+    COMPLETION_100,
+    RECONCILE_STABLE,
+    RECONCILE_MOVE,
+    ROLLOUT_START,
+    ROLLOUT_PROMOTE,
+)
+WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
+
+
+# ---------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class Defaults:
+    """What the simulation takes from template.yaml."""
+
+    batch_size: int
+    window: int
+    concurrency: int
+    max_files_per_job: int
+    max_instances: int
+    target_mb_per_instance: float
+    max_receive_count: int
+    visibility_timeout: int
+    retention: int
+    intake_timeout: int
+    rollout_timeout: int
+    backlog_alarm_seconds: float
+    canary_steps: tuple[int, ...]
+    bake_seconds: int
+    reconcile_seconds: int
+    stable_check_seconds: int
+    endpoint_instances: int
+    transform_instance_type: str
+    endpoint_instance_type: str
+
+
+def _rate_seconds(expression: str) -> int:
+    amount, unit = expression.removeprefix("rate(").removesuffix(")").split()
+    return int(amount) * {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": DAY, "days": DAY}[unit]
+
+
+def read_defaults(root: Path = ROOT) -> Defaults:
+    from sagepilot_sandbox.template import load_template
+
+    template = load_template(root / "template.yaml")
+    p = {k: v.get("Default") for k, v in template["Parameters"].items()}
+    resources = template["Resources"]
+    globals_timeout = int(template["Globals"]["Function"]["Timeout"])
+
+    def timeout(function: str) -> int:
+        return int(resources[function]["Properties"].get("Timeout", globals_timeout))
+
+    queue = resources["IntakeQueue"]["Properties"]
+    rollout_env = resources["RolloutFunction"]["Properties"].get("Environment", {}).get("Variables", {})
+    return Defaults(
+        batch_size=int(p["IntakeBatchSize"]),
+        window=int(p["BatchingWindowSeconds"]),
+        concurrency=int(p["IntakeMaxConcurrency"]),
+        max_files_per_job=int(p["MaxFilesPerJob"]),
+        max_instances=int(p["MaxInstanceCount"]),
+        target_mb_per_instance=float(p["TargetMegabytesPerInstance"]),
+        max_receive_count=int(p["IntakeMaxReceiveCount"]),
+        visibility_timeout=int(queue["VisibilityTimeout"]),
+        retention=int(queue["MessageRetentionPeriod"]),
+        intake_timeout=timeout("BatchIntakeFunction"),
+        rollout_timeout=timeout("RolloutFunction"),
+        backlog_alarm_seconds=float(resources["IntakeBacklogAlarm"]["Properties"]["Threshold"]),
+        canary_steps=tuple(int(s) for s in str(p["CanarySteps"]).split(",")),
+        bake_seconds=int(p["BakeSeconds"]),
+        reconcile_seconds=_rate_seconds(str(p["ReconcileSchedule"])),
+        stable_check_seconds=int(rollout_env.get("STABLE_CHECK_SECONDS", 60)),
+        endpoint_instances=int(p["EndpointInstanceCount"]),
+        transform_instance_type=str(p["TransformInstanceType"]),
+        endpoint_instance_type=str(p["EndpointInstanceType"]),
+    )
+
+
+def sqs_record_bytes(root: Path = ROOT) -> int:
+    """The largest record of the sample SQS intake event (events/sqs-intake-batch.json): one S3 event as the
+    intake receives it."""
+    records = json.loads((root / "events" / "sqs-intake-batch.json").read_text())["Records"]
+    return max(len(json.dumps(r)) for r in records)
+
+
+def _scenarios_from(path: Path) -> dict[str, dict[str, int]]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    sections = data.get("sections", [data])
+    found: dict[str, dict[str, int]] = {}
+    for section in sections:
+        for name, scenario in section.get("details", {}).get("scenarios", {}).items():
+            calls = scenario.get("recorded", {}).get("calls")
+            if calls:
+                found[name] = {k: int(v) for k, v in calls.items()}
+    return found
+
+
+def measured_calls(results: Path, *, measure: bool) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Calls per scenario: from the bench's results, then (for what they lack) from running the scenarios."""
+    found = {} if measure else _scenarios_from(results)
+    notes = [f"calls per event from {results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}"]
+    missing = [s for s in SCENARIOS if s not in found]
+    if missing:
+        out = OUT_DIR / "limits-calls.json"
+        command = [sys.executable, "-m", "bench.calls", "--out", str(out), "--root", str(ROOT)]
+        for name in missing:
+            command += ["--only", name]
+        done = subprocess.run(
+            command, cwd=ROOT, env=clean_environment(), capture_output=True, text=True, timeout=600, check=False
+        )
+        fresh = _scenarios_from(out) if done.returncode == 0 else {}
+        found.update(fresh)
+        measured = [s for s in missing if s in fresh]
+        if measured:
+            notes.append(f"measured now (python -m bench.calls --only ...): {', '.join(measured)}")
+        elif done.returncode != 0:
+            notes.append(f"python -m bench.calls failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+    still = [s for s in SCENARIOS if s not in found]
+    if still:
+        notes.append(f"not measured by this bench (assumed, see FALLBACK_*): {', '.join(still)}")
+    return found, notes
+
+
+@dataclass(frozen=True)
+class Costs:
+    """AWS calls by operation ("service.Operation"): per file and per job, for intake and completion; per
+    reconcile of an endpoint (stable, or moving a rollout on)."""
+
+    intake_file: Mapping[str, float]
+    intake_job: Mapping[str, float]
+    completion_file: Mapping[str, float]
+    completion_job: Mapping[str, float]
+    reconcile: Mapping[str, float]
+    move: Mapping[str, float]
+
+
+def _split(one: Mapping[str, int], hundred: Mapping[str, int]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-file and per-job calls from a 1-file and a 100-file scenario (both one job): linear in files."""
+    per_file = {op: (hundred.get(op, 0) - one.get(op, 0)) / 99 for op in set(one) | set(hundred)}
+    per_job = {op: one.get(op, 0) - per_file[op] for op in per_file}
+    return {k: v for k, v in per_file.items() if v > 1e-9}, {k: v for k, v in per_job.items() if v > 1e-9}
+
+
+def costs_from(calls: Mapping[str, Mapping[str, int]]) -> Costs:
+    intake_file, intake_job = _split(calls[INTAKE_1], calls[INTAKE_100])
+    completion_file, completion_job = _split(calls[COMPLETION_1], calls[COMPLETION_100])
+    reconcile = dict(calls.get(RECONCILE_STABLE, FALLBACK_RECONCILE_CALLS))
+    move = dict(calls.get(RECONCILE_MOVE, FALLBACK_MOVE_CALLS))
+    return Costs(intake_file, intake_job, completion_file, completion_job, reconcile, move)
+
+
+def seconds_of(calls: Mapping[str, float]) -> float:
+    return sum(n * LATENCY_SECONDS.get(op.split(".")[0], LATENCY_DEFAULT) for op, n in calls.items())
+
+
+def _combine(*parts: tuple[Mapping[str, float], float]) -> dict[str, float]:
+    out: Counter[str] = Counter()
+    for calls, times in parts:
+        for op, n in calls.items():
+            out[op] += n * times
+    return dict(out)
+
+
+# ---------------------------------------------------------------------------------------- the batch day
+@dataclass(frozen=True)
+class Day:
+    files: int = 1_000_000
+    groups: int = 200
+    dump_share: float = 0.3  # of each group's files, dropped at once in its daily export
+    seed: int = SEED
+    transform_quota: int = TRANSFORM_INSTANCES_QUOTA
+
+
+def arrivals(day: Day) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per second: files of the diurnal curve, files of dumps, the dump's group (-1: none); and group shares."""
+    rng = np.random.default_rng(day.seed)
+    shares = 1.0 / np.arange(1, day.groups + 1) ** 1.0
+    shares /= shares.sum()
+    hours = np.arange(DAY) / 3600.0
+    night = np.minimum(np.abs(hours - 2.0), 24.0 - np.abs(hours - 2.0))
+    curve = 0.25 + np.exp(-(((hours - 14.0) / 3.0) ** 2)) + 0.6 * np.exp(-((night / 1.0) ** 2))
+    base_total = day.files * (1.0 - day.dump_share)
+    base = rng.poisson(curve / curve.sum() * base_total).astype(np.int64)
+    dumps = np.zeros(DAY, dtype=np.int64)
+    dump_group = np.full(DAY, -1, dtype=np.int64)
+    starts = rng.integers(7 * 3600, 19 * 3600, size=day.groups)
+    for group, start in enumerate(starts):
+        size = round(day.files * day.dump_share * shares[group])
+        while dump_group[start] not in (-1, group):  # one dump per second keeps each dump's files its own
+            start += 60
+        seconds = np.arange(start, min(start + 60, DAY))
+        dumps[seconds] += np.diff(np.linspace(0, size, len(seconds) + 1).round().astype(np.int64))
+        dump_group[seconds] = group
+    return base, dumps, dump_group, shares
+
+
+@dataclass
+class Ledger:
+    """What happened, per second: calls per operation, events, Lambda concurrency, transform instances."""
+
+    horizon: int
+    calls: dict[str, np.ndarray] = field(default_factory=dict)
+    events: np.ndarray = field(init=False)
+    lambdas: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = np.zeros(self.horizon)
+        self.lambdas = np.zeros(self.horizon)
+
+    def spend(self, calls: Mapping[str, float], start: float, seconds: float) -> None:
+        """`calls` spread evenly over [start, start + seconds); the invocation counts as one concurrent."""
+        a = min(self.horizon - 1, int(start))
+        b = min(self.horizon, max(a + 1, math.ceil(start + seconds)))
+        for op, n in calls.items():
+            series = self.calls.setdefault(op, np.zeros(self.horizon))
+            series[a:b] += n / (b - a)
+        self.lambdas[a:b] += min(1.0, seconds)  # an invocation shorter than a second counts pro rata
+
+    def peak(self, ops: Sequence[str]) -> float:
+        series = [self.calls[op] for op in ops if op in self.calls]
+        return float(np.max(np.sum(series, axis=0))) if series else 0.0
+
+
+@dataclass
+class DayResult:
+    day: Day
+    defaults: Defaults
+    files: int
+    batches: int
+    jobs_planned: int
+    jobs_started: int
+    jobs_refused: int
+    files_rejected_quota: int
+    peak_jobs: int
+    peak_instances: int
+    peak_lambdas: float
+    intake_age: float  # the oldest file's wait until an intake batch took it
+    max_age: float  # the oldest file's wait until its job started (quota refusals included)
+    p99_age: float
+    intake_timeouts: int
+    longest_intake: float
+    largest_batch_bytes: int
+    finished_at: float
+    api_peaks: dict[str, float]
+    ddb_writes_peak: float
+    ddb_hot_item_writes: float
+    eventbridge_peak: float
+    s3_writes_peak: float
+    s3_reads_peak: float
+
+    def limits_hit(self) -> list[str]:
+        d, hit = self.defaults, []
+        if self.intake_age > d.backlog_alarm_seconds:
+            waited = f"{self.intake_age:,.0f} s for the intake > {d.backlog_alarm_seconds:.0f} s"
+            hit.append(f"intake backlog: a file waited {waited}")
+        elif self.max_age > d.backlog_alarm_seconds:
+            hit.append(f"backlog: a file waited {self.max_age:,.0f} s for its job > {d.backlog_alarm_seconds:.0f} s")
+        if self.intake_timeouts:
+            hit.append(f"intake timeout: {self.intake_timeouts} batches over {d.intake_timeout} s")
+        if self.jobs_refused:
+            hit.append(f"transform instance quota ({self.day.transform_quota}): {self.jobs_refused} refusals")
+        if self.files_rejected_quota:
+            hit.append(f"QUOTA_EXCEEDED: {self.files_rejected_quota:,} files rejected after every delivery")
+        if self.peak_lambdas > LAMBDA_CONCURRENCY:
+            hit.append(f"Lambda concurrency: {self.peak_lambdas:,.0f} > {LAMBDA_CONCURRENCY:,}")
+        if self.ddb_writes_peak > DDB_NEW_TABLE_WRITES:
+            hit.append(f"DynamoDB: {self.ddb_writes_peak:,.0f} writes/s > a new table's {DDB_NEW_TABLE_WRITES:,}")
+        if self.eventbridge_peak > EVENTBRIDGE_INVOCATIONS:
+            hit.append(f"EventBridge invocations {self.eventbridge_peak:,.0f}/s > {EVENTBRIDGE_INVOCATIONS:,}")
+        for op, rate in self.api_peaks.items():
+            if op.startswith("sagemaker.") and rate > SAGEMAKER_API_RATE:
+                hit.append(f"{op} {rate:.1f}/s > {SAGEMAKER_API_RATE:g}/s (assumed)")
+        return hit
+
+
+def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, *, jobs: bool = True) -> DayResult:
+    """The day, batch by batch (see the module docstring); `jobs=False` stops at the intake (for sweeps)."""
+    d = defaults
+    rng = np.random.default_rng(day.seed + 1)
+    base, dumps, dump_group, shares = arrivals(day)
+    per_second = base + dumps
+    cumulative = np.concatenate([[0], np.cumsum(per_second)])  # files arrived before second t: cumulative[t]
+    total = int(cumulative[-1])
+    horizon = DAY * 3
+    ledger = Ledger(horizon)
+    ledger.events[:DAY] += per_second  # one S3 Object Created per file, routed to the intake queue
+    batch_cap = min(d.batch_size, LAMBDA_SYNC_PAYLOAD_BYTES // max(1, record_bytes))
+    slots = [0.0] * d.concurrency
+    heapq.heapify(slots)
+    head = 0
+    batches = timeouts = 0
+    longest = intake_age = 0.0
+    ages: list[tuple[float, int]] = []  # (wait until taken into a started job, files)
+    job_requests: list[tuple[float, int, int, float, int]] = []  # (time, seq, files, oldest arrival, attempt)
+    seq = 0
+
+    def arrival_of(index: float) -> float:
+        return float(np.searchsorted(cumulative, index, side="right") - 1)
+
+    while head < total:
+        free = heapq.heappop(slots)
+        t0 = max(free, arrival_of(head))
+        last = arrival_of(head + batch_cap - 1) if head + batch_cap <= total else math.inf
+        if last <= t0 + d.window:
+            close, n = max(t0, last) + 1.0, batch_cap
+        else:
+            close = t0 + d.window
+            n = int(min(total, cumulative[min(DAY, int(close))])) - head
+            n = max(1, min(n, batch_cap))
+        first_second, last_second = int(arrival_of(head)), int(arrival_of(head + n - 1))
+        window = slice(first_second, last_second + 1)
+        in_dumps = dumps[window].sum()
+        from_dumps = round(n * in_dumps / max(1, per_second[window].sum()))
+        per_group = rng.multinomial(n - from_dumps, shares)
+        if from_dumps:
+            groups, counts = np.unique(dump_group[window][dumps[window] > 0], return_counts=True)
+            for g, c in zip(groups, counts, strict=True):
+                per_group[g] += round(from_dumps * c / counts.sum())
+        files_per_job = [
+            min(d.max_files_per_job, int(g) - i * d.max_files_per_job)
+            for g in per_group[per_group > 0]
+            for i in range(math.ceil(int(g) / d.max_files_per_job))
+        ]
+        calls = _combine((costs.intake_file, n), (costs.intake_job, len(files_per_job)))
+        seconds = INVOKE_OVERHEAD_SECONDS + seconds_of(calls)
+        ledger.spend(calls, close, seconds)
+        if seconds > d.intake_timeout:
+            timeouts += 1
+        longest = max(longest, seconds)
+        oldest = arrival_of(head)
+        intake_age = max(intake_age, close - oldest)
+        for files in files_per_job if jobs else ():
+            job_requests.append((close + seconds, seq, files, oldest, 1))
+            seq += 1
+        heapq.heappush(slots, close + seconds)
+        head += n
+        batches += 1
+
+    # Transform jobs: instances from the quota, or refused and retried after the visibility timeout.
+    planned = len(job_requests)
+    heapq.heapify(job_requests)
+    running: list[tuple[float, int]] = []  # (end, instances)
+    in_use = started = refused = rejected_files = peak_jobs = peak_instances = 0
+    finished_at = 0.0
+    done: list[tuple[float, float, int]] = []  # (start, end, files) of every job started
+    while job_requests:
+        at, _, files, oldest, attempt = heapq.heappop(job_requests)
+        while running and running[0][0] <= at:
+            in_use -= heapq.heappop(running)[1]
+        instances = min(d.max_instances, files, max(1, math.ceil(files * FILE_MEGABYTES / d.target_mb_per_instance)))
+        if in_use + instances > day.transform_quota:
+            refused += 1
+            if attempt >= d.max_receive_count:
+                rejected_files += files
+            else:
+                heapq.heappush(job_requests, (at + d.visibility_timeout, seq, files, oldest, attempt + 1))
+                seq += 1
+            continue
+        runtime = JOB_STARTUP_SECONDS + files * FILE_MEGABYTES * SECONDS_PER_MEGABYTE / instances
+        heapq.heappush(running, (at + runtime, instances))
+        in_use += instances
+        started += 1
+        peak_jobs, peak_instances = max(peak_jobs, len(running)), max(peak_instances, in_use)
+        ages.append((at - oldest, files))
+        done.append((at, at + runtime, files))
+        finished_at = max(finished_at, at + runtime)
+    if done:
+        # Each job's two state changes (InProgress, then Completed -> one completion invocation, under a second)
+        starts, ends, sizes = (np.array(column) for column in zip(*done, strict=True))
+        starts, ends = np.minimum(starts, horizon - 1).astype(int), np.minimum(ends, horizon - 1).astype(int)
+        np.add.at(ledger.events, starts, 1)
+        np.add.at(ledger.events, ends, 1)
+        fixed = INVOKE_OVERHEAD_SECONDS + seconds_of(costs.completion_job)
+        durations = fixed + sizes * seconds_of(costs.completion_file)
+        short = durations <= 1.0  # most: within the second they end in; the others spread over their duration
+        for op in set(costs.completion_file) | set(costs.completion_job):
+            series = ledger.calls.setdefault(op, np.zeros(horizon))
+            per_job = costs.completion_file.get(op, 0) * sizes + costs.completion_job.get(op, 0)
+            np.add.at(series, ends[short], per_job[short])
+        np.add.at(ledger.lambdas, ends[short], durations[short])
+        for end, files, seconds in zip(ends[~short], sizes[~short], durations[~short], strict=True):
+            ledger.spend(_combine((costs.completion_file, int(files)), (costs.completion_job, 1)), end, seconds)
+    ages.sort()
+    waited = np.array([a for a, _ in ages]) if ages else np.zeros(1)
+    weights = np.array([w for _, w in ages]) if ages else np.ones(1)
+    cumulative_weights = np.cumsum(weights) / weights.sum()
+    p99 = float(waited[min(len(waited) - 1, int(np.searchsorted(cumulative_weights, 0.99)))])
+    writes = [op for op in ledger.calls if op.startswith("dynamodb.") and op.split(".")[1] in WRITES]
+    job_item_writes = sum(n for op, n in costs.intake_job.items() if op in writes)
+    return DayResult(
+        day=day,
+        defaults=d,
+        files=total,
+        batches=batches,
+        jobs_planned=planned,
+        jobs_started=started,
+        jobs_refused=refused,
+        files_rejected_quota=rejected_files,
+        peak_jobs=peak_jobs,
+        peak_instances=peak_instances,
+        peak_lambdas=float(ledger.lambdas.max()),
+        intake_age=intake_age,
+        max_age=float(waited.max()) if ages else intake_age,
+        p99_age=p99,
+        intake_timeouts=timeouts,
+        longest_intake=longest,
+        largest_batch_bytes=batch_cap * record_bytes,
+        finished_at=finished_at,
+        api_peaks={op: float(series.max()) for op, series in sorted(ledger.calls.items())},
+        ddb_writes_peak=ledger.peak(writes),
+        ddb_hot_item_writes=job_item_writes,
+        eventbridge_peak=float(ledger.events.max()),
+        s3_writes_peak=ledger.peak([op for op in ledger.calls if op in ("s3.PutObject", "s3.CopyObject")]),
+        s3_reads_peak=ledger.peak([op for op in ledger.calls if op in ("s3.HeadObject", "s3.GetObject")]),
+    )
+
+
+# ---------------------------------------------------------------------------------------- the rollout week
+@dataclass
+class WeekResult:
+    endpoints: int
+    rollouts: int
+    peak_canaries: int
+    peak_instances: int
+    approval_to_full: float
+    longest_tick: float
+    peak_tick_endpoints: int
+    tick_calls_peak: int
+    api_peaks: dict[str, float]
+    lease_writes_per_minute: float
+
+    def limits_hit(self, defaults: Defaults) -> list[str]:
+        hit = []
+        if self.longest_tick > defaults.rollout_timeout:
+            hit.append(f"reconcile tick {self.longest_tick:.0f} s > the function's {defaults.rollout_timeout} s")
+        if self.peak_instances > ENDPOINT_INSTANCES_QUOTA:
+            hit.append(
+                f"endpoint instances {self.peak_instances} > {ENDPOINT_INSTANCES_QUOTA} "
+                f"({defaults.endpoint_instance_type} for endpoint usage, assumed quota)"
+            )
+        return hit
+
+
+def simulate_week(endpoints: int, defaults: Defaults, costs: Costs, seed: int = SEED) -> WeekResult:
+    """Each endpoint rolls out once in the week, approved at a seeded time in working hours (Mon-Fri 8-18 UTC)."""
+    d = defaults
+    rng = np.random.default_rng(seed)
+    days = rng.integers(0, 5, size=endpoints)
+    approvals = days * DAY + rng.integers(8 * 3600, 18 * 3600, size=endpoints)
+    steps = len(d.canary_steps)
+    # Approval -> candidate variant InService, then each step bakes; the next step is a weights change; after
+    # the last bake the old variant is removed (an endpoint update). Moves wait for the next tick.
+    tick = d.reconcile_seconds
+    to_full = ENDPOINT_UPDATE_SECONDS + (steps - 1) * (d.bake_seconds + tick / 2 + WEIGHTS_UPDATE_SECONDS)
+    in_canary = to_full + d.bake_seconds + tick / 2 + ENDPOINT_UPDATE_SECONDS
+    starts, ends = approvals.astype(float), approvals + in_canary
+    ticks = np.arange(0, WEEK, tick)
+    active = np.searchsorted(np.sort(starts), ticks, side="right") - np.searchsorted(np.sort(ends), ticks, "right")
+    stable_per_tick = math.ceil(endpoints * tick / d.stable_check_seconds)
+    reconciled = active + stable_per_tick
+    per_reconcile = seconds_of(costs.reconcile)
+    per_move = seconds_of(costs.move)
+    moves_per_rollout = steps + 1
+    tick_seconds = INVOKE_OVERHEAD_SECONDS + stable_per_tick * per_reconcile + active * per_move
+    calls_per_tick = stable_per_tick * sum(costs.reconcile.values()) + active * sum(costs.move.values())
+    busiest = int(np.argmax(tick_seconds))
+    api: Counter[str] = Counter()
+    for op, n in costs.reconcile.items():
+        api[op] += n * stable_per_tick
+    for op, n in costs.move.items():
+        api[op] += n * int(active[busiest])
+    duration = max(1.0, float(tick_seconds[busiest]))
+    lease_ops = [op for op in costs.reconcile if op.startswith("dynamodb.") and op.split(".")[1] in WRITES]
+    return WeekResult(
+        endpoints=endpoints,
+        rollouts=endpoints,
+        peak_canaries=int(active.max()),
+        peak_instances=endpoints * d.endpoint_instances + int(active.max()) * d.endpoint_instances,
+        approval_to_full=to_full,
+        longest_tick=float(tick_seconds.max()),
+        peak_tick_endpoints=int(reconciled.max()),
+        tick_calls_peak=int(calls_per_tick.max()),
+        api_peaks={op: n / duration for op, n in sorted(api.items())},
+        lease_writes_per_minute=sum(costs.move.get(op, 0) for op in lease_ops) * 60 / tick * moves_per_rollout / steps,
+    )
+
+
+# ---------------------------------------------------------------------------------------- sweeps
+def ceiling(ok: Any, low: float, high: float, *, steps: int = 9) -> tuple[float, str]:
+    """The largest x in [low, high] with ok(x) (assumed monotone, found within a factor (high/low)^(1/2^steps));
+    (high, "beyond the sweep") when never exceeded, (low, "below the sweep") when always."""
+    if ok(high):
+        return high, "beyond the sweep"
+    if not ok(low):
+        return low, "below the sweep"
+    for _ in range(steps):
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if ok(middle) else (low, middle)
+    return low, "swept"
+
+
+@dataclass
+class Ceiling:
+    row: str
+    limit: str
+    at: str
+    how: str  # "swept" (bisection found it), "beyond the sweep", "exact", "headroom" (at the intake's ceiling)
+    moves_it: str
+
+
+def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> list[Ceiling]:
+    """For each row of the README's table: the largest load that stays within its limit."""
+    unlimited = replace(day, transform_quota=10**9)
+    cache: dict[tuple[int, int, int, bool, int], DayResult] = {}
+
+    def run(
+        files: float,
+        quota: int = unlimited.transform_quota,
+        concurrency: int = defaults.concurrency,
+        jobs: bool = True,
+        window: int = defaults.window,
+    ) -> DayResult:
+        key = (int(files), quota, concurrency, jobs, window)
+        if key not in cache:
+            cache[key] = simulate_day(
+                replace(day, files=int(files), transform_quota=quota),
+                replace(defaults, concurrency=concurrency, window=window),
+                costs,
+                record_bytes,
+                jobs=jobs,
+            )
+        return cache[key]
+
+    def intake_keeps_up(files: float, concurrency: int = defaults.concurrency) -> bool:
+        result = run(files, concurrency=concurrency, jobs=False)
+        return result.intake_age <= defaults.backlog_alarm_seconds and result.intake_timeouts == 0
+
+    out: list[Ceiling] = []
+    files, how = ceiling(intake_keeps_up, 1e4, 5e7)
+    out.append(
+        Ceiling(
+            "intake throughput",
+            f"no file waits > {defaults.backlog_alarm_seconds:.0f} s for the intake "
+            f"(intake-backlog alarm), no batch over {defaults.intake_timeout} s",
+            f"{files:,.0f} files/day on this curve",
+            how,
+            "IntakeMaxConcurrency; fewer per-job calls",
+        )
+    )
+    for concurrency in (5, 20):
+        more, more_how = ceiling(lambda f, c=concurrency: intake_keeps_up(f, c), files, files * concurrency * 5)
+        out.append(
+            Ceiling(f"  with IntakeMaxConcurrency={concurrency}", "the same", f"{more:,.0f} files/day", more_how, "")
+        )
+    max_batch = min(SQS_MAX_BATCH, LAMBDA_SYNC_PAYLOAD_BYTES // record_bytes)
+    out.append(
+        Ceiling(
+            "6 MB synchronous payload",
+            f"{record_bytes:,} bytes per SQS record",
+            f"IntakeBatchSize <= {max_batch:,}",
+            "exact",
+            "smaller event bodies (an EventBridge input transformer)",
+        )
+    )
+    quota_files, quota_how = ceiling(lambda f: run(f, quota=day.transform_quota).jobs_refused == 0, 1e2, files)
+    out.append(
+        Ceiling(
+            "transform instances",
+            f"{day.transform_quota} x {defaults.transform_instance_type} (assumed quota)",
+            f"{quota_files:,.0f} files/day before ResourceLimitExceeded",
+            quota_how,
+            "the quota; MaxConcurrentJobsPerGroup; fewer groups",
+        )
+    )
+    widest = SQS_MAX_WINDOW_SECONDS
+    wide_files, wide_how = ceiling(
+        lambda f: run(f, quota=day.transform_quota, window=widest).jobs_refused == 0, 1e2, files
+    )
+    out.append(
+        Ceiling(f"  with BatchingWindowSeconds={widest}", "the same", f"{wide_files:,.0f} files/day", wide_how, "")
+    )
+    needed = run(day.files)
+    out.append(
+        Ceiling(
+            f"  instances needed for {day.files:,} files/day",
+            "no quota",
+            f"{needed.peak_instances:,} at the peak ({needed.jobs_planned:,} jobs, "
+            f"{day.files / max(1, needed.jobs_planned):.1f} files each)",
+            "exact",
+            "",
+        )
+    )
+    at_ceiling = run(files)
+    scale = DDB_NEW_TABLE_WRITES / max(1e-9, at_ceiling.ddb_writes_peak)
+    out.append(
+        Ceiling(
+            "DynamoDB writes",
+            f"{DDB_NEW_TABLE_WRITES:,}/s (new on-demand table)",
+            f"{at_ceiling.ddb_writes_peak:,.0f}/s at the intake's ceiling ({scale:,.0f}x headroom)",
+            "headroom",
+            "nothing: the intake binds first",
+        )
+    )
+    events = EVENTBRIDGE_INVOCATIONS / max(1e-9, at_ceiling.eventbridge_peak)
+    out.append(
+        Ceiling(
+            "EventBridge invocations",
+            f"{EVENTBRIDGE_INVOCATIONS:,}/s (us-east-1)",
+            f"peak {at_ceiling.eventbridge_peak:,.0f}/s at the intake's ceiling ({events:,.0f}x headroom)",
+            "headroom",
+            "the uploads' own burstiness; the quota",
+        )
+    )
+    creates = at_ceiling.api_peaks.get("sagemaker.CreateTransformJob", 0.0)
+    out.append(
+        Ceiling(
+            "SageMaker CreateTransformJob",
+            f"{SAGEMAKER_API_RATE:g}/s (assumed; unpublished)",
+            f"peak {creates:.2f}/s at the intake's ceiling",
+            "headroom",
+            "IntakeMaxConcurrency bounds the rate",
+        )
+    )
+    endpoints, endpoints_how = ceiling(
+        lambda n: simulate_week(int(n), defaults, costs).longest_tick <= defaults.rollout_timeout, 100, 1e6
+    )
+    out.append(
+        Ceiling(
+            "rollouts (reconcile tick)",
+            f"the rollout function's {defaults.rollout_timeout} s",
+            f"{endpoints:,.0f} endpoints, each rolling out weekly",
+            endpoints_how,
+            "the function's timeout, STABLE_CHECK_SECONDS, ReconcileSchedule",
+        )
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------- output
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def report(
+    defaults: Defaults, costs: Costs, notes: Sequence[str], day: DayResult, week: WeekResult, ceilings: list[Ceiling]
+) -> list[str]:
+    d = defaults
+    lines = ["inputs", *(f"  {n}" for n in notes)]
+    lines.append(
+        f"  template defaults: IntakeBatchSize {d.batch_size}, BatchingWindowSeconds {d.window}, "
+        f"IntakeMaxConcurrency {d.concurrency}, MaxFilesPerJob {d.max_files_per_job}, MaxInstanceCount "
+        f"{d.max_instances}, visibility {d.visibility_timeout} s x {d.max_receive_count} deliveries, intake timeout "
+        f"{d.intake_timeout} s, rollout timeout {d.rollout_timeout} s, steps {list(d.canary_steps)} bake "
+        f"{d.bake_seconds} s, reconcile every {d.reconcile_seconds} s, "
+        f"stable endpoints every {d.stable_check_seconds} s"
+    )
+    lines.append(
+        "  calls per file (intake): "
+        + ", ".join(f"{op} {n:g}" for op, n in sorted(costs.intake_file.items()))
+        + "; per job: "
+        + ", ".join(f"{op} {n:g}" for op, n in sorted(costs.intake_job.items()))
+    )
+    lines.append(
+        f"  per reconcile of an endpoint: {sum(costs.reconcile.values()):g} calls; moving a rollout on: "
+        f"{sum(costs.move.values()):g}"
+    )
+    r = day
+    lines += [
+        "",
+        f"a day of {r.files:,} files across {r.day.groups} groups (seed {r.day.seed})",
+        *_table(
+            [
+                ("figure", "value", "limit"),
+                ("intake batches", f"{r.batches:,}", ""),
+                (
+                    "transform jobs planned / started",
+                    f"{r.jobs_planned:,} / {r.jobs_started:,}",
+                    f"{r.files / max(1, r.jobs_planned):,.1f} files per job",
+                ),
+                (
+                    "peak transform jobs / instances",
+                    f"{r.peak_jobs} / {r.peak_instances}",
+                    f"{r.day.transform_quota} instances (assumed quota)",
+                ),
+                ("ResourceLimitExceeded answers", f"{r.jobs_refused:,}", ""),
+                ("files rejected QUOTA_EXCEEDED", f"{r.files_rejected_quota:,}", ""),
+                (
+                    "wait for the intake (oldest file)",
+                    f"{r.intake_age:,.0f} s",
+                    f"{d.backlog_alarm_seconds:.0f} s (intake-backlog alarm)",
+                ),
+                (
+                    "wait until its job started: oldest / p99",
+                    f"{r.max_age:,.0f} s / {r.p99_age:,.0f} s",
+                    "(quota refusals come back after the visibility timeout)",
+                ),
+                ("longest intake invocation", f"{r.longest_intake:,.1f} s", f"{d.intake_timeout} s timeout"),
+                ("largest batch payload", f"{r.largest_batch_bytes / 1e6:.2f} MB", "6 MB"),
+                ("peak concurrent Lambda invocations", f"{r.peak_lambdas:,.1f}", f"{LAMBDA_CONCURRENCY:,}"),
+                (
+                    "DynamoDB writes/s: table / hottest item",
+                    f"{r.ddb_writes_peak:,.0f} / {r.ddb_hot_item_writes:g}",
+                    f"{DDB_NEW_TABLE_WRITES:,} (new table), {DDB_PARTITION_WRITES:,} per partition",
+                ),
+                ("EventBridge invocations/s", f"{r.eventbridge_peak:,.0f}", f"{EVENTBRIDGE_INVOCATIONS:,}"),
+                (
+                    "S3 writes / reads per second",
+                    f"{r.s3_writes_peak:,.0f} / {r.s3_reads_peak:,.0f}",
+                    f"{S3_WRITES_PER_PREFIX:,} / {S3_READS_PER_PREFIX:,} per prefix",
+                ),
+                ("last job done", f"{r.finished_at / 3600:,.1f} h after midnight", ""),
+            ]
+        ),
+        "  peak calls per second by API: "
+        + ", ".join(f"{op} {rate:.2f}" for op, rate in r.api_peaks.items() if rate >= 0.005),
+        "  limits hit: " + ("; ".join(r.limits_hit()) or "none"),
+        "",
+        f"{week.endpoints} endpoints, each rolling out once a week",
+        *_table(
+            [
+                ("figure", "value", "limit"),
+                ("rollouts", f"{week.rollouts}", ""),
+                ("approval to full traffic", f"{week.approval_to_full / 60:,.0f} min", ""),
+                ("peak canaries at once", f"{week.peak_canaries}", ""),
+                ("peak endpoint instances", f"{week.peak_instances}", f"{ENDPOINT_INSTANCES_QUOTA} (assumed quota)"),
+                (
+                    "busiest reconcile tick",
+                    f"{week.peak_tick_endpoints} endpoints, {week.tick_calls_peak} calls, {week.longest_tick:.1f} s",
+                    f"{d.rollout_timeout} s timeout",
+                ),
+            ]
+        ),
+        "  calls per second in the busiest tick: "
+        + ", ".join(f"{op} {rate:.2f}" for op, rate in week.api_peaks.items()),
+        "  limits hit: " + ("; ".join(week.limits_hit(d)) or "none"),
+        "",
+        "ceilings (sweeps; same curve and seed)",
+        *_table(
+            [("row", "limit", "ceiling", "how", "what moves it")]
+            + [(c.row, c.limit, c.at, c.how, c.moves_it) for c in ceilings]
+        ),
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=1_000_000, help="files dropped in the day")
+    parser.add_argument("--groups", type=int, default=200)
+    parser.add_argument("--endpoints", type=int, default=500, help="endpoints rolling out once a week")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--results", type=Path, default=OUT_DIR / "results.json", help="the bench's results")
+    parser.add_argument("--measure", action="store_true", help="measure the calls now instead of reading them")
+    parser.add_argument("--no-sweeps", action="store_true", help="the two scenarios only")
+    parser.add_argument("--json", type=Path, default=OUT_DIR / "limits.json", help="where to write the figures")
+    args = parser.parse_args(argv)
+    defaults = read_defaults()
+    calls, notes = measured_calls(args.results, measure=args.measure)
+    costs = costs_from(calls)
+    record = sqs_record_bytes()
+    day = Day(files=args.files, groups=args.groups, seed=args.seed)
+    day_result = simulate_day(day, defaults, costs, record)
+    week = simulate_week(args.endpoints, defaults, costs, args.seed)
+    ceilings = [] if args.no_sweeps else sweeps(defaults, costs, record, day)
+    print("\n".join(report(defaults, costs, notes, day_result, week, ceilings)))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "defaults": asdict(defaults),
+        "day": {k: v for k, v in asdict(day_result).items() if k not in ("defaults",)},
+        "week": asdict(week),
+        "ceilings": [asdict(c) for c in ceilings],
+        "notes": list(notes),
+    }
+    args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

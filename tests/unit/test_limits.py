@@ -1,0 +1,98 @@
+"""The limits simulation (bench/limits.py): its inputs come from the template and the bench, it is
+deterministic, and its model's pieces do what they say."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from bench import limits
+
+ONE = {"s3.HeadObject": 1, "dynamodb.PutItem": 2, "sagemaker.CreateTransformJob": 1}
+HUNDRED = {"s3.HeadObject": 100, "dynamodb.PutItem": 101, "sagemaker.CreateTransformJob": 1}
+CALLS = {
+    limits.INTAKE_1: ONE,
+    limits.INTAKE_100: HUNDRED,
+    limits.COMPLETION_1: {"s3.PutObject": 3, "dynamodb.UpdateItem": 1},
+    limits.COMPLETION_100: {"s3.PutObject": 102, "dynamodb.UpdateItem": 1},
+}
+
+
+def test_the_defaults_are_the_template_s(template: dict[str, Any]) -> None:
+    defaults = limits.read_defaults()
+    parameters = {k: v.get("Default") for k, v in template["Parameters"].items()}
+
+    assert defaults.batch_size == int(parameters["IntakeBatchSize"])
+    assert defaults.window == int(parameters["BatchingWindowSeconds"])
+    assert defaults.concurrency == int(parameters["IntakeMaxConcurrency"])
+    assert defaults.max_files_per_job == int(parameters["MaxFilesPerJob"])
+    assert defaults.bake_seconds == int(parameters["BakeSeconds"])
+    assert ",".join(map(str, defaults.canary_steps)) == parameters["CanarySteps"]
+    assert defaults.reconcile_seconds == 60 and parameters["ReconcileSchedule"] == "rate(1 minute)"
+    assert defaults.backlog_alarm_seconds == template["Resources"]["IntakeBacklogAlarm"]["Properties"]["Threshold"]
+
+
+def test_calls_split_into_per_file_and_per_job_parts() -> None:
+    costs = limits.costs_from(CALLS)
+
+    assert costs.intake_file == {"s3.HeadObject": 1.0, "dynamodb.PutItem": 1.0}
+    assert costs.intake_job == {"dynamodb.PutItem": 1.0, "sagemaker.CreateTransformJob": 1.0}
+    assert costs.completion_file == {"s3.PutObject": 1.0}
+    assert costs.completion_job == {"s3.PutObject": 2.0, "dynamodb.UpdateItem": 1.0}
+    assert costs.reconcile == limits.FALLBACK_RECONCILE_CALLS  # the bench has no reconcile scenario here
+
+
+def test_the_bench_results_are_read_from_its_sections(tmp_path: Any) -> None:
+    path = tmp_path / "results.json"
+    scenarios = {name: {"recorded": {"calls": calls}} for name, calls in CALLS.items()}
+    path.write_text(json.dumps({"sections": [{"section": "aws calls", "details": {"scenarios": scenarios}}]}))
+
+    assert limits._scenarios_from(path) == CALLS
+
+
+def test_ceiling_finds_the_largest_load_within_the_limit() -> None:
+    found, how = limits.ceiling(lambda x: x <= 1234.0, 10, 1e6, steps=30)
+    assert how == "swept" and math.isclose(found, 1234.0, rel_tol=1e-6)
+    assert limits.ceiling(lambda x: True, 10, 100) == (100, "beyond the sweep")
+    assert limits.ceiling(lambda x: False, 10, 100) == (10, "below the sweep")
+
+
+@pytest.fixture(scope="module")
+def small_day() -> tuple[limits.DayResult, limits.DayResult]:
+    defaults = limits.read_defaults()
+    costs = limits.costs_from(CALLS)
+    day = limits.Day(files=20_000, groups=20, seed=3)
+    return (
+        limits.simulate_day(day, defaults, costs, 1300),
+        limits.simulate_day(day, defaults, costs, 1300),
+    )
+
+
+def test_the_day_is_deterministic_and_every_file_arrives(small_day: tuple[limits.DayResult, ...]) -> None:
+    first, again = small_day
+    assert first == again
+    assert abs(first.files - 20_000) < 200  # Poisson noise on the curve; the dumps are exact
+    assert first.jobs_planned >= first.jobs_started > 0
+    assert first.api_peaks["sagemaker.CreateTransformJob"] > 0
+
+
+def test_a_batch_never_carries_more_than_6_mb() -> None:
+    defaults = limits.read_defaults()
+    result = limits.simulate_day(
+        limits.Day(files=50_000, groups=5, seed=1), defaults, limits.costs_from(CALLS), record_bytes=4_000, jobs=False
+    )
+    assert result.largest_batch_bytes <= limits.LAMBDA_SYNC_PAYLOAD_BYTES
+    assert result.largest_batch_bytes == min(defaults.batch_size, limits.LAMBDA_SYNC_PAYLOAD_BYTES // 4_000) * 4_000
+
+
+def test_the_reconcile_tick_grows_with_the_endpoints() -> None:
+    defaults = limits.read_defaults()
+    costs = limits.costs_from(CALLS)
+    small, large = (limits.simulate_week(n, defaults, costs) for n in (100, 5_000))
+
+    assert small.longest_tick < large.longest_tick
+    assert large.peak_tick_endpoints >= math.ceil(5_000 * defaults.reconcile_seconds / defaults.stable_check_seconds)
+    assert large.limits_hit(defaults) and "reconcile tick" in large.limits_hit(defaults)[0]

@@ -1,0 +1,98 @@
+"""Each builder of `sagepilot.wiring` builds its function's service, and loads only that function's code.
+
+Every Lambda function imports `sagepilot.wiring` at its cold start, so a service imported there at module
+level is loaded (and compiled, without bytecode) by every function. Each builder runs in a fresh
+interpreter here, so that what it imported is all that `sys.modules` holds of the package.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT, CfnTag
+
+SERVICES = {"batch_intake", "batch_completion", "jobs", "rollout", "training"}
+
+# function folder -> (builder, settings loader, the service's class, the services its code may load)
+CASES = {
+    "batch_intake": ("batch_intake", "load_settings", "BatchIntake", {"batch_intake", "jobs"}),
+    # The completion service reuses the intake's clock helper and the launcher of jobs.
+    "batch_completion": (
+        "batch_completion",
+        "load_settings",
+        "BatchCompletion",
+        {"batch_completion", "batch_intake", "jobs"},
+    ),
+    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout"}),
+    "training": ("training", "load_training_settings", "Training", {"training"}),
+}
+
+CHILD = """
+import json, sys
+from unittest import mock
+from sagepilot import settings, wiring
+
+builder, loader, env = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+requested = []
+
+def client(service):
+    requested.append(service)
+    return mock.MagicMock(name=service)
+
+built = getattr(wiring, builder)(getattr(settings, loader)(env), client)
+loaded = sorted(m for m in sys.modules if m.startswith("sagepilot."))
+print(json.dumps({"type": type(built).__name__, "clients": sorted(set(requested)), "modules": loaded}))
+"""
+
+
+def _value(value: Any, parameters: dict[str, Any]) -> str:
+    """A template value as the function would see it: a parameter's default, or a placeholder id."""
+    if isinstance(value, CfnTag) and value.tag == "Ref" and value.value in parameters:
+        return str(parameters[value.value].get("Default", ""))
+    if isinstance(value, CfnTag):
+        return "arn:aws:iam::123456789012:role/placeholder"
+    return str(value)
+
+
+def function_environment(template: dict[str, Any], folder: str) -> dict[str, str]:
+    parameters = template["Parameters"]
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function" and properties.get("CodeUri") == f"functions/{folder}/":
+            variables.update(properties.get("Environment", {}).get("Variables", {}))
+    return {name: _value(value, parameters) for name, value in variables.items()}
+
+
+def build_in_a_fresh_interpreter(folder: str, template: dict[str, Any]) -> dict[str, Any]:
+    builder, loader, _, _ = CASES[folder]
+    env = json.dumps(function_environment(template, folder))
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, builder, loader, env],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("folder", sorted(CASES))
+def test_each_builder_builds_its_service_and_loads_no_other_functions_code(folder, template):
+    _, _, service_class, own = CASES[folder]
+    built = build_in_a_fresh_interpreter(folder, template)
+    assert built["type"] == service_class
+    loaded_services = {m.split(".")[2] for m in built["modules"] if m.startswith("sagepilot.services.")}
+    assert loaded_services == own, f"{folder} loads the services {sorted(loaded_services - own)} of other functions"
+
+
+def test_the_rollout_builder_asks_only_for_the_clients_the_rollout_uses(template):
+    built = build_in_a_fresh_interpreter("rollout", template)
+    assert built["clients"] == ["application-autoscaling", "cloudwatch", "dynamodb", "sagemaker", "sns"]
+    assert not {"sagepilot.adapters.s3", "sagepilot.adapters.state"} & set(built["modules"])
