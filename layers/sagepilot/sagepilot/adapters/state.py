@@ -343,22 +343,23 @@ class StateTable:
         for object_id, recency, version_id in versions:  # one write per key (a transaction needs distinct keys)
             if object_id not in newest or recency > newest[object_id][0]:
                 newest[object_id] = (recency, version_id)
+        # A conditional Put, not an Update: the item holds nothing but what is written here, and a Put is the
+        # cheaper write to evaluate (for DynamoDB and, by far, for the sandbox's moto).
         actions = {
             object_id: {
-                "Update": {
+                "Put": {
                     "TableName": self._table,
-                    "Key": {"pk": {"S": latest_pk(object_id)}},
-                    "UpdateExpression": "SET #recency = :recency, #version = :version, #job = :job, "
-                    "updatedAt = :now, expiresAt = :expires",
-                    "ConditionExpression": "attribute_not_exists(pk) OR #recency <= :recency",
-                    "ExpressionAttributeNames": {"#recency": "recency", "#version": "versionId", "#job": "job"},
-                    "ExpressionAttributeValues": {
-                        ":recency": {"S": recency},
-                        ":version": {"S": version_id or "null"},
-                        ":job": {"S": job_name},
-                        ":now": {"N": str(now)},
-                        ":expires": {"N": str(now + RETENTION_SECONDS)},
+                    "Item": {
+                        "pk": {"S": latest_pk(object_id)},
+                        "recency": {"S": recency},
+                        "versionId": {"S": version_id or "null"},
+                        "job": {"S": job_name},
+                        "updatedAt": {"N": str(now)},
+                        "expiresAt": {"N": str(now + RETENTION_SECONDS)},
                     },
+                    "ConditionExpression": "attribute_not_exists(pk) OR #recency <= :recency",
+                    "ExpressionAttributeNames": {"#recency": "recency"},
+                    "ExpressionAttributeValues": {":recency": {"S": recency}},
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             }
