@@ -144,7 +144,21 @@ def install() -> None:
         invocations.install()
         sqs_speed.install()
         transactions.install()
+        _order_metric_dimensions()
         _installed = True
+
+
+def _order_metric_dimensions() -> None:
+    """CloudWatch identifies a metric by its set of dimensions, whatever order a request lists them in.
+    moto sorts dimensions to compare them, with a `Dimension.__lt__` that compares a value with a name,
+    so GetMetricData finds a metric only when asked with its dimensions in a lucky order."""
+    from moto.cloudwatch.models import Dimension
+
+    def less_than(self: Any, other: Any) -> bool:
+        return (self.name or "", self.value or "") < (other.name or "", other.value or "")
+
+    dimension: Any = Dimension
+    dimension.__lt__ = less_than
 
 
 # SageMaker ------------------------------------------------------------------------------------------

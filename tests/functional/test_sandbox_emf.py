@@ -202,3 +202,29 @@ def test_a_running_function_metrics_reach_cloudwatch_and_its_alarms(sandbox: San
     log = function.log_path.read_text()
     assert "an ordinary log line" in log and '"_aws"' in log  # the lines stay in the function's log too
     assert function.metrics.rejected == []
+
+
+def test_metric_data_is_found_whatever_the_order_of_its_dimensions(clients) -> None:
+    """CloudWatch matches a metric by its set of dimensions; moto's sorting compared values with names."""
+    cw = clients("cloudwatch")
+    dims = [{"Name": "Stack", "Value": "zz-stack"}, {"Name": "Reason", "Value": "aa-reason"}]
+    cw.put_metric_data(
+        Namespace="Sagepilot", MetricData=[{"MetricName": "FilesRejected", "Dimensions": dims, "Value": 3}]
+    )
+    now = datetime.now(UTC)
+    for order in (dims, list(reversed(dims))):
+        answer = cw.get_metric_data(
+            MetricDataQueries=[
+                {
+                    "Id": "q",
+                    "MetricStat": {
+                        "Metric": {"Namespace": "Sagepilot", "MetricName": "FilesRejected", "Dimensions": order},
+                        "Period": 60,
+                        "Stat": "Sum",
+                    },
+                }
+            ],
+            StartTime=now - timedelta(minutes=5),
+            EndTime=now + timedelta(minutes=1),
+        )
+        assert answer["MetricDataResults"][0]["Values"] == [3.0], order
