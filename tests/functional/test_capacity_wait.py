@@ -245,3 +245,28 @@ def test_two_sweepers_create_one_job_and_a_late_refusal_does_not_park_a_started_
     final = record(stack, clients, name)
     assert final["status"] == "STARTED" and "kind" not in final
     assert sweeper_a.sweep().waiting == 0
+
+
+@pytest.mark.parametrize("stack_overrides", ONE_FILE_PER_JOB)
+def test_a_pass_reads_only_the_oldest_jobs_from_the_index(stack, clients, data, registry, intake_queue, world, jobs):
+    """ByKindAge hands the oldest first: a pass limited to 2 starts the 2 oldest, never a newer one."""
+    clock, intake, completion, _ = world
+    registry.register("churn")
+    quota = Quota(instances=0)
+    enforce(clients("sagemaker"), quota)
+    order: list[str] = []
+    for n in range(3):
+        data.drop(f"incoming/churn/{n}.csv")
+        order += intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+        clock.advance(60)
+    quota.instances = 10
+    launcher = JobLauncher(
+        completion._settings,  # the completion's own settings and clients
+        DataBucket(clients("s3"), completion._settings.data_bucket),
+        SageMaker(clients("sagemaker")),
+        StateTable(clients("dynamodb"), completion._settings.state_table, clock=clock),
+    )
+    assert launcher.start_parked(limit=2).started == order[:2]
+    assert jobs.names() == sorted(order[:2])
+    swept = completion.sweep()
+    assert (swept.started, swept.waiting, swept.oldest_wait_seconds) == ([order[2]], 0, 0)

@@ -187,7 +187,7 @@ def waiting_for_capacity(world: World) -> Counter[tuple[str, str]]:
     """The input versions of the jobs that wait for capacity (READY, listed under `waiting-capacity`)."""
     state = StateTable(world.clients("dynamodb"), world.stack.outputs["StateTableName"])
     held: Counter[tuple[str, str]] = Counter()
-    for listed in state.capacity_waiting():
+    for listed in state.capacity_waiting(limit=1000):
         record = state.get_job(listed["jobName"])
         assert record is not None and record["status"] == "READY", listed
         plan = world.data.json(record["planKey"])

@@ -8,8 +8,9 @@ Job statuses: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED, or EMPTY when 
 out to belong to other jobs. A job's inputs are claimed before the job is started, so an input
 version can only ever be in the job that won its claim.
 
-A READY job that waits carries `kind` (the sparse index ByKind): `waiting#<group>` for a slot of its
-group, `waiting-capacity` after SageMaker refused it for lack of instances (with `waitingSince`). One
+A READY job that waits carries `kind` (the sparse indexes ByKind, and ByKindAge sorted by createdAt):
+`waiting#<group>` for a slot of its group, `waiting-capacity` after SageMaker refused it for lack of
+instances (with `waitingSince`). One
 attribute, so a job is in at most one list; starting it removes it, in the same conditional write that
 makes it STARTED, so a job is never both waiting and started.
 """
@@ -344,35 +345,54 @@ class StateTable:
             raise TransientError(f"listing the jobs waiting in {group}: {exc}") from exc
         return [item["pk"]["S"][len("job#") :] for item in items]
 
-    def capacity_waiting(self) -> list[dict[str, Any]]:
-        """Every job waiting for capacity (index ByKind, partition `waiting-capacity`), as
-        {jobName, createdAt, waitingSince}. The index sorts a partition by `pk` (the job name), not by
-        age: the whole partition is read (a few hundred bytes a job, thousands of jobs per 1 MB page) and
-        the caller orders it."""
-        found: list[dict[str, Any]] = []
+    def capacity_waiting(self, limit: int) -> list[dict[str, Any]]:
+        """The `limit` oldest jobs waiting for capacity, as {jobName, createdAt, waitingSince}: index ByKindAge,
+        partition `waiting-capacity`, sorted by createdAt (one small read however long the list)."""
+        try:
+            items = self._db.query(
+                TableName=self._table,
+                IndexName="ByKindAge",
+                KeyConditionExpression="kind = :kind",
+                ExpressionAttributeValues={":kind": {"S": CAPACITY_KIND}},
+                ScanIndexForward=True,
+                Limit=limit,
+            ).get("Items", [])
+        except ClientError as exc:
+            raise TransientError(f"listing the jobs waiting for capacity: {exc}") from exc
+        found = []
+        for item in items:
+            record = _from_item(item)
+            created = int(record.get("createdAt", 0))
+            found.append(
+                {
+                    "jobName": str(record["pk"])[len("job#") :],
+                    "createdAt": created,
+                    "waitingSince": int(record.get("waitingSince", created)),
+                }
+            )
+        return found
+
+    def capacity_backlog(self) -> list[int]:
+        """When each job waiting for capacity was first refused (`waitingSince`): the whole partition of
+        ByKindAge, a few bytes a job (tens of thousands per 1 MB page); read by the periodic sweep only."""
+        since: list[int] = []
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": "ByKind",
+            "IndexName": "ByKindAge",
             "KeyConditionExpression": "kind = :kind",
             "ExpressionAttributeValues": {":kind": {"S": CAPACITY_KIND}},
-            "ProjectionExpression": "pk, createdAt, waitingSince",
+            "ProjectionExpression": "createdAt, waitingSince",
         }
         while True:
             try:
                 page = self._db.query(**request)
             except ClientError as exc:
-                raise TransientError(f"listing the jobs waiting for capacity: {exc}") from exc
+                raise TransientError(f"counting the jobs waiting for capacity: {exc}") from exc
             for item in page.get("Items", []):
                 record = _from_item(item)
-                found.append(
-                    {
-                        "jobName": str(record["pk"])[len("job#") :],
-                        "createdAt": int(record.get("createdAt", 0)),
-                        "waitingSince": int(record.get("waitingSince", record.get("createdAt", 0))),
-                    }
-                )
+                since.append(int(record.get("waitingSince", record.get("createdAt", 0))))
             if not page.get("LastEvaluatedKey"):
-                return found
+                return since
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # The newest version of each key taken by a job -----------------------------------------------------

@@ -25,9 +25,9 @@ def start_order(parked: Iterable[ParkedJob]) -> list[ParkedJob]:
     return sorted(parked, key=lambda job: (job.created_at, job.name))
 
 
-def oldest_wait_seconds(parked: Iterable[ParkedJob], now: int) -> int:
+def oldest_wait_seconds(waiting_since: Iterable[int], now: int) -> int:
     """How long the job refused longest ago has been waiting (0 when none waits)."""
-    return max((max(0, now - job.waiting_since) for job in parked), default=0)
+    return max((max(0, now - since) for since in waiting_since), default=0)
 
 
 def quota_name(instance_type: str) -> str:

@@ -119,7 +119,7 @@ class BatchCompletion:
     def sweep(self) -> SweepResult:
         """The periodic pass: start jobs waiting for capacity that no completion has started (a quota
         raised, instances freed by jobs of another stack). Idempotent, like everything it calls."""
-        return self._launcher.start_parked()
+        return self._launcher.sweep()
 
     def _completed(self, plan: JobPlan, name: str, attempt: int, timings: dict[str, str | None]) -> CompletionOutcome:
         outdated = self._outdated(plan)

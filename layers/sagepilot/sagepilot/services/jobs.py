@@ -57,6 +57,14 @@ class LaunchResult:
 
 
 @dataclass(frozen=True)
+class ParkedStarts:
+    """What one pass over the oldest jobs waiting for capacity started, and the refusal that stopped it."""
+
+    started: list[str]
+    refused: str = ""
+
+
+@dataclass(frozen=True)
 class SweepResult:
     """What one pass over the jobs waiting for capacity did, and what still waits."""
 
@@ -222,37 +230,36 @@ class JobLauncher:
                 break  # no capacity: it now waits for capacity, and so would the next
         return started
 
-    def start_parked(self, limit: int = MAX_STARTS_PER_SWEEP) -> SweepResult:
+    def start_parked(self, limit: int = MAX_STARTS_PER_SWEEP) -> ParkedStarts:
         """Start jobs waiting for capacity, oldest first, until SageMaker refuses one (then back off: the
         rest wait for the next completion or sweep). Safe to run concurrently and to repeat: the job names
         are deterministic (a second CreateTransformJob is ResourceInUse) and every move of the record is a
         conditional write."""
-        listed = [ParkedJob(j["jobName"], j["createdAt"], j["waitingSince"]) for j in self._state.capacity_waiting()]
-        waiting = {job.name: job for job in listed}
+        listed = [
+            ParkedJob(j["jobName"], j["createdAt"], j["waitingSince"]) for j in self._state.capacity_waiting(limit)
+        ]
         started: list[str] = []
-        refused = ""
-        for tried, job in enumerate(start_order(listed)):
-            if tried >= limit:
-                break
+        for job in start_order(listed):
             record = self._state.get_job(job.name)
             if record is None or record["status"] != READY or record.get("kind") != CAPACITY_KIND:
-                waiting.pop(job.name)  # started or moved on by someone else since it was listed
-                continue
+                continue  # started or moved on by someone else since the index listed it
             plan = self.load_plan(record["bucket"], record["planKey"])
             result = self._start(plan, attempt=int(record.get("attempt", 0)))
             if result.refused:
-                refused = str(result.refused)
-                break
-            waiting.pop(job.name)  # started (or now waiting for a slot of its group instead)
+                if started:
+                    logger.info("jobs waiting for capacity started", extra={"started": started})
+                return ParkedStarts(started, str(result.refused))
             if result.created:
                 started.append(job.name)
-        oldest = oldest_wait_seconds(waiting.values(), self._state.now())
-        if started or refused:
-            logger.info(
-                "jobs waiting for capacity tried",
-                extra={"started": len(started), "waiting": len(waiting), "oldestWaitSeconds": oldest},
-            )
-        return SweepResult(started, len(waiting), oldest, refused)
+        if started:
+            logger.info("jobs waiting for capacity started", extra={"started": started})
+        return ParkedStarts(started)
+
+    def sweep(self) -> SweepResult:
+        """The periodic pass: start what it can, then measure what still waits (for the alarm)."""
+        starts = self.start_parked()
+        since = self._state.capacity_backlog()
+        return SweepResult(starts.started, len(since), oldest_wait_seconds(since, self._state.now()), starts.refused)
 
     def park(self, plan: JobPlan, attempt: int, refusal: CapacityError, *, expected: str = READY) -> bool:
         """Keep a job SageMaker refused for capacity READY and list it under `waiting-capacity`; its inputs
