@@ -13,8 +13,10 @@ Two scenarios, deterministic (seeded), and sweeps that find the ceiling of each 
   group sizes Zipf-distributed. The SQS event source mapping is simulated batch by batch (BatchSize,
   MaximumBatchingWindowInSeconds, MaximumConcurrency, the 6 MB payload), each intake invocation lasting
   its measured calls x their latency; each batch plans one job per group and MaxFilesPerJob files; jobs
-  take instances from the transform-instance quota or are refused (ResourceLimitExceeded) and retried after
-  the queue's visibility timeout, at most IntakeMaxReceiveCount times; each job's completion is one event.
+  take instances from the transform-instance quota or are refused (ResourceLimitExceeded) and wait, parked
+  in the state table, until instances free up: every job's completion, and every CapacitySweepSchedule tick,
+  starts the oldest parked jobs until one does not fit; each job's completion is one event. The jobs are
+  followed for three days; what still waits then is reported.
 - W endpoints (500) each rolling out once a week (approvals at seeded times in working hours): every
   reconcile tick (ReconcileSchedule) reconciles the endpoints in a rollout and the stable ones due
   (STABLE_CHECK_SECONDS), within the rollout function's timeout.
@@ -23,8 +25,8 @@ Reported: jobs started, peak concurrency (Lambda, transform jobs and instances, 
 second per API against its rate limit, DynamoDB writes per second (table and hottest item), EventBridge
 invocations per second, and where each limit is hit. Simplifications, said plainly: one content type per
 group; the groups in a batch are drawn from the day's shares (a dump's files are its group's); calls within an
-invocation run one after another; a refused job is retried as a whole (in AWS its messages come back and may
-join other files).
+invocation run one after another; a newly planned job tries SageMaker at once, even while older ones wait;
+the calls of the sweeps and of the parked jobs' later starts are not counted.
 """
 
 from __future__ import annotations
@@ -148,6 +150,8 @@ class Defaults:
     bake_seconds: int
     reconcile_seconds: int
     stable_check_seconds: int
+    capacity_sweep_seconds: int
+    capacity_alarm_seconds: float
     endpoint_instances: int
     transform_instance_type: str
     endpoint_instance_type: str
@@ -188,6 +192,8 @@ def read_defaults(root: Path = ROOT) -> Defaults:
         bake_seconds=int(p["BakeSeconds"]),
         reconcile_seconds=_rate_seconds(str(p["ReconcileSchedule"])),
         stable_check_seconds=int(rollout_env.get("STABLE_CHECK_SECONDS", 60)),
+        capacity_sweep_seconds=_rate_seconds(str(p["CapacitySweepSchedule"])),
+        capacity_alarm_seconds=float(resources["CapacityBacklogAlarm"]["Properties"]["Threshold"]),
         endpoint_instances=int(p["EndpointInstanceCount"]),
         transform_instance_type=str(p["TransformInstanceType"]),
         endpoint_instance_type=str(p["EndpointInstanceType"]),
@@ -349,13 +355,17 @@ class DayResult:
     batches: int
     jobs_planned: int
     jobs_started: int
-    jobs_refused: int
-    files_rejected_quota: int
+    jobs_refused: int  # ResourceLimitExceeded answers (a parked job may be refused again by later tries)
+    jobs_parked: int  # jobs that waited for capacity
+    peak_parked: int  # jobs waiting for capacity at once
+    longest_capacity_wait: float  # from the first refusal to the start (or to the end of the horizon)
+    still_parked: int  # jobs still waiting at the end of the horizon
+    files_still_parked: int
     peak_jobs: int
     peak_instances: int
     peak_lambdas: float
     intake_age: float  # the oldest file's wait until an intake batch took it
-    max_age: float  # the oldest file's wait until its job started (quota refusals included)
+    max_age: float  # the oldest file's wait until its job started (waits for capacity included)
     p99_age: float
     intake_timeouts: int
     longest_intake: float
@@ -379,8 +389,13 @@ class DayResult:
             hit.append(f"intake timeout: {self.intake_timeouts} batches over {d.intake_timeout} s")
         if self.jobs_refused:
             hit.append(f"transform instance quota ({self.day.transform_quota}): {self.jobs_refused} refusals")
-        if self.files_rejected_quota:
-            hit.append(f"QUOTA_EXCEEDED: {self.files_rejected_quota:,} files rejected after every delivery")
+        if self.longest_capacity_wait > d.capacity_alarm_seconds:
+            hit.append(
+                f"capacity backlog: a job waited {self.longest_capacity_wait:,.0f} s for instances > "
+                f"{d.capacity_alarm_seconds:.0f} s (peak {self.peak_parked:,} jobs waiting)"
+            )
+        if self.still_parked:
+            hit.append(f"{self.still_parked:,} jobs ({self.files_still_parked:,} files) still waiting after 3 days")
         if self.peak_lambdas > LAMBDA_CONCURRENCY:
             hit.append(f"Lambda concurrency: {self.peak_lambdas:,.0f} > {LAMBDA_CONCURRENCY:,}")
         if self.ddb_writes_peak > DDB_NEW_TABLE_WRITES:
@@ -411,7 +426,7 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
     batches = timeouts = 0
     longest = intake_age = 0.0
     ages: list[tuple[float, int]] = []  # (wait until taken into a started job, files)
-    job_requests: list[tuple[float, int, int, float, int]] = []  # (time, seq, files, oldest arrival, attempt)
+    job_requests: list[tuple[float, int, int, float]] = []  # (time, seq, files, oldest arrival)
     seq = 0
 
     def arrival_of(index: float) -> float:
@@ -450,32 +465,29 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         oldest = arrival_of(head)
         intake_age = max(intake_age, close - oldest)
         for files in files_per_job if jobs else ():
-            job_requests.append((close + seconds, seq, files, oldest, 1))
+            job_requests.append((close + seconds, seq, files, oldest))
             seq += 1
         heapq.heappush(slots, close + seconds)
         head += n
         batches += 1
 
-    # Transform jobs: instances from the quota, or refused and retried after the visibility timeout.
+    # Transform jobs: instances from the quota; a refused job is parked and started, oldest first, when a job
+    # ends or at a sweep tick, as long as the oldest fits (JobLauncher.start_parked stops at the first refusal).
     planned = len(job_requests)
     heapq.heapify(job_requests)
     running: list[tuple[float, int]] = []  # (end, instances)
-    in_use = started = refused = rejected_files = peak_jobs = peak_instances = 0
-    finished_at = 0.0
+    parked: list[tuple[float, int, int, float, float, int]] = []  # (created, seq, files, oldest, parked at, instances)
+    in_use = started = refused = peak_jobs = peak_instances = peak_parked = 0
+    parked_jobs = 0
+    longest_wait = finished_at = 0.0
+    next_sweep = float(d.capacity_sweep_seconds)
     done: list[tuple[float, float, int]] = []  # (start, end, files) of every job started
-    while job_requests:
-        at, _, files, oldest, attempt = heapq.heappop(job_requests)
-        while running and running[0][0] <= at:
-            in_use -= heapq.heappop(running)[1]
-        instances = min(d.max_instances, files, max(1, math.ceil(files * FILE_MEGABYTES / d.target_mb_per_instance)))
-        if in_use + instances > day.transform_quota:
-            refused += 1
-            if attempt >= d.max_receive_count:
-                rejected_files += files
-            else:
-                heapq.heappush(job_requests, (at + d.visibility_timeout, seq, files, oldest, attempt + 1))
-                seq += 1
-            continue
+
+    def instances_for(files: int) -> int:
+        return min(d.max_instances, files, max(1, math.ceil(files * FILE_MEGABYTES / d.target_mb_per_instance)))
+
+    def start(at: float, files: int, oldest: float, instances: int) -> None:
+        nonlocal in_use, started, peak_jobs, peak_instances, finished_at
         runtime = JOB_STARTUP_SECONDS + files * FILE_MEGABYTES * SECONDS_PER_MEGABYTE / instances
         heapq.heappush(running, (at + runtime, instances))
         in_use += instances
@@ -484,6 +496,43 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         ages.append((at - oldest, files))
         done.append((at, at + runtime, files))
         finished_at = max(finished_at, at + runtime)
+
+    def start_parked(at: float) -> None:
+        nonlocal in_use, refused, longest_wait
+        while parked:
+            _, _, files, oldest, since, instances = parked[0]
+            if in_use + instances > day.transform_quota:
+                refused += 1  # the oldest is refused again: back off until the next chance
+                return
+            heapq.heappop(parked)
+            longest_wait = max(longest_wait, at - since)
+            start(at, files, oldest, instances)
+
+    while job_requests or (parked and next_sweep < horizon):
+        request_at = job_requests[0][0] if job_requests else math.inf
+        end_at = running[0][0] if running else math.inf
+        sweep_at = next_sweep if parked else math.inf
+        at = min(request_at, end_at, sweep_at)
+        if at >= horizon:
+            break
+        if end_at == at:  # a completion frees its instances, then tries the parked jobs
+            in_use -= heapq.heappop(running)[1]
+            start_parked(at)
+        elif request_at == at:
+            at, created, files, oldest = heapq.heappop(job_requests)
+            instances = instances_for(files)
+            if in_use + instances > day.transform_quota:
+                refused += 1
+                parked_jobs += 1
+                heapq.heappush(parked, (at, created, files, oldest, at, instances))
+                peak_parked = max(peak_parked, len(parked))
+            else:
+                start(at, files, oldest, instances)
+        else:
+            start_parked(at)
+        while next_sweep <= at:
+            next_sweep += d.capacity_sweep_seconds
+    longest_wait = max([longest_wait] + [horizon - since for *_, since, _ in parked])
     if done:
         # Each job's two state changes (InProgress, then Completed -> one completion invocation, under a second)
         starts, ends, sizes = (np.array(column) for column in zip(*done, strict=True))
@@ -515,7 +564,11 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         jobs_planned=planned,
         jobs_started=started,
         jobs_refused=refused,
-        files_rejected_quota=rejected_files,
+        jobs_parked=parked_jobs,
+        peak_parked=peak_parked,
+        longest_capacity_wait=longest_wait,
+        still_parked=len(parked),
+        files_still_parked=sum(files for _, _, files, *_ in parked),
         peak_jobs=peak_jobs,
         peak_instances=peak_instances,
         peak_lambdas=float(ledger.lambdas.max()),
@@ -699,6 +752,19 @@ def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> lis
     out.append(
         Ceiling(f"  with BatchingWindowSeconds={widest}", "the same", f"{wide_files:,.0f} files/day", wide_how, "")
     )
+    alarm = defaults.capacity_alarm_seconds
+    waits_files, waits_how = ceiling(
+        lambda f: run(f, quota=day.transform_quota).longest_capacity_wait <= alarm, quota_files, files
+    )
+    out.append(
+        Ceiling(
+            "  waits for capacity",
+            f"no job waits > {alarm:.0f} s for instances (capacity-backlog alarm)",
+            f"{waits_files:,.0f} files/day",
+            waits_how,
+            "the quota; FallbackInstanceType",
+        )
+    )
     needed = run(day.files)
     out.append(
         Ceiling(
@@ -773,7 +839,7 @@ def report(
         f"{d.max_instances}, visibility {d.visibility_timeout} s x {d.max_receive_count} deliveries, intake timeout "
         f"{d.intake_timeout} s, rollout timeout {d.rollout_timeout} s, steps {list(d.canary_steps)} bake "
         f"{d.bake_seconds} s, reconcile every {d.reconcile_seconds} s, "
-        f"stable endpoints every {d.stable_check_seconds} s"
+        f"stable endpoints every {d.stable_check_seconds} s, capacity sweep every {d.capacity_sweep_seconds} s"
     )
     lines.append(
         "  calls per file (intake): "
@@ -804,7 +870,21 @@ def report(
                     f"{r.day.transform_quota} instances (assumed quota)",
                 ),
                 ("ResourceLimitExceeded answers", f"{r.jobs_refused:,}", ""),
-                ("files rejected QUOTA_EXCEEDED", f"{r.files_rejected_quota:,}", ""),
+                (
+                    "jobs that waited for capacity / peak waiting at once",
+                    f"{r.jobs_parked:,} / {r.peak_parked:,}",
+                    "(parked in the state table; none rejected)",
+                ),
+                (
+                    "longest wait for capacity",
+                    f"{r.longest_capacity_wait:,.0f} s" + (" (still waiting)" if r.still_parked else ""),
+                    f"{d.capacity_alarm_seconds:.0f} s (capacity-backlog alarm)",
+                ),
+                (
+                    "still waiting after 3 days: jobs / files",
+                    f"{r.still_parked:,} / {r.files_still_parked:,}",
+                    "",
+                ),
                 (
                     "wait for the intake (oldest file)",
                     f"{r.intake_age:,.0f} s",
@@ -813,7 +893,7 @@ def report(
                 (
                     "wait until its job started: oldest / p99",
                     f"{r.max_age:,.0f} s / {r.p99_age:,.0f} s",
-                    "(quota refusals come back after the visibility timeout)",
+                    "(waits for capacity included)",
                 ),
                 ("longest intake invocation", f"{r.longest_intake:,.1f} s", f"{d.intake_timeout} s timeout"),
                 ("largest batch payload", f"{r.largest_batch_bytes / 1e6:.2f} MB", "6 MB"),

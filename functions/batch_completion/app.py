@@ -1,4 +1,5 @@
-"""Lambda: `SageMaker Transform Job State Change` -> reports, a bounded retry, or rejections.
+"""Lambda: `SageMaker Transform Job State Change` -> reports, a bounded retry, or rejections; and the
+capacity sweep's schedule -> jobs waiting for transform capacity started, oldest first.
 
 Invoked asynchronously by EventBridge; an exception makes Lambda retry, then the event goes to the
 on-failure destination.
@@ -14,8 +15,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
-from sagepilot.events import parse_transform_job_change
-from sagepilot.metrics import EmfRecorder, completion_metrics
+from sagepilot.events import Scheduled, parse_completion_trigger
+from sagepilot.metrics import EmfRecorder, completion_metrics, sweep_metrics
 from sagepilot.observability import logger
 from sagepilot.settings import load_settings
 
@@ -27,14 +28,23 @@ metrics = EmfRecorder(settings.transform.name_prefix)
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        change = parse_transform_job_change(event)
+        trigger = parse_completion_trigger(event)
     except MalformedEvent as exc:
         event_id = event.get("id") if isinstance(event, dict) else None  # the event may not be an object at all
         logger.error("dropping a malformed event", extra={"error": str(exc), "id": event_id})
         return {"action": "ignored", "detail": str(exc)}
-    outcome = service.handle(change)
+    if isinstance(trigger, Scheduled):
+        swept = service.sweep()
+        logger.info(
+            "capacity sweep",
+            extra={"started": swept.started, "waiting": swept.waiting, "oldestWaitSeconds": swept.oldest_wait_seconds},
+        )
+        sweep_metrics(metrics, len(swept.started), swept.waiting, swept.oldest_wait_seconds)
+        return {"action": "swept", "started": swept.started, "waiting": swept.waiting}
+    outcome = service.handle(trigger)
     logger.info(
-        "transform job handled", extra={"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail}
+        "transform job handled",
+        extra={"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail, "started": outcome.started},
     )
-    completion_metrics(metrics, outcome.action)
+    completion_metrics(metrics, outcome.action, len(outcome.started))
     return {"job": outcome.job_name, "action": outcome.action, "detail": outcome.detail}

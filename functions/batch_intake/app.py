@@ -31,10 +31,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         extra={
             "jobsStarted": outcome.jobs_started,
             "jobsExisting": outcome.jobs_existing,
+            "jobsWaitingForCapacity": outcome.jobs_waiting_for_capacity,
             "rejected": len(outcome.rejected),
             "ignored": outcome.ignored,
             "retrying": len(outcome.failed_message_ids),
         },
     )
-    intake_metrics(metrics, outcome.files_accepted, len(outcome.jobs_started), outcome.rejected_codes)
+    intake_metrics(
+        metrics,
+        outcome.files_accepted,
+        len(outcome.jobs_started),
+        outcome.rejected_codes,
+        len(outcome.jobs_waiting_for_capacity),
+    )
     return {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]}

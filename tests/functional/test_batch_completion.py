@@ -252,23 +252,38 @@ def test_with_no_retries_a_transient_failure_is_final(
         assert data.json(f"rejected/churn/{rel(key)}.json")["code"] == "JOB_FAILED"
 
 
-def test_a_retry_refused_for_lack_of_quota_rejects_with_both_reasons(
-    clients, data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+def test_a_retry_refused_for_capacity_waits_and_the_sweep_starts_it(
+    stack, clients, data, registry, intake_queue, intake, completion, completions, jobs, notifications,
 ):
+    """No capacity for the retry: not a failure either. The job waits READY at its next attempt, listed
+    under `waiting-capacity`; the sweep starts that attempt once SageMaker has room, and it reports."""
     from .conftest import inject_error
 
     name, dropped = start_job(data, registry, intake_queue, intake)
-    inject_error(clients("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
-                 "The account-level service limit is 0 Instances", times=None)
+    fault = inject_error(clients("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
+                         "The account-level service limit is 0 Instances", times=None)
     (outcome,) = handle_all(completion, completions.finish(name, "Failed", INTERNAL))
-    assert outcome.action == "rejected"
-    assert jobs.names() == [name]
+    assert (outcome.job_name, outcome.action) == (f"{name}-r1", "waiting")
+    assert jobs.names() == [name] and data.keys("rejected/") == []
+    record = clients("dynamodb").get_item(TableName=stack.outputs["StateTableName"],
+                                          Key={"pk": {"S": f"job#{name}"}})["Item"]
+    assert (record["status"]["S"], record["attempt"]["N"], record["kind"]["S"]) == ("READY", "1", "waiting-capacity")
+    (note,) = notifications.drain()
+    assert note["subject"] == f"sagepilot: transform job {name}-r1 waiting for capacity"
+    # The failed attempt's event again (at least once): superseded, nothing moves.
+    (duplicate,) = handle_all(completion, completions.finish(name, "Failed", INTERNAL))
+    assert duplicate.action == "ignored"
+
+    assert completion.sweep().started == []  # still no capacity: it keeps waiting
+    fault.stop()
+    swept = completion.sweep()
+    assert (swept.started, swept.waiting) == ([name], 0)
+    assert jobs.names() == [name, f"{name}-r1"]
+    (done,) = handle_all(completion, completions.finish(f"{name}-r1", "Completed"))
+    assert done.action == "reported"
     for key in dropped:
-        report = data.json(f"rejected/churn/{rel(key)}.json")
-        assert report["code"] == "JOB_FAILED"
-        assert INTERNAL in report["reason"] and "retry refused" in report["reason"]
-        assert "is 0 Instances" in report["reason"]
-    assert len(notifications.drain()) == 1
+        report = data.json(f"predictions/churn/{rel(key)}.report.json")
+        assert (report["transformJobName"], report["attempts"]) == (f"{name}-r1", 2)
 
 
 @pytest.mark.parametrize(("status", "reason", "action"), [

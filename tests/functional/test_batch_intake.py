@@ -323,44 +323,47 @@ RLE = ("ResourceLimitExceeded",
        "The account-level service limit 'ml.m5.xlarge for transform job usage' is 0 Instances")
 
 
-def test_resource_limit_exceeded_returns_the_messages_then_rejects_on_the_final_delivery(
-    intake_settings, clients, data, registry, intake_queue, intake_dlq, intake, jobs, notifications,
+def test_resource_limit_exceeded_parks_the_job_and_acknowledges_its_messages(
+    stack, clients, data, registry, intake_queue, intake_dlq, intake, jobs, notifications,
 ):
+    """No capacity is not a failure: the job waits READY in the state table, listed under
+    `waiting-capacity`; the messages are done with (no redelivery, no QUOTA_EXCEEDED rejection)."""
     registry.register("churn")
     dropped = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b b.csv"]}
     fault = inject_error(clients("sagemaker"), "CreateTransformJob", *RLE, times=None)
-    final = intake_settings.intake_max_receive_count
-    assert final == 5
 
-    for delivery in range(1, final):
-        event = intake_queue.receive()
-        assert {r["attributes"]["ApproximateReceiveCount"] for r in event["Records"]} == {str(delivery)}
-        outcome = handle(intake, event)
-        response = response_of(outcome)
-        assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
-            r["messageId"] for r in event["Records"])
-        assert data.keys("rejected/") == [] and notifications.drain() == []
-        intake_queue.settle(event, response)
-    assert fault.injected == final - 1  # never retried by botocore: one call per delivery
-
-    last = intake_queue.receive()
-    assert {r["attributes"]["ApproximateReceiveCount"] for r in last["Records"]} == {str(final)}
-    outcome = handle(intake, last)
+    event = intake_queue.receive()
+    assert {r["attributes"]["ApproximateReceiveCount"] for r in event["Records"]} == {"1"}
+    outcome = handle(intake, event)
     assert response_of(outcome) == {"batchItemFailures": []}
-    intake_queue.settle(last, response_of(outcome))
+    intake_queue.settle(event, response_of(outcome))
     assert intake_queue.depth() == 0 and intake_dlq.depth() == 0
+    assert fault.injected == 1  # never retried by botocore
+    (name,) = outcome.jobs_waiting_for_capacity
+    assert outcome.jobs_started == [] and outcome.rejected == [] and outcome.files_accepted == 2
 
-    assert jobs.names() == []
+    assert jobs.names() == [] and data.keys("rejected/") == []
     for key, version in dropped.items():
         assert data.exists(key, version)
-        report = data.json(f"rejected/{key.removeprefix('incoming/')}.json")
-        assert report["code"] == "QUOTA_EXCEEDED"
-        assert report["input"] == {"bucket": data.name, "key": key, "versionId": version}
-        assert "ml.m5.xlarge" in report["reason"]
-        assert "is 0 Instances" in report["reason"]
-        assert "Service Quotas" in report["whatToDo"] and "FallbackInstanceType" in report["whatToDo"]
+    record = clients("dynamodb").get_item(TableName=stack.outputs["StateTableName"],
+                                          Key={"pk": {"S": f"job#{name}"}})["Item"]
+    assert (record["status"]["S"], record["kind"]["S"]) == ("READY", "waiting-capacity")
+    assert "is 0 Instances" in record["capacityRefusal"]["S"] and "waitingSince" in record
+    plan = data.json(record["planKey"]["S"])
+    assert plan["final"] is True and sorted(i["key"] for i in plan["inputs"]) == sorted(dropped)
+
     (note,) = notifications.drain()
-    assert note["message"]["countsByCode"] == {"QUOTA_EXCEEDED": 2}
+    assert note["subject"] == "sagepilot: 1 transform job(s) waiting for capacity"
+    message = note["message"]
+    assert message["waitingForCapacity"] == [{"job": name, "group": "churn", "inputs": 2}]
+    assert message["quota"] == "ml.m5.xlarge for transform job usage"
+    assert "Service Quotas" in message["whatToDo"] and "FallbackInstanceType" in message["whatToDo"]
+    assert "Nothing is lost" in message["whatHappens"]
+
+    # A duplicate delivery of the same events (at least once) finds the job waiting and leaves it so.
+    again = handle(intake, sqs_event([redelivered(r, 2) for r in event["Records"]]))
+    assert (again.failed_message_ids, again.rejected, again.jobs_started) == ([], [], [])
+    assert jobs.names() == [] and data.keys("rejected/") == []
 
 
 @pytest.mark.parametrize("stack_overrides", [{"FallbackInstanceType": "ml.c5.xlarge"}])
@@ -380,13 +383,13 @@ def test_resource_limit_exceeded_falls_back_to_the_fallback_instance_type(
 
 
 @pytest.mark.parametrize("stack_overrides", [{"FallbackInstanceType": "ml.c5.xlarge"}])
-def test_no_capacity_on_the_fallback_either_returns_the_messages(clients, data, registry, intake_queue, intake, jobs):
+def test_no_capacity_on_the_fallback_either_parks_the_job(clients, data, registry, intake_queue, intake, jobs):
     registry.register("churn")
     data.drop("incoming/churn/a.csv")
     fault = inject_error(clients("sagemaker"), "CreateTransformJob", *RLE, times=None)
     event = intake_queue.receive()
     outcome = handle(intake, event)
-    assert outcome.failed_message_ids == [r["messageId"] for r in event["Records"]]
+    assert outcome.failed_message_ids == [] and len(outcome.jobs_waiting_for_capacity) == 1
     assert [r["TransformResources"]["InstanceType"] for r in fault.requests] == ["ml.m5.xlarge", "ml.c5.xlarge"]
     assert jobs.names() == []
 

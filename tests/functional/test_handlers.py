@@ -78,6 +78,7 @@ def test_intake_handler_answers_with_a_partial_batch_response(
     assert data.keys("rejected/") == ["rejected/churn/notes.txt.json"]
 
 
+@pytest.mark.usefixtures("no_retry_delay")
 def test_intake_handler_hands_back_the_messages_it_could_not_finish(
     stack, load_handler, data, registry, intake_queue, jobs,
 ):
@@ -86,9 +87,10 @@ def test_intake_handler_hands_back_the_messages_it_could_not_finish(
     data.drop("incoming/churn/a.csv")
     data.drop("incoming/fraud/b.csv")
     app = load_handler(INTAKE)
-    # The handler's own (process-wide) SageMaker client refuses jobs of the fraud group only.
-    inject_error(product_clients.client("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
-                 "The account-level service limit is 0 Instances", times=None,
+    # The handler's own (process-wide) SageMaker client fails jobs of the fraud group only (a 5xx that
+    # outlasts botocore's retries).
+    inject_error(product_clients.client("sagemaker"), "CreateTransformJob", "ServiceUnavailable",
+                 "Service is unavailable", status=503, times=None,
                  when=lambda body: body["ModelName"].startswith("sagepilot-fraud-"))
     event = intake_queue.receive()
     fraud_ids = [r["messageId"] for r in event["Records"] if "/fraud/" in r["body"]]
@@ -118,6 +120,37 @@ def test_completion_handler_reports_what_it_did(stack, load_handler, data, regis
     malformed = app.handler({"source": "aws.s3", "detail-type": "Object Created", "id": "x"}, context)
     assert malformed["action"] == "ignored"
     assert "SageMaker Transform Job State Change" in malformed["detail"]
+
+
+def test_the_capacity_sweep_schedule_runs_the_sweep_through_the_completion_handler(
+    stack, load_handler, data, registry, intake_queue, jobs, capsys,
+):
+    from sagepilot_sandbox.runtime import scheduled_event
+
+    registry.register("churn")
+    data.drop("incoming/churn/a.csv")
+    intake_app = load_handler(INTAKE)
+    fault = inject_error(product_clients.client("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
+                         "The account-level service limit is 0 Instances", times=None)
+    event = intake_queue.receive()
+    response = intake_app.handler(event, context_for(stack, INTAKE))
+    assert response == {"batchItemFailures": []}
+    intake_queue.settle(event, response)
+    assert jobs.names() == [] and intake_queue.depth() == 0
+    (sweep,) = [d for d in stack.functions[COMPLETION].rule_deliveries if d.schedule_expression]
+    assert sweep.schedule_expression == "rate(5 minutes)"
+    app = load_handler(COMPLETION)
+    context = context_for(stack, COMPLETION)
+
+    assert app.handler(scheduled_event(sweep.rule_arn), context) == {"action": "swept", "started": [], "waiting": 1}
+    fault.stop()
+    capsys.readouterr()
+    result = app.handler(scheduled_event(sweep.rule_arn), context)
+    assert (len(result["started"]), result["waiting"]) == (1, 0)
+    assert jobs.names() == result["started"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    figures = {k: v for line in emf for k, v in line.items() if not k.startswith("_") and k != "Stack"}
+    assert figures == {"JobsStarted": [1.0], "CapacityBacklogJobs": [0.0], "OldestJobWaitingForCapacitySeconds": [0.0]}
 
 
 @pytest.mark.parametrize("logical_id", [INTAKE, COMPLETION])

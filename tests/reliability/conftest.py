@@ -333,7 +333,7 @@ def world(overrides: dict[str, str] | None = None) -> Iterator[World]:
         clients("sns").subscribe(
             TopicArn=stack.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=inbox_queue.arn
         )
-        (delivery,) = stack.functions[COMPLETION].rule_deliveries
+        (delivery,) = [d for d in stack.functions[COMPLETION].rule_deliveries if not d.schedule_expression]
         try:
             yield World(
                 stack=stack,

@@ -2,7 +2,8 @@
 
 Errors are injected at the HTTP layer (`before-send`), so botocore's standard retry mode really runs:
 throttling, 5xx, read timeouts, refused and closed connections, a call whose response is lost after AWS
-carried it out, `ResourceLimitExceeded`. The intake queue is read as Lambda's event source mapping reads
+carried it out, `ResourceLimitExceeded` (the job then waits for capacity in the state table, and the capacity
+sweep starts it once SageMaker has room). The intake queue is read as Lambda's event source mapping reads
 it (a function error hands the whole batch back; the partial batch response hands back the messages it
 names; the sixth receive of a message moves it to the dead-letter queue), and the completion function is
 invoked as Lambda invokes it asynchronously (an error is retried twice, then the event goes to the
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sagepilot import wiring
@@ -162,6 +163,17 @@ class Batch:
                 for event in self.world.completions.finish(name, "Completed"):
                     self.complete(event)
 
+    def sweep(self) -> None:
+        """The capacity sweep's schedule fires (an asynchronous invocation too: retried, then given up)."""
+        for _ in range(1 + self.max_retries):
+            try:
+                self.completion.sweep()
+                return
+            except Exception as exc:
+                self.handler_errors.append(f"{type(exc).__name__}: {exc}")
+                if self.kill:
+                    self.kill.revive()
+
 
 def on_clock(service: Any, clock: FakeClock) -> None:
     """Let the service's state table(s) read `clock` (claims, and takeovers of abandoned jobs, go by it)."""
@@ -171,14 +183,27 @@ def on_clock(service: Any, clock: FakeClock) -> None:
             state._clock = clock
 
 
+def waiting_for_capacity(world: World) -> Counter[tuple[str, str]]:
+    """The input versions of the jobs that wait for capacity (READY, listed under `waiting-capacity`)."""
+    state = StateTable(world.clients("dynamodb"), world.stack.outputs["StateTableName"])
+    held: Counter[tuple[str, str]] = Counter()
+    for listed in state.capacity_waiting(limit=1000):
+        record = state.get_job(listed["jobName"])
+        assert record is not None and record["status"] == "READY", listed
+        plan = world.data.json(record["planKey"])
+        held.update((i["key"], i["versionId"]) for i in plan["inputs"] + plan["superseded"])
+    return held
+
+
 def outcomes(world: World, dropped: dict[str, str], on_failure: list[dict[str, Any]]) -> dict[str, str]:
     """Where each dropped file version ended: `job`, `job (completion event at its destination)`,
-    `rejected <CODE>`, `dead-letter queue`, or `LOST`."""
+    `waiting for capacity`, `rejected <CODE>`, `dead-letter queue`, or `LOST`."""
     data = world.data
     in_jobs: Counter[tuple[str, str]] = Counter()
     for job in world.jobs.all():
         if "-r" not in job.name[-3:]:
             in_jobs.update(job.versions)
+    held = waiting_for_capacity(world)
     given_up = set()
     for event in on_failure:
         name = event["detail"]["TransformJobName"]
@@ -187,6 +212,7 @@ def outcomes(world: World, dropped: dict[str, str], on_failure: list[dict[str, A
     found = {}
     for key, version in dropped.items():
         assert in_jobs[(key, version)] <= 1, f"{key} is in {in_jobs[(key, version)]} jobs"
+        assert in_jobs[(key, version)] + held[(key, version)] <= 1, f"{key} is in a job and waiting in another"
         rejected = f"rejected/{key.removeprefix('incoming/')}.json"
         where = []
         if in_jobs[(key, version)]:
@@ -196,6 +222,8 @@ def outcomes(world: World, dropped: dict[str, str], on_failure: list[dict[str, A
             else:
                 assert data.exists(report) or data.exists(rejected), f"{key} is in a job but has no report"
                 where.append("job")
+        if held[(key, version)]:
+            where.append("waiting for capacity")
         if data.exists(rejected) and data.json(rejected)["input"]["versionId"] == version:
             report = data.json(rejected)
             where.append(f"rejected {report['code']}")
@@ -278,12 +306,15 @@ PERSISTENT = st.tuples(
 @pytest.mark.usefixtures("no_retry_delay")
 @settings(SETTINGS, max_examples=15)
 @given(faults=st.lists(PERSISTENT, min_size=1, max_size=3, unique_by=lambda f: f[0]))
+@example(faults=[(("sagemaker", "CreateTransformJob"), "no capacity", None)])  # refused for good, every job
+@example(faults=[(("sagemaker", "CreateTransformJob"), "no capacity", MAX_ATTEMPTS)])  # some jobs, for a while
 def test_errors_beyond_the_retries_never_lose_a_file(fresh_world: Any, faults: list[Any]) -> None:
     """The same errors lasting beyond botocore's retries (for one call, a few deliveries, or for good): the
     messages come back until their last delivery, and every file ends in a job (with its report, or its
-    completion event at the function's on-failure destination), or rejected with a report that says why,
-    or, only when even that report cannot be written, in the dead-letter queue. Never lost, never in two
-    jobs."""
+    completion event at the function's on-failure destination), or waiting for capacity in the state table
+    (SageMaker refused its job: no message held, no rejection), or rejected with a report that says why, or,
+    only when even that report cannot be written, in the dead-letter queue. Never lost, never in two jobs;
+    and once the refusals stop, the capacity sweep starts every waiting job."""
     with fresh_world() as w:
         batch, dropped = scenario(w)
         injected = [inject(w.clients, service, operation, kind, times) for (service, operation), kind, times in faults]
@@ -304,6 +335,18 @@ def test_errors_beyond_the_retries_never_lose_a_file(fresh_world: Any, faults: l
                     f"{key} went to the dead-letter queue without a report: {found}; last delivery's errors: "
                     f"{batch.last_delivery_errors}"
                 )
+        # No capacity is not a reason to reject: a refused job waits for capacity (QUOTA_EXCEEDED is gone).
+        assert not any("QUOTA_EXCEEDED" in where for where in found.values()), found
+        capacity_refused = any(kind == "no capacity" for _, kind, _ in faults)
+        assert capacity_refused or "waiting for capacity" not in " ".join(found.values()), found
+        assert not any("waiting for capacity" in where and "rejected" in where for where in found.values()), found
+        # The refusals have stopped: the next sweep starts what waits, and SageMaker finishes it.
+        batch.sweep()
+        batch.finish_all()
+        after = outcomes(w, dropped, batch.on_failure)
+        for key, where in found.items():
+            if where == "waiting for capacity":
+                assert after[key] == "job", f"{key}: {after[key]} after the sweep"
 
 
 # ---------------------------------------------------------------------------------------- the last delivery

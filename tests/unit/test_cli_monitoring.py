@@ -231,6 +231,18 @@ def test_the_metrics_table_shows_each_variant_and_each_decision_with_its_breakdo
     assert groups[-6:] == ["batch", "rollouts", "endpoint health", "training", "control plane", "other"]
 
 
+def test_the_capacity_backlog_shows_its_highest_level_not_a_sum_of_levels() -> None:
+    figures = figures_after_a_demo()
+    figures.sums[sp("CapacityBacklogJobs")] = 12.0  # 5, then 4, then 3 jobs at three sweeps
+    figures.maxima[sp("CapacityBacklogJobs")] = 5.0
+    figures.sums[sp("JobsWaitingForCapacity")] = 6.0
+    lines = show_metrics(figures, "sp", "1h")
+    assert row(lines, "jobs waiting for capacity").split()[-2:] == ["max", "5"]
+    assert row(lines, "jobs refused, waiting for capacity").split()[-1] == "6"
+    assert row(lines, "oldest wait for capacity").split()[-1] == "-"
+    assert "other" not in [line.strip() for line in show_metrics(Figures(), "sp", "1h")]
+
+
 def test_no_metrics_says_so() -> None:
     lines = show_metrics(Figures(), "sp", "30m")
     assert lines[1] == "  (no endpoint metrics in this window)"

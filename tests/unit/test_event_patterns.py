@@ -15,7 +15,7 @@ import boto3
 import moto
 import pytest
 
-from .conftest import read_event, resolve
+from .conftest import CfnTag, read_event, resolve
 
 BUCKET = "sagepilot-sandbox-databucket"
 REFS = {"DataBucket": BUCKET, "NamePrefix": "sagepilot"}
@@ -236,6 +236,19 @@ def test_the_reconcile_schedule_is_a_schedule_with_a_dead_letter_queue(template)
     reconcile = template["Resources"]["RolloutFunction"]["Properties"]["Events"]["Reconcile"]
     assert reconcile["Type"] == "Schedule"
     assert "DeadLetterConfig" in reconcile["Properties"] and "RetryPolicy" in reconcile["Properties"]
+
+
+def test_the_capacity_sweep_is_a_schedule_of_the_completion_function_with_a_dead_letter_queue(template):
+    sweep = template["Resources"]["BatchCompletionFunction"]["Properties"]["Events"]["CapacitySweep"]
+    assert sweep["Type"] == "Schedule"
+    assert sweep["Properties"]["Schedule"] == CfnTag("Ref", "CapacitySweepSchedule")
+    assert template["Parameters"]["CapacitySweepSchedule"]["Default"] == "rate(5 minutes)"
+    assert "DeadLetterConfig" in sweep["Properties"] and "RetryPolicy" in sweep["Properties"]
+    # EventBridge may put what it cannot deliver in the events DLQ: the queue's policy names the rule.
+    policy = template["Resources"]["EventBridgeToQueuesPolicy"]["Properties"]["PolicyDocument"]
+    (statement,) = [s for s in policy["Statement"] if s["Sid"] == "UndeliverableEvents"]
+    sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert CfnTag("Fn::GetAtt", ["BatchCompletionFunctionCapacitySweep", "Arn"]) in sources
 
 
 # ---------------------------------------------------------------- training: TrainingFunction's rules

@@ -21,6 +21,7 @@ from sagepilot.events import (
     Scheduled,
     TrainingJobChange,
     TransformJobChange,
+    parse_completion_trigger,
     parse_object_created,
     parse_rollout_trigger,
     parse_training_trigger,
@@ -225,6 +226,18 @@ def test_job_samples_are_consistent():
         assert detail["TransformJobArn"].endswith(f":transform-job/{detail['TransformJobName']}")
         assert isinstance(detail["CreationTime"], int)
         assert isinstance(detail["Tags"], dict)
+
+
+def test_the_completion_function_takes_job_changes_and_its_capacity_sweep_schedule():
+    job = read_event("sagemaker-transform-job-completed.json")
+    assert parse_completion_trigger(job) == parse_transform_job_change(job)
+    rule = "arn:aws:events:us-east-1:123456789012:rule/sagepilot-BatchCompletionFunctionCapacitySweep"
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "resources": [rule], "detail": {}}
+    assert parse_completion_trigger(scheduled) == Scheduled(rule)
+    with pytest.raises(MalformedEvent, match="SageMaker Transform Job State Change"):
+        parse_completion_trigger({**scheduled, "source": "aws.s3"})
+    with pytest.raises(MalformedEvent):
+        parse_completion_trigger([scheduled])  # type: ignore[arg-type]
 
 
 def test_a_non_string_failure_reason_is_ignored():

@@ -33,6 +33,9 @@ def test_the_defaults_are_the_template_s(template: dict[str, Any]) -> None:
     assert ",".join(map(str, defaults.canary_steps)) == parameters["CanarySteps"]
     assert defaults.reconcile_seconds == 60 and parameters["ReconcileSchedule"] == "rate(1 minute)"
     assert defaults.backlog_alarm_seconds == template["Resources"]["IntakeBacklogAlarm"]["Properties"]["Threshold"]
+    assert defaults.capacity_sweep_seconds == 300 and parameters["CapacitySweepSchedule"] == "rate(5 minutes)"
+    capacity_alarm = template["Resources"]["CapacityBacklogAlarm"]["Properties"]
+    assert defaults.capacity_alarm_seconds == capacity_alarm["Threshold"]
 
 
 def test_calls_split_into_per_file_and_per_job_parts() -> None:
@@ -96,3 +99,32 @@ def test_the_reconcile_tick_grows_with_the_endpoints() -> None:
     assert small.longest_tick < large.longest_tick
     assert large.peak_tick_endpoints >= math.ceil(5_000 * defaults.reconcile_seconds / defaults.stable_check_seconds)
     assert large.limits_hit(defaults) and "reconcile tick" in large.limits_hit(defaults)[0]
+
+
+def test_a_refused_job_waits_for_capacity_and_starts_when_instances_free() -> None:
+    """No QUOTA_EXCEEDED any more: every planned job starts, some after waiting, and the quota is never passed."""
+    defaults = limits.read_defaults()
+    day = limits.Day(files=20_000, groups=20, seed=3, transform_quota=50)
+    result = limits.simulate_day(day, defaults, limits.costs_from(CALLS), 1300)
+
+    assert result.jobs_refused > 0 and result.jobs_parked > 0 and result.peak_parked > 0
+    assert result.jobs_started == result.jobs_planned and result.still_parked == 0
+    assert result.peak_instances <= 50
+    assert 0 < result.longest_capacity_wait <= result.max_age
+    unlimited = limits.simulate_day(
+        limits.Day(files=20_000, groups=20, seed=3, transform_quota=10**9), defaults, limits.costs_from(CALLS), 1300
+    )
+    assert (unlimited.jobs_parked, unlimited.longest_capacity_wait) == (0, 0.0)
+    assert unlimited.jobs_planned == result.jobs_planned
+
+
+def test_what_the_quota_cannot_drain_within_the_horizon_still_waits_and_is_said() -> None:
+    defaults = limits.read_defaults()
+    day = limits.Day(files=20_000, groups=20, seed=3, transform_quota=1)
+    result = limits.simulate_day(day, defaults, limits.costs_from(CALLS), 1300)
+
+    assert result.still_parked > 0 and result.files_still_parked > 0
+    assert result.jobs_started + result.still_parked == result.jobs_planned  # none rejected, none lost
+    assert result.peak_instances == 1
+    hit = " ".join(result.limits_hit())
+    assert "capacity backlog" in hit and "still waiting after 3 days" in hit

@@ -14,6 +14,7 @@ from sagepilot.metrics import (
     MemoryRecorder,
     completion_metrics,
     intake_metrics,
+    sweep_metrics,
 )
 
 from .conftest import CfnTag
@@ -68,6 +69,7 @@ def test_the_alarms_cover_what_would_fail_silently(template):
         (NAMESPACE, "RolloutOverdueSeconds"),
         (NAMESPACE, "JobsFailed"),
         (NAMESPACE, "ReconcileRuns"),
+        (NAMESPACE, "OldestJobWaitingForCapacitySeconds"),
     ]:
         assert needed in covered
 
@@ -124,6 +126,22 @@ def test_intake_and_completion_metrics():
     assert recorder.total("FilesAccepted") == 5 and recorder.total("JobsStarted") == 2
     assert recorder.total("FilesRejected", Reason="UNSUPPORTED_FILE_TYPE") == 2
     assert [n for n, _, _ in recorder.emitted][-3:] == ["JobsCompleted", "JobsFailed", "JobsRetried"]
+
+
+def test_capacity_metrics_of_the_intake_the_completion_and_the_sweep():
+    recorder = MemoryRecorder()
+    intake_metrics(recorder, 7, 1, {}, jobs_waiting=2)
+    completion_metrics(recorder, "waiting")
+    completion_metrics(recorder, "reported", jobs_started=3)
+    assert recorder.total("JobsWaitingForCapacity") == 3 and recorder.total("JobsStarted") == 4
+    assert recorder.total("JobsCompleted") == 1
+    sweeps = MemoryRecorder()
+    sweep_metrics(sweeps, 0, 0, 0)  # an empty backlog is a 0, not missing data: the alarm sees it drain
+    sweep_metrics(sweeps, 2, 5, 4000)
+    assert [(n, v) for n, v, _ in sweeps.emitted] == [
+        ("CapacityBacklogJobs", 0), ("OldestJobWaitingForCapacitySeconds", 0),
+        ("JobsStarted", 2), ("CapacityBacklogJobs", 5), ("OldestJobWaitingForCapacitySeconds", 4000),
+    ]  # fmt: skip
 
 
 def test_dimensions_stay_low_cardinality():

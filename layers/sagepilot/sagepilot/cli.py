@@ -388,6 +388,8 @@ DECISIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("JobsCompleted", "transform jobs completed"),
             ("JobsFailed", "transform jobs failed"),
             ("JobsRetried", "transform jobs retried"),
+            ("JobsWaitingForCapacity", "jobs refused, waiting for capacity"),
+            ("CapacityBacklogJobs", "jobs waiting for capacity"),
         ),
     ),
     (
@@ -419,13 +421,23 @@ DECISIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("ModelsAutoApproved", "models auto-approved"),
         ),
     ),
-    ("control plane", (("ReconcileRuns", "reconcile runs"), ("RolloutOverdueSeconds", "rollout overdue"))),
+    (
+        "control plane",
+        (
+            ("ReconcileRuns", "reconcile runs"),
+            ("RolloutOverdueSeconds", "rollout overdue"),
+            ("OldestJobWaitingForCapacitySeconds", "oldest wait for capacity"),
+        ),
+    ),
 )
 _BREAKDOWN = ("Reason", "Cause")
+_GAUGES = frozenset({"CapacityBacklogJobs"})  # a level at each sweep, not a count of decisions: its maximum
 
 
 def _decision_value(figures: Figures, name: str) -> str:
     mine = [s for s in figures.sums if s.namespace == NAMESPACE and s.name == name]
+    if name in _GAUGES:
+        return f"max {_num(max(figures.maxima.get(s, 0.0) for s in mine))}" if mine else "-"
     if name.endswith("Seconds"):
         count = sum(figures.counts.get(s, 0.0) for s in mine)
         if not count:

@@ -131,6 +131,15 @@ def parse_transform_job_change(raw: dict[str, Any]) -> TransformJobChange:
     return TransformJobChange(name, status, reason if isinstance(reason, str) else "")
 
 
+def parse_completion_trigger(raw: dict[str, Any]) -> TransformJobChange | Scheduled:
+    """The completion function's events: a transform job state change, or its capacity sweep's schedule."""
+    raw = _event_object(raw)
+    if raw.get("source") == "aws.events" and raw.get("detail-type") == SCHEDULED_EVENT:
+        resources = raw.get("resources")
+        return Scheduled(str(resources[0]) if isinstance(resources, list) and resources else "")
+    return parse_transform_job_change(raw)
+
+
 # Rollout triggers -----------------------------------------------------------------------------------
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"

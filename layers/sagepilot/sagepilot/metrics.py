@@ -6,7 +6,8 @@ more, always from a small fixed set, so that the number of series stays low: `Re
 per live variant). Services take a `Recorder`; the handlers pass an `EmfRecorder` (powertools'
 `single_metric`), the tests a `MemoryRecorder`.
 
-    batch      FilesAccepted, FilesRejected{Reason}, JobsStarted, JobsCompleted, JobsFailed, JobsRetried
+    batch      FilesAccepted, FilesRejected{Reason}, JobsStarted, JobsCompleted, JobsFailed, JobsRetried,
+               JobsWaitingForCapacity, CapacityBacklogJobs, OldestJobWaitingForCapacitySeconds
     rollout    EndpointsDeployed, RolloutsStarted, RolloutSteps, Promotions, Rollbacks{Cause},
                ApprovalToFullTrafficSeconds, VariantWeight{Endpoint,Variant}, Incidents, Recoveries,
                ScaleIns, InstancesSaved, ReconcileRuns, RolloutOverdueSeconds
@@ -68,21 +69,42 @@ class NoRecorder:
         return None
 
 
-def intake_metrics(recorder: Recorder, files_accepted: int, jobs_started: int, rejected: dict[str, int]) -> None:
-    """What one intake batch decided."""
+def intake_metrics(
+    recorder: Recorder, files_accepted: int, jobs_started: int, rejected: dict[str, int], jobs_waiting: int = 0
+) -> None:
+    """What one intake batch decided (`jobs_waiting`: jobs SageMaker refused for capacity, now parked)."""
     if files_accepted:
         recorder.emit("FilesAccepted", files_accepted)
     if jobs_started:
         recorder.emit("JobsStarted", jobs_started)
+    if jobs_waiting:
+        recorder.emit("JobsWaitingForCapacity", jobs_waiting)
     for reason, count in sorted(rejected.items()):
         recorder.emit("FilesRejected", count, Reason=reason)
 
 
-_COMPLETION_METRIC = {"reported": "JobsCompleted", "rejected": "JobsFailed", "retried": "JobsRetried"}
+_COMPLETION_METRIC = {
+    "reported": "JobsCompleted",
+    "rejected": "JobsFailed",
+    "retried": "JobsRetried",
+    "waiting": "JobsWaitingForCapacity",
+}
 
 
-def completion_metrics(recorder: Recorder, action: str) -> None:
-    """What one transform-job completion decided (duplicates and foreign jobs count nothing)."""
+def completion_metrics(recorder: Recorder, action: str, jobs_started: int = 0) -> None:
+    """What one transform-job completion decided (duplicates and foreign jobs count nothing), and the
+    waiting jobs it started with the instances the job freed."""
     name = _COMPLETION_METRIC.get(action)
     if name:
         recorder.emit(name)
+    if jobs_started:
+        recorder.emit("JobsStarted", jobs_started)
+
+
+def sweep_metrics(recorder: Recorder, jobs_started: int, waiting: int, oldest_wait_seconds: int) -> None:
+    """What one capacity sweep saw: every sweep emits the backlog and its age (0 when empty), so the alarm
+    reads a value every period and a drained backlog shows as 0, not as missing data."""
+    if jobs_started:
+        recorder.emit("JobsStarted", jobs_started)
+    recorder.emit("CapacityBacklogJobs", waiting)
+    recorder.emit("OldestJobWaitingForCapacitySeconds", oldest_wait_seconds, SECONDS)

@@ -7,6 +7,12 @@ Items (one table, string key `pk`):
 Job statuses: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED, or EMPTY when every input turned
 out to belong to other jobs. A job's inputs are claimed before the job is started, so an input
 version can only ever be in the job that won its claim.
+
+A READY job that waits carries `kind` (the sparse indexes ByKind, and ByKindAge sorted by createdAt):
+`waiting#<group>` for a slot of its group, `waiting-capacity` after SageMaker refused it for lack of
+instances (with `waitingSince`). One
+attribute, so a job is in at most one list; starting it removes it, in the same conditional write that
+makes it STARTED, so a job is never both waiting and started.
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ def waiting_kind(group: str) -> str:
     return f"waiting#{group}"
 
 
+CAPACITY_KIND = "waiting-capacity"  # READY jobs SageMaker refused for lack of instances (ResourceLimitExceeded)
+
+
 def job_pk(job_name: str) -> str:
     return f"job#{job_name}"
 
@@ -139,10 +148,11 @@ class StateTable:
         to: str,
         when_attempt: int | None = None,
         remove: tuple[str, ...] = (),
+        set_once: dict[str, Any] | None = None,
         **attrs: Any,
     ) -> bool:
-        """Move a job to `to` (setting `attrs`) if it is in one of `expected` and, when given, at
-        attempt `when_attempt`; False if it is not."""
+        """Move a job to `to` (setting `attrs`, and `set_once` where not set yet) if it is in one of
+        `expected` and, when given, at attempt `when_attempt`; False if it is not."""
         values: dict[str, Any] = {":to": _to_attr(to), ":now": _to_attr(self.now())}
         names = {"#status": "status"}
         sets = ["#status = :to", "updatedAt = :now"]
@@ -150,6 +160,10 @@ class StateTable:
             names[f"#a{i}"] = name
             values[f":a{i}"] = _to_attr(value)
             sets.append(f"#a{i} = :a{i}")
+        for i, (name, value) in enumerate(sorted((set_once or {}).items())):
+            names[f"#o{i}"] = name
+            values[f":o{i}"] = _to_attr(value)
+            sets.append(f"#o{i} = if_not_exists(#o{i}, :o{i})")
         expected_list = sorted(set(expected))
         conditions = ["#status IN (" + ", ".join(f":e{i}" for i in range(len(expected_list))) + ")"]
         for i, status in enumerate(expected_list):
@@ -330,6 +344,56 @@ class StateTable:
         except ClientError as exc:
             raise TransientError(f"listing the jobs waiting in {group}: {exc}") from exc
         return [item["pk"]["S"][len("job#") :] for item in items]
+
+    def capacity_waiting(self, limit: int) -> list[dict[str, Any]]:
+        """The `limit` oldest jobs waiting for capacity, as {jobName, createdAt, waitingSince}: index ByKindAge,
+        partition `waiting-capacity`, sorted by createdAt (one small read however long the list)."""
+        try:
+            items = self._db.query(
+                TableName=self._table,
+                IndexName="ByKindAge",
+                KeyConditionExpression="kind = :kind",
+                ExpressionAttributeValues={":kind": {"S": CAPACITY_KIND}},
+                ScanIndexForward=True,
+                Limit=limit,
+            ).get("Items", [])
+        except ClientError as exc:
+            raise TransientError(f"listing the jobs waiting for capacity: {exc}") from exc
+        found = []
+        for item in items:
+            record = _from_item(item)
+            created = int(record.get("createdAt", 0))
+            found.append(
+                {
+                    "jobName": str(record["pk"])[len("job#") :],
+                    "createdAt": created,
+                    "waitingSince": int(record.get("waitingSince", created)),
+                }
+            )
+        return found
+
+    def capacity_backlog(self) -> list[int]:
+        """When each job waiting for capacity was first refused (`waitingSince`): the whole partition of
+        ByKindAge, a few bytes a job (tens of thousands per 1 MB page); read by the periodic sweep only."""
+        since: list[int] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "ByKindAge",
+            "KeyConditionExpression": "kind = :kind",
+            "ExpressionAttributeValues": {":kind": {"S": CAPACITY_KIND}},
+            "ProjectionExpression": "createdAt, waitingSince",
+        }
+        while True:
+            try:
+                page = self._db.query(**request)
+            except ClientError as exc:
+                raise TransientError(f"counting the jobs waiting for capacity: {exc}") from exc
+            for item in page.get("Items", []):
+                record = _from_item(item)
+                since.append(int(record.get("waitingSince", record.get("createdAt", 0))))
+            if not page.get("LastEvaluatedKey"):
+                return since
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # The newest version of each key taken by a job -----------------------------------------------------
     # Items `latest#<bucket>/<key>` {recency, versionId, job}: `recency` is the domain's sortable string

@@ -6,13 +6,17 @@ or duplicated event changes nothing: the job record's conditional transitions de
 A job writes into its own folder; its outputs are copied to predictions/ (and its reports or rejections
 written there) only for the inputs still the newest version of their key, so a job that holds an older
 version and finishes last never overwrites what a newer version's job left.
+
+A finished job frees its instances: after acting on it, jobs waiting for capacity (any group) are tried,
+oldest first (JobLauncher.start_parked). The periodic `Scheduled Event` (CapacitySweepSchedule) does the
+same, for when no job finishes. A retry SageMaker refuses for capacity waits the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +24,7 @@ from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import COMPLETED, FAILED, READY, STARTED, StateTable
+from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import is_retryable_failure, job_failure_rejection
 from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
@@ -29,7 +34,7 @@ from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
 from sagepilot.observability import logger
 from sagepilot.services.batch_intake import utc_now
-from sagepilot.services.jobs import JobLauncher
+from sagepilot.services.jobs import JobLauncher, SweepResult
 from sagepilot.settings import Settings
 
 _IO_THREADS = 16
@@ -38,8 +43,9 @@ _IO_THREADS = 16
 @dataclass(frozen=True)
 class CompletionOutcome:
     job_name: str
-    action: str  # "ignored", "duplicate", "reported", "retried", "rejected"
+    action: str  # "ignored", "duplicate", "reported", "retried", "waiting" (a retry waits for capacity), "rejected"
     detail: str = ""
+    started: list[str] = field(default_factory=list)  # waiting jobs this completion started (freed instances)
 
 
 def _iso(value: Any) -> str | None:
@@ -85,9 +91,12 @@ class BatchCompletion:
         status = str(job["TransformJobStatus"])
         if status not in TERMINAL_TRANSFORM_STATUSES:
             return CompletionOutcome(name, "ignored", f"SageMaker still says {status}")
-        if record["status"] == READY and attempt == 0:
-            # The intake created the job but died before recording it: SageMaker has it, so it started.
-            self._state.transition(base, expected=[READY], to=STARTED, when_attempt=0)
+        if record["status"] == READY:
+            # Whoever created the job (the intake, a sweep) died before recording it, or recorded it as
+            # waiting for capacity after all: SageMaker has it, so it started.
+            self._state.transition(
+                base, expected=[READY], to=STARTED, when_attempt=attempt, remove=("kind", "waitingSince")
+            )
         plan = self._launcher.load_plan(str(record["bucket"]), str(record["planKey"]))
         timings = {
             "created": _iso(job.get("CreationTime")),
@@ -101,9 +110,16 @@ class BatchCompletion:
             outcome = self._completed(plan, name, attempt, timings)
         else:
             outcome = self._failed(plan, name, attempt, status, reason, timings)
-        # A slot of the group is free: a job waiting for it (MaxConcurrentJobsPerGroup) starts now.
-        self._launcher.start_waiting(plan.group)
-        return outcome
+        # A slot of the group is free: a job waiting for it (MaxConcurrentJobsPerGroup) starts now; and the
+        # job's instances are free: jobs waiting for capacity (any group) start, oldest first.
+        started = self._launcher.start_waiting(plan.group)
+        started += self._launcher.start_parked().started
+        return CompletionOutcome(outcome.job_name, outcome.action, outcome.detail, started)
+
+    def sweep(self) -> SweepResult:
+        """The periodic pass: start jobs waiting for capacity that no completion has started (a quota
+        raised, instances freed by jobs of another stack). Idempotent, like everything it calls."""
+        return self._launcher.sweep()
 
     def _completed(self, plan: JobPlan, name: str, attempt: int, timings: dict[str, str | None]) -> CompletionOutcome:
         outdated = self._outdated(plan)
@@ -162,22 +178,22 @@ class BatchCompletion:
             lastFailure=reason[:1000],
         ):
             return CompletionOutcome(attempt_name(plan.job_name, attempt), "duplicate", "retry already under way")
+        new_name = attempt_name(plan.job_name, following)
         try:
             self._launcher.start_attempt(plan, following)
         except CapacityError as exc:
-            # No quota left even for the retry: the failure stands, reported with both reasons.
-            self._state.transition(
-                plan.job_name, expected=[STARTED], to=STARTED, when_attempt=following, attempt=attempt
-            )
-            return self._failed(
-                plan,
-                attempt_name(plan.job_name, attempt),
-                attempt,
-                "Failed",
-                f"{reason} (retry refused: {exc})",
-                timings,
-            )
-        new_name = attempt_name(plan.job_name, following)
+            # No capacity for the retry now: it waits (READY at the next attempt) like any refused job, and
+            # starts when instances free up; the inputs keep their claims.
+            if self._launcher.park(plan, following, exc, expected=STARTED):
+                self._notifier.publish(
+                    f"sagepilot: transform job {new_name} waiting for capacity",
+                    capacity_wait_notice(
+                        [{"job": new_name, "group": plan.group, "inputs": len(plan.inputs), "retryOf": reason[:500]}],
+                        exc.instance_type,
+                        str(exc),
+                    ),
+                )
+            return CompletionOutcome(new_name, "waiting", f"retry waits for capacity: {exc}")
         logger.warning(
             "transform job failed; retrying", extra={"job": plan.job_name, "attempt": following, "reason": reason}
         )

@@ -5,6 +5,8 @@ a burst coalesce). Each file is checked (layout, type, size, the group's approve
 are planned into as few jobs as the limits allow and launched; the others get a rejection report
 beside them and stay where they are. Messages whose work failed transiently are handed back to the
 queue; on their last delivery the files are rejected with the reason instead, so nothing is lost.
+A job SageMaker refuses for lack of transform instances is not a failure: it waits in the state table
+(see services/jobs.py) and its messages are acknowledged; a notification says it waits and why.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from botocore.exceptions import HTTPClientError
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket
+from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import quota_rejection, transient_exhausted_rejection
 from sagepilot.domain.layout import Rejection, is_folder_marker, parse_dropped_key, rejected_report_key
 from sagepilot.domain.reports import rejection_report
@@ -43,9 +46,10 @@ class IntakeOutcome:
 
     jobs_started: list[str] = field(default_factory=list)
     jobs_existing: list[str] = field(default_factory=list)
+    jobs_waiting_for_capacity: list[str] = field(default_factory=list)  # refused for capacity: held, not failed
     rejected: list[str] = field(default_factory=list)
     rejected_codes: dict[str, int] = field(default_factory=dict)  # rejection code -> files (for metrics)
-    files_accepted: int = 0  # input versions in the jobs started by this batch
+    files_accepted: int = 0  # input versions in the jobs this batch started or left waiting for capacity
     ignored: int = 0
     failed_message_ids: list[str] = field(default_factory=list)
 
@@ -122,10 +126,12 @@ class BatchIntake:
             else:  # "gone"
                 outcome.ignored += 1
 
+        waiting: list[tuple[JobPlan, CapacityError]] = []
         for group, items in sorted(accepted.items()):
-            self._launch_group(group, items, outcome, rejections)
+            self._launch_group(group, items, outcome, rejections, waiting)
 
         self._reject(rejections, outcome)
+        self._announce_waiting(waiting)
         return outcome
 
     # Steps ----------------------------------------------------------------------------------------
@@ -220,6 +226,7 @@ class BatchIntake:
         items: list[tuple[InputFile, _Arrival]],
         outcome: IntakeOutcome,
         rejections: list[Refused],
+        waiting: list[tuple[JobPlan, CapacityError]],
     ) -> None:
         # One file version may arrive as several events (its key sent plain and URL-encoded).
         arrivals: dict[str, _Arrival] = {}
@@ -264,7 +271,12 @@ class BatchIntake:
             except (*_TRANSIENT, PermanentError) as exc:
                 self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 continue
-            if result.plan.inputs:
+            if result.refused is not None:
+                # Held in the state table (READY, plan and claims kept): the messages are done with.
+                outcome.jobs_waiting_for_capacity.append(plan.job_name)
+                outcome.files_accepted += len(result.plan.inputs)
+                waiting.append((result.plan, result.refused))
+            elif result.plan.inputs:
                 (outcome.jobs_started if result.started else outcome.jobs_existing).append(plan.job_name)
                 if result.started:
                     outcome.files_accepted += len(result.plan.inputs)
@@ -300,6 +312,17 @@ class BatchIntake:
                 "Check the model package and the stack's settings, then upload the file again.",
             )
         rejections += [Refused.of(f, rejection) for f in plan.all_files]
+
+    def _announce_waiting(self, waiting: list[tuple[JobPlan, CapacityError]]) -> None:
+        """One notification per batch for its jobs that wait for capacity (none when nothing waits)."""
+        if not waiting:
+            return
+        refusal = waiting[-1][1]
+        jobs = [{"job": plan.job_name, "group": plan.group, "inputs": len(plan.inputs)} for plan, _ in waiting]
+        self._notifier.publish(
+            f"sagepilot: {len(waiting)} transform job(s) waiting for capacity",
+            capacity_wait_notice(jobs, refusal.instance_type, str(refusal)),
+        )
 
     def _reject(self, rejections: list[Refused], outcome: IntakeOutcome) -> None:
         if not rejections:

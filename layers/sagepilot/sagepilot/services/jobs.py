@@ -9,6 +9,9 @@ launch(plan):  record the job (CLAIMING) and its candidate inputs, claim each in
 A group may run at most MaxConcurrentJobsPerGroup jobs at once (0: no limit): a job beyond it waits,
 READY, listed in the state table's index under `waiting#<group>`, and `start_waiting` (called when
 one of the group's jobs finishes) starts it. Nothing is dropped and no message waits in the queue.
+A job SageMaker refuses for lack of instances (ResourceLimitExceeded, the fallback type too) waits the
+same way, READY under `waiting-capacity`; `start_parked` (called by every transform job completion and by
+the periodic sweep) starts the oldest first and stops at the first refusal, until the next chance.
 
 resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
                ones older than the claim timeout (their handler is certainly dead) are
@@ -23,7 +26,8 @@ from typing import Any
 
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import CLAIMING, EMPTY, READY, STARTED, StateTable, waiting_kind
+from sagepilot.adapters.state import CAPACITY_KIND, CLAIMING, EMPTY, READY, STARTED, StateTable, waiting_kind
+from sagepilot.domain.capacity import ParkedJob, oldest_wait_seconds, start_order
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import superseded_only_summary
 from sagepilot.domain.transform_plan import JobPlan, Newer, plan_from_record, settle, transform_job_request
@@ -31,12 +35,43 @@ from sagepilot.errors import CapacityError
 from sagepilot.observability import logger
 from sagepilot.settings import Settings
 
+# Parked jobs one call of `start_parked` tries at most (each costs ~5 AWS calls): keeps a completion or a
+# sweep well inside the function's timeout when a raised quota frees room for many; the rest go next time.
+MAX_STARTS_PER_SWEEP = 100
+
+
+@dataclass(frozen=True)
+class Started:
+    """What an attempt to start a READY job did."""
+
+    created: bool  # this call created the SageMaker job (False: it existed, or the job waits)
+    refused: CapacityError | None = None  # SageMaker had no capacity: the job now waits for it
+
 
 @dataclass(frozen=True)
 class LaunchResult:
     plan: JobPlan  # restricted to the inputs this job owns
     started: bool  # this call created the SageMaker job (False: it existed, or nothing to start)
     lost_to: frozenset[str]  # other jobs that already own some of the candidate inputs
+    refused: CapacityError | None = None  # no capacity: the job waits in the state table (parked)
+
+
+@dataclass(frozen=True)
+class ParkedStarts:
+    """What one pass over the oldest jobs waiting for capacity started, and the refusal that stopped it."""
+
+    started: list[str]
+    refused: str = ""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one pass over the jobs waiting for capacity did, and what still waits."""
+
+    started: list[str]
+    waiting: int  # jobs still waiting for capacity
+    oldest_wait_seconds: int  # how long the one refused longest ago has waited (0: none)
+    refused: str = ""  # SageMaker's answer that stopped the pass, if one did
 
 
 class JobLauncher:
@@ -62,8 +97,8 @@ class JobLauncher:
         if record["status"] != CLAIMING:
             # Seen before (a redelivered batch): carry on from where the record stands.
             stored = self.load_plan(plan.bucket, plan.plan_key)
-            started = self._start_if_ready(stored, record)
-            return LaunchResult(stored, started, frozenset())
+            again = self._start_if_ready(stored, record)
+            return LaunchResult(stored, again.created, frozenset(), again.refused)
         self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
         owners = self._state.claim(plan.job_name, plan.group, [f.file_id for f in plan.all_files])
         lost_to = frozenset(owner for owner in owners.values() if owner != plan.job_name)
@@ -72,7 +107,8 @@ class JobLauncher:
         owned = self._finalise(plan, owners)
         if not owned.inputs:
             return LaunchResult(owned, False, lost_to)
-        return LaunchResult(owned, self._start(owned), lost_to)
+        first = self._start(owned)
+        return LaunchResult(owned, first.created, lost_to, first.refused)
 
     def resume(self, job_name: str) -> None:
         record = self._state.get_job(job_name)
@@ -98,7 +134,8 @@ class JobLauncher:
         return plan_from_record(document)
 
     def start_attempt(self, plan: JobPlan, attempt: int) -> bool:
-        """Create the transform job for an attempt, on the fallback instance type if capacity is short."""
+        """Create the transform job for an attempt, on the fallback instance type if capacity is short;
+        CapacityError if neither type has capacity."""
         request = self._request(plan, attempt_name(plan.job_name, attempt), None)
         try:
             return self._sagemaker.start_transform_job(request)
@@ -148,10 +185,10 @@ class JobLauncher:
         version_id, job = newer
         return (None if version_id == "null" else version_id), job
 
-    def _start_if_ready(self, plan: JobPlan, record: dict[str, Any]) -> bool:
+    def _start_if_ready(self, plan: JobPlan, record: dict[str, Any]) -> Started:
         if record["status"] != READY:
-            return False
-        return self._start(plan)
+            return Started(False)
+        return self._start(plan, attempt=int(record.get("attempt", 0)))
 
     def _running(self, plan: JobPlan) -> int:
         """Transform jobs of the plan's group running now (its job names share `<prefix>-<group>-`)."""
@@ -186,21 +223,88 @@ class JobLauncher:
             plan = self.load_plan(record["bucket"], record["planKey"])
             if self._running(plan) >= limit:
                 break
-            if self._start(plan, check_slot=False):
+            result = self._start(plan, attempt=int(record.get("attempt", 0)), check_slot=False)
+            if result.created:
                 started.append(name)
+            if result.refused:
+                break  # no capacity: it now waits for capacity, and so would the next
         return started
 
-    def _start(self, plan: JobPlan, *, check_slot: bool = True) -> bool:
+    def start_parked(self, limit: int = MAX_STARTS_PER_SWEEP) -> ParkedStarts:
+        """Start jobs waiting for capacity, oldest first, until SageMaker refuses one (then back off: the
+        rest wait for the next completion or sweep). Safe to run concurrently and to repeat: the job names
+        are deterministic (a second CreateTransformJob is ResourceInUse) and every move of the record is a
+        conditional write."""
+        listed = [
+            ParkedJob(j["jobName"], j["createdAt"], j["waitingSince"]) for j in self._state.capacity_waiting(limit)
+        ]
+        started: list[str] = []
+        for job in start_order(listed):
+            record = self._state.get_job(job.name)
+            if record is None or record["status"] != READY or record.get("kind") != CAPACITY_KIND:
+                continue  # started or moved on by someone else since the index listed it
+            plan = self.load_plan(record["bucket"], record["planKey"])
+            result = self._start(plan, attempt=int(record.get("attempt", 0)))
+            if result.refused:
+                if started:
+                    logger.info("jobs waiting for capacity started", extra={"started": started})
+                return ParkedStarts(started, str(result.refused))
+            if result.created:
+                started.append(job.name)
+        if started:
+            logger.info("jobs waiting for capacity started", extra={"started": started})
+        return ParkedStarts(started)
+
+    def sweep(self) -> SweepResult:
+        """The periodic pass: start what it can, then measure what still waits (for the alarm)."""
+        starts = self.start_parked()
+        since = self._state.capacity_backlog()
+        return SweepResult(starts.started, len(since), oldest_wait_seconds(since, self._state.now()), starts.refused)
+
+    def park(self, plan: JobPlan, attempt: int, refusal: CapacityError, *, expected: str = READY) -> bool:
+        """Keep a job SageMaker refused for capacity READY and list it under `waiting-capacity`; its inputs
+        stay claimed and its plan and manifest stay in S3, so nothing needs the queue any more. False if the
+        job moved on meanwhile (another invocation started it)."""
+        parked = self._state.transition(
+            plan.job_name,
+            expected=[expected],
+            to=READY,
+            when_attempt=attempt,
+            kind=CAPACITY_KIND,
+            capacityRefusal=str(refusal)[:1000],
+            set_once={"waitingSince": self._state.now()},
+        )
+        if parked:
+            logger.warning(
+                "no transform capacity; the job waits for it",
+                extra={
+                    "job": attempt_name(plan.job_name, attempt),
+                    "group": plan.group,
+                    "inputs": len(plan.inputs),
+                    "instanceType": refusal.instance_type,
+                    "refusal": str(refusal),
+                },
+            )
+        return parked
+
+    def _start(self, plan: JobPlan, *, attempt: int = 0, check_slot: bool = True) -> Started:
         if check_slot and self._no_slot(plan):
-            return False
+            return Started(False)
         self._sagemaker.ensure_model(plan.model_name, plan.model.package_arn, self._settings.sagemaker_role_arn)
-        created = self.start_attempt(plan, 0)
-        self._state.transition(plan.job_name, expected=[READY], to=STARTED, remove=("kind",))
+        try:
+            created = self.start_attempt(plan, attempt)
+        except CapacityError as exc:
+            self.park(plan, attempt, exc)
+            return Started(False, exc)
+        # Leaves whichever waiting list the job was in, in the same conditional write.
+        self._state.transition(
+            plan.job_name, expected=[READY], to=STARTED, when_attempt=attempt, remove=("kind", "waitingSince")
+        )
         logger.info(
             "transform job started" if created else "transform job already existed",
-            extra={"job": plan.job_name, "inputs": len(plan.inputs), "group": plan.group},
+            extra={"job": attempt_name(plan.job_name, attempt), "inputs": len(plan.inputs), "group": plan.group},
         )
-        return created
+        return Started(created)
 
     def _request(self, plan: JobPlan, name: str, instance_type: str | None) -> dict[str, Any]:
         return transform_job_request(

@@ -1,0 +1,272 @@
+"""Jobs SageMaker refuses for lack of transform instances wait in the state table and start when capacity frees.
+
+SageMaker's account quota is modelled faithfully at the HTTP layer: CreateTransformJob answers
+ResourceLimitExceeded when the instances of the transform jobs InProgress plus the request's would exceed
+`Quota.instances`. Jobs are started by the intake from real uploads, finished by the sandbox's SageMaker,
+and the completion function's services (its rule's events, its capacity sweep) start the waiting ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from sagepilot.adapters.clients import CLIENT_CONFIG
+from sagepilot.adapters.notify import Notifier
+from sagepilot.adapters.registry import ModelRegistry
+from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.sagemaker import SageMaker
+from sagepilot.adapters.state import StateTable
+from sagepilot.events import parse_transform_job_change, queued_messages
+from sagepilot.services.batch_completion import BatchCompletion
+from sagepilot.services.batch_intake import BatchIntake
+from sagepilot.services.jobs import JobLauncher
+from sagepilot.settings import Settings
+
+from .conftest import REGION, FakeClock, inject_error
+
+ONE_FILE_PER_JOB = [{"MaxFilesPerJob": "1"}]
+RLE_MESSAGE = "The account-level service limit 'ml.m5.xlarge for transform job usage' is {} Instances"
+
+
+class Quota:
+    """The account's transform instances: in use (jobs InProgress) plus asked for must fit."""
+
+    def __init__(self, instances: int) -> None:
+        self.instances = instances
+        self._sm = boto3.client("sagemaker", region_name=REGION)  # its own client: no injected errors
+
+    def in_use(self) -> int:
+        running = self._sm.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+        return sum(
+            self._sm.describe_transform_job(TransformJobName=j["TransformJobName"])["TransformResources"][
+                "InstanceCount"
+            ]
+            for j in running
+        )
+
+    def refuses(self, request: dict[str, Any]) -> bool:
+        return self.in_use() + int(request["TransformResources"]["InstanceCount"]) > self.instances
+
+
+def enforce(client: Any, quota: Quota) -> Any:
+    return inject_error(
+        client,
+        "CreateTransformJob",
+        "ResourceLimitExceeded",
+        RLE_MESSAGE.format(quota.instances),
+        times=None,
+        when=quota.refuses,
+    )
+
+
+@pytest.fixture
+def world(stack, clients, intake_settings, completion_settings):
+    """The intake and the completion as wiring builds them, on one clock the test moves."""
+    clock = FakeClock()
+
+    def build(settings: Settings, client: Callable[[str], Any]) -> tuple[BatchIntake, BatchCompletion]:
+        state = StateTable(client("dynamodb"), settings.state_table, clock=clock)
+        bucket = DataBucket(client("s3"), settings.data_bucket)
+        launcher = JobLauncher(settings, bucket, SageMaker(client("sagemaker")), state)
+        notifier = Notifier(client("sns"), settings.notification_topic_arn)
+        intake = BatchIntake(settings, bucket, ModelRegistry(client("sagemaker")), launcher, notifier)
+        completion = BatchCompletion(settings, bucket, SageMaker(client("sagemaker")), state, launcher, notifier)
+        return intake, completion
+
+    intake, _ = build(intake_settings, clients)
+    _, completion = build(completion_settings, clients)
+    return clock, intake, completion, build
+
+
+def record(stack: Any, clients: Any, job: str) -> dict[str, Any]:
+    item = clients("dynamodb").get_item(TableName=stack.outputs["StateTableName"], Key={"pk": {"S": f"job#{job}"}})
+    return {k: next(iter(v.values())) for k, v in item["Item"].items()}
+
+
+def running(sagemaker: Any) -> list[str]:
+    summaries = sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+    return sorted(j["TransformJobName"] for j in summaries)
+
+
+def intake_batch(intake: BatchIntake, intake_queue: Any) -> Any:
+    event = intake_queue.receive()
+    outcome = intake.handle(queued_messages(event))
+    intake_queue.settle(event, {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]})
+    return outcome
+
+
+def finish(completion: BatchCompletion, completions: Any, job: str) -> Any:
+    (event,) = completions.finish(job, "Completed")
+    return completion.handle(parse_transform_job_change(event))
+
+
+def test_a_completion_of_another_groups_job_starts_a_parked_job(
+    stack,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    world,
+    completions,
+    sagemaker,
+    jobs,
+    notifications,
+):
+    _, intake, completion, _ = world
+    registry.register("churn")
+    registry.register("fraud")
+    quota = Quota(instances=1)
+    enforce(clients("sagemaker"), quota)
+    data.drop("incoming/churn/a.csv")
+    (churn,) = intake_batch(intake, intake_queue).jobs_started
+    data.drop("incoming/fraud/x.csv")
+    outcome = intake_batch(intake, intake_queue)
+    (fraud,) = outcome.jobs_waiting_for_capacity
+    assert intake_queue.depth() == 0 and running(sagemaker) == [churn]
+    assert record(stack, clients, fraud)["kind"] == "waiting-capacity"
+    assert [n["subject"] for n in notifications.drain()] == ["sagepilot: 1 transform job(s) waiting for capacity"]
+
+    done = finish(completion, completions, churn)
+    assert (done.action, done.started) == ("reported", [fraud])
+    assert running(sagemaker) == [fraud]
+    started = record(stack, clients, fraud)
+    assert started["status"] == "STARTED" and "kind" not in started and "waitingSince" not in started
+    jobs.assert_each_version_in_exactly_one_job({(k, v) for k, v in data.versions() if k.startswith("incoming/")})
+    assert data.keys("rejected/") == []
+
+
+@pytest.mark.parametrize("stack_overrides", ONE_FILE_PER_JOB)
+def test_the_sweep_starts_the_oldest_first_and_stops_at_the_first_refusal(
+    stack,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    world,
+    completions,
+    sagemaker,
+    jobs,
+):
+    """Six one-file jobs of three groups, refused in turn while the quota is 0; the quota becomes 2: each
+    sweep or completion starts the oldest waiting jobs until SageMaker refuses one, never more than the
+    quota runs at once, and every file ends in exactly one job (none lost, none twice, none rejected)."""
+    clock, intake, completion, _ = world
+    quota = Quota(instances=0)
+    fault = enforce(clients("sagemaker"), quota)
+    order: list[str] = []
+    for group in ["fraud", "churn", "leads"]:  # not in name order: the age decides
+        registry.register(group)
+        for n in range(2):
+            data.drop(f"incoming/{group}/{n}.csv")
+        outcome = intake_batch(intake, intake_queue)
+        order += sorted(outcome.jobs_waiting_for_capacity)  # same age: by name
+        assert len(outcome.jobs_waiting_for_capacity) == 2 and outcome.jobs_started == []
+        clock.advance(60)
+    assert jobs.names() == [] and intake_queue.depth() == 0
+
+    assert completion.sweep().started == []  # still no capacity
+    quota.instances = 2
+    fault.requests.clear()
+    clock.advance(600)
+    swept = completion.sweep()
+    assert len(swept.started) == 2 and swept.waiting == 4 and swept.refused
+    assert swept.started == order[:2]  # the fraud jobs: the oldest
+    tried = [r["TransformJobName"] for r in fault.requests]
+    assert tried == order[:3]  # the third was refused; nothing after it was tried
+    assert swept.oldest_wait_seconds == 780 - 60  # the churn jobs wait since 60 s in; it is 780 s in now
+    assert completion.sweep().started == []  # the quota is in use: all wait on
+
+    finished: list[str] = []
+    while len(finished) < 6:
+        assert len(running(sagemaker)) <= 2
+        oldest_running = min(running(sagemaker), key=order.index)
+        finish(completion, completions, oldest_running)
+        finished.append(oldest_running)
+    assert finished == order  # started, and so finished, oldest first
+    assert completion.sweep().waiting == 0
+    jobs.assert_each_version_in_exactly_one_job({(k, v) for k, v in data.versions() if k.startswith("incoming/")})
+    assert data.keys("rejected/") == []
+    assert {record(stack, clients, j)["status"] for j in order} == {"COMPLETED"}
+
+
+def test_two_sweepers_create_one_job_and_a_late_refusal_does_not_park_a_started_job(
+    stack,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake_settings,
+    completion_settings,
+    world,
+    sagemaker,
+    jobs,
+):
+    """Sweeper A creates the job and, before it records the start, sweeper B tries the same job and an
+    intake redelivery is refused for capacity: one SageMaker job, and the record ends STARTED, unlisted."""
+    _, intake, sweeper_a, build = world
+    registry.register("churn")
+    data.drop("incoming/churn/a.csv")
+    quota = Quota(instances=0)
+    fault = enforce(clients("sagemaker"), quota)
+    event = intake_queue.receive()
+    (name,) = intake.handle(queued_messages(event)).jobs_waiting_for_capacity
+    fault.stop()
+
+    others: dict[str, Any] = {}
+
+    def other_client(service: str) -> Any:  # other invocations: their own clients
+        if service not in others:
+            others[service] = boto3.client(service, region_name=REGION, config=CLIENT_CONFIG)
+        return others[service]
+
+    late_intake, _ = build(intake_settings, other_client)
+    _, sweeper_b = build(completion_settings, other_client)
+    inject_error(
+        other_client("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded", RLE_MESSAGE.format(0), times=1
+    )  # the intake redelivery is refused, then B is not
+    seen: dict[str, Any] = {}
+
+    def meanwhile(request: Any, **_: Any) -> None:
+        if b"STARTED" in (request.body or b"") and not seen:
+            seen["intake"] = late_intake.handle(queued_messages(event))
+            seen["b"] = sweeper_b.sweep()
+
+    clients("dynamodb").meta.events.register_first("before-send.dynamodb.UpdateItem", meanwhile)
+    swept_a = sweeper_a.sweep()
+
+    assert seen["intake"].jobs_waiting_for_capacity == [name]  # refused, and parked for a moment
+    assert seen["b"].started == []  # B found the job created: ResourceInUse, not a second job
+    assert swept_a.started == [name]
+    assert jobs.names() == [name] and running(sagemaker) == [name]
+    final = record(stack, clients, name)
+    assert final["status"] == "STARTED" and "kind" not in final
+    assert sweeper_a.sweep().waiting == 0
+
+
+@pytest.mark.parametrize("stack_overrides", ONE_FILE_PER_JOB)
+def test_a_pass_reads_only_the_oldest_jobs_from_the_index(stack, clients, data, registry, intake_queue, world, jobs):
+    """ByKindAge hands the oldest first: a pass limited to 2 starts the 2 oldest, never a newer one."""
+    clock, intake, completion, _ = world
+    registry.register("churn")
+    quota = Quota(instances=0)
+    enforce(clients("sagemaker"), quota)
+    order: list[str] = []
+    for n in range(3):
+        data.drop(f"incoming/churn/{n}.csv")
+        order += intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+        clock.advance(60)
+    quota.instances = 10
+    launcher = JobLauncher(
+        completion._settings,  # the completion's own settings and clients
+        DataBucket(clients("s3"), completion._settings.data_bucket),
+        SageMaker(clients("sagemaker")),
+        StateTable(clients("dynamodb"), completion._settings.state_table, clock=clock),
+    )
+    assert launcher.start_parked(limit=2).started == order[:2]
+    assert jobs.names() == sorted(order[:2])
+    swept = completion.sweep()
+    assert (swept.started, swept.waiting, swept.oldest_wait_seconds) == ([order[2]], 0, 0)
