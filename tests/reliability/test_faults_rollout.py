@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from functional.test_rollout import ENDPOINT
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from .conftest import (
@@ -189,6 +189,19 @@ def where_it_ends(end: dict[str, Any]) -> dict[str, Any]:
     return {k: end[k] for k in keep}
 
 
+def announced_as_the_reference(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    """The same announcements as the in-order run, or, when the first approval was held up (beyond its
+    retries, or killed with its lease held) until newer ones had arrived and the schedule repaired it, one
+    DEPLOYED of the newest Approved version: the endpoint is created with the target directly, without a
+    canary through versions that are no longer the target."""
+    notes, expected_notes = comparable(got)["notifications"], comparable(expected)["notifications"]
+    if notes[:1] != expected_notes[:1]:
+        (live,) = got["shares"]
+        assert notes == [f"DEPLOYED: sagepilot-churn {live}"], notes
+        return
+    assert notes == expected_notes
+
+
 def consistent(end: dict[str, Any]) -> None:
     """An endpoint at rest, whatever happened on the way: one variant, the recorded one, autoscaled, with its
     alarms, and nothing left of the configs and models of earlier moves."""
@@ -287,7 +300,7 @@ def test_errors_beyond_the_retries_are_repaired_by_the_schedule(fresh_world: Any
         # directly), but never to a half-done endpoint.
         return
     assert where_it_ends(got) == where_it_ends(expected), driver.errors
-    assert comparable(got)["notifications"] == comparable(expected)["notifications"]
+    announced_as_the_reference(got, expected)
 
 
 # ---------------------------------------------------------------------------------------- killed half-way
@@ -303,11 +316,11 @@ KILLS = [
 @settings(SETTINGS, max_examples=6)
 @given(
     name=st.sampled_from(["canary then promotion", "alarm rolls the canary back", "operator rolls back"]),
-    # (killed at the second UpdateItem, the first approval's first save, nothing is deployed until the lease has
-    # expired, and by then v2 is approved too: it is deployed directly, another path than the reference's; see
-    # test_a_first_approval_killed_before_its_record_is_still_deployed)
-    kill=st.tuples(st.sampled_from(KILLS), st.integers(2, 8)).filter(lambda k: k != (("dynamodb", "UpdateItem"), 2)),
+    kill=st.tuples(st.sampled_from(KILLS), st.integers(2, 8)),
 )
+# Killed at the first approval's first save: nothing is deployed until the lease has expired, and by then v2
+# is approved too, so it is deployed directly (see announced_as_the_reference).
+@example(name="canary then promotion", kill=(("dynamodb", "UpdateItem"), 2))
 def test_a_function_killed_half_way_is_repaired(fresh_world: Any, name: str, kill: Any) -> None:
     """The function is killed at some call of the scenario (it never releases its lease, and nothing else it
     would send reaches AWS): the triggers that follow find the lease taken until it expires, then the
@@ -322,7 +335,7 @@ def test_a_function_killed_half_way_is_repaired(fresh_world: Any, name: str, kil
         got = driver.end_state()
     consistent(got)
     assert where_it_ends(got) == where_it_ends(expected), driver.errors
-    assert comparable(got)["notifications"] == comparable(expected)["notifications"]
+    announced_as_the_reference(got, expected)
 
 
 def test_a_move_announced_before_a_crash_is_announced_once_repaired(fresh_world: Any) -> None:
