@@ -158,9 +158,9 @@ def test_transient_failures_are_retried_with_the_same_configuration_then_rejecte
     assert retry.description["TransformJobStatus"] == "InProgress"
     assert data.keys("rejected/") == [] and notifications.drain() == []
 
-    # The first attempt's failure, delivered again late: ignored, no second retry.
+    # The first attempt's failure, delivered again late: the retry it asked for exists, no second one.
     (stale,) = handle_all(completion, first_event)
-    assert stale.action == "ignored" and "superseded" in stale.detail
+    assert stale.action == "duplicate" and "retry already under way" in stale.detail
     assert jobs.names() == [name, f"{name}-r1"]
 
     (second,) = handle_all(completion, completions.finish(f"{name}-r1", "Failed", INTERNAL))
@@ -346,3 +346,37 @@ def test_older_versions_in_the_same_job_are_reported_as_superseded(
     assert report["input"]["versionId"] == new
     assert report["supersededVersionIds"] == [old]
     assert "supersededVersionIds" not in data.json("predictions/churn/b.csv.report.json")
+
+
+def test_a_retry_recorded_by_a_handler_that_died_before_creating_it_is_created_by_the_redelivery(
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    sagemaker,
+    monkeypatch,
+):
+    """The record moves to the next attempt before the retry is created; a handler killed in between
+    must not leave the files in a job that will never run: Lambda's retry of the same event creates it."""
+    name, _ = start_job(data, registry, intake_queue, intake)
+    (event,) = completions.finish(name, "Failed", INTERNAL)
+
+    class Killed(Exception):
+        pass
+
+    def killed(*_: Any, **__: Any) -> bool:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(completion._launcher, "start_attempt", killed)
+        with pytest.raises(Killed):
+            completion.handle(parse_transform_job_change(event))
+    assert sagemaker.list_transform_jobs(NameContains=f"{name}-r1")["TransformJobSummaries"] == []
+
+    (again,) = handle_all(completion, [event])
+    assert (again.action, again.job_name) == ("retried", f"{name}-r1")
+    assert sagemaker.describe_transform_job(TransformJobName=f"{name}-r1")["TransformJobStatus"] == "InProgress"
+    (once_more,) = handle_all(completion, [event])  # a later duplicate changes nothing
+    assert once_more.action == "duplicate"

@@ -80,7 +80,14 @@ class BatchCompletion:
         if record is None:
             logger.warning("transform job not started by this stack", extra={"job": name})
             return CompletionOutcome(name, "ignored", "not a job of this stack")
-        if int(record.get("attempt", 0)) != attempt:
+        recorded = int(record.get("attempt", 0))
+        if recorded == attempt + 1 and record["status"] == STARTED:
+            # This attempt's failure was already turned into a retry, and the record moves before the retry
+            # is created: a handler that died in between left none. Its event again makes sure the retry
+            # exists (creating it again is refused as a duplicate name when it does).
+            plan = self._launcher.load_plan(str(record["bucket"]), str(record["planKey"]))
+            return self._start_retry(plan, recorded, str(record.get("lastFailure", "")))
+        if recorded != attempt:
             return CompletionOutcome(name, "ignored", f"attempt {attempt} superseded by {record.get('attempt')}")
         if record["status"] in (COMPLETED, FAILED):
             if record["status"] == FAILED and not record.get("notified"):
@@ -178,9 +185,13 @@ class BatchCompletion:
             lastFailure=reason[:1000],
         ):
             return CompletionOutcome(attempt_name(plan.job_name, attempt), "duplicate", "retry already under way")
+        return self._start_retry(plan, following, reason)
+
+    def _start_retry(self, plan: JobPlan, following: int, reason: str) -> CompletionOutcome:
+        """Create the retry recorded as attempt `following` (safe to repeat: its name is deterministic)."""
         new_name = attempt_name(plan.job_name, following)
         try:
-            self._launcher.start_attempt(plan, following)
+            created = self._launcher.start_attempt(plan, following)
         except CapacityError as exc:
             # No capacity for the retry now: it waits (READY at the next attempt) like any refused job, and
             # starts when instances free up; the inputs keep their claims.
@@ -194,6 +205,8 @@ class BatchCompletion:
                     ),
                 )
             return CompletionOutcome(new_name, "waiting", f"retry waits for capacity: {exc}")
+        if not created:
+            return CompletionOutcome(new_name, "duplicate", "retry already under way")
         logger.warning(
             "transform job failed; retrying", extra={"job": plan.job_name, "attempt": following, "reason": reason}
         )
