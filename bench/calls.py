@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.common import REGION, Figure, Sample, SectionResult, Target
+from bench.common import REGION, Figure, Sample, SectionResult, Target, approved_package
 
 INTAKE = "BatchIntakeFunction"
 COMPLETION = "BatchCompletionFunction"
@@ -257,22 +257,7 @@ class Harness:
             tagged = [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
             sm.create_model_package_group(ModelPackageGroupName=group, **({"Tags": tagged} if tagged else {}))
             self._groups.add(group)
-        return str(
-            sm.create_model_package(
-                ModelPackageGroupName=group,
-                ModelApprovalStatus="Approved",
-                InferenceSpecification={
-                    "Containers": [
-                        {
-                            "Image": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{group}:1",
-                            "ModelDataUrl": f"s3://{self.bucket}/models/{group}/model.tar.gz",
-                        }
-                    ],
-                    "SupportedContentTypes": list(content_types),
-                    "SupportedResponseMIMETypes": ["text/csv"],
-                },
-            )["ModelPackageArn"]
-        )
+        return str(sm.create_model_package(**approved_package(self.bucket, group, content_types))["ModelPackageArn"])
 
     def drop(self, key: str, body: bytes = CSV) -> str:
         """Upload a file (its S3 event goes through the template's rule); returns its version id."""

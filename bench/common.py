@@ -170,6 +170,24 @@ class Sample:
         }
 
 
+def approved_package(bucket: str, group: str, content_types: Sequence[str] = ("text/csv",)) -> dict[str, Any]:
+    """CreateModelPackage's arguments for an Approved version of `group` whose model lives in `bucket`."""
+    return {
+        "ModelPackageGroupName": group,
+        "ModelApprovalStatus": "Approved",
+        "InferenceSpecification": {
+            "Containers": [
+                {
+                    "Image": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{group}:1",
+                    "ModelDataUrl": f"s3://{bucket}/models/{group}/model.tar.gz",
+                }
+            ],
+            "SupportedContentTypes": list(content_types),
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    }
+
+
 def paired_ratio_interval(figures: Sequence[float], baselines: Sequence[float]) -> tuple[float, float, float]:
     """Median and IQR of the ratios of runs taken side by side (run i of the figure with run i of the
     baseline): a second view of the ratio that a slow spell of the machine affects less."""

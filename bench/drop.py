@@ -38,7 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT_DIR, PYTHON, REGION, ROOT, Figure, SectionResult, Target, proc_cpu_seconds
+from bench.common import (
+    OUT_DIR,
+    PYTHON,
+    REGION,
+    ROOT,
+    Figure,
+    SectionResult,
+    Target,
+    approved_package,
+    proc_cpu_seconds,
+)
 
 INTAKE = "BatchIntakeFunction"
 JOBS_TARGET = 0.01  # jobs <= 1% of files
@@ -167,20 +177,7 @@ def _cpu(pids: dict[str, int]) -> dict[str, float | None]:
 # ---------------------------------------------------------------------------------------- the run
 def _register(sm: Any, bucket: str, group: str) -> None:
     sm.create_model_package_group(ModelPackageGroupName=group)
-    sm.create_model_package(
-        ModelPackageGroupName=group,
-        ModelApprovalStatus="Approved",
-        InferenceSpecification={
-            "Containers": [
-                {
-                    "Image": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{group}:1",
-                    "ModelDataUrl": f"s3://{bucket}/models/{group}/model.tar.gz",
-                }
-            ],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-        },
-    )
+    sm.create_model_package(**approved_package(bucket, group))
 
 
 class JobWatcher:

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
-from sagepilot.events import Scheduled, parse_completion_trigger
+from sagepilot.events import Scheduled, event_id, parse_completion_trigger
 from sagepilot.metrics import EmfRecorder, completion_metrics, sweep_metrics
 from sagepilot.observability import logger
 from sagepilot.settings import load_settings
@@ -30,8 +30,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         trigger = parse_completion_trigger(event)
     except MalformedEvent as exc:
-        event_id = event.get("id") if isinstance(event, dict) else None  # the event may not be an object at all
-        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event_id})
+        logger.error("dropping a malformed event", extra={"error": str(exc), "id": event_id(event)})
         return {"action": "ignored", "detail": str(exc)}
     if isinstance(trigger, Scheduled):
         swept = service.sweep()

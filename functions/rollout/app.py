@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
-from sagepilot.events import parse_rollout_trigger
+from sagepilot.events import event_id, parse_rollout_trigger
 from sagepilot.metrics import EmfRecorder
 from sagepilot.observability import logger
 from sagepilot.settings import load_rollout_settings
@@ -31,7 +31,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except MalformedEvent as exc:
         logger.error(
             "dropping a malformed event",
-            extra={"error": str(exc), "id": event.get("id") if isinstance(event, dict) else None},
+            extra={"error": str(exc), "id": event_id(event)},
         )
         return {"result": "ignored", "detail": str(exc)}
     return {"outcomes": [outcome.as_dict() for outcome in service.handle(trigger)]}

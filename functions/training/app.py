@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.errors import MalformedEvent
-from sagepilot.events import ObjectCreated, parse_training_trigger
+from sagepilot.events import ObjectCreated, event_id, parse_training_trigger
 from sagepilot.metrics import EmfRecorder
 from sagepilot.observability import logger
 from sagepilot.settings import load_training_settings
@@ -31,7 +31,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except MalformedEvent as exc:
         logger.error(
             "dropping a malformed event",
-            extra={"error": str(exc), "id": event.get("id") if isinstance(event, dict) else None},
+            extra={"error": str(exc), "id": event_id(event)},
         )
         return {"action": "ignored", "detail": str(exc)}
     outcome = service.on_upload(trigger) if isinstance(trigger, ObjectCreated) else service.on_job_change(trigger)

@@ -252,3 +252,8 @@ def parse_training_trigger(raw: dict[str, Any]) -> TrainingTrigger:
     raise MalformedEvent(
         f"the training function does not handle source={raw.get('source')!r} detail-type={raw.get('detail-type')!r}"
     )
+
+
+def event_id(event: Any) -> str | None:
+    """The event's `id` for the logs, when the event is an object at all (a malformed one may not be)."""
+    return event.get("id") if isinstance(event, dict) else None

@@ -314,17 +314,23 @@ class StateTable:
 
     def owners(self, file_ids: list[str]) -> dict[str, str]:
         """The job that owns each claimed input version (unclaimed ones are absent)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(file_ids), _BATCH_GET_LIMIT):
-            keys = [{"pk": {"S": input_pk(f)}} for f in file_ids[start : start + _BATCH_GET_LIMIT]]
+        items = self._consistent_items([input_pk(f) for f in file_ids], "reading input claims")
+        return {item["pk"]["S"][len("input#") :]: item["job"]["S"] for item in items}
+
+    def _consistent_items(self, pks: list[str], what: str) -> list[dict[str, Any]]:
+        """The items of these keys that exist, read consistently with BatchGetItem (100 keys per request,
+        unprocessed keys asked again after a pause, as DynamoDB asks)."""
+        found: list[dict[str, Any]] = []
+        unique = list(dict.fromkeys(pks))
+        for start in range(0, len(unique), _BATCH_GET_LIMIT):
+            keys = [{"pk": {"S": pk}} for pk in unique[start : start + _BATCH_GET_LIMIT]]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 try:
                     response = self._db.batch_get_item(RequestItems=request)
                 except ClientError as exc:
-                    raise TransientError(f"reading input claims failed: {exc}") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[item["pk"]["S"][len("input#") :]] = item["job"]["S"]
+                    raise TransientError(f"{what} failed: {exc}") from exc
+                found += response.get("Responses", {}).get(self._table, [])
                 request = response.get("UnprocessedKeys") or {}
                 if request:
                     time.sleep(_UNPROCESSED_BACKOFF_SECONDS)  # DynamoDB asks to back off before retrying
@@ -443,21 +449,9 @@ class StateTable:
     def latest(self, object_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The newest version taken by a job of each key ({recency, versionId, job}; unknown keys absent)."""
         found: dict[str, dict[str, Any]] = {}
-        unique = sorted(set(object_ids))
-        for start in range(0, len(unique), _BATCH_GET_LIMIT):
-            keys = [{"pk": {"S": latest_pk(o)}} for o in unique[start : start + _BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                try:
-                    response = self._db.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise TransientError(f"reading the newest versions failed: {exc}") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    record = _from_item(item)
-                    found[str(record.pop("pk"))[len("latest#") :]] = record
-                request = response.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(_UNPROCESSED_BACKOFF_SECONDS)  # DynamoDB asks to back off before retrying
+        for item in self._consistent_items([latest_pk(o) for o in object_ids], "reading the newest versions"):
+            record = _from_item(item)
+            found[str(record.pop("pk"))[len("latest#") :]] = record
         return found
 
 
