@@ -584,8 +584,11 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         ddb_hot_item_writes=job_item_writes,
         eventbridge_peak=float(ledger.events.max()),
         s3_writes_peak=ledger.peak([op for op in ledger.calls if op in ("s3.PutObject", "s3.CopyObject")]),
-        s3_reads_peak=ledger.peak([op for op in ledger.calls if op in ("s3.HeadObject", "s3.GetObject")]),
+        s3_reads_peak=ledger.peak([op for op in ledger.calls if op in S3_READS]),
     )
+
+
+S3_READS = ("s3.HeadObject", "s3.ListObjectVersions", "s3.GetObject")  # GET-class requests
 
 
 # ---------------------------------------------------------------------------------------- the rollout week

@@ -9,7 +9,8 @@
 - `deliver_event` routes an event through the default bus's rules, with their patterns, as
   EventBridge does (moto's put_events refuses rules with Lambda targets).
 - DynamoDB's TransactWriteItems is isolated and all-or-nothing without copying whole tables
-  (`transactions`); SQS answers without scanning the queue per message (`sqs_speed`).
+  (`transactions`); SQS answers without scanning the queue per message (`sqs_speed`); S3's
+  ListObjectVersions takes its markers as S3 does, without copying the whole bucket (`s3_listing`).
 
 - Real-time endpoints take time and emit events (`endpoints`), the model registry emits its events and
   updates packages as SageMaker does (`registry`), CloudWatch alarms emit state-change events and
@@ -51,6 +52,7 @@ from sagepilot_sandbox import (
     endpoints,
     invocations,
     registry,
+    s3_listing,
     sqs_speed,
     storage,
     training,
@@ -143,6 +145,7 @@ def install() -> None:
         training.install()
         invocations.install()
         sqs_speed.install()
+        s3_listing.install()
         transactions.install()
         _order_metric_dimensions()
         _installed = True

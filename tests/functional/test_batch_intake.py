@@ -166,8 +166,8 @@ def test_a_new_version_of_a_key_is_a_new_input(data, registry, intake_queue, int
 
 
 def test_an_object_deleted_before_intake_is_skipped(s3, data, registry, intake_queue, intake, jobs):
-    """When HeadObject is needed (a key that may be URL-encoded: `+` or `%`) and finds no object. Keys
-    without them are taken from the event alone (test_intake_requests.py)."""
+    """A lone file in its folder is confirmed with HeadObject (test_intake_requests.py), which finds no
+    object: the event is dropped, nothing is rejected or run."""
     registry.register("churn")
     version = data.drop("incoming/churn/gone+1.csv")
     s3.delete_object(Bucket=data.name, Key="incoming/churn/gone+1.csv", VersionId=version)

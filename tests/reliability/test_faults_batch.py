@@ -50,9 +50,9 @@ RLE = ("ResourceLimitExceeded", "The account-level service limit 'ml.m5.xlarge f
 
 # The calls the batch path makes, by function.
 INTAKE_CALLS = [
-    ("s3", "HeadObject"), ("sagemaker", "ListModelPackages"), ("sagemaker", "DescribeModelPackage"),
-    ("dynamodb", "PutItem"), ("dynamodb", "TransactWriteItems"), ("s3", "PutObject"), ("dynamodb", "UpdateItem"),
-    ("sagemaker", "CreateModel"), ("sagemaker", "CreateTransformJob"),
+    ("s3", "ListObjectVersions"), ("s3", "HeadObject"), ("sagemaker", "ListModelPackages"),
+    ("sagemaker", "DescribeModelPackage"), ("dynamodb", "PutItem"), ("dynamodb", "TransactWriteItems"),
+    ("s3", "PutObject"), ("dynamodb", "UpdateItem"), ("sagemaker", "CreateModel"), ("sagemaker", "CreateTransformJob"),
 ]  # fmt: skip
 COMPLETION_CALLS = [
     ("dynamodb", "GetItem"), ("sagemaker", "DescribeTransformJob"), ("s3", "GetObject"), ("s3", "PutObject"),
@@ -389,9 +389,9 @@ def test_a_transient_failure_on_the_last_delivery_is_reported_not_dropped(
     each delivery, and on the last one (IntakeMaxReceiveCount) the files get a TRANSIENT_EXHAUSTED report
     and a notification instead of going silently to the dead-letter queue."""
     registry.register("churn")
-    # Keys that URL-decoding would change: the intake confirms them with HeadObject (plain ones it takes
-    # from the event), so every intake call below is made.
-    dropped = {key: data.drop(key) for key in ["incoming/churn/a+1.csv", "incoming/churn/b c+d.csv"]}
+    # Each file alone in its folder: the intake confirms it with HeadObject (a folder with several is listed,
+    # and a listing that fails falls back to HeadObject: see the test below), so every call below is made.
+    dropped = {key: data.drop(key) for key in ["incoming/churn/a+1.csv", "incoming/churn/sub/b c+d.csv"]}
     batch = Batch(World(stack, clients, data, registry, intake_queue, intake_dlq, jobs, notifications, completions))
     calls = record_calls(clients)
     fault = inject(clients, service, operation, kind, None)
@@ -424,6 +424,31 @@ def test_a_transient_failure_on_the_last_delivery_is_reported_not_dropped(
                                   MetadataDirective="REPLACE")  # fmt: skip
     batch.intake_until_drained()
     assert len(jobs.names()) == 1
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+@pytest.mark.parametrize("kind", ["throttled", "access denied", "read-timeout"])
+def test_a_listing_that_fails_for_good_falls_back_to_a_head_per_file(
+    kind, caplog, clients, data, registry, intake_queue, intake, jobs
+):
+    """ListObjectVersions only saves requests: when it keeps failing (throttled or timing out past botocore's
+    retries, or refused by a policy without s3:ListBucketVersions), each file is confirmed with HeadObject
+    and the batch ends as it would have; the failure is logged, not hidden."""
+    registry.register("churn")
+    dropped = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b c+d.csv"]}
+    calls = record_calls(clients)
+    if kind == "access denied":
+        fault = inject_aws_error(clients("s3"), "ListObjectVersions", "AccessDenied", "Access Denied", status=403,
+                                 times=None)  # fmt: skip
+    else:
+        fault = inject(clients, "s3", "ListObjectVersions", kind, None)
+    outcome = intake.handle(queued_messages(intake_queue.receive()))
+    fault.stop()
+    assert fault.injected >= 1
+    assert (len(outcome.jobs_started), outcome.failed_message_ids, outcome.rejected) == (1, [], [])
+    assert len(calls.operations("HeadObject")) == len(dropped)
+    jobs.assert_each_version_in_exactly_one_job(set(dropped.items()))
+    assert "could not list object versions; confirming those files one by one" in caplog.text
 
 
 def test_the_transient_exhausted_report_says_what_failed_that_the_file_is_intact_and_how_to_retry():

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as ConnectionFailed
 
 from sagepilot.adapters.clients import error_code, error_message, http_status
+from sagepilot.domain.object_versions import PAGE_SIZE, ListedVersion, ListingRange, VersionListing, plan_listings
 from sagepilot.errors import ObjectGone, TransientError
+from sagepilot.observability import logger
 
 _MISSING = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "InvalidArgument", "400"}
 
@@ -33,6 +37,82 @@ class DataBucket:
     def __init__(self, s3_client: Any, bucket: str) -> None:
         self._s3 = s3_client
         self.name = bucket
+
+    def list_versions(self, keys: Iterable[str]) -> VersionListing:
+        """ListObjectVersions over the folders holding several of `keys` (in every form they may take).
+
+        A listing that fails part-way keeps the pages it got: the keys it does not cover are confirmed
+        with HeadObject, which raises the error again if it persists (logged here, not swallowed).
+        """
+        listing = VersionListing()
+        for candidate_range in plan_listings(key_candidates(key) for key in keys):
+            try:
+                self._list_range(candidate_range, listing)
+            except (ClientError, ConnectionFailed, HTTPClientError) as exc:
+                logger.warning(
+                    "could not list object versions; confirming those files one by one",
+                    extra={"prefix": candidate_range.prefix, "error": str(exc)},
+                )
+        return listing
+
+    def _list_range(self, listing_range: ListingRange, listing: VersionListing) -> None:
+        params: dict[str, Any] = {
+            "Bucket": self.name,
+            "Prefix": listing_range.prefix,
+            "KeyMarker": listing_range.start_after,
+            "MaxKeys": PAGE_SIZE,
+        }
+        for _ in range(listing_range.max_pages):
+            page = self._s3.list_object_versions(**params)
+            truncated = bool(page.get("IsTruncated"))
+            next_key = page.get("NextKeyMarker") if truncated else None
+            entries = [
+                ListedVersion(
+                    key=v["Key"],
+                    version_id=str(v.get("VersionId") or "null"),
+                    is_latest=bool(v.get("IsLatest")),
+                    size=int(v.get("Size", 0)),
+                    etag=str(v.get("ETag", "")).strip('"'),
+                )
+                for v in page.get("Versions", [])
+            ] + [
+                ListedVersion(
+                    key=m["Key"],
+                    version_id=str(m.get("VersionId") or "null"),
+                    is_latest=bool(m.get("IsLatest")),
+                    delete_marker=True,
+                )
+                for m in page.get("DeleteMarkers", [])
+            ]
+            if truncated and not next_key:  # a page S3 would not send; cover nothing past what it proved
+                return
+            listing.add_page(listing_range, entries, next_key)
+            if listing.covered_past(listing_range):
+                return
+            params["KeyMarker"] = next_key
+            params["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
+            if not params["VersionIdMarker"]:
+                del params["VersionIdMarker"]
+
+    @staticmethod
+    def listing_covers(key: str, listing: VersionListing) -> bool:
+        """Whether `listing` settles the key in every form it may take (no HeadObject needed)."""
+        return all(listing.covers(c) for c in key_candidates(key))
+
+    def confirm_dropped(self, key: str, version_id: str | None, listing: VersionListing) -> HeadResult:
+        """The version an event names, from `listing` when it covers every form of the key, else HeadObject."""
+        if not self.listing_covers(key, listing):
+            return self.head_dropped(key, version_id)
+        for candidate in key_candidates(key):
+            found = listing.find(candidate, version_id)
+            if found is not None:
+                return HeadResult(
+                    key=candidate,
+                    version_id=version_id or (None if found.version_id == "null" else found.version_id),
+                    size=found.size,
+                    etag=found.etag,
+                )
+        raise ObjectGone(f"s3://{self.name}/{key} (version {version_id}) no longer exists")
 
     def head_dropped(self, key: str, version_id: str | None) -> HeadResult:
         """HeadObject on the version the event names, trying the key as sent and decoded."""

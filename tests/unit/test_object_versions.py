@@ -1,0 +1,88 @@
+"""What a ListObjectVersions range proves about dropped versions (domain/object_versions.py), without AWS."""
+
+from __future__ import annotations
+
+from sagepilot.domain.object_versions import (
+    MIN_KEYS_TO_LIST,
+    ListedVersion,
+    ListingRange,
+    VersionListing,
+    folder_of,
+    plan_listings,
+)
+
+
+def v(key: str, version: str, *, latest: bool = True, size: int = 3, deleted: bool = False) -> ListedVersion:
+    return ListedVersion(key, version, latest, 0 if deleted else size, "" if deleted else f"etag-{version}", deleted)
+
+
+def test_folder_of():
+    assert folder_of("incoming/churn/a.csv") == "incoming/churn/"
+    assert folder_of("incoming/churn/sub/") == "incoming/churn/sub/"
+    assert folder_of("top.csv") == ""
+
+
+def test_one_range_per_folder_holding_several_wanted_keys_starting_just_before_the_smallest():
+    (churn,) = plan_listings([["incoming/churn/b.csv"], ["incoming/churn/a.csv"], ["incoming/churn/c.csv"]])
+    assert churn == ListingRange("incoming/churn/", "incoming/churn/a.cs", "incoming/churn/c.csv", 1)
+    assert churn.start_after < "incoming/churn/a.csv"
+
+
+def test_a_lone_key_is_left_to_head_object_and_its_forms_count_once():
+    assert MIN_KEYS_TO_LIST == 2
+    assert plan_listings([["incoming/churn/a.csv"], ["incoming/fraud/x.csv"]]) == []
+    # One key sent URL-encoded has two forms in one folder: still one wanted key, still a HEAD.
+    assert plan_listings([["incoming/churn/a%2B1.csv", "incoming/churn/a+1.csv"]]) == []
+    (both,) = plan_listings([["incoming/churn/a%2B1.csv", "incoming/churn/a+1.csv"], ["incoming/churn/z.csv"]])
+    assert (both.start_after, both.last) == ("incoming/churn/a%2B1.cs", "incoming/churn/z.csv")
+
+
+def test_the_page_budget_grows_with_the_wanted_keys():
+    keys = [[f"incoming/g/{i:05}.csv"] for i in range(1000)]
+    (listing,) = plan_listings(keys)
+    assert listing.max_pages == 11  # dense: 1 page; up to 10x as many other keys in between: still listed
+
+
+def test_a_page_covers_its_range_up_to_the_key_it_stopped_in_then_the_next_page_goes_on():
+    wanted = ListingRange("incoming/g/", "incoming/g/a.cs", "incoming/g/d.csv", 3)
+    listing = VersionListing()
+    listing.add_page(wanted, [v("incoming/g/a.csv", "1"), v("incoming/g/b.csv", "2", latest=True)], "incoming/g/b.csv")
+    assert listing.covers("incoming/g/a.csv")
+    assert not listing.covers("incoming/g/b.csv")  # its older versions may be on the next page
+    assert not listing.covers("incoming/g/c.csv") and not listing.covered_past(wanted)
+    assert not listing.covers("incoming/g/0.csv")  # before the range
+    assert not listing.covers("incoming/h/a.csv")  # another folder
+    listing.add_page(wanted, [v("incoming/g/b.csv", "1", latest=False)], None)
+    assert listing.covers("incoming/g/b.csv") and listing.covers("incoming/g/zzz.csv") and listing.covered_past(wanted)
+    assert listing.covers("incoming/g/sub/x.csv")  # no delimiter: sub-folders are listed too
+    assert listing.find("incoming/g/b.csv", "1") == v("incoming/g/b.csv", "1", latest=False)
+
+
+def test_a_range_is_covered_past_its_last_key_when_a_truncated_page_stops_beyond_it():
+    wanted = ListingRange("incoming/g/", "incoming/g/a.cs", "incoming/g/b.csv", 1)
+    listing = VersionListing()
+    listing.add_page(wanted, [v("incoming/g/a.csv", "1"), v("incoming/g/b.csv", "1")], "incoming/g/c.csv")
+    assert listing.covered_past(wanted) and listing.covers("incoming/g/b.csv")
+
+
+def test_find_names_the_version_an_event_names_and_nothing_a_delete_removed():
+    wanted = ListingRange("incoming/g/", "incoming/g/", "incoming/g/z.csv", 1)
+    listing = VersionListing()
+    listing.add_page(
+        wanted,
+        [
+            v("incoming/g/a.csv", "new"),
+            v("incoming/g/a.csv", "old", latest=False),
+            v("incoming/g/gone.csv", "m", deleted=True),
+            v("incoming/g/gone.csv", "1", latest=False),
+            v("incoming/g/plain.csv", "null"),
+        ],
+        None,
+    )
+    assert listing.find("incoming/g/a.csv", "old") == v("incoming/g/a.csv", "old", latest=False)  # overwritten: kept
+    assert listing.find("incoming/g/a.csv", "deleted-for-good") is None
+    assert listing.find("incoming/g/gone.csv", "1") is not None  # a delete marker hides it; the version exists
+    assert listing.find("incoming/g/gone.csv", "m") is None  # a delete marker is no object
+    assert listing.find("incoming/g/gone.csv", None) is None  # unversioned event: the current one is deleted
+    assert listing.find("incoming/g/plain.csv", None) == v("incoming/g/plain.csv", "null")
+    assert listing.find("incoming/g/never.csv", None) is None
