@@ -190,16 +190,27 @@ def where_it_ends(end: dict[str, Any]) -> dict[str, Any]:
 
 
 def announced_as_the_reference(got: dict[str, Any], expected: dict[str, Any]) -> None:
-    """The same announcements as the in-order run, or, when the first approval was held up (beyond its
-    retries, or killed with its lease held) until newer ones had arrived and the schedule repaired it, one
-    DEPLOYED of the newest Approved version: the endpoint is created with the target directly, without a
-    canary through versions that are no longer the target."""
+    """The same announcements as the in-order run, but for two paths a held-up first deployment opens:
+
+    - the first approval held up (beyond its retries, or killed with its lease held) until newer ones had
+      arrived and the schedule repaired it: one DEPLOYED of the newest Approved version, the endpoint created
+      with the target directly, without a canary through versions that are no longer the target;
+    - the first deployment going through late (its CreateEndpoint refused for capacity while newer
+      approvals arrived): an intermediate version superseded before the endpoint was in service never gets
+      a canary, so the reference's announcements about it (ROLLOUT STARTED, ROLLING BACK, ROLLED BACK) are
+      missing, and exactly those: every version that did reach the endpoint is announced as in the reference.
+    """
     notes, expected_notes = comparable(got)["notifications"], comparable(expected)["notifications"]
     if notes[:1] != expected_notes[:1]:
         (live,) = got["shares"]
         assert notes == [f"DEPLOYED: sagepilot-churn {live}"], notes
         return
-    assert notes == expected_notes
+    reached = {note.rsplit(" ", 1)[1] for note in notes}
+    skipped = {note.rsplit(" ", 1)[1] for note in expected_notes} - reached
+    deployed = {n.rsplit(" ", 1)[1] for n in expected_notes if n.startswith("DEPLOYED")}
+    (live,) = got["shares"]
+    assert not skipped & (deployed | {live}), (notes, expected_notes)
+    assert notes == [n for n in expected_notes if n.rsplit(" ", 1)[1] not in skipped], (notes, expected_notes)
 
 
 def consistent(end: dict[str, Any]) -> None:
@@ -275,6 +286,8 @@ def test_errors_that_botocore_retries_change_nothing(fresh_world: Any, name: str
         unique_by=lambda f: f[0],
     ),
 )
+# Found by hypothesis: v1's CreateEndpoint refused for capacity until v2 and v3 are approved; v2 never gets a canary.
+@example(name="a newer approval supersedes the canary", faults=[(("sagemaker", "CreateEndpoint"), "no capacity", 12)])
 def test_errors_beyond_the_retries_are_repaired_by_the_schedule(fresh_world: Any, name: str, faults: list[Any]) -> None:
     """Errors lasting beyond botocore's retries (for one call or several invocations), including SageMaker
     refusing an update of an endpoint that is busy and refusing for lack of quota: the function fails or
