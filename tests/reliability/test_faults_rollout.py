@@ -224,11 +224,16 @@ def consistent(end: dict[str, Any]) -> None:
     assert len(end["configs"]) == 1 and len(end["models"]) == 1, end
 
 
+# Ticks a stimulus waits for what it needs: SageMaker refusing CreateEndpoint for capacity 36 times (the most
+# drawn below) takes 36 ticks of the schedule before the endpoint, and the canary's alarms, exist.
+PATIENCE_TICKS = 48
+
+
 def run_scenario(driver: FaultyDriver, name: str) -> None:
     """The scenario's stimuli, each once what it needs is there (the alarm exists, the canary runs and no
     handler holds the endpoint's lease, for an operator's command): time passes meanwhile."""
     for what in SCENARIOS[name]:
-        for _ in range(10):
+        for _ in range(PATIENCE_TICKS):
             if driver.ready_for(what):
                 break
             driver.schedule(120)
@@ -288,6 +293,12 @@ def test_errors_that_botocore_retries_change_nothing(fresh_world: Any, name: str
 )
 # Found by hypothesis: v1's CreateEndpoint refused for capacity until v2 and v3 are approved; v2 never gets a canary.
 @example(name="a newer approval supersedes the canary", faults=[(("sagemaker", "CreateEndpoint"), "no capacity", 12)])
+# Found by hypothesis: the canary's alarm exists only after 24 refusals and two read timeouts (PATIENCE_TICKS).
+@example(
+    name="alarm rolls the canary back",
+    faults=[(("sagemaker", "DeleteModel"), "unavailable", 12), (("dynamodb", "GetItem"), "read-timeout", 12),
+            (("sagemaker", "CreateEndpoint"), "no capacity", 24)],
+)  # fmt: skip
 def test_errors_beyond_the_retries_are_repaired_by_the_schedule(fresh_world: Any, name: str, faults: list[Any]) -> None:
     """Errors lasting beyond botocore's retries (for one call or several invocations), including SageMaker
     refusing an update of an endpoint that is busy and refusing for lack of quota: the function fails or
