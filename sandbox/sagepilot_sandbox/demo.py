@@ -153,7 +153,9 @@ def _call_when_in_service(sm: Any, traffic: Traffic) -> None:
         time.sleep(0.25)
 
 
-def run_demo(port: int = 0) -> int:
+def run_demo(port: int = 0, *, record_calls: bool = False, used: list[Sandbox] | None = None) -> int:
+    """The demo; with `record_calls` its sandbox records the functions' AWS calls, and `used` gets the
+    sandbox (stopped when this returns, its recordings kept) for the caller's IAM check."""
     n = Narrator()
     with Sandbox(
         port=port or free_port(),
@@ -161,7 +163,10 @@ def run_demo(port: int = 0) -> int:
         model_package_event_copies=2,
         alarm_evaluation_seconds=0.5,
         alarm_time_scale=ALARM_TIME_SCALE,
+        record_calls=record_calls,
     ) as sandbox:
+        if used is not None:
+            used.append(sandbox)
         stack = sandbox.stack
         assert stack is not None
         bucket = stack.outputs["DataBucketName"]

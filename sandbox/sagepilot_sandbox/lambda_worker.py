@@ -5,18 +5,23 @@ sandbox), it imports the handler once (the cold start), then answers one invocat
 standard input with one JSON line on the original standard output. Everything the function prints or
 logs goes to standard error, which the sandbox keeps as the function's log; the lines of an invocation's
 output that look like EMF documents also go back with its response (`emf`), for the sandbox to turn into
-metrics as CloudWatch Logs does (see `emf`).
+metrics as CloudWatch Logs does (see `emf`). With SAGEPILOT_RECORD_CALLS=1, every AWS call the function
+makes (from its cold start on) is recorded and goes back with the next response (`calls`, see
+call_recording.py) for the sandbox's IAM check.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
 import uuid
 from typing import Any
+
+from sagepilot_sandbox import call_recording
 
 
 class LambdaContext:
@@ -75,6 +80,10 @@ def main(argv: list[str]) -> int:
     sys.stdout = output
     for path in [code_dir, *layer_dirs]:
         sys.path.insert(0, path)
+    recorder: call_recording.Recorder | None = None
+    if os.environ.get(call_recording.ENVIRONMENT_VARIABLE) == "1":
+        recorder = call_recording.Recorder()
+        call_recording.install(recorder)  # before the handler's import: its cold-start calls count too
     module_name, _, function = handler_path.rpartition(".")
     init_error: dict[str, Any] | None = None
     try:
@@ -96,6 +105,8 @@ def main(argv: list[str]) -> int:
         metric_lines = output.take_metric_lines()
         if metric_lines:
             response["emf"] = metric_lines
+        if recorder is not None:
+            response["calls"] = recorder.take()
         protocol.write(json.dumps(response, default=str) + "\n")
         protocol.flush()
     return 0

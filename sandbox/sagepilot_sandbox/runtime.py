@@ -15,6 +15,13 @@
   (`source: aws.events`, `resources: [rule ARN]`, `detail: {}`), or the target's `Input` when one is
   set; from there it takes the same asynchronous path (retries, OnFailure) as rule events.
 
+With `record_calls`, each function process records the AWS calls the function makes (call_recording.py)
+and `FunctionProcess.recorded_calls()` returns them; the calls Lambda itself makes with the function's
+role are recorded beside them (`source: "lambda"`): the SQS event source mapping's ReceiveMessage and
+DeleteMessageBatch, and the SendMessage of an on-failure destination. The sandbox's own shortcuts
+(ChangeMessageVisibilityBatch for a failed batch, the delivery queues of rule targets) are not Lambda's
+calls in AWS and are not recorded.
+
 Shortcut, said plainly: a failed message becomes visible again after `retry_delay` seconds instead of
 the queue's visibility timeout, and async retries wait `retry_delay` instead of 1 and 2 minutes, so
 that a scenario does not take half an hour.
@@ -34,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sagepilot_sandbox import call_recording
 from sagepilot_sandbox.emf import EmfPublisher
 from sagepilot_sandbox.provision import FunctionSpec, RuleDelivery, SqsSource, Stack
 from sagepilot_sandbox.template import ACCOUNT_ID, REGION
@@ -45,9 +53,12 @@ _SQS_BATCH_LIMIT = 10  # entries per DeleteMessageBatch / ChangeMessageVisibilit
 class FunctionProcess:
     """A warm Lambda execution environment: one process, one invocation at a time."""
 
-    def __init__(self, spec: FunctionSpec, endpoint_url: str, log_dir: Path) -> None:
+    def __init__(self, spec: FunctionSpec, endpoint_url: str, log_dir: Path, *, record_calls: bool = False) -> None:
         self.spec = spec
         self._lock = threading.Lock()
+        self.record_calls = record_calls
+        self._calls: dict[str, call_recording.CallRecord] = {}  # distinct calls, by content
+        self._calls_lock = threading.Lock()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(spec.environment)
         env.update(
@@ -60,6 +71,8 @@ class FunctionProcess:
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
             PYTHONUNBUFFERED="1",
         )
+        if record_calls:
+            env[call_recording.ENVIRONMENT_VARIABLE] = "1"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{spec.logical_id}.log"
         self._log = self.log_path.open("a", encoding="utf-8")
@@ -99,9 +112,27 @@ class FunctionProcess:
             else:
                 response = json.loads(line)
                 self.metrics.publish(response.pop("emf", []))
+                calls = response.pop("calls", [])
+                if calls:
+                    with self._calls_lock:
+                        call_recording.merge(self._calls, [{**c, "source": "function"} for c in calls])
             response["durationMs"] = round((time.monotonic() - started) * 1000, 1)
             self.invocations.append(response)
             return response
+
+    def record_lambda_call(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        """A call Lambda makes with the function's role (its event source mapping, its destinations)."""
+        if not self.record_calls:
+            return
+        record = {"service": service, "operation": operation, "params": call_recording.summarize(operation, params)}
+        with self._calls_lock:
+            call_recording.merge(self._calls, [{**record, "source": "lambda", "count": 1}])
+
+    def recorded_calls(self) -> list[call_recording.CallRecord]:
+        """The distinct calls recorded so far (empty unless `record_calls`), each with its count and source:
+        "function" (made inside the function's process) or "lambda" (made by Lambda with its role)."""
+        with self._calls_lock:
+            return [dict(record) for record in self._calls.values()]
 
     def stop(self) -> None:
         if self._proc.stdin:
@@ -246,13 +277,15 @@ class SqsEventSource(_Poller):
             window_passed = batch and time.monotonic() - first >= self._source.batching_window_seconds
             if window_passed and self._function_idle.is_set():
                 break
-            got = self._sqs.receive_message(
-                QueueUrl=self._source.queue_url,
-                MaxNumberOfMessages=min(10, self._source.batch_size - len(batch)),
-                WaitTimeSeconds=1,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
+            request: dict[str, Any] = {
+                "QueueUrl": self._source.queue_url,
+                "MaxNumberOfMessages": min(10, self._source.batch_size - len(batch)),
+                "WaitTimeSeconds": 1,
+                "AttributeNames": ["All"],
+                "MessageAttributeNames": ["All"],
+            }
+            self._function.record_lambda_call("sqs", "ReceiveMessage", request)
+            got = self._sqs.receive_message(**request).get("Messages", [])
             if got and not batch:
                 first = time.monotonic()
             batch += got
@@ -274,9 +307,9 @@ class SqsEventSource(_Poller):
         url = self._source.queue_url
         for start in range(0, len(succeeded), _SQS_BATCH_LIMIT):
             chunk = succeeded[start : start + _SQS_BATCH_LIMIT]
-            answer = self._sqs.delete_message_batch(
-                QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
-            )
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            self._function.record_lambda_call("sqs", "DeleteMessageBatch", {"QueueUrl": url})
+            answer = self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
             self._refused("DeleteMessageBatch", answer)
         for start in range(0, len(failed), _SQS_BATCH_LIMIT):
             chunk = failed[start : start + _SQS_BATCH_LIMIT]
@@ -343,9 +376,9 @@ class AsyncRuleTarget(_Poller):
                 "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
                 "responsePayload": {k: response.get(k) for k in ("errorType", "errorMessage")},
             }
-            self._sqs.send_message(
-                QueueUrl=self._stack.queue_url_for_arn(spec.on_failure_queue_arn), MessageBody=json.dumps(record)
-            )
+            destination = self._stack.queue_url_for_arn(spec.on_failure_queue_arn)
+            self._function.record_lambda_call("sqs", "SendMessage", {"QueueUrl": destination})
+            self._sqs.send_message(QueueUrl=destination, MessageBody=json.dumps(record))
 
 
 def scheduled_event(rule_arn: str, account: str = ACCOUNT_ID, region: str = REGION) -> dict[str, Any]:
@@ -404,9 +437,13 @@ class LambdaService:
         *,
         clients: Callable[[str], Any] | None = None,
         schedule_seconds: float = 2.0,
+        record_calls: bool = False,
     ) -> None:
         self._stop = threading.Event()
-        self.functions = {fid: FunctionProcess(spec, endpoint_url, log_dir) for fid, spec in stack.functions.items()}
+        self.functions = {
+            fid: FunctionProcess(spec, endpoint_url, log_dir, record_calls=record_calls)
+            for fid, spec in stack.functions.items()
+        }
         self.timeline: list[tuple[float, str, str]] = []
         self.pollers: list[_Poller] = []
         self.tickers: list[ScheduleTicker] = []

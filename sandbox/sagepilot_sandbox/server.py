@@ -8,7 +8,8 @@ records really go through the model), `training_seconds` per training job (defau
 SetAlarmState changes them) on a clock where one second of an alarm's Period lasts `alarm_time_scale`
 real seconds (0.05: a 60-s period is 3 s of real traffic). Models run in `sagepilot_model_server`
 subprocesses (`model_isolation="process"`; "thread" runs them in this process), one per model
-artifact, their logs beside the functions' in `log_dir`; `stop()` ends them.
+artifact, their logs beside the functions' in `log_dir`; `stop()` ends them. With `record_calls`, every
+function's AWS calls are recorded for the IAM check (`lambdas.functions[id].recorded_calls()`, iam_check.py).
 `endpoint_status_spelling` ("describe": InService, "event": IN_SERVICE) spells EndpointStatus in
 endpoint events; `s3_event_copies` and `model_package_event_copies` deliver each such event that many
 times, to show at-least-once delivery. One sandbox runs at a time in a process (moto's state is
@@ -70,6 +71,7 @@ class Sandbox:
         alarm_time_scale: float = 1.0,
         training_seconds: float | None = None,
         model_isolation: Isolation = "process",
+        record_calls: bool = False,
     ) -> None:
         if endpoint_status_spelling not in ("describe", "event"):
             raise ValueError("endpoint_status_spelling is 'describe' (InService) or 'event' (IN_SERVICE)")
@@ -93,6 +95,7 @@ class Sandbox:
             log_dir=self.log_dir,
         )
         self.retry_delay = retry_delay
+        self.record_calls = record_calls
         self.s3_event_copies = s3_event_copies
         self.schedule_seconds = schedule_seconds
         self.endpoint_status_spelling = endpoint_status_spelling
@@ -140,6 +143,7 @@ class Sandbox:
             self.retry_delay,
             clients=self.client,
             schedule_seconds=self.schedule_seconds,
+            record_calls=self.record_calls,
         )
         self.lambdas.start()
         _running.append(self)

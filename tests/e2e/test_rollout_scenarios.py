@@ -14,6 +14,7 @@ import pytest
 
 from sagepilot_sandbox.server import Sandbox
 
+from .iam_calls import assert_calls_allowed
 from .test_sandbox_scenarios import aws
 
 pytestmark = pytest.mark.e2e
@@ -121,3 +122,17 @@ def test_approve_roll_out_pause_promote_and_roll_back_with_an_alarm(sandbox: San
     assert "rolled back to v2" in history.stdout, history
     alarms = [a["AlarmName"] for a in aws(sandbox, "cloudwatch", "describe-alarms")["MetricAlarms"]]
     assert not [a for a in alarms if a.startswith(f"{ENDPOINT}-v3-")]
+
+
+def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox: Sandbox) -> None:
+    """After the scenario above: every call its functions made is allowed by their IAM policy."""
+    assert_calls_allowed(
+        sandbox,
+        min_pairs=20,  # 26 recorded
+        expected=[
+            ("RolloutFunction", "sagemaker.UpdateModelPackage"),
+            ("RolloutFunction", "sagemaker.UpdateEndpointWeightsAndCapacities"),
+            ("RolloutFunction", "application-autoscaling.RegisterScalableTarget"),
+            ("RolloutFunction", "cloudwatch.PutMetricAlarm"),
+        ],
+    )

@@ -13,8 +13,39 @@ import pytest
 
 from sagepilot_sandbox.server import Sandbox
 
+from .iam_calls import assert_calls_allowed
+
 pytestmark = pytest.mark.e2e
 AWS_CLI = str(Path(sys.executable).with_name("aws"))
+# The demo recorded 59 distinct (function, operation) pairs; a few depend on timing (e.g. which reads a
+# rollout needs), so the floor leaves room, and the paths that matter most are named.
+DEMO_MIN_PAIRS = 50
+DEMO_EXPECTED = [
+    ("BatchIntakeFunction", "sqs.ReceiveMessage"),  # by Lambda's event source mapping, with the function's role
+    ("BatchIntakeFunction", "sqs.DeleteMessageBatch"),
+    ("BatchIntakeFunction", "s3.ListObjectVersions"),
+    ("BatchIntakeFunction", "s3.HeadObject"),
+    ("BatchIntakeFunction", "dynamodb.TransactWriteItems"),
+    ("BatchIntakeFunction", "sagemaker.CreateModel"),
+    ("BatchIntakeFunction", "sagemaker.CreateTransformJob"),
+    ("BatchIntakeFunction", "sns.Publish"),
+    ("BatchCompletionFunction", "s3.CopyObject"),
+    ("BatchCompletionFunction", "sagemaker.DescribeTransformJob"),
+    ("BatchCompletionFunction", "dynamodb.Query"),
+    ("RolloutFunction", "sagemaker.CreateEndpoint"),
+    ("RolloutFunction", "sagemaker.UpdateEndpoint"),
+    ("RolloutFunction", "sagemaker.UpdateEndpointWeightsAndCapacities"),
+    ("RolloutFunction", "sagemaker.UpdateModelPackage"),
+    ("RolloutFunction", "sagemaker.DeleteModel"),
+    ("RolloutFunction", "cloudwatch.PutMetricAlarm"),
+    ("RolloutFunction", "cloudwatch.DeleteAlarms"),
+    ("RolloutFunction", "application-autoscaling.RegisterScalableTarget"),
+    ("RolloutFunction", "application-autoscaling.DeregisterScalableTarget"),
+    ("TrainingFunction", "sagemaker.CreateTrainingJob"),
+    ("TrainingFunction", "sagemaker.DescribeTrainingJob"),
+    ("TrainingFunction", "sagemaker.CreateModelPackage"),
+    ("TrainingFunction", "s3.PutObject"),
+]
 
 
 def aws(sandbox: Sandbox, *args: str) -> Any:
@@ -149,10 +180,19 @@ def test_a_file_for_a_group_without_an_approved_model_is_rejected_in_place(sandb
     assert jobs_of(sandbox, "pending") == []
 
 
-def test_the_demo_scenario_passes_its_own_checks() -> None:
+def test_the_demo_scenario_passes_its_own_checks_and_its_aws_calls_are_allowed() -> None:
+    """The demo is the richest scenario (training, rollouts, rollbacks, alarms, autoscaling, intake bursts):
+    every call its functions made is also checked against their IAM policies."""
     from sagepilot_sandbox.demo import run_demo
 
-    assert run_demo() == 0
+    used: list[Sandbox] = []
+    assert run_demo(record_calls=True, used=used) == 0
+    assert_calls_allowed(used[0], min_pairs=DEMO_MIN_PAIRS, expected=DEMO_EXPECTED)
+
+
+def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox: Sandbox) -> None:
+    """After the scenarios above (the demo stops this module's sandbox; its recorded calls remain)."""
+    assert_calls_allowed(sandbox, min_pairs=25, expected=[("BatchCompletionFunction", "s3.CopyObject")])
 
 
 def _keys(sandbox: Sandbox, prefix: str) -> list[str]:

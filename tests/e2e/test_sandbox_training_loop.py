@@ -15,6 +15,7 @@ import pytest
 from sagepilot_model_server.examples import feature_rows, labeled_rows, load_estimator, to_csv
 from sagepilot_sandbox.server import Sandbox
 
+from .iam_calls import assert_calls_allowed
 from .test_sandbox_scenarios import AWS_CLI, aws
 
 pytestmark = pytest.mark.e2e
@@ -124,4 +125,17 @@ def test_upload_train_register_approve_deploy_and_invoke_with_the_aws_cli(sandbo
     assert refused.returncode != 0
     assert "An error occurred (ModelError) when calling the InvokeEndpoint operation: Received client error (400)" in (
         refused.stderr
+    )
+
+
+def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox: Sandbox) -> None:
+    """After the scenario above: every call its functions made is allowed by their IAM policy."""
+    assert_calls_allowed(
+        sandbox,
+        min_pairs=20,  # 28 recorded
+        expected=[
+            ("TrainingFunction", "sagemaker.CreateTrainingJob"),
+            ("TrainingFunction", "sagemaker.CreateModelPackage"),
+            ("RolloutFunction", "sagemaker.CreateEndpoint"),
+        ],
     )

@@ -28,10 +28,14 @@ class ScriptedFunction:
     answer: Callable[[dict[str, Any]], dict[str, Any]]
     spec: FakeSpec = field(default_factory=FakeSpec)
     events: list[dict[str, Any]] = field(default_factory=list)
+    lambda_calls: list[str] = field(default_factory=list)  # calls the mapping made with the function's role
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         self.events.append(event)
         return self.answer(event)
+
+    def record_lambda_call(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        self.lambda_calls.append(f"{service}.{operation}")
 
 
 @pytest.fixture
@@ -72,6 +76,8 @@ def test_a_successful_batch_is_deleted_ten_messages_per_request(queue):
     function, calls, poller = run_once(queue, 25, lambda event: {"ok": True, "result": {"batchItemFailures": []}})
     assert len(function.events[0]["Records"]) == 25
     assert (calls["DeleteMessageBatch"], calls["DeleteMessage"], calls["ChangeMessageVisibility"]) == (3, 0, 0)
+    assert function.lambda_calls.count("sqs.DeleteMessageBatch") == 3  # attributed to the role (IAM check)
+    assert "sqs.ReceiveMessage" in function.lambda_calls
     assert poller.errors == []
     assert visible(queue[0], queue[1]) == []
 
