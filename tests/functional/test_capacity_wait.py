@@ -26,7 +26,7 @@ from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
-from .conftest import REGION, FakeClock, inject_error
+from .conftest import REGION, FakeClock, inject_error, redelivered, sqs_event
 
 ONE_FILE_PER_JOB = [{"MaxFilesPerJob": "1"}]
 RLE_MESSAGE = "The account-level service limit 'ml.m5.xlarge for transform job usage' is {} Instances"
@@ -139,6 +139,31 @@ def test_a_completion_of_another_groups_job_starts_a_parked_job(
     assert data.keys("rejected/") == []
 
 
+def test_a_redelivered_batch_whose_job_still_waits_is_neither_announced_nor_counted_again(
+    stack, clients, data, registry, intake_queue, world, completions, sagemaker, notifications
+):
+    """At-least-once delivery: the same batch again, SageMaker still refusing, finds its job waiting. It tries
+    SageMaker again (capacity may be back), but the operators were told once and the files counted once."""
+    _, intake, completion, _ = world
+    registry.register("churn")
+    registry.register("fraud")
+    enforce(clients("sagemaker"), Quota(instances=1))
+    data.drop("incoming/churn/a.csv")
+    (churn,) = intake_batch(intake, intake_queue).jobs_started
+    data.drop("incoming/fraud/x.csv")
+    event = intake_queue.receive()
+    first = intake.handle(queued_messages(event))
+    (fraud,) = first.jobs_waiting_for_capacity
+    assert first.files_accepted == 1
+    again = intake.handle(queued_messages(sqs_event([redelivered(r, 2) for r in event["Records"]])))
+    assert (again.jobs_waiting_for_capacity, again.jobs_existing, again.files_accepted) == ([], [fraud], 0)
+    assert again.failed_message_ids == [] and again.rejected == []
+    assert [n["subject"] for n in notifications.drain()] == ["sagepilot: 1 transform job(s) waiting for capacity"]
+    assert record(stack, clients, fraud)["kind"] == "waiting-capacity"
+    done = finish(completion, completions, churn)
+    assert done.started == [fraud] and running(sagemaker) == [fraud]
+
+
 @pytest.mark.parametrize("stack_overrides", ONE_FILE_PER_JOB)
 def test_the_sweep_starts_the_oldest_first_and_stops_at_the_first_refusal(
     stack,
@@ -238,7 +263,8 @@ def test_two_sweepers_create_one_job_and_a_late_refusal_does_not_park_a_started_
     clients("dynamodb").meta.events.register_first("before-send.dynamodb.UpdateItem", meanwhile)
     swept_a = sweeper_a.sweep()
 
-    assert seen["intake"].jobs_waiting_for_capacity == [name]  # refused, and parked for a moment
+    # Refused, and parked again for a moment; it was waiting already, so not announced or counted again.
+    assert (seen["intake"].jobs_waiting_for_capacity, seen["intake"].jobs_existing) == ([], [name])
     assert seen["b"].started == []  # B found the job created: ResourceInUse, not a second job
     assert swept_a.started == [name]
     assert jobs.names() == [name] and running(sagemaker) == [name]

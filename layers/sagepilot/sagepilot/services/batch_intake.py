@@ -280,7 +280,10 @@ class BatchIntake:
             except (*_TRANSIENT, PermanentError) as exc:
                 self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 continue
-            if result.refused is not None:
+            if result.refused is not None and result.already_waiting:
+                # A redelivered batch whose job still waits: announced and counted by its first delivery.
+                outcome.jobs_existing.append(plan.job_name)
+            elif result.refused is not None:
                 # Held in the state table (READY, plan and claims kept): the messages are done with.
                 outcome.jobs_waiting_for_capacity.append(plan.job_name)
                 outcome.files_accepted += len(result.plan.inputs)

@@ -54,6 +54,8 @@ class LaunchResult:
     started: bool  # this call created the SageMaker job (False: it existed, or nothing to start)
     lost_to: frozenset[str]  # other jobs that already own some of the candidate inputs
     refused: CapacityError | None = None  # no capacity: the job waits in the state table (parked)
+    # It was already waiting for capacity before this call (a redelivered batch): announced and counted then.
+    already_waiting: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ class JobLauncher:
             # Seen before (a redelivered batch): carry on from where the record stands.
             stored = self.load_plan(plan.bucket, plan.plan_key)
             again = self._start_if_ready(stored, record)
-            return LaunchResult(stored, again.created, frozenset(), again.refused)
+            waited = record["status"] == READY and record.get("kind") == CAPACITY_KIND
+            return LaunchResult(stored, again.created, frozenset(), again.refused, already_waiting=waited)
         self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
         owners = self._state.claim(plan.job_name, plan.group, [f.file_id for f in plan.all_files])
         lost_to = frozenset(owner for owner in owners.values() if owner != plan.job_name)
