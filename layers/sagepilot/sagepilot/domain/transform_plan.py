@@ -19,6 +19,11 @@ from sagepilot.domain.names import model_name, transform_job_name
 MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker: MaxPayloadInMB <= 100 and MaxConcurrentTransforms x it <= 100
 
 
+def file_id_of(bucket: str, key: str, version_id: str | None) -> str:
+    """`bucket/key#versionId`: the identity an input version is claimed under."""
+    return f"{bucket}/{key}#{version_id or 'null'}"
+
+
 @dataclass(frozen=True)
 class Newer:
     """The newer version of a key that another job holds, making this version superseded."""
@@ -54,7 +59,7 @@ class InputFile:
     @property
     def file_id(self) -> str:
         """Identity of this object version: what "exactly one job per file version" counts."""
-        return f"{self.bucket}/{self.key}#{self.version_id or 'null'}"
+        return file_id_of(self.bucket, self.key, self.version_id)
 
     @property
     def object_id(self) -> str:

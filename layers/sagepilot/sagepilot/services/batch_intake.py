@@ -22,13 +22,13 @@ from botocore.exceptions import HTTPClientError
 
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
-from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.s3 import DataBucket, key_candidates
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import quota_rejection, transient_exhausted_rejection
 from sagepilot.domain.layout import Rejection, is_folder_marker, parse_dropped_key, rejected_report_key
 from sagepilot.domain.object_versions import VersionListing
 from sagepilot.domain.reports import rejection_report
-from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, plan_jobs
+from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, file_id_of, plan_jobs
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
 from sagepilot.events import ObjectCreated, QueuedMessage, parse_object_created
 from sagepilot.observability import logger
@@ -112,6 +112,7 @@ class BatchIntake:
         arrivals = self._arrivals(messages, outcome)
         rejections: list[Refused] = []
         accepted: dict[str, list[tuple[InputFile, _Arrival]]] = defaultdict(list)
+        unconfirmed: list[tuple[_Arrival, _Unavailable]] = []
 
         for arrival, result in zip(arrivals, self._inspect_all(arrivals), strict=True):
             if isinstance(result, Refused):
@@ -120,13 +121,13 @@ class BatchIntake:
                 accepted[result.group].append((result, arrival))
             elif isinstance(result, _Unavailable):
                 if arrival.final_delivery:  # the last one: report it rather than let the event go to the DLQ
-                    event = arrival.event
-                    rejections.append(Refused(self._bucket.name, event.key, event.version_id, self._exhausted(result)))
+                    unconfirmed.append((arrival, result))
                 else:
                     outcome.failed_message_ids += arrival.message_ids
             else:  # "gone"
                 outcome.ignored += 1
 
+        self._settle_unconfirmed(unconfirmed, outcome, rejections)
         waiting: list[tuple[JobPlan, CapacityError]] = []
         for group, items in sorted(accepted.items()):
             self._launch_group(group, items, outcome, rejections, waiting)
@@ -167,8 +168,43 @@ class BatchIntake:
             arrival.final_delivery = arrival.final_delivery or final
         return list(by_version.values())
 
-    def _exhausted(self, failure: _Unavailable) -> Rejection:
-        return transient_exhausted_rejection(failure.what, failure.error, self._settings.intake_max_receive_count)
+    def _exhausted(self, failure: _Unavailable, note: str = "") -> Rejection:
+        return transient_exhausted_rejection(failure.what, failure.error, self._settings.intake_max_receive_count, note)
+
+    def _settle_unconfirmed(
+        self, unconfirmed: list[tuple[_Arrival, _Unavailable]], outcome: IntakeOutcome, rejections: list[Refused]
+    ) -> None:
+        """Files S3 would not confirm on their event's last delivery. One a job already took (an earlier
+        delivery got that far; this one is a redelivery) is that job's: its report will say how it went.
+        The others are rejected with the reason; if the claims cannot be read either, the report says so."""
+        if not unconfirmed:
+            return
+        bucket = self._bucket.name
+        forms = {
+            id(a): [file_id_of(bucket, key, a.event.version_id) for key in key_candidates(a.event.key)]
+            for a, _ in unconfirmed
+        }
+        note = ""
+        try:
+            holders = self._launcher.jobs_holding(sorted({f for ids in forms.values() for f in ids}))
+        except _TRANSIENT as exc:
+            holders = {}
+            note = (
+                f"(Whether the file was already taken into a transform job could not be checked either: {exc}. "
+                "If it was, its predictions and report appear under predictions/ and this report can be ignored.)"
+            )
+        for arrival, failure in unconfirmed:
+            job = next((holders[f] for f in forms[id(arrival)] if f in holders), None)
+            if job is not None:
+                logger.info(
+                    "could not confirm the file again, but a transform job already holds it",
+                    extra={"key": arrival.event.key, "job": job},
+                )
+                if job not in outcome.jobs_existing:
+                    outcome.jobs_existing.append(job)
+                continue
+            event = arrival.event
+            rejections.append(Refused(bucket, event.key, event.version_id, self._exhausted(failure, note)))
 
     def _inspect_all(self, arrivals: list[_Arrival]) -> list[InputFile | Refused | _Unavailable | str]:
         # A few ListObjectVersions pages confirm most files of a burst (domain/object_versions.py); the

@@ -113,6 +113,10 @@ class JobLauncher:
         first = self._start(owned)
         return LaunchResult(owned, first.created, lost_to, first.refused)
 
+    def jobs_holding(self, file_ids: list[str]) -> dict[str, str]:
+        """The job that claimed each of these input versions (those no job claimed are absent)."""
+        return self._state.owners(file_ids) if file_ids else {}
+
     def resume(self, job_name: str) -> None:
         record = self._state.get_job(job_name)
         if record is None:
