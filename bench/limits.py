@@ -79,6 +79,7 @@ EVENTBRIDGE_INVOCATIONS = 18_750
 # 5,500 GET/HEAD requests per second per partitioned prefix.
 S3_WRITES_PER_PREFIX = 3_500
 S3_READS_PER_PREFIX = 5_500
+S3_READS = ("s3.HeadObject", "s3.ListObjectVersions", "s3.GetObject")  # the GET-class requests counted
 # SageMaker: AWS publishes no request rate for its control-plane APIs; they answer ThrottlingException
 # ("Rate exceeded") under bursts (aws-facts.md; e.g. facebookresearch/dynabench#482 on CreateTransformJob,
 # aws/sagemaker-python-sdk#645 on CreateTrainingJob). ASSUMPTION, per API: replace with what AWS Support
@@ -586,9 +587,6 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         s3_writes_peak=ledger.peak([op for op in ledger.calls if op in ("s3.PutObject", "s3.CopyObject")]),
         s3_reads_peak=ledger.peak([op for op in ledger.calls if op in S3_READS]),
     )
-
-
-S3_READS = ("s3.HeadObject", "s3.ListObjectVersions", "s3.GetObject")  # GET-class requests
 
 
 # ---------------------------------------------------------------------------------------- the rollout week

@@ -195,6 +195,7 @@ _SAGEMAKER_BY_NAME: dict[str, tuple[str, str]] = {  # operation -> (resource typ
     "DescribeTrainingJob": ("training-job", "TrainingJobName"),
     "StopTrainingJob": ("training-job", "TrainingJobName"),
     "DescribeModelPackageGroup": ("model-package-group", "ModelPackageGroupName"),
+    "DescribeModelPackage": ("model-package", "ModelPackageName"),
 }
 _SAGEMAKER_NO_RESOURCE = {
     "ListModelPackages",
@@ -226,9 +227,6 @@ def _sagemaker(call: Mapping[str, Any], env: Env) -> list[Request]:
         requests = [Request(action, resource)]
     elif operation in ("ListTags", "AddTags", "DeleteTags"):
         resource = str(_param(call, "ResourceArn"))
-        requests = [Request(action, resource)]
-    elif operation == "DescribeModelPackage":
-        resource = _sagemaker_arn(env, "model-package", str(_param(call, "ModelPackageName")))
         requests = [Request(action, resource)]
     elif operation == "UpdateModelPackage":
         resource = str(_param(call, "ModelPackageArn"))

@@ -90,9 +90,9 @@ class DataBucket:
             if listing.covered_past(listing_range):
                 return
             params["KeyMarker"] = next_key
-            params["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
-            if not params["VersionIdMarker"]:
-                del params["VersionIdMarker"]
+            params.pop("VersionIdMarker", None)
+            if page.get("NextVersionIdMarker"):
+                params["VersionIdMarker"] = page["NextVersionIdMarker"]
 
     @staticmethod
     def listing_covers(key: str, listing: VersionListing) -> bool:

@@ -180,21 +180,20 @@ class BatchIntake:
         if not unconfirmed:
             return
         bucket = self._bucket.name
-        forms = {
-            id(a): [file_id_of(bucket, key, a.event.version_id) for key in key_candidates(a.event.key)]
-            for a, _ in unconfirmed
-        }
+        forms = [
+            [file_id_of(bucket, key, a.event.version_id) for key in key_candidates(a.event.key)] for a, _ in unconfirmed
+        ]
         note = ""
         try:
-            holders = self._launcher.jobs_holding(sorted({f for ids in forms.values() for f in ids}))
+            holders = self._launcher.jobs_holding(sorted({f for ids in forms for f in ids}))
         except _TRANSIENT as exc:
             holders = {}
             note = (
                 f"(Whether the file was already taken into a transform job could not be checked either: {exc}. "
                 "If it was, its predictions and report appear under predictions/ and this report can be ignored.)"
             )
-        for arrival, failure in unconfirmed:
-            job = next((holders[f] for f in forms[id(arrival)] if f in holders), None)
+        for (arrival, failure), ids in zip(unconfirmed, forms, strict=True):
+            job = next((holders[f] for f in ids if f in holders), None)
             if job is not None:
                 logger.info(
                     "could not confirm the file again, but a transform job already holds it",

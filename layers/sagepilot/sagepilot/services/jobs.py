@@ -115,7 +115,7 @@ class JobLauncher:
 
     def jobs_holding(self, file_ids: list[str]) -> dict[str, str]:
         """The job that claimed each of these input versions (those no job claimed are absent)."""
-        return self._state.owners(file_ids) if file_ids else {}
+        return self._state.owners(file_ids)
 
     def resume(self, job_name: str) -> None:
         record = self._state.get_job(job_name)
