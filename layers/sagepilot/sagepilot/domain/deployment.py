@@ -87,7 +87,11 @@ def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -
 
 def parse_steps(raw: str, where: str) -> tuple[int, ...]:
     try:
-        steps = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+        parts = raw.replace(" ", "").split(",")
+        if "" in parts:
+            # An empty step ("10,,100", a trailing comma) is a typo, not a step to skip: refused, not guessed.
+            raise ValueError("a step is empty")
+        steps = tuple(int(part) for part in parts)
         return RolloutPolicy(Strategy.AB, steps, 0).steps
     except ValueError as exc:
         raise InvalidGroupSettings(
@@ -136,6 +140,13 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
             f"autoscaling minimum {autoscaling.min_capacity} is above the maximum {autoscaling.max_capacity}"
         )
     count = _int(tags, "instance-count", defaults.instance_count, 1, 1000)
+    if TAG_PREFIX + "instance-count" in tags and not autoscaling.min_capacity <= count <= autoscaling.max_capacity:
+        # Taken as written or refused: a count outside the autoscaling range is not moved into it.
+        raise InvalidGroupSettings(
+            f"tag {TAG_PREFIX}instance-count must be between {autoscaling.min_capacity} and "
+            f"{autoscaling.max_capacity} (the autoscaling minimum and maximum: tags {TAG_PREFIX}autoscaling-min/-max "
+            f"or the stack's parameters), got {count}"
+        )
     fallback = tags.get(TAG_PREFIX + "fallback-instance-type", defaults.fallback_instance_type or "").strip()
     if fallback and not _INSTANCE_TYPE.match(fallback):
         raise InvalidGroupSettings(
