@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from moto.sagemaker.models import sagemaker_backends
 
+from sagepilot import cli
 from sagepilot.domain.rollout import Phase
 from sagepilot_sandbox import faithful
 from sagepilot_sandbox.provision import Stack
@@ -225,3 +226,26 @@ def test_a_tag_value_that_would_be_changed_is_refused(
     [note] = notifications.drain()
     assert note["subject"] == f"INVALID SETTINGS: model package group {OWNER}"
     assert named in note["message"]["what"] and allowed in note["message"]["what"]
+
+
+def test_a_group_named_control_does_not_confuse_status_or_alarms(
+    groups: Groups, capsys: pytest.CaptureFixture[str]
+) -> None:
+    groups.approve("control")
+    groups.approve("control-v1")  # endpoint sagepilot-control-v1: its alarms start "sagepilot-control-v1-"
+    groups.pump()
+    assert groups.endpoints() == {"sagepilot-control", "sagepilot-control-v1"}
+    cw = groups.clients("cloudwatch")
+    cw.set_alarm_state(AlarmName="sagepilot-control-v1-5xx", StateValue="ALARM", StateReason="12 errors")
+
+    assert cli.main(["status"]) == 0
+    status = capsys.readouterr().out.splitlines()
+    assert status[0].startswith("control plane sagepilot: healthy, no alarm in ALARM (9 ")
+    assert not [line for line in status if line.startswith("sagepilot-control-v1")]
+
+    assert cli.main(["alarms", "sagepilot-control"]) == 0
+    shown = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert shown == [f"sagepilot-control-v1-{kind}" for kind in ("5xx", "latency", "low-traffic")]
+    assert cli.main(["alarms", "sagepilot-control-v1"]) == 0
+    shown = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert shown == [f"sagepilot-control-v1-v1-{kind}" for kind in ("5xx", "latency", "low-traffic")]
