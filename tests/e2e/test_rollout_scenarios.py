@@ -23,7 +23,7 @@ ENDPOINT = "sagepilot-fraud"
 SAGEPILOT_CLI = str(Path(sys.executable).with_name("sagepilot"))
 
 
-def register(sandbox: Sandbox, version_note: str) -> str:
+def register(sandbox: Sandbox, version_note: str, group: str = GROUP) -> str:
     spec = {
         "Containers": [
             {
@@ -39,7 +39,7 @@ def register(sandbox: Sandbox, version_note: str) -> str:
         "sagemaker",
         "create-model-package",
         "--model-package-group-name",
-        GROUP,
+        group,
         "--inference-specification",
         json.dumps(spec),
         "--model-approval-status",
@@ -124,6 +124,44 @@ def test_approve_roll_out_pause_promote_and_roll_back_with_an_alarm(sandbox: San
     assert not [a for a in alarms if a.startswith(f"{ENDPOINT}-v3-")]
 
 
+def endpoints(sandbox: Sandbox) -> set[str]:
+    return {e["EndpointName"] for e in aws(sandbox, "sagemaker", "list-endpoints")["Endpoints"]}
+
+
+def test_a_second_group_naming_the_endpoint_is_refused_until_a_rename_releases_it(sandbox: Sandbox) -> None:
+    """After the scenario above (fraud's endpoint serves v2): one endpoint, one owner."""
+    other, renamed = "fraud-copy", f"{ENDPOINT}-b"
+    config = aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", ENDPOINT)["EndpointConfigName"]
+    aws(
+        sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", other,
+        "--tags", f"Key=sagepilot:endpoint-name,Value={ENDPOINT}",
+    )  # fmt: skip
+    copy = register(sandbox, "copy-v1", group=other)
+    set_status(sandbox, copy, "Approved")
+    refusal = f"refused group {other}: it names {ENDPOINT}, which belongs to group {GROUP}"
+    sandbox.wait_for(lambda: refusal in sagepilot(sandbox, "history", ENDPOINT).stdout, timeout=60)
+    assert aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", ENDPOINT)["EndpointConfigName"] == config
+    assert shares(sandbox) == {"v2": 1.0}
+
+    # The owner renames its endpoint; its next approval goes to the new name, then the old one is retired.
+    group_arn = aws(sandbox, "sagemaker", "describe-model-package-group", "--model-package-group-name", GROUP)[
+        "ModelPackageGroupArn"
+    ]
+    aws(sandbox, "sagemaker", "add-tags", "--resource-arn", group_arn, "--tags",
+        f"Key=sagepilot:endpoint-name,Value={renamed}")  # fmt: skip
+    v4 = register(sandbox, "v4")
+    set_status(sandbox, v4, "Approved")
+    sandbox.wait_for(lambda: endpoints(sandbox) == {renamed}, timeout=120)
+    described = aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", renamed)
+    assert [v["VariantName"] for v in described["ProductionVariants"]] == ["v4"]
+    alarms = [a["AlarmName"] for a in aws(sandbox, "cloudwatch", "describe-alarms")["MetricAlarms"]]
+    assert not [a for a in alarms if a.startswith(f"{ENDPOINT}-v")]
+
+    # Released: the other group's next approval deploys to the old name.
+    set_status(sandbox, register(sandbox, "copy-v2", group=other), "Approved")
+    sandbox.wait_for(lambda: endpoints(sandbox) == {ENDPOINT, renamed}, timeout=120)
+
+
 def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox: Sandbox) -> None:
     """After the scenario above: every call its functions made is allowed by their IAM policy."""
     assert_calls_allowed(
@@ -134,5 +172,6 @@ def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox:
             ("RolloutFunction", "sagemaker.UpdateEndpointWeightsAndCapacities"),
             ("RolloutFunction", "application-autoscaling.RegisterScalableTarget"),
             ("RolloutFunction", "cloudwatch.PutMetricAlarm"),
+            ("RolloutFunction", "sagemaker.DeleteEndpoint"),
         ],
     )
