@@ -288,7 +288,7 @@ def run_rollout_scenario(
     subject = f"INVALID SETTINGS: model package group {other}"
     notice = sandbox.wait_for(lambda: inbox(subject), timeout=60)
     n.say(f"   notified: {subject}: {notice.get('what', '')}")
-    refusal = f"refused group {other}: it names {ENDPOINT}, which belongs to group {GROUP}"
+    refusal = f"refused group {other} (v1 approved): it names {ENDPOINT}, which belongs to group {GROUP}"
     if any(refusal in line for line in _history(sandbox.client("dynamodb"), table, ENDPOINT)):
         n.say(f"   {ENDPOINT}'s history: {refusal}")
     untouched = (

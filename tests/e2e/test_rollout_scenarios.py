@@ -138,7 +138,7 @@ def test_a_second_group_naming_the_endpoint_is_refused_until_a_rename_releases_i
     )  # fmt: skip
     copy = register(sandbox, "copy-v1", group=other)
     set_status(sandbox, copy, "Approved")
-    refusal = f"refused group {other}: it names {ENDPOINT}, which belongs to group {GROUP}"
+    refusal = f"refused group {other} (v1 approved): it names {ENDPOINT}, which belongs to group {GROUP}"
     sandbox.wait_for(lambda: refusal in sagepilot(sandbox, "history", ENDPOINT).stdout, timeout=60)
     assert aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", ENDPOINT)["EndpointConfigName"] == config
     assert shares(sandbox) == {"v2": 1.0}

@@ -57,7 +57,10 @@ class Groups(Rollout):
                 ModelApprovalStatus="Approved",
                 InferenceSpecification={
                     "Containers": [
-                        {"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{group}:1", "ModelDataUrl": "s3://m/m.tar.gz"}
+                        {
+                            "Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{group}:1",
+                            "ModelDataUrl": "s3://m/m.tar.gz",
+                        }
                     ],
                     "SupportedContentTypes": ["text/csv"],
                     "SupportedResponseMIMETypes": ["text/csv"],
@@ -108,7 +111,14 @@ def test_a_second_group_naming_an_owned_endpoint_is_refused_and_nothing_of_the_o
     assert groups.serving(ENDPOINT) == {owner_v1}
     state = groups.store().read(ENDPOINT)
     assert state.group == OWNER and state.phase is Phase.STABLE and state.candidate is None
-    assert state.history[-1].what == f"refused group {OTHER}: it names {ENDPOINT}, which belongs to group {OWNER}"
+    assert (
+        state.history[-1].what
+        == f"refused group {OTHER} (v1 approved): it names {ENDPOINT}, which belongs to group {OWNER}"
+    )
+    # The same event again (at-least-once delivery) is refused again, silently: reported once.
+    for event in [e for e in groups.delivered if e["detail"].get("ModelPackageGroupName") == OTHER]:
+        assert groups.handle(event)[0].result == "invalid"
+    assert notifications.drain() == []
 
     # It stays refused: a newer version of the other group, and the schedule, change nothing either.
     groups.approve(OTHER)

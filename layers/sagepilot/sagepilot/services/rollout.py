@@ -223,15 +223,21 @@ class Rollouts:
 
     def _refuse(self, endpoint: str, group: str, owner: str, lease: Lease | None) -> Outcome:
         """`group` names `endpoint`, which `owner` owns: INVALID SETTINGS for `group`, a line in the endpoint's
-        history (when the lease is ours), and nothing else: nothing deployed, nothing of the owner's changed."""
+        history (when the lease is ours), and nothing else: nothing deployed, nothing of the owner's changed.
+        Once per version the group wants deployed: a redelivered event finds its line and says nothing again."""
         what = ownership.refusal(endpoint, group, owner)
+        wanted = self._registry.newest_approved(group)
+        line = f"refused group {group} ({f'v{wanted.version}' if wanted else 'no version'} approved): it names " + (
+            f"{endpoint}, which belongs to group {owner}"
+        )
+        state = lease.state if lease is not None else self._store.read(endpoint)
+        if state is not None and any(h.what == line for h in state.history):
+            return Outcome(endpoint, "invalid", note=f"{what} (already reported)")
         detail = {"group": group, "endpoint": endpoint, "owner": owner, "what": what}
         self._notifier.publish(f"INVALID SETTINGS: model package group {group}", detail)
         logger.error("endpoint owned by another group", extra=detail)
         if lease is not None and lease.state is not None:
-            line = f"refused group {group}: it names {endpoint}, which belongs to group {owner}"
-            if not lease.state.history or lease.state.history[-1].what != line:
-                self._store.save(lease, lease.state.evolve(self._clock(), line), self._clock())
+            self._store.save(lease, lease.state.evolve(self._clock(), line), self._clock())
         return Outcome(endpoint, "invalid", note=what)
 
     def _again(self, move: _Move) -> _Move:
