@@ -4,7 +4,8 @@ The Model Registry is the user's whole interface, so per-group settings live on 
 group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sagepilot:bake-seconds,Value=300`):
 
     sagepilot:deploy                 "false" keeps the group out of real-time deployment
-    sagepilot:endpoint-name          endpoint to deploy to (must start with the stack's name prefix)
+    sagepilot:endpoint-name          endpoint to deploy to (must start with the stack's name prefix; an
+                                     endpoint belongs to one group: see domain.ownership)
     sagepilot:strategy               ab (default) | canary | linear | all-at-once
     sagepilot:canary-steps           candidate's share per step, e.g. "10,50,100"
     sagepilot:bake-seconds           time at each step before the next
@@ -19,7 +20,7 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:fallback-instance-type tried when SageMaker answers ResourceLimitExceeded
 
 A bad value is an error that names the tag and what it should be; the group is not deployed until it
-is fixed (nothing is guessed).
+is fixed (nothing is guessed, nothing moved into range, no empty step skipped).
 """
 
 from __future__ import annotations
