@@ -31,6 +31,7 @@ def settings(**tags: str) -> Deployment:
         ({"canary-steps": "10,,100"}, r"sagepilot:canary-steps must be .* got '10,,100' \(a step is empty\)"),
         ({"canary-steps": "10,50,100,"}, r"sagepilot:canary-steps"),
         ({"canary-steps": ",100"}, r"sagepilot:canary-steps"),
+        ({"endpoint-name": "sp-Churn"}, r"sagepilot:endpoint-name must be lowercase, got 'sp-Churn'"),
     ],
 )
 def test_a_value_that_would_have_been_changed_is_refused_naming_the_tag_and_the_range(

@@ -105,11 +105,16 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
     enabled_raw = tags.get(TAG_PREFIX + "deploy", "true").strip().lower()
     if enabled_raw not in ("true", "false"):
         raise InvalidGroupSettings(f"tag {TAG_PREFIX}deploy must be true or false, got {enabled_raw!r}")
-    endpoint = tags.get(TAG_PREFIX + "endpoint-name", "").strip() or endpoint_name(prefix, group)
+    named = tags.get(TAG_PREFIX + "endpoint-name", "").strip()
+    endpoint = named or endpoint_name(prefix, group)
     if not _NAME.match(endpoint) or len(endpoint) > MAX_NAME_LENGTH:
         raise InvalidGroupSettings(
             f"tag {TAG_PREFIX}endpoint-name must be 1-63 letters, digits or hyphens, got {endpoint!r}"
         )
+    if named and named != named.lower():
+        # SageMaker endpoint names are case-insensitive (one endpoint for "x-Churn" and "x-churn") and their
+        # ARNs lowercase: a name in another case would be the same endpoint under another owner record.
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}endpoint-name must be lowercase, got {named!r}")
     if not endpoint.startswith(prefix + "-"):
         raise InvalidGroupSettings(
             f"tag {TAG_PREFIX}endpoint-name must start with the stack's name prefix {prefix + '-'!r} (the "
