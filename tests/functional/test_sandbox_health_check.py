@@ -137,7 +137,9 @@ def test_a_missing_artifact_fails_the_endpoint_with_sagemakers_download_message(
     found = settled(sm, "ep-none")
 
     assert found["EndpointStatus"] == "Failed"
-    assert found["FailureReason"].startswith(f'Failed to download model data for container "container_1" from URL: "{url}"')
+    assert found["FailureReason"].startswith(
+        f'Failed to download model data for container "container_1" from URL: "{url}"'
+    )
 
 
 def test_an_update_whose_new_variant_cannot_start_leaves_the_old_config_in_service(

@@ -134,12 +134,18 @@ class Rollouts:
         outcomes = []
         overdue = 0.0
         recorded, pending = self._store.survey()
+        live: dict[str, str] | None = None
         for state, checked_at in recorded:
             if state.phase is Phase.CANARY and not state.paused:
                 bake = self._bake_seconds(state.group)
                 overdue = max(overdue, now - state.step_started_at - bake)
             if state.phase is Phase.STABLE and now - checked_at < self._settings.stable_check_seconds:
-                continue
+                # Checked lately; but an endpoint deleted out of band sends no event this stack hears of:
+                # one ListEndpoints per run finds those (gone, or being deleted) within one period.
+                if live is None:
+                    live = self._endpoints.statuses(f"{self._settings.name_prefix}-")
+                if live.get(state.endpoint, "Deleting") != "Deleting":
+                    continue
             outcomes.append(self.reconcile(state.endpoint, state.group, scheduled=True))
         for endpoint, group in pending:
             # A registry trigger whose handler died before recording anything (its lease expires):
@@ -512,15 +518,34 @@ class Rollouts:
                 self._endpoints.create(endpoint, config, self._tags_for(move.state))
             case plan.ApplyVariants(variants=variants, deregister=deregister):
                 for variant in deregister:
-                    self._autoscaling.deregister(endpoint, variant)
+                    self._deregister(move, endpoint, variant, deployment)
                 config = self._config(move, deployment, endpoint, variants, view)
                 self._endpoints.update(endpoint, config)
             case plan.NativeUpdate(release=release, deregister=deregister, strategy=strategy):
                 for variant in deregister:
-                    self._autoscaling.deregister(endpoint, variant)
+                    self._deregister(move, endpoint, variant, deployment)
                 config = self._config(move, deployment, endpoint, ((release, 1.0),), view)
                 alarms = rollout_alarm_names(endpoint, release.variant)
                 self._endpoints.update(endpoint, config, _guardrails(strategy, deployment, alarms))
+
+    def _deregister(self, move: _Move, endpoint: str, variant: str, deployment: Deployment) -> None:
+        """Remove a variant's autoscaling before it leaves the endpoint. Scaling settings a person made on it
+        (min/max, their own policies) are not carried over to the variant that replaces it, which gets the
+        group's settings: the loss is recorded and announced, naming them, so that they can be re-applied."""
+        assert move.state
+        own = self._autoscaling.own_settings(endpoint, variant, deployment.autoscaling)
+        if own:
+            what = (
+                f"{variant} leaves {endpoint} with scaling settings made by hand that are not carried over: {own}. "
+                "The variant that serves now has the group's autoscaling (tags sagepilot:autoscaling-min / -max / "
+                "-target); re-apply them to it, or set those tags to keep them."
+            )
+            self._notifier.publish(
+                f"SCALING NOT CARRIED OVER: {endpoint} {variant}",
+                {"endpoint": endpoint, "group": move.state.group, "variant": variant, "lost": own, "what": what},
+            )
+            self._save(move, move.state.evolve(self._clock(), what))
+        self._autoscaling.deregister(endpoint, variant)
 
     def _specs(
         self,
