@@ -22,8 +22,9 @@ says, and keeps it for every later user of the same artifact:
 `health_check(url, window)` is SageMaker's start-up health check as an endpoint variant meets it: the
 model's server (started if needed) must answer `GET /ping` 200 with its model loaded within `window`
 seconds of the server's start (the time counts from the start, so a server shared with an earlier user
-gives the same verdict every time). A model that fails to load, or loads later than that, is `Unhealthy`;
-so is an artifact that cannot be downloaded (`download=True`, with SageMaker's download message).
+gives the same verdict every time). A model that fails to load, or loads later than that, or a server
+that does not start, is `Unhealthy`. An artifact that cannot be downloaded is not judged here (the
+endpoint serves, and its invocations answer with the download failure, as before).
 
 `resolve_model_data_url` reads CreateModel's definition as SageMaker does: `PrimaryContainer` (or the
 first of `Containers`) with a `ModelDataUrl`, or a `ModelPackageName` whose
@@ -73,7 +74,6 @@ class Unhealthy:
     """Why a model's container did not pass SageMaker's start-up health check."""
 
     detail: str
-    download: bool = False  # the artifact could not be downloaded (`detail` is SageMaker's message)
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,9 @@ class ModelServers:
                 started = self._started.get(key, first_look)
                 stopped = self._stopped
             if failure is not None:
-                return Unhealthy(failure, download=failure == download_failure(model_data_url))
+                if failure == download_failure(model_data_url):
+                    return None  # no artifact to start: not judged here (invocations answer ModelUnavailable)
+                return Unhealthy(failure)
             if unhealthy is not None:
                 return Unhealthy(f"/ping answered that the model failed to load: {unhealthy}")
             if ready_after is not None:

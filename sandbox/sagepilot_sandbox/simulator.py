@@ -29,9 +29,9 @@ artifact, `model_isolation` "process" or "thread"), started when first needed an
   deploys and runs SageMaker's health check on each (`ModelServers.health_check`: `/ping` 200 with the
   model loaded within `health_check_seconds` of the container's start). A variant that does not pass
   fails the transition as SageMaker does: a new endpoint ends `Failed` with "The primary container for
-  production variant <v> did not pass the ping health check. ..." (or SageMaker's download message when
-  the artifact is missing), an update leaves the endpoint InService on its previous config with that
-  FailureReason. Models without a ModelDataUrl (the sandbox serves artifacts only) are not checked.
+  production variant <v> did not pass the ping health check. ...", an update leaves the endpoint
+  InService on its previous config with that FailureReason. Models without a ModelDataUrl (the sandbox
+  serves artifacts only) and artifacts that do not exist are not checked.
   `fail_next_endpoint` fails the next create or update.
 - Real-time invocations (`invocations`): `aws sagemaker-runtime invoke-endpoint` reaches the variants'
   model servers; each invocation is published to CloudWatch (`metrics.InvocationMetrics`, every
@@ -258,7 +258,7 @@ class SageMakerSimulator:
                     "endpoint variant did not pass the health check",
                     extra={"endpoint": name, "variant": variant, "model": url, "why": unhealthy.detail},
                 )
-                return unhealthy.detail if unhealthy.download else endpoints.health_check_reason(variant)
+                return endpoints.health_check_reason(variant)
         return ""
 
     def _run_transition(self, account: str, region: str, name: str, transition: endpoints.Transition) -> None:

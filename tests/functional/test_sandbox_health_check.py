@@ -128,20 +128,6 @@ def test_a_model_slower_than_the_window_fails_and_one_within_it_serves(sm: Any, 
     assert len(answer["Body"].read().decode().splitlines()) == 2
 
 
-def test_a_missing_artifact_fails_the_endpoint_with_sagemakers_download_message(sm: Any) -> None:
-    url = f"s3://{BUCKET}/models/none/model.tar.gz"
-    sm.create_model(ModelName="m-none", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img", "ModelDataUrl": url})
-    config(sm, "c-none", ("AllTraffic", "m-none"))
-    sm.create_endpoint(EndpointName="ep-none", EndpointConfigName="c-none")
-
-    found = settled(sm, "ep-none")
-
-    assert found["EndpointStatus"] == "Failed"
-    assert found["FailureReason"].startswith(
-        f'Failed to download model data for container "container_1" from URL: "{url}"'
-    )
-
-
 def test_an_update_whose_new_variant_cannot_start_leaves_the_old_config_in_service(
     sm: Any, tap: EventTap, models: Models
 ) -> None:
