@@ -15,6 +15,7 @@ import pytest
 
 from sagepilot import cli
 from sagepilot.domain.rollout import Phase
+from sagepilot.metrics import MemoryRecorder
 from sagepilot_sandbox import faithful
 from sagepilot_sandbox.provision import Stack
 
@@ -29,8 +30,13 @@ DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
 @pytest.fixture
-def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
-    return make_rollout(stack, clients, clock)
+def metrics() -> MemoryRecorder:
+    return MemoryRecorder()
+
+
+@pytest.fixture
+def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock, metrics: MemoryRecorder) -> Rollout:
+    return make_rollout(stack, clients, clock, metrics)
 
 
 def fail_pending(rollout: Rollout, variant: str) -> None:
@@ -48,7 +54,7 @@ def subjects(notifications: Notifications) -> list[str]:
 
 
 def test_an_update_sagemaker_cannot_apply_is_a_verdict_not_a_loop(
-    rollout: Rollout, notifications: Notifications
+    rollout: Rollout, notifications: Notifications, metrics: MemoryRecorder
 ) -> None:
     deploy_v1(rollout)
     notifications.drain()
@@ -67,6 +73,7 @@ def test_an_update_sagemaker_cannot_apply_is_a_verdict_not_a_loop(
     state = rollout.state()
     assert state.phase is Phase.STABLE and state.stable.version == 1 and state.candidate is None
     assert rollout.scaled_variants() == {"v1"}
+    assert metrics.total("Rollbacks", Cause="failed-to-start") == 1
 
     # Later triggers change nothing and say nothing more.
     rollout.tick()

@@ -332,6 +332,16 @@ class Rollouts:
             emit("Promotions")
         elif new is Phase.ROLLING_BACK and old is not Phase.ROLLING_BACK:
             emit("Rollbacks", Cause=after.cause or "unknown")
+        elif (
+            old in (Phase.CANARY, Phase.PROMOTING)
+            and new is Phase.STABLE
+            and before is not None
+            and after.stable == before.stable
+            and after.candidate is None
+        ):
+            emit("Rollbacks", Cause="failed-to-start")  # SageMaker could not start the candidate
+        elif old is Phase.CREATING and new is Phase.FAILED:
+            emit("Rollbacks", Cause="failed-to-start")
         elif old is Phase.NATIVE and new is Phase.STABLE and before is not None:
             if after.stable == before.stable:
                 emit("Rollbacks", Cause="guardrails")
