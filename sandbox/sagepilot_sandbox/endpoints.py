@@ -7,7 +7,8 @@ variants left out of UpdateEndpointWeightsAndCapacities and never emits an event
   with a `VariantStatus` `Creating` "Launching N instance(s)."), then one *pending transition* makes
   it `InService` with CurrentWeight = DesiredWeight = InitialVariantWeight (default 1.0) and
   CurrentInstanceCount = DesiredInstanceCount = InitialInstanceCount, or `Failed` with a
-  FailureReason when a failure was injected (`fail_next_endpoint`). A second CreateEndpoint of the
+  FailureReason when a failure was injected (`fail_next_endpoint`) or the transition is completed with
+  `failure=` (the simulator's health check: a container that did not pass `/ping`). A second CreateEndpoint of the
   same name is refused (`Cannot create already existing endpoint "<arn>".`), as is a second
   CreateEndpointConfig (`Cannot create already existing endpoint configuration "<arn>".`).
 - UpdateEndpoint (EndpointConfigName, DeploymentConfig, RetainDeploymentConfig,
@@ -18,7 +19,9 @@ variants left out of UpdateEndpointWeightsAndCapacities and never emits an event
   `endpoint/<ep>/variant/<v>`) may be removed or change instance type (changing its model is
   allowed, as SageMaker's documentation says). The endpoint is `Updating` and DescribeEndpoint shows
   the new config in `PendingDeploymentSummary` while the old variants keep serving; the transition
-  switches EndpointConfigName and ProductionVariants and makes it `InService` again.
+  switches EndpointConfigName and ProductionVariants and makes it `InService` again; completed with
+  `failure=` (a new variant's container did not start), it leaves the old config and variants InService
+  with that FailureReason instead, as SageMaker does.
 - Deployment guardrails: with `DeploymentConfig.BlueGreenUpdatePolicy` (ALL_AT_ONCE, CANARY or
   LINEAR with WaitIntervalInSeconds, CanarySize / LinearStepSize, TerminationWaitInSeconds) or a
   RollingUpdatePolicy, the update also bakes: the transition knows how many AWS seconds of traffic
