@@ -665,6 +665,7 @@ def _canary(
             reject_candidate=reject,
             command=None,
             paused=False,
+            endpoint_modified_at=view.last_modified,
         )
         first: Action = (
             SetWeights(((stable.variant, 1.0), (candidate.variant, 0.0)))
@@ -725,8 +726,8 @@ def _promoting(
 ) -> Decision:
     candidate = state.candidate
     assert candidate
-    if state.stable and view.names == {state.stable.variant} != {candidate.variant} and _update_failed(state, view):
-        return _start_failed(state, view, now)  # a revert to an older version that SageMaker could not start
+    if candidate.variant not in view.names and _update_failed(state, view):
+        return _start_failed(state, view, now)  # e.g. a revert to an older version that SageMaker could not start
     if view.names != {candidate.variant}:
         deregister = tuple(sorted(view.names - {candidate.variant}))
         return Decision(
@@ -772,11 +773,47 @@ def _rolling_back(
             actions.append(RejectInRegistry(candidate, f"Rolled back by sagepilot: {state.reason}"))
         actions += [CleanUp(), Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, what))]
         return Decision(done, tuple(actions), commit_first=False)
+    if stable.variant not in view.names and _update_failed(state, view):
+        # Putting the stable variant back (someone had removed it) is what SageMaker could not start: said
+        # once, not sent again; the endpoint is left to a person as a failed repair is.
+        what = (
+            f"{_REPAIR_FAILED}SageMaker could not put v{stable.version} back on {state.endpoint} while rolling "
+            f"back v{candidate.version} ({state.reason}): {view.failure_reason}. The endpoint is left as it is; "
+            "fix it by hand."
+        )
+        done = state.evolve(
+            now,
+            what,
+            phase=Phase.STABLE,
+            candidate=None,
+            step=0,
+            reason=what,
+            reject_candidate=False,
+            endpoint_modified_at=view.last_modified,
+        )
+        rejected: tuple[Action, ...] = (
+            (RejectInRegistry(candidate, f"Rolled back by sagepilot: {state.reason}"),)
+            if state.reject_candidate
+            else ()
+        )
+        return Decision(
+            done,
+            (
+                DeleteVariantAlarms(candidate.variant),
+                *rejected,
+                Notify(f"FAILED: {state.endpoint} repair", _facts(done, what)),
+            ),
+            commit_first=False,
+        )
     if stable.variant in view.names and view.shares().get(candidate.variant, 0.0) > _WEIGHT_TOLERANCE:
         weights = tuple((name, 1.0 if name == stable.variant else 0.0) for name in sorted(view.names))
         return Decision(state, (SetWeights(weights),), note="all traffic to the stable variant")
     extra = tuple(sorted(view.names - {stable.variant}))
-    return Decision(state, (ApplyVariants(((stable, 1.0),), extra),), note="removing the candidate")
+    return Decision(
+        state.evolve(now, endpoint_modified_at=view.last_modified),
+        (ApplyVariants(((stable, 1.0),), extra),),
+        note="removing the candidate",
+    )
 
 
 def _native(
