@@ -7,7 +7,8 @@ share must be within 4 binomial standard deviations of its weight, and every ans
 serving variant's own prediction), then let go with `sagepilot resume`. A deliberately broken v3 (half
 of its records fail) is approved: its 5xx alarm goes to ALARM on the errors it really served and rolls
 it back, no set-alarm-state involved. A v4 is approved then Rejected during its canary (all traffic
-back at once). A second group naming the endpoint is refused (one endpoint, one owner).
+back at once). A second group naming the endpoint is refused (one endpoint, one owner). A v5 whose model
+cannot load fails SageMaker's health check: reported FAILED, Rejected, v2 untouched (`demo_failures`).
 Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
 invocations and scales it in to its autoscaling minimum. Every change of the endpoint's weights is
 printed as it happens. Last, what an operator sees (`operator_view`): `sagepilot alarms` shows the idle
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sagepilot_model_server.examples import build_example_model
+from sagepilot_sandbox.demo_failures import failed_health_check_step
 from sagepilot_sandbox.demo_traffic import Outcome, Traffic, predictions_match, split_within_bound
 
 GROUP = "churn"
@@ -305,6 +307,12 @@ def run_rollout_scenario(
         "second group naming an owned endpoint", f"{other} refused (INVALID SETTINGS), {ENDPOINT} untouched", untouched
     )
     n.mark(f"{other} refused")
+
+    step += 1
+    failed_health_check_step(
+        sandbox, n, step=step, endpoint=ENDPOINT, live="v2", register=lambda url: _register(sm, url),
+        upload=_upload_example, approve=approve, traffic=traffic,
+    )  # fmt: skip
 
     step += 1
     idle = f"{ENDPOINT}-v2-low-traffic"

@@ -19,6 +19,13 @@ says, and keeps it for every later user of the same artifact:
 - servers accept request bodies up to 100 MB (the largest MaxPayloadInMB a transform job may ask for);
   the 6 MB limit of real-time invocations is enforced by SageMaker's front end (`invocations`).
 
+`health_check(url, window)` is SageMaker's start-up health check as an endpoint variant meets it: the
+model's server (started if needed) must answer `GET /ping` 200 with its model loaded within `window`
+seconds of the server's start (the time counts from the start, so a server shared with an earlier user
+gives the same verdict every time). A model that fails to load, or loads later than that, or a server
+that does not start, is `Unhealthy`. An artifact that cannot be downloaded is not judged here (the
+endpoint serves, and its invocations answer with the download failure, as before).
+
 `resolve_model_data_url` reads CreateModel's definition as SageMaker does: `PrimaryContainer` (or the
 first of `Containers`) with a `ModelDataUrl`, or a `ModelPackageName` whose
 `InferenceSpecification.Containers[0].ModelDataUrl` is used. `stop()` ends every server (Sandbox.stop).
@@ -60,6 +67,13 @@ class ModelUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Unhealthy:
+    """Why a model's container did not pass SageMaker's start-up health check."""
+
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -190,6 +204,9 @@ class ModelServers:
         self.start_timeout = start_timeout
         self._servers: dict[str, _Server] = {}
         self._failures: dict[str, str] = {}
+        self._started: dict[str, float] = {}  # key -> monotonic time its server began starting
+        self._ready_after: dict[str, float] = {}  # key -> seconds from start to a ready /ping
+        self._unhealthy: dict[str, str] = {}  # key -> why its /ping says failed (the model did not load)
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._work_dir: Path | None = None
@@ -246,6 +263,40 @@ class ModelServers:
 
         threading.Thread(target=start, name="model-server-prewarm", daemon=True).start()
 
+    def health_check(self, model_data_url: str, window: float, *, account: str = DEFAULT_ACCOUNT) -> Unhealthy | None:
+        """None if the model's server answers /ping 200, model loaded, within `window` seconds of its start.
+
+        Starts the server if nobody has yet (in the background) and waits at most until the window ends.
+        """
+        key = self._key(model_data_url, account)
+        with self._lock:
+            begun = key in self._started or key in self._servers or key in self._failures
+        if not begun:
+            self.prewarm(model_data_url, account=account)
+        first_look = time.monotonic()
+        while True:
+            with self._lock:
+                failure = self._failures.get(key)
+                unhealthy = self._unhealthy.get(key)
+                ready_after = self._ready_after.get(key)
+                started = self._started.get(key, first_look)
+                stopped = self._stopped
+            if failure is not None:
+                if failure == download_failure(model_data_url):
+                    return None  # no artifact to start: not judged here (invocations answer ModelUnavailable)
+                return Unhealthy(failure)
+            if unhealthy is not None:
+                return Unhealthy(f"/ping answered that the model failed to load: {unhealthy}")
+            if ready_after is not None:
+                if ready_after <= window:
+                    return None
+                return Unhealthy(f"/ping answered 200 only after {ready_after:.1f} s (window {window:g} s)")
+            if time.monotonic() - started > window:
+                return Unhealthy(f"/ping did not answer 200 within {window:g} s of the container's start")
+            if stopped:
+                return Unhealthy("the sandbox is stopping")
+            time.sleep(0.05)
+
     @property
     def running(self) -> dict[str, str]:
         """Model data URL (and ETag) -> the URL its server answers on."""
@@ -257,6 +308,9 @@ class ModelServers:
         with self._lock:
             servers, self._servers = list(self._servers.values()), {}
             self._failures.clear()
+            self._started.clear()
+            self._ready_after.clear()
+            self._unhealthy.clear()
             self._stopped = True
         for server in servers:
             with contextlib.suppress(Exception):
@@ -294,6 +348,9 @@ class ModelServers:
         return archive
 
     def _start(self, model_data_url: str, key: str, account: str) -> _Server:
+        began = time.monotonic()
+        with self._lock:
+            self._started.setdefault(key, began)
         archive = self._archive(model_data_url, key, account)
         server = self._start_thread(archive, key) if self.isolation == "thread" else self._start_process(archive, key)
         deadline = time.monotonic() + self.start_timeout
@@ -303,9 +360,13 @@ class ModelServers:
             except OSError:
                 status, document = 0, {}
             if status == 200 and document.get("status") == "ready":
+                with self._lock:
+                    self._ready_after.setdefault(key, time.monotonic() - began)
                 return server
             if status >= 500 or document.get("status") == "failed":
                 # The container is unhealthy for good, as SageMaker would see it: keep it, it answers 500.
+                with self._lock:
+                    self._unhealthy.setdefault(key, str(document.get("error") or f"HTTP {status}"))
                 return server
             if time.monotonic() > deadline:
                 server.stop()

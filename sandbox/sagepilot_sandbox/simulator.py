@@ -25,8 +25,13 @@ artifact, `model_isolation` "process" or "thread"), started when first needed an
   delivered (InProgress, then the final one). `fail_next_training(reason)` fails the next one instead.
 - Endpoints: each pending transition (see `endpoints`) is completed after its time; while an update
   with AutoRollbackConfiguration runs, its alarms are watched every `poll_seconds` and the first one in
-  ALARM rolls the update back at once. An endpoint that becomes InService has its variants' model
-  servers started in the background (SageMaker starts the containers before InService).
+  ALARM rolls the update back at once. A create or update starts the model servers of the variants it
+  deploys and runs SageMaker's health check on each (`ModelServers.health_check`: `/ping` 200 with the
+  model loaded within `health_check_seconds` of the container's start). A variant that does not pass
+  fails the transition as SageMaker does: a new endpoint ends `Failed` with "The primary container for
+  production variant <v> did not pass the ping health check. ...", an update leaves the endpoint
+  InService on its previous config with that FailureReason. Models without a ModelDataUrl (the sandbox
+  serves artifacts only) and artifacts that do not exist are not checked.
   `fail_next_endpoint` fails the next create or update.
 - Real-time invocations (`invocations`): `aws sagemaker-runtime invoke-endpoint` reaches the variants'
   model servers; each invocation is published to CloudWatch (`metrics.InvocationMetrics`, every
@@ -43,6 +48,7 @@ artifact, `model_isolation` "process" or "thread"), started when first needed an
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +60,8 @@ from sagepilot_sandbox.metrics import InvocationMetrics
 from sagepilot_sandbox.modelservers import Isolation, ModelServers, ModelUnavailable, resolve_model_data_url
 from sagepilot_sandbox.trainer import TrainingResult
 from sagepilot_sandbox.transform import TransformResult
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +76,9 @@ class SageMakerSimulator:
     model_isolation: Isolation = "process"
     log_dir: Path | None = None
     metrics_flush_seconds: float = 0.25
+    # SageMaker's start-up window for a variant's container (its ContainerStartupHealthCheckTimeoutInSeconds),
+    # in sandbox seconds; tests make it short to fail a slow model quickly.
+    health_check_seconds: float = 60.0
     injected_failures: list[tuple[str, str]] = field(default_factory=list)  # (name fragment, reason)
     injected_training_failures: list[tuple[str, str]] = field(default_factory=list)
     finished: dict[str, str] = field(default_factory=dict)  # transform job name -> final status
@@ -222,6 +233,34 @@ class SageMakerSimulator:
                 url = resolve_model_data_url(str(spec.get("ModelName", "")), account=account, region=region)
                 self.servers.prewarm(url, account=account)
 
+    def _deployed_models(
+        self, account: str, region: str, name: str, transition: endpoints.Transition
+    ) -> list[tuple[str, str]]:
+        """(variant, model data URL) of what a create or update deploys; models without an artifact left out."""
+        backend: Any = faithful.sagemaker_backend(account, region)
+        endpoint = backend.endpoints.get(name)
+        config_name = transition.config_name or (endpoint.endpoint_config_name if endpoint is not None else "")
+        config = backend.endpoint_configs.get(config_name)
+        found = []
+        for spec in config.production_variants if config is not None else []:
+            with contextlib.suppress(ModelUnavailable, KeyError):
+                url = resolve_model_data_url(str(spec.get("ModelName", "")), account=account, region=region)
+                found.append((str(spec["VariantName"]), url))
+        return found
+
+    def health_check(self, account: str, region: str, name: str, transition: endpoints.Transition) -> str:
+        """SageMaker's start-up health check of the variants a create or update deploys: "" when all pass,
+        else the FailureReason SageMaker gives (the first variant that did not pass)."""
+        for variant, url in self._deployed_models(account, region, name, transition):
+            unhealthy = self.servers.health_check(url, self.health_check_seconds, account=account)
+            if unhealthy is not None:
+                logger.warning(
+                    "endpoint variant did not pass the health check",
+                    extra={"endpoint": name, "variant": variant, "model": url, "why": unhealthy.detail},
+                )
+                return endpoints.health_check_reason(variant)
+        return ""
+
     def _run_transition(self, account: str, region: str, name: str, transition: endpoints.Transition) -> None:
         deadline = time.monotonic() + self.transition_seconds(transition)
         while time.monotonic() < deadline and not self._stop.is_set():
@@ -230,8 +269,14 @@ class SageMakerSimulator:
             time.sleep(min(self.poll_seconds, max(0.0, deadline - time.monotonic())))
         if self._stop.is_set():
             return
+        failure = ""
+        if transition.kind in ("create", "update"):
+            with contextlib.suppress(KeyError):  # the account was reset under it
+                failure = self.health_check(account, region, name, transition)
+            if self._stop.is_set():
+                return
         event = endpoints.complete_endpoint_transition(
-            name, account=account, region=region, token=transition.token, deliver=True
+            name, account=account, region=region, token=transition.token, deliver=True, failure=failure
         )
         if event is not None:
             with self._lock:
