@@ -9,6 +9,7 @@
   more than 40 MetricDefinitions; and, when a quota is set in `training_quotas` (instance type -> most
   instances of that type in running training jobs, the account's "<type> for training job usage"),
   a job that would exceed it with ResourceLimitExceeded, worded as SageMaker words it.
+- CreateModel keeps `EnableNetworkIsolation` (moto drops it and describes every model as not isolated).
 - CreateModelPackage honours ClientToken: a repeat with the same token returns the version the first
   call created (moto registers a new version every time).
 """
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from moto.sagemaker import models as sm_models
+from moto.sagemaker import responses as sm_responses
 from moto.sagemaker.exceptions import ResourceInUseException, SagemakerClientError, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 
@@ -137,6 +139,20 @@ def install() -> None:
 
     backend_cls.create_training_job = create_training_job
     backend_cls.create_model_package = create_model_package
+
+    response_cls: Any = sm_responses.SageMakerResponse
+    if getattr(response_cls.create_model, "_keeps_isolation", False):
+        return
+    original_model = response_cls.create_model
+
+    def create_model(self: Any) -> Any:
+        result = original_model(self)
+        if self._get_param("EnableNetworkIsolation"):
+            self.sagemaker_backend._models[self._get_param("ModelName")].enable_network_isolation = True
+        return result
+
+    create_model._keeps_isolation = True  # type: ignore[attr-defined]
+    response_cls.create_model = create_model
 
 
 def finish_training_job(
