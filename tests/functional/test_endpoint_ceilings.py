@@ -45,7 +45,13 @@ def test_tags_beyond_the_operators_ceilings_are_refused_and_nothing_is_deployed(
 
 @pytest.mark.parametrize(
     "stack_overrides",
-    [{"EndpointInstanceTypesAllowed": "ml.m5.*,ml.g4dn.xlarge", "EndpointInstanceCountCeiling": "3", "AutoscalingMaxCapacity": "3"}],
+    [
+        {
+            "EndpointInstanceTypesAllowed": "ml.m5.*,ml.g4dn.xlarge",
+            "EndpointInstanceCountCeiling": "3",
+            "AutoscalingMaxCapacity": "3",
+        }
+    ],
 )
 def test_tags_within_the_ceilings_deploy(rollout: Rollout) -> None:
     rollout.sm.create_model_package_group(

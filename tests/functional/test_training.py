@@ -232,7 +232,10 @@ def test_a_recipe_edited_during_a_job_changes_neither_its_image_nor_its_verdict(
 def test_a_recipe_broken_during_a_job_does_not_strand_it(
     trainer: Trainer, data: Data, group: str, notifications: Notifications
 ) -> None:
-    data.drop("config/churn/training.json", json.dumps({"autoApprove": [{"metric": "validation:accuracy", "min": 0.8}]}).encode())
+    data.drop(
+        "config/churn/training.json",
+        json.dumps({"autoApprove": [{"metric": "validation:accuracy", "min": 0.8}]}).encode(),
+    )
     data.drop("training/churn/a.csv", CSV)
     trainer.upload_all()
     [name] = trainer.jobs()
@@ -427,7 +430,9 @@ def test_files_of_a_folder_with_several_wait_for_the_marker(trainer: Trainer, da
     trainer.upload_all()
     [name] = trainer.jobs()
     job = trainer.sm.describe_training_job(TrainingJobName=name)
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"].split("/", 3)[3] for c in job["InputDataConfig"]}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"].split("/", 3)[3] for c in job["InputDataConfig"]
+    }
     assert data.json(channels["train"])[1:] == ["training/churn/2026-12/east.csv", "training/churn/2026-12/west.csv"]
     assert data.json(channels["validation"])[1:] == ["training/churn/2026-12/validation.csv"]
 

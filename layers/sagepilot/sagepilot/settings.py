@@ -87,7 +87,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     fallback = env.get("FALLBACK_INSTANCE_TYPE", "").strip()
     # Transform instance types are the operator's own settings; they must respect the operator's ceiling too.
     allowed = instance_types_allowed(env, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
-    for name, value in (("TRANSFORM_INSTANCE_TYPE", _required(env, "TRANSFORM_INSTANCE_TYPE")), ("FALLBACK_INSTANCE_TYPE", fallback)):
+    for name, value in (
+        ("TRANSFORM_INSTANCE_TYPE", _required(env, "TRANSFORM_INSTANCE_TYPE")),
+        ("FALLBACK_INSTANCE_TYPE", fallback),
+    ):
         if value:
             check_instance_type_allowed(name, value, allowed, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
     return Settings(
@@ -163,7 +166,9 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
     return settings
 
 
-def _rollout_settings(env: Mapping[str, str], strategy: Strategy, steps: tuple[int, ...], low: int, high: int) -> RolloutSettings:
+def _rollout_settings(
+    env: Mapping[str, str], strategy: Strategy, steps: tuple[int, ...], low: int, high: int
+) -> RolloutSettings:
     return RolloutSettings(
         name_prefix=_prefix(env),
         state_table=_required(env, "STATE_TABLE"),

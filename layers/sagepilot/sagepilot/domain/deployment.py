@@ -80,13 +80,19 @@ class Deployment:
 def check_ceilings(deployment: Deployment) -> None:
     """InvalidGroupSettings naming the stack parameter a resolved deployment exceeds."""
     allowed = deployment.allowed_instance_types
-    for what, value in (("instance-type", deployment.instance_type), ("fallback-instance-type", deployment.fallback_instance_type)):
+    for what, value in (
+        ("instance-type", deployment.instance_type),
+        ("fallback-instance-type", deployment.fallback_instance_type),
+    ):
         if value and allowed and not any(fnmatchcase(value, pattern) for pattern in allowed):
             raise InvalidGroupSettings(
                 f"{TAG_PREFIX}{what} {value} is not allowed by the stack's EndpointInstanceTypesAllowed "
                 f"({','.join(allowed)})"
             )
-    for what, count in (("instance-count", deployment.instance_count), ("autoscaling-max", deployment.autoscaling.max_capacity)):
+    for what, count in (
+        ("instance-count", deployment.instance_count),
+        ("autoscaling-max", deployment.autoscaling.max_capacity),
+    ):
         if count > deployment.instance_count_ceiling:
             raise InvalidGroupSettings(
                 f"{TAG_PREFIX}{what} {count} is above the stack's EndpointInstanceCountCeiling "

@@ -365,8 +365,9 @@ def check_sagemaker_limits(recipe: Recipe) -> None:
     for field_name, image in (("image", recipe.image), ("inferenceImage", recipe.inference_image)):
         if len(image) > MAX_IMAGE_URI or not IMAGE_URI.match(image):
             raise InvalidRecipe(
-                f"{field_name} must be an ECR image URI like <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> "
-                f"(at most {MAX_IMAGE_URI} characters), got {image[:80]!r}"
+                f"{field_name} must be an ECR image URI like "
+                f"<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> (at most {MAX_IMAGE_URI} characters), "
+                f"got {image[:80]!r}"
             )
 
 
@@ -403,9 +404,7 @@ def check_ceilings(recipe: Recipe, ceilings: TrainingCeilings) -> None:
                 f"({','.join(ceilings.image_repositories)})"
             )
     if not recipe.network_isolation and not ceilings.network_access_allowed:
-        raise InvalidRecipe(
-            "networkIsolation false is not allowed: the stack's TrainingNetworkAccessAllowed is false"
-        )
+        raise InvalidRecipe("networkIsolation false is not allowed: the stack's TrainingNetworkAccessAllowed is false")
 
 
 def _number(doc: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:

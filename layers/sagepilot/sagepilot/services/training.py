@@ -129,9 +129,7 @@ class Training:
         fmt = plan.dataset_format(marker, files)
         if isinstance(fmt, Rejection):
             return self._reject(head.key, head.version_id, fmt, marker.rejected_key)
-        return self._start(
-            marker.training_key(fmt), head.key, head.version_id, files, self._validation(marker), recipe
-        )
+        return self._start(marker.training_key(fmt), head.key, head.version_id, files, self._validation(marker), recipe)
 
     def _recipe(self, group: str, key: str, version_id: str | None, report_key: str) -> plan.Recipe | TrainingOutcome:
         try:
@@ -337,7 +335,11 @@ class Training:
         bucket = self._bucket.name
         data_key = str(record["dataKey"])
         # A multi-file set is its folder (closed by the marker whose version is the data version).
-        data = f"s3://{bucket}/{data_key.rsplit('/', 1)[0]}/" if plan.is_dataset_marker(data_key) else f"s3://{bucket}/{data_key}"
+        data = (
+            f"s3://{bucket}/{data_key.rsplit('/', 1)[0]}/"
+            if plan.is_dataset_marker(data_key)
+            else f"s3://{bucket}/{data_key}"
+        )
         metrics_key = f"{plan.MODELS_PREFIX}{group}/{job_name}/metrics.json"
         self._bucket.put_json(metrics_key, {"trainingJob": job_name, "metrics": metrics, "data": data})
         data_types = ["text/csv", "application/jsonlines"]
