@@ -8,6 +8,9 @@ import pytest
 
 from sagepilot.domain import training as plan
 from sagepilot.domain.layout import Rejection
+from sagepilot.events import parse_object_created
+
+from .conftest import read_event
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 DEFAULTS = plan.Recipe(
@@ -289,3 +292,17 @@ def test_a_marker_names_the_set():
     assert parsed.rejected_key == "rejected/training/churn/2026-12/_SUCCESS.json"
     keys = ["training/churn/2026-12/" + n for n in ("_SUCCESS", "b.csv", "a.csv", "validation.csv", "notes.txt")]
     assert plan.dataset_files(parsed.folder, keys) == ("training/churn/2026-12/a.csv", "training/churn/2026-12/b.csv")
+
+
+@pytest.mark.parametrize(
+    ("sample", "kind"),
+    [
+        ("s3-object-created-training-marker.json", plan.DatasetMarker),
+        ("s3-object-created-training-part.json", plan.TrainingKey),
+    ],
+)
+def test_the_sample_uploads_parse_as_a_marker_and_a_part(sample, kind):
+    event = parse_object_created(read_event(sample))
+    parsed = plan.parse_training_key(event.key)
+    assert isinstance(parsed, kind)
+    assert plan.is_part_name(event.key) is (kind is plan.TrainingKey)
