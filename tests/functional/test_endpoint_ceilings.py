@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from sagepilot.errors import ConfigurationError
+from sagepilot.settings import load_rollout_settings, load_settings, load_training_settings
 from sagepilot_sandbox.provision import Stack
 
 from .conftest import FakeClock, Notifications
@@ -76,3 +78,19 @@ def test_endpoint_models_run_network_isolated(rollout: Rollout) -> None:
     config = rollout.sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     model = rollout.sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     assert model["EnableNetworkIsolation"] is True
+
+
+@pytest.mark.parametrize(
+    ("stack_overrides", "function", "loader", "named"),
+    [
+        ({"TransformInstanceType": "ml.p3.2xlarge"}, "BatchIntakeFunction", load_settings, "TRANSFORM_INSTANCE_TYPE"),
+        ({"EndpointInstanceType": "ml.p3.2xlarge"}, "RolloutFunction", load_rollout_settings, "EndpointInstanceTypes"),
+        ({"TrainingInstanceCount": "5"}, "TrainingFunction", load_training_settings, "TrainingInstanceCountCeiling"),
+    ],
+)
+def test_a_stack_whose_own_defaults_exceed_its_ceilings_does_not_start(
+    stack: Stack, function: str, loader: Callable[[Any], Any], named: str
+) -> None:
+    """Transform types are only the operator's: their ceiling binds the stack's own parameters."""
+    with pytest.raises(ConfigurationError, match=named):
+        loader(stack.functions[function].environment)

@@ -85,15 +85,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"(SageMaker's rule), got {concurrency} x {max_payload}"
         )
     fallback = env.get("FALLBACK_INSTANCE_TYPE", "").strip()
-    # Transform instance types are the operator's own settings; they must respect the operator's ceiling too.
-    allowed = instance_types_allowed(env, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
-    for name, value in (
-        ("TRANSFORM_INSTANCE_TYPE", _required(env, "TRANSFORM_INSTANCE_TYPE")),
-        ("FALLBACK_INSTANCE_TYPE", fallback),
-    ):
-        if value:
-            check_instance_type_allowed(name, value, allowed, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
-    return Settings(
+    settings = Settings(
         data_bucket=_required(env, "DATA_BUCKET"),
         state_table=_required(env, "STATE_TABLE"),
         notification_topic_arn=_required(env, "NOTIFICATION_TOPIC_ARN"),
@@ -116,6 +108,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             _int(env, "MAX_CONCURRENT_JOBS_PER_GROUP", 0, 10_000) if env.get("MAX_CONCURRENT_JOBS_PER_GROUP") else 0
         ),
     )
+    # Transform instance types are the operator's own settings; they must respect the operator's ceiling too.
+    allowed = instance_types_allowed(env, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
+    for name, value in (
+        ("TRANSFORM_INSTANCE_TYPE", settings.transform.instance_type),
+        ("FALLBACK_INSTANCE_TYPE", settings.fallback_instance_type),
+    ):
+        if value:
+            check_instance_type_allowed(name, value, allowed, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
+    return settings
 
 
 @dataclass(frozen=True)
