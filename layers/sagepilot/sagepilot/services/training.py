@@ -93,9 +93,6 @@ class Training:
             return TrainingOutcome("ignored", f"{head.key} is a validation set: it is used by its training set's job")
         if isinstance(parsed, Rejection):
             return self._reject(head.key, head.version_id, parsed, f"rejected/training/_outside/{head.key}.json")
-        if head.size == 0 and not isinstance(parsed, plan.DatasetMarker):  # a marker is empty by nature
-            empty = Rejection("EMPTY_FILE", "The training set is empty (0 bytes).", "Upload the data again.")
-            return self._reject(head.key, head.version_id, empty, parsed.rejected_key)
         try:
             self._registry.group_tags(parsed.group)
         except GroupNotFound:
@@ -115,6 +112,9 @@ class Training:
                 "waiting",
                 f"{waiting}: no job trains on it alone; upload {parsed.folder}_SUCCESS when every file is there",
             )
+        if head.size == 0:  # alone in its folder (an empty part of a set, as Spark writes them, just waits)
+            empty = Rejection("EMPTY_FILE", "The training set is empty (0 bytes).", "Upload the data again.")
+            return self._reject(head.key, head.version_id, empty, parsed.rejected_key)
         recipe = self._recipe(parsed.group, head.key, head.version_id, parsed.rejected_key)
         if isinstance(recipe, TrainingOutcome):
             return recipe
