@@ -266,6 +266,8 @@ def training_pattern(template, event_name: str) -> dict[str, Any]:
     ("rule", "sample", "expected"),
     [
         ("TrainingDataUploaded", "s3-object-created-training.json", True),
+        ("TrainingDataUploaded", "s3-object-created-training-part.json", True),
+        ("TrainingDataUploaded", "s3-object-created-training-marker.json", True),
         ("TrainingDataUploaded", "s3-object-created.json", False),
         ("TrainingJobStateChange", "sagemaker-training-job-completed.json", True),
         ("TrainingJobStateChange", "sagemaker-training-job-failed.json", True),
@@ -277,8 +279,16 @@ def test_training_rules_route_the_samples(router, template, rule, sample, expect
     assert router.matches(training_pattern(template, rule), read_event(sample)) is expected
 
 
-def test_training_uploads_are_not_batch_inputs(router, intake_pattern):
-    assert router.matches(intake_pattern, read_event("s3-object-created-training.json")) is False
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "s3-object-created-training.json",
+        "s3-object-created-training-part.json",
+        "s3-object-created-training-marker.json",
+    ],
+)
+def test_training_uploads_are_not_batch_inputs(router, intake_pattern, sample):
+    assert router.matches(intake_pattern, read_event(sample)) is False
 
 
 @pytest.mark.parametrize("status", ["InProgress", "Stopping"])
