@@ -315,7 +315,18 @@ def decide(
         return _failed(state, view, target, now)
     if view is None:
         if target is None:
-            return _wait(state, "endpoint does not exist and no version is approved")
+            if state.phase in (Phase.STABLE, Phase.CREATING):
+                return _wait(state, "endpoint does not exist and no version is approved")
+            # Gone in the middle of a move, with nothing left to recreate it with: the move is over (said
+            # once); an approval later recreates the endpoint as for any missing one.
+            what = (
+                f"endpoint {state.endpoint} is gone (deleted outside sagepilot while {state.phase.value}) "
+                "and no version is approved to create it again"
+            )
+            state = state.evolve(
+                now, what, phase=Phase.STABLE, candidate=None, step=0, command=None, reason="", repair=""
+            )
+            return Decision(state, (Notify(f"ENDPOINT MISSING: {state.endpoint}", _facts(state, what)),))
         if state.phase is not Phase.CREATING:
             what = (
                 f"endpoint {state.endpoint} is gone (deleted outside sagepilot while {state.phase.value}"
