@@ -4,10 +4,10 @@ A model is the content of a `model.tar.gz`: the model file(s) plus `code/inferen
 changed with `SAGEMAKER_PROGRAM`), a module with
 
 - `model_fn(model_dir)` -> model (required, unless the archive holds a `model.joblib`/`model.pkl`),
-- `input_fn(body, content_type)` -> data (optional; default: CSV / JSON / JSON Lines records),
+- `input_fn(body, content_type)` -> data (optional; default: CSV / JSON / JSON Lines / .npy records),
 - `predict_fn(data, model)` -> predictions (optional; default: `model.predict(data)`),
 - `output_fn(prediction, accept)` -> body or (body, content_type) (optional; default: one prediction per
-  record in CSV / JSON / JSON Lines),
+  record in CSV / JSON / JSON Lines / .npy),
 - or `transform_fn(model, body, content_type, accept)` instead of the last three.
 
 Text bodies (CSV, JSON, JSON Lines, text/*) reach `input_fn` as `str`, others as `bytes`.
@@ -179,7 +179,9 @@ def default_model_fn(model_dir: str) -> Any:
 
 
 def default_input_fn(body: str | bytes, content_type: str) -> list[codecs.Record]:
-    """CSV, JSON or JSON Lines records as lists of floats (BadRequest / UnsupportedContentType otherwise)."""
+    """CSV, JSON, JSON Lines or .npy records as lists of floats (BadRequest / UnsupportedContentType otherwise)."""
+    if isinstance(body, bytes) and content_type == codecs.NPY:
+        return codecs.decode_npy_records(body)
     if isinstance(body, bytes):
         raise UnsupportedContentType(
             f"Content-Type {content_type!r} is not supported; send one of {', '.join(codecs.SUPPORTED_TYPES)}"
