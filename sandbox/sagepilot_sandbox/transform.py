@@ -24,7 +24,10 @@ sandbox's S3 and a model server for the job's model (`modelservers`):
   that cannot be served is `ClientError: Failed to download model data ...` (or why it cannot run).
   Files already done keep their outputs, as SageMaker's do.
 
-`DataProcessing` (input/output filters, JoinSource) is not applied.
+`DataProcessing` is applied as SageMaker applies it (`data_processing`): InputFilter on each record
+before it is sent, JoinSource Input and OutputFilter on each record's prediction (the model must then
+answer one line per record). A filter outside the JSONPath subset SageMaker documents fails the job
+with `ClientError` naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from sagepilot_sandbox import storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, DEFAULT_REGION
+from sagepilot_sandbox.data_processing import DataProcessing, FilterError, compile_data_processing, media_type
 from sagepilot_sandbox.modelservers import ModelServers, ModelUnavailable, resolve_model_data_url
 
 MB = 1024 * 1024
@@ -157,6 +161,53 @@ def output_key(output_path: str, relative: str) -> tuple[str, str]:
     return bucket, f"{prefix}{relative}.out"
 
 
+def _data_processing(job: Any) -> DataProcessing:
+    try:
+        processing = compile_data_processing(job.data_processing)
+    except FilterError as exc:
+        raise JobFailed(f"ClientError: DataProcessing: {exc}") from None
+    split = job.transform_input.get("SplitType") or "None"
+    if processing.join_input and split != "Line":
+        raise JobFailed(f"ClientError: DataProcessing: JoinSource Input needs SplitType Line, not {split}.")
+    return processing
+
+
+def _filtered(
+    processing: DataProcessing, records: list[bytes], content_type: str | None, item: InputObject
+) -> list[bytes]:
+    try:
+        return [processing.filter_input(r, media_type(content_type)) for r in records]
+    except (FilterError, UnicodeDecodeError) as exc:
+        raise JobFailed(f"ClientError: {item.uri}: InputFilter: {exc}") from None
+
+
+def _processed(
+    processing: DataProcessing,
+    records: list[bytes],
+    response: Any,
+    content_type: str | None,
+    accept: str | None,
+    item: InputObject,
+    first: int,
+) -> bytes:
+    """The output lines of one request: each record's prediction line joined and filtered."""
+    lines = [line.rstrip(b"\r") for line in response.body.split(b"\n") if line.strip()]
+    if len(lines) != len(records):
+        raise JobFailed(
+            f"ClientError: {item.uri} (records {first + 1}-{first + len(records)}): the model returned "
+            f"{len(lines)} lines for {len(records)} records; JoinSource and OutputFilter need one prediction "
+            "line per record."
+        )
+    output_type = media_type(response.content_type) or media_type(accept)
+    try:
+        return b"".join(
+            processing.output(record, line, media_type(content_type), output_type) + b"\n"
+            for record, line in zip(records, lines, strict=True)
+        )
+    except (FilterError, UnicodeDecodeError) as exc:
+        raise JobFailed(f"ClientError: {item.uri}: OutputFilter / JoinSource: {exc}") from None
+
+
 def run_transform_job(
     name: str, servers: ModelServers, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION
 ) -> TransformResult:
@@ -177,13 +228,15 @@ def run_transform_job(
         strategy = job.batch_strategy or "MultiRecord"
         max_payload = int(job.max_payload_in_mb if job.max_payload_in_mb is not None else 6)
         line_assembly = output.get("AssembleWith") == "Line"
+        processing = _data_processing(job)
         for item in inputs:
             records = split_records(
                 _read_input(item, transform_input.get("CompressionType"), account), transform_input.get("SplitType")
             )
+            sent = _filtered(processing, records, content_type, item)
             parts: list[bytes] = []
-            for first, end in batches(records, strategy, max_payload):
-                body = b"".join(r + b"\n" for r in records[first:end])
+            for first, end in batches(sent, strategy, max_payload):
+                body = b"".join(r + b"\n" for r in sent[first:end])
                 try:
                     response = servers.invoke(model_url, body, content_type, accept, account=account)
                 except ModelUnavailable as exc:
@@ -197,6 +250,8 @@ def run_transform_job(
                         f"{response.status}: {response.message}"
                     )
                 part = response.body
+                if processing.active:
+                    part = _processed(processing, records[first:end], response, content_type, accept, item, first)
                 if line_assembly and part and not part.endswith(b"\n"):
                     part += b"\n"
                 parts.append(part)
