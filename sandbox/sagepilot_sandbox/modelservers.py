@@ -19,6 +19,10 @@ says, and keeps it for every later user of the same artifact:
 - servers accept request bodies up to 100 MB (the largest MaxPayloadInMB a transform job may ask for);
   the 6 MB limit of real-time invocations is enforced by SageMaker's front end (`invocations`).
 
+A server runs with the model container's `environment` (`containers.resolve_container`: e.g.
+`SAGEMAKER_PROGRAM` and `SAGEMAKER_SUBMIT_DIRECTORY` for a user's entry point); the same artifact with
+another environment gets a server of its own.
+
 `resolve_model_data_url` reads CreateModel's definition as SageMaker does: `PrimaryContainer` (or the
 first of `Containers`) with a `ModelDataUrl`, or a `ModelPackageName` whose
 `InferenceSpecification.Containers[0].ModelDataUrl` is used. `stop()` ends every server (Sandbox.stop).
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -191,6 +196,7 @@ class ModelServers:
         self._servers: dict[str, _Server] = {}
         self._failures: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._environments: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._work_dir: Path | None = None
         self._stopped = False
@@ -204,13 +210,21 @@ class ModelServers:
         accept: str | None,
         *,
         account: str = DEFAULT_ACCOUNT,
+        environment: Mapping[str, str] | None = None,
     ) -> ModelResponse:
         """POST /invocations to the model's server (started if needed); ModelUnavailable if it cannot run."""
-        return self.server_for(model_data_url, account=account).invoke(body, content_type, accept)
+        return self.server_for(model_data_url, account=account, environment=environment).invoke(
+            body, content_type, accept
+        )
 
-    def server_for(self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT) -> _Server:
+    def server_for(
+        self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT, environment: Mapping[str, str] | None = None
+    ) -> _Server:
         key = self._key(model_data_url, account)
+        if environment:
+            key += "#env-" + hashlib.sha256(json.dumps(dict(environment), sort_keys=True).encode()).hexdigest()[:12]
         with self._lock:
+            self._environments.setdefault(key, dict(environment or {}))
             if self._stopped:
                 raise ModelUnavailable("the sandbox is stopping")
             server = self._servers.get(key)
@@ -237,12 +251,14 @@ class ModelServers:
                 self._servers[key] = server
             return server
 
-    def prewarm(self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT) -> None:
+    def prewarm(
+        self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT, environment: Mapping[str, str] | None = None
+    ) -> None:
         """Start the model's server in the background (as SageMaker does while an endpoint is created)."""
 
         def start() -> None:
             with contextlib.suppress(ModelUnavailable):
-                self.server_for(model_data_url, account=account)
+                self.server_for(model_data_url, account=account, environment=environment)
 
         threading.Thread(target=start, name="model-server-prewarm", daemon=True).start()
 
@@ -318,11 +334,20 @@ class ModelServers:
     def _start_thread(self, archive: Path, key: str) -> _Server:
         from sagepilot_model_server import start_server
 
-        server = start_server(archive, host="127.0.0.1", port=0, max_payload_bytes=MAX_SERVER_PAYLOAD_MB * 1024 * 1024)
+        environment = self._environments.get(key, {})
+        server = start_server(
+            archive,
+            host="127.0.0.1",
+            port=0,
+            max_payload_bytes=MAX_SERVER_PAYLOAD_MB * 1024 * 1024,
+            program=environment.get("SAGEMAKER_PROGRAM"),
+            submit_dir=environment.get("SAGEMAKER_SUBMIT_DIRECTORY"),
+        )
         return _Server(server.url, server.stop, key)
 
     def _start_process(self, archive: Path, key: str) -> _Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "SM_"))}
+        env.update(self._environments.get(key, {}))
         env.update(
             SAGEMAKER_MAX_PAYLOAD_IN_MB=str(MAX_SERVER_PAYLOAD_MB),
             PYTHONUNBUFFERED="1",

@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from sagepilot_sandbox import alarms, endpoints, faithful, invocations, trainer, training, transform
+from sagepilot_sandbox.containers import resolve_container
 from sagepilot_sandbox.metrics import InvocationMetrics
-from sagepilot_sandbox.modelservers import Isolation, ModelServers, ModelUnavailable, resolve_model_data_url
+from sagepilot_sandbox.modelservers import Isolation, ModelServers, ModelUnavailable
 from sagepilot_sandbox.trainer import TrainingResult
 from sagepilot_sandbox.transform import TransformResult
 
@@ -219,8 +220,8 @@ class SageMakerSimulator:
         config = backend.endpoint_configs.get(config_name)
         for spec in config.production_variants if config is not None else []:
             with contextlib.suppress(ModelUnavailable, KeyError):
-                url = resolve_model_data_url(str(spec.get("ModelName", "")), account=account, region=region)
-                self.servers.prewarm(url, account=account)
+                container = resolve_container(str(spec.get("ModelName", "")), account=account, region=region)
+                self.servers.prewarm(container.model_data_url, account=account, environment=container.environment)
 
     def _run_transition(self, account: str, region: str, name: str, transition: endpoints.Transition) -> None:
         deadline = time.monotonic() + self.transition_seconds(transition)
