@@ -8,6 +8,12 @@ that; an update under a DeploymentConfig also waits out its traffic shifting and
 seconds (WaitIntervalInSeconds per step, TerminationWaitInSeconds) and multiplied by `time_scale`
 (0.002: SageMaker's 10 minutes take 1.2 s). Every status change is delivered to EventBridge.
 
+Start-up: SageMaker starts a job's instances minutes after it is created, and reads the inputs and the
+model only then. `startup_seconds` (default: `SAGEPILOT_SANDBOX_STARTUP_SECONDS`, else 0) makes the
+sandbox wait that long after a transform or training job is InProgress before it reads anything, and
+before an endpoint's new containers fetch their model, so that an overwrite or a deletion during
+start-up can be reproduced: the job reads what the keys hold when it starts, not when it was created.
+
 Models run for real, in `sagepilot_model_server` processes (`modelservers.ModelServers`, one per model
 artifact, `model_isolation` "process" or "thread"), started when first needed and stopped by `stop()`:
 
@@ -43,6 +49,7 @@ artifact, `model_isolation` "process" or "thread"), started when first needed an
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,6 +63,8 @@ from sagepilot_sandbox.modelservers import Isolation, ModelServers, ModelUnavail
 from sagepilot_sandbox.trainer import TrainingResult
 from sagepilot_sandbox.transform import TransformResult
 
+STARTUP_ENV = "SAGEPILOT_SANDBOX_STARTUP_SECONDS"
+
 
 @dataclass
 class SageMakerSimulator:
@@ -66,6 +75,7 @@ class SageMakerSimulator:
     alarm_evaluation_seconds: float | None = None
     alarm_time_scale: float = 1.0
     training_seconds: float | None = None
+    startup_seconds: float = field(default_factory=lambda: float(os.environ.get(STARTUP_ENV, "0") or 0))
     model_isolation: Isolation = "process"
     log_dir: Path | None = None
     metrics_flush_seconds: float = 0.25
@@ -135,6 +145,8 @@ class SageMakerSimulator:
             return
         with contextlib.suppress(KeyError):  # the account was reset under it
             self._emit(account, region, name)
+            if self._stop.wait(self.startup_seconds):
+                return
             reason = faithful.check_transform_inputs(name, account=account, region=region) or self._injected(name)
             result = TransformResult("Failed", reason) if reason else None
             if result is None:
@@ -168,6 +180,8 @@ class SageMakerSimulator:
             faithful.deliver_event(
                 training.training_job_event(name, account=account, region=region), account=account, region=region
             )
+            if self._stop.wait(self.startup_seconds):
+                return
             with self._lock:
                 reason = self._take(self.injected_training_failures, name)
             result = (
@@ -203,7 +217,7 @@ class SageMakerSimulator:
     def on_endpoint_transition(self, account: str, region: str, name: str) -> None:
         transition = endpoints.pending_endpoint_transition(name, account=account, region=region)
         if transition is not None:
-            if transition.kind in ("create", "update"):
+            if transition.kind in ("create", "update") and not self.startup_seconds:
                 self._prewarm(account, region, name, transition)
             threading.Thread(
                 target=self._run_transition,
@@ -224,6 +238,10 @@ class SageMakerSimulator:
                 self.servers.prewarm(container.model_data_url, account=account, environment=container.environment)
 
     def _run_transition(self, account: str, region: str, name: str, transition: endpoints.Transition) -> None:
+        if self.startup_seconds and transition.kind in ("create", "update"):
+            if self._stop.wait(self.startup_seconds):
+                return
+            self._prewarm(account, region, name, transition)
         deadline = time.monotonic() + self.transition_seconds(transition)
         while time.monotonic() < deadline and not self._stop.is_set():
             if transition.alarms and endpoints.alarms_in_alarm(transition.alarms, account=account, region=region):
