@@ -197,17 +197,13 @@ def _patch_sagemaker() -> None:
     response_cls: Any = responses.SageMakerResponse
     backend_cls: Any = models.SageMakerModelBackend
 
-    def describe_endpoint_config(self: Any) -> Any:
-        name = self._get_param("EndpointConfigName")
-        return ActionResult(_without_unset(dict(self.sagemaker_backend.describe_endpoint_config(name))))
+    def leaving_out_unset(original: Callable[..., Any]) -> Callable[..., Any]:
+        def action(self: Any) -> Any:
+            answer = original(self)
+            result: Any = answer.result if isinstance(answer, ActionResult) else None
+            return ActionResult(_without_unset(dict(result))) if isinstance(result, dict) else answer
 
-    def describe_endpoint(self: Any) -> Any:
-        name = self._get_param("EndpointName")
-        return ActionResult(_without_unset(dict(self.sagemaker_backend.describe_endpoint(name))))
-
-    def describe_model(self: Any) -> Any:
-        model = self.sagemaker_backend.describe_model(self._get_param("ModelName"))
-        return ActionResult(_without_unset(dict(model.response_object)))
+        return action
 
     def delete_model_package(self: Any) -> Any:
         self.sagemaker_backend.delete_model_package(self._get_param("ModelPackageName"))
@@ -242,9 +238,8 @@ def _patch_sagemaker() -> None:
             for key in placeholders:
                 self.model_packages.pop(key, None)
 
-    response_cls.describe_endpoint_config = describe_endpoint_config
-    response_cls.describe_endpoint = describe_endpoint
-    response_cls.describe_model = describe_model
+    for name in ("describe_endpoint_config", "describe_endpoint", "describe_model"):
+        setattr(response_cls, name, leaving_out_unset(getattr(response_cls, name)))
     response_cls.delete_model_package = delete_model_package
     response_cls.list_contexts = list_contexts
     response_cls.list_monitoring_schedules = list_monitoring_schedules
