@@ -26,6 +26,14 @@ class NotFound(LookupError):
 AccessDenied = roles.AccessDenied
 
 
+class WriteRefused(Exception):
+    """S3 refused the write (e.g. a key over 1,024 bytes); `reason` is S3's error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def parse_uri(uri: str) -> tuple[str, str]:
     """`s3://bucket/key` -> (bucket, key); ValueError if it is not an S3 URI."""
     bucket, _, key = uri[len("s3://") :].partition("/")
@@ -80,4 +88,9 @@ def list_keys(bucket: str, prefix: str, *, account: str = DEFAULT_ACCOUNT, role:
 def write(bucket: str, key: str, body: bytes, *, account: str = DEFAULT_ACCOUNT, role: str | None = None) -> None:
     if role is not None:
         roles.check_write(role, bucket, key, account=account)
-    _backend(account).put_object(bucket, key, body)
+    from moto.s3.exceptions import S3ClientError
+
+    try:
+        _backend(account).put_object(bucket, key, body)
+    except S3ClientError as refused:
+        raise WriteRefused(f"{refused.code}: {refused.message}") from refused

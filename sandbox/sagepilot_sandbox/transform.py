@@ -276,6 +276,9 @@ def run_transform_job(
                 raise JobFailed(
                     f"ClientError: Failed to upload s3://{out_bucket}/{out_key}: Access Denied. {denied.reason}"
                 ) from None
+            except storage.WriteRefused as refused:
+                failed = f"s3://{out_bucket}/{out_key}"
+                raise JobFailed(f"ClientError: Failed to upload {failed}: {refused.reason}") from None
             result.outputs.append(f"s3://{out_bucket}/{out_key}")
     except JobFailed as failure:
         result.status, result.failure_reason = "Failed", failure.reason

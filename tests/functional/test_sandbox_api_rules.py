@@ -126,8 +126,14 @@ def training_job(**overrides: Any) -> dict[str, Any]:
         ({"HyperParameters": {"k" * 257: "1"}}, "Map keys must satisfy constraint"),
         ({"HyperParameters": {"k": "v" * 2501}}, "Map value must satisfy constraint"),
         (
-            {"InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                                                         "S3Uri": "/local/t"}}}]},
+            {
+                "InputDataConfig": [
+                    {
+                        "ChannelName": "train",
+                        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "/local/t"}},
+                    }
+                ]
+            },
             "inputDataConfig.1.member.dataSource.s3DataSource.s3Uri",
         ),
     ],
@@ -171,8 +177,10 @@ def test_put_events_refuses_aws_sources_entry_by_entry(aws: None) -> None:
         ]
     )
     assert answer["FailedEntryCount"] == 1
-    assert answer["Entries"][0] == {"ErrorCode": "NotAuthorizedForSourceException",
-                                    "ErrorMessage": "Not authorized for the source."}
+    assert answer["Entries"][0] == {
+        "ErrorCode": "NotAuthorizedForSourceException",
+        "ErrorMessage": "Not authorized for the source.",
+    }
     assert "EventId" in answer["Entries"][1]
 
 
@@ -235,3 +243,39 @@ def test_list_object_versions_honours_encoding_type_url(aws: None) -> None:
         Bucket="data", Prefix="in/", KeyMarker=page["NextKeyMarker"], VersionIdMarker=page["NextVersionIdMarker"]
     )
     assert [v["Key"] for v in rest["Versions"]] == ["in/z.csv"]
+
+
+def test_a_transform_output_key_over_1024_bytes_fails_the_job(aws: None, tmp_path: Any) -> None:
+    """SageMaker's own writes meet the same limit: `<input>.out` one byte too long fails the job."""
+    from sagepilot_model_server.examples import build_example_model, feature_rows, to_csv
+    from sagepilot_sandbox import transform
+    from sagepilot_sandbox.modelservers import ModelServers
+
+    s3, sm = client("s3"), client("sagemaker")
+    s3.create_bucket(Bucket="data")
+    s3.put_object(Bucket="data", Key="m/model.tar.gz", Body=build_example_model(tmp_path, seed=1).read_bytes())
+    key = "in/" + "k" * (1024 - len("in/") - len(".csv")) + ".csv"  # 1,024 bytes: its output needs 4 more
+    s3.put_object(Bucket="data", Key=key, Body=to_csv(feature_rows(2, seed=1)).encode())
+    sm.create_model(
+        ModelName="m",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://data/m/model.tar.gz"},
+    )
+    sm.create_transform_job(
+        TransformJobName="j",
+        ModelName="m",
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://data/{key}"}},
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        TransformOutput={"S3OutputPath": "s3://data/in/"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    )
+    servers = ModelServers(isolation="thread")
+    try:
+        result = transform.run_transform_job("j", servers)
+    finally:
+        servers.stop()
+    assert result.status == "Failed"
+    assert result.failure_reason.endswith(": KeyTooLongError: Your key is too long")
