@@ -4,9 +4,9 @@
 (`modelservers.resolve_model_data_url`), the container's `Environment` (a model package's container
 Environment, overlaid by the model's own), and the model's `ExecutionRoleArn`. Before anything runs:
 
-- the role must be allowed to read the artifact (`roles`), else the model cannot be served with
-  SageMaker's download failure (`ModelUnavailable`); an `https://` URL is refused the same way (the
-  sandbox downloads from its own S3 only);
+- the role must be allowed to read the artifact (`modelservers.resolve_model_data_url`, `roles`), else
+  the model cannot be served, with SageMaker's download failure (`ModelUnavailable`); an `https://` URL
+  is refused the same way (the sandbox downloads from its own S3 only);
 - a `SAGEMAKER_SUBMIT_DIRECTORY` in S3 (the `sourcedir.tar.gz` the SDK uploads for an `entry_point` /
   `source_dir`) is read as the role too and handed to the model server as a local file, as the
   framework container downloads it at start-up; the server then imports `SAGEMAKER_PROGRAM` from it.
@@ -71,9 +71,8 @@ def resolve_container(
     model_name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION
 ) -> ModelContainer:
     """The model's artifact and environment, checked against its role (see the module docstring)."""
-    url = resolve_model_data_url(model_name, account=account, region=region)
+    url = resolve_model_data_url(model_name, account=account, region=region)  # read as the role
     environment, role_arn = _container_definition(model_name, account, region)
-    _check_readable(role_arn, url, account)
     submit = environment.get(SUBMIT_DIRECTORY, "")
     if submit.startswith(("s3://", "https://")):
         environment[SUBMIT_DIRECTORY] = str(_local_copy(role_arn, submit, account))

@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot_sandbox import storage
+from sagepilot_sandbox import roles, storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, DEFAULT_REGION
 
 Isolation = Literal["process", "thread"]
@@ -94,7 +94,23 @@ def download_failure(url: str) -> str:
 
 
 def resolve_model_data_url(model_name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> str:
-    """The model artifact SageMaker would load for a model created with CreateModel."""
+    """The model artifact SageMaker would load for a model created with CreateModel, which SageMaker
+    downloads as the model's execution role: ModelUnavailable with its download failure (and the
+    denial) when the role may not read it (`roles`), or when it is not in S3."""
+    url = _artifact_url(model_name, account=account, region=region)
+    role = sagemaker_backends[account][region]._models[model_name].execution_role_arn
+    try:
+        bucket, key = storage.parse_uri(url)
+        if role:
+            roles.check_read(str(role), bucket, key, account=account)
+    except ValueError:
+        raise ModelUnavailable(download_failure(url)) from None
+    except roles.AccessDenied as denied:
+        raise ModelUnavailable(f"{download_failure(url)} ({denied.reason})") from None
+    return url
+
+
+def _artifact_url(model_name: str, *, account: str, region: str) -> str:
     backend = sagemaker_backends[account][region]
     model = backend._models.get(model_name)
     if model is None:

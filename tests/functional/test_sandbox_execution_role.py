@@ -221,3 +221,17 @@ def test_model_artifact_locations_let_the_stacks_role_read_more(stack: Any) -> N
         roles.check_read(role_arn, "other", "elsewhere/model.tar.gz")
     with pytest.raises(roles.AccessDenied, match="s3:PutObject"):
         roles.check_write(role_arn, "other", "sdk/model.tar.gz")  # read-only
+
+
+def test_whatever_serves_a_model_resolves_its_artifact_as_the_role(world: World, role: str) -> None:
+    """Endpoints too: the sandbox's model resolution (used by transform jobs, invocations and endpoint
+    start-up alike) refuses an artifact the role may not read, with SageMaker's download failure."""
+    from sagepilot_sandbox.modelservers import ModelUnavailable, resolve_model_data_url
+
+    assert (
+        resolve_model_data_url(model(world, "ok", "models/ok/model.tar.gz", role))
+        == f"s3://{BUCKET}/models/ok/model.tar.gz"
+    )
+    with pytest.raises(ModelUnavailable, match="Failed to download model data") as refused:
+        resolve_model_data_url(model(world, "denied", "data/denied/model.tar.gz", role))
+    assert "is not authorized to perform: s3:GetObject" in refused.value.reason
