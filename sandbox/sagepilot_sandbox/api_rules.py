@@ -129,6 +129,16 @@ def model_problems(params: dict[str, Any]) -> list[str]:
     return [p for p in problems if p]
 
 
+def model_package_problems(params: dict[str, Any]) -> list[str]:
+    """What SageMaker's CreateModelPackage refuses that botocore lets through: its containers' artifacts."""
+    containers = ((params.get("InferenceSpecification") or {}).get("Containers")) or []
+    problems = [
+        _pattern(c.get("ModelDataUrl"), f"inferenceSpecification.containers.{i}.member.modelDataUrl", S3_URI_PATTERN)
+        for i, c in enumerate(containers, start=1)
+    ]
+    return [p for p in problems if p]
+
+
 def transform_job_problems(params: dict[str, Any]) -> list[str]:
     """What SageMaker's CreateTransformJob refuses that botocore lets through."""
     source = ((params.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
@@ -246,6 +256,7 @@ def _patch_sagemaker() -> None:
     response_cls.create_training_job = _refusing(training_job_problems, response_cls.create_training_job)
     response_cls.create_model = _refusing(model_problems, response_cls.create_model)
     response_cls.create_transform_job = _refusing(transform_job_problems, response_cls.create_transform_job)
+    response_cls.create_model_package = _refusing(model_package_problems, response_cls.create_model_package)
     backend_cls.delete_model_package = backend_delete_model_package
     backend_cls.create_model_package = create_model_package
 

@@ -279,3 +279,12 @@ def test_a_transform_output_key_over_1024_bytes_fails_the_job(aws: None, tmp_pat
         servers.stop()
     assert result.status == "Failed"
     assert result.failure_reason.endswith(": KeyTooLongError: Your key is too long")
+
+
+def test_create_model_package_refuses_a_model_data_url_that_is_not_a_url(sm: Any) -> None:
+    sm.create_model_package_group(ModelPackageGroupName="g")
+    spec = dict(SPEC, Containers=[{"Image": IMAGE, "ModelDataUrl": "models/churn/model.tar.gz"}])
+    error = refusal(sm.create_model_package, ModelPackageGroupName="g", InferenceSpecification=spec)
+    assert error["Code"] == "ValidationException"
+    assert "inferenceSpecification.containers.1.member.modelDataUrl" in error["Message"]
+    assert sm.list_model_packages(ModelPackageGroupName="g")["ModelPackageSummaryList"] == []
