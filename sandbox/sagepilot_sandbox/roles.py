@@ -18,6 +18,7 @@ roles they never created): SageMaker would refuse such a role when the model or 
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 from urllib.parse import unquote
@@ -40,13 +41,16 @@ def role_statements(role_arn: str, *, account: str = DEFAULT_ACCOUNT) -> list[ia
     role = next((r for r in backend.get_roles() if r.arn == role_arn), None)
     if role is None:
         return None
-    statements: list[iam_check.Statement] = []
-    for name, document in role.policies.items():
-        statements += iam_check.parse_statements(_document(document), f"{role.name}/{name}")
+    sources = [(f"{role.name}/{name}", str(document)) for name, document in role.policies.items()]
     for arn, policy in role.managed_policies.items():
-        default = next(v for v in policy.versions if v.is_default)
-        statements += iam_check.parse_statements(_document(default.document), arn)
-    return statements
+        sources.append((arn, str(next(v for v in policy.versions if v.is_default).document)))
+    return list(_parsed(tuple(sources)))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(sources: tuple[tuple[str, str], ...]) -> tuple[iam_check.Statement, ...]:
+    """Statements of (source, document) pairs; cached, as SageMaker checks the same role for every object."""
+    return tuple(s for source, text in sources for s in iam_check.parse_statements(_document(text), source))
 
 
 def _document(text: Any) -> dict[str, Any]:
