@@ -99,9 +99,10 @@ def _read_channel(channel: dict[str, Any], account: str, role: str | None) -> An
             raw = storage.read(bucket, key, account=account, role=role)
         except storage.NotFound:
             raise TrainingFailed(f"ClientError: Data download failed: s3://{bucket}/{key} does not exist.") from None
-        except storage.AccessDenied as denied:
+        except storage.AccessDenied:  # SageMaker's own words (observed); the denial is the role's
             raise TrainingFailed(
-                f"ClientError: Data download failed: s3://{bucket}/{key}: Access Denied. {denied.reason}"
+                f"ClientError: Data download failed:Unable to download object s3://{bucket}/{key} "
+                "(AccessDenied: Access Denied)"
             ) from None
         if channel.get("CompressionType") == "Gzip" or raw[:2] == b"\x1f\x8b":
             try:

@@ -178,7 +178,8 @@ def test_training_reads_its_channels_and_writes_its_model_as_the_role(world: Wor
     assert (allowed.status, allowed.failure_reason) == ("Completed", "")
     assert unreadable.status == unwritable.status == "Failed"
     assert unreadable.failure_reason.startswith(
-        f"ClientError: Data download failed: s3://{BUCKET}/data/a/train.csv: Access Denied."
+        f"ClientError: Data download failed:Unable to download object s3://{BUCKET}/data/a/train.csv "
+        "(AccessDenied: Access Denied)"
     )
     assert unwritable.failure_reason.startswith(
         f"ClientError: Failed to upload the model artifact to s3://{BUCKET}/output/t3/output/model.tar.gz: "
