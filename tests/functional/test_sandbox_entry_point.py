@@ -22,7 +22,7 @@ archives, servers, world = base.archives, base.servers, base.world  # the same f
 
 ENTRY = b"""
 import joblib, os
-from helpers import flip
+from entry_point_helpers_for_sagepilot_test import flip
 
 
 def model_fn(model_dir):
@@ -37,7 +37,10 @@ def predict_fn(data, model):
 def sourcedir() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in (("entry.py", ENTRY), ("helpers.py", b"def flip(x):\n    return 1 - x\n")):
+        for name, body in (
+            ("entry.py", ENTRY),
+            ("entry_point_helpers_for_sagepilot_test.py", b"def flip(x):\n    return 1 - x\n"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))

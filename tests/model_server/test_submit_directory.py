@@ -15,7 +15,7 @@ from sagepilot_model_server import load_model
 from .test_model_loading import SUM_MODEL, write_model
 
 DOUBLE_MODEL = """
-from helpers import double
+from submit_dir_helpers_for_sagepilot_test import double
 
 
 def model_fn(model_dir):
@@ -29,7 +29,11 @@ def predict_fn(data, model):
 
 def sourcedir(tmp_path: Path) -> Path:
     sources = write_model(
-        tmp_path / "src", files={"entry.py": DOUBLE_MODEL, "helpers.py": "def double(x):\n    return 2 * x\n"}
+        tmp_path / "src",
+        files={
+            "entry.py": DOUBLE_MODEL,
+            "submit_dir_helpers_for_sagepilot_test.py": "def double(x):\n    return 2 * x\n",
+        },
     )
     archive = tmp_path / "sourcedir.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
