@@ -26,6 +26,10 @@ gives the same verdict every time). A model that fails to load, or loads later t
 that does not start, is `Unhealthy`. An artifact that cannot be downloaded is not judged here (the
 endpoint serves, and its invocations answer with the download failure, as before).
 
+A server runs with the model container's `environment` (`containers.resolve_container`: e.g.
+`SAGEMAKER_PROGRAM` and `SAGEMAKER_SUBMIT_DIRECTORY` for a user's entry point); the same artifact with
+another environment gets a server of its own.
+
 `resolve_model_data_url` reads CreateModel's definition as SageMaker does: `PrimaryContainer` (or the
 first of `Containers`) with a `ModelDataUrl`, or a `ModelPackageName` whose
 `InferenceSpecification.Containers[0].ModelDataUrl` is used. `stop()` ends every server (Sandbox.stop).
@@ -45,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +57,7 @@ from urllib.parse import urlsplit
 
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot_sandbox import storage
+from sagepilot_sandbox import roles, storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, DEFAULT_REGION
 
 Isolation = Literal["process", "thread"]
@@ -67,6 +72,11 @@ class ModelUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CannotDownload(ModelUnavailable):
+    """What the container needs cannot be downloaded as the model's execution role (the artifact or its sources
+    denied, the sources missing): SageMaker fails the endpoint with the download failure."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,23 @@ def download_failure(url: str) -> str:
 
 
 def resolve_model_data_url(model_name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> str:
-    """The model artifact SageMaker would load for a model created with CreateModel."""
+    """The model artifact SageMaker would load for a model created with CreateModel, which SageMaker
+    downloads as the model's execution role: ModelUnavailable with its download failure (and the
+    denial) when the role may not read it (`roles`), or when it is not in S3."""
+    url = _artifact_url(model_name, account=account, region=region)
+    role = sagemaker_backends[account][region]._models[model_name].execution_role_arn
+    try:
+        bucket, key = storage.parse_uri(url)
+        if role:
+            roles.check_read(str(role), bucket, key, account=account)
+    except ValueError:
+        raise ModelUnavailable(download_failure(url)) from None
+    except roles.AccessDenied as denied:
+        raise CannotDownload(f"{download_failure(url)} ({denied.reason})") from None
+    return url
+
+
+def _artifact_url(model_name: str, *, account: str, region: str) -> str:
     backend = sagemaker_backends[account][region]
     model = backend._models.get(model_name)
     if model is None:
@@ -208,6 +234,7 @@ class ModelServers:
         self._ready_after: dict[str, float] = {}  # key -> seconds from start to a ready /ping
         self._unhealthy: dict[str, str] = {}  # key -> why its /ping says failed (the model did not load)
         self._locks: dict[str, threading.Lock] = {}
+        self._environments: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._work_dir: Path | None = None
         self._stopped = False
@@ -221,13 +248,19 @@ class ModelServers:
         accept: str | None,
         *,
         account: str = DEFAULT_ACCOUNT,
+        environment: Mapping[str, str] | None = None,
     ) -> ModelResponse:
         """POST /invocations to the model's server (started if needed); ModelUnavailable if it cannot run."""
-        return self.server_for(model_data_url, account=account).invoke(body, content_type, accept)
+        return self.server_for(model_data_url, account=account, environment=environment).invoke(
+            body, content_type, accept
+        )
 
-    def server_for(self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT) -> _Server:
-        key = self._key(model_data_url, account)
+    def server_for(
+        self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT, environment: Mapping[str, str] | None = None
+    ) -> _Server:
+        key = self._server_key(model_data_url, account, environment)
         with self._lock:
+            self._environments.setdefault(key, dict(environment or {}))
             if self._stopped:
                 raise ModelUnavailable("the sandbox is stopping")
             server = self._servers.get(key)
@@ -254,25 +287,34 @@ class ModelServers:
                 self._servers[key] = server
             return server
 
-    def prewarm(self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT) -> None:
+    def prewarm(
+        self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT, environment: Mapping[str, str] | None = None
+    ) -> None:
         """Start the model's server in the background (as SageMaker does while an endpoint is created)."""
 
         def start() -> None:
             with contextlib.suppress(ModelUnavailable):
-                self.server_for(model_data_url, account=account)
+                self.server_for(model_data_url, account=account, environment=environment)
 
         threading.Thread(target=start, name="model-server-prewarm", daemon=True).start()
 
-    def health_check(self, model_data_url: str, window: float, *, account: str = DEFAULT_ACCOUNT) -> Unhealthy | None:
+    def health_check(
+        self,
+        model_data_url: str,
+        window: float,
+        *,
+        account: str = DEFAULT_ACCOUNT,
+        environment: Mapping[str, str] | None = None,
+    ) -> Unhealthy | None:
         """None if the model's server answers /ping 200, model loaded, within `window` seconds of its start.
 
         Starts the server if nobody has yet (in the background) and waits at most until the window ends.
         """
-        key = self._key(model_data_url, account)
+        key = self._server_key(model_data_url, account, environment)
         with self._lock:
             begun = key in self._started or key in self._servers or key in self._failures
         if not begun:
-            self.prewarm(model_data_url, account=account)
+            self.prewarm(model_data_url, account=account, environment=environment)
         first_look = time.monotonic()
         while True:
             with self._lock:
@@ -322,6 +364,14 @@ class ModelServers:
             self._stopped = False
 
     # Starting -------------------------------------------------------------------------------------------
+    @classmethod
+    def _server_key(cls, model_data_url: str, account: str, environment: Mapping[str, str] | None) -> str:
+        """One server per artifact version and container environment."""
+        key = cls._key(model_data_url, account)
+        if environment:
+            key += "#env-" + hashlib.sha256(json.dumps(dict(environment), sort_keys=True).encode()).hexdigest()[:12]
+        return key
+
     @staticmethod
     def _key(model_data_url: str, account: str) -> str:
         try:
@@ -379,11 +429,20 @@ class ModelServers:
     def _start_thread(self, archive: Path, key: str) -> _Server:
         from sagepilot_model_server import start_server
 
-        server = start_server(archive, host="127.0.0.1", port=0, max_payload_bytes=MAX_SERVER_PAYLOAD_MB * 1024 * 1024)
+        environment = self._environments.get(key, {})
+        server = start_server(
+            archive,
+            host="127.0.0.1",
+            port=0,
+            max_payload_bytes=MAX_SERVER_PAYLOAD_MB * 1024 * 1024,
+            program=environment.get("SAGEMAKER_PROGRAM"),
+            submit_dir=environment.get("SAGEMAKER_SUBMIT_DIRECTORY"),
+        )
         return _Server(server.url, server.stop, key)
 
     def _start_process(self, archive: Path, key: str) -> _Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "SM_"))}
+        env.update(self._environments.get(key, {}))
         env.update(
             SAGEMAKER_MAX_PAYLOAD_IN_MB=str(MAX_SERVER_PAYLOAD_MB),
             PYTHONUNBUFFERED="1",

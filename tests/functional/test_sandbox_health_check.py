@@ -5,6 +5,7 @@ InService on its previous config with that reason, with the state-change events 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,3 +159,36 @@ def test_an_update_whose_new_variant_cannot_start_leaves_the_old_config_in_servi
     fixed = settled(sm, "ep")
     assert (fixed["EndpointStatus"], fixed["EndpointConfigName"]) == ("InService", "c-3")
     assert "FailureReason" not in fixed
+
+
+def test_an_artifact_the_models_role_may_not_read_fails_the_new_endpoint_with_the_download_failure(
+    sm: Any, models: Models
+) -> None:
+    """SageMaker downloads the artifact as the model's execution role: a role that may not read it fails the
+    endpoint (not an InService endpoint whose requests fail)."""
+    iam = client("iam")
+    assume = {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    read_models = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/models/*"}
+    trust = {"Version": "2012-10-17", "Statement": [assume]}
+    only_models = {"Version": "2012-10-17", "Statement": [read_models]}
+    role = iam.create_role(RoleName="models-only", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="models-only", PolicyName="s3", PolicyDocument=json.dumps(only_models))
+    for name, key in (("m-allowed", "models/ok/model.tar.gz"), ("m-denied", "data/model.tar.gz")):
+        client("s3").put_object(Bucket=BUCKET, Key=key, Body=models.good.read_bytes())
+        sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn=role,
+            PrimaryContainer={"Image": "img", "ModelDataUrl": f"s3://{BUCKET}/{key}"},
+        )
+    config(sm, "c-allowed", ("v1", "m-allowed"))
+    config(sm, "c-denied", ("v1", "m-denied"))
+    sm.create_endpoint(EndpointName="ep-allowed", EndpointConfigName="c-allowed")
+    sm.create_endpoint(EndpointName="ep-denied", EndpointConfigName="c-denied")
+
+    allowed, denied = settled(sm, "ep-allowed"), settled(sm, "ep-denied")
+
+    assert allowed["EndpointStatus"] == "InService"
+    assert denied["EndpointStatus"] == "Failed"
+    assert denied["FailureReason"].startswith(
+        f'Failed to download model data for container "container_1" from URL: "s3://{BUCKET}/data/model.tar.gz".'
+    )

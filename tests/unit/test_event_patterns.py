@@ -14,12 +14,14 @@ from typing import Any
 import boto3
 import moto
 import pytest
+from moto.events.models import events_backends
 
 from .conftest import CfnTag, read_event, resolve
 
 BUCKET = "sagepilot-sandbox-databucket"
 REFS = {"DataBucket": BUCKET, "NamePrefix": "sagepilot"}
 REGION = "us-east-1"
+ACCOUNT = "123456789012"
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,9 @@ class Router:
         self.events.put_rule(Name="under-test", EventPattern=json.dumps(pattern), State="ENABLED")
         self.events.put_targets(Rule="under-test", Targets=[{"Id": "queue", "Arn": self.queue_arn}])
         try:
-            result = self.events.put_events(
-                Entries=[
+            # As the service itself sends it: PutEvents refuses `aws.*` sources to callers (the sandbox too).
+            entries = events_backends[ACCOUNT][REGION].put_events(
+                [
                     {
                         "Source": event["source"],
                         "DetailType": event["detail-type"],
@@ -61,7 +64,7 @@ class Router:
                     }
                 ]
             )
-            assert result["FailedEntryCount"] == 0, result
+            assert all("ErrorCode" not in e for e in entries), entries
             received = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
         finally:
             self.events.remove_targets(Rule="under-test", Ids=["queue"])
