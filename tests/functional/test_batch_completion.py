@@ -21,6 +21,9 @@ KEYS = ["incoming/churn/2026-11/with space.csv", "incoming/churn/año+1 100%.csv
 CLIENT_ERROR = ("ClientError: Failed to download data. s3://sagepilot-sandbox-databucket/incoming/churn/"
                 "a.csv does not exist.")
 INTERNAL = "InternalServerError: We encountered an internal error. Please try again."
+# A failure no single input can cause: the job is not split, every input is rejected with it.
+MODEL_MISSING = ("ClientError: Failed to download model data for container 1 from URL s3://models/churn/v1.tar.gz. "
+                 "Please ensure that there is an object located at the URL.")
 
 
 def start_job(
@@ -98,7 +101,8 @@ def test_a_completed_event_delivered_five_times_changes_nothing_more(
 def test_a_failed_job_rejects_its_inputs_with_sagemakers_reason_and_notifies_once(
     data, registry, intake_queue, intake, completion, completions, jobs, notifications,
 ):
-    name, dropped = start_job(data, registry, intake_queue, intake)
+    # One input: nothing to split (a job of several is split first, see test_bad_inputs_are_isolated...).
+    name, dropped = start_job(data, registry, intake_queue, intake, keys=KEYS[:1])
     (event,) = completions.finish(name, "Failed", CLIENT_ERROR)
     (outcome,) = handle_all(completion, [event])
     assert outcome.action == "rejected"
@@ -288,7 +292,7 @@ def test_a_retry_refused_for_capacity_waits_and_the_sweep_starts_it(
 
 @pytest.mark.parametrize(("status", "reason", "action"), [
     ("Failed", INTERNAL, "retried"),
-    ("Failed", CLIENT_ERROR, "rejected"),
+    ("Failed", MODEL_MISSING, "rejected"),
     ("Completed", "", "reported"),
 ])
 def test_a_job_that_ends_before_the_intake_recorded_its_start(

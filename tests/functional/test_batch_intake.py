@@ -451,12 +451,22 @@ REJECTIONS = [
      ["Model package version 1 of 'csvonly' accepts text/csv, not application/jsonlines."],
      "Convert the file to a content type the model accepts"),
     ("key-too-long", f"incoming/churn/{LONG_NAME}", b"1\n", "KEY_TOO_LONG",
-     ["too long for its prediction and report keys"], "Upload the file under a shorter path."),
+     ["The key is too long: its ", "would exceed S3's 1024-byte limit"],
+     "Upload the file under a path at least"),
+    # 1,000 bytes: its reports fit S3's limit, but not its transform job's output key (nor its claim in the
+    # state table, whose ByKind index limits `pk` to 1,024 bytes).
+    ("key-too-long-for-the-job", "incoming/churn/" + "k" * (1000 - len("incoming/churn/.csv")) + ".csv", b"1\n",
+     "KEY_TOO_LONG", ["The key is too long: its transform job's output", "would exceed S3's 1024-byte limit"],
+     "Upload the file under a path at least"),
+    # The training side's layout is rejected/training/ and jobs/training/: a batch group may not take it.
+    ("reserved-group-name", "incoming/training/churn/a.csv", b"1\n", "RESERVED_GROUP_NAME",
+     ["'training' is reserved", "rejected/training/"], "Use a model package group with another name"),
 ]
 
 
 def rejected_key(key: str) -> str:
-    return f"rejected/{key.removeprefix('incoming/')}.json"
+    relative = key.removeprefix("incoming/")
+    return f"rejected/_reserved/{relative}.json" if relative.startswith("training/") else f"rejected/{relative}.json"
 
 
 @pytest.mark.parametrize(("key", "body", "code", "reasons", "what_to_do"),
@@ -465,6 +475,7 @@ def test_a_bad_input_stays_in_place_with_a_report_and_a_notification(
     key, body, code, reasons, what_to_do, data, registry, intake_queue, intake, jobs, notifications, sagemaker,
 ):
     registry.register("churn")
+    registry.register("training")
     registry.register("pending", status="PendingManualApproval")
     registry.register("csvonly", content_types=("text/csv",))
     version = data.drop(key, body)
@@ -518,6 +529,66 @@ def test_a_mixed_batch_runs_the_good_files_and_reports_the_bad_ones_once(
     assert note["subject"] == "sagepilot: 4 file(s) rejected"
     assert note["message"]["countsByCode"] == {"UNSUPPORTED_FILE_TYPE": 1, "EMPTY_FILE": 1,
                                                "MODEL_GROUP_NOT_FOUND": 2}
+
+
+def test_a_group_named_training_never_writes_into_the_training_layout(
+    data, registry, intake_queue, intake, jobs, notifications,
+):
+    """A batch group named `training` would write its rejections over rejected/training/<group>/... (the
+    training side's reports) and its jobs under jobs/training/: the name is refused for batch, and the
+    refusal itself is written outside both layouts."""
+    registry.register("training")
+    registry.register("churn")
+    training_report = "rejected/training/churn/2026/train.csv.json"
+    data.drop(training_report, b"{\"code\": \"TRAINING_FAILED\"}")
+    key = "incoming/training/churn/2026/train.csv"
+    data.drop(key, b"1\n")
+    outcome = handle(intake, intake_queue.receive())
+    assert outcome.rejected == [key] and jobs.names() == []
+    assert data.json(training_report) == {"code": "TRAINING_FAILED"}  # the training report is untouched
+    assert data.json("rejected/_reserved/training/churn/2026/train.csv.json")["code"] == "RESERVED_GROUP_NAME"
+    assert data.keys("jobs/") == []
+
+
+def test_a_key_too_long_for_the_state_table_never_sinks_its_batch_mates(
+    intake_settings, data, registry, intake_queue, intake, jobs, notifications,
+):
+    """A 1,000-byte key passed KEY_TOO_LONG, then failed every claim of its job (DynamoDB's ValidationException,
+    wrapped as transient): after 5 deliveries it and its three batch-mates ended TRANSIENT_EXHAUSTED. Now it is
+    refused at intake, on the first delivery, and the others run."""
+    registry.register("churn")
+    long_key = "incoming/churn/" + "k" * (1000 - len("incoming/churn/.csv")) + ".csv"
+    good = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b.csv", "incoming/churn/c.csv"]}
+    data.drop(long_key, b"1\n")
+    outcome = handle(intake, intake_queue.receive())
+    assert outcome.failed_message_ids == []
+    assert outcome.rejected == [long_key]
+    assert data.json(rejected_key(long_key))["code"] == "KEY_TOO_LONG"
+    jobs.assert_each_version_in_exactly_one_job(versions_of(good))
+
+
+def test_a_claim_dynamodb_refuses_as_invalid_concerns_only_its_file(
+    monkeypatch, data, registry, intake_queue, intake, jobs, notifications,
+):
+    """Should a key get past the intake's checks and DynamoDB refuse its claim (ValidationException), that is
+    permanent and that file's alone: it is rejected on the first delivery, its batch-mates are claimed and run."""
+    from sagepilot.domain import layout
+    from sagepilot.services import batch_intake
+
+    monkeypatch.setattr(layout, "MAX_S3_KEY_LENGTH", 4096)  # the S3 checks let it through
+    monkeypatch.setattr(batch_intake, "table_key_problem", lambda *_: None)  # and so does the table's
+    registry.register("churn")
+    long_key = "incoming/churn/" + "k" * (1000 - len("incoming/churn/.csv")) + ".csv"
+    good = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b.csv", "incoming/churn/c.csv"]}
+    data.drop(long_key, b"1\n")
+    outcome = handle(intake, intake_queue.receive())
+    assert outcome.failed_message_ids == []
+    assert outcome.rejected == [long_key] and len(outcome.jobs_started) == 1
+    report = data.json(rejected_key(long_key))
+    assert report["code"] == "JOB_NOT_STARTED" and "could not record this file version" in report["reason"]
+    assert "ValidationException" in report["reason"]
+    (job,) = jobs.all()
+    assert sorted(i["key"] for i in job.plan["inputs"]) == sorted(good)
 
 
 def test_other_buckets_and_malformed_messages_change_nothing(

@@ -331,6 +331,34 @@ def plan_jobs(files: list[InputFile], model: ModelVersion, settings: TransformSe
     return plans
 
 
+def split_plan(plan: JobPlan, settings: TransformSettings) -> list[JobPlan]:
+    """A failed job's inputs in two halves, each a job of its own (so that the bad inputs end alone and the
+    good ones are scored), named from the parent and the half: the same failure always splits the same way.
+    The versions the parent superseded stay its own (recorded in its report)."""
+    half = (len(plan.inputs) + 1) // 2
+    parts = [plan.inputs[:half], plan.inputs[half:]]
+    return [
+        replace(
+            plan,
+            job_name=transform_job_name(settings.name_prefix, plan.group, [plan.job_name, "split", str(i)]),
+            instance_count=instance_count(sum(f.size for f in part), len(part), settings),
+            inputs=part,
+            superseded=(),
+        )
+        for i, part in enumerate(parts)
+        if part
+    ]
+
+
+def split_bound(files: int, bad: int) -> int:
+    """The most jobs that splitting a failed job of `files` inputs, `bad` of them bad, can create: each level
+    of halving holds at most `bad` failing jobs, each split in two, over ceil(log2 files) levels; and never
+    more than a full binary tree's 2 * files - 2."""
+    if files < 2 or bad < 1:
+        return 0
+    return min(2 * bad * math.ceil(math.log2(files)), 2 * files - 2)
+
+
 def transform_job_request(
     plan: JobPlan,
     job_name: str,

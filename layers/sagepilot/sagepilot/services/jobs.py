@@ -20,7 +20,7 @@ resume(name):  finish a job another invocation left behind: READY ones are start
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,8 @@ class LaunchResult:
     refused: CapacityError | None = None  # no capacity: the job waits in the state table (parked)
     # It was already waiting for capacity before this call (a redelivered batch): announced and counted then.
     already_waiting: bool = False
+    # Inputs the state table refused to record (ValidationException: file id -> why); not in the job.
+    invalid: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ class JobLauncher:
         self._sagemaker = sagemaker
         self._state = state
 
-    def launch(self, plan: JobPlan) -> LaunchResult:
+    def launch(self, plan: JobPlan, *, take_from: str = "") -> LaunchResult:
+        """Record, claim and start the job of `plan` (see the module docstring). `take_from`: the failed job
+        whose inputs this smaller job takes over (a split), claims moving from it one conditional write each."""
         record = self._state.create_job(
             plan.job_name,
             {
@@ -92,6 +96,7 @@ class JobLauncher:
                 "planKey": plan.plan_key,
                 "modelPackageVersion": plan.model.version,
                 "candidates": len(plan.all_files),
+                **({"splitFrom": take_from} if take_from else {}),
             },
         )
         if record["status"] == EMPTY:
@@ -103,15 +108,20 @@ class JobLauncher:
             waited = record["status"] == READY and record.get("kind") == CAPACITY_KIND
             return LaunchResult(stored, again.created, frozenset(), again.refused, already_waiting=waited)
         self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
-        owners = self._state.claim(plan.job_name, plan.group, [f.file_id for f in plan.all_files])
+        invalid: dict[str, str] = {}
+        owners = self._state.claim(
+            plan.job_name, plan.group, [f.file_id for f in plan.all_files], take_from=take_from, invalid=invalid
+        )
+        if invalid:
+            logger.error("the state table refused some inputs as invalid", extra={"job": plan.job_name, **invalid})
         lost_to = frozenset(owner for owner in owners.values() if owner != plan.job_name)
         for other in sorted(lost_to):
             self.resume(other)
         owned = self._finalise(plan, owners)
         if not owned.inputs:
-            return LaunchResult(owned, False, lost_to)
+            return LaunchResult(owned, False, lost_to, invalid=invalid)
         first = self._start(owned)
-        return LaunchResult(owned, first.created, lost_to, first.refused)
+        return LaunchResult(owned, first.created, lost_to, first.refused, invalid=invalid)
 
     def jobs_holding(self, file_ids: list[str]) -> dict[str, str]:
         """The job that claimed each of these input versions (those no job claimed are absent)."""
