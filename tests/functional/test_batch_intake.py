@@ -78,11 +78,12 @@ def test_one_job_per_group_and_format_with_the_right_configuration(
     }
     csv_job = by_shape[("churn", "text/csv", "None")]
     assert sorted(csv_job.manifest[1:]) == sorted(k.removeprefix("incoming/churn/") for k in ODD_KEYS)
-    assert csv_job.manifest[0] == {"prefix": f"{BUCKET_PREFIX}/incoming/churn/"}
+    # The job reads a private copy of each claimed version, in its own folder, under the same sub-paths.
+    assert csv_job.manifest[0] == {"prefix": f"{BUCKET_PREFIX}/jobs/churn/{csv_job.name}/input/"}
     assert by_shape[("churn", "application/jsonlines", "None")].manifest[1:] == ["events/day 1.jsonl"]
     assert by_shape[("churn", "text/csv", "Gzip")].manifest[1:] == ["archive/old+1.csv.gz"]
-    assert by_shape[("fraud", "text/csv", "None")].manifest == [
-        {"prefix": f"{BUCKET_PREFIX}/incoming/fraud/"}, "tx.csv"]
+    fraud = by_shape[("fraud", "text/csv", "None")]
+    assert fraud.manifest == [{"prefix": f"{BUCKET_PREFIX}/jobs/fraud/{fraud.name}/input/"}, "tx.csv"]
 
     for (group, _, _), job in by_shape.items():
         d = job.description
@@ -704,3 +705,29 @@ def test_an_existing_execution_role_is_passed_to_the_models(
     (name,) = handle(intake, intake_queue.receive()).jobs_started
     model = sagemaker.describe_model(ModelName=jobs.get(name).description["ModelName"])
     assert model["ExecutionRoleArn"] == EXISTING_ROLE
+
+
+# ------------------------------------------------ the bytes scored are the version claimed (issue 16, point 2)
+def test_a_job_reads_exactly_the_versions_it_claimed_whatever_happens_to_the_keys(
+    s3, data, registry, intake_queue, intake, jobs,
+):
+    """A manifest names keys, and SageMaker reads them when the job starts (minutes later in AWS): a newer
+    version, or a delete marker that failed the whole job. Each job reads a private copy of the versions it
+    claimed (CopyObject with the VersionId), so neither matters; the newer version is a new input of its own."""
+    from sagepilot_sandbox import faithful
+
+    registry.register("churn")
+    data.drop("incoming/churn/a.csv", b"1,2\n")
+    data.drop("incoming/churn/sub/b.csv", b"3,4\n")
+    (name,) = handle(intake, intake_queue.receive()).jobs_started
+    # After the claim, before SageMaker reads anything: `a` overwritten, `b` deleted (a delete marker).
+    newer = data.drop("incoming/churn/a.csv", b"9,9\n")
+    s3.delete_object(Bucket=data.name, Key="incoming/churn/sub/b.csv")
+
+    job = jobs.get(name)
+    read = {copy: s3.get_object(Bucket=data.name, Key=copy)["Body"].read() for copy in job.copies}
+    assert read == {f"jobs/churn/{name}/input/a.csv": b"1,2\n", f"jobs/churn/{name}/input/sub/b.csv": b"3,4\n"}
+    assert faithful.check_transform_inputs(name) is None  # SageMaker's own check before it reads: nothing missing
+    # The newer version of `a` is a new input, in a job of its own.
+    (second,) = handle(intake, intake_queue.receive()).jobs_started
+    assert jobs.get(second).versions == [("incoming/churn/a.csv", newer)]

@@ -20,6 +20,7 @@ resume(name):  finish a job another invocation left behind: READY ones are start
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,14 @@ from sagepilot.adapters.state import CAPACITY_KIND, CLAIMING, EMPTY, READY, STAR
 from sagepilot.domain.capacity import ParkedJob, oldest_wait_seconds, start_order
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import superseded_only_summary
-from sagepilot.domain.transform_plan import JobPlan, Newer, plan_from_record, settle, transform_job_request
+from sagepilot.domain.transform_plan import (
+    InputFile,
+    JobPlan,
+    Newer,
+    plan_from_record,
+    settle,
+    transform_job_request,
+)
 from sagepilot.errors import CapacityError
 from sagepilot.observability import logger
 from sagepilot.settings import Settings
@@ -38,6 +46,7 @@ from sagepilot.settings import Settings
 # Parked jobs one call of `start_parked` tries at most (each costs ~5 AWS calls): keeps a completion or a
 # sweep well inside the function's timeout when a raised quota frees room for many; the rest go next time.
 MAX_STARTS_PER_SWEEP = 100
+_IO_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -175,7 +184,7 @@ class JobLauncher:
         claimed = [f for f in plan.inputs if owners.get(f.file_id) == mine and f.ordered]
         lost = self._state.mark_latest(mine, [(f.object_id, f.recency, f.version_id) for f in claimed])
         newer = {f.file_id: Newer(*self._version(lost[f.object_id])) for f in claimed if f.object_id in lost}
-        owned = settle(plan, owners, newer)
+        owned = self._copy_inputs(settle(plan, owners, newer))
         for f in owned.superseded:
             if f.superseded_by is not None:
                 logger.info(
@@ -183,7 +192,7 @@ class JobLauncher:
                     extra={"job": mine, "key": f.key, "versionId": f.version_id, "newer": f.superseded_by.describe()},
                 )
         if not owned.inputs:
-            if owned.superseded:
+            if owned.superseded or owned.deleted:
                 self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
                 self._bucket.put_json(owned.report_key, superseded_only_summary(owned, at=self._at()))
             self._state.transition(mine, expected=[CLAIMING], to=EMPTY, inputs=0, superseded=len(owned.superseded))
@@ -193,6 +202,28 @@ class JobLauncher:
         self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
         self._state.transition(mine, expected=[CLAIMING, READY], to=READY, inputs=len(owned.inputs))
         return owned
+
+    def _copy_inputs(self, plan: JobPlan) -> JobPlan:
+        """Copy each version the job reads into its own input folder (CopyObject with the VersionId, in
+        parallel), so SageMaker reads exactly the versions claimed however late it starts; a version deleted
+        for good since its event is not read, and is listed as such in the job's records."""
+        if not plan.inputs or not plan.copies_inputs:
+            return plan
+
+        def copy(f: InputFile) -> bool:
+            return self._bucket.copy_version(f.key, f.version_id, plan.input_copy_key(f))
+
+        with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(plan.inputs))) as pool:
+            copied = list(pool.map(copy, plan.inputs))
+        gone = tuple(f for f, ok in zip(plan.inputs, copied, strict=True) if not ok)
+        if not gone:
+            return plan
+        logger.warning(
+            "claimed versions deleted before their job was planned",
+            extra={"job": plan.job_name, "deleted": [f.file_id for f in gone]},
+        )
+        kept = tuple(f for f, ok in zip(plan.inputs, copied, strict=True) if ok)
+        return replace(plan, inputs=kept, deleted=plan.deleted + gone)
 
     def _at(self) -> str:
         return datetime.fromtimestamp(self._state.now(), UTC).isoformat(timespec="seconds")
