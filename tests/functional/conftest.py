@@ -180,6 +180,7 @@ def intake_with_clock(
         launcher = JobLauncher(
             s, DataBucket(clients("s3"), s.data_bucket), SageMaker(clients("sagemaker")),
             StateTable(clients("dynamodb"), s.state_table, clock=clock),
+            registry=ModelRegistry(clients("sagemaker")), notifier=Notifier(clients("sns"), s.notification_topic_arn),
         )
         return BatchIntake(s, DataBucket(clients("s3"), s.data_bucket), ModelRegistry(clients("sagemaker")),
                            launcher, Notifier(clients("sns"), s.notification_topic_arn))

@@ -40,6 +40,9 @@ CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
 # A job that failed for a reason one input can cause, whose inputs were handed to two smaller jobs
 # (`children`); terminal for the job itself.
 SPLIT = "SPLIT"
+# A job whose model package version was no longer Approved when it was about to start, planned again on the
+# group's newest Approved version (`replannedAs`); terminal for the job itself.
+REPLANNED = "REPLANNED"
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16

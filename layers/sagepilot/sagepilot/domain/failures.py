@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sagepilot.domain.layout import Rejection
+
+if TYPE_CHECKING:
+    from sagepilot.domain.transform_plan import JobPlan, ModelVersion
 
 # FailureReason prefixes SageMaker uses for failures that are not the input's or the model's fault.
 RETRYABLE_REASON_PREFIXES = (
@@ -101,4 +106,23 @@ def unrecordable_rejection(why: str) -> Rejection:
         f"The control plane could not record this file version, so it was not put in a transform job: {why}",
         "Upload the file under a shorter path (the usual cause is a key near S3's 1,024-byte limit), then "
         "upload it again.",
+    )
+
+
+def withdrawn_model_rejection(plan: JobPlan, newest: ModelVersion | None) -> Rejection:
+    """The job's model package version was rejected before the job started, and no Approved version can take
+    its place: none is left (NO_APPROVED_MODEL), or the newest does not accept the files' content type."""
+    was = f"Model package version {plan.model.version} of {plan.group!r}, planned for transform job {plan.job_name}"
+    if newest is None:
+        return Rejection(
+            "NO_APPROVED_MODEL",
+            f"{was}, is no longer Approved, and the group has no other Approved model package.",
+            "Approve a model package version in the SageMaker Model Registry, then upload the file again "
+            "(or copy it onto itself).",
+        )
+    return Rejection(
+        "CONTENT_TYPE_NOT_SUPPORTED",
+        f"{was}, is no longer Approved, and the newest Approved one, version {newest.version}, accepts "
+        f"{', '.join(newest.supported_content_types)}, not {plan.content_type}.",
+        "Convert the file to a content type the model accepts and upload it again.",
     )

@@ -251,9 +251,15 @@ def plan_from_record(record: dict[str, Any]) -> JobPlan:
         inputs=tuple(load(i) for i in record["inputs"]),
         superseded=tuple(load(i) for i in record.get("superseded", [])),
         deleted=tuple(load(i) for i in record.get("deleted", [])),
-        # A plan stored before jobs read copies read the dropped keys themselves.
-        input_prefix=str(record.get("inputPrefix") or f"{INCOMING_PREFIX}{record['group']}/"),
+        input_prefix=_input_prefix(record),
     )
+
+
+def _input_prefix(record: dict[str, Any]) -> str:
+    """"" for a job reading its own copies (the default); a plan stored before jobs read copies read the
+    dropped keys themselves."""
+    stored = str(record.get("inputPrefix") or f"{INCOMING_PREFIX}{record['group']}/")
+    return "" if stored == f"{job_folder(record['group'], record['jobName'])}input/" else stored
 
 
 def sequencer_order(sequencer: str) -> int:
@@ -375,6 +381,20 @@ def split_plan(plan: JobPlan, settings: TransformSettings) -> list[JobPlan]:
         for i, part in enumerate(parts)
         if part
     ]
+
+
+def replan(plan: JobPlan, model: ModelVersion, settings: TransformSettings) -> JobPlan:
+    """The same job on another model package version (its own was rejected before the job started): named
+    from the job and the version, reading the same copies of the same versions."""
+    return replace(
+        plan,
+        job_name=transform_job_name(settings.name_prefix, plan.group, [plan.job_name, "model", model.package_arn]),
+        model=model,
+        model_name=model_name(settings.name_prefix, plan.group, model.version, model.package_arn),
+        superseded=(),
+        deleted=(),
+        input_prefix=plan.input_folder,
+    )
 
 
 def split_bound(files: int, bad: int) -> int:

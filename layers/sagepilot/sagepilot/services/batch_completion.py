@@ -200,6 +200,11 @@ class BatchCompletion:
     def _start_retry(self, plan: JobPlan, following: int, reason: str) -> CompletionOutcome:
         """Create the retry recorded as attempt `following` (safe to repeat: its name is deterministic)."""
         new_name = attempt_name(plan.job_name, following)
+        moved = self._launcher.model_withdrawn(plan, following, expected=STARTED)
+        if moved is not None:  # its model was rejected since: the retry runs on the newest Approved one, or not
+            return CompletionOutcome(
+                new_name, "replanned" if moved.moved.startswith("replanned") else "rejected", moved.moved
+            )
         try:
             created = self._launcher.start_attempt(plan, following)
         except CapacityError as exc:

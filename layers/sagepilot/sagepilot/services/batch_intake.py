@@ -320,7 +320,7 @@ class BatchIntake:
                 )
         for plan in plan_jobs(usable, model, self._settings.transform):
             try:
-                result = self._launcher.launch(plan)
+                result = self._launcher.launch(plan, fresh=True)  # its model was read just now
             except (*_TRANSIENT, PermanentError) as exc:
                 self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 continue
