@@ -52,7 +52,8 @@ RLE = ("ResourceLimitExceeded", "The account-level service limit 'ml.m5.xlarge f
 INTAKE_CALLS = [
     ("s3", "ListObjectVersions"), ("s3", "HeadObject"), ("sagemaker", "ListModelPackages"),
     ("sagemaker", "DescribeModelPackage"), ("dynamodb", "PutItem"), ("dynamodb", "TransactWriteItems"),
-    ("s3", "CopyObject"), ("s3", "PutObject"), ("dynamodb", "UpdateItem"), ("sagemaker", "CreateModel"), ("sagemaker", "CreateTransformJob"),
+    ("s3", "CopyObject"), ("s3", "PutObject"), ("dynamodb", "UpdateItem"), ("sagemaker", "CreateModel"),
+    ("sagemaker", "CreateTransformJob"),
 ]  # fmt: skip
 COMPLETION_CALLS = [
     ("dynamodb", "GetItem"), ("sagemaker", "DescribeTransformJob"), ("s3", "GetObject"), ("s3", "PutObject"),
@@ -594,7 +595,9 @@ def test_jobs_waiting_while_their_files_change_and_their_model_is_rejected(
 
     with fresh_world() as w:
         v1 = w.registry.register("churn")
-        bodies = {"incoming/churn/a.csv": b"1,2\n", "incoming/churn/b.csv": b"3,4\n", "incoming/churn/c.jsonl": b"[5]\n"}
+        bodies = {
+            "incoming/churn/a.csv": b"1,2\n", "incoming/churn/b.csv": b"3,4\n", "incoming/churn/c.jsonl": b"[5]\n",
+        }  # fmt: skip
         dropped = {key: w.data.drop(key, body) for key, body in bodies.items()}
         batch = Batch(w)
         refusal = inject(w.clients, "sagemaker", "CreateTransformJob", "no capacity", None)

@@ -256,7 +256,7 @@ def plan_from_record(record: dict[str, Any]) -> JobPlan:
 
 
 def _input_prefix(record: dict[str, Any]) -> str:
-    """"" for a job reading its own copies (the default); a plan stored before jobs read copies read the
+    """Empty for a job reading its own copies (the default); a plan stored before jobs read copies read the
     dropped keys themselves."""
     stored = str(record.get("inputPrefix") or f"{INCOMING_PREFIX}{record['group']}/")
     return "" if stored == f"{job_folder(record['group'], record['jobName'])}input/" else stored
