@@ -731,3 +731,27 @@ def test_a_job_reads_exactly_the_versions_it_claimed_whatever_happens_to_the_key
     # The newer version of `a` is a new input, in a job of its own.
     (second,) = handle(intake, intake_queue.receive()).jobs_started
     assert jobs.get(second).versions == [("incoming/churn/a.csv", newer)]
+
+
+def test_a_version_deleted_for_good_before_its_copy_is_recorded_not_read(clients, s3, data, registry, intake_queue,
+                                                                          intake, jobs):
+    """The version a job claimed is deleted for good (DeleteObject with its VersionId) after the intake
+    confirmed it and before its copy: the job reads the others and lists it as deleted; it stays accounted for
+    in exactly one job's records, and SageMaker finds nothing missing."""
+    from sagepilot_sandbox import faithful
+
+    registry.register("churn")
+    a = data.drop("incoming/churn/a.csv")
+    b = data.drop("incoming/churn/b.csv")
+
+    def delete_b_first(params: dict, **_: object) -> None:
+        if "incoming/churn/b.csv" in str(params.get("CopySource")) and data.exists("incoming/churn/b.csv", b):
+            s3.delete_object(Bucket=data.name, Key="incoming/churn/b.csv", VersionId=b)
+
+    clients("s3").meta.events.register("before-parameter-build.s3.CopyObject", delete_b_first)
+    (name,) = handle(intake, intake_queue.receive()).jobs_started
+    job = jobs.get(name)
+    assert job.keys == ["incoming/churn/a.csv"]
+    assert [(d["key"], d["versionId"]) for d in job.plan["deleted"]] == [("incoming/churn/b.csv", b)]
+    assert faithful.check_transform_inputs(name) is None
+    jobs.assert_each_version_in_exactly_one_job({("incoming/churn/a.csv", a), ("incoming/churn/b.csv", b)})
