@@ -207,8 +207,12 @@ class JobWatcher:
             except Exception as exc:  # noqa: BLE001 - reported, and the job is read again next time
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
+            # The manifest lists the job's copies of its versions (jobs/<group>/<job>/input/<sub-path>): the
+            # dropped keys they stand for are incoming/<group>/<sub-path>.
             prefix = manifest[0]["prefix"].split("/", 3)[3]
-            self.manifest_keys[name] = [prefix + relative for relative in manifest[1:]]
+            if prefix != f"jobs/{plan['group']}/{name}/input/":
+                self.errors.append(f"{name}: the manifest does not read the job's own copies: {prefix}")
+            self.manifest_keys[name] = [f"incoming/{plan['group']}/{relative}" for relative in manifest[1:]]
             self.files[name] = [(i["key"], i["versionId"]) for i in plan["inputs"] + plan.get("superseded", [])]
 
     def claimed(self) -> int:

@@ -45,6 +45,12 @@ BAD = {
     "incoming/fraud/2026-11/transactions.csv": (b"12.5,1,0,3\n", "MODEL_GROUP_NOT_FOUND"),
 }
 REFUSED = "incoming/churn/2026-12/bad rows.csv"  # five columns: the model expects four
+# Dropped with REFUSED, into the same job: its failure must not sink them (the job is split until the bad file
+# is alone).
+BATCH_MATES = {
+    "incoming/churn/2026-12/north.csv": feature_rows(3, seed=14),
+    "incoming/churn/2026-12/west.csv": feature_rows(4, seed=15),
+}
 BAD_TRAINING = "training/churn/2026-12/typo.csv"
 
 
@@ -108,6 +114,20 @@ def estimator_of(s3: Any, uri: str) -> Any:
         path = Path(folder) / "model.tar.gz"
         path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         return load_estimator(path)
+
+
+def _versions_read(s3: Any, bucket: str, sm: Any) -> list[tuple[str, str]]:
+    """(key, version) read by each transform job that was not split (a split job's files went to its pieces)."""
+    read: list[tuple[str, str]] = []
+    for summary in sm.list_transform_jobs(MaxResults=100)["TransformJobSummaries"]:
+        name = summary["TransformJobName"]
+        if name.rsplit("-", 1)[-1].startswith("r") and len(name.rsplit("-", 1)[-1]) == 2:
+            continue  # a retry reads its job's plan
+        folder = f"jobs/{GROUP}/{name}/"
+        if _json(s3, bucket, folder + "report.json").get("status") == "Split":
+            continue
+        read += [(i["key"], i["versionId"]) for i in _json(s3, bucket, folder + "plan.json")["inputs"]]
+    return read
 
 
 def _packages(sm: Any) -> list[dict[str, Any]]:
@@ -241,13 +261,17 @@ def run_demo(port: int = 0, *, record_calls: bool = False, used: list[Sandbox] |
         n.check(
             "3 good files -> 2 jobs (CSV and gzipped JSON Lines), despite every event arriving twice", len(jobs) == 2
         )
-        n.say(f"   and a file the model cannot read: {REFUSED!r} (five columns; it expects four)")
+        n.say(f"   and a file the model cannot read: {REFUSED!r} (five columns; it expects four), dropped with")
+        n.say(f"   two good files: {', '.join(repr(k) for k in BATCH_MATES)}")
         s3.put_object(Bucket=bucket, Key=REFUSED, Body=b"34,12,56.1,3,1\n51,3,12.0,40,0\n")
+        for key, rows in BATCH_MATES.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=_body(key, rows))
 
         n.say("4. SageMaker runs the jobs: every record goes through v1's model server; predictions land in S3")
         outputs = sandbox.wait_for(
             lambda: (
-                len(found := [k for k in _keys(s3, bucket, "predictions/") if k.endswith(".report.json")]) >= 3
+                len(found := [k for k in _keys(s3, bucket, "predictions/churn/2026-11/") if k.endswith(".report.json")])
+                >= 3
                 and found
             ),
             timeout=60,
@@ -290,9 +314,17 @@ def run_demo(port: int = 0, *, record_calls: bool = False, used: list[Sandbox] |
         )
         n.check("the bad files are still in incoming/", all(k in _keys(s3, bucket, "incoming/") for k in BAD))
 
-        n.say("6. what the models refused: the five-column file and the training set with a typo")
+        n.say("6. what the models refused: the five-column file (dropped with two good ones) and the training set")
+        n.say("   with a typo")
         failed_key = "rejected/churn/2026-12/bad rows.csv.json"
-        sandbox.wait_for(lambda: failed_key in _keys(s3, bucket, "rejected/churn/2026-12/"), timeout=60)
+        mates = ["predictions/" + k[len("incoming/") :] + ".report.json" for k in BATCH_MATES]
+        sandbox.wait_for(
+            lambda: (
+                failed_key in _keys(s3, bucket, "rejected/churn/2026-12/")
+                and all(m in _keys(s3, bucket, "predictions/churn/2026-12/") for m in mates)
+            ),
+            timeout=60,
+        )
         report = _json(s3, bucket, failed_key)
         n.say(f"   {failed_key}: {report['code']}: {report['reason']}")
         refused_ok = (
@@ -300,8 +332,21 @@ def run_demo(port: int = 0, *, record_calls: bool = False, used: list[Sandbox] |
             and "ClientError" in report["reason"]
             and "returned 400" in report["reason"]
             and "expects 4" in report["reason"]
+            and not any(k.rsplit("/", 1)[1] in report["reason"] for k in BATCH_MATES)
         )
         n.check("the job the model refused failed with the model's own 400 message (JOB_FAILED)", refused_ok)
+        mates_ok = True
+        for key, rows in BATCH_MATES.items():
+            out_key = "predictions/" + key[len("incoming/") :] + ".out"
+            lines = s3.get_object(Bucket=bucket, Key=out_key)["Body"].read().decode().splitlines()
+            mates_ok = mates_ok and lines == [str(int(p)) for p in estimator.predict(rows)]
+            n.say(f"   {out_key}: {len(lines)} lines, = v1's model.predict: {mates_ok}")
+        isolated = sorted(k for k in _keys(s3, bucket, "rejected/churn/2026-12/"))
+        n.check(
+            "the bad file was isolated: its job split until it ran alone, rejected with its own reason, while the "
+            "two files dropped with it were predicted (every line = model.predict) and not rejected",
+            refused_ok and mates_ok and isolated == [failed_key],
+        )
         training_rejected = "rejected/" + BAD_TRAINING + ".json"
         sandbox.wait_for(lambda: training_rejected in _keys(s3, bucket, "rejected/training/"), timeout=60)
         report = _json(s3, bucket, training_rejected)
@@ -311,11 +356,17 @@ def run_demo(port: int = 0, *, record_calls: bool = False, used: list[Sandbox] |
         n.check("the training set with a typo was rejected with the trainer's AlgorithmError", typo_ok)
         n.result(
             "refusals",
-            "5-column file: JOB_FAILED (model 400); typo: TRAINING_FAILED (AlgorithmError)",
-            refused_ok and typo_ok,
+            "5-column file: isolated, JOB_FAILED (model 400), its 2 batch-mates predicted; typo: TRAINING_FAILED "
+            "(AlgorithmError)",
+            refused_ok and mates_ok and typo_ok,
         )
-        all_jobs = sm.list_transform_jobs()["TransformJobSummaries"]
-        n.check("no file in two jobs: 3 jobs in all for 4 good drops delivered twice each", len(all_jobs) == 3)
+        read = _versions_read(s3, bucket, sm)
+        dropped = len(GOOD_ROWS) + 1 + len(BATCH_MATES)
+        n.check(
+            f"no file in two jobs: each of the {dropped} files dropped (every event delivered twice) read by exactly "
+            "one job that ran to its end (a split job hands its files on)",
+            sorted(set(read)) == sorted(read) and len(read) == dropped,
+        )
         n.mark("batch half checked")
 
         run_rollout_scenario(sandbox, n, first_step=7, v1_url=v1_url, train_version=train_version, traffic=traffic)

@@ -180,6 +180,53 @@ def test_a_file_for_a_group_without_an_approved_model_is_rejected_in_place(sandb
     assert jobs_of(sandbox, "pending") == []
 
 
+def test_bad_files_are_isolated_and_their_batch_mates_are_predicted(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Issue 16, points 1 and 2, as a user sees them: CSV files dropped together with a CSV holding a header
+    row and one holding a line over MaxPayloadInMB, gzip files with one that is not gzip, and a file deleted
+    right after its upload. The sandbox's SageMaker fails a job for each bad file as SageMaker does; the
+    control plane splits the failed jobs until each bad file is alone: every good file is predicted, each bad
+    one rejected with its own reason, and the deleted file's claimed version is scored all the same."""
+    import gzip
+
+    approve_model(sandbox, "mixed")
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    files = {
+        "a.csv": b"34,80.5,2,10\n3,120,7,2\n",
+        "b.csv": b"1,2,3,4\n",
+        "c.csv": b"5,6,7,8\n9,1,2,3\n",
+        "header.csv": b"age,income,visits,tenure\n34,80.5,2,10\n",
+        "long.csv": b"1," * (7 * 1024 * 1024 // 2) + b"1\n",  # one 7 MB record: over MaxPayloadInMB (6)
+        "gone.csv": b"4,3,2,1\n",
+        "good.csv.gz": gzip.compress(b"1,2,3,4\n"),
+        "corrupt.csv.gz": b"this is not gzip\n",
+    }
+    for name, body in files.items():
+        path = tmp_path / name
+        path.write_bytes(body)
+        aws(sandbox, "s3", "cp", str(path), f"s3://{bucket}/incoming/mixed/day/{name}")
+    aws(sandbox, "s3", "rm", f"s3://{bucket}/incoming/mixed/day/gone.csv")  # right after its upload
+
+    good = ["a.csv", "b.csv", "c.csv", "gone.csv", "good.csv.gz"]
+    bad = {"header.csv": "the model returned 400", "long.csv": "larger than MaxPayloadInMB",
+           "corrupt.csv.gz": "Failed to decompress"}
+    wanted = [f"predictions/mixed/day/{n}.report.json" for n in good] + [f"rejected/mixed/day/{n}.json" for n in bad]
+    sandbox.wait_for(lambda: all(k in _keys(sandbox, "") for k in wanted), timeout=90)
+    for name in good:
+        report = read_json(sandbox, f"predictions/mixed/day/{name}.report.json")
+        assert report["status"] == "Completed", name
+        out = sandbox.client("s3").get_object(Bucket=bucket, Key=f"predictions/mixed/day/{name}.out")["Body"].read()
+        assert len(out.decode().splitlines()) == len(gzip.decompress(files[name]).splitlines()
+                                                     if name.endswith(".gz") else files[name].splitlines())
+    for name, fragment in bad.items():
+        report = read_json(sandbox, f"rejected/mixed/day/{name}.json")
+        assert report["code"] == "JOB_FAILED" and fragment in report["reason"], report
+        assert report["input"]["key"] == f"incoming/mixed/day/{name}"
+        assert not any(n in report["reason"] for n in files if n != name)  # no other file is blamed
+    assert sorted(_keys(sandbox, "rejected/mixed/")) == sorted(f"rejected/mixed/day/{n}.json" for n in bad)
+    # Bounded: 6 CSV files (2 bad) and 2 gzip (1 bad) need at most 2*2*3 + 2*1*1 extra jobs.
+    assert len(jobs_of(sandbox, "mixed")) <= 2 + 12 + 2
+
+
 def test_the_demo_scenario_passes_its_own_checks_and_its_aws_calls_are_allowed() -> None:
     """The demo is the richest scenario (training, rollouts, rollbacks, alarms, autoscaling, intake bursts):
     every call its functions made is also checked against their IAM policies."""

@@ -189,6 +189,7 @@ def intake_with_clock(
             DataBucket(clients("s3"), s.data_bucket),
             SageMaker(clients("sagemaker")),
             StateTable(clients("dynamodb"), s.state_table, clock=clock),
+            registry=ModelRegistry(clients("sagemaker")), notifier=Notifier(clients("sns"), s.notification_topic_arn),
         )
         return BatchIntake(
             s,
@@ -471,16 +472,26 @@ class Job:
 
     @property
     def keys(self) -> list[str]:
-        """The manifest's entries as full keys."""
+        """The dropped keys the manifest's entries stand for: each entry is the path under incoming/<group>/
+        of a private copy of the claimed version, in the job's (or its parent's) input folder."""
         prefix = self.manifest[0]["prefix"]
         bucket_and_key = prefix[len("s3://") :]
         _, _, key_prefix = bucket_and_key.partition("/")
+        assert key_prefix.startswith("jobs/") and key_prefix.endswith("/input/"), key_prefix
+        return [f"incoming/{self.plan['group']}/{rel}" for rel in self.manifest[1:]]
+
+    @property
+    def copies(self) -> list[str]:
+        """The keys SageMaker reads: the manifest's entries as full keys."""
+        prefix = self.manifest[0]["prefix"]
+        _, _, key_prefix = prefix[len("s3://"):].partition("/")
         return [key_prefix + rel for rel in self.manifest[1:]]
 
     @property
     def versions(self) -> list[tuple[str, str]]:
-        """The input versions the job owns: those it reads, and older ones of the same keys."""
-        return [(i["key"], i["versionId"]) for i in self.plan["inputs"] + self.plan["superseded"]]
+        """The input versions the job owns: those it reads, older ones of the same keys, and deleted ones."""
+        held = self.plan["inputs"] + self.plan["superseded"] + self.plan.get("deleted", [])
+        return [(i["key"], i["versionId"]) for i in held]
 
 
 @dataclass
@@ -507,6 +518,11 @@ class Jobs:
     def all(self) -> list[Job]:
         return [self.get(n) for n in self.names()]
 
+    def handed_on(self, job: Job) -> bool:
+        """Whether the job's inputs went to other jobs (its report says it was split or planned again)."""
+        report = f"jobs/{job.plan['group']}/{job.name}/report.json"
+        return report in self.data.keys(report) and self.data.json(report)["status"] in ("Split", "Replanned")
+
     def assert_each_version_in_exactly_one_job(self, expected: set[tuple[str, str]]) -> list[Job]:
         """Every expected (key, version) is in exactly one job (retries of a job not counted twice),
         each job's manifest lists exactly its planned inputs, and no job holds anything else."""
@@ -515,6 +531,9 @@ class Jobs:
         for job in jobs:
             assert sorted(job.keys) == sorted(i["key"] for i in job.plan["inputs"]), job.name
             assert job.plan["final"] is True
+            if self.handed_on(job):  # split, or planned again: its pieces read its inputs
+                seen.update((i["key"], i["versionId"]) for i in job.plan["superseded"] + job.plan.get("deleted", []))
+                continue
             seen.update(job.versions)
         assert dict(seen) == dict.fromkeys(expected, 1)
         return jobs

@@ -22,6 +22,9 @@ CLIENT_ERROR = (
     "ClientError: Failed to download data. s3://sagepilot-sandbox-databucket/incoming/churn/a.csv does not exist."
 )
 INTERNAL = "InternalServerError: We encountered an internal error. Please try again."
+# A failure no single input can cause: the job is not split, every input is rejected with it.
+MODEL_MISSING = ("ClientError: Failed to download model data for container 1 from URL s3://models/churn/v1.tar.gz. "
+                 "Please ensure that there is an object located at the URL.")
 
 
 def start_job(
@@ -140,7 +143,8 @@ def test_a_failed_job_rejects_its_inputs_with_sagemakers_reason_and_notifies_onc
     jobs,
     notifications,
 ):
-    name, dropped = start_job(data, registry, intake_queue, intake)
+    # One input: nothing to split (a job of several is split first, see test_bad_inputs_are_isolated...).
+    name, dropped = start_job(data, registry, intake_queue, intake, keys=KEYS[:1])
     (event,) = completions.finish(name, "Failed", CLIENT_ERROR)
     (outcome,) = handle_all(completion, [event])
     assert outcome.action == "rejected"
@@ -389,14 +393,11 @@ def test_a_retry_refused_for_capacity_waits_and_the_sweep_starts_it(
         assert (report["transformJobName"], report["attempts"]) == (f"{name}-r1", 2)
 
 
-@pytest.mark.parametrize(
-    ("status", "reason", "action"),
-    [
-        ("Failed", INTERNAL, "retried"),
-        ("Failed", CLIENT_ERROR, "rejected"),
-        ("Completed", "", "reported"),
-    ],
-)
+@pytest.mark.parametrize(("status", "reason", "action"), [
+    ("Failed", INTERNAL, "retried"),
+    ("Failed", MODEL_MISSING, "rejected"),
+    ("Completed", "", "reported"),
+])
 def test_a_job_that_ends_before_the_intake_recorded_its_start(
     status,
     reason,
@@ -503,3 +504,104 @@ def test_a_retry_recorded_by_a_handler_that_died_before_creating_it_is_created_b
     assert sagemaker.describe_transform_job(TransformJobName=f"{name}-r1")["TransformJobStatus"] == "InProgress"
     (once_more,) = handle_all(completion, [event])  # a later duplicate changes nothing
     assert once_more.action == "duplicate"
+
+
+# ------------------------------------------------------------------ one bad file, isolated (issue 16, point 1)
+def bad_record(data: Any, key: str) -> str:
+    """The sandbox's (and SageMaker's) kind of reason for a record the model refuses: a header row, say."""
+    return (f"ClientError: See job logs for more information. s3://{data.name}/{key} (records 1-2): the model "
+            "returned 400: could not convert string to float: 'age'")
+
+
+def run_until_settled(data: Any, jobs: Any, completion: Any, completions: Any, first: str, bad: set[str]) -> list[Any]:
+    """Finish every job as SageMaker would (Failed when it reads a bad file, else Completed), following the
+    pieces a split creates; the outcomes in order."""
+    pending, seen, outcomes = [first], {first}, []
+    while pending:
+        name = pending.pop(0)
+        inputs = [i["key"] for i in jobs.get(name).plan["inputs"]]
+        failing = sorted(set(inputs) & bad)
+        events = completions.finish(name, "Failed", bad_record(data, failing[0])) if failing else \
+            completions.finish(name, "Completed")
+        (outcome,) = handle_all(completion, events)
+        outcomes.append(outcome)
+        new = [n for n in jobs.names() if n not in seen]
+        seen.update(new)
+        pending += new
+    return outcomes
+
+
+@pytest.mark.parametrize("bad_keys", [["incoming/churn/c.csv"], ["incoming/churn/a.csv", "incoming/churn/f.csv"]])
+def test_bad_inputs_are_isolated_and_the_good_ones_are_scored(
+    bad_keys, data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+):
+    """A job of several files failing for a reason one file can cause (the model refused a record) is split in
+    halves until each bad file is alone: the others get their predictions, only the bad ones are rejected, each
+    with the reason of the job that read it alone; the extra jobs stay within 2 * bad * ceil(log2 n)."""
+    from sagepilot.domain.transform_plan import split_bound
+
+    keys = [f"incoming/churn/{c}.csv" for c in "abcdef"]
+    name, dropped = start_job(data, registry, intake_queue, intake, keys=keys)
+    outcomes = run_until_settled(data, jobs, completion, completions, name, set(bad_keys))
+
+    assert outcomes[0].action == "split"
+    extra = len(jobs.names()) - 1
+    assert 0 < extra <= split_bound(len(keys), len(bad_keys))
+    parent = data.json(f"jobs/churn/{name}/report.json")
+    assert parent["status"] == "Split" and len(parent["splitInto"]) == 2
+    assert sorted(k for p in parent["splitInto"] for k in p["inputs"]) == sorted(keys)
+
+    good = [k for k in keys if k not in bad_keys]
+    for key in good:
+        report = data.json(f"predictions/churn/{rel(key)}.report.json")
+        assert (report["status"], report["input"]["versionId"]) == ("Completed", dropped[key])
+        assert data.keys(f"predictions/churn/{rel(key)}.out") == [f"predictions/churn/{rel(key)}.out"]
+    assert data.keys("rejected/") == sorted(f"rejected/churn/{rel(k)}.json" for k in bad_keys)
+    for key in bad_keys:
+        report = data.json(f"rejected/churn/{rel(key)}.json")
+        assert report["code"] == "JOB_FAILED" and "fails on its own" in report["reason"]
+        assert key in report["reason"]  # its own reason, naming itself ...
+        assert not any(k in report["reason"] for k in keys if k != key)  # ... and no other file
+        (job,) = [j for j in jobs.all() if [i["key"] for i in j.plan["inputs"]] == [key]]
+        assert report["transformJobName"] == job.name
+    # Every version in exactly one job that read it (a split job hands its inputs on).
+    jobs.assert_each_version_in_exactly_one_job(versions_of(dropped))
+    # One failure notice per bad file, none for the splits.
+    notes = notifications.drain()
+    assert sorted(n["message"]["inputs"] for n in notes) == [1] * len(bad_keys)
+
+
+def versions_of(dropped: dict[str, str]) -> set[tuple[str, str]]:
+    return set(dropped.items())
+
+
+def test_a_split_is_finished_by_the_redelivery_when_its_handler_dies_half_way(
+    clients, data, registry, intake_queue, intake, completion, completions, jobs,
+):
+    """The split is recorded (SPLIT) before its pieces are created; a handler killed while creating them is
+    finished by Lambda's retry of the same event, and a later duplicate creates nothing more."""
+    from .conftest import HandlerCrashed, crash_on
+
+    keys = [f"incoming/churn/{c}.csv" for c in "abcd"]
+    name, dropped = start_job(data, registry, intake_queue, intake, keys=keys)
+    (event,) = completions.finish(name, "Failed", bad_record(data, keys[0]))
+    crash_on(clients("sagemaker"), "CreateTransformJob", nth=2)  # the second piece is never created
+    with pytest.raises(HandlerCrashed):
+        completion.handle(parse_transform_job_change(event))
+    assert len(jobs.names()) == 2
+
+    (again,) = handle_all(completion, [event])
+    assert again.action == "duplicate"
+    pieces = [n for n in jobs.names() if n != name]
+    assert len(pieces) == 2
+    assert sorted(k for p in pieces for k in jobs.get(p).keys) == sorted(keys)
+    (later,) = handle_all(completion, [event])
+    assert later.action == "duplicate" and len(jobs.names()) == 3
+    jobs.assert_each_version_in_exactly_one_job(versions_of(dropped))
+
+
+def test_a_job_wide_failure_is_not_split(data, registry, intake_queue, intake, completion, completions, jobs):
+    name, dropped = start_job(data, registry, intake_queue, intake)
+    (outcome,) = handle_all(completion, completions.finish(name, "Failed", MODEL_MISSING))
+    assert outcome.action == "rejected" and jobs.names() == [name]
+    assert len(data.keys("rejected/")) == len(dropped)

@@ -94,13 +94,12 @@ def test_one_job_per_group_and_format_with_the_right_configuration(
     }
     csv_job = by_shape[("churn", "text/csv", "None")]
     assert sorted(csv_job.manifest[1:]) == sorted(k.removeprefix("incoming/churn/") for k in ODD_KEYS)
-    assert csv_job.manifest[0] == {"prefix": f"{BUCKET_PREFIX}/incoming/churn/"}
+    # The job reads a private copy of each claimed version, in its own folder, under the same sub-paths.
+    assert csv_job.manifest[0] == {"prefix": f"{BUCKET_PREFIX}/jobs/churn/{csv_job.name}/input/"}
     assert by_shape[("churn", "application/jsonlines", "None")].manifest[1:] == ["events/day 1.jsonl"]
     assert by_shape[("churn", "text/csv", "Gzip")].manifest[1:] == ["archive/old+1.csv.gz"]
-    assert by_shape[("fraud", "text/csv", "None")].manifest == [
-        {"prefix": f"{BUCKET_PREFIX}/incoming/fraud/"},
-        "tx.csv",
-    ]
+    fraud = by_shape[("fraud", "text/csv", "None")]
+    assert fraud.manifest == [{"prefix": f"{BUCKET_PREFIX}/jobs/fraud/{fraud.name}/input/"}, "tx.csv"]
 
     for (group, _, _), job in by_shape.items():
         d = job.description
@@ -494,75 +493,41 @@ LONG_NAME = "x" * (1010 - len("incoming/churn/") - len(".csv")) + ".csv"
 
 REJECTIONS = [
     # (id, key, body, code, reason fragments, what-to-do fragment)
-    (
-        "unsupported-type",
-        "incoming/churn/notes é+1.txt",
-        b"hello\n",
-        "UNSUPPORTED_FILE_TYPE",
-        ["'notes é+1.txt' is not a supported file type", ".csv, .jsonl, .csv.gz, .jsonl.gz"],
-        "Convert the file to CSV or JSON Lines",
-    ),
-    (
-        "empty-file",
-        "incoming/churn/2026/empty 100%.csv",
-        b"",
-        "EMPTY_FILE",
-        ["The file is empty."],
-        "Upload the file again with its data.",
-    ),
-    (
-        "no-approved-model",
-        "incoming/pending/a.csv",
-        b"1\n",
-        "NO_APPROVED_MODEL",
-        ["Model package group 'pending' has no Approved model package."],
-        "Approve a model package version",
-    ),
-    (
-        "group-not-found",
-        "incoming/ghost/a.csv",
-        b"1\n",
-        "MODEL_GROUP_NOT_FOUND",
-        ["There is no model package group named 'ghost'."],
-        "Create the group and approve a model in it",
-    ),
-    (
-        "outside-layout",
-        "incoming/file.csv",
-        b"1\n",
-        "KEY_OUTSIDE_LAYOUT",
-        ["'incoming/file.csv' does not name a model package group and a file"],
-        "Upload files as incoming/<model-package-group>/<sub-path>/<file>",
-    ),
-    (
-        "invalid-group-name",
-        "incoming/my_group/a.csv",
-        b"1\n",
-        "INVALID_GROUP_NAME",
-        ["'my_group' cannot be a SageMaker model package group name"],
-        "Move the file under a folder named exactly like the model package group.",
-    ),
-    (
-        "content-type-not-accepted",
-        "incoming/csvonly/events.jsonl",
-        b'{"a": 1}\n',
-        "CONTENT_TYPE_NOT_SUPPORTED",
-        ["Model package version 1 of 'csvonly' accepts text/csv, not application/jsonlines."],
-        "Convert the file to a content type the model accepts",
-    ),
-    (
-        "key-too-long",
-        f"incoming/churn/{LONG_NAME}",
-        b"1\n",
-        "KEY_TOO_LONG",
-        ["too long for its prediction and report keys"],
-        "Upload the file under a shorter path.",
-    ),
+    ("unsupported-type", "incoming/churn/notes é+1.txt", b"hello\n", "UNSUPPORTED_FILE_TYPE",
+     ["'notes é+1.txt' is not a supported file type", ".csv, .jsonl, .csv.gz, .jsonl.gz"],
+     "Convert the file to CSV or JSON Lines"),
+    ("empty-file", "incoming/churn/2026/empty 100%.csv", b"", "EMPTY_FILE",
+     ["The file is empty."], "Upload the file again with its data."),
+    ("no-approved-model", "incoming/pending/a.csv", b"1\n", "NO_APPROVED_MODEL",
+     ["Model package group 'pending' has no Approved model package."], "Approve a model package version"),
+    ("group-not-found", "incoming/ghost/a.csv", b"1\n", "MODEL_GROUP_NOT_FOUND",
+     ["There is no model package group named 'ghost'."], "Create the group and approve a model in it"),
+    ("outside-layout", "incoming/file.csv", b"1\n", "KEY_OUTSIDE_LAYOUT",
+     ["'incoming/file.csv' does not name a model package group and a file"],
+     "Upload files as incoming/<model-package-group>/<sub-path>/<file>"),
+    ("invalid-group-name", "incoming/my_group/a.csv", b"1\n", "INVALID_GROUP_NAME",
+     ["'my_group' cannot be a SageMaker model package group name"],
+     "Move the file under a folder named exactly like the model package group."),
+    ("content-type-not-accepted", "incoming/csvonly/events.jsonl", b'{"a": 1}\n', "CONTENT_TYPE_NOT_SUPPORTED",
+     ["Model package version 1 of 'csvonly' accepts text/csv, not application/jsonlines."],
+     "Convert the file to a content type the model accepts"),
+    ("key-too-long", f"incoming/churn/{LONG_NAME}", b"1\n", "KEY_TOO_LONG",
+     ["The key is too long: its ", "would exceed S3's 1024-byte limit"],
+     "Upload the file under a path at least"),
+    # 1,000 bytes: its reports fit S3's limit, but not its transform job's output key (nor its claim in the
+    # state table, whose ByKind index limits `pk` to 1,024 bytes).
+    ("key-too-long-for-the-job", "incoming/churn/" + "k" * (1000 - len("incoming/churn/.csv")) + ".csv", b"1\n",
+     "KEY_TOO_LONG", ["The key is too long: its transform job's output", "would exceed S3's 1024-byte limit"],
+     "Upload the file under a path at least"),
+    # The training side's layout is rejected/training/ and jobs/training/: a batch group may not take it.
+    ("reserved-group-name", "incoming/training/churn/a.csv", b"1\n", "RESERVED_GROUP_NAME",
+     ["'training' is reserved", "rejected/training/"], "Use a model package group with another name"),
 ]
 
 
 def rejected_key(key: str) -> str:
-    return f"rejected/{key.removeprefix('incoming/')}.json"
+    relative = key.removeprefix("incoming/")
+    return f"rejected/_reserved/{relative}.json" if relative.startswith("training/") else f"rejected/{relative}.json"
 
 
 @pytest.mark.parametrize(
@@ -583,6 +548,7 @@ def test_a_bad_input_stays_in_place_with_a_report_and_a_notification(
     sagemaker,
 ):
     registry.register("churn")
+    registry.register("training")
     registry.register("pending", status="PendingManualApproval")
     registry.register("csvonly", content_types=("text/csv",))
     version = data.drop(key, body)
@@ -655,6 +621,66 @@ def test_a_mixed_batch_runs_the_good_files_and_reports_the_bad_ones_once(
     (note,) = notifications.drain()
     assert note["subject"] == "sagepilot: 4 file(s) rejected"
     assert note["message"]["countsByCode"] == {"UNSUPPORTED_FILE_TYPE": 1, "EMPTY_FILE": 1, "MODEL_GROUP_NOT_FOUND": 2}
+
+
+def test_a_group_named_training_never_writes_into_the_training_layout(
+    data, registry, intake_queue, intake, jobs, notifications,
+):
+    """A batch group named `training` would write its rejections over rejected/training/<group>/... (the
+    training side's reports) and its jobs under jobs/training/: the name is refused for batch, and the
+    refusal itself is written outside both layouts."""
+    registry.register("training")
+    registry.register("churn")
+    training_report = "rejected/training/churn/2026/train.csv.json"
+    data.drop(training_report, b"{\"code\": \"TRAINING_FAILED\"}")
+    key = "incoming/training/churn/2026/train.csv"
+    data.drop(key, b"1\n")
+    outcome = handle(intake, intake_queue.receive())
+    assert outcome.rejected == [key] and jobs.names() == []
+    assert data.json(training_report) == {"code": "TRAINING_FAILED"}  # the training report is untouched
+    assert data.json("rejected/_reserved/training/churn/2026/train.csv.json")["code"] == "RESERVED_GROUP_NAME"
+    assert data.keys("jobs/") == []
+
+
+def test_a_key_too_long_for_the_state_table_never_sinks_its_batch_mates(
+    intake_settings, data, registry, intake_queue, intake, jobs, notifications,
+):
+    """A 1,000-byte key passed KEY_TOO_LONG, then failed every claim of its job (DynamoDB's ValidationException,
+    wrapped as transient): after 5 deliveries it and its three batch-mates ended TRANSIENT_EXHAUSTED. Now it is
+    refused at intake, on the first delivery, and the others run."""
+    registry.register("churn")
+    long_key = "incoming/churn/" + "k" * (1000 - len("incoming/churn/.csv")) + ".csv"
+    good = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b.csv", "incoming/churn/c.csv"]}
+    data.drop(long_key, b"1\n")
+    outcome = handle(intake, intake_queue.receive())
+    assert outcome.failed_message_ids == []
+    assert outcome.rejected == [long_key]
+    assert data.json(rejected_key(long_key))["code"] == "KEY_TOO_LONG"
+    jobs.assert_each_version_in_exactly_one_job(versions_of(good))
+
+
+def test_a_claim_dynamodb_refuses_as_invalid_concerns_only_its_file(
+    monkeypatch, data, registry, intake_queue, intake, jobs, notifications,
+):
+    """Should a key get past the intake's checks and DynamoDB refuse its claim (ValidationException), that is
+    permanent and that file's alone: it is rejected on the first delivery, its batch-mates are claimed and run."""
+    from sagepilot.domain import layout
+    from sagepilot.services import batch_intake
+
+    monkeypatch.setattr(layout, "MAX_S3_KEY_LENGTH", 4096)  # the S3 checks let it through
+    monkeypatch.setattr(batch_intake, "table_key_problem", lambda *_: None)  # and so does the table's
+    registry.register("churn")
+    long_key = "incoming/churn/" + "k" * (1000 - len("incoming/churn/.csv")) + ".csv"
+    good = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b.csv", "incoming/churn/c.csv"]}
+    data.drop(long_key, b"1\n")
+    outcome = handle(intake, intake_queue.receive())
+    assert outcome.failed_message_ids == []
+    assert outcome.rejected == [long_key] and len(outcome.jobs_started) == 1
+    report = data.json(rejected_key(long_key))
+    assert report["code"] == "JOB_NOT_STARTED" and "could not record this file version" in report["reason"]
+    assert "ValidationException" in report["reason"]
+    (job,) = jobs.all()
+    assert sorted(i["key"] for i in job.plan["inputs"]) == sorted(good)
 
 
 def test_other_buckets_and_malformed_messages_change_nothing(
@@ -795,3 +821,53 @@ def test_an_existing_execution_role_is_passed_to_the_models(
     (name,) = handle(intake, intake_queue.receive()).jobs_started
     model = sagemaker.describe_model(ModelName=jobs.get(name).description["ModelName"])
     assert model["ExecutionRoleArn"] == EXISTING_ROLE
+
+
+# ------------------------------------------------ the bytes scored are the version claimed (issue 16, point 2)
+def test_a_job_reads_exactly_the_versions_it_claimed_whatever_happens_to_the_keys(
+    s3, data, registry, intake_queue, intake, jobs,
+):
+    """A manifest names keys, and SageMaker reads them when the job starts (minutes later in AWS): a newer
+    version, or a delete marker that failed the whole job. Each job reads a private copy of the versions it
+    claimed (CopyObject with the VersionId), so neither matters; the newer version is a new input of its own."""
+    from sagepilot_sandbox import faithful
+
+    registry.register("churn")
+    data.drop("incoming/churn/a.csv", b"1,2\n")
+    data.drop("incoming/churn/sub/b.csv", b"3,4\n")
+    (name,) = handle(intake, intake_queue.receive()).jobs_started
+    # After the claim, before SageMaker reads anything: `a` overwritten, `b` deleted (a delete marker).
+    newer = data.drop("incoming/churn/a.csv", b"9,9\n")
+    s3.delete_object(Bucket=data.name, Key="incoming/churn/sub/b.csv")
+
+    job = jobs.get(name)
+    read = {copy: s3.get_object(Bucket=data.name, Key=copy)["Body"].read() for copy in job.copies}
+    assert read == {f"jobs/churn/{name}/input/a.csv": b"1,2\n", f"jobs/churn/{name}/input/sub/b.csv": b"3,4\n"}
+    assert faithful.check_transform_inputs(name) is None  # SageMaker's own check before it reads: nothing missing
+    # The newer version of `a` is a new input, in a job of its own.
+    (second,) = handle(intake, intake_queue.receive()).jobs_started
+    assert jobs.get(second).versions == [("incoming/churn/a.csv", newer)]
+
+
+def test_a_version_deleted_for_good_before_its_copy_is_recorded_not_read(clients, s3, data, registry, intake_queue,
+                                                                          intake, jobs):
+    """The version a job claimed is deleted for good (DeleteObject with its VersionId) after the intake
+    confirmed it and before its copy: the job reads the others and lists it as deleted; it stays accounted for
+    in exactly one job's records, and SageMaker finds nothing missing."""
+    from sagepilot_sandbox import faithful
+
+    registry.register("churn")
+    a = data.drop("incoming/churn/a.csv")
+    b = data.drop("incoming/churn/b.csv")
+
+    def delete_b_first(params: dict, **_: object) -> None:
+        if "incoming/churn/b.csv" in str(params.get("CopySource")) and data.exists("incoming/churn/b.csv", b):
+            s3.delete_object(Bucket=data.name, Key="incoming/churn/b.csv", VersionId=b)
+
+    clients("s3").meta.events.register("before-parameter-build.s3.CopyObject", delete_b_first)
+    (name,) = handle(intake, intake_queue.receive()).jobs_started
+    job = jobs.get(name)
+    assert job.keys == ["incoming/churn/a.csv"]
+    assert [(d["key"], d["versionId"]) for d in job.plan["deleted"]] == [("incoming/churn/b.csv", b)]
+    assert faithful.check_transform_inputs(name) is None
+    jobs.assert_each_version_in_exactly_one_job({("incoming/churn/a.csv", a), ("incoming/churn/b.csv", b)})

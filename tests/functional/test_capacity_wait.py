@@ -71,8 +71,11 @@ def world(stack, clients, intake_settings, completion_settings):
     def build(settings: Settings, client: Callable[[str], Any]) -> tuple[BatchIntake, BatchCompletion]:
         state = StateTable(client("dynamodb"), settings.state_table, clock=clock)
         bucket = DataBucket(client("s3"), settings.data_bucket)
-        launcher = JobLauncher(settings, bucket, SageMaker(client("sagemaker")), state)
         notifier = Notifier(client("sns"), settings.notification_topic_arn)
+        launcher = JobLauncher(
+            settings, bucket, SageMaker(client("sagemaker")), state,
+            registry=ModelRegistry(client("sagemaker")), notifier=notifier,
+        )
         intake = BatchIntake(settings, bucket, ModelRegistry(client("sagemaker")), launcher, notifier)
         completion = BatchCompletion(settings, bucket, SageMaker(client("sagemaker")), state, launcher, notifier)
         return intake, completion
@@ -291,8 +294,64 @@ def test_a_pass_reads_only_the_oldest_jobs_from_the_index(stack, clients, data, 
         DataBucket(clients("s3"), completion._settings.data_bucket),
         SageMaker(clients("sagemaker")),
         StateTable(clients("dynamodb"), completion._settings.state_table, clock=clock),
+        registry=ModelRegistry(clients("sagemaker")),
+        notifier=Notifier(clients("sns"), completion._settings.notification_topic_arn),
     )
     assert launcher.start_parked(limit=2).started == order[:2]
     assert jobs.names() == sorted(order[:2])
     swept = completion.sweep()
     assert (swept.started, swept.waiting, swept.oldest_wait_seconds) == ([order[2]], 0, 0)
+
+
+# ----------------------------------------------- a job that starts late uses a model still approved (issue 16, 3)
+@pytest.mark.parametrize("newer_approved", [True, False], ids=["replanned-on-the-newest", "no-approved-model-left"])
+def test_a_job_waiting_for_capacity_never_starts_on_a_model_rejected_meanwhile(
+    newer_approved, stack, clients, data, registry, intake_queue, world, completions, sagemaker, jobs, notifications,
+):
+    """The runbook says to reject a broken model to stop its use. A job that waited (for capacity here; a slot,
+    a retry and a split piece take the same path) checks its version before it starts: rejected, the job is
+    planned again on the group's newest Approved version, or, with none left, its files are rejected."""
+    _, intake, completion, _ = world
+    v1 = registry.register("churn")
+    registry.register("fraud")
+    enforce(clients("sagemaker"), Quota(instances=1))
+    fraud_version = data.drop("incoming/fraud/x.csv")
+    (fraud,) = intake_batch(intake, intake_queue).jobs_started
+    dropped = {k: data.drop(k) for k in ["incoming/churn/a.csv", "incoming/churn/b.csv"]}
+    (waiting,) = intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+    notifications.drain()
+
+    sagemaker.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Rejected")
+    if newer_approved:
+        v2 = registry.register("churn")
+    done = finish(completion, completions, fraud)  # its instance is free: the waiting job's turn
+    moved = record(stack, clients, waiting)
+    assert "kind" not in moved and "waitingSince" not in moved  # off the waiting list either way
+    if newer_approved:
+        assert moved["status"] == "REPLANNED"
+        (again,) = running(sagemaker)
+        assert again == moved["replannedAs"] != waiting and done.started == [waiting]
+        job = jobs.get(again)
+        assert (job.plan["modelPackageArn"], job.tags["sagepilot:model-package-version"]) == (v2, "2")
+        model = sagemaker.describe_model(ModelName=job.description["ModelName"])
+        assert model["PrimaryContainer"]["ModelPackageName"] == v2
+        assert data.json(f"jobs/churn/{waiting}/report.json")["replannedAs"]["transformJobName"] == again
+        jobs.assert_each_version_in_exactly_one_job(
+            set(dropped.items()) | {("incoming/fraud/x.csv", fraud_version)}
+        )
+        assert finish(completion, completions, again).action == "reported"
+        for key in dropped:
+            assert data.json(f"predictions/churn/{key.removeprefix('incoming/churn/')}.report.json")[
+                "modelPackageVersion"] == 2
+        assert data.keys("rejected/") == []
+    else:
+        assert moved["status"] == "FAILED" and running(sagemaker) == []
+        for key, version in dropped.items():
+            report = data.json(f"rejected/churn/{key.removeprefix('incoming/churn/')}.json")
+            assert (report["code"], report["input"]["versionId"]) == ("NO_APPROVED_MODEL", version)
+            assert "no longer Approved" in report["reason"]
+        (note,) = notifications.drain()
+        assert note["subject"] == "sagepilot: 2 file(s) rejected"
+        assert note["message"]["countsByCode"] == {"NO_APPROVED_MODEL": 2}
+        # A later pass finds nothing waiting and changes nothing.
+        assert completion.sweep().waiting == 0 and notifications.drain() == []

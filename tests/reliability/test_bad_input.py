@@ -220,6 +220,31 @@ def test_a_key_that_is_not_unicode_does_not_sink_its_batch(
     assert not any("\ud800" in key for key in data.keys("rejected/"))
 
 
+def test_bad_files_mixed_with_good_ones_never_sink_them(
+    busy_stack, data, intake_queue, handlers, jobs, notifications
+):
+    """Files that must be refused, each for its own limit, in one batch with good files of the same group: a
+    key whose reports fit S3 but whose job output would not (1,000 bytes: it also fails the state table's key
+    limit), and a group name reserved by the training layout. Through the real handler, on the first delivery: each bad
+    one rejected with its own reason, the good ones in their job, nothing handed back to the queue."""
+    good = ["incoming/churn/mixed/g1.csv", "incoming/churn/mixed/g2.csv"]
+    bad = {
+        "incoming/churn/" + "k" * (1000 - len("incoming/churn/.csv")) + ".csv": "KEY_TOO_LONG",
+        "incoming/training/churn/t.csv": "RESERVED_GROUP_NAME",
+    }
+    for key in [*good, *bad]:
+        data.drop(key)
+    event = intake_queue.receive()
+    assert len(event["Records"]) == len(good) + len(bad)
+    app, context = handlers(INTAKE)
+    assert app.handler(event, context) == {"batchItemFailures": []}
+    (job,) = [j for j in jobs.all() if any(k in good for k in j.keys)]
+    assert sorted(job.keys) == good
+    rejected = {data.json(k)["input"]["key"]: data.json(k)["code"] for k in data.keys("rejected/")}
+    assert {k: rejected[k] for k in bad} == bad
+    assert not any(k in rejected for k in good)
+
+
 # ---------------------------------------------------------------------------------------- the completion
 def completion_events(job: str) -> dict[str, tuple[dict[str, Any] | Any, str]]:
     """name -> (event, "error" for a malformed one, "" for a deliberate no-op)."""

@@ -42,6 +42,7 @@ GROUPS = [
     ("fraud", "Approved", ("text/csv",)),
     ("retry", "Approved", ("text/csv",)),
     ("pending", "PendingManualApproval", ("text/csv",)),
+    ("mixed", "Approved", ("text/csv",)),
 ]
 UPLOADS = [
     # (key, body): in upload order; a key uploaded twice has two versions
@@ -58,19 +59,31 @@ UPLOADS = [
     ("incoming/ghost/g.csv", b"11\n"),  # MODEL_GROUP_NOT_FOUND
     ("incoming/pending/p.csv", b"12\n"),  # NO_APPROVED_MODEL
     ("incoming/file.csv", b"13\n"),  # KEY_OUTSIDE_LAYOUT
+    # A bad file among good ones of its group: any job holding it fails (the model refuses its header row); the
+    # job is split until it runs alone, and the good ones are predicted however the events were batched.
+    ("incoming/mixed/m1.csv", b"14\n"),
+    ("incoming/mixed/bad header.csv", b"age\n15\n"),
+    ("incoming/mixed/m2.csv", b"16\n"),
+    ("incoming/mixed/m3.csv", b"17\n"),
+    ("incoming/training/t.csv", b"18\n"),  # RESERVED_GROUP_NAME
 ]
+BAD_FILE = "incoming/mixed/bad header.csv"
 # The keys whose versions must each end in exactly one transform job.
 PROCESSED = {
     k
     for k, _ in UPLOADS
-    if k.rsplit("/", 1)[1] in {"a.csv", "b+c 100%.csv", "d.jsonl", "e.csv.gz", "x.csv", "r1.csv", "r2.csv"}
+    if k.rsplit("/", 1)[1]
+    in {"a.csv", "b+c 100%.csv", "d.jsonl", "e.csv.gz", "x.csv", "r1.csv", "r2.csv", "m1.csv", "m2.csv", "m3.csv"}
+    or k == BAD_FILE
 }
 
 
-def outcome_of(group: str, attempt: int) -> tuple[str, str]:
-    """What SageMaker does with a job of this scenario: the same whichever files the job holds."""
+def outcome_of(group: str, attempt: int, inputs: list[str]) -> tuple[str, str]:
+    """What SageMaker does with a job of this scenario: the same whichever other files the job holds."""
     if group == "fraud":
         return "Failed", CLIENT_ERROR
+    if BAD_FILE in inputs:
+        return "Failed", f"{CLIENT_ERROR}. {BAD_FILE} (records 1-2): the model returned 400: 'age' is not a number"
     if group == "retry" and attempt == 0:
         return "Failed", INTERNAL
     return "Completed", ""
@@ -149,8 +162,8 @@ class Run:
         job = self.world.jobs.sm.describe_transform_job(TransformJobName=name)
         tags = self.world.jobs.sm.list_tags(ResourceArn=job["TransformJobArn"])["Tags"]
         group = {t["Key"]: t["Value"] for t in tags}["sagepilot:model-package-group"]
-        _, attempt = split_attempt(name)
-        status, reason = outcome_of(group, attempt)
+        base, attempt = split_attempt(name)
+        status, reason = outcome_of(group, attempt, [i["key"] for i in self.world.jobs.get(base).plan["inputs"]])
         self.finished.add(name)
         return self.world.completions.finish(name, status, reason)
 
@@ -246,7 +259,8 @@ def end_state(run: Run) -> dict[str, Any]:
             report = w.data.json(key)
             if _versions_of(w, key) != 1:
                 rewritten.append(key)
-            for item in report["inputs"] + report["superseded"]:
+            # A split job's inputs went to its pieces, whose reports list them.
+            for item in ([] if report["status"] == "Split" else report["inputs"]) + report["superseded"]:
                 assert which(item) not in job_reports
                 job_reports[which(item)] = (report["status"], report["attempts"])
     rejected = {}
@@ -293,12 +307,17 @@ def test_the_reference_run_is_what_the_readme_promises(fresh_world: Any) -> None
     assert {key for key, _ in expected["in a job"]} == PROCESSED
     codes = Counter(r["code"] for r in expected["rejected"].values())
     assert codes == {
-        "JOB_FAILED": 1, "CONTENT_TYPE_NOT_SUPPORTED": 1, "UNSUPPORTED_FILE_TYPE": 1, "EMPTY_FILE": 1,
-        "MODEL_GROUP_NOT_FOUND": 1, "NO_APPROVED_MODEL": 1, "KEY_OUTSIDE_LAYOUT": 1,
+        "JOB_FAILED": 2, "CONTENT_TYPE_NOT_SUPPORTED": 1, "UNSUPPORTED_FILE_TYPE": 1, "EMPTY_FILE": 1,
+        "MODEL_GROUP_NOT_FOUND": 1, "NO_APPROVED_MODEL": 1, "KEY_OUTSIDE_LAYOUT": 1, "RESERVED_GROUP_NAME": 1,
     }  # fmt: skip
+    # The bad file alone is rejected; its group's good files are predicted.
+    assert {r["input"][0] for r in expected["rejected"].values() if r["code"] == "JOB_FAILED"} == {
+        BAD_FILE, "incoming/fraud/x.csv"}
+    mixed = {k for k, r in expected["reports"].items() if k.startswith("predictions/mixed/")}
+    assert {expected["reports"][k]["status"] for k in mixed} == {"Completed"} and len(mixed) == 3
     retried = {k: r for k, r in expected["reports"].items() if "/retry/" in k and k.endswith(".report.json")}
     assert {r["attempts"] for r in retried.values()} == {2} and len(retried) == 2
-    assert expected["failed jobs notified"] == [(1, 1)]
+    assert expected["failed jobs notified"] == [(1, 2)]  # the fraud job, and the bad file's own job
     assert expected["reports written more than once"] == []
 
 

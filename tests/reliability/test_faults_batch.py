@@ -52,7 +52,8 @@ RLE = ("ResourceLimitExceeded", "The account-level service limit 'ml.m5.xlarge f
 INTAKE_CALLS = [
     ("s3", "ListObjectVersions"), ("s3", "HeadObject"), ("sagemaker", "ListModelPackages"),
     ("sagemaker", "DescribeModelPackage"), ("dynamodb", "PutItem"), ("dynamodb", "TransactWriteItems"),
-    ("s3", "PutObject"), ("dynamodb", "UpdateItem"), ("sagemaker", "CreateModel"), ("sagemaker", "CreateTransformJob"),
+    ("s3", "CopyObject"), ("s3", "PutObject"), ("dynamodb", "UpdateItem"), ("sagemaker", "CreateModel"),
+    ("sagemaker", "CreateTransformJob"),
 ]  # fmt: skip
 COMPLETION_CALLS = [
     ("dynamodb", "GetItem"), ("sagemaker", "DescribeTransformJob"), ("s3", "GetObject"), ("s3", "PutObject"),
@@ -201,7 +202,7 @@ def outcomes(world: World, dropped: dict[str, str], on_failure: list[dict[str, A
     data = world.data
     in_jobs: Counter[tuple[str, str]] = Counter()
     for job in world.jobs.all():
-        if "-r" not in job.name[-3:]:
+        if "-r" not in job.name[-3:] and not world.jobs.handed_on(job):  # a split or re-planned job hands on
             in_jobs.update(job.versions)
     held = waiting_for_capacity(world)
     given_up = set()
@@ -576,3 +577,70 @@ def test_a_function_killed_half_way_is_finished_by_the_redelivery(
         items = w.clients("dynamodb").scan(TableName=w.stack.outputs["StateTableName"])["Items"]
         statuses = {i["status"]["S"] for i in items if i["pk"]["S"].startswith("job#")}
         assert statuses <= {"COMPLETED", "FAILED", "EMPTY"}, statuses
+
+
+
+# ------------------------------------------------------- between the claim and the start (issue 16, points 2 and 3)
+@pytest.mark.usefixtures("no_retry_delay")
+@pytest.mark.parametrize("killed", [False, True], ids=["", "killed before the old job's record moves"])
+@pytest.mark.parametrize("newer_approved", [True, False], ids=["newest approved version", "none left"])
+def test_jobs_waiting_while_their_files_change_and_their_model_is_rejected(
+    fresh_world: Any, newer_approved: bool, killed: bool
+) -> None:
+    """Jobs wait for capacity with their files claimed; meanwhile a key is overwritten, another deleted, and
+    the model rejected (the runbook's way to stop a broken model). When capacity frees up, every job reads
+    exactly the versions it claimed, and none runs on the rejected version: planned again on the newest
+    Approved one, or the files rejected NO_APPROVED_MODEL. A sweep killed half-way is finished by the next."""
+    from sagepilot_sandbox import faithful
+
+    with fresh_world() as w:
+        v1 = w.registry.register("churn")
+        bodies = {
+            "incoming/churn/a.csv": b"1,2\n", "incoming/churn/b.csv": b"3,4\n", "incoming/churn/c.jsonl": b"[5]\n",
+        }  # fmt: skip
+        dropped = {key: w.data.drop(key, body) for key, body in bodies.items()}
+        batch = Batch(w)
+        refusal = inject(w.clients, "sagemaker", "CreateTransformJob", "no capacity", None)
+        batch.intake_until_drained()
+        refusal.stop()
+        assert set(waiting_for_capacity(w)) == set(dropped.items())
+        newer = w.data.drop("incoming/churn/a.csv", b"9,9\n")  # overwritten after its claim
+        w.clients("s3").delete_object(Bucket=w.data.name, Key="incoming/churn/b.csv")  # deleted after its claim
+        w.clients("sagemaker").update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Rejected")
+        v2 = w.registry.register("churn") if newer_approved else None
+        w.notifications.drain()
+        if killed:
+            batch.kill = kill_on(w.clients, "dynamodb", "UpdateItem", when=lambda r: b"REPLANNED" in r.body
+                                 or b"no longer Approved" in r.body)
+        batch.sweep()
+        batch.sweep()
+        assert not killed or (batch.kill is not None and not batch.kill.armed)  # the kill did happen
+        running = [j["TransformJobName"] for j in w.clients("sagemaker").list_transform_jobs(
+            StatusEquals="InProgress")["TransformJobSummaries"]]
+        for name in running:
+            job = w.jobs.get(name)
+            assert job.plan["modelPackageArn"] == v2, job.plan
+            assert faithful.check_transform_inputs(name) is None  # nothing SageMaker would find missing
+            for copy, key in zip(job.copies, job.keys, strict=True):  # the claimed bytes, not the key's now
+                assert w.clients("s3").get_object(Bucket=w.data.name, Key=copy)["Body"].read() == bodies[key]
+        assert waiting_for_capacity(w) == Counter()
+        batch.finish_all()
+        batch.intake_until_drained()  # the newer version of a.csv: a new input of its own
+        batch.finish_all()
+        if newer_approved:
+            assert len(running) == 2  # the CSV job and the JSON Lines job, both on v2
+            assert outcomes(w, {**dropped, "incoming/churn/a.csv": newer}, []) == dict.fromkeys(bodies, "job")
+            for key in bodies:
+                report = w.data.json(f"predictions/{key.removeprefix('incoming/')}.report.json")
+                assert report["modelPackageVersion"] == 2
+            w.jobs.assert_each_version_in_exactly_one_job(set(dropped.items()) | {("incoming/churn/a.csv", newer)})
+        else:
+            assert running == []
+            for key, version in {**dropped, "incoming/churn/a.csv": newer}.items():
+                report = w.data.json(f"rejected/{key.removeprefix('incoming/')}.json")
+                assert (report["code"], report["input"]["versionId"]) == ("NO_APPROVED_MODEL", version)
+            notes = [n for n in w.notifications.drain() if "rejected" in (n["subject"] or "")]
+            assert sum(n["message"]["countsByCode"]["NO_APPROVED_MODEL"] for n in notes) == 4  # 3 waiting + newer
+        items = w.clients("dynamodb").scan(TableName=w.stack.outputs["StateTableName"])["Items"]
+        statuses = {i["status"]["S"] for i in items if i["pk"]["S"].startswith("job#")}
+        assert statuses <= {"COMPLETED", "FAILED", "EMPTY", "REPLANNED"}, statuses

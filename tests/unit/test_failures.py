@@ -71,3 +71,22 @@ def test_quota_rejection_names_the_instance_type_and_the_quota():
     assert "The account-level service limit is 0 Instances" in rejection.reason
     assert "'ml.m5.xlarge for transform job usage'" in rejection.action
     assert "FallbackInstanceType" in rejection.action
+
+
+
+@pytest.mark.parametrize(("status", "reason", "split"), [
+    ("Failed", "ClientError: See job logs. s3://b/incoming/g/a.csv (records 1-2): the model returned 400: bad", True),
+    ("Failed", "AlgorithmError: See job logs for more information.", True),
+    ("Failed", "ClientError: Failed to decompress s3://b/x.csv.gz with Gzip: Not a gzipped file", True),
+    ("Failed", "ClientError: Record 3 is 7,340,033 bytes, larger than MaxPayloadInMB (6 MB).", True),
+    ("Failed", "ClientError: Failed to download data. s3://b/incoming/g/a.csv does not exist.", True),
+    ("Failed", "ClientError: Failed to download model data for container 1 from URL s3://m/model.tar.gz.", False),
+    ("Failed", "ClientError: The manifest file s3://b/m.json is not valid", False),
+    ("Failed", "ClientError: Access Denied (Service: Amazon S3; Status Code: 403)", False),
+    ("Failed", "InternalServerError: We encountered an internal error.", False),
+    ("Stopped", "", False),
+])
+def test_which_failures_one_input_can_cause(status, reason, split):
+    from sagepilot.domain.failures import input_may_cause
+
+    assert input_may_cause(status, reason) is split

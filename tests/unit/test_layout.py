@@ -169,16 +169,45 @@ def key_of_length(total: int) -> str:
     return head + "x" * (total - len(head) - len(tail)) + tail
 
 
-def test_longest_key_whose_report_key_fits_is_accepted():
-    # The report key replaces "incoming/" (9) by "predictions/" (12) and adds ".report.json" (12).
-    longest = key_of_length(MAX_S3_KEY_LENGTH - 3 - 12)
+# The longest key a dropped file leads to is its transform job's output: "incoming/" (9) becomes "jobs/" (5),
+# then "/<job name of at most 60>/output/" (68) and ".out" (4) are added: 68 bytes more than the dropped key.
+JOB_OUTPUT_OVERHEAD = -9 + 5 + 60 + 8 + 4
+
+
+def test_longest_key_whose_derived_keys_fit_is_accepted():
+    longest = key_of_length(MAX_S3_KEY_LENGTH - JOB_OUTPUT_OVERHEAD)
     dropped = accepted(longest)
-    assert len(dropped.report_key.encode()) == MAX_S3_KEY_LENGTH
+    assert max(len(k.encode()) for k in dropped.derived_keys().values()) == MAX_S3_KEY_LENGTH
+    assert len(dropped.report_key.encode()) < MAX_S3_KEY_LENGTH
 
 
-def test_key_whose_report_key_would_not_fit_is_rejected():
-    rejection = rejected(key_of_length(MAX_S3_KEY_LENGTH - 3 - 12 + 1))
-    assert rejection.code == "KEY_TOO_LONG"
+def test_key_whose_job_output_key_would_not_fit_is_rejected():
+    """A key whose reports fit S3's limit (the only check once) but not its transform job's output."""
+    key = key_of_length(MAX_S3_KEY_LENGTH - JOB_OUTPUT_OVERHEAD + 1)
+    assert len(accepted_report := f"predictions/{key.removeprefix('incoming/')}.report.json") < MAX_S3_KEY_LENGTH
+    rejection = rejected(key)
+    assert rejection.code == "KEY_TOO_LONG" and "transform job's output" in rejection.reason, accepted_report
+
+
+def test_the_state_tables_key_limit_is_checked_with_the_bucket_and_version():
+    from sagepilot.adapters.state import input_pk
+    from sagepilot.domain.layout import MAX_TABLE_KEY_BYTES, table_key_problem
+    from sagepilot.domain.transform_plan import file_id_of
+
+    dropped = accepted(key_of_length(900))
+    version = "v" * 32
+    fits = "b" * (MAX_TABLE_KEY_BYTES - len(input_pk(file_id_of("", dropped.key, version))))
+    assert len(input_pk(file_id_of(fits, dropped.key, version)).encode()) == MAX_TABLE_KEY_BYTES
+    assert table_key_problem(dropped, fits, version) is None
+    problem = table_key_problem(dropped, fits + "b", version)
+    assert problem is not None and problem.code == "KEY_TOO_LONG" and "DynamoDB" in problem.reason
+
+
+def test_a_group_named_training_is_reserved_and_reported_outside_both_layouts():
+    rejection = rejected("incoming/training/churn/a.csv")
+    assert rejection.code == "RESERVED_GROUP_NAME"
+    assert rejected_report_key("incoming/training/churn/a.csv") == "rejected/_reserved/training/churn/a.csv.json"
+    assert rejected_report_key("incoming/trainings/a.csv") == "rejected/trainings/a.csv.json"
 
 
 def test_key_length_counts_bytes_not_characters():

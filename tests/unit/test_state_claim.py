@@ -192,10 +192,39 @@ def test_a_cancellation_without_reasons_falls_back_to_one_put_each(db, table):
     assert db.ops() == ["TransactWriteItems", "PutItem", "PutItem", "PutItem"]
 
 
-def test_a_reason_that_is_not_a_claims_answer_fails_the_claim(db, table):
+def test_an_item_refused_as_invalid_is_permanent_and_concerns_only_itself(db, table):
+    """A ValidationError for one item is that item's alone (DynamoDB will never take it): the others are
+    claimed, and the invalid one is reported, not retried as if it were transient."""
     db.transact.append(raise_(cancelled([NONE, {"Code": "ValidationError", "Message": "Item size too large"}])))
-    with pytest.raises(TransientError, match="ValidationError: Item size too large"):
-        table.claim(JOB, "churn", files(2))
+    invalid: dict[str, str] = {}
+    assert table.claim(JOB, "churn", files(2), invalid=invalid) == {files(2)[0]: JOB}
+    assert invalid == {files(2)[1]: "ValidationError: Item size too large"}
+
+
+def test_a_transaction_refused_as_invalid_is_written_one_by_one_to_find_the_invalid_item(db, table):
+    """DynamoDB answers a transaction holding an over-long key with ValidationException, not saying which:
+    each claim then goes alone, and only the invalid one fails (permanently)."""
+    from sagepilot.adapters.state import InvalidItem
+    from sagepilot.errors import PermanentError
+
+    invalid_error = ClientError(
+        {"Error": {"Code": "ValidationException", "Message": "Aggregated size of all range keys has exceeded"}},
+        "PutItem",
+    )
+    db.transact.append(raise_(ClientError(invalid_error.response, "TransactWriteItems")))
+    bad_pk = f"input#{files(3)[1]}"
+
+    def put(request: dict[str, Any]) -> dict[str, Any]:
+        if request["Item"]["pk"]["S"] == bad_pk:
+            raise invalid_error
+        return {}
+
+    db.put = put
+    invalid: dict[str, str] = {}
+    owners = table.claim(JOB, "churn", files(3), invalid=invalid)
+    assert owners == {files(3)[0]: JOB, files(3)[2]: JOB}
+    assert list(invalid) == [files(3)[1]] and "Aggregated size" in invalid[files(3)[1]]
+    assert issubclass(InvalidItem, PermanentError) and not issubclass(InvalidItem, TransientError)
 
 
 def test_other_errors_of_the_transaction_are_transient(db, table):

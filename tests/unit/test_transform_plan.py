@@ -22,7 +22,10 @@ from sagepilot.domain.transform_plan import (
     newest_per_key,
     plan_from_record,
     plan_jobs,
+    replan,
     sequencer_order,
+    split_bound,
+    split_plan,
     transform_job_request,
 )
 
@@ -269,7 +272,7 @@ def test_manifest_shape_and_record_locations():
     [plan] = plan_jobs(files, MODEL, SETTINGS)
     manifest = plan.manifest()
     assert manifest == [
-        {"prefix": f"s3://{BUCKET}/incoming/churn/"},
+        {"prefix": f"s3://{BUCKET}/jobs/churn/{plan.job_name}/input/"},  # the job's copies of its versions
         "2026 11/a+b%c:ü.csv",
         "2026-11/b.csv",
         "top.csv",
@@ -410,3 +413,56 @@ def test_every_file_version_is_planned_exactly_once(files, max_files):
         assert 1 <= plan.instance_count <= len(plan.inputs)
     # Deterministic under reordering.
     assert plan_jobs(list(reversed(files)), MODEL, with_settings(max_files_per_job=max_files)) == plans
+
+
+# ---------------------------------------------------------------- split, and planned again (issue 16)
+def test_a_split_halves_the_inputs_into_jobs_named_from_the_parent_that_read_its_copies():
+    files = [make_file(f"{c}.csv") for c in "abcde"]
+    [plan] = plan_jobs(files, MODEL, SETTINGS)
+    pieces = split_plan(plan, SETTINGS)
+    assert [len(p.inputs) for p in pieces] == [3, 2]
+    assert [f for p in pieces for f in p.inputs] == list(plan.inputs)
+    assert split_plan(plan, SETTINGS) == pieces  # deterministic
+    assert len({p.job_name for p in pieces} | {plan.job_name}) == 3
+    for piece in pieces:
+        assert SAGEMAKER_NAME.match(piece.job_name) and split_attempt(piece.job_name) == (piece.job_name, 0)
+        assert piece.manifest()[0] == {"prefix": f"s3://{BUCKET}/{plan.folder}input/"}  # the parent's copies
+        assert not piece.copies_inputs and piece.folder != plan.folder
+        assert plan_from_record(json.loads(json.dumps(piece.to_record()))) == piece
+    assert [len(p.inputs) for p in split_plan(pieces[1], SETTINGS)] == [1, 1]
+
+
+@pytest.mark.parametrize(("files", "bad", "bound"), [(1, 1, 0), (2, 1, 2), (4, 1, 4), (1000, 1, 20), (1000, 3, 60),
+                                                     (8, 8, 14), (6, 2, 10)])
+def test_the_split_bound(files, bad, bound):
+    assert split_bound(files, bad) == bound
+
+
+@given(st.integers(min_value=2, max_value=64), st.data())
+@settings(max_examples=60, deadline=None)
+def test_splitting_until_the_bad_inputs_are_alone_stays_within_the_bound(n, data):
+    bad = set(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True)))
+    [plan] = plan_jobs([make_file(f"f{i:03}.csv") for i in range(n)], MODEL, SETTINGS)
+    index = {f.key: i for i, f in enumerate(plan.inputs)}
+    failing, created, isolated = [plan], 0, set()
+    while failing:
+        job = failing.pop()
+        if len(job.inputs) == 1:
+            isolated.add(index[job.inputs[0].key])
+            continue
+        for piece in split_plan(job, SETTINGS):
+            created += 1
+            if any(index[f.key] in bad for f in piece.inputs):
+                failing.append(piece)
+    assert isolated == bad
+    assert created <= split_bound(n, len(bad))
+
+
+def test_a_job_planned_again_on_another_version_reads_the_same_copies():
+    [plan] = plan_jobs([make_file("a.csv"), make_file("b.csv")], MODEL, SETTINGS)
+    newer = dataclasses.replace(MODEL, package_arn=MODEL.package_arn[:-1] + "4", version=4)
+    again = replan(plan, newer, SETTINGS)
+    assert again.job_name != plan.job_name and again.model == newer and "v4" in again.model_name
+    assert again.inputs == plan.inputs and again.manifest()[1:] == plan.manifest()[1:]
+    assert again.manifest()[0] == plan.manifest()[0]
+    assert replan(plan, newer, SETTINGS) == again

@@ -26,6 +26,8 @@ ClientFactory = Callable[[str], Any]
 
 def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
     # Imported here, not at the top: the batch functions need these; the rollout and training ones do not.
+    from sagepilot.adapters.notify import Notifier
+    from sagepilot.adapters.registry import ModelRegistry
     from sagepilot.adapters.s3 import DataBucket
     from sagepilot.adapters.sagemaker import SageMaker
     from sagepilot.adapters.state import StateTable
@@ -36,6 +38,8 @@ def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
         DataBucket(client("s3"), settings.data_bucket),
         SageMaker(client("sagemaker")),
         StateTable(client("dynamodb"), settings.state_table),
+        registry=ModelRegistry(client("sagemaker")),
+        notifier=Notifier(client("sns"), settings.notification_topic_arn),
     )
 
 

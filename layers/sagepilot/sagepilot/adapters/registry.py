@@ -49,6 +49,16 @@ class ModelRegistry:
             supported_content_types=tuple(spec.get("SupportedContentTypes") or ()),
         )
 
+    def approval_status(self, package_arn: str) -> str | None:
+        """The version's ModelApprovalStatus now (None if it no longer exists)."""
+        try:
+            package = self._sm.describe_model_package(ModelPackageName=package_arn)
+        except ClientError as exc:
+            if error_code(exc) in _GROUP_MISSING:
+                return None
+            raise TransientError(f"reading model package {package_arn} failed: {exc}") from exc
+        return str(package.get("ModelApprovalStatus") or "") or None
+
     def _require_group(self, group: str) -> None:
         self._sm.describe_model_package_group(ModelPackageGroupName=group)
 

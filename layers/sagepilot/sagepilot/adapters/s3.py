@@ -159,6 +159,22 @@ class DataBucket:
             raise TransientError(f"CopyObject s3://{self.name}/{source_key} -> {key} failed: {exc}") from exc
         return True
 
+    def copy_version(self, source_key: str, version_id: str | None, key: str) -> bool:
+        """Copy one version of an object onto `key` (CopyObject with its VersionId: the bytes of that version,
+        whatever the key holds now); False if that version no longer exists. Safe to repeat."""
+        source = {"Bucket": self.name, "Key": source_key, **({"VersionId": version_id} if version_id else {})}
+        try:
+            self._s3.copy_object(Bucket=self.name, Key=key, CopySource=source)
+        except ClientError as exc:
+            if error_code(exc) in _MISSING or http_status(exc) == 404:
+                return False
+            if error_code(exc) == "InvalidRequest" and "copy source is larger" in error_message(exc):
+                return self._copy_in_parts(source, key)
+            raise TransientError(
+                f"CopyObject s3://{self.name}/{source_key} ({version_id}) -> {key} failed: {exc}"
+            ) from exc
+        return True
+
     def _copy_in_parts(self, source: dict[str, str], key: str) -> bool:
         try:
             self._s3.copy(source, self.name, key)

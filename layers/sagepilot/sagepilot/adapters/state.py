@@ -4,8 +4,10 @@ Items (one table, string key `pk`):
     input#<bucket>/<key>#<version>   {job, group, claimedAt, expiresAt}   claimed with a conditional put
     job#<job-name>                   {status, group, attempt, ...}         moved with conditional updates
 
-Job statuses: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED, or EMPTY when every input turned
-out to belong to other jobs. A job's inputs are claimed before the job is started, so an input
+Job statuses: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED | SPLIT, or EMPTY when every input turned
+out to belong to other jobs. SPLIT: the job failed for a reason one input can cause and its inputs were
+handed to two smaller jobs (their claims moved to them, each a conditional write). A job's inputs are
+claimed before the job is started, so an input
 version can only ever be in the job that won its claim.
 
 A READY job that waits carries `kind` (the sparse indexes ByKind, and ByKindAge sorted by createdAt):
@@ -25,7 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code
-from sagepilot.errors import TransientError
+from sagepilot.errors import PermanentError, TransientError
 
 CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
     "CLAIMING",
@@ -35,6 +37,12 @@ CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
     "FAILED",
     "EMPTY",
 )
+# A job that failed for a reason one input can cause, whose inputs were handed to two smaller jobs
+# (`children`); terminal for the job itself.
+SPLIT = "SPLIT"
+# A job whose model package version was no longer Approved when it was about to start, planned again on the
+# group's newest Approved version (`replannedAs`); terminal for the job itself.
+REPLANNED = "REPLANNED"
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
@@ -44,6 +52,19 @@ _CLAIM_ROUNDS = 4  # transactions tried for one chunk of claims before the rest 
 _CONFLICT_BACKOFF_SECONDS = 0.05
 # Cancellation reasons that say "not now" rather than "no": another transaction held the item, or throttling.
 _TRANSIENT_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+class InvalidItem(PermanentError):
+    """DynamoDB refused an item as invalid (ValidationException: e.g. a key over its size limit): writing it
+    again can never succeed, and it concerns that item only."""
+
+
+def failure(exc: ClientError, what: str) -> TransientError | PermanentError:
+    """A DynamoDB error as the package's error: ValidationException is the request's fault (permanent);
+    the rest (throttling, 5xx after botocore's retries, conflicts) may go away (transient)."""
+    if error_code(exc) == "ValidationException":
+        return InvalidItem(what)
+    return TransientError(what)
 
 
 def _to_attr(value: Any) -> dict[str, Any]:
@@ -119,7 +140,7 @@ class StateTable:
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                raise TransientError(f"creating job record {job_name} failed: {exc}") from exc
+                raise failure(exc, f"creating job record {job_name} failed: {exc}") from exc
             existing = self.get_job(job_name)
             if existing is None:
                 raise TransientError(f"job record {job_name} vanished while being created") from exc
@@ -132,7 +153,7 @@ class StateTable:
                 TableName=self._table, Key={"pk": {"S": job_pk(job_name)}}, ConsistentRead=True
             ).get("Item")
         except ClientError as exc:
-            raise TransientError(f"reading job record {job_name} failed: {exc}") from exc
+            raise failure(exc, f"reading job record {job_name} failed: {exc}") from exc
         if not item:
             return None
         record = _from_item(item)
@@ -189,23 +210,35 @@ class StateTable:
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise TransientError(f"updating job record {job_name} failed: {exc}") from exc
+            raise failure(exc, f"updating job record {job_name} failed: {exc}") from exc
         return True
 
     # Input claims -------------------------------------------------------------------------------
-    def claim(self, job_name: str, group: str, file_ids: list[str]) -> dict[str, str]:
+    def claim(
+        self,
+        job_name: str,
+        group: str,
+        file_ids: list[str],
+        *,
+        take_from: str = "",
+        invalid: dict[str, str] | None = None,
+    ) -> dict[str, str]:
         """Claim each input version for `job_name`; return every input's owner (this job or another).
 
-        Each claim is a conditional put (the input is free, or already this job's), written by
+        Each claim is a conditional put (the input is free, or already this job's, or `take_from`'s: a job
+        split into smaller ones hands its inputs to them, each move a conditional write), written by
         `_conditional_writes`: up to 100 in one TransactWriteItems, one request instead of one per input. A
         refused claim's old image names its owner; without one (never from DynamoDB with ALL_OLD, but
-        cheap to cover) the owner is read."""
+        cheap to cover) the owner is read. A claim DynamoDB refuses as invalid (ValidationException) is
+        left out of the answer and, when `invalid` is given, recorded there with DynamoDB's message: it
+        concerns that input only, the others are claimed."""
         now = self.now()
-        actions = {f: {"Put": self._claim_item(job_name, group, f, now)} for f in dict.fromkeys(file_ids)}
-        refused = self._conditional_writes(actions, f"claiming inputs for {job_name}")
-        owners = {f: job_name for f in actions if f not in refused}
+        actions = {f: {"Put": self._claim_item(job_name, group, f, now, take_from)} for f in dict.fromkeys(file_ids)}
+        refused = self._conditional_writes(actions, f"claiming inputs for {job_name}", invalid)
+        bad = invalid or {}
+        owners = {f: job_name for f in actions if f not in refused and f not in bad}
         owners.update({f: owner for f, image in refused.items() if (owner := _owner_in(image))})
-        unknown = [f for f in actions if f not in owners]
+        unknown = [f for f in actions if f not in owners and f not in bad]
         if unknown:
             stored = self.owners(unknown)
             missing = [f for f in unknown if f not in stored]
@@ -214,8 +247,14 @@ class StateTable:
             owners.update(stored)
         return owners
 
-    def _claim_item(self, job_name: str, group: str, file_id: str, now: int) -> dict[str, Any]:
+    def _claim_item(self, job_name: str, group: str, file_id: str, now: int, take_from: str = "") -> dict[str, Any]:
         """The conditional put of one claim (PutItem's parameters, and a transaction's `Put`)."""
+        if take_from:
+            return {
+                **self._claim_item(job_name, group, file_id, now),
+                "ConditionExpression": "attribute_not_exists(pk) OR #job = :job OR #job = :from",
+                "ExpressionAttributeValues": {":job": {"S": job_name}, ":from": {"S": take_from}},
+            }
         return {
             "TableName": self._table,
             "Item": {
@@ -231,7 +270,9 @@ class StateTable:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
-    def _conditional_writes(self, actions: dict[str, dict[str, Any]], what: str) -> dict[str, dict[str, Any]]:
+    def _conditional_writes(
+        self, actions: dict[str, dict[str, Any]], what: str, invalid: dict[str, str] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Carry out conditional writes, each on its own item: `actions` maps an id to a TransactWriteItems
         action ({"Put": ...} or {"Update": ...}, with ReturnValuesOnConditionCheckFailure=ALL_OLD). Returns,
         for each action whose condition refused it, the item's old image ({} if none came back); the others
@@ -243,38 +284,61 @@ class StateTable:
         (CancellationReasons, in request order): ConditionalCheckFailed items are refused, with their old
         image; `None` items were not written because of the others and go again, in a smaller transaction;
         TransactionConflict and throttling go again after a pause. A lone action is a plain PutItem or
-        UpdateItem."""
+        UpdateItem.
+
+        A transaction DynamoDB refuses as invalid (ValidationException, e.g. one item's key over its size limit)
+        is written again one action per request, so that only the invalid ones fail: with `invalid` given they
+        are recorded there (id -> DynamoDB's message), otherwise InvalidItem is raised."""
         ids = list(actions)
         chunks = [ids[i : i + _TRANSACTION_LIMIT] for i in range(0, len(ids), _TRANSACTION_LIMIT)]
+        bad: dict[str, str] = {} if invalid is None else invalid
         if len(chunks) <= 1:
-            found = [self._write_chunk(actions, chunk, what) for chunk in chunks]
+            found = [self._write_chunk(actions, chunk, what, bad) for chunk in chunks]
         else:
             with ThreadPoolExecutor(max_workers=min(_CLAIM_THREADS, len(chunks))) as pool:
-                found = list(pool.map(lambda chunk: self._write_chunk(actions, chunk, what), chunks))
+                found = list(pool.map(lambda chunk: self._write_chunk(actions, chunk, what, bad), chunks))
+        if bad and invalid is None:
+            first = next(iter(bad))
+            raise InvalidItem(f"{what}: {first} refused as invalid: {bad[first]}")
         return {i: image for refused in found for i, image in refused.items()}
 
-    def _write_chunk(self, actions: dict[str, dict[str, Any]], ids: list[str], what: str) -> dict[str, dict[str, Any]]:
+    def _each_alone(
+        self, actions: dict[str, dict[str, Any]], ids: list[str], what: str, invalid: dict[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """One request per action: the refused ones' old images; invalid ones recorded in `invalid`."""
+        refused: dict[str, dict[str, Any]] = {}
+        for i in ids:
+            try:
+                image = self._write_one(actions[i], what)
+            except InvalidItem as exc:
+                invalid[i] = str(exc)
+                continue
+            if image is not None:
+                refused[i] = image
+        return refused
+
+    def _write_chunk(
+        self, actions: dict[str, dict[str, Any]], ids: list[str], what: str, invalid: dict[str, str]
+    ) -> dict[str, dict[str, Any]]:
         refused: dict[str, dict[str, Any]] = {}
         pending = ids
         for round_ in range(_CLAIM_ROUNDS):
             if len(pending) <= 1:
-                for i in pending:
-                    image = self._write_one(actions[i], what)
-                    if image is not None:
-                        refused[i] = image
+                refused.update(self._each_alone(actions, pending, what, invalid))
                 return refused
             try:
                 self._db.transact_write_items(TransactItems=[actions[i] for i in pending])
             except ClientError as exc:
+                if error_code(exc) == "ValidationException":
+                    # Some item is invalid, and the transaction does not say which: find it, one by one.
+                    refused.update(self._each_alone(actions, pending, what, invalid))
+                    return refused
                 if error_code(exc) != "TransactionCanceledException":
-                    raise TransientError(f"{what} ({len(pending)} in one transaction) failed: {exc}") from exc
+                    raise failure(exc, f"{what} ({len(pending)} in one transaction) failed: {exc}") from exc
                 reasons = exc.response.get("CancellationReasons")
                 if not isinstance(reasons, list) or len(reasons) != len(pending):
                     # No per-item reasons (an SDK or endpoint that drops them): one request each says it all.
-                    for i in pending:
-                        image = self._write_one(actions[i], what)
-                        if image is not None:
-                            refused[i] = image
+                    refused.update(self._each_alone(actions, pending, what, invalid))
                     return refused
                 again, transient = [], False
                 for i, reason in zip(pending, reasons, strict=True):
@@ -282,6 +346,8 @@ class StateTable:
                     if code == "ConditionalCheckFailed":
                         item = reason.get("Item")
                         refused[i] = item if isinstance(item, dict) else {}
+                    elif code == "ValidationError":  # this item alone is invalid: the others go again
+                        invalid[i] = f"{code}: {reason.get('Message')}"
                     elif code == "None" or code in _TRANSIENT_CANCELLATIONS:
                         again.append(i)
                         transient = transient or code != "None"
@@ -307,7 +373,7 @@ class StateTable:
             call(**params)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                raise TransientError(f"{what} failed: {exc}") from exc
+                raise failure(exc, f"{what} failed: {exc}") from exc
             item = exc.response.get("Item")
             return item if isinstance(item, dict) else {}
         return None
@@ -329,7 +395,7 @@ class StateTable:
                 try:
                     response = self._db.batch_get_item(RequestItems=request)
                 except ClientError as exc:
-                    raise TransientError(f"{what} failed: {exc}") from exc
+                    raise failure(exc, f"{what} failed: {exc}") from exc
                 found += response.get("Responses", {}).get(self._table, [])
                 request = response.get("UnprocessedKeys") or {}
                 if request:
@@ -348,7 +414,7 @@ class StateTable:
                 Limit=limit,
             ).get("Items", [])
         except ClientError as exc:
-            raise TransientError(f"listing the jobs waiting in {group}: {exc}") from exc
+            raise failure(exc, f"listing the jobs waiting in {group}: {exc}") from exc
         return [item["pk"]["S"][len("job#") :] for item in items]
 
     def capacity_waiting(self, limit: int) -> list[dict[str, Any]]:
@@ -364,7 +430,7 @@ class StateTable:
                 Limit=limit,
             ).get("Items", [])
         except ClientError as exc:
-            raise TransientError(f"listing the jobs waiting for capacity: {exc}") from exc
+            raise failure(exc, f"listing the jobs waiting for capacity: {exc}") from exc
         found = []
         for item in items:
             record = _from_item(item)
@@ -393,7 +459,7 @@ class StateTable:
             try:
                 page = self._db.query(**request)
             except ClientError as exc:
-                raise TransientError(f"counting the jobs waiting for capacity: {exc}") from exc
+                raise failure(exc, f"counting the jobs waiting for capacity: {exc}") from exc
             for item in page.get("Items", []):
                 record = _from_item(item)
                 since.append(int(record.get("waitingSince", record.get("createdAt", 0))))

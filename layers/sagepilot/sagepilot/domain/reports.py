@@ -74,6 +74,7 @@ def job_summary(
         "timings": timings,
         "inputs": [read(f) for f in plan.inputs],
         "superseded": [superseded_entry(f) for f in plan.superseded],
+        "deleted": [f.describe() for f in plan.deleted],
     }
     if failure_reason:
         report["failureReason"] = failure_reason
@@ -103,8 +104,10 @@ def superseded_only_summary(plan: JobPlan, *, at: str) -> dict[str, Any]:
         "recordedAt": at,
         "inputs": [],
         "superseded": [superseded_entry(f) for f in plan.superseded],
+        "deleted": [f.describe() for f in plan.deleted],
         "note": "No transform job was run: a newer version of each of these keys is read by the job named "
-        "beside it, whose predictions and report are the key's.",
+        "beside it, whose predictions and report are the key's (a version listed as deleted no longer existed "
+        "when the job was planned).",
     }
 
 

@@ -129,6 +129,14 @@ class JobPlan:
     inputs: tuple[InputFile, ...]
     # Older versions of a key whose newer version is in this same job: the job reads the key once.
     superseded: tuple[InputFile, ...] = field(default=())
+    # Where the job reads its inputs: a private copy of each claimed version (CopyObject with its VersionId),
+    # `<folder>input/<sub-path>/<file>` by default, so that what SageMaker reads minutes later is exactly the
+    # version claimed, whatever happened to the key since (a newer version, a delete). A piece of a split job,
+    # or a job planned again on another model, reads its parent's copies.
+    input_prefix: str = ""
+    # Claimed versions that no longer existed when the job was planned (deleted for good since their event):
+    # nothing to read, recorded in the job's report.
+    deleted: tuple[InputFile, ...] = field(default=())
 
     @property
     def folder(self) -> str:
@@ -147,6 +155,18 @@ class JobPlan:
         return f"{self.folder}report.json"
 
     @property
+    def input_folder(self) -> str:
+        return self.input_prefix or f"{self.folder}input/"
+
+    @property
+    def copies_inputs(self) -> bool:
+        """Whether this job makes its own copies of its inputs (False: it reads another job's)."""
+        return self.input_folder == f"{self.folder}input/"
+
+    def input_copy_key(self, f: InputFile) -> str:
+        return f"{self.input_folder}{f.dropped.relative_path}"
+
+    @property
     def output_prefix(self) -> str:
         """Where SageMaker writes the job's `<relative path>.out`. The completion copies each one to
         predictions/ only if its version is still the newest of its key, so a job that holds an older
@@ -158,12 +178,12 @@ class JobPlan:
 
     @property
     def all_files(self) -> tuple[InputFile, ...]:
-        return self.inputs + self.superseded
+        return self.inputs + self.superseded + self.deleted
 
     def manifest(self) -> list[Any]:
-        """SageMaker's ManifestFile: a common prefix, then each key relative to it."""
-        prefix = f"{INCOMING_PREFIX}{self.group}/"
-        return [{"prefix": f"s3://{self.bucket}/{prefix}"}] + [f.dropped.relative_path for f in self.inputs]
+        """SageMaker's ManifestFile: the inputs' copies' common prefix, then each one relative to it (the path
+        under incoming/<group>/, so `<S3OutputPath>/<path>.out` maps back to the dropped key)."""
+        return [{"prefix": f"s3://{self.bucket}/{self.input_folder}"}] + [f.dropped.relative_path for f in self.inputs]
 
     def to_record(self) -> dict[str, Any]:
         """The plan as stored in S3, enough to finish the job if its first handler died."""
@@ -181,6 +201,8 @@ class JobPlan:
             "instanceCount": self.instance_count,
             "inputs": [_file_record(f) for f in self.inputs],
             "superseded": [_file_record(f) for f in self.superseded],
+            "deleted": [_file_record(f) for f in self.deleted],
+            "inputPrefix": self.input_folder,
         }
 
 
@@ -228,7 +250,16 @@ def plan_from_record(record: dict[str, Any]) -> JobPlan:
         instance_count=int(record["instanceCount"]),
         inputs=tuple(load(i) for i in record["inputs"]),
         superseded=tuple(load(i) for i in record.get("superseded", [])),
+        deleted=tuple(load(i) for i in record.get("deleted", [])),
+        input_prefix=_input_prefix(record),
     )
+
+
+def _input_prefix(record: dict[str, Any]) -> str:
+    """Empty for a job reading its own copies (the default); a plan stored before jobs read copies read the
+    dropped keys themselves."""
+    stored = str(record.get("inputPrefix") or f"{INCOMING_PREFIX}{record['group']}/")
+    return "" if stored == f"{job_folder(record['group'], record['jobName'])}input/" else stored
 
 
 def sequencer_order(sequencer: str) -> int:
@@ -329,6 +360,50 @@ def plan_jobs(files: list[InputFile], model: ModelVersion, settings: TransformSe
                 )
             )
     return plans
+
+
+def split_plan(plan: JobPlan, settings: TransformSettings) -> list[JobPlan]:
+    """A failed job's inputs in two halves, each a job of its own (so that the bad inputs end alone and the
+    good ones are scored), named from the parent and the half: the same failure always splits the same way.
+    The versions the parent superseded stay its own (recorded in its report)."""
+    half = (len(plan.inputs) + 1) // 2
+    parts = [plan.inputs[:half], plan.inputs[half:]]
+    return [
+        replace(
+            plan,
+            job_name=transform_job_name(settings.name_prefix, plan.group, [plan.job_name, "split", str(i)]),
+            instance_count=instance_count(sum(f.size for f in part), len(part), settings),
+            inputs=part,
+            superseded=(),
+            deleted=(),
+            input_prefix=plan.input_folder,  # the parent's copies: the versions it claimed
+        )
+        for i, part in enumerate(parts)
+        if part
+    ]
+
+
+def replan(plan: JobPlan, model: ModelVersion, settings: TransformSettings) -> JobPlan:
+    """The same job on another model package version (its own was rejected before the job started): named
+    from the job and the version, reading the same copies of the same versions."""
+    return replace(
+        plan,
+        job_name=transform_job_name(settings.name_prefix, plan.group, [plan.job_name, "model", model.package_arn]),
+        model=model,
+        model_name=model_name(settings.name_prefix, plan.group, model.version, model.package_arn),
+        superseded=(),
+        deleted=(),
+        input_prefix=plan.input_folder,
+    )
+
+
+def split_bound(files: int, bad: int) -> int:
+    """The most jobs that splitting a failed job of `files` inputs, `bad` of them bad, can create: each level
+    of halving holds at most `bad` failing jobs, each split in two, over ceil(log2 files) levels; and never
+    more than a full binary tree's 2 * files - 2."""
+    if files < 2 or bad < 1:
+        return 0
+    return min(2 * bad * math.ceil(math.log2(files)), 2 * files - 2)
 
 
 def transform_job_request(

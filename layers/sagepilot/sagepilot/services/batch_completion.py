@@ -23,13 +23,13 @@ from typing import Any
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import COMPLETED, FAILED, READY, STARTED, StateTable
+from sagepilot.adapters.state import COMPLETED, FAILED, READY, SPLIT, STARTED, StateTable
 from sagepilot.domain.capacity import capacity_wait_notice
-from sagepilot.domain.failures import is_retryable_failure, job_failure_rejection
+from sagepilot.domain.failures import input_may_cause, is_retryable_failure, job_failure_rejection
 from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import input_report, job_summary, rejection_report
-from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer
+from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer, split_plan
 from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
 from sagepilot.observability import logger
@@ -43,7 +43,8 @@ _IO_THREADS = 16
 @dataclass(frozen=True)
 class CompletionOutcome:
     job_name: str
-    action: str  # "ignored", "duplicate", "reported", "retried", "waiting" (a retry waits for capacity), "rejected"
+    # "ignored", "duplicate", "reported", "retried", "waiting" (a retry waits for capacity), "rejected", "split"
+    action: str
     detail: str = ""
     started: list[str] = field(default_factory=list)  # waiting jobs this completion started (freed instances)
 
@@ -89,6 +90,11 @@ class BatchCompletion:
             return self._start_retry(plan, recorded, str(record.get("lastFailure", "")))
         if recorded != attempt:
             return CompletionOutcome(name, "ignored", f"attempt {attempt} superseded by {record.get('attempt')}")
+        if record["status"] == SPLIT:
+            # Split already; the handler that split it may have died before starting every piece: again.
+            plan = self._launcher.load_plan(str(record["bucket"]), str(record["planKey"]))
+            self._launch_pieces(plan)
+            return CompletionOutcome(name, "duplicate", "already split")
         if record["status"] in (COMPLETED, FAILED):
             if record["status"] == FAILED and not record.get("notified"):
                 self._notify_failure(base, record)
@@ -115,8 +121,12 @@ class BatchCompletion:
             return self._retry(plan, attempt, reason, timings)
         if status == "Completed":
             outcome = self._completed(plan, name, attempt, timings)
+        elif len(plan.inputs) > 1 and input_may_cause(status, reason):
+            outcome = self._split(plan, name, attempt, reason, timings)
         else:
-            outcome = self._failed(plan, name, attempt, status, reason, timings)
+            # A piece of a split job holding one input: the failure is that file's own.
+            isolated = bool(record.get("splitFrom")) and len(plan.inputs) == 1
+            outcome = self._failed(plan, name, attempt, status, reason, timings, isolated=isolated)
         # A slot of the group is free: a job waiting for it (MaxConcurrentJobsPerGroup) starts now; and the
         # job's instances are free: jobs waiting for capacity (any group) start, oldest first.
         started = self._launcher.start_waiting(plan.group)
@@ -190,6 +200,11 @@ class BatchCompletion:
     def _start_retry(self, plan: JobPlan, following: int, reason: str) -> CompletionOutcome:
         """Create the retry recorded as attempt `following` (safe to repeat: its name is deterministic)."""
         new_name = attempt_name(plan.job_name, following)
+        moved = self._launcher.model_withdrawn(plan, following, expected=STARTED)
+        if moved is not None:  # its model was rejected since: the retry runs on the newest Approved one, or not
+            return CompletionOutcome(
+                new_name, "replanned" if moved.moved.startswith("replanned") else "rejected", moved.moved
+            )
         try:
             created = self._launcher.start_attempt(plan, following)
         except CapacityError as exc:
@@ -212,8 +227,68 @@ class BatchCompletion:
         )
         return CompletionOutcome(new_name, "retried", reason)
 
+    def _split(
+        self, plan: JobPlan, name: str, attempt: int, reason: str, timings: dict[str, str | None]
+    ) -> CompletionOutcome:
+        """The job failed for a reason one input can cause: its inputs go to two smaller jobs (named from this
+        one and the half), so that the good ones are scored and each bad one ends alone, rejected with its own
+        reason. The move is recorded first (SPLIT, a conditional write on this attempt), so a handler that dies
+        half-way is finished by the event's redelivery; each piece takes its inputs' claims over from this job
+        with conditional writes, and "already exists" is success throughout."""
+        pieces = split_plan(plan, self._settings.transform)
+        if not self._state.transition(
+            plan.job_name,
+            expected=[STARTED],
+            to=SPLIT,
+            when_attempt=attempt,
+            failureReason=(reason or "Failed")[:1000],
+            splitInto=",".join(p.job_name for p in pieces),
+        ):
+            return CompletionOutcome(name, "duplicate", "split already under way")
+        summary = job_summary(
+            plan, job_name=name, status="Split", attempts=attempt + 1, timings=timings, failure_reason=reason
+        )
+        summary["splitInto"] = [{"transformJobName": p.job_name, "inputs": [f.key for f in p.inputs]} for p in pieces]
+        summary["note"] = (
+            "The job failed for a reason one input can cause; its inputs were split into the jobs named here, "
+            "so that the bad ones end alone (rejected with their own reason) and the others are scored."
+        )
+        self._bucket.put_json(plan.report_key, summary)
+        self._launch_pieces(plan, pieces)
+        logger.warning(
+            "transform job failed for a reason one input can cause; split",
+            extra={"job": name, "inputs": len(plan.inputs), "pieces": [p.job_name for p in pieces], "reason": reason},
+        )
+        return CompletionOutcome(name, "split", reason)
+
+    def _launch_pieces(self, plan: JobPlan, pieces: list[JobPlan] | None = None) -> None:
+        """Record, claim (taking over from `plan`'s job) and start each piece; idempotent."""
+        waiting = []
+        for piece in pieces if pieces is not None else split_plan(plan, self._settings.transform):
+            result = self._launcher.launch(piece, take_from=plan.job_name)
+            if result.refused is not None and not result.already_waiting:
+                waiting.append((result.plan, result.refused))
+        if waiting:
+            refusal = waiting[-1][1]
+            self._notifier.publish(
+                f"sagepilot: {len(waiting)} transform job(s) waiting for capacity",
+                capacity_wait_notice(
+                    [{"job": p.job_name, "group": p.group, "inputs": len(p.inputs)} for p, _ in waiting],
+                    refusal.instance_type,
+                    str(refusal),
+                ),
+            )
+
     def _failed(
-        self, plan: JobPlan, name: str, attempt: int, status: str, reason: str, timings: dict[str, str | None]
+        self,
+        plan: JobPlan,
+        name: str,
+        attempt: int,
+        status: str,
+        reason: str,
+        timings: dict[str, str | None],
+        *,
+        isolated: bool = False,
     ) -> CompletionOutcome:
         outdated = self._outdated(plan)
         summary = job_summary(
@@ -226,7 +301,7 @@ class BatchCompletion:
             outdated=outdated,
         )
         self._bucket.put_json(plan.report_key, summary)
-        rejection = job_failure_rejection(name, status, reason, attempt + 1)
+        rejection = job_failure_rejection(name, status, reason, attempt + 1, isolated=isolated)
         at = self._now()
 
         def write(item: Any) -> None:

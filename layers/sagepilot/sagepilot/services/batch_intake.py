@@ -24,8 +24,14 @@ from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket, key_candidates
 from sagepilot.domain.capacity import capacity_wait_notice
-from sagepilot.domain.failures import quota_rejection, transient_exhausted_rejection
-from sagepilot.domain.layout import Rejection, is_folder_marker, parse_dropped_key, rejected_report_key
+from sagepilot.domain.failures import quota_rejection, transient_exhausted_rejection, unrecordable_rejection
+from sagepilot.domain.layout import (
+    Rejection,
+    is_folder_marker,
+    parse_dropped_key,
+    rejected_report_key,
+    table_key_problem,
+)
 from sagepilot.domain.object_versions import VersionListing
 from sagepilot.domain.reports import rejection_report
 from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, file_id_of, plan_jobs
@@ -236,6 +242,9 @@ class BatchIntake:
         dropped = parse_dropped_key(head.key)
         if isinstance(dropped, Rejection):
             return Refused(self._bucket.name, head.key, head.version_id, dropped)
+        too_long = table_key_problem(dropped, self._bucket.name, head.version_id)
+        if too_long is not None:
+            return Refused(self._bucket.name, head.key, head.version_id, too_long)
         if head.size == 0:
             return Refused(
                 self._bucket.name,
@@ -311,10 +320,12 @@ class BatchIntake:
                 )
         for plan in plan_jobs(usable, model, self._settings.transform):
             try:
-                result = self._launcher.launch(plan)
+                result = self._launcher.launch(plan, fresh=True)  # its model was read just now
             except (*_TRANSIENT, PermanentError) as exc:
                 self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 continue
+            for file_id, why in sorted(result.invalid.items()):  # its own problem: the others go on
+                rejections.append(Refused.of(files[file_id], unrecordable_rejection(why)))
             if result.refused is not None and result.already_waiting:
                 # A redelivered batch whose job still waits: announced and counted by its first delivery.
                 outcome.jobs_existing.append(plan.job_name)

@@ -16,21 +16,52 @@ the periodic sweep) starts the oldest first and stops at the first refusal, unti
 resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
                ones older than the claim timeout (their handler is certainly dead) are
                finalised from their stored candidates and claims, then started.
+
+A job that starts late (it waited for a slot or for capacity, it is a retry, a piece of a split job, or
+a redelivered batch's) first checks that its model package version is still Approved (one
+DescribeModelPackage): if it was rejected meanwhile, the job is planned again on the group's newest
+Approved version (a job named from it and the model, taking its claims over, reading the same copies),
+or, with none left (or none accepting the content type), its files are rejected (NO_APPROVED_MODEL,
+CONTENT_TYPE_NOT_SUPPORTED). The new job is launched before the old record moves (REPLANNED), so a
+handler that dies in between leaves the old job waiting, and the next pass does the same again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from sagepilot.adapters.notify import Notifier
+from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import CAPACITY_KIND, CLAIMING, EMPTY, READY, STARTED, StateTable, waiting_kind
+from sagepilot.adapters.state import (
+    CAPACITY_KIND,
+    CLAIMING,
+    EMPTY,
+    FAILED,
+    READY,
+    REPLANNED,
+    STARTED,
+    StateTable,
+    waiting_kind,
+)
 from sagepilot.domain.capacity import ParkedJob, oldest_wait_seconds, start_order
+from sagepilot.domain.failures import withdrawn_model_rejection
+from sagepilot.domain.layout import rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
-from sagepilot.domain.reports import superseded_only_summary
-from sagepilot.domain.transform_plan import JobPlan, Newer, plan_from_record, settle, transform_job_request
+from sagepilot.domain.reports import job_summary, rejection_report, superseded_only_summary
+from sagepilot.domain.transform_plan import (
+    InputFile,
+    JobPlan,
+    Newer,
+    plan_from_record,
+    replan,
+    settle,
+    transform_job_request,
+)
 from sagepilot.errors import CapacityError
 from sagepilot.observability import logger
 from sagepilot.settings import Settings
@@ -38,6 +69,7 @@ from sagepilot.settings import Settings
 # Parked jobs one call of `start_parked` tries at most (each costs ~5 AWS calls): keeps a completion or a
 # sweep well inside the function's timeout when a raised quota frees room for many; the rest go next time.
 MAX_STARTS_PER_SWEEP = 100
+_IO_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -46,6 +78,7 @@ class Started:
 
     created: bool  # this call created the SageMaker job (False: it existed, or the job waits)
     refused: CapacityError | None = None  # SageMaker had no capacity: the job now waits for it
+    moved: str = ""  # its model is no longer Approved: "replanned as <job>" or "rejected: <code>"
 
 
 @dataclass(frozen=True)
@@ -56,6 +89,8 @@ class LaunchResult:
     refused: CapacityError | None = None  # no capacity: the job waits in the state table (parked)
     # It was already waiting for capacity before this call (a redelivered batch): announced and counted then.
     already_waiting: bool = False
+    # Inputs the state table refused to record (ValidationException: file id -> why); not in the job.
+    invalid: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,13 +112,27 @@ class SweepResult:
 
 
 class JobLauncher:
-    def __init__(self, settings: Settings, bucket: DataBucket, sagemaker: SageMaker, state: StateTable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bucket: DataBucket,
+        sagemaker: SageMaker,
+        state: StateTable,
+        *,
+        registry: ModelRegistry,
+        notifier: Notifier,
+    ) -> None:
         self._settings = settings
         self._bucket = bucket
         self._sagemaker = sagemaker
         self._state = state
+        self._registry = registry
+        self._notifier = notifier
 
-    def launch(self, plan: JobPlan) -> LaunchResult:
+    def launch(self, plan: JobPlan, *, take_from: str = "", fresh: bool = False, why: str = "split") -> LaunchResult:
+        """Record, claim and start the job of `plan` (see the module docstring). `take_from`: the job whose
+        inputs this one takes over (a split, a job planned again), claims moving from it one conditional write
+        each. `fresh`: the plan's model was read from the registry just now (no need to check it again)."""
         record = self._state.create_job(
             plan.job_name,
             {
@@ -92,6 +141,7 @@ class JobLauncher:
                 "planKey": plan.plan_key,
                 "modelPackageVersion": plan.model.version,
                 "candidates": len(plan.all_files),
+                **({f"{why}From": take_from} if take_from else {}),
             },
         )
         if record["status"] == EMPTY:
@@ -103,15 +153,20 @@ class JobLauncher:
             waited = record["status"] == READY and record.get("kind") == CAPACITY_KIND
             return LaunchResult(stored, again.created, frozenset(), again.refused, already_waiting=waited)
         self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
-        owners = self._state.claim(plan.job_name, plan.group, [f.file_id for f in plan.all_files])
+        invalid: dict[str, str] = {}
+        owners = self._state.claim(
+            plan.job_name, plan.group, [f.file_id for f in plan.all_files], take_from=take_from, invalid=invalid
+        )
+        if invalid:
+            logger.error("the state table refused some inputs as invalid", extra={"job": plan.job_name, **invalid})
         lost_to = frozenset(owner for owner in owners.values() if owner != plan.job_name)
         for other in sorted(lost_to):
             self.resume(other)
         owned = self._finalise(plan, owners)
         if not owned.inputs:
-            return LaunchResult(owned, False, lost_to)
-        first = self._start(owned)
-        return LaunchResult(owned, first.created, lost_to, first.refused)
+            return LaunchResult(owned, False, lost_to, invalid=invalid)
+        first = self._start(owned, fresh=fresh)
+        return LaunchResult(owned, first.created, lost_to, first.refused, invalid=invalid)
 
     def jobs_holding(self, file_ids: list[str]) -> dict[str, str]:
         """The job that claimed each of these input versions (those no job claimed are absent)."""
@@ -165,7 +220,7 @@ class JobLauncher:
         claimed = [f for f in plan.inputs if owners.get(f.file_id) == mine and f.ordered]
         lost = self._state.mark_latest(mine, [(f.object_id, f.recency, f.version_id) for f in claimed])
         newer = {f.file_id: Newer(*self._version(lost[f.object_id])) for f in claimed if f.object_id in lost}
-        owned = settle(plan, owners, newer)
+        owned = self._copy_inputs(settle(plan, owners, newer))
         for f in owned.superseded:
             if f.superseded_by is not None:
                 logger.info(
@@ -173,7 +228,7 @@ class JobLauncher:
                     extra={"job": mine, "key": f.key, "versionId": f.version_id, "newer": f.superseded_by.describe()},
                 )
         if not owned.inputs:
-            if owned.superseded:
+            if owned.superseded or owned.deleted:
                 self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
                 self._bucket.put_json(owned.report_key, superseded_only_summary(owned, at=self._at()))
             self._state.transition(mine, expected=[CLAIMING], to=EMPTY, inputs=0, superseded=len(owned.superseded))
@@ -183,6 +238,28 @@ class JobLauncher:
         self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
         self._state.transition(mine, expected=[CLAIMING, READY], to=READY, inputs=len(owned.inputs))
         return owned
+
+    def _copy_inputs(self, plan: JobPlan) -> JobPlan:
+        """Copy each version the job reads into its own input folder (CopyObject with the VersionId, in
+        parallel), so SageMaker reads exactly the versions claimed however late it starts; a version deleted
+        for good since its event is not read, and is listed as such in the job's records."""
+        if not plan.inputs or not plan.copies_inputs:
+            return plan
+
+        def copy(f: InputFile) -> bool:
+            return self._bucket.copy_version(f.key, f.version_id, plan.input_copy_key(f))
+
+        with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(plan.inputs))) as pool:
+            copied = list(pool.map(copy, plan.inputs))
+        gone = tuple(f for f, ok in zip(plan.inputs, copied, strict=True) if not ok)
+        if not gone:
+            return plan
+        logger.warning(
+            "claimed versions deleted before their job was planned",
+            extra={"job": plan.job_name, "deleted": [f.file_id for f in gone]},
+        )
+        kept = tuple(f for f, ok in zip(plan.inputs, copied, strict=True) if ok)
+        return replace(plan, inputs=kept, deleted=plan.deleted + gone)
 
     def _at(self) -> str:
         return datetime.fromtimestamp(self._state.now(), UTC).isoformat(timespec="seconds")
@@ -294,7 +371,11 @@ class JobLauncher:
             )
         return parked
 
-    def _start(self, plan: JobPlan, *, attempt: int = 0, check_slot: bool = True) -> Started:
+    def _start(self, plan: JobPlan, *, attempt: int = 0, check_slot: bool = True, fresh: bool = False) -> Started:
+        if not fresh:
+            moved = self.model_withdrawn(plan, attempt)
+            if moved is not None:
+                return moved
         if check_slot and self._no_slot(plan):
             return Started(False)
         self._sagemaker.ensure_model(plan.model_name, plan.model.package_arn, self._settings.sagemaker_role_arn)
@@ -312,6 +393,98 @@ class JobLauncher:
             extra={"job": attempt_name(plan.job_name, attempt), "inputs": len(plan.inputs), "group": plan.group},
         )
         return Started(created)
+
+    def model_withdrawn(self, plan: JobPlan, attempt: int, *, expected: str = READY) -> Started | None:
+        """None while the plan's model package version is still Approved. Otherwise the job is planned again
+        on the group's newest Approved version, or its files are rejected, and what was done is returned."""
+        if self._registry.approval_status(plan.model.package_arn) == "Approved":
+            return None
+        try:
+            newest = self._registry.latest_approved(plan.group)
+        except GroupNotFound:
+            newest = None
+        if newest is not None and newest.accepts(plan.content_type):
+            again = replan(plan, newest, self._settings.transform)
+            logger.warning(
+                "the job's model is no longer approved; planned again on the newest approved version",
+                extra={"job": plan.job_name, "was": plan.model.version, "now": newest.version, "as": again.job_name},
+            )
+            # The new job first: a handler that dies before the old record moves leaves it waiting, to do this
+            # again; claims move to the new job, so the old one can never read them.
+            result = self.launch(again, take_from=plan.job_name, fresh=True, why="replanned")
+            if self._state.transition(
+                plan.job_name,
+                expected=[expected],
+                to=REPLANNED,
+                when_attempt=attempt,
+                replannedAs=again.job_name,
+                remove=("kind", "waitingSince"),
+            ):
+                summary = job_summary(plan, job_name=plan.job_name, status="Replanned", attempts=attempt, timings={})
+                summary["replannedAs"] = {"transformJobName": again.job_name, "modelPackageVersion": newest.version}
+                self._bucket.put_json(plan.report_key, summary)
+            return Started(result.started, result.refused, moved=f"replanned as {again.job_name}")
+        rejection = withdrawn_model_rejection(plan, newest)
+        inputs = self._newest_only(plan)
+        at = self._at()
+        for f in inputs:
+            self._bucket.put_json(
+                rejected_report_key(f.key),
+                rejection_report(
+                    bucket=f.bucket,
+                    key=f.key,
+                    version_id=f.version_id,
+                    rejection=rejection,
+                    at=at,
+                    job_name=plan.job_name,
+                ),
+            )
+        if self._state.transition(
+            plan.job_name,
+            expected=[expected],
+            to=FAILED,
+            when_attempt=attempt,
+            failureReason=rejection.reason[:1000],
+            notified=True,
+            remove=("kind", "waitingSince"),
+        ):
+            summary = job_summary(
+                plan,
+                job_name=plan.job_name,
+                status="NotStarted",
+                attempts=attempt,
+                timings={},
+                failure_reason=rejection.reason,
+            )
+            self._bucket.put_json(plan.report_key, summary)
+            self._notifier.publish(
+                f"sagepilot: {len(inputs)} file(s) rejected",
+                {
+                    "rejected": [
+                        {
+                            "key": f.key,
+                            "versionId": f.version_id,
+                            "code": rejection.code,
+                            "reason": rejection.reason,
+                            "report": f"s3://{f.bucket}/{rejected_report_key(f.key)}",
+                        }
+                        for f in inputs[:50]
+                    ],
+                    "countsByCode": {rejection.code: len(inputs)},
+                    "transformJobName": plan.job_name,
+                },
+            )
+        logger.warning("the job's model is no longer approved; its files are rejected", extra={"job": plan.job_name})
+        return Started(False, moved=f"rejected: {rejection.code}")
+
+    def _newest_only(self, plan: JobPlan) -> list[InputFile]:
+        """The plan's inputs that are still the newest version any job took of their key (the rejection of an
+        older one must not stand beside a newer version's outcome)."""
+        ordered = [f for f in plan.inputs if f.ordered]
+        latest = self._state.latest([f.object_id for f in ordered]) if ordered else {}
+        return [
+            f for f in plan.inputs if not (f.object_id in latest and str(latest[f.object_id]["recency"]) > f.recency)
+        ]
 
     def _request(self, plan: JobPlan, name: str, instance_type: str | None) -> dict[str, Any]:
         return transform_job_request(
