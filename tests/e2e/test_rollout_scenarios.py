@@ -25,11 +25,14 @@ SAGEPILOT_CLI = str(Path(sys.executable).with_name("sagepilot"))
 
 
 def register(sandbox: Sandbox, version_note: str, group: str = GROUP) -> str:
+    # Under models/ of the data bucket, where the stack's SageMaker role may read (an artifact elsewhere fails
+    # the endpoint, as in AWS); these scenarios never invoke, so the artifact itself need not exist.
+    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
     spec = {
         "Containers": [
             {
                 "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud:1",
-                "ModelDataUrl": f"s3://models/fraud/{version_note}/model.tar.gz",
+                "ModelDataUrl": f"s3://{bucket}/models/fraud/{version_note}/model.tar.gz",
             }
         ],
         "SupportedContentTypes": ["text/csv"],

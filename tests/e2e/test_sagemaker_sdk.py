@@ -145,7 +145,9 @@ def test_a_transformer_runs_on_a_prefix(sdk: SDK, model_data: str, archive: Path
         image=IMAGE,
         model_data=model_data,
         data=sdk.uri("jobs/sdk-batch/in/"),
-        output=sdk.uri("predictions/sdk-batch"),
+        # The stack's role writes only job outputs (jobs/<folder>/<prefix>-<job>/output/): predictions/ is the
+        # control plane's, which copies them there itself.
+        output=sdk.uri("jobs/sdk-batch/sagepilot-sdk-batch/output"),
     )
     assert (answer["status"], answer["failure"]) == ("Completed", "")
     outputs = {uri.rsplit("/", 1)[1]: [int(x) for x in text.split()] for uri, text in answer["outputs"].items()}
