@@ -8,6 +8,7 @@ event cannot mislead them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,6 +20,7 @@ from sagepilot.errors import TransientError
 
 NAMESPACE = "AWS/SageMaker"
 _LOW_TRAFFIC_PERIOD = 300
+_INVOCATIONS_PERIOD = 60  # SageMaker's endpoint metrics are per minute
 _MAX_EVALUATION_SECONDS = 86_400  # CloudWatch: EvaluationPeriods x Period at most one day
 
 
@@ -97,6 +99,25 @@ class VariantAlarms:
     def firing(self, endpoint: str, variant: str) -> tuple[str, ...]:
         """Names of the variant's 5xx / latency alarms that are in ALARM now."""
         return tuple(sorted(n for n, v in self.states(rollout_alarm_names(endpoint, variant)).items() if v == "ALARM"))
+
+    def invocations(self, endpoint: str, variant: str, start: float, end: float) -> int:
+        """The variant's `Invocations` (Sum) from `start` to `end` (epoch seconds), as SageMaker publishes
+        them: per minute, so the count is of the whole minutes CloudWatch has for the window."""
+        if end - start < 1:
+            return 0
+        try:
+            found = self._cw.get_metric_statistics(
+                Namespace=NAMESPACE,
+                MetricName="Invocations",
+                Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
+                StartTime=datetime.fromtimestamp(start, UTC),
+                EndTime=datetime.fromtimestamp(end, UTC),
+                Period=_INVOCATIONS_PERIOD,
+                Statistics=["Sum"],
+            )
+        except ClientError as exc:
+            raise TransientError(f"reading the invocations of {endpoint}/{variant}: {exc}") from exc
+        return int(sum(float(point.get("Sum", 0.0)) for point in found.get("Datapoints", [])))
 
     def states(self, names: tuple[str, ...]) -> dict[str, str]:
         """The current state value of each named alarm that exists."""

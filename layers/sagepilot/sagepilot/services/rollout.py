@@ -43,7 +43,6 @@ from sagepilot.observability import logger
 from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
-_TAGS_CACHE_SECONDS = 60.0
 _NOT_MANAGED = "no rollout record for this endpoint: not managed by this stack"
 
 
@@ -91,7 +90,9 @@ class Rollouts:
         self._notifier = notifier
         self._clock = clock
         self._metrics: Recorder = metrics or NoRecorder()
-        self._tags: dict[str, tuple[float, dict[str, str]]] = {}
+        # Group tags as read for the trigger being handled: every trigger reads them afresh (a person's
+        # change to a group's settings takes effect for the next decision), at most once per group.
+        self._tags: dict[str, dict[str, str]] = {}
 
     # Triggers ---------------------------------------------------------------------------------------
     def handle(self, trigger: RolloutTrigger) -> list[Outcome]:
@@ -106,6 +107,7 @@ class Rollouts:
 
     def on_package_change(self, group: str) -> Outcome:
         """An approval or rejection in the registry: reconcile the group's endpoint."""
+        self._tags.clear()
         try:
             deployment = self.deployment(group)
         except InvalidGroupSettings as exc:
@@ -120,16 +122,19 @@ class Rollouts:
 
     def on_endpoint_signal(self, endpoint: str) -> Outcome:
         """An endpoint state change, a rollout alarm or an operator command for a managed endpoint."""
+        self._tags.clear()
         return self.reconcile(endpoint, None)
 
     def on_alarm(self, endpoint: str, alarm: str) -> Outcome:
         """An alarm of a managed endpoint changed state: the rollout's reconcile (a canary alarm rolls
         back), then the alarm's own meaning (an incident, its recovery, or a scale-in)."""
+        self._tags.clear()
         return self.reconcile(endpoint, None, alarm=alarm)
 
     def on_schedule(self) -> list[Outcome]:
         """Periodic repair: every endpoint in a rollout, and each stable one now and then (a lost event
         must not leave an approval undeployed for long)."""
+        self._tags.clear()
         now = self._clock()
         outcomes = []
         overdue = 0.0
@@ -214,9 +219,24 @@ class Rollouts:
         view = self._endpoints.describe(endpoint)
         target = self._registry.newest_approved(group)
         firing: tuple[str, ...] = ()
+        invocations: int | None = None
         if state and state.candidate and state.phase is Phase.CANARY:
             firing = self._alarms.firing(endpoint, state.candidate.variant)
-        decision = plan.decide(state, view, target, firing, deployment.rollout, now, endpoint=endpoint, group=group)
+            if deployment.rollout.min_invocations > 0 and now >= state.step_started_at + deployment.rollout.bake_seconds:
+                # The evidence of the step (read only once it has baked: before, it decides nothing).
+                invocations = self._alarms.invocations(endpoint, state.candidate.variant, state.step_started_at, now)
+        decision = plan.decide(
+            state,
+            view,
+            target,
+            firing,
+            deployment.rollout,
+            now,
+            endpoint=endpoint,
+            group=group,
+            deploy=deployment.enabled,
+            invocations=invocations,
+        )
         outcome = Outcome(
             endpoint,
             "acted" if decision.actions else "waiting",
@@ -429,13 +449,11 @@ class Rollouts:
 
     # Settings ---------------------------------------------------------------------------------------
     def deployment(self, group: str) -> Deployment:
-        """The group's deployment settings: stack defaults plus the group's tags (cached briefly)."""
-        now = self._clock()
-        cached = self._tags.get(group)
-        if cached is None or now - cached[0] > _TAGS_CACHE_SECONDS:
-            cached = (now, self._registry.group_tags(group))
-            self._tags[group] = cached
-        return resolve(self._settings.defaults, self._settings.name_prefix, group, cached[1])
+        """The group's deployment settings: stack defaults plus the group's tags, read once per trigger."""
+        tags = self._tags.get(group)
+        if tags is None:
+            tags = self._tags[group] = self._registry.group_tags(group)
+        return resolve(self._settings.defaults, self._settings.name_prefix, group, tags)
 
     # Applying a decision ----------------------------------------------------------------------------
     def _apply(
@@ -461,6 +479,16 @@ class Rollouts:
                     self._alarms.delete(endpoint, variant)
                 case plan.RejectInRegistry(release=release, description=description):
                     self._registry.reject(release.package_arn, description)
+                case plan.WithdrawApprovals(newer_than=newer_than, older_than=older_than, description=description):
+                    assert move.state
+                    withdrawn = self._registry.withdraw_approvals(move.state.group, newer_than, older_than, description)
+                    if withdrawn:
+                        names = ", ".join(f"v{v}" for v in withdrawn)
+                        what = (
+                            f"{names} (superseded by v{older_than}, which was rolled back) set back to "
+                            "PendingManualApproval: approve again to roll out"
+                        )
+                        move.state = move.state.evolve(self._clock(), what)
                 case plan.DeleteEndpoint():
                     self._endpoints.delete(endpoint)
                 case plan.CleanUp():
