@@ -7,14 +7,23 @@ lets time pass on the fake clock while clients call the endpoint (`rollout.rate`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from sagepilot import cli
+from sagepilot_sandbox.provision import Stack
 
-from .conftest import Notifications
-from .test_rollout import BAKE, ENDPOINT, GROUP, Rollout, deploy_v1, rollout  # noqa: F401 (the fixture)
+from .conftest import FakeClock, Notifications
+from .test_rollout import BAKE, ENDPOINT, GROUP, Rollout, deploy_v1, make_rollout
 
 MAX_BAKE = 3600  # the template's MaxBakeSeconds default
+
+
+@pytest.fixture
+def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
+    return make_rollout(stack, clients, clock)
 
 
 def tag_group(rollout: Rollout, **tags: str) -> None:
@@ -191,7 +200,9 @@ def test_deploy_false_during_a_canary_rolls_it_back_without_rejecting_it(
 
 
 def test_deploy_false_creates_no_endpoint_on_any_path(rollout: Rollout) -> None:
-    rollout.sm.create_model_package_group(ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:deploy", "Value": "false"}])
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:deploy", "Value": "false"}]
+    )
     rollout.register()
     rollout.pump()
     # A registry trigger that recorded its group with the lease and died is what the schedule repairs.

@@ -101,7 +101,10 @@ class ModelRegistry:
         withdrawn: list[int] = []
         try:
             pages = self._sm.get_paginator("list_model_packages").paginate(
-                ModelPackageGroupName=group, ModelApprovalStatus="Approved", SortBy="CreationTime", SortOrder="Descending"
+                ModelPackageGroupName=group,
+                ModelApprovalStatus="Approved",
+                SortBy="CreationTime",
+                SortOrder="Descending",
             )
             for page in pages:
                 for summary in page.get("ModelPackageSummaryList", []):

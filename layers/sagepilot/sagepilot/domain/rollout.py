@@ -40,7 +40,6 @@ Policy for order and concurrency (documented in the README):
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -369,10 +368,12 @@ def decide(
         return _wait(state, f"endpoint status {view.status!r} is not one this control plane acts on")
     if not deploy and state.phase is Phase.STABLE:
         return _withheld(state, view, target, firing, policy, now)
+    if state.phase is Phase.CANARY:
+        return _canary(state, view, target, firing, policy, now, invocations)
     handler = {
         Phase.CREATING: _creating,
         Phase.STABLE: _stable,
-        Phase.CANARY: functools.partial(_canary, invocations=invocations),
+        Phase.CANARY: _canary,
         Phase.PROMOTING: _promoting,
         Phase.ROLLING_BACK: _rolling_back,
         Phase.NATIVE: _native,
@@ -717,9 +718,7 @@ def _has_evidence(policy: RolloutPolicy, invocations: int | None) -> bool:
     return policy.min_invocations <= 0 or (invocations or 0) >= policy.min_invocations
 
 
-def _short_of_evidence(
-    state: RolloutState, policy: RolloutPolicy, invocations: int | None, now: float
-) -> Decision:
+def _short_of_evidence(state: RolloutState, policy: RolloutPolicy, invocations: int | None, now: float) -> Decision:
     """Baked, no alarm, but too few invocations to tell: wait for them; past the longest bake, hold the
     step and say so once (NO TRAFFIC). Silence never promotes."""
     candidate = state.candidate

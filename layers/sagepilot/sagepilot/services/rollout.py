@@ -222,7 +222,10 @@ class Rollouts:
         invocations: int | None = None
         if state and state.candidate and state.phase is Phase.CANARY:
             firing = self._alarms.firing(endpoint, state.candidate.variant)
-            if deployment.rollout.min_invocations > 0 and now >= state.step_started_at + deployment.rollout.bake_seconds:
+            if (
+                deployment.rollout.min_invocations > 0
+                and now >= state.step_started_at + deployment.rollout.bake_seconds
+            ):
                 # The evidence of the step (read only once it has baked: before, it decides nothing).
                 invocations = self._alarms.invocations(endpoint, state.candidate.variant, state.step_started_at, now)
         decision = plan.decide(
