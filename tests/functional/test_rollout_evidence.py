@@ -8,11 +8,13 @@ lets time pass on the fake clock while clients call the endpoint (`rollout.rate`
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from sagepilot import cli
+from sagepilot_sandbox import alarms
 from sagepilot_sandbox.provision import Stack
 
 from .conftest import FakeClock, Notifications
@@ -262,3 +264,38 @@ def test_an_alarm_rollback_withdraws_the_superseded_versions_too(rollout: Rollou
     rollout.tick(1000)
     assert rollout.shares() == {"v1": 1.0}
     assert status(rollout, v2) == "PendingManualApproval"
+
+
+# ------------------------------------------------------------------------------- 9. a new endpoint is not idle
+def _evaluate_idle_alarm(rollout: Rollout) -> str:
+    """CloudWatch's evaluation of v1's low-traffic alarm at the fake clock's time (missing data breaching)."""
+    name = f"{ENDPOINT}-v1-low-traffic"
+    return alarms.evaluate_alarm(name, now=datetime.fromtimestamp(rollout.clock(), UTC))
+
+
+def test_a_new_endpoint_is_not_scaled_in_before_it_could_have_served(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:instance-count", "Value": "10"}]
+    )
+    deploy_v1(rollout)
+    [variant] = rollout.endpoint()["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 10
+    notifications.drain()
+    # Its first evaluation looks back IdleMinutes (60) at minutes when v1 did not exist: ALARM at once.
+    assert _evaluate_idle_alarm(rollout) == "ALARM"
+    rollout.pump()
+    [variant] = rollout.endpoint()["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 10  # not idle: it has not served for IdleMinutes yet
+    assert subjects(notifications) == []
+    name = f"{ENDPOINT}-v1-low-traffic"
+    alarm = rollout.clients("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "INSUFFICIENT_DATA"  # to be judged again by CloudWatch
+    # An hour in service with no invocation at all: that is idle.
+    rollout.clock.advance(3600)
+    assert _evaluate_idle_alarm(rollout) == "ALARM"
+    rollout.pump()
+    [variant] = rollout.endpoint()["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 1
+    assert subjects(notifications) == [f"SCALED IN: {ENDPOINT} v1"]

@@ -8,6 +8,7 @@ event cannot mislead them.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,6 +127,29 @@ class VariantAlarms:
         except ClientError as exc:
             raise TransientError(f"reading alarms {names}: {exc}") from exc
         return {a["AlarmName"]: a["StateValue"] for a in found.get("MetricAlarms", [])}
+
+    def evaluated_from(self, name: str) -> float | None:
+        """Where the range of the alarm's last evaluation started (epoch seconds), from the `startDate` CloudWatch
+        records in its StateReasonData; None when it records none (a state set by hand, an initial state)."""
+        try:
+            found = self._cw.describe_alarms(AlarmNames=[name]).get("MetricAlarms", [])
+        except ClientError as exc:
+            raise TransientError(f"reading alarm {name}: {exc}") from exc
+        if not found:
+            return None
+        try:
+            start = json.loads(found[0].get("StateReasonData") or "{}").get("startDate")
+            return datetime.strptime(start, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() if start else None
+        except (ValueError, TypeError, AttributeError):
+            return None  # not CloudWatch's evaluation record: nothing to learn from it
+
+    def reset(self, name: str, reason: str) -> None:
+        """SetAlarmState to INSUFFICIENT_DATA: CloudWatch evaluates the alarm again at its next period and, if
+        it still breaches, sends a fresh ALARM (with its new evaluated range)."""
+        try:
+            self._cw.set_alarm_state(AlarmName=name, StateValue="INSUFFICIENT_DATA", StateReason=reason[:1023])
+        except ClientError as exc:
+            raise TransientError(f"resetting alarm {name}: {exc}") from exc
 
     def delete(self, endpoint: str, variant: str) -> None:
         try:

@@ -398,8 +398,16 @@ class Rollouts:
             view = self._endpoints.describe(state.endpoint)
         on_endpoint = view is not None and ref.variant in view.names
         minimum = self._autoscaling.minimum(state.endpoint, ref.variant) if on_endpoint else None
+        idle = ref.kind is AlarmKind.LOW_TRAFFIC and alarm_state == "ALARM"
         judgement = health.judge(
-            ref, alarm_state, state, view, minimum, deployment.autoscaling.min_capacity, ref.name in state.incidents
+            ref,
+            alarm_state,
+            state,
+            view,
+            minimum,
+            deployment.autoscaling.min_capacity,
+            ref.name in state.incidents,
+            evaluated_from=self._alarms.evaluated_from(ref.name) if idle else None,
         )
         detail: dict[str, object] = {
             "endpoint": state.endpoint,
@@ -421,6 +429,10 @@ class Rollouts:
             self._notifier.publish(f"RECOVERED: {state.endpoint} {ref.variant}", detail)
             still_open = tuple(i for i in state.incidents if i != ref.name)
             return state.evolve(now, judgement.summary, incidents=still_open), judgement.summary
+        if judgement.verdict is health.Verdict.NOT_YET:
+            # Judged again by CloudWatch at its next period, on a range within the variant's service.
+            self._alarms.reset(ref.name, f"sagepilot: {judgement.summary}")
+            return state, judgement.summary
         if judgement.verdict is health.Verdict.SCALE_IN and judgement.scale_to is not None:
             try:
                 self._endpoints.set_capacity(state.endpoint, ref.variant, judgement.scale_to)
