@@ -116,8 +116,9 @@ class Rollouts:
             return Outcome(endpoint="", result="invalid", note=str(exc))
         except GroupNotFound:
             return Outcome(endpoint="", result="ignored", note=f"model package group {group} does not exist")
-        if not deployment.enabled:
+        if not deployment.enabled and self._store.group_of(deployment.endpoint) is None:
             return Outcome(deployment.endpoint, "ignored", note="the group's sagepilot:deploy tag is false")
+        # deploy=false on a managed endpoint: the decision itself holds (and says so in the history).
         return self.reconcile(deployment.endpoint, group)
 
     def on_endpoint_signal(self, endpoint: str) -> Outcome:
