@@ -103,7 +103,8 @@ class VariantAlarms:
 
     def invocations(self, endpoint: str, variant: str, start: float, end: float) -> int:
         """The variant's `Invocations` (Sum) from `start` to `end` (epoch seconds), as SageMaker publishes
-        them: per minute, so the count is of the whole minutes CloudWatch has for the window."""
+        them: per minute, so the count is of the minutes CloudWatch has for the window, the one `end` falls in
+        included (the query ends a period later: nothing is timestamped in the future)."""
         if end - start < 1:
             return 0
         try:
@@ -112,7 +113,7 @@ class VariantAlarms:
                 MetricName="Invocations",
                 Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
                 StartTime=datetime.fromtimestamp(start, UTC),
-                EndTime=datetime.fromtimestamp(end, UTC),
+                EndTime=datetime.fromtimestamp(end + _INVOCATIONS_PERIOD, UTC),
                 Period=_INVOCATIONS_PERIOD,
                 Statistics=["Sum"],
             )
