@@ -7,7 +7,8 @@ share must be within 4 binomial standard deviations of its weight, and every ans
 serving variant's own prediction), then let go with `sagepilot resume`. A deliberately broken v3 (half
 of its records fail) is approved: its 5xx alarm goes to ALARM on the errors it really served and rolls
 it back, no set-alarm-state involved. A v4 is approved then Rejected during its canary (all traffic
-back at once). Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
+back at once). A second group naming the endpoint is refused (one endpoint, one owner).
+Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
 invocations and scales it in to its autoscaling minimum. Still nobody calls when v5 is approved: its canary
 has no evidence, so it is held at 10% and reported once (NO TRAFFIC), never promoted on silence, until the
 operator rolls it back. Every change of the endpoint's weights is
@@ -19,6 +20,7 @@ scenario, from the metrics the functions' EMF lines and the endpoint's invocatio
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,10 +88,10 @@ class WeightWatcher(threading.Thread):
         return out
 
 
-def _register(sm: Any, model_data_url: str) -> str:
+def _register(sm: Any, model_data_url: str, group: str = GROUP) -> str:
     return str(
         sm.create_model_package(
-            ModelPackageGroupName=GROUP,
+            ModelPackageGroupName=group,
             ModelApprovalStatus="PendingManualApproval",
             InferenceSpecification={
                 "Containers": [{"Image": IMAGE, "ModelDataUrl": model_data_url}],
@@ -275,6 +277,39 @@ def run_rollout_scenario(
     n.mark("v4 rejected and removed")
 
     step += 1
+    other = "churn-shadow"
+    n.say(f"{step}. a second group, {other}, names {ENDPOINT} (its sagepilot:endpoint-name tag) and approves a version")
+    config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    inbox = _inbox(sandbox)
+    n.say(f"   aws sagemaker create-model-package-group --model-package-group-name {other} --tags "
+          f"Key=sagepilot:endpoint-name,Value={ENDPOINT}")  # fmt: skip
+    sm.create_model_package_group(
+        ModelPackageGroupName=other, Tags=[{"Key": "sagepilot:endpoint-name", "Value": ENDPOINT}]
+    )
+    shadow = _register(sm, v1_url, group=other)
+    approve(shadow)
+    subject = f"INVALID SETTINGS: model package group {other}"
+    notice = sandbox.wait_for(lambda: inbox(subject), timeout=60)
+    n.say(f"   notified: {subject}: {notice.get('what', '')}")
+    refusal = f"refused group {other} (v1 approved): it names {ENDPOINT}, which belongs to group {GROUP}"
+    if any(refusal in line for line in _history(sandbox.client("dynamodb"), table, ENDPOINT)):
+        n.say(f"   {ENDPOINT}'s history: {refusal}")
+    untouched = (
+        notice.get("owner") == GROUP
+        and sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == config
+        and watcher.current() == ("InService", (("v2", 1.0),))
+        and state_of(ENDPOINT) == ("STABLE", 2, None)
+        and [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == [ENDPOINT]
+    )
+    n.check(
+        f"a second group naming {ENDPOINT}, which {GROUP} owns, is refused: nothing deployed, v2 untouched", untouched
+    )
+    n.result(
+        "second group naming an owned endpoint", f"{other} refused (INVALID SETTINGS), {ENDPOINT} untouched", untouched
+    )
+    n.mark(f"{other} refused")
+
+    step += 1
     idle = f"{ENDPOINT}-v2-low-traffic"
     n.say(f"{step}. v2 runs 3 instances (as target tracking left it after the bursts); then traffic stops")
     sm.update_endpoint_weights_and_capacities(
@@ -433,6 +468,27 @@ def _instances(sm: Any, variant: str) -> int | None:
     return next(
         (v.get("CurrentInstanceCount") for v in found["ProductionVariants"] if v["VariantName"] == variant), None
     )
+
+
+def _inbox(sandbox: Any) -> Callable[[str], dict[str, Any] | None]:
+    """A queue subscribed to the stack's notification topic, as a person's mailbox; the returned function
+    answers the detail of the first notification with that subject received so far (None if none yet)."""
+    sqs = sandbox.client("sqs")
+    url = sqs.create_queue(QueueName="demo-notification-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sandbox.client("sns").subscribe(
+        TopicArn=sandbox.stack.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=arn
+    )
+    seen: dict[str, dict[str, Any]] = {}
+
+    def find(subject: str) -> dict[str, Any] | None:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            envelope = json.loads(message["Body"])
+            seen.setdefault(str(envelope.get("Subject")), json.loads(envelope["Message"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return seen.get(subject)
+
+    return find
 
 
 def _state_reader(ddb: Any, table: str) -> Callable[[str], tuple[str, int | None, int | None] | None]:

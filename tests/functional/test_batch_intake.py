@@ -606,16 +606,16 @@ def test_instance_count_follows_the_data_size(data, registry, intake_queue, inta
 
 
 @pytest.mark.parametrize("stack_overrides", [{
-    "NamePrefix": "acme-ml", "TransformInstanceType": "ml.c5.2xlarge", "MaxPayloadMB": "20",
+    "NamePrefix": "acmeml", "TransformInstanceType": "ml.c5.2xlarge", "MaxPayloadMB": "20",
     "MaxConcurrentTransforms": "5",
 }])
 def test_the_stack_parameters_reach_the_jobs(stack, data, registry, intake_queue, intake, jobs, sagemaker):
     registry.register("churn")
     data.drop("incoming/churn/a.csv")
     (name,) = handle(intake, intake_queue.receive()).jobs_started
-    assert name.startswith("acme-ml-churn-")
+    assert name.startswith("acmeml-churn-")
     d = jobs.get(name).description
-    assert d["ModelName"].startswith("acme-ml-churn-v1-")
+    assert d["ModelName"].startswith("acmeml-churn-v1-")
     assert d["TransformResources"]["InstanceType"] == "ml.c5.2xlarge"
     assert (d["MaxPayloadInMB"], d["MaxConcurrentTransforms"]) == (20, 5)
 

@@ -23,7 +23,9 @@ from sagepilot.domain.training import Recipe
 from sagepilot.domain.transform_plan import MAX_PAYLOAD_LIMIT_MB, TransformSettings
 from sagepilot.errors import ConfigurationError
 
-_PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+# Lowercase (SageMaker ARNs are) and no hyphen: "<prefix>-" of one stack is then never the start of another
+# stack's names (template.yaml's NamePrefix says the same).
+_PREFIX = re.compile(r"^[a-z0-9]+$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 
@@ -115,7 +117,8 @@ def _prefix(env: Mapping[str, str]) -> str:
     prefix = _required(env, "NAME_PREFIX")
     if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.match(prefix):
         raise ConfigurationError(
-            f"NAME_PREFIX must be 1-{MAX_PREFIX_LENGTH} letters, digits or hyphens, got {prefix!r}"
+            f"NAME_PREFIX must be 1-{MAX_PREFIX_LENGTH} lowercase letters or digits, no hyphen (so that no "
+            f"other stack's prefix can start with '{prefix}-'), got {prefix!r}"
         )
     return prefix
 
