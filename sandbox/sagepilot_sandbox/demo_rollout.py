@@ -7,9 +7,10 @@ share must be within 4 binomial standard deviations of its weight, and every ans
 serving variant's own prediction), then let go with `sagepilot resume`. A deliberately broken v3 (half
 of its records fail) is approved: its 5xx alarm goes to ALARM on the errors it really served and rolls
 it back, no set-alarm-state involved. A v4 is approved then Rejected during its canary (all traffic
-back at once). A second group naming the endpoint is refused (one endpoint, one owner).
+back at once). A second group naming the endpoint is refused (one endpoint, one owner). A v5 whose model
+cannot load fails SageMaker's health check: reported FAILED, Rejected, v2 untouched (`demo_failures`).
 Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
-invocations and scales it in to its autoscaling minimum. Still nobody calls when v5 is approved: its canary
+invocations and scales it in to its autoscaling minimum. Still nobody calls when v6 is approved: its canary
 has no evidence, so it is held at 10% and reported once (NO TRAFFIC), never promoted on silence, until the
 operator rolls it back. Every change of the endpoint's weights is
 printed as it happens. Last, what an operator sees (`operator_view`): `sagepilot alarms` shows the idle
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sagepilot_model_server.examples import build_example_model
+from sagepilot_sandbox.demo_failures import failed_health_check_step
 from sagepilot_sandbox.demo_traffic import Outcome, Traffic, predictions_match, split_within_bound
 
 GROUP = "churn"
@@ -310,6 +312,12 @@ def run_rollout_scenario(
     n.mark(f"{other} refused")
 
     step += 1
+    failed_health_check_step(
+        sandbox, n, step=step, endpoint=ENDPOINT, live="v2", register=lambda url: _register(sm, url),
+        upload=_upload_example, approve=approve, traffic=traffic,
+    )  # fmt: skip
+
+    step += 1
     idle = f"{ENDPOINT}-v2-low-traffic"
     n.say(f"{step}. v2 runs 3 instances (as target tracking left it after the bursts); then traffic stops")
     sm.update_endpoint_weights_and_capacities(
@@ -331,11 +339,11 @@ def run_rollout_scenario(
     n.mark("v2 scaled in 3 -> 1")
 
     step += 1
-    n.say(f"{step}. v5 is approved while nobody calls the endpoint: its canary gets no traffic, so no evidence")
-    v5 = _register(sm, _upload_example(s3, bucket, "models/churn/v5/model.tar.gz", seed=5, version="v5"))
-    approve(v5)
-    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 5), timeout=60)
-    sandbox.wait_for(lambda: watcher.share("v5") == 0.1, timeout=30)
+    n.say(f"{step}. v6 is approved while nobody calls the endpoint: its canary gets no traffic, so no evidence")
+    v6 = _register(sm, _upload_example(s3, bucket, "models/churn/v6/model.tar.gz", seed=6, version="v6"))
+    approve(v6)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 6), timeout=60)
+    sandbox.wait_for(lambda: watcher.share("v6") == 0.1, timeout=30)
     ddb = sandbox.client("dynamodb")
 
     def reported() -> list[str]:
@@ -346,15 +354,15 @@ def run_rollout_scenario(
     n.say(f"   after {time.monotonic() - started:.0f} s: {reported()[0].split('  ', 1)[-1]}")
     time.sleep(3 * HELD_BAKE_SECONDS)  # bake after bake: it stays where it is
     held_ok = (
-        watcher.current() == ("InService", (("v2", 0.9), ("v5", 0.1)))
-        and state_of(ENDPOINT) == ("CANARY", 2, 5)
+        watcher.current() == ("InService", (("v2", 0.9), ("v6", 0.1)))
+        and state_of(ENDPOINT) == ("CANARY", 2, 6)
         and len(reported()) == 1
     )
     n.check(
-        "v5's canary got no traffic: held at 10% and reported once (NO TRAFFIC), never promoted on silence", held_ok
+        "v6's canary got no traffic: held at 10% and reported once (NO TRAFFIC), never promoted on silence", held_ok
     )
-    n.result("v5 without traffic", "held at 10%, NO TRAFFIC announced once, not promoted", held_ok)
-    n.mark("v5 held: NO TRAFFIC")
+    n.result("v6 without traffic", "held at 10%, NO TRAFFIC announced once, not promoted", held_ok)
+    n.mark("v6 held: NO TRAFFIC")
     n.say(f"   $ sagepilot rollback {ENDPOINT}: {operator(sandbox, 'rollback', ENDPOINT)}")
     sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
     watcher.stop()

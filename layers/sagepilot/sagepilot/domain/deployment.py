@@ -31,6 +31,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
 from sagepilot.domain.rollout import RolloutPolicy, Strategy
@@ -73,6 +74,33 @@ class Deployment:
     autoscaling: Autoscaling
     alarms: AlarmThresholds
     fallback_instance_type: str | None = None  # tried when SageMaker answers ResourceLimitExceeded
+    # The operator's ceilings (stack parameters), which no tag can exceed: instance types or families
+    # (`ml.m5.*`; empty: any) and most instances of a variant (initial count and autoscaling maximum).
+    allowed_instance_types: tuple[str, ...] = ()
+    instance_count_ceiling: int = 1000
+
+
+def check_ceilings(deployment: Deployment) -> None:
+    """InvalidGroupSettings naming the stack parameter a resolved deployment exceeds."""
+    allowed = deployment.allowed_instance_types
+    for what, value in (
+        ("instance-type", deployment.instance_type),
+        ("fallback-instance-type", deployment.fallback_instance_type),
+    ):
+        if value and allowed and not any(fnmatchcase(value, pattern) for pattern in allowed):
+            raise InvalidGroupSettings(
+                f"{TAG_PREFIX}{what} {value} is not allowed by the stack's EndpointInstanceTypesAllowed "
+                f"({','.join(allowed)})"
+            )
+    for what, count in (
+        ("instance-count", deployment.instance_count),
+        ("autoscaling-max", deployment.autoscaling.max_capacity),
+    ):
+        if count > deployment.instance_count_ceiling:
+            raise InvalidGroupSettings(
+                f"{TAG_PREFIX}{what} {count} is above the stack's EndpointInstanceCountCeiling "
+                f"({deployment.instance_count_ceiling})"
+            )
 
 
 def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -161,7 +189,7 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
             f"tag {TAG_PREFIX}fallback-instance-type must be a SageMaker instance type like ml.c5.large, "
             f"got {fallback!r}"
         )
-    return dataclasses.replace(
+    resolved = dataclasses.replace(
         defaults,
         enabled=enabled_raw == "true",
         endpoint=endpoint,
@@ -187,3 +215,5 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
         ),
         fallback_instance_type=fallback or None,
     )
+    check_ceilings(resolved)
+    return resolved

@@ -148,6 +148,7 @@ class Rollouts:
         # pass (it is retired once the new one serves), not only every STABLE_CHECK_SECONDS.
         per_group = Counter(state.group for state, _ in recorded)
         renaming = {g for g, endpoints in per_group.items() if endpoints > 1}
+        live: dict[str, str] | None = None
         for state, checked_at in recorded:
             if state.phase is Phase.CANARY and not state.paused:
                 bake = self._bake_seconds(state.group)
@@ -157,7 +158,12 @@ class Rollouts:
                 and now - checked_at < self._settings.stable_check_seconds
                 and state.group not in renaming
             ):
-                continue
+                # Checked lately; but an endpoint deleted out of band sends no event this stack hears of:
+                # one ListEndpoints per run finds those (gone, or being deleted) within one period.
+                if live is None:
+                    live = self._endpoints.statuses(f"{self._settings.name_prefix}-")
+                if live.get(state.endpoint, "Deleting") != "Deleting":
+                    continue
             outcomes.append(self.reconcile(state.endpoint, state.group, scheduled=True))
         for endpoint, group in pending:
             # A registry trigger whose handler died before recording anything (its lease expires):
@@ -410,6 +416,16 @@ class Rollouts:
             emit("Promotions")
         elif new is Phase.ROLLING_BACK and old is not Phase.ROLLING_BACK:
             emit("Rollbacks", Cause=after.cause or "unknown")
+        elif (
+            old in (Phase.CANARY, Phase.PROMOTING)
+            and new is Phase.STABLE
+            and before is not None
+            and after.stable == before.stable
+            and after.candidate is None
+        ):
+            emit("Rollbacks", Cause="failed-to-start")  # SageMaker could not start the candidate
+        elif old is Phase.CREATING and new is Phase.FAILED:
+            emit("Rollbacks", Cause="failed-to-start")
         elif old is Phase.NATIVE and new is Phase.STABLE and before is not None:
             if after.stable == before.stable:
                 emit("Rollbacks", Cause="guardrails")
@@ -657,15 +673,34 @@ class Rollouts:
                 self._endpoints.create(endpoint, config, self._tags_for(move.state))
             case plan.ApplyVariants(variants=variants, deregister=deregister):
                 for variant in deregister:
-                    self._autoscaling.deregister(endpoint, variant)
+                    self._deregister(move, endpoint, variant, deployment)
                 config = self._config(move, deployment, endpoint, variants, view)
                 self._endpoints.update(endpoint, config)
             case plan.NativeUpdate(release=release, deregister=deregister, strategy=strategy):
                 for variant in deregister:
-                    self._autoscaling.deregister(endpoint, variant)
+                    self._deregister(move, endpoint, variant, deployment)
                 config = self._config(move, deployment, endpoint, ((release, 1.0),), view)
                 alarms = rollout_alarm_names(endpoint, release.variant)
                 self._endpoints.update(endpoint, config, _guardrails(strategy, deployment, alarms))
+
+    def _deregister(self, move: _Move, endpoint: str, variant: str, deployment: Deployment) -> None:
+        """Remove a variant's autoscaling before it leaves the endpoint. Scaling settings a person made on it
+        (min/max, their own policies) are not carried over to the variant that replaces it, which gets the
+        group's settings: the loss is recorded and announced, naming them, so that they can be re-applied."""
+        assert move.state
+        own = self._autoscaling.own_settings(endpoint, variant, deployment.autoscaling)
+        if own:
+            what = (
+                f"{variant} leaves {endpoint} with scaling settings made by hand that are not carried over: {own}. "
+                "The variant that serves now has the group's autoscaling (tags sagepilot:autoscaling-min / -max / "
+                "-target); re-apply them to it, or set those tags to keep them."
+            )
+            self._notifier.publish(
+                f"SCALING NOT CARRIED OVER: {endpoint} {variant}",
+                {"endpoint": endpoint, "group": move.state.group, "variant": variant, "lost": own, "what": what},
+            )
+            self._save(move, move.state.evolve(self._clock(), what))
+        self._autoscaling.deregister(endpoint, variant)
 
     def _specs(
         self,
