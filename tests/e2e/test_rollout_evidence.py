@@ -18,7 +18,7 @@ from sagepilot_sandbox.server import Sandbox, free_port
 
 from .iam_calls import assert_calls_allowed
 from .test_rollout_scenarios import sagepilot
-from .test_sandbox_scenarios import aws
+from .test_sandbox_scenarios import aws, upload_example_model
 
 pytestmark = pytest.mark.e2e
 
@@ -49,11 +49,13 @@ def create_group(sandbox: Sandbox, group: str, **tags: str) -> None:
 
 
 def approve_new(sandbox: Sandbox, group: str, note: str) -> str:
+    """A new Approved version of `group` whose model really runs (SageMaker's start-up health check passes)."""
+    url = upload_example_model(sandbox, f"models/{group}/{note}/model.tar.gz", seed=int(note.lstrip("v")))
     spec = {
         "Containers": [
             {
                 "Image": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{group}:1",
-                "ModelDataUrl": f"s3://models/{group}/{note}/model.tar.gz",
+                "ModelDataUrl": url,
             }
         ],
         "SupportedContentTypes": ["text/csv"],
