@@ -438,9 +438,31 @@ def _pump(h: Harness) -> list[dict[str, Any]]:
     raise ScenarioFailed("the rollout did not settle")
 
 
+def _serve(h: Harness, invocations: int = 1000) -> None:
+    """Clients called the endpoint during the bake: each variant's share of `invocations`, put as SageMaker
+    publishes them (AWS/SageMaker Invocations per variant), the evidence a canary step needs to move on."""
+    for variant, share in _shares(h).items():
+        count = int(invocations * share)
+        if count:
+            h.client("cloudwatch").put_metric_data(
+                Namespace="AWS/SageMaker",
+                MetricData=[
+                    {
+                        "MetricName": "Invocations",
+                        "Dimensions": [
+                            {"Name": "EndpointName", "Value": _endpoint(h)},
+                            {"Name": "VariantName", "Value": variant},
+                        ],
+                        "StatisticValues": {"SampleCount": count, "Sum": count, "Minimum": 1, "Maximum": 1},
+                    }
+                ],
+            )
+
+
 def _tick(h: Harness) -> None:
-    """The bake time passes; the schedule's reconcile fires."""
+    """The bake time passes (clients calling the endpoint); the schedule's reconcile fires."""
     time.sleep(BAKE_SECONDS + 0.2)
+    _serve(h)
     h.invoke(ROLLOUT, h.scheduled_event(ROLLOUT))
 
 
@@ -536,6 +558,7 @@ def traffic_shift(steps_before: int, expected: dict[str, float]) -> Callable[[Ha
             _tick(h)
             _pump(h)
         time.sleep(BAKE_SECONDS + 0.2)
+        _serve(h)
         with h.recording():
             h.invoke(ROLLOUT, h.scheduled_event(ROLLOUT))
         h.settle_endpoint(_endpoint(h))
@@ -553,6 +576,7 @@ def promotion(h: Harness) -> None:
         _pump(h)
     h.check(_shares(h) == {"v1": 0.0, "v2": 1.0}, f"not at 100%: {_shares(h)}")
     time.sleep(BAKE_SECONDS + 0.2)
+    _serve(h)
     with h.recording():
         invocations = _record_until_settled(h, h.scheduled_event(ROLLOUT))
     h.check(_shares(h) == {"v2": 1.0}, f"v1 not removed: {_shares(h)}")

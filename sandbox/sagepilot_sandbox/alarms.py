@@ -16,7 +16,8 @@
   PutMetricData, e.g. the endpoint metrics of `metrics`) aggregated with the alarm's statistic (Sum,
   Average, Minimum, Maximum, SampleCount, pNN), DatapointsToAlarm of them breaching the threshold means
   ALARM, and TreatMissingData (missing, notBreaching, breaching, ignore) decides for periods without
-  data.
+  data. The transition's StateReasonData is CloudWatch's JSON (queryDate, startDate of the evaluated
+  range, statistic, period, recentDatapoints, threshold).
 - The compressed clock: `time_scale` real seconds stand for one second of the alarm's Period (1.0:
   real time). With `time_scale=0.05`, the stack's alarms judge real traffic within seconds: the
   `-5xx` alarm (Sum of Invocation5XXErrors per 60 s >= threshold) sums the errors of the last 3 s;
@@ -32,6 +33,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Callable
@@ -277,8 +279,27 @@ def evaluate_alarm(
         )
         if value == "INSUFFICIENT_DATA":
             reason = f"Insufficient Data: {len(points)} datapoints were unknown."
-    alarm.update_state(reason, None, value)  # type: ignore[arg-type]
+    alarm.update_state(reason, _reason_data(alarm, points, now, threshold), value)
     return value
+
+
+def _reason_data(alarm: Any, points: list[tuple[datetime, float | None]], now: datetime, threshold: float) -> str:
+    """StateReasonData as CloudWatch writes it for a threshold alarm's evaluation: when it was queried, where
+    the evaluated range starts (on the compressed clock, where the range is shorter), the statistic, period,
+    the recent datapoints and the threshold."""
+    data: dict[str, Any] = {
+        "version": "1.0",
+        "queryDate": bus.iso_millis(now),
+        "startDate": bus.iso_millis(points[0][0]) if points else bus.iso_millis(now),
+        "period": int(alarm.period),
+        "recentDatapoints": [v for _, v in points if v is not None],
+        "threshold": threshold,
+    }
+    if alarm.statistic:
+        data["statistic"] = alarm.statistic
+    else:
+        data["extendedStatistic"] = alarm.extended_statistic
+    return json.dumps(data)
 
 
 def evaluate_alarms(

@@ -7,7 +7,8 @@ are the model's own (checked line by line against model.predict); bad files and 
 refuses are rejected with the reason; then the rollout half (`demo_rollout`): v2 trained and rolled
 out as a canary whose measured traffic split follows the weights, a deliberately broken v3 rolled
 back by its own 5xx alarm on the errors it really served, a v4 rejected during its canary, and an
-endpoint left idle scaled in by its low-traffic alarm. Every S3 event and model package event is
+endpoint left idle scaled in by its low-traffic alarm, and a v6 nobody calls held at its first canary
+step (NO TRAFFIC), never promoted on silence. Every S3 event and model package event is
 delivered twice on purpose (at-least-once delivery). It prints a timeline and a summary table.
 """
 
@@ -32,6 +33,8 @@ RECIPE = {"autoApprove": [{"metric": "validation:accuracy", "min": 0.7}]}
 GROUP_TAGS = {
     "sagepilot:bake-seconds": "6",  # each canary step bakes 6 s (the sandbox's default is 4)
     "sagepilot:idle-minutes": "5",  # the low-traffic alarm: one 5-minute period (15 s on the demo's clock)
+    "sagepilot:min-invocations": "20",  # evidence: what the candidate must serve in a step before it moves on
+    "sagepilot:max-bake-seconds": "15",  # a step still short of it this long is held: NO TRAFFIC
 }
 TRAIN_KEY = "training/churn/2026-11/customers.csv"
 GOOD_ROWS = {

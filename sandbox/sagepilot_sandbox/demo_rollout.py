@@ -10,7 +10,9 @@ it back, no set-alarm-state involved. A v4 is approved then Rejected during its 
 back at once). A second group naming the endpoint is refused (one endpoint, one owner). A v5 whose model
 cannot load fails SageMaker's health check: reported FAILED, Rejected, v2 untouched (`demo_failures`).
 Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
-invocations and scales it in to its autoscaling minimum. Every change of the endpoint's weights is
+invocations and scales it in to its autoscaling minimum. Still nobody calls when v6 is approved: its canary
+has no evidence, so it is held at 10% and reported once (NO TRAFFIC), never promoted on silence, until the
+operator rolls it back. Every change of the endpoint's weights is
 printed as it happens. Last, what an operator sees (`operator_view`): `sagepilot alarms` shows the idle
 alarm in ALARM, then OK once traffic is back; `sagepilot metrics` the dashboard's figures of the whole
 scenario, from the metrics the functions' EMF lines and the endpoint's invocations put into CloudWatch;
@@ -37,6 +39,7 @@ GROUP = "churn"
 ENDPOINT = "sagepilot-churn"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-sklearn:1"
 MEASURE_REQUESTS = 400
+HELD_BAKE_SECONDS = 6  # the demo group's sagepilot:bake-seconds
 
 
 class WeightWatcher(threading.Thread):
@@ -334,6 +337,34 @@ def run_rollout_scenario(
     n.check("the low-traffic alarm fired on the missing invocations and scaled v2 in to its minimum: 3 -> 1", scaled_in)
     n.result("idle endpoint", f"{idle} ALARM after {waited:.0f} s without traffic -> v2 scaled in 3 -> 1", scaled_in)
     n.mark("v2 scaled in 3 -> 1")
+
+    step += 1
+    n.say(f"{step}. v6 is approved while nobody calls the endpoint: its canary gets no traffic, so no evidence")
+    v6 = _register(sm, _upload_example(s3, bucket, "models/churn/v6/model.tar.gz", seed=6, version="v6"))
+    approve(v6)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 6), timeout=60)
+    sandbox.wait_for(lambda: watcher.share("v6") == 0.1, timeout=30)
+    ddb = sandbox.client("dynamodb")
+
+    def reported() -> list[str]:
+        return [line for line in _history(ddb, table, ENDPOINT) if "NO TRAFFIC" in line]
+
+    started = time.monotonic()
+    sandbox.wait_for(lambda: bool(reported()), timeout=90)
+    n.say(f"   after {time.monotonic() - started:.0f} s: {reported()[0].split('  ', 1)[-1]}")
+    time.sleep(3 * HELD_BAKE_SECONDS)  # bake after bake: it stays where it is
+    held_ok = (
+        watcher.current() == ("InService", (("v2", 0.9), ("v6", 0.1)))
+        and state_of(ENDPOINT) == ("CANARY", 2, 6)
+        and len(reported()) == 1
+    )
+    n.check(
+        "v6's canary got no traffic: held at 10% and reported once (NO TRAFFIC), never promoted on silence", held_ok
+    )
+    n.result("v6 without traffic", "held at 10%, NO TRAFFIC announced once, not promoted", held_ok)
+    n.mark("v6 held: NO TRAFFIC")
+    n.say(f"   $ sagepilot rollback {ENDPOINT}: {operator(sandbox, 'rollback', ENDPOINT)}")
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
     watcher.stop()
     trickled = traffic.trickled
     n.say(

@@ -315,6 +315,8 @@ def _cloudwatch(call: Mapping[str, Any], env: Env) -> list[Request]:
         if "AlarmNames" not in params:
             raise UnmappedCall(f"cloudwatch.{operation} without AlarmNames: the alarms it touches are not named")
         return [Request(f"cloudwatch:{operation}", alarm(name)) for name in params["AlarmNames"]]
+    if operation == "SetAlarmState":
+        return [Request("cloudwatch:SetAlarmState", alarm(str(_param(call, "AlarmName"))))]
     if operation == "PutMetricData":
         return [Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": params.get("Namespace")})]
     if operation in ("GetMetricData", "GetMetricStatistics", "ListMetrics"):

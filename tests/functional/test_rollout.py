@@ -4,6 +4,9 @@ the template's own rules to the rollout service, wired as its handler wires it.
 `Rollout.pump` plays EventBridge and SageMaker: it delivers what the RolloutFunction's rules let
 through (read from their delivery queues), and lets SageMaker finish each endpoint update, until
 nothing moves. Bake times pass on a fake clock; the schedule is a `Scheduled Event` like the real one.
+While time passes, clients call the endpoint (`RATE` invocations a second, split by the variants' weights):
+SageMaker's per-variant `Invocations` metrics are put into CloudWatch at the fake clock's time, the evidence
+a canary step needs before it moves on. `rollout.rate = 0` is an endpoint nobody calls.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -32,6 +36,7 @@ ROLLOUT = "RolloutFunction"
 GROUP = "churn"
 ENDPOINT = "sagepilot-churn"
 BAKE = 600
+RATE = 10.0  # invocations per second of the endpoint's clients while time passes
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Rollout:
     clock: FakeClock
     outcomes: list[Outcome] = field(default_factory=list)
     delivered: list[dict[str, Any]] = field(default_factory=list)
+    rate: float = RATE
 
     @property
     def sm(self) -> Any:
@@ -81,8 +87,41 @@ class Rollout:
                 return
         raise AssertionError("the rollout did not settle")
 
+    def serve(self, seconds: float) -> dict[str, int]:
+        """`seconds` of the clients' calls (at `rate`), as SageMaker publishes them: each variant's share of
+        the invocations, put as its `Invocations` datapoint at the end of the time that passes."""
+        try:
+            endpoint = self.endpoint()
+        except self.sm.exceptions.ClientError:
+            return {}
+        if endpoint["EndpointStatus"] not in ("InService", "Updating") or self.rate <= 0:
+            return {}
+        served = {name: int(self.rate * seconds * share) for name, share in self.shares().items()}
+        at = datetime.fromtimestamp(self.clock() + seconds - 0.5, UTC)
+        for variant, count in served.items():
+            if count:
+                self.put_invocations(variant, count, at)
+        return served
+
+    def put_invocations(self, variant: str, count: int, at: datetime) -> None:
+        self.clients("cloudwatch").put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {
+                    "MetricName": "Invocations",
+                    "Dimensions": [
+                        {"Name": "EndpointName", "Value": ENDPOINT},
+                        {"Name": "VariantName", "Value": variant},
+                    ],
+                    "Timestamp": at,
+                    "StatisticValues": {"SampleCount": count, "Sum": count, "Minimum": 1, "Maximum": 1},
+                }
+            ],
+        )
+
     def tick(self, seconds: float = BAKE) -> None:
-        """Time passes; the reconcile schedule fires."""
+        """Time passes (clients calling the endpoint meanwhile); the reconcile schedule fires."""
+        self.serve(seconds)
         self.clock.advance(seconds)
         self.handle(
             {

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from sagepilot_sandbox import faithful
+from sagepilot_sandbox import bus, faithful
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -159,6 +159,12 @@ def test_evaluating_an_alarm_reads_the_metric_and_treats_missing_data(cw: Any, t
     assert (ok["detail"]["previousState"]["value"], ok["detail"]["state"]["value"]) == ("INSUFFICIENT_DATA", "OK")
     assert alarmed["detail"]["state"]["value"] == "ALARM"
     assert alarmed["detail"]["state"]["reason"].startswith("Threshold Crossed: 1 out of the last 1 datapoints [6.0")
+    # CloudWatch's StateReasonData: where the evaluated range began (one 60-s period before `now`), the data.
+    data = json.loads(alarmed["detail"]["state"]["reasonData"])
+    assert data["startDate"] == bus.iso_millis(now - timedelta(seconds=60)) and data["recentDatapoints"] == [6.0]
+    assert (data["statistic"], data["period"], data["threshold"]) == ("Sum", 60, 5.0)
+    described = cw.describe_alarms(AlarmNames=["ep-canary-5xx"])["MetricAlarms"][0]
+    assert json.loads(described["StateReasonData"]) == data
     assert faithful.evaluate_alarm("ep-canary-5xx", now=now + timedelta(minutes=5)) == "OK"  # the errors are old
 
 

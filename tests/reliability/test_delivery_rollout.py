@@ -10,7 +10,8 @@ to ALARM or back to OK, an operator's command). It is run twice in fresh embedde
   random moments) is delivered 1 to 5 times, in any order, late copies long after the fact, interleaved
   with SageMaker finishing endpoint changes whenever hypothesis says so.
 
-Then time passes (the schedule fires after each bake time) until nothing moves, and the two end states
+Then time passes (the schedule fires after each bake time, clients calling the endpoint meanwhile, which is
+the evidence a canary step needs) until nothing moves, and the two end states
 must be the same: the endpoint's variants and weights, autoscaling, alarms, configs and models, the
 recorded rollout, the registry, and the notifications (so: one rollout per approval, one DEPLOYED, one
 PROMOTED...). Along the way the endpoint must go through the same shapes (so no variant is removed twice
@@ -141,6 +142,7 @@ class Driver:
         return faithful.pending_endpoint_transition(ENDPOINT) is not None
 
     def schedule(self, seconds: float) -> None:
+        self.rollout.serve(seconds)  # clients call the endpoint while time passes: the canary's evidence
         self.rollout.clock.advance(seconds)
         self.rollout.handle(
             {"version": "0", "id": "tick", "detail-type": "Scheduled Event", "source": "aws.events",

@@ -132,6 +132,7 @@ class FaultyDriver(Driver):
         self.invoke(pending.event)
 
     def schedule(self, seconds: float) -> None:
+        self.rollout.serve(seconds)  # clients call the endpoint while time passes: the canary's evidence
         self.rollout.clock.advance(seconds)
         self.invoke(
             {"version": "0", "id": "tick", "detail-type": "Scheduled Event", "source": "aws.events",

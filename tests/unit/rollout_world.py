@@ -2,7 +2,9 @@
 
 Used by the decision tests and the property tests: it refuses what SageMaker refuses (an update while
 the endpoint is not InService, removing a variant still registered for autoscaling) so that a decision
-that would fail in AWS fails here too.
+that would fail in AWS fails here too. Its clients call the endpoint while time passes (`rate` a second,
+split by the variants' shares, unless `calling` is off): the ledger CloudWatch's Invocations would hold,
+from which each decision is given what the canary's candidate served in its step.
 """
 
 from __future__ import annotations
@@ -123,6 +125,24 @@ class World:
     notes: list[str] = field(default_factory=list)
     notifications: list[str] = field(default_factory=list)
     actions: list[plan.Action] = field(default_factory=list)
+    deploy: bool = True  # the group's sagepilot:deploy
+    calling: bool = True  # clients call the endpoint while time passes
+    rate: float = 1.0  # invocations a second
+    served: list[tuple[float, str, int]] = field(default_factory=list)  # (at, variant, invocations)
+    # Each move: (state before, decision, the evidence it was given)
+    moves: list[tuple[RolloutState | None, plan.Decision, int | None]] = field(default_factory=list)
+
+    def advance(self, seconds: float) -> None:
+        """Time passes; the clients (if calling) are served by the variants in proportion to their shares."""
+        if self.calling and self.endpoint.status in ("InService", "Updating"):
+            for variant, share in self.endpoint.shares().items():
+                count = int(self.rate * seconds * share)
+                if count:
+                    self.served.append((self.now + seconds / 2, variant, count))
+        self.now += seconds
+
+    def invocations(self, variant: str, since: float) -> int:
+        return sum(n for at, v, n in self.served if v == variant and since <= at < self.now)
 
     def approve(self, version: int) -> None:
         self.approved[version] = release(version)
@@ -148,10 +168,20 @@ class World:
             self.now,
             endpoint=ENDPOINT,
             group=GROUP,
+            deploy=self.deploy,
+            invocations=self.evidence(),
         )
 
+    def evidence(self) -> int | None:
+        state = self.state
+        if state is None or state.candidate is None or state.phase is not plan.Phase.CANARY:
+            return None
+        return self.invocations(state.candidate.variant, state.step_started_at)
+
     def reconcile(self) -> plan.Decision:
+        evidence = self.evidence()
         decision = self.decide()
+        self.moves.append((self.state, decision, evidence))
         self.notes.append(decision.note)
         for action in decision.actions:
             self.apply(action, decision.state)
@@ -181,6 +211,9 @@ class World:
             case plan.RejectInRegistry(release=r, description=d):
                 self.approved.pop(r.version, None)
                 self.rejected[r.version] = d
+            case plan.WithdrawApprovals(newer_than=low, older_than=high):
+                for version in [v for v in self.approved if low < v < high]:
+                    del self.approved[version]
             case plan.DeleteEndpoint():
                 ep.status, ep.variants, ep.pending, ep.autoscaled = None, {}, None, set()
                 ep.failure_reason = ""
@@ -201,7 +234,7 @@ class World:
                 continue
             if decision.is_wait:
                 if self.state and self.state.phase is plan.Phase.CANARY and not self.state.paused:
-                    self.now += advance
+                    self.advance(advance)
                     continue
                 return
         raise AssertionError(f"no fixed point after {max_moves} moves: {self.notes[-5:]}")

@@ -107,3 +107,20 @@ def test_without_a_registered_target_the_configured_minimum_is_the_floor():
 )
 def test_low_traffic_never_scales_in_when_it_must_not(st, vw, minimum):
     assert judge(ref(AlarmKind.LOW_TRAFFIC), "ALARM", st, vw, minimum, 1, False).verdict is Verdict.NOTHING
+
+
+@pytest.mark.parametrize(
+    ("evaluated_from", "expected"),
+    [
+        (9_000.0, Verdict.NOT_YET),  # the range began before v1 served (a new endpoint's first evaluation)
+        (10_000.0, Verdict.SCALE_IN),  # measured entirely while v1 served
+        (13_600.0, Verdict.SCALE_IN),
+        (None, Verdict.SCALE_IN),  # no evaluation record (set by hand): taken as it is
+    ],
+)
+def test_low_traffic_is_idle_only_when_measured_while_the_variant_served(evaluated_from, expected):
+    serving = state().evolve(0, serving_since=10_000.0)
+    verdict = judge(
+        ref(AlarmKind.LOW_TRAFFIC), "ALARM", serving, view(instances=10), 1, 1, False, evaluated_from=evaluated_from
+    )
+    assert verdict.verdict is expected

@@ -185,6 +185,9 @@ def test_sqs_cloudwatch_and_application_autoscaling() -> None:
         ("cloudwatch:TagResource", alarm),
     ]
     assert [r[1] for r in one("cloudwatch", "DeleteAlarms", AlarmNames=["a", "b"])] == [alarm, alarm[:-1] + "b"]
+    assert [r[:2] for r in one("cloudwatch", "SetAlarmState", AlarmName="a", StateValue="OK")] == [
+        ("cloudwatch:SetAlarmState", alarm)
+    ]
     registered = one(
         "application-autoscaling",
         "RegisterScalableTarget",

@@ -311,3 +311,98 @@ def test_the_fake_endpoint_refuses_what_sagemaker_refuses() -> None:
 def test_policy_rejects_bad_steps(steps: tuple[int, ...]) -> None:
     with pytest.raises(ValueError):
         RolloutPolicy(Strategy.AB, steps, 60)
+
+
+# Issue 15 -------------------------------------------------------------------------------------------------
+def evidence_world(min_invocations: int = 100, max_bake: int = 1800) -> World:
+    world = World(
+        policy=RolloutPolicy(
+            Strategy.AB, (10, 50, 100), 600, min_invocations=min_invocations, max_bake_seconds=max_bake
+        )
+    )
+    world.approve(1)
+    world.run()
+    return world
+
+
+def test_a_baked_step_without_its_evidence_waits_then_is_held_and_announced_once() -> None:
+    world = evidence_world()
+    world.calling = False
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    world.advance(600)
+    waiting = world.reconcile()
+    assert waiting.is_wait and "served 0 of the 100" in waiting.note
+    world.advance(1200)  # the step is 1800 s old: MaxBakeSeconds
+    held = world.reconcile()
+    assert [type(a) for a in held.actions] == [plan.Notify] and held.state and held.state.starved
+    assert world.notifications[-1] == "NO TRAFFIC: sp-churn v2"
+    for _ in range(5):
+        world.advance(600)
+        assert world.reconcile().is_wait  # held: no second notice, no step
+    assert world.endpoint.shares() == {"v1": 0.9, "v2": 0.1}
+    world.calling = True
+    world.advance(1000)  # 100 of v2's in its step: it moves on
+    moved = world.reconcile()
+    assert [type(a) for a in moved.actions] == [plan.SetWeights] and moved.state and not moved.state.starved
+
+
+def test_the_last_step_does_not_promote_on_silence_but_an_operator_may() -> None:
+    world = evidence_world()
+    world.approve(2)
+    world.run()  # clients call: it goes all the way
+    assert world.endpoint.variants == {"v2": 1.0}
+    world.calling = False
+    world.approve(3)
+    world.reconcile()
+    world.settle()
+    world.state = world.state and world.state.evolve(world.now, "at 100%", step=2, step_started_at=world.now)
+    world.reconcile()
+    world.settle()
+    world.advance(5000)
+    assert world.reconcile().state.phase is Phase.CANARY  # type: ignore[union-attr]
+    world.state = world.state and world.state.evolve(world.now, "promote", command=Command.PROMOTE)
+    assert world.reconcile().state.phase is Phase.PROMOTING  # type: ignore[union-attr]
+
+
+def test_deploy_false_rolls_a_canary_back_without_rejecting_and_starts_nothing() -> None:
+    world = evidence_world()
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    world.deploy = False
+    back = world.reconcile()
+    assert back.state and back.state.phase is Phase.ROLLING_BACK and back.state.cause == "disabled"
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0} and 2 in world.approved and world.rejected == {}
+    withheld = world.reconcile()
+    assert withheld.is_wait and "sagepilot:deploy tag is false" in withheld.note
+    history = [h.what for h in world.state.history]  # type: ignore[union-attr]
+    assert world.reconcile().is_wait and history == [h.what for h in world.state.history]  # type: ignore[union-attr]
+    world.deploy = True
+    assert world.reconcile().state.phase is Phase.CANARY  # type: ignore[union-attr]
+
+
+def test_deploy_false_creates_nothing() -> None:
+    world = World()
+    world.deploy = False
+    world.approve(1)
+    assert world.reconcile().is_wait and world.endpoint.status is None
+
+
+def test_a_rollback_withdraws_the_approvals_its_candidate_had_superseded() -> None:
+    world = evidence_world(min_invocations=0)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    world.approve(3)  # supersedes v2's canary
+    for _ in range(6):
+        world.reconcile()
+        world.settle()
+    assert world.state and world.state.phase is Phase.CANARY and world.state.candidate == release(3)
+    world.state = world.state.evolve(world.now, "rollback", command=Command.ROLLBACK)
+    world.run()
+    withdrawn = [a for a in world.actions if isinstance(a, plan.WithdrawApprovals)]
+    assert withdrawn == [plan.WithdrawApprovals(1, 3, withdrawn[0].description)]
+    assert world.endpoint.variants == {"v1": 1.0} and set(world.approved) == {1}

@@ -1,11 +1,15 @@
 """Property tests: whatever arrives, in whatever order and however often, the rollout stays safe.
 
 Hypothesis drives random programs of approvals (new, repeated, older), rejections, alarms, operator
-commands, duplicated triggers, passing time and SageMaker finishing its updates, and checks after every
+commands, duplicated triggers, passing time (with or without clients calling: zero-traffic steps),
+`sagepilot:deploy` flipped false and back, and SageMaker finishing its updates, and checks after every
 move that:
 - the endpoint's traffic shares always sum to 1;
 - the candidate's share only ever moves to the next configured step, or back to 0 (rollback);
 - SageMaker never refuses a call (no update while Updating, no autoscaled variant removed);
+- no promotion without the minimum evidence: a canary step moves on (or promotes) only when the candidate
+  served the policy's minimum of invocations in it, unless an operator promoted it;
+- with deploy=false nothing new is deployed (no endpoint created, no rollout started);
 and at the end, once things settle, the newest Approved version serves all traffic, alone, autoscaled.
 """
 
@@ -16,14 +20,17 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagepilot.domain.rollout import Command, Phase, RolloutPolicy, Strategy
+from sagepilot.domain import rollout as plan
+from sagepilot.domain.rollout import Command, Phase, RolloutPolicy, RolloutState, Strategy
 from unit.rollout_world import World
 
 # Weighted towards the moves that make progress, so that programs reach late steps and promotions.
 _PROGRESS = ["tick"] * 8 + ["settle"] * 6 + ["duplicate", "wait"]
 _DISRUPTIONS = ["approve_new", "approve_new", "approve_old", "reject_candidate", "reject_live", "alarm", "alarm_ok"]
+_TRAFFIC = ["silence", "calls", "deploy_off", "deploy_on"]
 _OPERATOR = ["pause", "resume", "promote", "rollback"]
-OPS = st.sampled_from(_PROGRESS + _DISRUPTIONS + _OPERATOR)
+OPS = st.sampled_from(_PROGRESS + _DISRUPTIONS + _OPERATOR + _TRAFFIC)
+MIN_INVOCATIONS = 100
 STEPS = st.sampled_from([(10, 50, 100), (100,), (5, 25, 50, 75, 100), (50, 100)])
 
 
@@ -34,6 +41,30 @@ class Checker:
         self.allowed = {0.0, *(s / 100 for s in world.policy.steps)}
 
     def check(self) -> None:
+        for before, decision, evidence in self.world.moves:
+            self._check_move(before, decision, evidence)
+        self.world.moves.clear()
+        self._check_shares()
+
+    def _check_move(self, before: RolloutState | None, decision: plan.Decision, evidence: int | None) -> None:
+        after = decision.state
+        if before is None or after is None:
+            if not self.world.deploy:
+                assert not any(isinstance(a, plan.CreateEndpoint) for a in decision.actions), decision
+            return
+        if before.phase is Phase.CANARY and before.command is not Command.PROMOTE:
+            moved_on = (after.phase is Phase.CANARY and after.step > before.step) or after.phase is Phase.PROMOTING
+            if moved_on:
+                assert (evidence or 0) >= self.world.policy.min_invocations, (
+                    f"step {before.step} of v{before.candidate and before.candidate.version} moved on with "
+                    f"{evidence} invocations, minimum {self.world.policy.min_invocations}"
+                )
+        if not self.world.deploy:
+            assert not any(isinstance(a, (plan.CreateEndpoint, plan.NativeUpdate)) for a in decision.actions)
+            started = before.phase is Phase.STABLE and after.phase in (Phase.CANARY, Phase.NATIVE, Phase.PROMOTING)
+            assert not started, f"deploy=false, yet {before.phase} -> {after.phase}"
+
+    def _check_shares(self) -> None:
         shares = self.world.endpoint.shares()
         if self.world.endpoint.status is None or not shares:
             self.last = {}
@@ -69,8 +100,12 @@ def _operate(world: World, op: str, versions: list[int]) -> None:
     elif op == "alarm_ok":
         world.firing.clear()
     elif op == "tick":
-        world.now += world.policy.bake_seconds / 2
+        world.advance(world.policy.bake_seconds / 2)
         world.reconcile()
+    elif op in ("silence", "calls"):
+        world.calling = op == "calls"
+    elif op in ("deploy_off", "deploy_on"):
+        world.deploy = op == "deploy_on"
     elif op == "duplicate":
         world.reconcile()
         world.reconcile()
@@ -85,14 +120,16 @@ def _operate(world: World, op: str, versions: list[int]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(ops=st.lists(OPS, min_size=30, max_size=120), steps=STEPS)
 def test_any_sequence_of_events_keeps_the_rollout_safe_and_converges(ops: list[str], steps: tuple[int, ...]) -> None:
-    world = World(policy=RolloutPolicy(Strategy.AB, steps, 600))
+    world = World(policy=RolloutPolicy(Strategy.AB, steps, 600, min_invocations=MIN_INVOCATIONS, max_bake_seconds=1800))
     checker = Checker(world)
     versions: list[int] = []
     for op in ops:
         _operate(world, op, versions)
         checker.check()
-    # Settle: alarms clear, operators let go, time passes; the newest Approved version must end up alone.
+    # Settle: alarms clear, operators let go, clients call, deployment is on, time passes; the newest Approved
+    # version must end up alone.
     world.firing.clear()
+    world.calling, world.deploy = True, True
     if world.state and world.state.paused:
         world.state = world.state.evolve(world.now, "resume", paused=False)
     for _ in range(3):

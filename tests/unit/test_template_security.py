@@ -66,20 +66,22 @@ SAGEMAKER_REGISTRY_READS: dict[str, str] = {
     "sagemaker:CreateModel": "uses a package as a model's source (reads it); the model itself is prefixed",
     # Adds a new version to the group a training set was uploaded for (training/<group>/...): registering is
     # the training path's purpose, in groups the stack does not own. It cannot change or approve existing
-    # versions (that is UpdateModelPackage, pinned to Rejected below); a new version is Approved only when
-    # the group's own recipe (config/<group>/training.json) asks for it and its thresholds pass.
+    # versions (UpdateModelPackage, pinned below to Rejected or PendingManualApproval, never Approved); a new
+    # version is Approved only when the group's own recipe (config/<group>/training.json) asks for it and its
+    # thresholds pass.
     "sagemaker:CreateModelPackage": "registers a trained version in its group; never touches existing ones",
 }
 SAGEMAKER_REGISTRY_RESOURCE_TYPES = ("model-package", "model-package-group")
 
 # Registry writes, allowed only with a condition that pins what they can write.
-SAGEMAKER_REGISTRY_WRITES: dict[str, tuple[str, str, str, str]] = {
-    # (condition operator, key, value, reason)
+SAGEMAKER_REGISTRY_WRITES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    # (condition operator, key, the only values allowed, reason)
     "sagemaker:UpdateModelPackage": (
         "StringEquals",
         "sagemaker:ModelApprovalStatus",
-        "Rejected",
-        "the rollout marks a version it rolled back Rejected; approving stays with the registry's owners",
+        ("PendingManualApproval", "Rejected"),
+        "the rollout marks a version it rolled back Rejected, and sends the versions that one had superseded back "
+        "to manual approval; approving stays with the registry's owners",
     ),
 }
 
@@ -283,10 +285,11 @@ def sagemaker_scope(template: Template) -> list[str]:
                 if in_registry and action in SAGEMAKER_REGISTRY_READS:
                     continue
                 if in_registry and action in SAGEMAKER_REGISTRY_WRITES:
-                    operator, key, value, _reason = SAGEMAKER_REGISTRY_WRITES[action]
-                    if as_list(((statement.get("Condition") or {}).get(operator) or {}).get(key)) == [value]:
+                    operator, key, values, _reason = SAGEMAKER_REGISTRY_WRITES[action]
+                    pinned = as_list(((statement.get("Condition") or {}).get(operator) or {}).get(key))
+                    if pinned and set(pinned) <= set(values):
                         continue
-                    problems.append(f"{where}: {action} on {resource_type}/{name} without {operator} {key}: {value}")
+                    problems.append(f"{where}: {action} on {resource_type}/{name} without {operator} {key}: {values}")
                     continue
                 problems.append(f"{where}: {action} on {resource_type}/{name}, not limited to ${{NamePrefix}}-")
     return problems

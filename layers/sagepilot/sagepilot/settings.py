@@ -181,7 +181,13 @@ def _rollout_settings(
         defaults=Deployment(
             enabled=True,
             endpoint="",
-            rollout=RolloutPolicy(strategy, steps, _int(env, "BAKE_SECONDS", 0, 86_400)),
+            rollout=RolloutPolicy(
+                strategy,
+                steps,
+                _int(env, "BAKE_SECONDS", 0, 86_400),
+                min_invocations=_int(env, "MIN_INVOCATIONS", 0, 1_000_000_000),
+                max_bake_seconds=_int(env, "MAX_BAKE_SECONDS", 0, 86_400),
+            ),
             instance_type=_instance_type("ENDPOINT_INSTANCE_TYPE", _required(env, "ENDPOINT_INSTANCE_TYPE")),
             instance_count=_int(env, "ENDPOINT_INSTANCE_COUNT", 1, 1000),
             autoscaling=Autoscaling(

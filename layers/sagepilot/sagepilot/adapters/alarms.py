@@ -8,6 +8,8 @@ event cannot mislead them.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,6 +21,7 @@ from sagepilot.errors import TransientError
 
 NAMESPACE = "AWS/SageMaker"
 _LOW_TRAFFIC_PERIOD = 300
+_INVOCATIONS_PERIOD = 60  # SageMaker's endpoint metrics are per minute
 _MAX_EVALUATION_SECONDS = 86_400  # CloudWatch: EvaluationPeriods x Period at most one day
 
 
@@ -98,6 +101,26 @@ class VariantAlarms:
         """Names of the variant's 5xx / latency alarms that are in ALARM now."""
         return tuple(sorted(n for n, v in self.states(rollout_alarm_names(endpoint, variant)).items() if v == "ALARM"))
 
+    def invocations(self, endpoint: str, variant: str, start: float, end: float) -> int:
+        """The variant's `Invocations` (Sum) from `start` to `end` (epoch seconds), as SageMaker publishes
+        them: per minute, so the count is of the minutes CloudWatch has for the window, the one `end` falls in
+        included (the query ends a period later: nothing is timestamped in the future)."""
+        if end - start < 1:
+            return 0
+        try:
+            found = self._cw.get_metric_statistics(
+                Namespace=NAMESPACE,
+                MetricName="Invocations",
+                Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
+                StartTime=datetime.fromtimestamp(start, UTC),
+                EndTime=datetime.fromtimestamp(end + _INVOCATIONS_PERIOD, UTC),
+                Period=_INVOCATIONS_PERIOD,
+                Statistics=["Sum"],
+            )
+        except ClientError as exc:
+            raise TransientError(f"reading the invocations of {endpoint}/{variant}: {exc}") from exc
+        return int(sum(float(point.get("Sum", 0.0)) for point in found.get("Datapoints", [])))
+
     def states(self, names: tuple[str, ...]) -> dict[str, str]:
         """The current state value of each named alarm that exists."""
         try:
@@ -105,6 +128,29 @@ class VariantAlarms:
         except ClientError as exc:
             raise TransientError(f"reading alarms {names}: {exc}") from exc
         return {a["AlarmName"]: a["StateValue"] for a in found.get("MetricAlarms", [])}
+
+    def evaluated_from(self, name: str) -> float | None:
+        """Where the range of the alarm's last evaluation started (epoch seconds), from the `startDate` CloudWatch
+        records in its StateReasonData; None when it records none (a state set by hand, an initial state)."""
+        try:
+            found = self._cw.describe_alarms(AlarmNames=[name]).get("MetricAlarms", [])
+        except ClientError as exc:
+            raise TransientError(f"reading alarm {name}: {exc}") from exc
+        if not found:
+            return None
+        try:
+            start = json.loads(found[0].get("StateReasonData") or "{}").get("startDate")
+            return datetime.strptime(start, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() if start else None
+        except (ValueError, TypeError, AttributeError):
+            return None  # not CloudWatch's evaluation record: nothing to learn from it
+
+    def reset(self, name: str, reason: str) -> None:
+        """SetAlarmState to INSUFFICIENT_DATA: CloudWatch evaluates the alarm again at its next period and, if
+        it still breaches, sends a fresh ALARM (with its new evaluated range)."""
+        try:
+            self._cw.set_alarm_state(AlarmName=name, StateValue="INSUFFICIENT_DATA", StateReason=reason[:1023])
+        except ClientError as exc:
+            raise TransientError(f"resetting alarm {name}: {exc}") from exc
 
     def delete(self, endpoint: str, variant: str) -> None:
         try:

@@ -105,6 +105,33 @@ class ModelRegistry:
                 raise TransientError(f"rejecting {package_arn} failed: {exc}") from exc
             raise PermanentError(f"rejecting {package_arn} failed: {exc}") from exc
 
+    def withdraw_approvals(self, group: str, newer_than: int, older_than: int, description: str) -> list[int]:
+        """Set the group's Approved versions strictly between the two back to PendingManualApproval with
+        `description`; the versions changed (none when it runs again)."""
+        withdrawn: list[int] = []
+        try:
+            pages = self._sm.get_paginator("list_model_packages").paginate(
+                ModelPackageGroupName=group,
+                ModelApprovalStatus="Approved",
+                SortBy="CreationTime",
+                SortOrder="Descending",
+            )
+            for page in pages:
+                for summary in page.get("ModelPackageSummaryList", []):
+                    version = int(summary.get("ModelPackageVersion") or 0)
+                    if newer_than < version < older_than:
+                        self._sm.update_model_package(
+                            ModelPackageArn=summary["ModelPackageArn"],
+                            ModelApprovalStatus="PendingManualApproval",
+                            ApprovalDescription=description[:1024],
+                        )
+                        withdrawn.append(version)
+        except ClientError as exc:
+            if error_code(exc) in _GROUP_MISSING:
+                return withdrawn
+            raise TransientError(f"withdrawing approvals in {group!r} failed: {exc}") from exc
+        return sorted(withdrawn)
+
     def register(self, request: dict[str, Any]) -> str:
         """CreateModelPackage (its ClientToken makes a repeat return the same version); the new ARN."""
         try:

@@ -9,6 +9,8 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:strategy               ab (default) | canary | linear | all-at-once
     sagepilot:canary-steps           candidate's share per step, e.g. "10,50,100"
     sagepilot:bake-seconds           time at each step before the next
+    sagepilot:min-invocations        invocations the candidate must serve in a canary step before it moves on
+    sagepilot:max-bake-seconds       a step still short of them this long is held (NO TRAFFIC)
     sagepilot:instance-type          e.g. ml.m5.large
     sagepilot:instance-count         initial instances per variant
     sagepilot:autoscaling-min / -max / -target    target tracking on invocations per instance per minute
@@ -191,7 +193,13 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
         defaults,
         enabled=enabled_raw == "true",
         endpoint=endpoint,
-        rollout=RolloutPolicy(strategy, steps, _int(tags, "bake-seconds", defaults.rollout.bake_seconds, 0, 86_400)),
+        rollout=RolloutPolicy(
+            strategy,
+            steps,
+            _int(tags, "bake-seconds", defaults.rollout.bake_seconds, 0, 86_400),
+            min_invocations=_int(tags, "min-invocations", defaults.rollout.min_invocations, 0, 1_000_000_000),
+            max_bake_seconds=_int(tags, "max-bake-seconds", defaults.rollout.max_bake_seconds, 0, 86_400),
+        ),
         instance_type=instance_type,
         instance_count=min(max(count, autoscaling.min_capacity), autoscaling.max_capacity),
         autoscaling=autoscaling,

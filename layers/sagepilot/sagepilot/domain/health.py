@@ -13,6 +13,13 @@ to its autoscaling minimum (the seed's failure case: target tracking's scale-in 
 endpoint at its peak size), never below the registered minimum, never during a rollout or while the
 endpoint is updating. The alarm's *current* state is what counts: a late or duplicated ALARM event for
 an alarm that is OK again does nothing.
+
+Idle means `IdleMinutes` of measured low traffic on a variant that has served alone at least that long.
+The low-traffic alarm counts missing data as no traffic, so its first evaluation after a variant goes
+into service looks back at minutes when the variant did not serve yet (and goes to ALARM at once): an
+ALARM whose evaluated range (the start CloudWatch records in the alarm's StateReasonData) began before
+the variant went into service is not idleness yet (NOT_YET); the service resets the alarm so that
+CloudWatch judges it again on a range that lies within the variant's service.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class Verdict(StrEnum):
     INCIDENT = "incident"
     RECOVERED = "recovered"
     SCALE_IN = "scale-in"
+    NOT_YET = "not-yet"  # low traffic measured over a range that began before the variant served
     NOTHING = "nothing"
 
 
@@ -105,12 +113,15 @@ def judge(
     min_capacity: int | None,
     configured_min: int,
     open_incident: bool,
+    *,
+    evaluated_from: float | None = None,
 ) -> Judgement:
     """The verdict on one alarm of a managed endpoint, from the alarm's state *now*.
 
     `min_capacity`: the registered scalable target's minimum (None if not registered); `configured_min`:
     the group's autoscaling minimum, used when nothing is registered; `open_incident`: whether an
-    incident for this alarm is open (so that OK closes it, once)."""
+    incident for this alarm is open (so that OK closes it, once); `evaluated_from`: the start (epoch
+    seconds) of the range the alarm's last evaluation looked at (None: not recorded, e.g. set by hand)."""
     endpoint = state.endpoint
     if alarm.kind in (AlarmKind.ERRORS, AlarmKind.LATENCY):
         if state.candidate and alarm.variant == state.candidate.variant:
@@ -143,6 +154,13 @@ def judge(
         return Judgement(Verdict.NOTHING, f"no scale-in while the endpoint is {status}; the next reconcile retries")
     if alarm.variant not in view.names:
         return Judgement(Verdict.NOTHING, f"variant {alarm.variant} is no longer on the endpoint")
+    if evaluated_from is not None and evaluated_from < state.serving_since:
+        served = evaluated_from - state.serving_since
+        return Judgement(
+            Verdict.NOT_YET,
+            f"{alarm.name} judged a range starting {-served:.0f} s before {alarm.variant} went into service: "
+            "not idle yet (idle is low traffic measured while the variant serves)",
+        )
     floor = min_capacity if min_capacity is not None else configured_min
     current = view.instances(alarm.variant) or 0
     if current <= floor:

@@ -26,7 +26,13 @@ Policy for order and concurrency (documented in the README):
   Rejected), then the newer version is rolled out from the first step.
 - Rejecting the candidate, an alarm of the rollout in ALARM, or an operator's rollback sends all
   traffic back to `stable` at once. An alarm or an operator rollback also marks the candidate Rejected
-  in the registry with the reason, so that it is not rolled out again unless approved again.
+  in the registry with the reason, so that it is not rolled out again unless approved again; the
+  Approved versions it had superseded (between the live one and it) go back to PendingManualApproval,
+  so that none of them starts a canary by itself.
+- Evidence: an `ab` step moves on (and the last one promotes) only once the candidate has served the
+  policy's minimum of invocations in it, with no alarm firing; short of them past the longest bake, the
+  step is held and announced once (NO TRAFFIC). Only an operator's promote skips it.
+- `sagepilot:deploy=false`: nothing new is deployed; a running `ab` canary is rolled back (see `_disabled`).
 - Rejecting the live version after a finished rollout reverts to the newest remaining Approved version
   at once (no canary: it was live before).
 - Nothing is sent to an endpoint that is not InService; the decision waits for its next state change.
@@ -94,6 +100,11 @@ class RolloutPolicy:
     strategy: Strategy
     steps: tuple[int, ...]  # candidate's share in percent, strictly increasing, ending at 100
     bake_seconds: int
+    # Evidence (`ab` only): a step moves on only once the candidate has served this many invocations in
+    # it (0: no minimum); a step still short of them after `max_bake_seconds` (or the bake, if longer) is
+    # held and announced (NO TRAFFIC), never promoted on silence.
+    min_invocations: int = 0
+    max_bake_seconds: int = 0
 
     def __post_init__(self) -> None:
         if not self.steps or self.steps[-1] != 100:
@@ -102,6 +113,13 @@ class RolloutPolicy:
             raise ValueError(f"canary steps must be strictly increasing percentages, got {self.steps}")
         if self.bake_seconds < 0:
             raise ValueError("bake time cannot be negative")
+        if self.min_invocations < 0 or self.max_bake_seconds < 0:
+            raise ValueError("the minimum of invocations and the longest bake cannot be negative")
+
+    @property
+    def held_after(self) -> int:
+        """Seconds into a step after which a candidate still short of evidence is held (NO TRAFFIC)."""
+        return max(self.bake_seconds, self.max_bake_seconds)
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,9 @@ class RolloutState:
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
     orphan_notified: bool = False
+    starved: bool = False  # NO TRAFFIC was announced for the running canary step
+    # When the live (stable) variant began serving alone (0: unknown, a record from before this field).
+    serving_since: float = 0.0
     # STABLE: what a person changed that is being undone (set when the repair is sent; the repair is
     # finished, announced and forgotten once the endpoint serves the stable variant alone again).
     repair: str = ""
@@ -236,6 +257,17 @@ class RejectInRegistry:
 
 
 @dataclass(frozen=True)
+class WithdrawApprovals:
+    """Set the group's Approved versions strictly between `newer_than` and `older_than` back to
+    PendingManualApproval with `description`: they were superseded by a version that was then rolled
+    back, and are not rolled out again unless a person approves them again."""
+
+    newer_than: int
+    older_than: int
+    description: str
+
+
+@dataclass(frozen=True)
 class DeleteEndpoint:
     reason: str
 
@@ -260,6 +292,7 @@ Action = (
     | CreateVariantAlarms
     | DeleteVariantAlarms
     | RejectInRegistry
+    | WithdrawApprovals
     | DeleteEndpoint
     | CleanUp
     | Notify
@@ -307,8 +340,16 @@ def decide(
     *,
     endpoint: str,
     group: str,
+    deploy: bool = True,
+    invocations: int | None = None,
 ) -> Decision:
-    """The next move for one endpoint. `firing`: names of the rollout's alarms now in ALARM."""
+    """The next move for one endpoint. `firing`: names of the rollout's alarms now in ALARM; `deploy`: the
+    group's `sagepilot:deploy` setting as read for this decision; `invocations`: what the canary's
+    candidate has served since its step began (None: not read)."""
+    if not deploy:
+        disabled = _disabled(state, view, now)
+        if disabled is not None:
+            return disabled
     if state is None:
         return _first(view, target, now, endpoint=endpoint, group=group)
     if state.phase is Phase.FAILED:
@@ -369,6 +410,10 @@ def decide(
         return _wait(state, f"endpoint is {view.status}; waiting for InService")
     if view.status != "InService":
         return _wait(state, f"endpoint status {view.status!r} is not one this control plane acts on")
+    if not deploy and state.phase is Phase.STABLE:
+        return _withheld(state, view, target, firing, policy, now)
+    if state.phase is Phase.CANARY:
+        return _canary(state, view, target, firing, policy, now, invocations)
     handler = {
         Phase.CREATING: _creating,
         Phase.STABLE: _stable,
@@ -378,6 +423,64 @@ def decide(
         Phase.NATIVE: _native,
     }[state.phase]
     return handler(state, view, target, firing, policy, now)
+
+
+def _disabled(state: RolloutState | None, view: EndpointView | None, now: float) -> Decision | None:
+    """`sagepilot:deploy=false`: nothing new is deployed. No endpoint is created (or created again), a
+    failed one is not replaced, and a running `ab` canary is rolled back to the stable version (not
+    marked Rejected: it rolls out again once deploy is true). None: the move that was under way goes on
+    (an endpoint being created, a promotion or rollback, a SageMaker deployment, which cannot be stopped)."""
+    if state is None or state.phase is Phase.FAILED or view is None:
+        what = "the group's sagepilot:deploy tag is false: nothing is deployed"
+        return _wait(state, what)
+    if state.phase is not Phase.CANARY or view.status != "InService":
+        return None
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    reason = f"the group's sagepilot:deploy tag is false; the canary of v{candidate.version} stops"
+    back = state.evolve(
+        now,
+        f"rolling back: {reason}",
+        phase=Phase.ROLLING_BACK,
+        reason=reason,
+        cause="disabled",
+        reject_candidate=False,
+        command=None,
+        paused=False,
+        endpoint_modified_at=view.last_modified,
+    )
+    both = frozenset({stable.variant, candidate.variant})
+    first: Action = (
+        SetWeights(((stable.variant, 1.0), (candidate.variant, 0.0)))
+        if view.names == both
+        else ApplyVariants(((stable, 1.0),), tuple(sorted(view.names - {stable.variant})))
+    )
+    return Decision(back, (first, Notify(f"ROLLING BACK: {state.endpoint} v{candidate.version}", _facts(back, reason))))
+
+
+def _withheld(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+) -> Decision:
+    """A stable endpoint of a group with deploy=false keeps serving its live version: drift is still
+    repaired back to it, but no other version (newer, or older after a rejection) is deployed."""
+    stable = state.stable
+    assert stable
+    if view.names != {stable.variant}:
+        return _stable(state, view, stable, firing, policy, now)
+    if target is None or target == stable:
+        return _wait(state, "the group's sagepilot:deploy tag is false; serving the live version")
+    what = (
+        f"v{target.version} is the newest Approved version but the group's sagepilot:deploy tag is false: "
+        f"{state.endpoint} keeps serving v{stable.version}. Set the tag to true to deploy it."
+    )
+    if state.history and state.history[-1].what == what:
+        return _wait(state, what)
+    return _wait(state.evolve(now, what), what)
 
 
 def _update_failed(state: RolloutState, view: EndpointView) -> bool:
@@ -488,7 +591,7 @@ def _creating(
     if view.names != {state.stable.variant}:
         return _wait(state, f"endpoint serves {sorted(view.names)}, expected {state.stable.variant}")
     what = f"endpoint {state.endpoint} InService with v{state.stable.version}"
-    done = state.evolve(now, what, phase=Phase.STABLE)
+    done = state.evolve(now, what, phase=Phase.STABLE, serving_since=now)
     actions: tuple[Action, ...] = (
         RegisterAutoscaling(state.stable.variant),
         CreateVariantAlarms(state.stable.variant, low_traffic=True),
@@ -620,6 +723,7 @@ def _stable(
         reason="",
         reject_candidate=False,
         orphan_notified=False,
+        starved=False,
         endpoint_modified_at=view.last_modified,
     )
     shares = canary_shares(canary, policy)
@@ -658,6 +762,7 @@ def _canary(
     firing: tuple[str, ...],
     policy: RolloutPolicy,
     now: float,
+    invocations: int | None = None,
 ) -> Decision:
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
@@ -692,6 +797,7 @@ def _canary(
         and state.step == len(policy.steps) - 1
         and now >= state.step_started_at + policy.bake_seconds
         and not state.paused
+        and _has_evidence(policy, invocations)
     ):
         how = "operator promoted" if state.command is Command.PROMOTE else "baked at 100%"
         what = f"{how}; promoting v{candidate.version}, removing v{stable.version}"
@@ -717,14 +823,57 @@ def _canary(
     due = state.step_started_at + policy.bake_seconds
     if now < due:
         return _wait(state, f"baking step {state.step + 1}/{len(policy.steps)} for {due - now:.0f} s more")
+    if not _has_evidence(policy, invocations):
+        return _short_of_evidence(state, policy, invocations, now)
     step = state.step + 1
+    served = f", {invocations} invocations" if policy.min_invocations and invocations is not None else ""
     nxt = state.evolve(
         now,
-        f"v{candidate.version} healthy after {policy.bake_seconds} s; shifting to {policy.steps[step]}%",
+        f"v{candidate.version} healthy after {policy.bake_seconds} s{served}; shifting to {policy.steps[step]}%",
         step=step,
         step_started_at=now,
+        starved=False,
     )
     return Decision(nxt, (SetWeights(tuple(canary_shares(nxt, policy).items())),))
+
+
+def _withdraw(stable: Release, candidate: Release) -> WithdrawApprovals:
+    """Versions between the live one and a candidate that was rolled back (by an alarm, an operator or
+    SageMaker's guardrails) were superseded by it: they do not roll out by themselves once it is gone."""
+    return WithdrawApprovals(
+        stable.version,
+        candidate.version,
+        f"Superseded by v{candidate.version}, which was rolled back; sagepilot will not roll this version out "
+        "unless it is approved again.",
+    )
+
+
+def _has_evidence(policy: RolloutPolicy, invocations: int | None) -> bool:
+    """Whether the candidate served enough in its step to judge it (unknown counts as nothing served)."""
+    return policy.min_invocations <= 0 or (invocations or 0) >= policy.min_invocations
+
+
+def _short_of_evidence(state: RolloutState, policy: RolloutPolicy, invocations: int | None, now: float) -> Decision:
+    """Baked, no alarm, but too few invocations to tell: wait for them; past the longest bake, hold the
+    step and say so once (NO TRAFFIC). Silence never promotes."""
+    candidate = state.candidate
+    assert candidate
+    share = policy.steps[min(state.step, len(policy.steps) - 1)]
+    served = invocations or 0
+    elapsed = now - state.step_started_at
+    if state.starved or elapsed < policy.held_after:
+        return _wait(
+            state,
+            f"v{candidate.version} served {served} of the {policy.min_invocations} invocations needed at {share}%; "
+            "waiting for traffic" + (" (held: NO TRAFFIC)" if state.starved else ""),
+        )
+    what = (
+        f"NO TRAFFIC: v{candidate.version} served {served} of the {policy.min_invocations} invocations needed at "
+        f"{share}% in {elapsed:.0f} s; the canary is held at {share}% and will not be promoted on silence. Send it "
+        "traffic (it moves on once it has enough), or decide: sagepilot promote / rollback."
+    )
+    held = state.evolve(now, what, starved=True)
+    return Decision(held, (Notify(f"NO TRAFFIC: {state.endpoint} v{candidate.version}", _facts(held, what)),))
 
 
 def _promoting(
@@ -749,7 +898,15 @@ def _promoting(
     previous = state.stable
     what = f"v{candidate.version} serves all traffic" + (f" (was v{previous.version})" if previous else "")
     done = state.evolve(
-        now, what, phase=Phase.STABLE, stable=candidate, candidate=None, step=0, reason="", reject_candidate=False
+        now,
+        what,
+        phase=Phase.STABLE,
+        stable=candidate,
+        candidate=None,
+        step=0,
+        reason="",
+        reject_candidate=False,
+        serving_since=now if candidate != previous else state.serving_since,
     )
     retired = (DeleteVariantAlarms(previous.variant),) if previous and previous != candidate else ()
     actions: tuple[Action, ...] = (
@@ -782,6 +939,7 @@ def _rolling_back(
         ]
         if state.reject_candidate:
             actions.append(RejectInRegistry(candidate, f"Rolled back by sagepilot: {state.reason}"))
+            actions.append(_withdraw(stable, candidate))
         actions += [CleanUp(), Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, what))]
         return Decision(done, tuple(actions), commit_first=False)
     if stable.variant not in view.names and _update_failed(state, view):
@@ -839,7 +997,7 @@ def _native(
     assert stable and candidate
     if view.names == {candidate.variant}:
         what = f"SageMaker deployment finished: v{candidate.version} serves all traffic"
-        done = state.evolve(now, what, phase=Phase.STABLE, stable=candidate, candidate=None)
+        done = state.evolve(now, what, phase=Phase.STABLE, stable=candidate, candidate=None, serving_since=now)
         return Decision(
             done,
             (
@@ -863,6 +1021,7 @@ def _native(
                 RegisterAutoscaling(stable.variant),
                 DeleteVariantAlarms(candidate.variant),
                 RejectInRegistry(candidate, f"Rolled back by SageMaker deployment guardrails: {reason}"),
+                _withdraw(stable, candidate),
                 CleanUp(),
                 Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, reason)),
             ),

@@ -44,7 +44,6 @@ from sagepilot.observability import logger
 from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
-_TAGS_CACHE_SECONDS = 60.0
 _NOT_MANAGED = "no rollout record for this endpoint: not managed by this stack"
 
 
@@ -93,7 +92,9 @@ class Rollouts:
         self._notifier = notifier
         self._clock = clock
         self._metrics: Recorder = metrics or NoRecorder()
-        self._tags: dict[str, tuple[float, dict[str, str]]] = {}
+        # Group tags as read for the trigger being handled: every trigger reads them afresh (a person's
+        # change to a group's settings takes effect for the next decision), at most once per group.
+        self._tags: dict[str, dict[str, str]] = {}
 
     # Triggers ---------------------------------------------------------------------------------------
     def handle(self, trigger: RolloutTrigger) -> list[Outcome]:
@@ -108,31 +109,37 @@ class Rollouts:
 
     def on_package_change(self, group: str) -> Outcome:
         """An approval or rejection in the registry: reconcile the group's endpoint."""
+        self._tags.clear()
         try:
-            # Read fresh: a person's change to the group's tags (e.g. its endpoint name) counts for this approval.
-            deployment = self.deployment(group, fresh=True)
+            # Read fresh (tags are read once per trigger): a person's change to the group's tags (e.g. its endpoint
+            # name, or sagepilot:deploy) counts for this approval.
+            deployment = self.deployment(group)
         except InvalidGroupSettings as exc:
             self._notifier.publish(f"INVALID SETTINGS: model package group {group}", {"group": group, "what": str(exc)})
             logger.error("group settings are invalid", extra={"group": group, "error": str(exc)})
             return Outcome(endpoint="", result="invalid", note=str(exc))
         except GroupNotFound:
             return Outcome(endpoint="", result="ignored", note=f"model package group {group} does not exist")
-        if not deployment.enabled:
+        if not deployment.enabled and self._store.group_of(deployment.endpoint) is None:
             return Outcome(deployment.endpoint, "ignored", note="the group's sagepilot:deploy tag is false")
+        # deploy=false on a managed endpoint: the decision itself holds (and says so in the history).
         return self.reconcile(deployment.endpoint, group)
 
     def on_endpoint_signal(self, endpoint: str) -> Outcome:
         """An endpoint state change, a rollout alarm or an operator command for a managed endpoint."""
+        self._tags.clear()
         return self.reconcile(endpoint, None)
 
     def on_alarm(self, endpoint: str, alarm: str) -> Outcome:
         """An alarm of a managed endpoint changed state: the rollout's reconcile (a canary alarm rolls
         back), then the alarm's own meaning (an incident, its recovery, or a scale-in)."""
+        self._tags.clear()
         return self.reconcile(endpoint, None, alarm=alarm)
 
     def on_schedule(self) -> list[Outcome]:
         """Periodic repair: every endpoint in a rollout, and each stable one now and then (a lost event
         must not leave an approval undeployed for long)."""
+        self._tags.clear()
         now = self._clock()
         outcomes = []
         overdue = 0.0
@@ -261,7 +268,7 @@ class Rollouts:
             return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
         group_gone = False
         try:
-            deployment = self.deployment(group, fresh=True)
+            deployment = self.deployment(group)  # as read for this trigger (see `deployment`)
         except InvalidGroupSettings as exc:
             return Outcome(endpoint, "invalid", note=str(exc))
         except GroupNotFound:
@@ -279,9 +286,27 @@ class Rollouts:
                 return self._retire(move, state, view, deployment.endpoint, now)
         target = self._registry.newest_approved(group)
         firing: tuple[str, ...] = ()
+        invocations: int | None = None
         if state and state.candidate and state.phase is Phase.CANARY:
             firing = self._alarms.firing(endpoint, state.candidate.variant)
-        decision = plan.decide(state, view, target, firing, deployment.rollout, now, endpoint=endpoint, group=group)
+            if (
+                deployment.rollout.min_invocations > 0
+                and now >= state.step_started_at + deployment.rollout.bake_seconds
+            ):
+                # The evidence of the step (read only once it has baked: before, it decides nothing).
+                invocations = self._alarms.invocations(endpoint, state.candidate.variant, state.step_started_at, now)
+        decision = plan.decide(
+            state,
+            view,
+            target,
+            firing,
+            deployment.rollout,
+            now,
+            endpoint=endpoint,
+            group=group,
+            deploy=deployment.enabled,
+            invocations=invocations,
+        )
         outcome = Outcome(
             endpoint,
             "acted" if decision.actions else "waiting",
@@ -450,8 +475,16 @@ class Rollouts:
             view = self._endpoints.describe(state.endpoint)
         on_endpoint = view is not None and ref.variant in view.names
         minimum = self._autoscaling.minimum(state.endpoint, ref.variant) if on_endpoint else None
+        idle = ref.kind is AlarmKind.LOW_TRAFFIC and alarm_state == "ALARM"
         judgement = health.judge(
-            ref, alarm_state, state, view, minimum, deployment.autoscaling.min_capacity, ref.name in state.incidents
+            ref,
+            alarm_state,
+            state,
+            view,
+            minimum,
+            deployment.autoscaling.min_capacity,
+            ref.name in state.incidents,
+            evaluated_from=self._alarms.evaluated_from(ref.name) if idle else None,
         )
         detail: dict[str, object] = {
             "endpoint": state.endpoint,
@@ -473,6 +506,10 @@ class Rollouts:
             self._notifier.publish(f"RECOVERED: {state.endpoint} {ref.variant}", detail)
             still_open = tuple(i for i in state.incidents if i != ref.name)
             return state.evolve(now, judgement.summary, incidents=still_open), judgement.summary
+        if judgement.verdict is health.Verdict.NOT_YET:
+            # Judged again by CloudWatch at its next period, on a range within the variant's service.
+            self._alarms.reset(ref.name, f"sagepilot: {judgement.summary}")
+            return state, judgement.summary
         if judgement.verdict is health.Verdict.SCALE_IN and judgement.scale_to is not None:
             try:
                 self._endpoints.set_capacity(state.endpoint, ref.variant, judgement.scale_to)
@@ -543,15 +580,13 @@ class Rollouts:
         return Outcome(state.endpoint, "acted", actions=["Forget"], note=what)
 
     # Settings ---------------------------------------------------------------------------------------
-    def deployment(self, group: str, *, fresh: bool = False) -> Deployment:
-        """The group's deployment settings: stack defaults plus the group's tags (cached briefly; `fresh`:
-        read now, for a decision a person's change must reach at once)."""
-        now = self._clock()
-        cached = self._tags.get(group)
-        if fresh or cached is None or now - cached[0] > _TAGS_CACHE_SECONDS:
-            cached = (now, self._registry.group_tags(group))
-            self._tags[group] = cached
-        return resolve(self._settings.defaults, self._settings.name_prefix, group, cached[1])
+    def deployment(self, group: str) -> Deployment:
+        """The group's deployment settings: stack defaults plus the group's tags, read once per trigger (so a
+        person's change to them counts for the next decision)."""
+        tags = self._tags.get(group)
+        if tags is None:
+            tags = self._tags[group] = self._registry.group_tags(group)
+        return resolve(self._settings.defaults, self._settings.name_prefix, group, tags)
 
     # Applying a decision ----------------------------------------------------------------------------
     def _apply(
@@ -577,6 +612,16 @@ class Rollouts:
                     self._alarms.delete(endpoint, variant)
                 case plan.RejectInRegistry(release=release, description=description):
                     self._registry.reject(release.package_arn, description)
+                case plan.WithdrawApprovals(newer_than=newer_than, older_than=older_than, description=description):
+                    assert move.state
+                    withdrawn = self._registry.withdraw_approvals(move.state.group, newer_than, older_than, description)
+                    if withdrawn:
+                        names = ", ".join(f"v{v}" for v in withdrawn)
+                        what = (
+                            f"{names} (superseded by v{older_than}, which was rolled back) set back to "
+                            "PendingManualApproval: approve again to roll out"
+                        )
+                        move.state = move.state.evolve(self._clock(), what)
                 case plan.DeleteEndpoint():
                     self._endpoints.delete(endpoint)
                 case plan.CleanUp():

@@ -1,0 +1,301 @@
+"""Issue 15, through the template's own rules: evidence before promotion, `sagepilot:deploy=false` on every
+path (tags read for every decision), and a rolled-back version that does not bring back what it superseded.
+
+Driven as in test_rollout.py: `Rollout.pump` delivers what the RolloutFunction's rules let through, `tick`
+lets time pass on the fake clock while clients call the endpoint (`rollout.rate` invocations a second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from sagepilot import cli
+from sagepilot_sandbox import alarms
+from sagepilot_sandbox.provision import Stack
+
+from .conftest import FakeClock, Notifications
+from .test_rollout import BAKE, ENDPOINT, GROUP, Rollout, deploy_v1, make_rollout
+
+MAX_BAKE = 3600  # the template's MaxBakeSeconds default
+
+
+@pytest.fixture
+def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
+    return make_rollout(stack, clients, clock)
+
+
+def tag_group(rollout: Rollout, **tags: str) -> None:
+    arn = rollout.sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    rollout.sm.add_tags(ResourceArn=arn, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in tags.items()])
+
+
+def subjects(notifications: Notifications) -> list[str]:
+    return [str(n["subject"]) for n in notifications.drain()]
+
+
+def history(rollout: Rollout) -> list[str]:
+    return [h.what for h in rollout.state().history]
+
+
+def status(rollout: Rollout, arn: str) -> str:
+    return str(rollout.sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"])
+
+
+# ------------------------------------------------------------------------------- 3. evidence before promotion
+def test_a_candidate_nobody_calls_is_held_and_reported_never_promoted(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    deploy_v1(rollout)
+    rollout.rate = 0  # nobody calls the endpoint: no Invocations datapoint at all, so no alarm can fire either
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    notifications.drain()
+    for _ in range(2 * MAX_BAKE // BAKE):
+        rollout.tick()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}  # held at its first step: silence is no evidence
+    assert rollout.state().starved
+    assert subjects(notifications) == [f"NO TRAFFIC: {ENDPOINT} v2"]  # announced once
+    assert sum("NO TRAFFIC" in h for h in history(rollout)) == 1
+    # Traffic comes: the step has its evidence and the canary moves on.
+    rollout.rate = 10
+    rollout.tick()
+    assert rollout.shares() == {"v1": 0.5, "v2": 0.5}
+    assert not rollout.state().starved
+
+
+def test_each_step_needs_its_own_evidence(rollout: Rollout, notifications: Notifications) -> None:
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    rollout.tick()
+    assert rollout.shares() == {"v1": 0.5, "v2": 0.5}  # 600 s x 10/s x 10% = 600 invocations at 10%
+    rollout.rate = 0  # what the candidate served at 10% does not count for 50%
+    for _ in range(MAX_BAKE // BAKE + 1):
+        rollout.tick()
+    assert rollout.shares() == {"v1": 0.5, "v2": 0.5}
+    assert f"NO TRAFFIC: {ENDPOINT} v2" in subjects(notifications)
+
+
+def test_too_little_traffic_for_the_group_minimum_holds_the_last_step(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP,
+        Tags=[
+            {"Key": "sagepilot:min-invocations", "Value": "100000"},
+            {"Key": "sagepilot:max-bake-seconds", "Value": "1200"},
+            {"Key": "sagepilot:canary-steps", "Value": "100"},
+        ],
+    )
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.0, "v2": 1.0}
+    notifications.drain()
+    for _ in range(4):
+        rollout.tick()  # 6000 invocations a tick, all v2's: 24,000 of the 100,000 the group asks for
+    assert rollout.shares() == {"v1": 0.0, "v2": 1.0}  # not promoted: v1 stays ready to take the traffic back
+    assert subjects(notifications) == [f"NO TRAFFIC: {ENDPOINT} v2"]
+
+
+def test_the_minimum_is_counted_over_the_step_not_per_tick(rollout: Rollout, notifications: Notifications) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP,
+        Tags=[
+            {"Key": "sagepilot:min-invocations", "Value": "1000"},
+            {"Key": "sagepilot:max-bake-seconds", "Value": "1200"},
+        ],
+    )
+    deploy_v1(rollout)
+    rollout.rate = 1  # 60 invocations of the candidate per 600-s tick at 10%
+    rollout.register()
+    rollout.pump()
+    notifications.drain()
+    rollout.tick()
+    rollout.tick()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    assert subjects(notifications) == [f"NO TRAFFIC: {ENDPOINT} v2"]  # 120 of 1000 after the 1200-s limit
+    rollout.rate = 100
+    rollout.tick()  # 6000 more at 10%: the step has its 1000
+    assert rollout.shares() == {"v1": 0.5, "v2": 0.5}
+    assert any("shifting to 50%" in h and "invocations" in h for h in history(rollout))
+
+
+def test_a_minimum_of_zero_moves_on_after_the_bake_alone(rollout: Rollout) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:min-invocations", "Value": "0"}]
+    )
+    deploy_v1(rollout)
+    rollout.rate = 0
+    rollout.register()
+    rollout.pump()
+    for _ in range(3):
+        rollout.tick()
+    assert rollout.shares() == {"v2": 1.0}
+
+
+def test_an_operator_may_still_promote_a_held_canary(rollout: Rollout, capsys: pytest.CaptureFixture[str]) -> None:
+    deploy_v1(rollout)
+    rollout.rate = 0
+    rollout.register()
+    rollout.pump()
+    for _ in range(MAX_BAKE // BAKE + 1):
+        rollout.tick()
+    assert rollout.state().starved
+    assert cli.main(["--table", rollout.store()._table, "promote", ENDPOINT]) == 0
+    rollout.pump()
+    assert rollout.shares() == {"v2": 1.0}
+
+
+# ------------------------------------------------------------------------------- 2. deploy=false on every path
+def _list_tags_calls(rollout: Rollout) -> list[str]:
+    calls: list[str] = []
+    rollout.sm.meta.events.register("before-call.sagemaker.ListTags", lambda **_: calls.append("ListTags"))
+    return calls
+
+
+def test_deploy_false_set_just_before_an_approval_is_seen(rollout: Rollout, notifications: Notifications) -> None:
+    deploy_v1(rollout)
+    tag_group(rollout, deploy="false")  # no time passes: a tag cache would still say true
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    assert rollout.state().phase.value == "STABLE"
+
+
+def test_deploy_false_holds_the_scheduled_reconcile_too(rollout: Rollout, notifications: Notifications) -> None:
+    deploy_v1(rollout)
+    tag_group(rollout, deploy="false")
+    rollout.register()
+    rollout.pump()
+    for _ in range(4):
+        rollout.tick(1000)  # past STABLE_CHECK_SECONDS: the schedule reconciles the stable endpoint
+    assert rollout.shares() == {"v1": 1.0}
+    withheld = [h for h in history(rollout) if "sagepilot:deploy tag is false" in h]
+    assert len(withheld) == 1 and "v2" in withheld[0]
+    # Set back to true: the next decision rolls v2 out.
+    tag_group(rollout, deploy="true")
+    rollout.tick(1000)
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+
+
+def test_deploy_false_during_a_canary_rolls_it_back_without_rejecting_it(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    tag_group(rollout, deploy="false")
+    rollout.tick(60)  # the next decision (the schedule's) sees it
+    assert rollout.shares() == {"v1": 1.0}
+    assert status(rollout, v2) == "Approved"
+    assert f"ROLLED BACK: {ENDPOINT} v2" in subjects(notifications)
+    for _ in range(3):
+        rollout.tick(1000)
+    assert rollout.shares() == {"v1": 1.0}  # and nothing starts again while the flag is false
+
+
+def test_deploy_false_creates_no_endpoint_on_any_path(rollout: Rollout) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:deploy", "Value": "false"}]
+    )
+    rollout.register()
+    rollout.pump()
+    # A registry trigger that recorded its group with the lease and died is what the schedule repairs.
+    rollout.store().acquire(ENDPOINT, "died", rollout.clock(), group=GROUP)
+    rollout.tick(1000)
+    assert rollout.sm.list_endpoints()["Endpoints"] == []
+
+
+def test_tags_are_read_once_per_trigger(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    calls = _list_tags_calls(rollout)
+    rollout.register()
+    rollout.pump(settle=False)  # the approval's one trigger
+    assert len(calls) == 1
+    calls.clear()
+    before = len(rollout.delivered)
+    rollout.pump()  # the endpoint's InService event
+    rollout.tick()  # the schedule (one canary), then the InService event of the step it took
+    triggers = len(rollout.delivered) - before
+    assert triggers == 3 and len(calls) == triggers  # fresh for every decision, and no more
+
+
+# ------------------------------------------------------------------------------- 7. rolled back stays back
+def test_a_rolled_back_version_does_not_bring_back_the_one_it_superseded(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    v3 = rollout.register()  # supersedes v2's canary
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v3": 0.1}
+    assert cli.main(["--table", rollout.store()._table, "rollback", ENDPOINT]) == 0
+    rollout.pump()
+    for _ in range(3):
+        rollout.tick(1000)
+    assert rollout.shares() == {"v1": 1.0}  # one rollback was enough: v2 did not start a canary by itself
+    assert status(rollout, v3) == "Rejected"
+    assert status(rollout, v2) == "PendingManualApproval"
+    assert "approved again" in rollout.sm.describe_model_package(ModelPackageName=v2)["ApprovalDescription"]
+    assert any("v2" in h and "PendingManualApproval" in h for h in history(rollout))
+    # Approving v2 again is a person's decision: it rolls out.
+    rollout.set_status(v2, "Approved")
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+
+
+def test_an_alarm_rollback_withdraws_the_superseded_versions_too(rollout: Rollout) -> None:
+    deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump()
+    rollout.register()
+    rollout.pump()
+    rollout.clients("cloudwatch").set_alarm_state(AlarmName=f"{ENDPOINT}-v3-5xx", StateValue="ALARM", StateReason="x")
+    rollout.pump()
+    rollout.tick(1000)
+    assert rollout.shares() == {"v1": 1.0}
+    assert status(rollout, v2) == "PendingManualApproval"
+
+
+# ------------------------------------------------------------------------------- 9. a new endpoint is not idle
+def _evaluate_idle_alarm(rollout: Rollout) -> str:
+    """CloudWatch's evaluation of v1's low-traffic alarm at the fake clock's time (missing data breaching)."""
+    name = f"{ENDPOINT}-v1-low-traffic"
+    return alarms.evaluate_alarm(name, now=datetime.fromtimestamp(rollout.clock(), UTC))
+
+
+def test_a_new_endpoint_is_not_scaled_in_before_it_could_have_served(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:instance-count", "Value": "10"}]
+    )
+    deploy_v1(rollout)
+    [variant] = rollout.endpoint()["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 10
+    notifications.drain()
+    # Its first evaluation looks back IdleMinutes (60) at minutes when v1 did not exist: ALARM at once.
+    assert _evaluate_idle_alarm(rollout) == "ALARM"
+    rollout.pump()
+    [variant] = rollout.endpoint()["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 10  # not idle: it has not served for IdleMinutes yet
+    assert subjects(notifications) == []
+    name = f"{ENDPOINT}-v1-low-traffic"
+    alarm = rollout.clients("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "INSUFFICIENT_DATA"  # to be judged again by CloudWatch
+    # An hour in service with no invocation at all: that is idle.
+    rollout.clock.advance(3600)
+    assert _evaluate_idle_alarm(rollout) == "ALARM"
+    rollout.pump()
+    [variant] = rollout.endpoint()["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 1
+    assert subjects(notifications) == [f"SCALED IN: {ENDPOINT} v1"]
