@@ -51,6 +51,7 @@ from sagepilot_sandbox import (
     bus,
     endpoints,
     invocations,
+    metrics,
     registry,
     s3_listing,
     sqs_speed,
@@ -148,6 +149,7 @@ def install() -> None:
         s3_listing.install()
         transactions.install()
         _order_metric_dimensions()
+        metrics.install()
         _installed = True
 
 

@@ -24,7 +24,7 @@ from unit.rollout_world import ENDPOINT, GROUP, World
 
 
 def evidence(stable: tuple[int, int, int], candidate: tuple[int, int, int]) -> StepEvidence:
-    return StepEvidence(VariantCounts(*stable), VariantCounts(*candidate), 0.0, 60.0)
+    return StepEvidence(VariantCounts(*stable, stable[0]), VariantCounts(*candidate, candidate[0]), 0.0, 60.0)
 
 
 def test_assess_names_the_worse_metric_and_splits_the_level() -> None:
@@ -42,6 +42,8 @@ def test_assess_not_worse_needs_every_metric() -> None:
     few = assess(evidence((90_000, 900, 4_500), (50, 0, 0)), GateSettings(), (10, 100))
     assert few.verdict is Verdict.CONTINUE  # under the minimum of trials: nothing is judged
     assert {j.metric for j in few.judgements} == {ERRORS, LATENCY}
+    no_latency = StepEvidence(VariantCounts(90_000, 900, 0, 0), VariantCounts(10_000, 100, 0, 0), 0.0, 60.0)
+    assert assess(no_latency, GateSettings(), (10, 100)).verdict is Verdict.CONTINUE  # latency unknown
 
 
 def test_gate_tags_are_read_and_checked() -> None:
@@ -77,7 +79,7 @@ class GateWorld(World):
     def counts(self, variant: str, since: float) -> VariantCounts:
         n = self.invocations(variant, since)
         return VariantCounts(
-            n, round(n * self.error_rate.get(variant, 0.01)), round(n * self.slow_rate.get(variant, 0.05))
+            n, round(n * self.error_rate.get(variant, 0.01)), round(n * self.slow_rate.get(variant, 0.05)), n
         )
 
     def decide(self) -> plan.Decision:

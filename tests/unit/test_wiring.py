@@ -28,7 +28,7 @@ CASES = {
         "BatchCompletion",
         {"batch_completion", "batch_intake", "jobs"},
     ),
-    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout"}),
+    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout", "canary_analysis"}),
     "training": ("training", "load_training_settings", "Training", {"training"}),
 }
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sagepilot.domain.canary_gate import GateSettings
 from sagepilot.domain.deployment import (
     AlarmThresholds,
     Autoscaling,
@@ -125,6 +126,15 @@ def _optional_instance_type(env: Mapping[str, str], name: str) -> str | None:
     return _instance_type(name, value) if value else None
 
 
+def _canary_analysis(env: Mapping[str, str]) -> bool:
+    """CANARY_ANALYSIS: `sequential` turns the ab canary's statistical gate on for groups without a
+    sagepilot:analysis tag, `off` (also when unset: stacks from before the gate) leaves it off."""
+    raw = env.get("CANARY_ANALYSIS", "off").strip().lower()
+    if raw not in ("sequential", "off"):
+        raise ConfigurationError(f"CANARY_ANALYSIS must be sequential or off, got {raw!r}")
+    return raw == "sequential"
+
+
 def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
     """Settings of the rollout function: the stack-wide deployment defaults each group may override."""
     strategy_raw = _required(env, "DEPLOY_STRATEGY")
@@ -154,6 +164,7 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
                 _int(env, "BAKE_SECONDS", 0, 86_400),
                 min_invocations=_int(env, "MIN_INVOCATIONS", 0, 1_000_000_000),
                 max_bake_seconds=_int(env, "MAX_BAKE_SECONDS", 0, 86_400),
+                gate=GateSettings(enabled=_canary_analysis(env)),
             ),
             instance_type=_instance_type("ENDPOINT_INSTANCE_TYPE", _required(env, "ENDPOINT_INSTANCE_TYPE")),
             instance_count=_int(env, "ENDPOINT_INSTANCE_COUNT", 1, 1000),

@@ -6,7 +6,8 @@ each variant's counts since the step began (one GetMetricData call: `Invocations
 anytime-valid test of `domain.sequential`:
 
 - errors: 5xx responses over invocations, non-inferiority margin `error_margin` (absolute);
-- latency: the share of requests over the group's latency objective, margin `latency_margin`.
+- latency: the share of requests over the group's latency objective (out of the requests with a
+  `ModelLatency`), margin `latency_margin`. A variant without latency data is not judged not worse.
 
 The level `1 - confidence` is split evenly (Bonferroni) over the metrics and the steps the gate judges, so
 that a rollout of identical variants is rolled back by the gate with probability at most `1 - confidence`
@@ -62,9 +63,10 @@ class VariantCounts:
     invocations: int
     errors: int
     over_objective: int  # requests whose model latency exceeded the objective
+    latency_samples: int  # requests with a model latency (ModelLatency's SampleCount)
 
     def __post_init__(self) -> None:
-        if min(self.invocations, self.errors, self.over_objective) < 0:
+        if min(self.invocations, self.errors, self.over_objective, self.latency_samples) < 0:
             raise ValueError(f"counts cannot be negative: {self}")
 
 
@@ -100,24 +102,24 @@ def assess(evidence: StepEvidence, settings: GateSettings, steps: tuple[int, ...
     metrics = 2
     alpha = (1 - settings.confidence) / (metrics * max(gated_steps(steps), 1))
 
-    def counts(events: int, variant: VariantCounts) -> Counts:
+    def counts(events: int, trials: int) -> Counts:
         # CloudWatch's counts of one minute can disagree by a request or two (published apart): clamp.
-        return Counts(min(events, variant.invocations), variant.invocations)
+        return Counts(min(events, trials), trials)
 
     s, c = evidence.stable, evidence.candidate
     judgements = (
         judge(
             ERRORS,
-            counts(s.errors, s),
-            counts(c.errors, c),
+            counts(s.errors, s.invocations),
+            counts(c.errors, c.invocations),
             margin=settings.error_margin,
             alpha=alpha,
             min_trials=MIN_TRIALS,
         ),
         judge(
             LATENCY,
-            counts(s.over_objective, s),
-            counts(c.over_objective, c),
+            counts(s.over_objective, s.latency_samples),
+            counts(c.over_objective, c.latency_samples),
             margin=settings.latency_margin,
             alpha=alpha,
             min_trials=MIN_TRIALS,

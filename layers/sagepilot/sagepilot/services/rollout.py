@@ -32,6 +32,7 @@ from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, RolloutStore
 from sagepilot.domain import health
 from sagepilot.domain import rollout as plan
+from sagepilot.domain.canary_gate import Assessment
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
 from sagepilot.domain.health import AlarmKind, AlarmRef, parse_alarm_name
 from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_model_name
@@ -40,6 +41,7 @@ from sagepilot.errors import CapacityError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
 from sagepilot.observability import logger
+from sagepilot.services.canary_analysis import judge_step
 from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
@@ -221,9 +223,14 @@ class Rollouts:
         target = self._registry.newest_approved(group)
         firing: tuple[str, ...] = ()
         invocations: int | None = None
+        assessment: Assessment | None = None
         if state and state.candidate and state.phase is Phase.CANARY:
             firing = self._alarms.firing(endpoint, state.candidate.variant)
-            if (
+            assessment = judge_step(self._alarms, state, deployment, now)
+            if assessment is not None:
+                # The gate's one GetMetricData call also gave the candidate's invocations in the step.
+                invocations = assessment.evidence.candidate.invocations
+            elif (
                 deployment.rollout.min_invocations > 0
                 and now >= state.step_started_at + deployment.rollout.bake_seconds
             ):
@@ -240,6 +247,7 @@ class Rollouts:
             group=group,
             deploy=deployment.enabled,
             invocations=invocations,
+            assessment=assessment,
         )
         outcome = Outcome(
             endpoint,
