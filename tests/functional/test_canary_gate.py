@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sagepilot import cli
+from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot_sandbox.provision import Stack
 
 from .conftest import FakeClock, Notifications
-from .test_rollout import ENDPOINT, GROUP, Rollout, deploy_v1, make_rollout
+from .test_rollout import ENDPOINT, GROUP, ROLLOUT, Rollout, deploy_v1, make_rollout
 
 RATE = 20  # requests a second
 FAST_US, SLOW_US = 20_000.0, 900_000.0  # model latencies under and over the 500-ms objective
@@ -90,7 +93,7 @@ def run(rollout: Rollout, minutes: int, errors: dict[str, float], slow: dict[str
 
 
 def test_a_candidate_worse_than_stable_under_the_alarms_is_rolled_back_and_rejected(
-    rollout: Rollout, notifications: Notifications
+    rollout: Rollout, notifications: Notifications, tmp_path: Path
 ) -> None:
     gated_group(rollout)
     deploy_v1(rollout)
@@ -104,6 +107,23 @@ def test_a_candidate_worse_than_stable_under_the_alarms_is_rolled_back_and_rejec
     package = rollout.sm.describe_model_package(ModelPackageName=arn)
     assert package["ModelApprovalStatus"] == "Rejected"
     assert "canary analysis: v2 is worse than v1 on errors" in package["ApprovalDescription"]
+    # Its report, in the data bucket, as `sagepilot report` shows it.
+    bucket = rollout.stack.functions[ROLLOUT].environment["REPORT_BUCKET"]
+    reports = RolloutReports(rollout.clients("s3"), bucket)
+    report = reports.newest(ENDPOINT)
+    assert report is not None and report["endpoint"] == ENDPOINT and report["rollout"].startswith("v2-")
+    looks = report["entries"]
+    assert len(looks) == minutes + 1  # one per reconcile of the step: as it began, then every minute
+    assert [e["decision"] for e in looks[:-1]] == [""] * minutes
+    assert looks[-1]["verdict"] == "WORSE" and looks[-1]["decision"].startswith("rolling back: canary analysis")
+    errors = looks[-1]["metrics"][0]
+    assert errors["metric"] == "errors" and errors["verdict"] == "WORSE" and errors["lower"] > 0
+    assert errors["candidate"]["rate"] == pytest.approx(0.04, abs=0.002)
+    page = tmp_path / "report.html"
+    lines = cli.show_report(reports, ENDPOINT, str(page))
+    assert any("WORSE" in line for line in lines) and any("rolling back" in line for line in lines)
+    text = page.read_text()
+    assert "<svg" in text and "<polyline" in text and "<script" not in text
 
 
 def test_latency_misses_over_the_objective_roll_back_too(rollout: Rollout) -> None:

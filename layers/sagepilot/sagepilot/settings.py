@@ -110,6 +110,7 @@ class RolloutSettings:
     defaults: Deployment
     lease_seconds: int
     stable_check_seconds: int
+    report_bucket: str = ""  # where the canary gate's reports go (rollouts/...); empty: not kept
 
 
 def _prefix(env: Mapping[str, str]) -> str:
@@ -184,6 +185,7 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
             fallback_instance_type=_optional_instance_type(env, "ENDPOINT_FALLBACK_INSTANCE_TYPE"),
         ),
         lease_seconds=_int(env, "LEASE_SECONDS", 30, 3600),
+        report_bucket=env.get("REPORT_BUCKET", "").strip(),
         stable_check_seconds=_int(env, "STABLE_CHECK_SECONDS", 60, 86_400),
     )
 

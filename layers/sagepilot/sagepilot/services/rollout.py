@@ -29,6 +29,7 @@ from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import EndpointBusy, Endpoints
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
+from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, RolloutStore
 from sagepilot.domain import health
 from sagepilot.domain import rollout as plan
@@ -41,7 +42,7 @@ from sagepilot.errors import CapacityError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
 from sagepilot.observability import logger
-from sagepilot.services.canary_analysis import judge_step
+from sagepilot.services.canary_analysis import judge_step, record_look
 from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
@@ -82,8 +83,10 @@ class Rollouts:
         notifier: Notifier,
         clock: Callable[[], float] = time.time,
         metrics: Recorder | None = None,
+        reports: RolloutReports | None = None,
     ) -> None:
         self._settings = settings
+        self._reports = reports  # the canary gate's reports (None: not kept)
         self._store = store
         self._registry = registry
         self._endpoints = endpoints
@@ -249,6 +252,8 @@ class Rollouts:
             invocations=invocations,
             assessment=assessment,
         )
+        if assessment is not None and state is not None and self._reports is not None:
+            record_look(self._reports, state, decision, assessment, deployment.rollout.steps)
         outcome = Outcome(
             endpoint,
             "acted" if decision.actions else "waiting",
