@@ -155,3 +155,38 @@ def test_without_the_gate_the_same_regression_is_promoted_on_the_bake(rollout: R
     rollout.pump()
     minutes = run(rollout, 31, errors={"v1": 0.01, "v2": 0.04}, slow={})
     assert minutes == 30 and rollout.shares() == {"v1": 0.5, "v2": 0.5}
+
+
+def test_a_user_published_metric_rolls_a_candidate_back(rollout: Rollout) -> None:
+    """The business KPI: conversions published per variant (0/1 per request); v2 converts less."""
+    gated_group(rollout, metrics="Shop/Conversion:higher:0.01")
+    deploy_v1(rollout)
+    arn = rollout.register()
+    rollout.pump()
+    for _ in range(30):
+        at = datetime.fromtimestamp(rollout.clock() + 59.5, UTC)
+        for variant, share in rollout.shares().items():
+            n = int(RATE * 60 * share)
+            converted = round(n * (0.10 if variant == "v1" else 0.05))
+            rollout.clients("cloudwatch").put_metric_data(
+                Namespace="Shop",
+                MetricData=[
+                    {
+                        "MetricName": "Conversion",
+                        "Dimensions": [
+                            {"Name": "EndpointName", "Value": ENDPOINT},
+                            {"Name": "VariantName", "Value": variant},
+                        ],
+                        "Timestamp": at,
+                        "StatisticValues": {"SampleCount": n, "Sum": converted, "Minimum": 0, "Maximum": 1},
+                    }
+                ],
+            )
+        serve(rollout, 60, errors={}, slow={})
+        rollout.tick(60)
+        if rollout.shares() != {"v1": 0.9, "v2": 0.1}:
+            break
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    description = rollout.sm.describe_model_package(ModelPackageName=arn)["ApprovalDescription"]
+    assert "worse than v1 on Shop/Conversion" in description

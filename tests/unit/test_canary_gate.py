@@ -221,3 +221,33 @@ def test_the_inconclusive_flag_survives_the_state_record() -> None:
     assert world.state is not None
     held = world.state.evolve(world.now, "held", inconclusive=True)
     assert from_json(to_json(held)).inconclusive
+
+
+def test_user_metrics_are_read_from_the_tag_and_judged_in_their_good_direction() -> None:
+    gate = _gate({"sagepilot:metrics": "Shop/Checkout/Conversion:higher:0.01 Shop/Wrong:lower:0.005"}, GateSettings())
+    conversion, wrong = gate.custom
+    assert (conversion.namespace, conversion.name, conversion.higher_is_better, conversion.margin) == (
+        "Shop/Checkout",
+        "Conversion",
+        True,
+        0.01,
+    )
+    assert wrong.label == "Shop/Wrong" and not wrong.higher_is_better
+    with pytest.raises(InvalidGroupSettings, match=r"Namespace/Name:lower\|higher:margin"):
+        _gate({"sagepilot:metrics": "Conversion:up"}, GateSettings())
+    with pytest.raises(InvalidGroupSettings, match="Namespace/Name"):
+        _gate({"sagepilot:metrics": "Shop/Conversion:higher:2"}, GateSettings())
+
+    def step(cand_conversions: int) -> StepEvidence:
+        return StepEvidence(
+            VariantCounts(90_000, 900, 4_500, 90_000, ((9_000, 90_000), (90, 90_000))),
+            VariantCounts(10_000, 100, 500, 10_000, ((cand_conversions, 10_000), (10, 10_000))),
+            0.0,
+            60.0,
+        )
+
+    worse = assess(step(600), gate, (10, 100))  # converts 6% where stable converts 10%: fewer is worse
+    assert worse.verdict is Verdict.WORSE and worse.worst() is not None
+    assert worse.worst().metric == "Shop/Checkout/Conversion"  # type: ignore[union-attr]
+    assert worse.alpha == pytest.approx(0.05 / 4)  # four metrics, one judged step
+    assert assess(step(1_100), gate, (10, 100)).verdict is Verdict.NOT_WORSE  # converting more is fine

@@ -7,7 +7,11 @@ anytime-valid test of `domain.sequential`:
 
 - errors: 5xx responses over invocations, non-inferiority margin `error_margin` (absolute);
 - latency: the share of requests over the group's latency objective (out of the requests with a
-  `ModelLatency`), margin `latency_margin`. A variant without latency data is not judged not worse.
+  `ModelLatency`), margin `latency_margin`. A variant without latency data is not judged not worse;
+- each metric the user publishes per variant (`custom`: namespace, name, which direction is good, margin),
+  judged where it is meaningful for this test: a per-request 0/1 outcome (a conversion, a wrong answer)
+  published with dimensions `EndpointName` and `VariantName`, whose Sum over SampleCount is a proportion.
+  Where higher is better, its complement (the requests without the outcome) is judged.
 
 The level `1 - confidence` is split evenly (Bonferroni) over the metrics and the steps the gate judges, so
 that a rollout of identical variants is rolled back by the gate with probability at most `1 - confidence`
@@ -30,6 +34,26 @@ LATENCY = "latency"
 MIN_TRIALS = 100
 
 
+@dataclass(frozen=True)
+class CustomMetric:
+    """A proportion the user publishes per variant (`sagepilot:metrics`: `Namespace/Name:lower|higher:margin`)."""
+
+    namespace: str
+    name: str
+    higher_is_better: bool
+    margin: float
+
+    def __post_init__(self) -> None:
+        if not self.namespace or not self.name:
+            raise ValueError("a metric needs a namespace and a name")
+        if not 0 < self.margin < 1:
+            raise ValueError(f"the margin of {self.name} must be in (0, 1), got {self.margin}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 class Inconclusive(StrEnum):
     """What a step still undecided at its longest bake does."""
 
@@ -46,6 +70,7 @@ class GateSettings:
     latency_margin: float = 0.02  # 2 percentage points of requests over the objective
     latency_objective_ms: int = 0  # 0: the group's latency alarm threshold
     on_inconclusive: Inconclusive = Inconclusive.HOLD
+    custom: tuple[CustomMetric, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1:
@@ -64,6 +89,7 @@ class VariantCounts:
     errors: int
     over_objective: int  # requests whose model latency exceeded the objective
     latency_samples: int  # requests with a model latency (ModelLatency's SampleCount)
+    custom: tuple[tuple[int, int], ...] = ()  # per GateSettings.custom metric: (Sum, SampleCount)
 
     def __post_init__(self) -> None:
         if min(self.invocations, self.errors, self.over_objective, self.latency_samples) < 0:
@@ -99,7 +125,7 @@ def gated_steps(steps: tuple[int, ...]) -> int:
 
 def assess(evidence: StepEvidence, settings: GateSettings, steps: tuple[int, ...]) -> Assessment:
     """The gate's verdict on one step's evidence (valid whenever it is read; see the module docstring)."""
-    metrics = 2
+    metrics = 2 + len(settings.custom)
     alpha = (1 - settings.confidence) / (metrics * max(gated_steps(steps), 1))
 
     def counts(events: int, trials: int) -> Counts:
@@ -107,7 +133,7 @@ def assess(evidence: StepEvidence, settings: GateSettings, steps: tuple[int, ...
         return Counts(min(events, trials), trials)
 
     s, c = evidence.stable, evidence.candidate
-    judgements = (
+    judgements: tuple[Judgement, ...] = (
         judge(
             ERRORS,
             counts(s.errors, s.invocations),
@@ -125,4 +151,14 @@ def assess(evidence: StepEvidence, settings: GateSettings, steps: tuple[int, ...
             min_trials=MIN_TRIALS,
         ),
     )
+    for index, metric in enumerate(settings.custom):
+
+        def outcome(variant: VariantCounts, metric: CustomMetric = metric, index: int = index) -> Counts:
+            total, samples = variant.custom[index] if index < len(variant.custom) else (0, 0)
+            events = min(total, samples)
+            return counts(samples - events if metric.higher_is_better else events, samples)
+
+        judgements += (
+            judge(metric.label, outcome(s), outcome(c), margin=metric.margin, alpha=alpha, min_trials=MIN_TRIALS),
+        )
     return Assessment(overall(judgements), judgements, evidence, alpha)

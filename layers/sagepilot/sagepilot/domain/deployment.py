@@ -16,6 +16,8 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:latency-objective-ms   model latency objective; 0: the latency alarm's threshold
     sagepilot:latency-margin         share of requests over the objective (fraction), likewise
     sagepilot:on-inconclusive        hold (default) | rollback | promote: a step undecided at its longest bake
+    sagepilot:metrics                per-variant 0/1 metrics the gate also judges, e.g.
+                                     "Shop/Conversion:higher:0.01 Shop/WrongAnswer:lower:0.005"
     sagepilot:instance-type          e.g. ml.m5.large
     sagepilot:instance-count         initial instances per variant
     sagepilot:autoscaling-min / -max / -target    target tracking on invocations per instance per minute
@@ -37,7 +39,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sagepilot.domain.canary_gate import GateSettings, Inconclusive
+from sagepilot.domain.canary_gate import CustomMetric, GateSettings, Inconclusive
 from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
 from sagepilot.domain.rollout import RolloutPolicy, Strategy
 
@@ -107,6 +109,29 @@ def _fraction(tags: Mapping[str, str], key: str, default: float, low: float, hig
     return value
 
 
+_CUSTOM = re.compile(
+    r"^(?P<namespace>[^/:\s]+(?:/[^/:\s]+)*)/(?P<name>[^/:\s]+):(?P<way>lower|higher):(?P<margin>[0-9.]+)$"
+)
+
+
+def _custom_metrics(raw: str) -> tuple[CustomMetric, ...]:
+    """`Namespace/Name:lower|higher:margin`, several separated by spaces; each a proportion published per
+    variant (see domain.canary_gate)."""
+    found = []
+    for part in raw.split():
+        match = _CUSTOM.match(part)
+        margin = float(match["margin"]) if match and match["margin"].count(".") <= 1 else -1.0
+        if match is None or not 0 < margin < 1:
+            raise InvalidGroupSettings(
+                f"tag {TAG_PREFIX}metrics: each metric is Namespace/Name:lower|higher:margin (a fraction between 0 "
+                f"and 1; lower or higher: which direction is good), like Shop/Conversion:higher:0.01, got {part!r}"
+            )
+        found.append(CustomMetric(match["namespace"], match["name"], match["way"] == "higher", margin))
+    if len(found) > 10:
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}metrics: at most 10 metrics, got {len(found)}")
+    return tuple(found)
+
+
 def _gate(tags: Mapping[str, str], defaults: GateSettings) -> GateSettings:
     """The canary gate's settings (see domain.canary_gate) from the group's tags."""
     analysis = tags.get(TAG_PREFIX + "analysis", "sequential" if defaults.enabled else "off").strip().lower()
@@ -121,6 +146,7 @@ def _gate(tags: Mapping[str, str], defaults: GateSettings) -> GateSettings:
             f"tag {TAG_PREFIX}on-inconclusive must be one of {choices}, got {policy_raw!r}"
         ) from None
     return GateSettings(
+        custom=_custom_metrics(tags.get(TAG_PREFIX + "metrics", "")) or defaults.custom,
         enabled=analysis == "sequential",
         confidence=_fraction(tags, "confidence", defaults.confidence, 0.5, 0.999),
         error_margin=_fraction(tags, "error-margin", defaults.error_margin, 0.0001, 0.5),

@@ -32,7 +32,7 @@ def judge_step(alarms: VariantAlarms, state: RolloutState, deployment: Deploymen
         return None
     objective = policy.gate.latency_objective_ms or deployment.alarms.latency_p99_ms
     evidence = alarms.step_counts(
-        state.endpoint, stable.variant, candidate.variant, state.step_started_at, now, objective
+        state.endpoint, stable.variant, candidate.variant, state.step_started_at, now, objective, policy.gate.custom
     )
     return assess(evidence, policy.gate, policy.steps)
 
