@@ -142,6 +142,13 @@ def test_a_good_candidate_moves_on_before_its_bake(rollout: Rollout) -> None:
     deploy_v1(rollout)
     rollout.register()
     rollout.pump()
+    calls: list[str] = []
+    events = rollout.clients("cloudwatch").meta.events
+    for operation in ("GetMetricData", "GetMetricStatistics"):
+        events.register(f"before-call.cloudwatch.{operation}", lambda operation=operation, **_: calls.append(operation))
+    serve(rollout, 60, errors={}, slow={})
+    rollout.tick(60)
+    assert calls == ["GetMetricData"]  # one call per reconcile reads both variants' counts (and the invocations)
     minutes = run(rollout, 30, errors={}, slow={})
     assert minutes < 30 and rollout.shares() == {"v1": 0.5, "v2": 0.5}
     assert any("not worse than stable" in h.what for h in rollout.state().history)
