@@ -26,7 +26,7 @@ demo: $(STAMP)  ## run the main scenario on the embedded sandbox
 sandbox: $(STAMP)  ## start the sandbox and keep it running (drive it with the aws CLI)
 	$(PY) -m sagepilot_sandbox serve
 
-test: $(STAMP)  ## the whole test suite (unit, functional, end-to-end)
+test: $(STAMP) $(SDK_STAMP)  ## the whole test suite (unit, functional, end-to-end, the SageMaker SDK as a client)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)  ## unit and functional tests only
@@ -72,6 +72,18 @@ security: $(CHECKOV_STAMP) $(STAMP)  ## checkov, offline, on template.yaml and o
 	$(PY) scripts/render_template.py --output $(RENDERED)
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
 	$(CHECKOV) --file $(RENDERED) --framework cloudformation --skip-download --compact --quiet
+
+# The SageMaker Python SDK 2.x, for tests/e2e/test_sagemaker_sdk.py: a virtualenv of its own (its pins are not ours).
+SDK_VENV := .tools/sagemaker-sdk
+SDK_STAMP := $(SDK_VENV)/.installed-$(shell sed -n 's/^sagemaker==//p' requirements-sdk.txt)
+
+$(SDK_STAMP): requirements-sdk.txt
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --quiet -r requirements-sdk.txt
+	touch $@
+
+.PHONY: sdk
+sdk: $(SDK_STAMP)  ## the SageMaker SDK's virtualenv (make test creates it too)
 
 build: $(SAM)  ## sam build, no container
 	$(SAM_ENV) $(SAM) build --template template.yaml

@@ -1,16 +1,22 @@
-"""The default wire formats: CSV, JSON and JSON Lines in, one prediction per record out, records in order.
+"""The default wire formats: CSV, JSON, JSON Lines and NumPy's `.npy` (`application/x-npy`, the default of the
+SageMaker scikit-learn container and of the SDK's SKLearnPredictor) in, one prediction per record out, records
+in order.
 
 Records are decoded to plain Python (`list[list[float]]`), which scikit-learn and most libraries accept, so
-the server itself needs no NumPy. Every decoding error is a `BadRequest` whose message says where the input
+the server itself needs no NumPy (`.npy` is read and written with the standard library: version 1-3
+headers, C or Fortran order, little- or big-endian numbers, booleans; 1-D is one record, 2-D one per row).
+Every decoding error is a `BadRequest` whose message says where the input
 went wrong (line, column, record) and what was expected.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
 import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +25,9 @@ from sagepilot_model_server.errors import BadRequest, NotAcceptable, Unsupported
 CSV = "text/csv"
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
-SUPPORTED_TYPES: tuple[str, ...] = (CSV, JSON, JSONLINES)
+NPY = "application/x-npy"
+TEXT_TYPES: tuple[str, ...] = (CSV, JSON, JSONLINES)
+SUPPORTED_TYPES: tuple[str, ...] = (*TEXT_TYPES, NPY)
 
 _ALIASES = {
     "application/jsonl": JSONLINES,
@@ -46,7 +54,7 @@ def media_type(header: str | None) -> str | None:
 
 def is_text(content_type: str) -> bool:
     """Whether a request body of this type is handed to `input_fn` as `str` (decoded UTF-8) rather than bytes."""
-    return content_type in SUPPORTED_TYPES or content_type.startswith("text/") or content_type.endswith("+json")
+    return content_type in TEXT_TYPES or content_type.startswith("text/") or content_type.endswith("+json")
 
 
 # Decoding ---------------------------------------------------------------------------------------------------
@@ -63,10 +71,97 @@ def decode_records(body: str, content_type: str) -> list[Record]:
             f"Content-Type {content_type!r} is not supported; send one of {', '.join(SUPPORTED_TYPES)} "
             "(or package an input_fn in code/inference.py that reads it)"
         )
+    return _checked(records, "line" if content_type != JSON else "record")
+
+
+def decode_npy_records(body: bytes) -> list[Record]:
+    """Records from a `.npy` body: a 1-D array is one record, a 2-D array one record per row."""
+    shape, values = read_npy(body)
+    if len(shape) == 1:
+        records = [values] if values else []
+    elif len(shape) == 2:
+        width = shape[1]
+        records = [values[row * width : (row + 1) * width] for row in range(shape[0])]
+    else:
+        raise BadRequest(f"a .npy request must be a 1-D or 2-D array of numbers, not {len(shape)}-D {shape}")
+    for index, record in enumerate(records, start=1):
+        for position, number in enumerate(record, start=1):
+            if not math.isfinite(number):
+                raise BadRequest(f"row {index}, feature {position}: {number!r} is not a finite number")
+    return _checked(records, "row")
+
+
+def _checked(records: list[Record], unit: str) -> list[Record]:
     if not records:
         raise BadRequest("the request has no records; send at least one record")
-    _check_same_width(records, "line" if content_type != JSON else "record")
+    _check_same_width(records, unit)
     return records
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_KINDS = {
+    "f": {2: "e", 4: "f", 8: "d"},
+    "i": {1: "b", 2: "h", 4: "i", 8: "q"},
+    "u": {1: "B", 2: "H", 4: "I", 8: "Q"},
+}
+
+
+def read_npy(body: bytes) -> tuple[tuple[int, ...], list[float]]:
+    """(shape, values in C order) of a `.npy` body of numbers or booleans; BadRequest for anything else."""
+    if not body.startswith(_NPY_MAGIC) or len(body) < 10:
+        raise BadRequest("the body is not a .npy file (it must start with \\x93NUMPY); send numpy.save output")
+    major = body[6]
+    if major == 1:
+        length, start = struct.unpack("<H", body[8:10])[0], 10
+    elif major in (2, 3):
+        length, start = struct.unpack("<I", body[8:12])[0], 12
+    else:
+        raise BadRequest(f".npy format version {major} is not supported (1, 2 or 3 are)")
+    try:
+        header = ast.literal_eval(body[start : start + length].decode("latin1" if major < 3 else "utf-8"))
+        descr, fortran, shape = str(header["descr"]), bool(header["fortran_order"]), tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError):
+        raise BadRequest("the .npy header is not valid") from None
+    order, kind, size = descr[0], descr[1:2], int(descr[2:] or 0) if descr[2:].isdigit() else 0
+    if descr in ("|b1", "?"):
+        code, order = "?", "<"
+    elif kind in _NPY_KINDS and size in _NPY_KINDS[kind] and order in "<>|=":
+        code = _NPY_KINDS[kind][size]
+    else:
+        raise BadRequest(f".npy dtype {descr!r} is not numeric; send an array of numbers (float or int)")
+    count = math.prod(shape)
+    data = body[start + length :]
+    fmt = (">" if order == ">" else "<") + code
+    width = struct.calcsize(fmt)
+    if len(data) < count * width:
+        raise BadRequest(f"the .npy body holds {len(data)} bytes of data; its header announces {count * width}")
+    values = [float(v) for (v,) in struct.iter_unpack(fmt, data[: count * width])]
+    if fortran and len(shape) == 2:
+        rows, cols = shape
+        values = [values[c * rows + r] for r in range(rows) for c in range(cols)]
+    elif fortran and len(shape) > 2:
+        raise BadRequest("a Fortran-ordered .npy array must be 1-D or 2-D")
+    return shape, values
+
+
+def write_npy(values: list[Any]) -> bytes:
+    """A `.npy` (version 1.0) of a 1-D list of numbers, or a 2-D list of equal-length rows; int64 when every
+    value is an integer, else float64."""
+    rows = [list(v) if isinstance(v, list | tuple) else None for v in values]
+    two_d = bool(values) and all(row is not None for row in rows)
+    flat: list[Any] = [x for row in rows for x in (row or [])] if two_d else list(values)
+    if any(isinstance(v, list | tuple) for v in flat) or not all(_is_number(v) or isinstance(v, bool) for v in flat):
+        raise TypeError("predictions written as application/x-npy must be numbers, one per record or one row each")
+    shape: tuple[int, ...] = (len(values), len(rows[0] or [])) if two_d else (len(values),)
+    if two_d and any(len(row or []) != shape[1] for row in rows):
+        raise TypeError("predictions written as application/x-npy must have rows of the same length")
+    integral = all(isinstance(v, int) for v in flat)
+    descr, code = ("<i8", "q") if integral else ("<f8", "d")
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape!r}, }}"
+    padding = 64 - (10 + len(header) + 1) % 64
+    header_bytes = (header + " " * (padding % 64) + "\n").encode("latin1")
+    payload = struct.pack(f"<{len(flat)}{code}", *[int(v) if integral else float(v) for v in flat])
+    return _NPY_MAGIC + bytes([1, 0]) + struct.pack("<H", len(header_bytes)) + header_bytes + payload
 
 
 def _csv_records(body: str) -> list[Record]:
@@ -209,6 +304,8 @@ def encode_predictions(predictions: Any, accept: str) -> bytes:
         return (_dumps(document) + "\n").encode()
     if accept == JSONLINES:
         return "".join(_dumps(item) + "\n" for item in _as_list(items)).encode()
+    if accept == NPY:
+        return write_npy(_as_list(items))
     if accept == CSV:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

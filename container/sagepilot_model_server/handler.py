@@ -4,13 +4,20 @@ A model is the content of a `model.tar.gz`: the model file(s) plus `code/inferen
 changed with `SAGEMAKER_PROGRAM`), a module with
 
 - `model_fn(model_dir)` -> model (required, unless the archive holds a `model.joblib`/`model.pkl`),
-- `input_fn(body, content_type)` -> data (optional; default: CSV / JSON / JSON Lines records),
+- `input_fn(body, content_type)` -> data (optional; default: CSV / JSON / JSON Lines / .npy records),
 - `predict_fn(data, model)` -> predictions (optional; default: `model.predict(data)`),
 - `output_fn(prediction, accept)` -> body or (body, content_type) (optional; default: one prediction per
-  record in CSV / JSON / JSON Lines),
+  record in CSV / JSON / JSON Lines / .npy),
 - or `transform_fn(model, body, content_type, accept)` instead of the last three.
 
 Text bodies (CSV, JSON, JSON Lines, text/*) reach `input_fn` as `str`, others as `bytes`.
+
+As SageMaker's framework containers (scikit-learn's among them) do for a model deployed with an
+`entry_point` and `source_dir`, the module can come from elsewhere than the archive's `code/`:
+`SAGEMAKER_SUBMIT_DIRECTORY` names a directory or a `sourcedir.tar.gz` (an `s3://` URI, a local path,
+`file://...`, or a path under /opt/ml/model for a repacked archive) and `SAGEMAKER_PROGRAM` the module in
+it. A program that was named and is not there fails the load: a user's code is never silently replaced
+by the defaults.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PROGRAM = "inference.py"
+CONTAINER_MODEL_DIR = "/opt/ml/model"
 MODEL_ARCHIVE = "model.tar.gz"
 DEFAULT_MODEL_FILES = ("model.joblib", "model.pkl")
 
@@ -179,7 +187,9 @@ def default_model_fn(model_dir: str) -> Any:
 
 
 def default_input_fn(body: str | bytes, content_type: str) -> list[codecs.Record]:
-    """CSV, JSON or JSON Lines records as lists of floats (BadRequest / UnsupportedContentType otherwise)."""
+    """CSV, JSON, JSON Lines or .npy records as lists of floats (BadRequest / UnsupportedContentType otherwise)."""
+    if isinstance(body, bytes) and content_type == codecs.NPY:
+        return codecs.decode_npy_records(body)
     if isinstance(body, bytes):
         raise UnsupportedContentType(
             f"Content-Type {content_type!r} is not supported; send one of {', '.join(codecs.SUPPORTED_TYPES)}"
@@ -212,6 +222,7 @@ class InferenceHandler:
     transform_fn: Callable[[Any, str | bytes, str, str], Any] | None = None
     module: ModuleType | None = None
     source: ModelSource | None = None
+    code_source: ModelSource | None = None  # SAGEMAKER_SUBMIT_DIRECTORY's sources, unpacked
 
     @property
     def writes_own_output(self) -> bool:
@@ -258,6 +269,8 @@ class InferenceHandler:
     def close(self) -> None:
         if self.source is not None:
             self.source.cleanup()
+        if self.code_source is not None:
+            self.code_source.cleanup()
 
 
 def _call(stage: str, function: Callable[..., Any], *args: Any) -> Any:
@@ -291,14 +304,72 @@ def _response(result: Any, accept: str) -> tuple[bytes, str]:
     return result, str(content_type)
 
 
-def load_handler(model_dir: str | Path, *, program: str | None = None) -> InferenceHandler:
-    """Import `code/<program>` (default `SAGEMAKER_PROGRAM` or inference.py) from an extracted model
-    directory and call its model_fn; missing optional functions get the defaults."""
+def code_directory(
+    model_dir: Path, submit_dir: str | None, *, s3_client: Any = None
+) -> tuple[Path, ModelSource | None]:
+    """Where the user's module lives: `SAGEMAKER_SUBMIT_DIRECTORY` (see the module docstring) or the
+    archive's `code/`; with the temporary directory made to unpack it, if any."""
+    if not submit_dir:
+        return model_dir / "code", None
+    location = submit_dir[len("file://") :] if submit_dir.startswith("file://") else submit_dir
+    if location.startswith("s3://"):
+        download_dir = Path(tempfile.mkdtemp(prefix="sagepilot-sourcedir-download-"))
+        try:
+            archive = download_model_data(location, download_dir, s3_client=s3_client)
+            return _unpacked_sources(archive)
+        finally:
+            shutil.rmtree(download_dir, ignore_errors=True)
+    if location == CONTAINER_MODEL_DIR or location.startswith(CONTAINER_MODEL_DIR + "/"):
+        return model_dir / location[len(CONTAINER_MODEL_DIR) :].lstrip("/"), None
+    path = Path(location)
+    if path.is_dir():
+        return path, None
+    if path.is_file():
+        return _unpacked_sources(path)
+    raise FileNotFoundError(f"SAGEMAKER_SUBMIT_DIRECTORY {submit_dir!r} is neither a directory nor a sourcedir.tar.gz")
+
+
+def _unpacked_sources(archive: Path) -> tuple[Path, ModelSource]:
+    code_dir = Path(tempfile.mkdtemp(prefix="sagepilot-sourcedir-"))
+    try:
+        extract_model_archive(archive, code_dir)
+    except Exception:
+        shutil.rmtree(code_dir, ignore_errors=True)
+        raise
+    return code_dir, ModelSource(code_dir, [code_dir])
+
+
+def load_handler(
+    model_dir: str | Path, *, program: str | None = None, submit_dir: str | None = None, s3_client: Any = None
+) -> InferenceHandler:
+    """Import `<code dir>/<program>` (default `SAGEMAKER_PROGRAM` or inference.py; the code directory is
+    `SAGEMAKER_SUBMIT_DIRECTORY` or the model's `code/`) and call its model_fn; missing optional functions
+    get the defaults."""
     model_dir = Path(model_dir)
-    program = program or os.environ.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM
+    named = program or os.environ.get("SAGEMAKER_PROGRAM")
+    program = named or DEFAULT_PROGRAM
     if not program.endswith(".py"):
         program += ".py"
-    code_path = model_dir / "code" / program
+    submit_dir = submit_dir if submit_dir is not None else os.environ.get("SAGEMAKER_SUBMIT_DIRECTORY")
+    code_dir, code_source = code_directory(model_dir, submit_dir, s3_client=s3_client)
+    try:
+        handler = _load_from(model_dir, code_dir / program, strict=bool(named or submit_dir))
+    except BaseException:
+        if code_source is not None:
+            code_source.cleanup()
+        raise
+    handler.code_source = code_source
+    return handler
+
+
+def _load_from(model_dir: Path, code_path: Path, *, strict: bool) -> InferenceHandler:
+    if strict and not code_path.is_file():
+        raise FileNotFoundError(
+            f"SAGEMAKER_PROGRAM {code_path.name!r} is not in {code_path.parent} "
+            "(SAGEMAKER_SUBMIT_DIRECTORY's sources, or the model's code/)"
+        )
+    program = code_path.name
+    model_dir = Path(model_dir)
     module = import_user_module(code_path) if code_path.is_file() else None
     functions: dict[str, Any] = {}
     if module is not None:
@@ -336,12 +407,16 @@ def _check_arity(function: Callable[..., Any], count: int, usage: str) -> None:
 
 
 def load_model(
-    source: str | Path | None = None, *, program: str | None = None, s3_client: Any = None
+    source: str | Path | None = None,
+    *,
+    program: str | None = None,
+    submit_dir: str | None = None,
+    s3_client: Any = None,
 ) -> InferenceHandler:
     """Resolve `source` (see `resolve_model_source`) and load it; the handler removes its temporary files on close."""
     resolved = resolve_model_source(source, s3_client=s3_client)
     try:
-        handler = load_handler(resolved.model_dir, program=program)
+        handler = load_handler(resolved.model_dir, program=program, submit_dir=submit_dir, s3_client=s3_client)
     except BaseException:
         resolved.cleanup()
         raise

@@ -386,6 +386,7 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     program: str | None = None,
+    submit_dir: str | None = None,
     s3_client: Any = None,
     max_payload_bytes: int | None = None,
     ping_while_loading: bool = True,
@@ -396,7 +397,7 @@ def start_server(
     Returns at once, with the port bound and the model loading; call `wait_until_ready()` to wait for it.
     """
     if loader is None:
-        loader = functools.partial(load_model, source, program=program, s3_client=s3_client)
+        loader = functools.partial(load_model, source, program=program, submit_dir=submit_dir, s3_client=s3_client)
     server = ModelServer(
         loader,
         host=host,

@@ -12,9 +12,15 @@ from typing import Any
 from sagepilot_sandbox.server import Sandbox
 
 
-def serve(port: int, copies: int) -> int:
+def serve(port: int, copies: int, health_check_seconds: float = 60.0) -> int:
     # Alarms judge real traffic on the demo's compressed clock: a 60-s alarm period lasts 3 s.
-    sandbox = Sandbox(port=port, s3_event_copies=copies, alarm_evaluation_seconds=0.5, alarm_time_scale=0.05)
+    sandbox = Sandbox(
+        port=port,
+        s3_event_copies=copies,
+        alarm_evaluation_seconds=0.5,
+        alarm_time_scale=0.05,
+        health_check_seconds=health_check_seconds,
+    )
     stack = sandbox.start()
     bucket = stack.outputs["DataBucketName"]
     url = sandbox.endpoint_url
@@ -103,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="deliver every S3 event N times, to watch idempotency at work",
     )
+    serve_p.add_argument(
+        "--health-check-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="SageMaker's start-up window: a variant's /ping must answer 200 within S seconds of its start",
+    )
     demo_p = sub.add_parser("demo", help="run the main scenario and check its outcome")
     demo_p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     traffic_p = sub.add_parser("traffic", help="call an endpoint of a running sandbox for a while; tally the answers")
@@ -113,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     traffic_p.add_argument("--endpoint-url", default="http://127.0.0.1:4566")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(args.port, args.duplicate_events)
+        return serve(args.port, args.duplicate_events, args.health_check_seconds)
     if args.command == "traffic":
         return traffic(args.endpoint, args.endpoint_url, args.seconds, args.clients, args.records)
     from sagepilot_sandbox.demo import run_demo

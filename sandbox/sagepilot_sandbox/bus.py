@@ -19,6 +19,8 @@ DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 
 _installed = False
+# Events too large for EventBridge, which `deliver_event` did not deliver.
+undelivered: list[dict[str, Any]] = []
 
 
 def iso_now() -> str:
@@ -66,7 +68,14 @@ def _is_schedule_only(rule: Any) -> bool:
 
 
 def deliver_event(event: dict[str, Any], *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> None:
-    """Route an event through the default bus's rules, matching each rule's pattern."""
+    """Route an event through the default bus's rules, matching each rule's pattern. An event over
+    EventBridge's 256 KB is not delivered (a service's event that large never reaches a rule): it is
+    kept in `undelivered`, for tests and the sandbox's log to show."""
+    from sagepilot_sandbox.api_rules import MAX_EVENT_BYTES, event_size
+
+    if event_size(event) > MAX_EVENT_BYTES:
+        undelivered.append(event)
+        return
     backend = events_backends[account][region]
     bus = backend.event_buses.get("default")
     if bus is None:

@@ -7,7 +7,7 @@ are the model's own (checked line by line against model.predict); bad files and 
 refuses are rejected with the reason; then the rollout half (`demo_rollout`): v2 trained and rolled
 out as a canary whose measured traffic split follows the weights, a deliberately broken v3 rolled
 back by its own 5xx alarm on the errors it really served, a v4 rejected during its canary, and an
-endpoint left idle scaled in by its low-traffic alarm, and a v5 nobody calls held at its first canary
+endpoint left idle scaled in by its low-traffic alarm, and a v6 nobody calls held at its first canary
 step (NO TRAFFIC), never promoted on silence. Every S3 event and model package event is
 delivered twice on purpose (at-least-once delivery). It prints a timeline and a summary table.
 """

@@ -7,12 +7,14 @@ share must be within 4 binomial standard deviations of its weight, and every ans
 serving variant's own prediction), then let go with `sagepilot resume`. A deliberately broken v3 (half
 of its records fail) is approved: its 5xx alarm goes to ALARM on the errors it really served and rolls
 it back, no set-alarm-state involved. A v4 is approved then Rejected during its canary (all traffic
-back at once). Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
-invocations and scales it in to its autoscaling minimum. Still nobody calls when v5 is approved: its canary
+back at once). A second group naming the endpoint is refused (one endpoint, one owner). A v5 whose model
+cannot load fails SageMaker's health check: reported FAILED, Rejected, v2 untouched (`demo_failures`).
+Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
+invocations and scales it in to its autoscaling minimum. Still nobody calls when v6 is approved: its canary
 has no evidence, so it is held at 10% and reported once (NO TRAFFIC), never promoted on silence, until the
-operator rolls it back. Then the canary's statistical gate (`gate_scenario`): v6, failing a few percent of its
+operator rolls it back. Then the canary's statistical gate (`gate_scenario`): v7, failing a few percent of its
 requests far under every alarm's threshold, is rolled back by the gate with its report (`sagepilot report`),
-and v7, as good as v2, is moved on long before its bake and promoted. Every change of the endpoint's weights is
+and v8, as good as v2, is moved on long before its bake and promoted. Every change of the endpoint's weights is
 printed as it happens. Last, what an operator sees (`operator_view`): `sagepilot alarms` shows the idle
 alarm in ALARM, then OK once traffic is back; `sagepilot metrics` the dashboard's figures of the whole
 scenario, from the metrics the functions' EMF lines and the endpoint's invocations put into CloudWatch;
@@ -21,6 +23,7 @@ scenario, from the metrics the functions' EMF lines and the endpoint's invocatio
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sagepilot_model_server.examples import build_example_model
+from sagepilot_sandbox.demo_failures import failed_health_check_step
 from sagepilot_sandbox.demo_traffic import Outcome, Traffic, predictions_match, split_within_bound
 
 GROUP = "churn"
@@ -90,10 +94,10 @@ class WeightWatcher(threading.Thread):
         return out
 
 
-def _register(sm: Any, model_data_url: str) -> str:
+def _register(sm: Any, model_data_url: str, group: str = GROUP) -> str:
     return str(
         sm.create_model_package(
-            ModelPackageGroupName=GROUP,
+            ModelPackageGroupName=group,
             ModelApprovalStatus="PendingManualApproval",
             InferenceSpecification={
                 "Containers": [{"Image": IMAGE, "ModelDataUrl": model_data_url}],
@@ -279,6 +283,45 @@ def run_rollout_scenario(
     n.mark("v4 rejected and removed")
 
     step += 1
+    other = "churn-shadow"
+    n.say(f"{step}. a second group, {other}, names {ENDPOINT} (its sagepilot:endpoint-name tag) and approves a version")
+    config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    inbox = _inbox(sandbox)
+    n.say(f"   aws sagemaker create-model-package-group --model-package-group-name {other} --tags "
+          f"Key=sagepilot:endpoint-name,Value={ENDPOINT}")  # fmt: skip
+    sm.create_model_package_group(
+        ModelPackageGroupName=other, Tags=[{"Key": "sagepilot:endpoint-name", "Value": ENDPOINT}]
+    )
+    shadow = _register(sm, v1_url, group=other)
+    approve(shadow)
+    subject = f"INVALID SETTINGS: model package group {other}"
+    notice = sandbox.wait_for(lambda: inbox(subject), timeout=60)
+    n.say(f"   notified: {subject}: {notice.get('what', '')}")
+    refusal = f"refused group {other} (v1 approved): it names {ENDPOINT}, which belongs to group {GROUP}"
+    if any(refusal in line for line in _history(sandbox.client("dynamodb"), table, ENDPOINT)):
+        n.say(f"   {ENDPOINT}'s history: {refusal}")
+    untouched = (
+        notice.get("owner") == GROUP
+        and sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == config
+        and watcher.current() == ("InService", (("v2", 1.0),))
+        and state_of(ENDPOINT) == ("STABLE", 2, None)
+        and [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == [ENDPOINT]
+    )
+    n.check(
+        f"a second group naming {ENDPOINT}, which {GROUP} owns, is refused: nothing deployed, v2 untouched", untouched
+    )
+    n.result(
+        "second group naming an owned endpoint", f"{other} refused (INVALID SETTINGS), {ENDPOINT} untouched", untouched
+    )
+    n.mark(f"{other} refused")
+
+    step += 1
+    failed_health_check_step(
+        sandbox, n, step=step, endpoint=ENDPOINT, live="v2", register=lambda url: _register(sm, url),
+        upload=_upload_example, approve=approve, traffic=traffic,
+    )  # fmt: skip
+
+    step += 1
     idle = f"{ENDPOINT}-v2-low-traffic"
     n.say(f"{step}. v2 runs 3 instances (as target tracking left it after the bursts); then traffic stops")
     sm.update_endpoint_weights_and_capacities(
@@ -300,11 +343,11 @@ def run_rollout_scenario(
     n.mark("v2 scaled in 3 -> 1")
 
     step += 1
-    n.say(f"{step}. v5 is approved while nobody calls the endpoint: its canary gets no traffic, so no evidence")
-    v5 = _register(sm, _upload_example(s3, bucket, "models/churn/v5/model.tar.gz", seed=5, version="v5"))
-    approve(v5)
-    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 5), timeout=60)
-    sandbox.wait_for(lambda: watcher.share("v5") == 0.1, timeout=30)
+    n.say(f"{step}. v6 is approved while nobody calls the endpoint: its canary gets no traffic, so no evidence")
+    v6 = _register(sm, _upload_example(s3, bucket, "models/churn/v6/model.tar.gz", seed=6, version="v6"))
+    approve(v6)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 6), timeout=60)
+    sandbox.wait_for(lambda: watcher.share("v6") == 0.1, timeout=30)
     ddb = sandbox.client("dynamodb")
 
     def reported() -> list[str]:
@@ -315,15 +358,15 @@ def run_rollout_scenario(
     n.say(f"   after {time.monotonic() - started:.0f} s: {reported()[0].split('  ', 1)[-1]}")
     time.sleep(3 * HELD_BAKE_SECONDS)  # bake after bake: it stays where it is
     held_ok = (
-        watcher.current() == ("InService", (("v2", 0.9), ("v5", 0.1)))
-        and state_of(ENDPOINT) == ("CANARY", 2, 5)
+        watcher.current() == ("InService", (("v2", 0.9), ("v6", 0.1)))
+        and state_of(ENDPOINT) == ("CANARY", 2, 6)
         and len(reported()) == 1
     )
     n.check(
-        "v5's canary got no traffic: held at 10% and reported once (NO TRAFFIC), never promoted on silence", held_ok
+        "v6's canary got no traffic: held at 10% and reported once (NO TRAFFIC), never promoted on silence", held_ok
     )
-    n.result("v5 without traffic", "held at 10%, NO TRAFFIC announced once, not promoted", held_ok)
-    n.mark("v5 held: NO TRAFFIC")
+    n.result("v6 without traffic", "held at 10%, NO TRAFFIC announced once, not promoted", held_ok)
+    n.mark("v6 held: NO TRAFFIC")
     n.say(f"   $ sagepilot rollback {ENDPOINT}: {operator(sandbox, 'rollback', ENDPOINT)}")
     sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
     watcher.stop()
@@ -348,8 +391,8 @@ def gate_scenario(
     traffic: Traffic,
     state_of: Callable[[str], tuple[str, int | None, int | None] | None],
 ) -> None:
-    """The canary's statistical gate (issue 18) on real traffic: v6 fails a few percent of its requests, far
-    under every alarm's threshold, and is rolled back by the gate, with its report; v7, as good as v2, is moved
+    """The canary's statistical gate (issue 18) on real traffic: v7 fails a few percent of its requests, far
+    under every alarm's threshold, and is rolled back by the gate, with its report; v8, as good as v2, is moved
     on by the gate long before its bake and promoted."""
     sm, s3 = sandbox.client("sagemaker"), sandbox.client("s3")
     bucket = sandbox.stack.outputs["DataBucketName"]
@@ -360,7 +403,7 @@ def gate_scenario(
         "bake-seconds": str(GATE_BAKE_SECONDS),
         "max-bake-seconds": str(GATE_BAKE_SECONDS),
         "error-margin": "0.02",
-        "alarm-5xx-threshold": "1000000",  # no alarm can see v6: only the comparison with v2 can
+        "alarm-5xx-threshold": "1000000",  # no alarm can see v7: only the comparison with v2 can
     }
     n.say(
         f"{step}. the canary's statistical gate: tag the group "
@@ -371,59 +414,59 @@ def gate_scenario(
     def approve(arn: str) -> None:
         sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
 
-    v6_url = _upload_example(
-        s3, bucket, "models/churn/v6-subtle/model.tar.gz", seed=6, version="v6-subtle", broken_share=0.08
+    v7_url = _upload_example(
+        s3, bucket, "models/churn/v7-subtle/model.tar.gz", seed=7, version="v7-subtle", broken_share=0.08
     )
-    v6 = _register(sm, v6_url)
-    approve(v6)
-    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 6), timeout=60)
-    n.say("   v6 (a few percent of its answers fail) is approved: canary at 50% beside v2; clients call")
+    v7 = _register(sm, v7_url)
+    approve(v7)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 7), timeout=60)
+    n.say("   v7 (a few percent of its answers fail) is approved: canary at 50% beside v2; clients call")
     started = time.monotonic()
-    served = traffic.until(lambda: state_of(ENDPOINT) != ("CANARY", 2, 6), timeout=120, records=1)
+    served = traffic.until(lambda: state_of(ENDPOINT) != ("CANARY", 2, 7), timeout=120, records=1)
     decided = time.monotonic() - started
     sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
-    failed = sum(1 for o in served if o.error == "ModelError")  # v6's (v2 fails none); an error names no variant
-    answered = sum(1 for o in served if o.variant == "v6") + failed
-    package = sm.describe_model_package(ModelPackageName=v6)
+    failed = sum(1 for o in served if o.error == "ModelError")  # v7's (v2 fails none); an error names no variant
+    answered = sum(1 for o in served if o.variant == "v7") + failed
+    package = sm.describe_model_package(ModelPackageName=v7)
     description = str(package.get("ApprovalDescription", ""))
-    n.say(f"   v6 served {answered} requests, {failed} failed; after {decided:.0f} s: {package['ModelApprovalStatus']}")
+    n.say(f"   v7 served {answered} requests, {failed} failed; after {decided:.0f} s: {package['ModelApprovalStatus']}")
     n.say(f"   {description}")
-    gate_ok = package["ModelApprovalStatus"] == "Rejected" and "canary analysis: v6 is worse than v2" in description
+    gate_ok = package["ModelApprovalStatus"] == "Rejected" and "canary analysis: v7 is worse than v2" in description
     page = os.path.join(tempfile.gettempdir(), f"{ENDPOINT}-report.html")
     report = operator(sandbox, "report", ENDPOINT, "--bucket", bucket, "--html", page)
     _show(n, f"report {ENDPOINT}", report)
     report_ok = "WORSE" in report and os.path.exists(page) and "<svg" in Path(page).read_text(encoding="utf-8")
     n.check(
-        f"v6, worse than v2 but under every alarm's threshold, was rolled back by the gate after {decided:.0f} s "
+        f"v7, worse than v2 but under every alarm's threshold, was rolled back by the gate after {decided:.0f} s "
         f"(bake {GATE_BAKE_SECONDS} s) and Rejected naming the metric; its report printed and written to {page}",
         gate_ok and report_ok and decided < GATE_BAKE_SECONDS,
     )
-    n.result("gate: subtle v6", f"{failed}/{answered} failed -> WORSE -> rolled back in {decided:.0f} s", gate_ok)
-    n.mark("v6 rolled back by the canary analysis")
+    n.result("gate: subtle v7", f"{failed}/{answered} failed -> WORSE -> rolled back in {decided:.0f} s", gate_ok)
+    n.mark("v7 rolled back by the canary analysis")
 
-    v7 = _register(sm, _upload_example(s3, bucket, "models/churn/v7/model.tar.gz", seed=7, version="v7"))
-    approve(v7)
-    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 7), timeout=60)
-    n.say("   v7, as good as v2, is approved: canary at 50%; clients call")
+    v8 = _register(sm, _upload_example(s3, bucket, "models/churn/v8/model.tar.gz", seed=8, version="v8"))
+    approve(v8)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 8), timeout=60)
+    n.say("   v8, as good as v2, is approved: canary at 50%; clients call")
     started = time.monotonic()
 
     def at_full() -> bool:
         found = sm.describe_endpoint(EndpointName=ENDPOINT).get("ProductionVariants") or []
         weights = {v["VariantName"]: float(v.get("CurrentWeight") or 0) for v in found}
-        return weights.get("v7", 0) > 0 and weights.get("v2", 0) == 0
+        return weights.get("v8", 0) > 0 and weights.get("v2", 0) == 0
 
     traffic.until(at_full, timeout=120, records=1)
     moved = time.monotonic() - started
-    traffic.until(lambda: state_of(ENDPOINT) == ("STABLE", 7, None), timeout=GATE_BAKE_SECONDS + 60, records=1)
+    traffic.until(lambda: state_of(ENDPOINT) == ("STABLE", 8, None), timeout=GATE_BAKE_SECONDS + 60, records=1)
     promoted = time.monotonic() - started
-    early = state_of(ENDPOINT) == ("STABLE", 7, None) and moved < GATE_BAKE_SECONDS
+    early = state_of(ENDPOINT) == ("STABLE", 8, None) and moved < GATE_BAKE_SECONDS
     n.check(
-        f"v7 was shown not worse and moved to 100% after {moved:.0f} s (its bake: {GATE_BAKE_SECONDS} s), then "
+        f"v8 was shown not worse and moved to 100% after {moved:.0f} s (its bake: {GATE_BAKE_SECONDS} s), then "
         f"promoted after {promoted:.0f} s (today's fixed schedule: {2 * GATE_BAKE_SECONDS} s)",
         early,
     )
-    n.result("gate: good v7", f"100% after {moved:.0f} s, promoted after {promoted:.0f} s", early)
-    n.mark("v7 promoted early by the canary analysis")
+    n.result("gate: good v8", f"100% after {moved:.0f} s, promoted after {promoted:.0f} s", early)
+    n.mark("v8 promoted early by the canary analysis")
 
 
 def _state_in(listing: str, alarm: str) -> str | None:
@@ -524,6 +567,27 @@ def _instances(sm: Any, variant: str) -> int | None:
     return next(
         (v.get("CurrentInstanceCount") for v in found["ProductionVariants"] if v["VariantName"] == variant), None
     )
+
+
+def _inbox(sandbox: Any) -> Callable[[str], dict[str, Any] | None]:
+    """A queue subscribed to the stack's notification topic, as a person's mailbox; the returned function
+    answers the detail of the first notification with that subject received so far (None if none yet)."""
+    sqs = sandbox.client("sqs")
+    url = sqs.create_queue(QueueName="demo-notification-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sandbox.client("sns").subscribe(
+        TopicArn=sandbox.stack.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=arn
+    )
+    seen: dict[str, dict[str, Any]] = {}
+
+    def find(subject: str) -> dict[str, Any] | None:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            envelope = json.loads(message["Body"])
+            seen.setdefault(str(envelope.get("Subject")), json.loads(envelope["Message"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return seen.get(subject)
+
+    return find
 
 
 def _state_reader(ddb: Any, table: str) -> Callable[[str], tuple[str, int | None, int | None] | None]:

@@ -7,7 +7,8 @@ variants left out of UpdateEndpointWeightsAndCapacities and never emits an event
   with a `VariantStatus` `Creating` "Launching N instance(s)."), then one *pending transition* makes
   it `InService` with CurrentWeight = DesiredWeight = InitialVariantWeight (default 1.0) and
   CurrentInstanceCount = DesiredInstanceCount = InitialInstanceCount, or `Failed` with a
-  FailureReason when a failure was injected (`fail_next_endpoint`). A second CreateEndpoint of the
+  FailureReason when a failure was injected (`fail_next_endpoint`) or the transition is completed with
+  `failure=` (the simulator's health check: a container that did not pass `/ping`). A second CreateEndpoint of the
   same name is refused (`Cannot create already existing endpoint "<arn>".`), as is a second
   CreateEndpointConfig (`Cannot create already existing endpoint configuration "<arn>".`).
 - UpdateEndpoint (EndpointConfigName, DeploymentConfig, RetainDeploymentConfig,
@@ -18,7 +19,9 @@ variants left out of UpdateEndpointWeightsAndCapacities and never emits an event
   `endpoint/<ep>/variant/<v>`) may be removed or change instance type (changing its model is
   allowed, as SageMaker's documentation says). The endpoint is `Updating` and DescribeEndpoint shows
   the new config in `PendingDeploymentSummary` while the old variants keep serving; the transition
-  switches EndpointConfigName and ProductionVariants and makes it `InService` again.
+  switches EndpointConfigName and ProductionVariants and makes it `InService` again; completed with
+  `failure=` (a new variant's container did not start), it leaves the old config and variants InService
+  with that FailureReason instead, as SageMaker does.
 - Deployment guardrails: with `DeploymentConfig.BlueGreenUpdatePolicy` (ALL_AT_ONCE, CANARY or
   LINEAR with WaitIntervalInSeconds, CanarySize / LinearStepSize, TerminationWaitInSeconds) or a
   RollingUpdatePolicy, the update also bakes: the transition knows how many AWS seconds of traffic
@@ -176,12 +179,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _health_check_reason(variants: list[dict[str, Any]]) -> str:
-    name = variants[0]["VariantName"] if variants else "AllTraffic"
+def health_check_reason(variant: str) -> str:
+    """SageMaker's FailureReason when a variant's container does not pass the ping health check."""
     return (
-        f"The primary container for production variant {name} did not pass the ping health check. "
+        f"The primary container for production variant {variant} did not pass the ping health check. "
         "Please check CloudWatch logs for this endpoint."
     )
+
+
+def _health_check_reason(variants: list[dict[str, Any]]) -> str:
+    return health_check_reason(variants[0]["VariantName"] if variants else "AllTraffic")
 
 
 def _serving_variant(spec: dict[str, Any]) -> dict[str, Any]:
@@ -626,8 +633,15 @@ def complete_endpoint_transition(
     region: str = bus.DEFAULT_REGION,
     token: int | None = None,
     deliver: bool = False,
+    failure: str = "",
 ) -> dict[str, Any] | None:
     """Do what SageMaker still owes the endpoint; return the state-change event it emits.
+
+    `failure`: the new variants' containers did not start (the simulator's health check says why, in
+    SageMaker's words): a create ends `Failed` with it as FailureReason; an update leaves the endpoint
+    InService on its previous config and variants with it as FailureReason, as SageMaker does with an
+    UpdateEndpoint whose new fleet never becomes healthy (no RollingBack: that status is for failed
+    UpdateEndpointWeightsAndCapacities). Other transitions ignore it.
 
     None when there is nothing to do (or `token` names a transition that is no longer the pending one),
     and when the endpoint's deletion completes (it is gone; nothing more is emitted). A transition may
@@ -636,13 +650,13 @@ def complete_endpoint_transition(
     any API call can see the new state (so no later event can overtake it).
     """
     with _lock:
-        event = _complete(name, account, region, token)
+        event = _complete(name, account, region, token, failure)
         if deliver and event is not None:
             bus.deliver_event(event, account=account, region=region)
         return event
 
 
-def _complete(name: str, account: str, region: str, token: int | None) -> dict[str, Any] | None:
+def _complete(name: str, account: str, region: str, token: int | None, failure: str = "") -> dict[str, Any] | None:
     backend = _backend(account, region)
     with _lock:
         endpoint = backend.endpoints.get(name)
@@ -656,7 +670,7 @@ def _complete(name: str, account: str, region: str, token: int | None) -> dict[s
                 del backend.endpoints[name]
             return None
         if transition.kind == "create":
-            injected = _take_injected(name)
+            injected = (failure, False) if failure else _take_injected(name)
             if injected is not None:
                 endpoint.failure_reason = injected[0] or _health_check_reason(specs)
                 endpoint.production_variants = [
@@ -677,6 +691,11 @@ def _complete(name: str, account: str, region: str, token: int | None) -> dict[s
         elif transition.kind == "rollback":
             endpoint.sp_pending_specs = []
             endpoint.failure_reason = transition.reason
+            _set_status(endpoint, "InService")
+        elif failure and transition.kind == "update":
+            # The new fleet never became healthy: the old one kept serving; nothing of the update stays.
+            endpoint.sp_pending_specs = []
+            endpoint.failure_reason = failure
             _set_status(endpoint, "InService")
         else:  # update
             tripped = alarms_in_alarm(transition.alarms, account=account, region=region)

@@ -11,6 +11,10 @@
 - DynamoDB's TransactWriteItems is isolated and all-or-nothing without copying whole tables
   (`transactions`); SQS answers without scanning the queue per message (`sqs_speed`); S3's
   ListObjectVersions takes its markers as S3 does, without copying the whole bucket (`s3_listing`).
+- API shapes and refusals as AWS has them where moto is kinder (`api_rules`): no empty DataCaptureConfig
+  or VpcConfig, DeleteModelPackage / ListContexts / ListMonitoringSchedules answer, PutEvents refuses
+  `aws.*` sources and requests over 256 KB, S3 refuses keys over 1,024 bytes and URL-encodes listed
+  versions when asked, SageMaker's name / ARN / URI / hyperparameter rules.
 
 - Real-time endpoints take time and emit events (`endpoints`), the model registry emits its events and
   updates packages as SageMaker does (`registry`), CloudWatch alarms emit state-change events and
@@ -47,6 +51,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from sagepilot_sandbox import (
     alarms,
+    api_rules,
     autoscaling,
     bus,
     endpoints,
@@ -148,6 +153,7 @@ def install() -> None:
         sqs_speed.install()
         s3_listing.install()
         transactions.install()
+        api_rules.install()
         _order_metric_dimensions()
         metrics.install()
         _installed = True

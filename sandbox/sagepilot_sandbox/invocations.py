@@ -44,8 +44,9 @@ from moto.sagemakerruntime import responses as runtime_responses
 
 from sagepilot_sandbox import endpoints
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, DEFAULT_REGION
+from sagepilot_sandbox.containers import resolve_container
 from sagepilot_sandbox.metrics import InvocationMetrics
-from sagepilot_sandbox.modelservers import ModelServers, ModelUnavailable, resolve_model_data_url
+from sagepilot_sandbox.modelservers import ModelServers, ModelUnavailable
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 SERVING = ("InService", "Updating", "SystemUpdating", "RollingBack")
@@ -206,8 +207,10 @@ def invoke_endpoint(
         return _error(503, "ServiceUnavailable", "The sandbox runs no model servers (no SageMakerSimulator attached).")
     model_seconds: float | None = None
     try:
-        url = resolve_model_data_url(model_name, account=account, region=region)
-        response = servers.invoke(url, body, content_type, accept, account=account)
+        container = resolve_container(model_name, account=account, region=region)
+        response = servers.invoke(
+            container.model_data_url, body, content_type, accept, account=account, environment=container.environment
+        )
     except ModelUnavailable as exc:
         status, answer = 500, model_error(name, 500, exc.reason, account=account, region=region, variant=chosen)
     else:

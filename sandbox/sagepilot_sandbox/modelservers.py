@@ -19,6 +19,17 @@ says, and keeps it for every later user of the same artifact:
 - servers accept request bodies up to 100 MB (the largest MaxPayloadInMB a transform job may ask for);
   the 6 MB limit of real-time invocations is enforced by SageMaker's front end (`invocations`).
 
+`health_check(url, window)` is SageMaker's start-up health check as an endpoint variant meets it: the
+model's server (started if needed) must answer `GET /ping` 200 with its model loaded within `window`
+seconds of the server's start (the time counts from the start, so a server shared with an earlier user
+gives the same verdict every time). A model that fails to load, or loads later than that, or a server
+that does not start, is `Unhealthy`. An artifact that cannot be downloaded is not judged here (the
+endpoint serves, and its invocations answer with the download failure, as before).
+
+A server runs with the model container's `environment` (`containers.resolve_container`: e.g.
+`SAGEMAKER_PROGRAM` and `SAGEMAKER_SUBMIT_DIRECTORY` for a user's entry point); the same artifact with
+another environment gets a server of its own.
+
 `resolve_model_data_url` reads CreateModel's definition as SageMaker does: `PrimaryContainer` (or the
 first of `Containers`) with a `ModelDataUrl`, or a `ModelPackageName` whose
 `InferenceSpecification.Containers[0].ModelDataUrl` is used. `stop()` ends every server (Sandbox.stop).
@@ -38,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +57,7 @@ from urllib.parse import urlsplit
 
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot_sandbox import storage
+from sagepilot_sandbox import roles, storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, DEFAULT_REGION
 
 Isolation = Literal["process", "thread"]
@@ -60,6 +72,18 @@ class ModelUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CannotDownload(ModelUnavailable):
+    """What the container needs cannot be downloaded as the model's execution role (the artifact or its sources
+    denied, the sources missing): SageMaker fails the endpoint with the download failure."""
+
+
+@dataclass(frozen=True)
+class Unhealthy:
+    """Why a model's container did not pass SageMaker's start-up health check."""
+
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -89,7 +113,23 @@ def download_failure(url: str) -> str:
 
 
 def resolve_model_data_url(model_name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> str:
-    """The model artifact SageMaker would load for a model created with CreateModel."""
+    """The model artifact SageMaker would load for a model created with CreateModel, which SageMaker
+    downloads as the model's execution role: ModelUnavailable with its download failure (and the
+    denial) when the role may not read it (`roles`), or when it is not in S3."""
+    url = _artifact_url(model_name, account=account, region=region)
+    role = sagemaker_backends[account][region]._models[model_name].execution_role_arn
+    try:
+        bucket, key = storage.parse_uri(url)
+        if role:
+            roles.check_read(str(role), bucket, key, account=account)
+    except ValueError:
+        raise ModelUnavailable(download_failure(url)) from None
+    except roles.AccessDenied as denied:
+        raise CannotDownload(f"{download_failure(url)} ({denied.reason})") from None
+    return url
+
+
+def _artifact_url(model_name: str, *, account: str, region: str) -> str:
     backend = sagemaker_backends[account][region]
     model = backend._models.get(model_name)
     if model is None:
@@ -190,7 +230,11 @@ class ModelServers:
         self.start_timeout = start_timeout
         self._servers: dict[str, _Server] = {}
         self._failures: dict[str, str] = {}
+        self._started: dict[str, float] = {}  # key -> monotonic time its server began starting
+        self._ready_after: dict[str, float] = {}  # key -> seconds from start to a ready /ping
+        self._unhealthy: dict[str, str] = {}  # key -> why its /ping says failed (the model did not load)
         self._locks: dict[str, threading.Lock] = {}
+        self._environments: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._work_dir: Path | None = None
         self._stopped = False
@@ -204,13 +248,19 @@ class ModelServers:
         accept: str | None,
         *,
         account: str = DEFAULT_ACCOUNT,
+        environment: Mapping[str, str] | None = None,
     ) -> ModelResponse:
         """POST /invocations to the model's server (started if needed); ModelUnavailable if it cannot run."""
-        return self.server_for(model_data_url, account=account).invoke(body, content_type, accept)
+        return self.server_for(model_data_url, account=account, environment=environment).invoke(
+            body, content_type, accept
+        )
 
-    def server_for(self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT) -> _Server:
-        key = self._key(model_data_url, account)
+    def server_for(
+        self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT, environment: Mapping[str, str] | None = None
+    ) -> _Server:
+        key = self._server_key(model_data_url, account, environment)
         with self._lock:
+            self._environments.setdefault(key, dict(environment or {}))
             if self._stopped:
                 raise ModelUnavailable("the sandbox is stopping")
             server = self._servers.get(key)
@@ -237,14 +287,57 @@ class ModelServers:
                 self._servers[key] = server
             return server
 
-    def prewarm(self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT) -> None:
+    def prewarm(
+        self, model_data_url: str, *, account: str = DEFAULT_ACCOUNT, environment: Mapping[str, str] | None = None
+    ) -> None:
         """Start the model's server in the background (as SageMaker does while an endpoint is created)."""
 
         def start() -> None:
             with contextlib.suppress(ModelUnavailable):
-                self.server_for(model_data_url, account=account)
+                self.server_for(model_data_url, account=account, environment=environment)
 
         threading.Thread(target=start, name="model-server-prewarm", daemon=True).start()
+
+    def health_check(
+        self,
+        model_data_url: str,
+        window: float,
+        *,
+        account: str = DEFAULT_ACCOUNT,
+        environment: Mapping[str, str] | None = None,
+    ) -> Unhealthy | None:
+        """None if the model's server answers /ping 200, model loaded, within `window` seconds of its start.
+
+        Starts the server if nobody has yet (in the background) and waits at most until the window ends.
+        """
+        key = self._server_key(model_data_url, account, environment)
+        with self._lock:
+            begun = key in self._started or key in self._servers or key in self._failures
+        if not begun:
+            self.prewarm(model_data_url, account=account, environment=environment)
+        first_look = time.monotonic()
+        while True:
+            with self._lock:
+                failure = self._failures.get(key)
+                unhealthy = self._unhealthy.get(key)
+                ready_after = self._ready_after.get(key)
+                started = self._started.get(key, first_look)
+                stopped = self._stopped
+            if failure is not None:
+                if failure == download_failure(model_data_url):
+                    return None  # no artifact to start: not judged here (invocations answer ModelUnavailable)
+                return Unhealthy(failure)
+            if unhealthy is not None:
+                return Unhealthy(f"/ping answered that the model failed to load: {unhealthy}")
+            if ready_after is not None:
+                if ready_after <= window:
+                    return None
+                return Unhealthy(f"/ping answered 200 only after {ready_after:.1f} s (window {window:g} s)")
+            if time.monotonic() - started > window:
+                return Unhealthy(f"/ping did not answer 200 within {window:g} s of the container's start")
+            if stopped:
+                return Unhealthy("the sandbox is stopping")
+            time.sleep(0.05)
 
     @property
     def running(self) -> dict[str, str]:
@@ -257,6 +350,9 @@ class ModelServers:
         with self._lock:
             servers, self._servers = list(self._servers.values()), {}
             self._failures.clear()
+            self._started.clear()
+            self._ready_after.clear()
+            self._unhealthy.clear()
             self._stopped = True
         for server in servers:
             with contextlib.suppress(Exception):
@@ -268,6 +364,14 @@ class ModelServers:
             self._stopped = False
 
     # Starting -------------------------------------------------------------------------------------------
+    @classmethod
+    def _server_key(cls, model_data_url: str, account: str, environment: Mapping[str, str] | None) -> str:
+        """One server per artifact version and container environment."""
+        key = cls._key(model_data_url, account)
+        if environment:
+            key += "#env-" + hashlib.sha256(json.dumps(dict(environment), sort_keys=True).encode()).hexdigest()[:12]
+        return key
+
     @staticmethod
     def _key(model_data_url: str, account: str) -> str:
         try:
@@ -294,6 +398,9 @@ class ModelServers:
         return archive
 
     def _start(self, model_data_url: str, key: str, account: str) -> _Server:
+        began = time.monotonic()
+        with self._lock:
+            self._started.setdefault(key, began)
         archive = self._archive(model_data_url, key, account)
         server = self._start_thread(archive, key) if self.isolation == "thread" else self._start_process(archive, key)
         deadline = time.monotonic() + self.start_timeout
@@ -303,9 +410,13 @@ class ModelServers:
             except OSError:
                 status, document = 0, {}
             if status == 200 and document.get("status") == "ready":
+                with self._lock:
+                    self._ready_after.setdefault(key, time.monotonic() - began)
                 return server
             if status >= 500 or document.get("status") == "failed":
                 # The container is unhealthy for good, as SageMaker would see it: keep it, it answers 500.
+                with self._lock:
+                    self._unhealthy.setdefault(key, str(document.get("error") or f"HTTP {status}"))
                 return server
             if time.monotonic() > deadline:
                 server.stop()
@@ -318,11 +429,20 @@ class ModelServers:
     def _start_thread(self, archive: Path, key: str) -> _Server:
         from sagepilot_model_server import start_server
 
-        server = start_server(archive, host="127.0.0.1", port=0, max_payload_bytes=MAX_SERVER_PAYLOAD_MB * 1024 * 1024)
+        environment = self._environments.get(key, {})
+        server = start_server(
+            archive,
+            host="127.0.0.1",
+            port=0,
+            max_payload_bytes=MAX_SERVER_PAYLOAD_MB * 1024 * 1024,
+            program=environment.get("SAGEMAKER_PROGRAM"),
+            submit_dir=environment.get("SAGEMAKER_SUBMIT_DIRECTORY"),
+        )
         return _Server(server.url, server.stop, key)
 
     def _start_process(self, archive: Path, key: str) -> _Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "SM_"))}
+        env.update(self._environments.get(key, {}))
         env.update(
             SAGEMAKER_MAX_PAYLOAD_IN_MB=str(MAX_SERVER_PAYLOAD_MB),
             PYTHONUNBUFFERED="1",

@@ -72,6 +72,7 @@ class Sandbox:
         training_seconds: float | None = None,
         model_isolation: Isolation = "process",
         record_calls: bool = False,
+        health_check_seconds: float = 60.0,
     ) -> None:
         if endpoint_status_spelling not in ("describe", "event"):
             raise ValueError("endpoint_status_spelling is 'describe' (InService) or 'event' (IN_SERVICE)")
@@ -93,6 +94,7 @@ class Sandbox:
             training_seconds=training_seconds,
             model_isolation=model_isolation,
             log_dir=self.log_dir,
+            health_check_seconds=health_check_seconds,
         )
         self.retry_delay = retry_delay
         self.record_calls = record_calls

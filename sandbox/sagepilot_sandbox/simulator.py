@@ -8,6 +8,12 @@ that; an update under a DeploymentConfig also waits out its traffic shifting and
 seconds (WaitIntervalInSeconds per step, TerminationWaitInSeconds) and multiplied by `time_scale`
 (0.002: SageMaker's 10 minutes take 1.2 s). Every status change is delivered to EventBridge.
 
+Start-up: SageMaker starts a job's instances minutes after it is created, and reads the inputs and the
+model only then. `startup_seconds` (default: `SAGEPILOT_SANDBOX_STARTUP_SECONDS`, else 0) makes the
+sandbox wait that long after a transform or training job is InProgress before it reads anything, and
+before an endpoint's new containers fetch their model, so that an overwrite or a deletion during
+start-up can be reproduced: the job reads what the keys hold when it starts, not when it was created.
+
 Models run for real, in `sagepilot_model_server` processes (`modelservers.ModelServers`, one per model
 artifact, `model_isolation` "process" or "thread"), started when first needed and stopped by `stop()`:
 
@@ -25,8 +31,13 @@ artifact, `model_isolation` "process" or "thread"), started when first needed an
   delivered (InProgress, then the final one). `fail_next_training(reason)` fails the next one instead.
 - Endpoints: each pending transition (see `endpoints`) is completed after its time; while an update
   with AutoRollbackConfiguration runs, its alarms are watched every `poll_seconds` and the first one in
-  ALARM rolls the update back at once. An endpoint that becomes InService has its variants' model
-  servers started in the background (SageMaker starts the containers before InService).
+  ALARM rolls the update back at once. A create or update starts the model servers of the variants it
+  deploys and runs SageMaker's health check on each (`ModelServers.health_check`: `/ping` 200 with the
+  model loaded within `health_check_seconds` of the container's start). A variant that does not pass
+  fails the transition as SageMaker does: a new endpoint ends `Failed` with "The primary container for
+  production variant <v> did not pass the ping health check. ...", an update leaves the endpoint
+  InService on its previous config with that FailureReason. Models without a ModelDataUrl (the sandbox
+  serves artifacts only) and artifacts that do not exist are not checked.
   `fail_next_endpoint` fails the next create or update.
 - Real-time invocations (`invocations`): `aws sagemaker-runtime invoke-endpoint` reaches the variants'
   model servers; each invocation is published to CloudWatch (`metrics.InvocationMetrics`, every
@@ -43,6 +54,8 @@ artifact, `model_isolation` "process" or "thread"), started when first needed an
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,10 +63,15 @@ from pathlib import Path
 from typing import Any
 
 from sagepilot_sandbox import alarms, endpoints, faithful, invocations, trainer, training, transform
+from sagepilot_sandbox.containers import ModelContainer, resolve_container
 from sagepilot_sandbox.metrics import InvocationMetrics
-from sagepilot_sandbox.modelservers import Isolation, ModelServers, ModelUnavailable, resolve_model_data_url
+from sagepilot_sandbox.modelservers import CannotDownload, Isolation, ModelServers, ModelUnavailable
 from sagepilot_sandbox.trainer import TrainingResult
 from sagepilot_sandbox.transform import TransformResult
+
+logger = logging.getLogger(__name__)
+
+STARTUP_ENV = "SAGEPILOT_SANDBOX_STARTUP_SECONDS"
 
 
 @dataclass
@@ -65,9 +83,13 @@ class SageMakerSimulator:
     alarm_evaluation_seconds: float | None = None
     alarm_time_scale: float = 1.0
     training_seconds: float | None = None
+    startup_seconds: float = field(default_factory=lambda: float(os.environ.get(STARTUP_ENV, "0") or 0))
     model_isolation: Isolation = "process"
     log_dir: Path | None = None
     metrics_flush_seconds: float = 0.25
+    # SageMaker's start-up window for a variant's container (its ContainerStartupHealthCheckTimeoutInSeconds),
+    # in sandbox seconds; tests make it short to fail a slow model quickly.
+    health_check_seconds: float = 60.0
     injected_failures: list[tuple[str, str]] = field(default_factory=list)  # (name fragment, reason)
     injected_training_failures: list[tuple[str, str]] = field(default_factory=list)
     finished: dict[str, str] = field(default_factory=dict)  # transform job name -> final status
@@ -134,6 +156,8 @@ class SageMakerSimulator:
             return
         with contextlib.suppress(KeyError):  # the account was reset under it
             self._emit(account, region, name)
+            if self._stop.wait(self.startup_seconds):
+                return
             reason = faithful.check_transform_inputs(name, account=account, region=region) or self._injected(name)
             result = TransformResult("Failed", reason) if reason else None
             if result is None:
@@ -167,6 +191,8 @@ class SageMakerSimulator:
             faithful.deliver_event(
                 training.training_job_event(name, account=account, region=region), account=account, region=region
             )
+            if self._stop.wait(self.startup_seconds):
+                return
             with self._lock:
                 reason = self._take(self.injected_training_failures, name)
             result = (
@@ -202,7 +228,7 @@ class SageMakerSimulator:
     def on_endpoint_transition(self, account: str, region: str, name: str) -> None:
         transition = endpoints.pending_endpoint_transition(name, account=account, region=region)
         if transition is not None:
-            if transition.kind in ("create", "update"):
+            if transition.kind in ("create", "update") and not self.startup_seconds:
                 self._prewarm(account, region, name, transition)
             threading.Thread(
                 target=self._run_transition,
@@ -219,10 +245,62 @@ class SageMakerSimulator:
         config = backend.endpoint_configs.get(config_name)
         for spec in config.production_variants if config is not None else []:
             with contextlib.suppress(ModelUnavailable, KeyError):
-                url = resolve_model_data_url(str(spec.get("ModelName", "")), account=account, region=region)
-                self.servers.prewarm(url, account=account)
+                container = resolve_container(str(spec.get("ModelName", "")), account=account, region=region)
+                self.servers.prewarm(container.model_data_url, account=account, environment=container.environment)
+
+    def _deployed_models(
+        self, account: str, region: str, name: str, transition: endpoints.Transition
+    ) -> list[tuple[str, ModelContainer | str]]:
+        """(variant, container) of what a create or update deploys, or (variant, SageMaker's download failure)
+        for a model whose role may not read its artifact; models without an artifact left out."""
+        backend: Any = faithful.sagemaker_backend(account, region)
+        endpoint = backend.endpoints.get(name)
+        config_name = transition.config_name or (endpoint.endpoint_config_name if endpoint is not None else "")
+        config = backend.endpoint_configs.get(config_name)
+        found: list[tuple[str, ModelContainer | str]] = []
+        for spec in config.production_variants if config is not None else []:
+            variant = str(spec["VariantName"])
+            try:
+                found.append(
+                    (variant, resolve_container(str(spec.get("ModelName", "")), account=account, region=region))
+                )
+            except CannotDownload as denied:
+                found.append((variant, denied.reason))
+            except (ModelUnavailable, KeyError):
+                continue
+        return found
+
+    def health_check(self, account: str, region: str, name: str, transition: endpoints.Transition) -> str:
+        """SageMaker's start-up health check of the variants a create or update deploys: "" when all pass,
+        else the FailureReason SageMaker gives (the first variant that did not pass)."""
+        for variant, container in self._deployed_models(account, region, name, transition):
+            if isinstance(container, str):
+                logger.warning(
+                    "endpoint variant could not download its model",
+                    extra={"endpoint": name, "variant": variant, "why": container},
+                )
+                return container
+            unhealthy = self.servers.health_check(
+                container.model_data_url, self.health_check_seconds, account=account, environment=container.environment
+            )
+            if unhealthy is not None:
+                logger.warning(
+                    "endpoint variant did not pass the health check",
+                    extra={
+                        "endpoint": name,
+                        "variant": variant,
+                        "model": container.model_data_url,
+                        "why": unhealthy.detail,
+                    },
+                )
+                return endpoints.health_check_reason(variant)
+        return ""
 
     def _run_transition(self, account: str, region: str, name: str, transition: endpoints.Transition) -> None:
+        if self.startup_seconds and transition.kind in ("create", "update"):
+            if self._stop.wait(self.startup_seconds):
+                return
+            self._prewarm(account, region, name, transition)
         deadline = time.monotonic() + self.transition_seconds(transition)
         while time.monotonic() < deadline and not self._stop.is_set():
             if transition.alarms and endpoints.alarms_in_alarm(transition.alarms, account=account, region=region):
@@ -230,8 +308,14 @@ class SageMakerSimulator:
             time.sleep(min(self.poll_seconds, max(0.0, deadline - time.monotonic())))
         if self._stop.is_set():
             return
+        failure = ""
+        if transition.kind in ("create", "update"):
+            with contextlib.suppress(KeyError):  # the account was reset under it
+                failure = self.health_check(account, region, name, transition)
+            if self._stop.is_set():
+                return
         event = endpoints.complete_endpoint_transition(
-            name, account=account, region=region, token=transition.token, deliver=True
+            name, account=account, region=region, token=transition.token, deliver=True, failure=failure
         )
         if event is not None:
             with self._lock:

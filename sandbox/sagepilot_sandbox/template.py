@@ -116,6 +116,12 @@ class Resolver:
             if key == "Fn::Split":
                 sep, text = arg
                 return str(self.resolve(text)).split(sep)
+            if key == "Fn::FindInMap":
+                mapping, top, second = (self.resolve(x) for x in arg)
+                try:
+                    return self.template["Mappings"][mapping][top][second]
+                except KeyError:
+                    raise TemplateError(f"!FindInMap [{mapping}, {top}, {second}]: no such entry") from None
             if key == "Fn::If":
                 name, yes, no = arg
                 return self.resolve(yes if self.condition(name) else no)

@@ -53,23 +53,25 @@ class TrainingResult:
     rows: dict[str, int] = field(default_factory=dict)  # channel -> rows read
 
 
-def _channel_objects(channel: dict[str, Any], account: str) -> list[tuple[str, str]]:
+def _channel_objects(channel: dict[str, Any], account: str, role: str | None) -> list[tuple[str, str]]:
     source = channel["DataSource"]["S3DataSource"]
     uri = str(source["S3Uri"])
     bucket, key = storage.parse_uri(uri)
     if source.get("S3DataType") == "ManifestFile":
         try:
-            manifest = json.loads(storage.read(bucket, key, account=account))
+            manifest = json.loads(storage.read(bucket, key, account=account, role=role))
             p_bucket, p_key = storage.parse_uri(str(manifest[0]["prefix"]))
             return [(p_bucket, p_key + str(entry)) for entry in manifest[1:]]
         except storage.NotFound:
             raise TrainingFailed(f"ClientError: Data download failed: manifest {uri} does not exist.") from None
+        except storage.AccessDenied as denied:
+            raise TrainingFailed(f"ClientError: Data download failed: {uri}: Access Denied. {denied.reason}") from None
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TrainingFailed(f"ClientError: The manifest file {uri} is not valid: {exc}") from None
     try:
-        keys = storage.list_keys(bucket, key, account=account)
-    except storage.NotFound:
-        keys = []
+        keys = storage.list_keys(bucket, key, account=account, role=role)
+    except (storage.NotFound, storage.AccessDenied):
+        keys = []  # SageMaker says the same for a prefix it may not list
     if not keys:
         raise TrainingFailed(
             f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source. Please ensure that '
@@ -87,16 +89,21 @@ def _content_type(channel: dict[str, Any], key: str) -> str:
     return "application/jsonlines" if name.endswith((".jsonl", ".json")) else "text/csv"
 
 
-def _read_channel(channel: dict[str, Any], account: str) -> Any:
+def _read_channel(channel: dict[str, Any], account: str, role: str | None) -> Any:
     from sagepilot_model_server.examples.training import LabeledData, TrainingDataError, parse_labeled
 
     data = LabeledData()
     name = channel.get("ChannelName", "train")
-    for bucket, key in _channel_objects(channel, account):
+    for bucket, key in _channel_objects(channel, account, role):
         try:
-            raw = storage.read(bucket, key, account=account)
+            raw = storage.read(bucket, key, account=account, role=role)
         except storage.NotFound:
             raise TrainingFailed(f"ClientError: Data download failed: s3://{bucket}/{key} does not exist.") from None
+        except storage.AccessDenied:  # SageMaker's own words (observed); the denial is the role's
+            raise TrainingFailed(
+                f"ClientError: Data download failed:Unable to download object s3://{bucket}/{key} "
+                "(AccessDenied: Access Denied)"
+            ) from None
         if channel.get("CompressionType") == "Gzip" or raw[:2] == b"\x1f\x8b":
             try:
                 raw = gzip.decompress(raw)
@@ -130,8 +137,9 @@ def run_training_job(
                 f"ClientError: the job has no 'train' channel (channels: {', '.join(sorted(channels)) or 'none'})."
             )
         job.secondary_status = "Downloading"
-        train = _read_channel(channels["train"], account)
-        validation = _read_channel(channels["validation"], account) if "validation" in channels else None
+        role = str(job.role_arn) if job.role_arn else None
+        train = _read_channel(channels["train"], account, role)
+        validation = _read_channel(channels["validation"], account, role) if "validation" in channels else None
         result.rows = {"train": len(train), **({"validation": len(validation)} if validation is not None else {})}
         job.secondary_status = "Training"
         try:
@@ -145,7 +153,11 @@ def run_training_job(
             data = Path(archive).read_bytes()
         bucket, key = storage.parse_uri(artifact)
         try:
-            storage.write(bucket, key, data, account=account)
+            storage.write(bucket, key, data, account=account, role=role)
+        except storage.AccessDenied as denied:
+            raise TrainingFailed(
+                f"ClientError: Failed to upload the model artifact to {artifact}: Access Denied. {denied.reason}"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - a missing output bucket is the job's failure
             raise TrainingFailed(f"ClientError: Failed to upload the model artifact to {artifact}: {exc}") from None
         result.metrics, result.artifact = model.metrics, artifact

@@ -4,6 +4,12 @@
   InProgress; listeners (the sandbox's trainer) are told, and `finish_training_job` moves it on with the
   final metrics, artifact and FailureReason it was given, returning SageMaker's
   `SageMaker Training Job State Change` event.
+- CreateTrainingJob refuses what SageMaker's API refuses (moto accepts anything) with its
+  ValidationException: more than 100 HyperParameters, a key over 256 or a value over 2,500 characters,
+  more than 40 MetricDefinitions; and, when a quota is set in `training_quotas` (instance type -> most
+  instances of that type in running training jobs, the account's "<type> for training job usage"),
+  a job that would exceed it with ResourceLimitExceeded, worded as SageMaker words it.
+- CreateModel keeps `EnableNetworkIsolation` (moto drops it and describes every model as not isolated).
 - CreateModelPackage honours ClientToken: a repeat with the same token returns the version the first
   call created (moto registers a new version every time).
 """
@@ -16,7 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from moto.sagemaker import models as sm_models
-from moto.sagemaker.exceptions import ResourceInUseException
+from moto.sagemaker import responses as sm_responses
+from moto.sagemaker.exceptions import ResourceInUseException, SagemakerClientError, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 
 from sagepilot_sandbox import bus
@@ -25,6 +32,57 @@ TrainingListener = Callable[[str, str, str], None]  # (account, region, job name
 _listeners: list[TrainingListener] = []
 _tokens: dict[tuple[int, str], str] = {}  # (backend, client token) -> package ARN; a reset backend starts afresh
 _lock = threading.Lock()
+training_quotas: dict[str, int] = {}  # instance type -> the account's quota "<type> for training job usage"
+
+
+class ResourceLimitExceeded(SagemakerClientError):
+    code = "ResourceLimitExceeded"
+
+
+def _refusal(kwargs: dict[str, Any]) -> str | None:
+    """CreateTrainingJob's constraints (API reference), in SageMaker's words; None if it accepts the request."""
+    hyper = kwargs.get("hyper_parameters") or {}
+    if len(hyper) > 100:
+        return (
+            f"1 validation error detected: Value '{hyper}' at 'hyperParameters' failed to satisfy constraint: "
+            "Member must have length less than or equal to 100"
+        )[:2000]
+    for key, value in hyper.items():
+        if len(key) > 256 or len(str(value)) > 2500:
+            which, limit = ("key", 256) if len(key) > 256 else ("value", 2500)
+            return (
+                f"1 validation error detected: Value '{hyper}' at 'hyperParameters' failed to satisfy constraint: "
+                f"Map {which} must satisfy constraint: [Member must have length less than or equal to {limit}]"
+            )[:2000]
+    definitions = (kwargs.get("algorithm_specification") or {}).get("MetricDefinitions") or []
+    if len(definitions) > 40:
+        return (
+            "1 validation error detected: Value at 'algorithmSpecification.metricDefinitions' failed to satisfy "
+            "constraint: Member must have length less than or equal to 40"
+        )
+    return None
+
+
+def _over_quota(backend: Any, kwargs: dict[str, Any]) -> str | None:
+    resources = kwargs.get("resource_config") or {}
+    instance_type = str(resources.get("InstanceType", ""))
+    if instance_type not in training_quotas:
+        return None
+    quota = training_quotas[instance_type]
+    used = sum(
+        int((job.resource_config or {}).get("InstanceCount", 1))
+        for job in backend.training_jobs.values()
+        if job.training_job_status == "InProgress" and (job.resource_config or {}).get("InstanceType") == instance_type
+    )
+    delta = int(resources.get("InstanceCount", 1))
+    if used + delta <= quota:
+        return None
+    return (
+        f"The account-level service limit '{instance_type} for training job usage' is {quota} Instances, with "
+        f"current utilization of {used} Instances and a request delta of {delta} Instances. Please use AWS Service "
+        "Quotas to request an increase for this quota. If AWS Service Quotas is not available, contact AWS support "
+        "to request an increase for this quota."
+    )
 
 
 def on_training_job_created(listener: TrainingListener) -> None:
@@ -33,6 +91,7 @@ def on_training_job_created(listener: TrainingListener) -> None:
 
 def clear() -> None:
     _listeners.clear()
+    training_quotas.clear()
 
 
 def _backend(account: str, region: str) -> Any:
@@ -51,6 +110,12 @@ def install() -> None:
                 message=f"Training job names must be unique within an AWS account and region, and a training job "
                 f"with this name already exists ({arn})"
             )
+        refusal = _refusal(kwargs)
+        if refusal:
+            raise ValidationError(message=refusal)
+        over = _over_quota(self, kwargs)
+        if over:
+            raise ResourceLimitExceeded(over)
         job = original_create(self, training_job_name, *args, **kwargs)
         record = self.training_jobs[training_job_name]
         record.training_job_status = "InProgress"
@@ -74,6 +139,20 @@ def install() -> None:
 
     backend_cls.create_training_job = create_training_job
     backend_cls.create_model_package = create_model_package
+
+    response_cls: Any = sm_responses.SageMakerResponse
+    if getattr(response_cls.create_model, "_keeps_isolation", False):
+        return
+    original_model = response_cls.create_model
+
+    def create_model(self: Any) -> Any:
+        result = original_model(self)
+        if self._get_param("EnableNetworkIsolation"):
+            self.sagemaker_backend._models[self._get_param("ModelName")].enable_network_isolation = True
+        return result
+
+    create_model._keeps_isolation = True  # type: ignore[attr-defined]
+    response_cls.create_model = create_model
 
 
 def finish_training_job(

@@ -24,7 +24,10 @@ sandbox's S3 and a model server for the job's model (`modelservers`):
   that cannot be served is `ClientError: Failed to download model data ...` (or why it cannot run).
   Files already done keep their outputs, as SageMaker's do.
 
-`DataProcessing` (input/output filters, JoinSource) is not applied.
+`DataProcessing` is applied as SageMaker applies it (`data_processing`): InputFilter on each record
+before it is sent, JoinSource Input and OutputFilter on each record's prediction (the model must then
+answer one line per record). A filter outside the JSONPath subset SageMaker documents fails the job
+with `ClientError` naming it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from moto.sagemaker.models import sagemaker_backends
 
 from sagepilot_sandbox import storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, DEFAULT_REGION
-from sagepilot_sandbox.modelservers import ModelServers, ModelUnavailable, resolve_model_data_url
+from sagepilot_sandbox.containers import execution_role, resolve_container
+from sagepilot_sandbox.data_processing import DataProcessing, FilterError, compile_data_processing, media_type
+from sagepilot_sandbox.modelservers import ModelServers, ModelUnavailable
 
 MB = 1024 * 1024
 
@@ -74,8 +79,9 @@ def _job(name: str, account: str, region: str) -> Any:
     return sagemaker_backends[account][region].transform_jobs[name]
 
 
-def list_inputs(job: Any, *, account: str = DEFAULT_ACCOUNT) -> list[InputObject]:
-    """The objects a job reads, in order (JobFailed with SageMaker's reason when it cannot)."""
+def list_inputs(job: Any, *, account: str = DEFAULT_ACCOUNT, role: str | None = None) -> list[InputObject]:
+    """The objects a job reads, in order (JobFailed with SageMaker's reason when it cannot); as `role`
+    when given (the model's execution role)."""
     source = job.transform_input["DataSource"]["S3DataSource"]
     uri = str(source["S3Uri"])
     kind = source.get("S3DataType", "S3Prefix")
@@ -85,19 +91,23 @@ def list_inputs(job: Any, *, account: str = DEFAULT_ACCOUNT) -> list[InputObject
         raise JobFailed(f"ClientError: {uri} is not a valid S3 URI.") from None
     if kind == "ManifestFile":
         try:
-            manifest = json.loads(storage.read(bucket, key, account=account))
+            manifest = json.loads(storage.read(bucket, key, account=account, role=role))
             prefix = str(manifest[0]["prefix"])
             p_bucket, p_key = storage.parse_uri(prefix)
             relatives = [str(entry) for entry in manifest[1:]]
         except storage.NotFound:
             raise JobFailed(f"ClientError: Failed to read the manifest file {uri}: it does not exist.") from None
+        except storage.AccessDenied as denied:
+            raise JobFailed(
+                f"ClientError: Failed to read the manifest file {uri}: Access Denied. {denied.reason}"
+            ) from None
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise JobFailed(f"ClientError: The manifest file {uri} is not valid: {type(exc).__name__}: {exc}") from None
         return [InputObject(p_bucket, p_key + rel, rel) for rel in relatives]
     try:
-        keys = storage.list_keys(bucket, key, account=account)
-    except storage.NotFound:
-        keys = []
+        keys = storage.list_keys(bucket, key, account=account, role=role)
+    except (storage.NotFound, storage.AccessDenied):
+        keys = []  # SageMaker says the same for a prefix it may not list
     if not keys:
         raise JobFailed(
             f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source. Please ensure that '
@@ -137,11 +147,13 @@ def batches(records: list[bytes], strategy: str, max_payload_mb: int) -> list[tu
     return ranges
 
 
-def _read_input(item: InputObject, compression: str | None, account: str) -> bytes:
+def _read_input(item: InputObject, compression: str | None, account: str, role: str | None) -> bytes:
     try:
-        data = storage.read(item.bucket, item.key, account=account)
+        data = storage.read(item.bucket, item.key, account=account, role=role)
     except storage.NotFound:
         raise JobFailed(f"ClientError: Failed to download data. {item.uri} does not exist.") from None
+    except storage.AccessDenied as denied:
+        raise JobFailed(f"ClientError: Failed to download data. {item.uri}: Access Denied. {denied.reason}") from None
     if compression == "Gzip":
         try:
             return gzip.decompress(data)
@@ -157,17 +169,66 @@ def output_key(output_path: str, relative: str) -> tuple[str, str]:
     return bucket, f"{prefix}{relative}.out"
 
 
+def _data_processing(job: Any) -> DataProcessing:
+    try:
+        processing = compile_data_processing(job.data_processing)
+    except FilterError as exc:
+        raise JobFailed(f"ClientError: DataProcessing: {exc}") from None
+    split = job.transform_input.get("SplitType") or "None"
+    if processing.join_input and split != "Line":
+        raise JobFailed(f"ClientError: DataProcessing: JoinSource Input needs SplitType Line, not {split}.")
+    return processing
+
+
+def _filtered(
+    processing: DataProcessing, records: list[bytes], content_type: str | None, item: InputObject
+) -> list[bytes]:
+    try:
+        return [processing.filter_input(r, media_type(content_type)) for r in records]
+    except (FilterError, UnicodeDecodeError) as exc:
+        raise JobFailed(f"ClientError: {item.uri}: InputFilter: {exc}") from None
+
+
+def _processed(
+    processing: DataProcessing,
+    records: list[bytes],
+    response: Any,
+    content_type: str | None,
+    accept: str | None,
+    item: InputObject,
+    first: int,
+) -> bytes:
+    """The output lines of one request: each record's prediction line joined and filtered."""
+    lines = [line.rstrip(b"\r") for line in response.body.split(b"\n") if line.strip()]
+    if len(lines) != len(records):
+        raise JobFailed(
+            f"ClientError: {item.uri} (records {first + 1}-{first + len(records)}): the model returned "
+            f"{len(lines)} lines for {len(records)} records; JoinSource and OutputFilter need one prediction "
+            "line per record."
+        )
+    output_type = media_type(response.content_type) or media_type(accept)
+    try:
+        return b"".join(
+            processing.output(record, line, media_type(content_type), output_type) + b"\n"
+            for record, line in zip(records, lines, strict=True)
+        )
+    except (FilterError, UnicodeDecodeError) as exc:
+        raise JobFailed(f"ClientError: {item.uri}: OutputFilter / JoinSource: {exc}") from None
+
+
 def run_transform_job(
     name: str, servers: ModelServers, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION
 ) -> TransformResult:
     """Run the job's records through its model and write its outputs (see the module docstring)."""
     job = _job(name, account, region)
     result = TransformResult("Completed")
+    role = execution_role(job.model_name, account=account, region=region)
     try:
-        inputs = list_inputs(job, account=account)
+        inputs = list_inputs(job, account=account, role=role)
         try:
-            model_url = resolve_model_data_url(job.model_name, account=account, region=region)
-            servers.server_for(model_url, account=account)
+            container = resolve_container(job.model_name, account=account, region=region)
+            model_url, environment = container.model_data_url, container.environment
+            servers.server_for(model_url, account=account, environment=environment)
         except ModelUnavailable as exc:
             raise JobFailed(f"ClientError: {exc.reason}") from None
         transform_input = job.transform_input
@@ -177,15 +238,20 @@ def run_transform_job(
         strategy = job.batch_strategy or "MultiRecord"
         max_payload = int(job.max_payload_in_mb if job.max_payload_in_mb is not None else 6)
         line_assembly = output.get("AssembleWith") == "Line"
+        processing = _data_processing(job)
         for item in inputs:
             records = split_records(
-                _read_input(item, transform_input.get("CompressionType"), account), transform_input.get("SplitType")
+                _read_input(item, transform_input.get("CompressionType"), account, role),
+                transform_input.get("SplitType"),
             )
+            sent = _filtered(processing, records, content_type, item)
             parts: list[bytes] = []
-            for first, end in batches(records, strategy, max_payload):
-                body = b"".join(r + b"\n" for r in records[first:end])
+            for first, end in batches(sent, strategy, max_payload):
+                body = b"".join(r + b"\n" for r in sent[first:end])
                 try:
-                    response = servers.invoke(model_url, body, content_type, accept, account=account)
+                    response = servers.invoke(
+                        model_url, body, content_type, accept, account=account, environment=environment
+                    )
                 except ModelUnavailable as exc:
                     raise JobFailed(f"ClientError: {item.uri}: {exc.reason}") from None
                 result.requests += 1
@@ -197,12 +263,22 @@ def run_transform_job(
                         f"{response.status}: {response.message}"
                     )
                 part = response.body
+                if processing.active:
+                    part = _processed(processing, records[first:end], response, content_type, accept, item, first)
                 if line_assembly and part and not part.endswith(b"\n"):
                     part += b"\n"
                 parts.append(part)
             result.records += len(records)
             out_bucket, out_key = output_key(str(output["S3OutputPath"]), item.relative)
-            storage.write(out_bucket, out_key, b"".join(parts), account=account)
+            try:
+                storage.write(out_bucket, out_key, b"".join(parts), account=account, role=role)
+            except storage.AccessDenied as denied:
+                raise JobFailed(
+                    f"ClientError: Failed to upload s3://{out_bucket}/{out_key}: Access Denied. {denied.reason}"
+                ) from None
+            except storage.WriteRefused as refused:
+                failed = f"s3://{out_bucket}/{out_key}"
+                raise JobFailed(f"ClientError: Failed to upload {failed}: {refused.reason}") from None
             result.outputs.append(f"s3://{out_bucket}/{out_key}")
     except JobFailed as failure:
         result.status, result.failure_reason = "Failed", failure.reason

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ ENDPOINT = "sagepilot-fraud"
 SAGEPILOT_CLI = str(Path(sys.executable).with_name("sagepilot"))
 
 
-def register(sandbox: Sandbox, version_note: str) -> str:
+def register(sandbox: Sandbox, version_note: str, group: str = GROUP) -> str:
     spec = {
         "Containers": [
             {
@@ -39,7 +40,7 @@ def register(sandbox: Sandbox, version_note: str) -> str:
         "sagemaker",
         "create-model-package",
         "--model-package-group-name",
-        GROUP,
+        group,
         "--inference-specification",
         json.dumps(spec),
         "--model-approval-status",
@@ -124,6 +125,85 @@ def test_approve_roll_out_pause_promote_and_roll_back_with_an_alarm(sandbox: San
     assert not [a for a in alarms if a.startswith(f"{ENDPOINT}-v3-")]
 
 
+def endpoints(sandbox: Sandbox) -> set[str]:
+    return {e["EndpointName"] for e in aws(sandbox, "sagemaker", "list-endpoints")["Endpoints"]}
+
+
+def test_a_second_group_naming_the_endpoint_is_refused_until_a_rename_releases_it(sandbox: Sandbox) -> None:
+    """After the scenario above (fraud's endpoint serves v2): one endpoint, one owner."""
+    other, renamed = "fraud-copy", f"{ENDPOINT}-b"
+    config = aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", ENDPOINT)["EndpointConfigName"]
+    aws(
+        sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", other,
+        "--tags", f"Key=sagepilot:endpoint-name,Value={ENDPOINT}",
+    )  # fmt: skip
+    copy = register(sandbox, "copy-v1", group=other)
+    set_status(sandbox, copy, "Approved")
+    refusal = f"refused group {other} (v1 approved): it names {ENDPOINT}, which belongs to group {GROUP}"
+    sandbox.wait_for(lambda: refusal in sagepilot(sandbox, "history", ENDPOINT).stdout, timeout=60)
+    assert aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", ENDPOINT)["EndpointConfigName"] == config
+    assert shares(sandbox) == {"v2": 1.0}
+
+    # The owner renames its endpoint; its next approval goes to the new name, then the old one is retired.
+    group_arn = aws(sandbox, "sagemaker", "describe-model-package-group", "--model-package-group-name", GROUP)[
+        "ModelPackageGroupArn"
+    ]
+    aws(sandbox, "sagemaker", "add-tags", "--resource-arn", group_arn, "--tags",
+        f"Key=sagepilot:endpoint-name,Value={renamed}")  # fmt: skip
+    v4 = register(sandbox, "v4")
+    set_status(sandbox, v4, "Approved")
+    sandbox.wait_for(lambda: endpoints(sandbox) == {renamed}, timeout=120)
+    described = aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", renamed)
+    assert [v["VariantName"] for v in described["ProductionVariants"]] == ["v4"]
+    alarms = [a["AlarmName"] for a in aws(sandbox, "cloudwatch", "describe-alarms")["MetricAlarms"]]
+    assert not [a for a in alarms if a.startswith(f"{ENDPOINT}-v")]
+
+    # Released: the other group's next approval deploys to the old name.
+    set_status(sandbox, register(sandbox, "copy-v2", group=other), "Approved")
+    sandbox.wait_for(lambda: endpoints(sandbox) == {ENDPOINT, renamed}, timeout=120)
+
+
+def test_a_tag_value_out_of_range_is_refused_and_a_group_named_control_is_not_the_control_plane(
+    sandbox: Sandbox,
+) -> None:
+    assert sandbox.stack is not None
+    queue = aws(sandbox, "sqs", "create-queue", "--queue-name", "e2e-inbox")["QueueUrl"]
+    queue_arn = aws(sandbox, "sqs", "get-queue-attributes", "--queue-url", queue, "--attribute-names", "QueueArn")[
+        "Attributes"
+    ]["QueueArn"]
+    topic = sandbox.stack.outputs["NotificationTopicArn"]
+    aws(sandbox, "sns", "subscribe", "--topic-arn", topic, "--protocol", "sqs", "--notification-endpoint", queue_arn)
+
+    def notices() -> list[dict[str, Any]]:
+        got = aws(sandbox, "sqs", "receive-message", "--queue-url", queue, "--max-number-of-messages", "10") or {}
+        return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+    # sagepilot:instance-count=1000 with an autoscaling maximum of 10: refused, not turned into 10.
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "big",
+        "--tags", "Key=sagepilot:instance-count,Value=1000")  # fmt: skip
+    set_status(sandbox, register(sandbox, "big-v1", group="big"), "Approved")
+    seen: list[dict[str, Any]] = []
+    subject = "INVALID SETTINGS: model package group big"
+    sandbox.wait_for(lambda: seen.extend(notices()) or any(n["Subject"] == subject for n in seen), timeout=60)
+    [notice] = [n for n in seen if n["Subject"] == subject]
+    assert "sagepilot:instance-count must be between 1 and 10" in json.loads(notice["Message"])["what"]
+    assert "sagepilot-big" not in endpoints(sandbox)
+
+    # A group named control: its endpoint's alarms are not the control plane's.
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "control")
+    set_status(sandbox, register(sandbox, "control-v1", group="control"), "Approved")
+    sandbox.wait_for(lambda: "sagepilot-control" in endpoints(sandbox), timeout=60)
+    alarm = "sagepilot-control-v1-5xx"
+    sandbox.wait_for(lambda: aws(sandbox, "cloudwatch", "describe-alarms", "--alarm-names", alarm)["MetricAlarms"])
+    aws(sandbox, "cloudwatch", "set-alarm-state", "--alarm-name", "sagepilot-control-v1-5xx",
+        "--state-value", "ALARM", "--state-reason", "test")  # fmt: skip
+    status = sagepilot(sandbox, "status")
+    assert status.returncode == 0, status.stderr
+    assert "NOT HEALTHY" not in status.stdout and "sagepilot-control-v1-5xx" not in status.stdout, status.stdout
+    listing = sagepilot(sandbox, "alarms", "sagepilot-control")
+    assert "sagepilot-control-v1-5xx" in listing.stdout, listing
+
+
 def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox: Sandbox) -> None:
     """After the scenario above: every call its functions made is allowed by their IAM policy."""
     assert_calls_allowed(
@@ -134,5 +214,6 @@ def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox:
             ("RolloutFunction", "sagemaker.UpdateEndpointWeightsAndCapacities"),
             ("RolloutFunction", "application-autoscaling.RegisterScalableTarget"),
             ("RolloutFunction", "cloudwatch.PutMetricAlarm"),
+            ("RolloutFunction", "sagemaker.DeleteEndpoint"),
         ],
     )

@@ -52,8 +52,15 @@ BOTH_TYPES = ("text/csv", "application/jsonlines")
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials in us-east-1, and nothing from the developer's own AWS set-up."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                 "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SAGEMAKER",
+        "AWS_RETRY_MODE",
+        "AWS_MAX_ATTEMPTS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -178,11 +185,18 @@ def intake_with_clock(
     def build(clock: Callable[[], float]) -> BatchIntake:
         s = intake_settings
         launcher = JobLauncher(
-            s, DataBucket(clients("s3"), s.data_bucket), SageMaker(clients("sagemaker")),
+            s,
+            DataBucket(clients("s3"), s.data_bucket),
+            SageMaker(clients("sagemaker")),
             StateTable(clients("dynamodb"), s.state_table, clock=clock),
         )
-        return BatchIntake(s, DataBucket(clients("s3"), s.data_bucket), ModelRegistry(clients("sagemaker")),
-                           launcher, Notifier(clients("sns"), s.notification_topic_arn))
+        return BatchIntake(
+            s,
+            DataBucket(clients("s3"), s.data_bucket),
+            ModelRegistry(clients("sagemaker")),
+            launcher,
+            Notifier(clients("sns"), s.notification_topic_arn),
+        )
 
     return build
 
@@ -239,15 +253,23 @@ class Registry:
             self.sm.create_model_package_group(ModelPackageGroupName=group)
             self.groups.add(group)
         spec: dict[str, Any] = {
-            "Containers": [{"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{group}:latest",
-                            "ModelDataUrl": f"s3://models-{ACCOUNT}/{group}/model.tar.gz"}],
+            "Containers": [
+                {
+                    "Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{group}:latest",
+                    "ModelDataUrl": f"s3://models-{ACCOUNT}/{group}/model.tar.gz",
+                }
+            ],
             "SupportedResponseMIMETypes": ["text/csv"],
         }
         if content_types:
             spec["SupportedContentTypes"] = list(content_types)
-        return str(self.sm.create_model_package(
-            ModelPackageGroupName=group, InferenceSpecification=spec, ModelApprovalStatus=status,
-        )["ModelPackageArn"])
+        return str(
+            self.sm.create_model_package(
+                ModelPackageGroupName=group,
+                InferenceSpecification=spec,
+                ModelApprovalStatus=status,
+            )["ModelPackageArn"]
+        )
 
     def approve(self, arn: str) -> None:
         self.sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
@@ -266,12 +288,23 @@ def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
-        "attributes": {name: attributes[name] for name in (
-            "ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp",
-        )},
+        "attributes": {
+            name: attributes[name]
+            for name in (
+                "ApproximateReceiveCount",
+                "SentTimestamp",
+                "SenderId",
+                "ApproximateFirstReceiveTimestamp",
+            )
+        },
         "messageAttributes": {
-            name: {"stringValue": a.get("StringValue"), "binaryValue": a.get("BinaryValue"),
-                   "stringListValues": [], "binaryListValues": [], "dataType": a["DataType"]}
+            name: {
+                "stringValue": a.get("StringValue"),
+                "binaryValue": a.get("BinaryValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": a["DataType"],
+            }
             for name, a in message.get("MessageAttributes", {}).items()
         },
         "md5OfBody": message["MD5OfBody"],
@@ -326,8 +359,11 @@ class Queue:
         records: list[dict[str, Any]] = []
         while True:
             messages = self.sqs.receive_message(
-                QueueUrl=self.url, MaxNumberOfMessages=10, AttributeNames=["All"],
-                MessageAttributeNames=["All"], WaitTimeSeconds=0,
+                QueueUrl=self.url,
+                MaxNumberOfMessages=10,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
             ).get("Messages", [])
             if not messages:
                 return sqs_event(records)
@@ -345,8 +381,7 @@ class Queue:
     def release(self, records: list[dict[str, Any]]) -> None:
         """Make messages visible again at once (as if their visibility timeout had passed)."""
         for r in records:
-            self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=r["receiptHandle"],
-                                               VisibilityTimeout=0)
+            self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=r["receiptHandle"], VisibilityTimeout=0)
 
     def settle(self, event: dict[str, Any], response: dict[str, Any]) -> None:
         """What the event source mapping does with a partial batch response."""
@@ -438,7 +473,7 @@ class Job:
     def keys(self) -> list[str]:
         """The manifest's entries as full keys."""
         prefix = self.manifest[0]["prefix"]
-        bucket_and_key = prefix[len("s3://"):]
+        bucket_and_key = prefix[len("s3://") :]
         _, _, key_prefix = bucket_and_key.partition("/")
         return [key_prefix + rel for rel in self.manifest[1:]]
 
@@ -462,7 +497,7 @@ class Jobs:
     def get(self, name: str) -> Job:
         description = self.sm.describe_transform_job(TransformJobName=name)
         uri = description["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-        bucket, _, manifest_key = uri[len("s3://"):].partition("/")
+        bucket, _, manifest_key = uri[len("s3://") :].partition("/")
         assert bucket == self.data.name
         manifest = self.data.json(manifest_key)
         plan = self.data.json(manifest_key.rsplit("/", 1)[0] + "/plan.json")
@@ -519,7 +554,13 @@ class Fault:
 
 
 def inject_error(
-    client: Any, operation: str, code: str, message: str, *, status: int = 400, times: int | None = 1,
+    client: Any,
+    operation: str,
+    code: str,
+    message: str,
+    *,
+    status: int = 400,
+    times: int | None = 1,
     when: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Fault:
     """Answer `times` calls of `operation` (those for which `when(request)` holds) with an AWS error,
@@ -536,16 +577,18 @@ def inject_error(
         fault.injected += 1
         setattr(request, _ANSWERED, True)
         payload = json.dumps({"__type": code, "message": message}).encode()
-        headers = {"x-amzn-RequestId": str(uuid.uuid4()), "Content-Type": "application/x-amz-json-1.1",
-                   "Content-Length": str(len(payload))}
+        headers = {
+            "x-amzn-RequestId": str(uuid.uuid4()),
+            "Content-Type": "application/x-amz-json-1.1",
+            "Content-Length": str(len(payload)),
+        }
         return AWSResponse(request.url, status, headers, _RawBody(payload))
 
     client.meta.events.register_first(f"before-send.{fault.service}.{operation}", handler)
     return fault
 
 
-def crash_on(client: Any, operation: str, *, nth: int = 1,
-             when: Callable[[Any], bool] | None = None) -> Fault:
+def crash_on(client: Any, operation: str, *, nth: int = 1, when: Callable[[Any], bool] | None = None) -> Fault:
     """Make the `nth` matching call of `operation` raise HandlerCrashed (once)."""
     fault = Fault(client.meta.service_model.service_id.hyphenize(), operation)
 

@@ -18,13 +18,18 @@ from sagepilot_sandbox import faithful
 from .conftest import aws_snapshot
 
 KEYS = ["incoming/churn/2026-11/with space.csv", "incoming/churn/año+1 100%.csv"]
-CLIENT_ERROR = ("ClientError: Failed to download data. s3://sagepilot-sandbox-databucket/incoming/churn/"
-                "a.csv does not exist.")
+CLIENT_ERROR = (
+    "ClientError: Failed to download data. s3://sagepilot-sandbox-databucket/incoming/churn/a.csv does not exist."
+)
 INTERNAL = "InternalServerError: We encountered an internal error. Please try again."
 
 
 def start_job(
-    data: Any, registry: Any, intake_queue: Any, intake: Any, keys: list[str] = KEYS,
+    data: Any,
+    registry: Any,
+    intake_queue: Any,
+    intake: Any,
+    keys: list[str] = KEYS,
 ) -> tuple[str, dict[str, str]]:
     registry.register("churn")
     dropped = {key: data.drop(key) for key in keys}
@@ -45,7 +50,14 @@ def iso(value: str) -> datetime:
 
 
 def test_completed_job_writes_a_report_per_input_and_one_for_the_job(
-    data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
+    notifications,
 ):
     name, dropped = start_job(data, registry, intake_queue, intake)
     (event,) = completions.finish(name, "Completed")
@@ -55,10 +67,25 @@ def test_completed_job_writes_a_report_per_input_and_one_for_the_job(
     assert (outcome.job_name, outcome.action) == (name, "reported")
 
     summary = data.json(f"jobs/churn/{name}/report.json")
-    assert {k: summary[k] for k in ("transformJobName", "status", "attempts", "modelPackageGroup",
-                                     "modelPackageVersion", "contentType", "instanceType")} == {
-        "transformJobName": name, "status": "Completed", "attempts": 1, "modelPackageGroup": "churn",
-        "modelPackageVersion": 1, "contentType": "text/csv", "instanceType": "ml.m5.xlarge",
+    assert {
+        k: summary[k]
+        for k in (
+            "transformJobName",
+            "status",
+            "attempts",
+            "modelPackageGroup",
+            "modelPackageVersion",
+            "contentType",
+            "instanceType",
+        )
+    } == {
+        "transformJobName": name,
+        "status": "Completed",
+        "attempts": 1,
+        "modelPackageGroup": "churn",
+        "modelPackageVersion": 1,
+        "contentType": "text/csv",
+        "instanceType": "ml.m5.xlarge",
     }
     assert summary["manifest"] == f"s3://{data.name}/jobs/churn/{name}/manifest.json"
     assert sorted((i["key"], i["versionId"]) for i in summary["inputs"]) == sorted(dropped.items())
@@ -80,7 +107,15 @@ def test_completed_job_writes_a_report_per_input_and_one_for_the_job(
 
 
 def test_a_completed_event_delivered_five_times_changes_nothing_more(
-    stack, clients, data, registry, intake_queue, intake, completion, completions, notifications,
+    stack,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    notifications,
 ):
     name, dropped = start_job(data, registry, intake_queue, intake)
     (event,) = completions.finish(name, "Completed")
@@ -96,7 +131,14 @@ def test_a_completed_event_delivered_five_times_changes_nothing_more(
 
 
 def test_a_failed_job_rejects_its_inputs_with_sagemakers_reason_and_notifies_once(
-    data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
+    notifications,
 ):
     name, dropped = start_job(data, registry, intake_queue, intake)
     (event,) = completions.finish(name, "Failed", CLIENT_ERROR)
@@ -141,7 +183,15 @@ def test_a_stopped_job_rejects_its_inputs(data, registry, intake_queue, intake, 
 
 
 def test_transient_failures_are_retried_with_the_same_configuration_then_rejected(
-    completion_settings, data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+    completion_settings,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
+    notifications,
 ):
     name, dropped = start_job(data, registry, intake_queue, intake)
     assert completion_settings.max_job_retries == 2
@@ -151,8 +201,15 @@ def test_transient_failures_are_retried_with_the_same_configuration_then_rejecte
     assert jobs.names() == [name, f"{name}-r1"]
 
     original, retry = jobs.get(name), jobs.get(f"{name}-r1")
-    same = ("ModelName", "TransformInput", "TransformOutput", "TransformResources", "BatchStrategy",
-            "MaxPayloadInMB", "MaxConcurrentTransforms")
+    same = (
+        "ModelName",
+        "TransformInput",
+        "TransformOutput",
+        "TransformResources",
+        "BatchStrategy",
+        "MaxPayloadInMB",
+        "MaxConcurrentTransforms",
+    )
     assert {k: retry.description[k] for k in same} == {k: original.description[k] for k in same}
     assert retry.tags == original.tags
     assert retry.description["TransformJobStatus"] == "InProgress"
@@ -182,7 +239,13 @@ def test_transient_failures_are_retried_with_the_same_configuration_then_rejecte
 
 
 def test_a_retry_that_completes_reports_under_the_retry_name(
-    data, registry, intake_queue, intake, completion, completions, jobs,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
 ):
     name, dropped = start_job(data, registry, intake_queue, intake)
     capacity = "CapacityError: Unable to provision requested ML compute capacity."
@@ -197,14 +260,25 @@ def test_a_retry_that_completes_reports_under_the_retry_name(
 
 
 def test_jobs_the_stack_did_not_create_are_ignored(
-    stack, clients, sagemaker, data, registry, intake_queue, intake, completion, completions, notifications,
+    stack,
+    clients,
+    sagemaker,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    notifications,
 ):
     name, _ = start_job(data, registry, intake_queue, intake)
     model = sagemaker.describe_transform_job(TransformJobName=name)["ModelName"]
     request = {
         "ModelName": model,
-        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://elsewhere/in/"}},
-                           "ContentType": "text/csv"},
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://elsewhere/in/"}},
+            "ContentType": "text/csv",
+        },
         "TransformOutput": {"S3OutputPath": "s3://elsewhere/out/"},
         "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
     }
@@ -223,7 +297,15 @@ def test_jobs_the_stack_did_not_create_are_ignored(
 
 
 def test_in_progress_changes_are_not_routed_and_are_ignored(
-    stack, clients, data, registry, intake_queue, intake, completion, completions, notifications,
+    stack,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    notifications,
 ):
     name, _ = start_job(data, registry, intake_queue, intake)
     before = aws_snapshot(stack, clients, data)
@@ -242,7 +324,13 @@ def test_in_progress_changes_are_not_routed_and_are_ignored(
 
 @pytest.mark.parametrize("stack_overrides", [{"MaxJobRetries": "0"}])
 def test_with_no_retries_a_transient_failure_is_final(
-    data, registry, intake_queue, intake, completion, completions, jobs,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
 ):
     name, dropped = start_job(data, registry, intake_queue, intake)
     (outcome,) = handle_all(completion, completions.finish(name, "Failed", INTERNAL))
@@ -253,20 +341,35 @@ def test_with_no_retries_a_transient_failure_is_final(
 
 
 def test_a_retry_refused_for_capacity_waits_and_the_sweep_starts_it(
-    stack, clients, data, registry, intake_queue, intake, completion, completions, jobs, notifications,
+    stack,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
+    notifications,
 ):
     """No capacity for the retry: not a failure either. The job waits READY at its next attempt, listed
     under `waiting-capacity`; the sweep starts that attempt once SageMaker has room, and it reports."""
     from .conftest import inject_error
 
     name, dropped = start_job(data, registry, intake_queue, intake)
-    fault = inject_error(clients("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
-                         "The account-level service limit is 0 Instances", times=None)
+    fault = inject_error(
+        clients("sagemaker"),
+        "CreateTransformJob",
+        "ResourceLimitExceeded",
+        "The account-level service limit is 0 Instances",
+        times=None,
+    )
     (outcome,) = handle_all(completion, completions.finish(name, "Failed", INTERNAL))
     assert (outcome.job_name, outcome.action) == (f"{name}-r1", "waiting")
     assert jobs.names() == [name] and data.keys("rejected/") == []
-    record = clients("dynamodb").get_item(TableName=stack.outputs["StateTableName"],
-                                          Key={"pk": {"S": f"job#{name}"}})["Item"]
+    record = clients("dynamodb").get_item(TableName=stack.outputs["StateTableName"], Key={"pk": {"S": f"job#{name}"}})[
+        "Item"
+    ]
     assert (record["status"]["S"], record["attempt"]["N"], record["kind"]["S"]) == ("READY", "1", "waiting-capacity")
     (note,) = notifications.drain()
     assert note["subject"] == f"sagepilot: transform job {name}-r1 waiting for capacity"
@@ -286,13 +389,26 @@ def test_a_retry_refused_for_capacity_waits_and_the_sweep_starts_it(
         assert (report["transformJobName"], report["attempts"]) == (f"{name}-r1", 2)
 
 
-@pytest.mark.parametrize(("status", "reason", "action"), [
-    ("Failed", INTERNAL, "retried"),
-    ("Failed", CLIENT_ERROR, "rejected"),
-    ("Completed", "", "reported"),
-])
+@pytest.mark.parametrize(
+    ("status", "reason", "action"),
+    [
+        ("Failed", INTERNAL, "retried"),
+        ("Failed", CLIENT_ERROR, "rejected"),
+        ("Completed", "", "reported"),
+    ],
+)
 def test_a_job_that_ends_before_the_intake_recorded_its_start(
-    status, reason, action, clients, data, registry, intake_queue, intake, completion, completions, jobs,
+    status,
+    reason,
+    action,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
     notifications,
 ):
     """The intake died between CreateTransformJob and recording it (the job record still says READY),
@@ -327,7 +443,13 @@ def test_a_job_that_ends_before_the_intake_recorded_its_start(
 
 
 def test_older_versions_in_the_same_job_are_reported_as_superseded(
-    data, registry, intake_queue, intake, completion, completions, jobs,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    completion,
+    completions,
+    jobs,
 ):
     registry.register("churn")
     old = data.drop("incoming/churn/a.csv", b"old\n")
@@ -336,7 +458,8 @@ def test_older_versions_in_the_same_job_are_reported_as_superseded(
     event = intake_queue.receive()
     (name,) = intake.handle(queued_messages(event)).jobs_started
     (job,) = jobs.assert_each_version_in_exactly_one_job(
-        {("incoming/churn/a.csv", old), ("incoming/churn/a.csv", new), ("incoming/churn/b.csv", other)})
+        {("incoming/churn/a.csv", old), ("incoming/churn/a.csv", new), ("incoming/churn/b.csv", other)}
+    )
     assert job.manifest[1:] == ["a.csv", "b.csv"]  # the key is read once: its newest version
     assert [i["versionId"] for i in job.plan["inputs"]] == [new, other]
     assert [i["versionId"] for i in job.plan["superseded"]] == [old]

@@ -51,14 +51,22 @@ def versions_of(dropped: dict[str, str]) -> set[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------------ job set-up
 def test_one_job_per_group_and_format_with_the_right_configuration(
-    stack, data, registry, intake_queue, intake, jobs, sagemaker, notifications,
+    stack,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    jobs,
+    sagemaker,
+    notifications,
 ):
     registry.register("churn")
     registry.register("fraud")
     dropped = {key: data.drop(key) for key in ODD_KEYS}
     dropped["incoming/churn/events/day 1.jsonl"] = data.drop("incoming/churn/events/day 1.jsonl", b'{"a": 1}\n')
     dropped["incoming/churn/archive/old+1.csv.gz"] = data.drop(
-        "incoming/churn/archive/old+1.csv.gz", gzip.compress(b"1,2\n"))
+        "incoming/churn/archive/old+1.csv.gz", gzip.compress(b"1,2\n")
+    )
     dropped["incoming/fraud/tx.csv"] = data.drop("incoming/fraud/tx.csv")
 
     event = intake_queue.receive()
@@ -70,11 +78,19 @@ def test_one_job_per_group_and_format_with_the_right_configuration(
     assert len(outcome.jobs_started) == 4
     assert sorted(outcome.jobs_started) == jobs.names()
     found = jobs.assert_each_version_in_exactly_one_job(versions_of(dropped))
-    by_shape = {(j.plan["group"], j.description["TransformInput"]["ContentType"],
-                 j.description["TransformInput"]["CompressionType"]): j for j in found}
+    by_shape = {
+        (
+            j.plan["group"],
+            j.description["TransformInput"]["ContentType"],
+            j.description["TransformInput"]["CompressionType"],
+        ): j
+        for j in found
+    }
     assert set(by_shape) == {
-        ("churn", "text/csv", "None"), ("churn", "application/jsonlines", "None"),
-        ("churn", "text/csv", "Gzip"), ("fraud", "text/csv", "None"),
+        ("churn", "text/csv", "None"),
+        ("churn", "application/jsonlines", "None"),
+        ("churn", "text/csv", "Gzip"),
+        ("fraud", "text/csv", "None"),
     }
     csv_job = by_shape[("churn", "text/csv", "None")]
     assert sorted(csv_job.manifest[1:]) == sorted(k.removeprefix("incoming/churn/") for k in ODD_KEYS)
@@ -82,22 +98,28 @@ def test_one_job_per_group_and_format_with_the_right_configuration(
     assert by_shape[("churn", "application/jsonlines", "None")].manifest[1:] == ["events/day 1.jsonl"]
     assert by_shape[("churn", "text/csv", "Gzip")].manifest[1:] == ["archive/old+1.csv.gz"]
     assert by_shape[("fraud", "text/csv", "None")].manifest == [
-        {"prefix": f"{BUCKET_PREFIX}/incoming/fraud/"}, "tx.csv"]
+        {"prefix": f"{BUCKET_PREFIX}/incoming/fraud/"},
+        "tx.csv",
+    ]
 
     for (group, _, _), job in by_shape.items():
         d = job.description
         assert d["TransformJobName"].startswith(f"sagepilot-{group}-")
         assert d["TransformJobStatus"] == "InProgress"
         source = d["TransformInput"]["DataSource"]["S3DataSource"]
-        assert source == {"S3DataType": "ManifestFile",
-                          "S3Uri": f"{BUCKET_PREFIX}/jobs/{group}/{job.name}/manifest.json"}
+        assert source == {
+            "S3DataType": "ManifestFile",
+            "S3Uri": f"{BUCKET_PREFIX}/jobs/{group}/{job.name}/manifest.json",
+        }
         assert d["TransformInput"]["SplitType"] == "Line"
         assert d["BatchStrategy"] == "MultiRecord"
         assert d["MaxPayloadInMB"] == 6
         assert d["MaxConcurrentTransforms"] == 1
         assert d["TransformOutput"]["S3OutputPath"] == f"{BUCKET_PREFIX}/jobs/{group}/{job.name}/output/"
-        assert d["TransformResources"] == {"InstanceType": stack.parameters["TransformInstanceType"],
-                                           "InstanceCount": 1}
+        assert d["TransformResources"] == {
+            "InstanceType": stack.parameters["TransformInstanceType"],
+            "InstanceCount": 1,
+        }
         assert stack.parameters["TransformInstanceType"] == "ml.m5.xlarge"
         assert job.tags["sagepilot:model-package-group"] == group
         assert job.tags["sagepilot:model-package-version"] == "1"
@@ -141,7 +163,8 @@ def test_the_newest_approved_package_is_used(data, registry, intake_queue, intak
     assert job.tags["sagepilot:model-package-version"] == "2"
     assert job.plan["modelPackageArn"] == v2
     assert sagemaker.describe_model(ModelName=job.description["ModelName"])["PrimaryContainer"] == {
-        "ModelPackageName": v2}
+        "ModelPackageName": v2
+    }
 
     # Approving v3 switches later files to it, with a model of its own.
     registry.approve(v3)
@@ -151,7 +174,8 @@ def test_the_newest_approved_package_is_used(data, registry, intake_queue, intak
     assert later.tags["sagepilot:model-package-version"] == "3"
     assert later.description["ModelName"] != job.description["ModelName"]
     assert sagemaker.describe_model(ModelName=later.description["ModelName"])["PrimaryContainer"] == {
-        "ModelPackageName": v3}
+        "ModelPackageName": v3
+    }
 
 
 def test_a_new_version_of_a_key_is_a_new_input(data, registry, intake_queue, intake, jobs):
@@ -161,7 +185,8 @@ def test_a_new_version_of_a_key_is_a_new_input(data, registry, intake_queue, int
     second = data.drop("incoming/churn/a.csv", b"2\n")
     handle(intake, intake_queue.receive())
     found = jobs.assert_each_version_in_exactly_one_job(
-        {("incoming/churn/a.csv", first), ("incoming/churn/a.csv", second)})
+        {("incoming/churn/a.csv", first), ("incoming/churn/a.csv", second)}
+    )
     assert len(found) == 2
 
 
@@ -237,8 +262,10 @@ def test_crash_after_one_job_then_redelivery(clients, data, registry, intake_que
     """The function dies creating its second job; the redelivered batch finishes the work."""
     registry.register("churn")
     registry.register("fraud")
-    dropped = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b c.csv",
-                                                "incoming/fraud/x.csv", "incoming/fraud/y+z.csv"]}
+    dropped = {
+        key: data.drop(key)
+        for key in ["incoming/churn/a.csv", "incoming/churn/b c.csv", "incoming/fraud/x.csv", "incoming/fraud/y+z.csv"]
+    }
     crash = crash_on(clients("sagemaker"), "CreateTransformJob", nth=2)
     event = intake_queue.receive()
     with pytest.raises(HandlerCrashed):
@@ -257,13 +284,24 @@ def test_crash_after_one_job_then_redelivery(clients, data, registry, intake_que
     assert {j.plan["group"] for j in found} == {"churn", "fraud"}
 
 
-@pytest.mark.parametrize(("operation", "service", "predicate"), [
-    ("PutObject", "s3", lambda request: request.url.endswith("/manifest.json")),  # still CLAIMING
-    ("CreateModel", "sagemaker", None),  # READY
-    ("UpdateItem", "dynamodb", lambda request: b"STARTED" in request.body),  # job created, not recorded
-])
+@pytest.mark.parametrize(
+    ("operation", "service", "predicate"),
+    [
+        ("PutObject", "s3", lambda request: request.url.endswith("/manifest.json")),  # still CLAIMING
+        ("CreateModel", "sagemaker", None),  # READY
+        ("UpdateItem", "dynamodb", lambda request: b"STARTED" in request.body),  # job created, not recorded
+    ],
+)
 def test_crash_half_way_through_a_job_then_redelivery(
-    operation, service, predicate, clients, data, registry, intake_queue, intake, jobs,
+    operation,
+    service,
+    predicate,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    jobs,
 ):
     registry.register("churn")
     dropped = {key: data.drop(key) for key in ODD_KEYS}
@@ -284,7 +322,14 @@ def test_crash_half_way_through_a_job_then_redelivery(
 
 
 def test_an_abandoned_claiming_job_is_taken_over_after_the_claim_timeout(
-    clients, clock, intake_with_clock, intake_settings, data, registry, intake_queue, jobs,
+    clients,
+    clock,
+    intake_with_clock,
+    intake_settings,
+    data,
+    registry,
+    intake_queue,
+    jobs,
 ):
     """A job whose handler died while claiming keeps its inputs; duplicates arriving while it may
     still be alive do not steal them; once its claim is older than CLAIM_TIMEOUT the next event that
@@ -319,12 +364,19 @@ def test_an_abandoned_claiming_job_is_taken_over_after_the_claim_timeout(
 
 
 # ------------------------------------------------------------------------------------------ capacity
-RLE = ("ResourceLimitExceeded",
-       "The account-level service limit 'ml.m5.xlarge for transform job usage' is 0 Instances")
+RLE = ("ResourceLimitExceeded", "The account-level service limit 'ml.m5.xlarge for transform job usage' is 0 Instances")
 
 
 def test_resource_limit_exceeded_parks_the_job_and_acknowledges_its_messages(
-    stack, clients, data, registry, intake_queue, intake_dlq, intake, jobs, notifications,
+    stack,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake_dlq,
+    intake,
+    jobs,
+    notifications,
 ):
     """No capacity is not a failure: the job waits READY in the state table, listed under
     `waiting-capacity`; the messages are done with (no redelivery, no QUOTA_EXCEEDED rejection)."""
@@ -345,8 +397,9 @@ def test_resource_limit_exceeded_parks_the_job_and_acknowledges_its_messages(
     assert jobs.names() == [] and data.keys("rejected/") == []
     for key, version in dropped.items():
         assert data.exists(key, version)
-    record = clients("dynamodb").get_item(TableName=stack.outputs["StateTableName"],
-                                          Key={"pk": {"S": f"job#{name}"}})["Item"]
+    record = clients("dynamodb").get_item(TableName=stack.outputs["StateTableName"], Key={"pk": {"S": f"job#{name}"}})[
+        "Item"
+    ]
     assert (record["status"]["S"], record["kind"]["S"]) == ("READY", "waiting-capacity")
     assert "is 0 Instances" in record["capacityRefusal"]["S"] and "waitingSince" in record
     plan = data.json(record["planKey"]["S"])
@@ -368,12 +421,22 @@ def test_resource_limit_exceeded_parks_the_job_and_acknowledges_its_messages(
 
 @pytest.mark.parametrize("stack_overrides", [{"FallbackInstanceType": "ml.c5.xlarge"}])
 def test_resource_limit_exceeded_falls_back_to_the_fallback_instance_type(
-    clients, data, registry, intake_queue, intake, jobs,
+    clients,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    jobs,
 ):
     registry.register("churn")
     dropped = {"incoming/churn/a.csv": data.drop("incoming/churn/a.csv")}
-    fault = inject_error(clients("sagemaker"), "CreateTransformJob", *RLE, times=None,
-                         when=lambda body: body["TransformResources"]["InstanceType"] == "ml.m5.xlarge")
+    fault = inject_error(
+        clients("sagemaker"),
+        "CreateTransformJob",
+        *RLE,
+        times=None,
+        when=lambda body: body["TransformResources"]["InstanceType"] == "ml.m5.xlarge",
+    )
     outcome = handle(intake, intake_queue.receive())
     assert outcome.failed_message_ids == [] and len(outcome.jobs_started) == 1
     assert fault.injected == 1 and fault.calls == 2
@@ -410,8 +473,7 @@ def test_throttling_is_retried_by_botocore(operation, clients, data, registry, i
 def test_throttling_beyond_the_retries_returns_the_messages(clients, data, registry, intake_queue, intake, jobs):
     registry.register("churn")
     data.drop("incoming/churn/a.csv")
-    fault = inject_error(clients("sagemaker"), "CreateTransformJob", "ThrottlingException", "Rate exceeded",
-                         times=None)
+    fault = inject_error(clients("sagemaker"), "CreateTransformJob", "ThrottlingException", "Rate exceeded", times=None)
     event = intake_queue.receive()
     outcome = handle(intake, event)
     # CLIENT_CONFIG: standard mode with retries={"max_attempts": 5}, which botocore reads as 5 retries
@@ -432,26 +494,70 @@ LONG_NAME = "x" * (1010 - len("incoming/churn/") - len(".csv")) + ".csv"
 
 REJECTIONS = [
     # (id, key, body, code, reason fragments, what-to-do fragment)
-    ("unsupported-type", "incoming/churn/notes é+1.txt", b"hello\n", "UNSUPPORTED_FILE_TYPE",
-     ["'notes é+1.txt' is not a supported file type", ".csv, .jsonl, .csv.gz, .jsonl.gz"],
-     "Convert the file to CSV or JSON Lines"),
-    ("empty-file", "incoming/churn/2026/empty 100%.csv", b"", "EMPTY_FILE",
-     ["The file is empty."], "Upload the file again with its data."),
-    ("no-approved-model", "incoming/pending/a.csv", b"1\n", "NO_APPROVED_MODEL",
-     ["Model package group 'pending' has no Approved model package."], "Approve a model package version"),
-    ("group-not-found", "incoming/ghost/a.csv", b"1\n", "MODEL_GROUP_NOT_FOUND",
-     ["There is no model package group named 'ghost'."], "Create the group and approve a model in it"),
-    ("outside-layout", "incoming/file.csv", b"1\n", "KEY_OUTSIDE_LAYOUT",
-     ["'incoming/file.csv' does not name a model package group and a file"],
-     "Upload files as incoming/<model-package-group>/<sub-path>/<file>"),
-    ("invalid-group-name", "incoming/my_group/a.csv", b"1\n", "INVALID_GROUP_NAME",
-     ["'my_group' cannot be a SageMaker model package group name"],
-     "Move the file under a folder named exactly like the model package group."),
-    ("content-type-not-accepted", "incoming/csvonly/events.jsonl", b'{"a": 1}\n', "CONTENT_TYPE_NOT_SUPPORTED",
-     ["Model package version 1 of 'csvonly' accepts text/csv, not application/jsonlines."],
-     "Convert the file to a content type the model accepts"),
-    ("key-too-long", f"incoming/churn/{LONG_NAME}", b"1\n", "KEY_TOO_LONG",
-     ["too long for its prediction and report keys"], "Upload the file under a shorter path."),
+    (
+        "unsupported-type",
+        "incoming/churn/notes é+1.txt",
+        b"hello\n",
+        "UNSUPPORTED_FILE_TYPE",
+        ["'notes é+1.txt' is not a supported file type", ".csv, .jsonl, .csv.gz, .jsonl.gz"],
+        "Convert the file to CSV or JSON Lines",
+    ),
+    (
+        "empty-file",
+        "incoming/churn/2026/empty 100%.csv",
+        b"",
+        "EMPTY_FILE",
+        ["The file is empty."],
+        "Upload the file again with its data.",
+    ),
+    (
+        "no-approved-model",
+        "incoming/pending/a.csv",
+        b"1\n",
+        "NO_APPROVED_MODEL",
+        ["Model package group 'pending' has no Approved model package."],
+        "Approve a model package version",
+    ),
+    (
+        "group-not-found",
+        "incoming/ghost/a.csv",
+        b"1\n",
+        "MODEL_GROUP_NOT_FOUND",
+        ["There is no model package group named 'ghost'."],
+        "Create the group and approve a model in it",
+    ),
+    (
+        "outside-layout",
+        "incoming/file.csv",
+        b"1\n",
+        "KEY_OUTSIDE_LAYOUT",
+        ["'incoming/file.csv' does not name a model package group and a file"],
+        "Upload files as incoming/<model-package-group>/<sub-path>/<file>",
+    ),
+    (
+        "invalid-group-name",
+        "incoming/my_group/a.csv",
+        b"1\n",
+        "INVALID_GROUP_NAME",
+        ["'my_group' cannot be a SageMaker model package group name"],
+        "Move the file under a folder named exactly like the model package group.",
+    ),
+    (
+        "content-type-not-accepted",
+        "incoming/csvonly/events.jsonl",
+        b'{"a": 1}\n',
+        "CONTENT_TYPE_NOT_SUPPORTED",
+        ["Model package version 1 of 'csvonly' accepts text/csv, not application/jsonlines."],
+        "Convert the file to a content type the model accepts",
+    ),
+    (
+        "key-too-long",
+        f"incoming/churn/{LONG_NAME}",
+        b"1\n",
+        "KEY_TOO_LONG",
+        ["too long for its prediction and report keys"],
+        "Upload the file under a shorter path.",
+    ),
 ]
 
 
@@ -459,10 +565,22 @@ def rejected_key(key: str) -> str:
     return f"rejected/{key.removeprefix('incoming/')}.json"
 
 
-@pytest.mark.parametrize(("key", "body", "code", "reasons", "what_to_do"),
-                         [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS])
+@pytest.mark.parametrize(
+    ("key", "body", "code", "reasons", "what_to_do"), [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS]
+)
 def test_a_bad_input_stays_in_place_with_a_report_and_a_notification(
-    key, body, code, reasons, what_to_do, data, registry, intake_queue, intake, jobs, notifications, sagemaker,
+    key,
+    body,
+    code,
+    reasons,
+    what_to_do,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    jobs,
+    notifications,
+    sagemaker,
 ):
     registry.register("churn")
     registry.register("pending", status="PendingManualApproval")
@@ -478,7 +596,9 @@ def test_a_bad_input_stays_in_place_with_a_report_and_a_notification(
     assert data.exists(key, version)  # the input is left where it was
     report = data.json(rejected_key(key))
     assert {k: report[k] for k in ("reportVersion", "status", "input", "code")} == {
-        "reportVersion": 1, "status": "Rejected", "code": code,
+        "reportVersion": 1,
+        "status": "Rejected",
+        "code": code,
         "input": {"bucket": data.name, "key": key, "versionId": version},
     }
     for fragment in reasons:
@@ -491,8 +611,15 @@ def test_a_bad_input_stays_in_place_with_a_report_and_a_notification(
     assert note["subject"] == "sagepilot: 1 file(s) rejected"
     assert note["message"] == {
         "countsByCode": {code: 1},
-        "rejected": [{"key": key, "versionId": version, "code": code, "reason": report["reason"],
-                      "report": f"s3://{data.name}/{rejected_key(key)}"}],
+        "rejected": [
+            {
+                "key": key,
+                "versionId": version,
+                "code": code,
+                "reason": report["reason"],
+                "report": f"s3://{data.name}/{rejected_key(key)}",
+            }
+        ],
     }
 
     # The same event again (at-least-once delivery) says the same thing again, and still starts nothing.
@@ -502,13 +629,24 @@ def test_a_bad_input_stays_in_place_with_a_report_and_a_notification(
 
 
 def test_a_mixed_batch_runs_the_good_files_and_reports_the_bad_ones_once(
-    data, registry, intake_queue, intake, jobs, notifications,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    jobs,
+    notifications,
 ):
     registry.register("churn")
     good = {key: data.drop(key) for key in ["incoming/churn/a.csv", "incoming/churn/b.jsonl"]}
-    bad = {key: data.drop(key, body) for key, body in [
-        ("incoming/churn/c.txt", b"1\n"), ("incoming/churn/d.csv", b""), ("incoming/ghost/e.csv", b"1\n"),
-        ("incoming/ghost/f.csv", b"1\n")]}
+    bad = {
+        key: data.drop(key, body)
+        for key, body in [
+            ("incoming/churn/c.txt", b"1\n"),
+            ("incoming/churn/d.csv", b""),
+            ("incoming/ghost/e.csv", b"1\n"),
+            ("incoming/ghost/f.csv", b"1\n"),
+        ]
+    }
     outcome = handle(intake, intake_queue.receive())
     assert sorted(outcome.rejected) == sorted(bad)
     assert len(outcome.jobs_started) == 2
@@ -516,18 +654,25 @@ def test_a_mixed_batch_runs_the_good_files_and_reports_the_bad_ones_once(
     assert data.keys("rejected/") == sorted(rejected_key(k) for k in bad)
     (note,) = notifications.drain()
     assert note["subject"] == "sagepilot: 4 file(s) rejected"
-    assert note["message"]["countsByCode"] == {"UNSUPPORTED_FILE_TYPE": 1, "EMPTY_FILE": 1,
-                                               "MODEL_GROUP_NOT_FOUND": 2}
+    assert note["message"]["countsByCode"] == {"UNSUPPORTED_FILE_TYPE": 1, "EMPTY_FILE": 1, "MODEL_GROUP_NOT_FOUND": 2}
 
 
 def test_other_buckets_and_malformed_messages_change_nothing(
-    stack, clients, s3, data, registry, intake_queue, intake, notifications,
+    stack,
+    clients,
+    s3,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    notifications,
 ):
     registry.register("churn")
     # Another bucket that sends its events to EventBridge: the template's rule does not route them.
     s3.create_bucket(Bucket="someone-elses-bucket")
     s3.put_bucket_notification_configuration(
-        Bucket="someone-elses-bucket", NotificationConfiguration={"EventBridgeConfiguration": {}})
+        Bucket="someone-elses-bucket", NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
     s3.put_object(Bucket="someone-elses-bucket", Key="incoming/churn/a.csv", Body=b"1\n")
     # A folder made in the console: routed, but not an input.
     s3.put_object(Bucket=data.name, Key="incoming/churn/new folder/", Body=b"")
@@ -549,9 +694,18 @@ def test_other_buckets_and_malformed_messages_change_nothing(
     key_not_text["detail"]["object"]["key"] = 42
     deleted = {**real, "detail-type": "Object Deleted"}
     sagemaker_event = {**real, "source": "aws.sagemaker", "detail-type": "SageMaker Transform Job State Change"}
-    bodies = ["not json at all", "[1, 2, 3]", "{}", "null", json.dumps(other_bucket), json.dumps(other_unversioned),
-              json.dumps(no_object),
-              json.dumps(key_not_text), json.dumps(deleted), json.dumps(sagemaker_event)]
+    bodies = [
+        "not json at all",
+        "[1, 2, 3]",
+        "{}",
+        "null",
+        json.dumps(other_bucket),
+        json.dumps(other_unversioned),
+        json.dumps(no_object),
+        json.dumps(key_not_text),
+        json.dumps(deleted),
+        json.dumps(sagemaker_event),
+    ]
     event = sqs_event([folder] + [with_body(folder, b) for b in bodies])
 
     before = aws_snapshot(stack, clients, data)
@@ -600,22 +754,24 @@ def test_instance_count_follows_the_data_size(data, registry, intake_queue, inta
     data.drop("incoming/churn/small/a.jsonl", b'{"a": 1}\n')
     data.drop("incoming/churn/small/b.jsonl", b'{"a": 2}\n')
     handle(intake, intake_queue.receive())
-    counts = {j.description["TransformInput"]["ContentType"]: j.description["TransformResources"]["InstanceCount"]
-              for j in jobs.all()}
+    counts = {
+        j.description["TransformInput"]["ContentType"]: j.description["TransformResources"]["InstanceCount"]
+        for j in jobs.all()
+    }
     assert counts == {"text/csv": 3, "application/jsonlines": 1}
 
 
 @pytest.mark.parametrize("stack_overrides", [{
-    "NamePrefix": "acme-ml", "TransformInstanceType": "ml.c5.2xlarge", "MaxPayloadMB": "20",
+    "NamePrefix": "acmeml", "TransformInstanceType": "ml.c5.2xlarge", "MaxPayloadMB": "20",
     "MaxConcurrentTransforms": "5",
 }])
 def test_the_stack_parameters_reach_the_jobs(stack, data, registry, intake_queue, intake, jobs, sagemaker):
     registry.register("churn")
     data.drop("incoming/churn/a.csv")
     (name,) = handle(intake, intake_queue.receive()).jobs_started
-    assert name.startswith("acme-ml-churn-")
+    assert name.startswith("acmeml-churn-")
     d = jobs.get(name).description
-    assert d["ModelName"].startswith("acme-ml-churn-v1-")
+    assert d["ModelName"].startswith("acmeml-churn-v1-")
     assert d["TransformResources"]["InstanceType"] == "ml.c5.2xlarge"
     assert (d["MaxPayloadInMB"], d["MaxConcurrentTransforms"]) == (20, 5)
 
@@ -625,7 +781,13 @@ EXISTING_ROLE = "arn:aws:iam::123456789012:role/platform/sagemaker-batch"
 
 @pytest.mark.parametrize("stack_overrides", [{"SageMakerExecutionRoleArn": EXISTING_ROLE}])
 def test_an_existing_execution_role_is_passed_to_the_models(
-    stack, data, registry, intake_queue, intake, jobs, sagemaker,
+    stack,
+    data,
+    registry,
+    intake_queue,
+    intake,
+    jobs,
+    sagemaker,
 ):
     assert stack.outputs["SageMakerExecutionRoleArn"] == EXISTING_ROLE
     registry.register("churn")

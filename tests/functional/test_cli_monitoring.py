@@ -63,9 +63,11 @@ def test_alarms_of_one_endpoint_through_alarm_and_back(
 ) -> None:
     cw = clients("cloudwatch")
     for name in (f"{PREFIX}-churn-v2-5xx", f"{PREFIX}-churn-v2-low-traffic", f"{PREFIX}-fraud-v1-5xx"):
+        endpoint = name.rsplit("-v", 1)[0]
         cw.put_metric_alarm(
             AlarmName=name, Namespace="AWS/SageMaker", MetricName="Invocations", Statistic="Sum", Period=60,
             EvaluationPeriods=1, Threshold=1, ComparisonOperator="LessThanThreshold",
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "v2"}],
         )  # fmt: skip
     idle = f"{PREFIX}-churn-v2-low-traffic"
     cw.set_alarm_state(AlarmName=idle, StateValue="ALARM", StateReason="no invocations for 1 period")

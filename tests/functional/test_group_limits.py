@@ -11,8 +11,9 @@ LIMIT = [{"MaxConcurrentJobsPerGroup": "1", "MaxFilesPerJob": "1"}]
 
 
 def in_progress(sagemaker) -> list[str]:
-    return sorted(j["TransformJobName"] for j in sagemaker.list_transform_jobs(StatusEquals="InProgress")[
-        "TransformJobSummaries"])
+    return sorted(
+        j["TransformJobName"] for j in sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+    )
 
 
 @pytest.mark.parametrize("stack_overrides", LIMIT)

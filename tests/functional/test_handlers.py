@@ -61,7 +61,12 @@ def test_the_template_points_at_the_handlers(stack):
 
 
 def test_intake_handler_answers_with_a_partial_batch_response(
-    stack, load_handler, data, registry, intake_queue, jobs,
+    stack,
+    load_handler,
+    data,
+    registry,
+    intake_queue,
+    jobs,
 ):
     registry.register("churn")
     dropped = {key: data.drop(key) for key in ["incoming/churn/a b.csv", "incoming/churn/c+d.csv"]}
@@ -80,7 +85,12 @@ def test_intake_handler_answers_with_a_partial_batch_response(
 
 @pytest.mark.usefixtures("no_retry_delay")
 def test_intake_handler_hands_back_the_messages_it_could_not_finish(
-    stack, load_handler, data, registry, intake_queue, jobs,
+    stack,
+    load_handler,
+    data,
+    registry,
+    intake_queue,
+    jobs,
 ):
     registry.register("churn")
     registry.register("fraud")
@@ -89,9 +99,15 @@ def test_intake_handler_hands_back_the_messages_it_could_not_finish(
     app = load_handler(INTAKE)
     # The handler's own (process-wide) SageMaker client fails jobs of the fraud group only (a 5xx that
     # outlasts botocore's retries).
-    inject_error(product_clients.client("sagemaker"), "CreateTransformJob", "ServiceUnavailable",
-                 "Service is unavailable", status=503, times=None,
-                 when=lambda body: body["ModelName"].startswith("sagepilot-fraud-"))
+    inject_error(
+        product_clients.client("sagemaker"),
+        "CreateTransformJob",
+        "ServiceUnavailable",
+        "Service is unavailable",
+        status=503,
+        times=None,
+        when=lambda body: body["ModelName"].startswith("sagepilot-fraud-"),
+    )
     event = intake_queue.receive()
     fraud_ids = [r["messageId"] for r in event["Records"] if "/fraud/" in r["body"]]
 
@@ -107,8 +123,10 @@ def test_completion_handler_reports_what_it_did(stack, load_handler, data, regis
     data.drop("incoming/churn/b.csv")
     intake_app = load_handler(INTAKE)
     assert intake_app.handler(intake_queue.receive(), context_for(stack, INTAKE)) == {"batchItemFailures": []}
-    (name,) = [j["TransformJobName"] for j in product_clients.client("sagemaker").list_transform_jobs()[
-        "TransformJobSummaries"]]
+    (name,) = [
+        j["TransformJobName"]
+        for j in product_clients.client("sagemaker").list_transform_jobs()["TransformJobSummaries"]
+    ]
 
     app = load_handler(COMPLETION)
     (event,) = completions.finish(name, "Completed")
@@ -123,15 +141,26 @@ def test_completion_handler_reports_what_it_did(stack, load_handler, data, regis
 
 
 def test_the_capacity_sweep_schedule_runs_the_sweep_through_the_completion_handler(
-    stack, load_handler, data, registry, intake_queue, jobs, capsys,
+    stack,
+    load_handler,
+    data,
+    registry,
+    intake_queue,
+    jobs,
+    capsys,
 ):
     from sagepilot_sandbox.runtime import scheduled_event
 
     registry.register("churn")
     data.drop("incoming/churn/a.csv")
     intake_app = load_handler(INTAKE)
-    fault = inject_error(product_clients.client("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
-                         "The account-level service limit is 0 Instances", times=None)
+    fault = inject_error(
+        product_clients.client("sagemaker"),
+        "CreateTransformJob",
+        "ResourceLimitExceeded",
+        "The account-level service limit is 0 Instances",
+        times=None,
+    )
     event = intake_queue.receive()
     response = intake_app.handler(event, context_for(stack, INTAKE))
     assert response == {"batchItemFailures": []}
@@ -154,11 +183,14 @@ def test_the_capacity_sweep_schedule_runs_the_sweep_through_the_completion_handl
 
 
 @pytest.mark.parametrize("logical_id", [INTAKE, COMPLETION])
-@pytest.mark.parametrize(("variable", "value", "message"), [
-    ("DATA_BUCKET", "", "DATA_BUCKET is required"),
-    ("MAX_PAYLOAD_MB", "lots", "MAX_PAYLOAD_MB must be a whole number"),
-    ("FALLBACK_INSTANCE_TYPE", "m5.xlarge", "FALLBACK_INSTANCE_TYPE must be a SageMaker instance type"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DATA_BUCKET", "", "DATA_BUCKET is required"),
+        ("MAX_PAYLOAD_MB", "lots", "MAX_PAYLOAD_MB must be a whole number"),
+        ("FALLBACK_INSTANCE_TYPE", "m5.xlarge", "FALLBACK_INSTANCE_TYPE must be a SageMaker instance type"),
+    ],
+)
 def test_a_handler_refuses_to_start_with_bad_settings(stack, load_handler, logical_id, variable, value, message):
     env: dict[str, Any] = {**stack.functions[logical_id].environment, variable: value}
     with pytest.raises(ConfigurationError, match=message):
@@ -217,8 +249,12 @@ def test_rollout_handler_drops_malformed_events_with_a_reason(stack, load_handle
 
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
-    [("CANARY_STEPS", "50,10", "CANARY_STEPS"), ("DEPLOY_STRATEGY", "yolo", "DEPLOY_STRATEGY"),
-     ("BAKE_SECONDS", "", "BAKE_SECONDS"), ("AUTOSCALING_MIN", "20", "AUTOSCALING_MIN")],
+    [
+        ("CANARY_STEPS", "50,10", "CANARY_STEPS"),
+        ("DEPLOY_STRATEGY", "yolo", "DEPLOY_STRATEGY"),
+        ("BAKE_SECONDS", "", "BAKE_SECONDS"),
+        ("AUTOSCALING_MIN", "20", "AUTOSCALING_MIN"),
+    ],
 )
 def test_rollout_handler_refuses_to_start_with_bad_settings(stack, load_handler, variable, value, message):
     env = {**stack.functions[ROLLOUT].environment, variable: value}

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from sagepilot import wiring
+from sagepilot.errors import TransientError
 from sagepilot.events import parse_object_created, parse_training_trigger
 from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.training import Training
@@ -22,7 +23,7 @@ from sagepilot.settings import load_training_settings
 from sagepilot_sandbox import training as sandbox_training
 from sagepilot_sandbox.provision import Stack
 
-from .conftest import Data, Notifications
+from .conftest import Data, Notifications, inject_error
 
 TRAINING = "TrainingFunction"
 GROUP = "churn"
@@ -199,3 +200,257 @@ def test_spot_training_is_a_stack_option(trainer: Trainer, data: Data, group: st
     job = trainer.sm.describe_training_job(TrainingJobName=name)
     assert job["EnableManagedSpotTraining"] is True
     assert job["CheckpointConfig"]["S3Uri"].startswith(f"s3://{data.name}/checkpoints/churn/")
+
+
+# ---------------------------------------------------------------------------------------- the recipe is frozen
+OWN_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-serving:2"
+DEFAULT_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+def package_of(trainer: Trainer) -> dict[str, Any]:
+    [summary] = trainer.sm.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    return dict(trainer.sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"]))
+
+
+def test_a_recipe_edited_during_a_job_changes_neither_its_image_nor_its_verdict(
+    trainer: Trainer, data: Data, group: str
+) -> None:
+    data.drop("training/churn/a.csv", CSV)
+    [event] = trainer.uploaded_events()
+    assert trainer.service.on_upload(parse_object_created(event)).action == "started"
+    [name] = trainer.jobs()
+    # While it trains, the group's recipe changes: a new serving image and a threshold it would pass.
+    edited = {"inferenceImage": OWN_IMAGE, "autoApprove": [{"metric": "validation:accuracy", "min": 0.5}]}
+    data.drop("config/churn/training.json", json.dumps(edited).encode())
+    assert trainer.service.on_upload(parse_object_created(event)).action == "exists"  # a late duplicate
+    assert trainer.finish(name, metrics={"validation:accuracy": 0.9}).action == "registered"
+    package = package_of(trainer)
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"  # no threshold when it started
+    assert package["InferenceSpecification"]["Containers"][0]["Image"] == DEFAULT_IMAGE
+
+
+def test_a_recipe_broken_during_a_job_does_not_strand_it(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications
+) -> None:
+    data.drop(
+        "config/churn/training.json",
+        json.dumps({"autoApprove": [{"metric": "validation:accuracy", "min": 0.8}]}).encode(),
+    )
+    data.drop("training/churn/a.csv", CSV)
+    trainer.upload_all()
+    [name] = trainer.jobs()
+    data.drop("config/churn/training.json", b'{"autoApprove": [')  # someone saves half a file
+    assert trainer.finish(name, metrics={"validation:accuracy": 0.9}).action == "registered"
+    assert package_of(trainer)["ModelApprovalStatus"] == "Approved"  # by the thresholds it was started with
+    assert [n["subject"] for n in notifications.drain()] == ["MODEL REGISTERED: churn (Approved)"]
+
+
+# ---------------------------------------------------------------------------------------- refusals are reported
+def _many(n: int) -> dict[str, str]:
+    return {f"p{i}": "1" for i in range(n)}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "says"),
+    [
+        ({"hyperparameters": _many(101)}, "at most 100 hyperparameters"),
+        ({"hyperparameters": _many(100), "entryPoint": "train.py"}, "entryPoint counts as one"),
+        ({"hyperparameters": {"note": "x" * 2501}}, "at most 2500"),
+        ({"hyperparameters": {"k" * 257: "1"}}, "1-256 characters"),
+        ({"metricDefinitions": [{"Name": f"m{i}", "Regex": "m=(.*)"} for i in range(41)]}, "at most 40"),
+        ({"image": "my-image:latest"}, "ECR image URI"),
+    ],
+)
+def test_what_sagemaker_would_refuse_is_a_rejection_not_an_error(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications, recipe: dict[str, Any], says: str
+) -> None:
+    data.drop("config/churn/training.json", json.dumps(recipe).encode())
+    data.drop("training/churn/a.csv", CSV)
+    [outcome] = trainer.upload_all()
+    assert outcome.action == "rejected" and "INVALID_TRAINING_RECIPE" in outcome.detail
+    report = data.json("rejected/training/churn/a.csv.json")
+    assert report["code"] == "INVALID_TRAINING_RECIPE" and says in report["reason"]
+    assert trainer.jobs() == []
+    assert [n["subject"] for n in notifications.drain()] == ["TRAINING REJECTED: INVALID_TRAINING_RECIPE"]
+
+
+def test_a_training_quota_refusal_is_reported_once(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sandbox_training.training_quotas, "ml.m5.xlarge", 0)
+    data.drop("training/churn/a.csv", CSV)
+    [event] = trainer.uploaded_events()
+    outcome = trainer.service.on_upload(parse_object_created(event))
+    assert outcome.action == "rejected" and "TRAINING_REFUSED" in outcome.detail
+    report = data.json("rejected/training/churn/a.csv.json")
+    assert report["code"] == "TRAINING_REFUSED"
+    assert "ml.m5.xlarge for training job usage" in report["reason"] and "Service Quotas" in report["whatToDo"]
+    assert [n["subject"] for n in notifications.drain()] == ["TRAINING REJECTED: TRAINING_REFUSED"]
+    assert trainer.service.on_upload(parse_object_created(event)).action == "ignored"  # redelivered: said once
+    assert notifications.drain() == []
+    assert trainer.jobs() == []
+
+
+def test_a_validation_error_only_sagemaker_knows_is_reported(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications
+) -> None:
+    message = "1 validation error detected: Value 'ml.m5.huge' at 'resourceConfig.instanceType' failed to satisfy"
+    inject_error(trainer.sm, "CreateTrainingJob", "ValidationException", message)
+    data.drop("training/churn/a.csv", CSV)
+    [outcome] = trainer.upload_all()
+    assert outcome.action == "rejected"
+    report = data.json("rejected/training/churn/a.csv.json")
+    assert report["code"] == "TRAINING_REFUSED" and "ml.m5.huge" in report["reason"]
+    assert [n["subject"] for n in notifications.drain()] == ["TRAINING REJECTED: TRAINING_REFUSED"]
+
+
+def test_throttling_is_still_retried_by_the_next_delivery(
+    trainer: Trainer, data: Data, group: str, no_retry_delay: None
+) -> None:
+    fault = inject_error(trainer.sm, "CreateTrainingJob", "ThrottlingException", "Rate exceeded", times=None)
+    data.drop("training/churn/a.csv", CSV)
+    [event] = trainer.uploaded_events()
+    with pytest.raises(TransientError):  # Lambda's retry (or EventBridge's) delivers it again
+        trainer.service.on_upload(parse_object_created(event))
+    fault.stop()
+    assert not data.keys("rejected/")
+    assert trainer.service.on_upload(parse_object_created(event)).action == "started"
+
+
+def test_a_retry_that_sagemaker_refuses_is_reported(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data.drop("training/churn/a.csv", CSV)
+    trainer.upload_all()
+    [name] = trainer.jobs()
+    monkeypatch.setitem(sandbox_training.training_quotas, "ml.m5.xlarge", 0)
+    outcome = trainer.finish(name, "Failed", reason="CapacityError: no ml.m5.xlarge capacity")
+    assert outcome.action == "rejected"
+    assert data.json("rejected/training/churn/a.csv.json")["code"] == "TRAINING_REFUSED"
+    assert [n["subject"] for n in notifications.drain()] == ["TRAINING REJECTED: TRAINING_REFUSED"]
+
+
+# ---------------------------------------------------------------------------------------- the operator's ceilings
+@pytest.mark.parametrize(
+    ("recipe", "ceiling"),
+    [
+        ({"instanceType": "ml.p5.48xlarge"}, "TrainingInstanceTypesAllowed"),
+        ({"instanceCount": 100}, "TrainingInstanceCountCeiling"),
+        ({"maxRuntimeSeconds": 28 * 86_400, "spot": False}, "TrainingRuntimeCeilingSeconds"),
+        ({"spot": True, "maxWaitSeconds": 28 * 86_400}, "TrainingRuntimeCeilingSeconds"),
+        ({"volumeSizeGB": 16_384}, "TrainingVolumeCeilingGB"),
+        ({"image": "999999999999.dkr.ecr.us-east-1.amazonaws.com/miner:1"}, "ImageRepositoriesAllowed"),
+        ({"inferenceImage": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serve:1"}, "ImageRepositoriesAllowed"),
+        ({"networkIsolation": False}, "TrainingNetworkAccessAllowed"),
+    ],
+)
+def test_a_recipe_beyond_the_operators_ceilings_is_refused_naming_the_ceiling(
+    trainer: Trainer, data: Data, group: str, recipe: dict[str, Any], ceiling: str
+) -> None:
+    data.drop("config/churn/training.json", json.dumps(recipe).encode())
+    data.drop("training/churn/a.csv", CSV)
+    [outcome] = trainer.upload_all()
+    assert outcome.action == "rejected"
+    report = data.json("rejected/training/churn/a.csv.json")
+    assert report["code"] == "INVALID_TRAINING_RECIPE" and ceiling in report["reason"]
+    assert trainer.jobs() == []
+
+
+@pytest.mark.parametrize(
+    "stack_overrides",
+    [
+        {
+            "TrainingInstanceTypesAllowed": "ml.m5.*,ml.g5.2xlarge",
+            "TrainingInstanceCountCeiling": "8",
+            "ImageRepositoriesAllowed": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-*",
+            "TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-xgb:1",
+            "TrainingInferenceImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-xgb:1",
+            "TrainingNetworkAccessAllowed": "true",
+        }
+    ],
+)
+def test_the_operator_sets_the_ceilings(trainer: Trainer, data: Data, group: str) -> None:
+    recipe = {
+        "instanceType": "ml.g5.2xlarge",
+        "instanceCount": 8,
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-torch:3",
+        "networkIsolation": False,
+    }
+    data.drop("config/churn/training.json", json.dumps(recipe).encode())
+    data.drop("training/churn/a.csv", CSV)
+    assert [o.action for o in trainer.upload_all()] == ["started"]
+    [name] = trainer.jobs()
+    job = trainer.sm.describe_training_job(TrainingJobName=name)
+    assert (job["ResourceConfig"]["InstanceType"], job["ResourceConfig"]["InstanceCount"]) == ("ml.g5.2xlarge", 8)
+    assert not job.get("EnableNetworkIsolation")
+    data.drop("config/churn/training.json", json.dumps({**recipe, "image": DEFAULT_IMAGE}).encode())
+    data.drop("training/churn/a.csv", CSV + CSV)
+    [outcome] = trainer.upload_all()
+    assert outcome.action == "rejected" and "ImageRepositoriesAllowed" in outcome.detail  # not in their list
+
+
+def test_training_runs_network_isolated_by_default(trainer: Trainer, data: Data, group: str) -> None:
+    data.drop("training/churn/a.csv", CSV)
+    trainer.upload_all()
+    [name] = trainer.jobs()
+    assert trainer.sm.describe_training_job(TrainingJobName=name)["EnableNetworkIsolation"] is True
+    own = {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-train:1", "inferenceImage": OWN_IMAGE}
+    data.drop("config/churn/training.json", json.dumps(own).encode())
+    data.drop("training/churn/b/a.csv", CSV)
+    assert [o.action for o in trainer.upload_all()] == ["started"]  # this account's registry is allowed
+
+
+# ---------------------------------------------------------------------------------------- multi-file training sets
+def test_a_multi_part_set_trains_once_when_its_marker_arrives(trainer: Trainer, data: Data, group: str) -> None:
+    parts = [f"training/churn/2026-12/part-000{i}.csv" for i in range(5)]
+    for key in parts:
+        data.drop(key, CSV if key != parts[3] else b"")  # Spark writes empty parts for empty partitions
+    outcomes = trainer.upload_all()
+    assert [o.action for o in outcomes] == ["waiting"] * 5  # the empty part too: it is not a set of its own
+    assert "_SUCCESS" in outcomes[0].detail
+    assert trainer.jobs() == [] and not data.keys("rejected/")
+    data.drop("training/churn/2026-12/_SUCCESS", b"")
+    assert [o.action for o in trainer.upload_all()] == ["started"]
+    [name] = trainer.jobs()
+    job = trainer.sm.describe_training_job(TrainingJobName=name)
+    manifest_key = job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].split("/", 3)[3]
+    assert data.json(manifest_key)[1:] == parts
+    assert trainer.finish(name, metrics={"validation:accuracy": 0.9}).action == "registered"
+    lineage = package_of(trainer)["CustomerMetadataProperties"]
+    assert lineage["sagepilot:training-data"] == f"s3://{data.name}/training/churn/2026-12/"
+    assert lineage["sagepilot:training-files"] == "5"
+
+
+def test_files_of_a_folder_with_several_wait_for_the_marker(trainer: Trainer, data: Data, group: str) -> None:
+    data.drop("training/churn/2026-12/validation.csv", CSV)
+    data.drop("training/churn/2026-12/east.csv", CSV)
+    data.drop("training/churn/2026-12/west.csv", CSV)
+    assert sorted(o.action for o in trainer.upload_all()) == ["ignored", "waiting", "waiting"]
+    data.drop("training/churn/2026-12/_COMPLETE", b"")
+    trainer.upload_all()
+    [name] = trainer.jobs()
+    job = trainer.sm.describe_training_job(TrainingJobName=name)
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"].split("/", 3)[3] for c in job["InputDataConfig"]
+    }
+    assert data.json(channels["train"])[1:] == ["training/churn/2026-12/east.csv", "training/churn/2026-12/west.csv"]
+    assert data.json(channels["validation"])[1:] == ["training/churn/2026-12/validation.csv"]
+
+
+@pytest.mark.parametrize(
+    ("files", "code"),
+    [
+        ([], "EMPTY_DATASET"),
+        (["part-0.csv", "part-1.jsonl"], "MIXED_DATASET_FORMATS"),
+    ],
+)
+def test_a_marker_without_a_usable_set_is_rejected(
+    trainer: Trainer, data: Data, group: str, files: list[str], code: str
+) -> None:
+    for name in files:
+        data.drop(f"training/churn/s/{name}", CSV)
+    data.drop("training/churn/s/_SUCCESS", b"")
+    outcomes = trainer.upload_all()
+    assert outcomes[-1].action == "rejected" and code in outcomes[-1].detail
+    assert data.json("rejected/training/churn/s/_SUCCESS.json")["code"] == code
+    assert trainer.jobs() == []

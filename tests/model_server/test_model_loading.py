@@ -299,7 +299,7 @@ def test_a_model_error_is_a_500_with_its_message(tmp_path, serve):
 def test_default_types_are_checked_before_user_code_runs(tmp_path):
     handler = load_model(write_model(tmp_path / "m", SUM_MODEL))
     with pytest.raises(UnsupportedContentType):
-        handler.check_content_type("application/x-npy")
+        handler.check_content_type("application/x-protobuf")
     with pytest.raises(NotAcceptable):
         handler.invoke(b"1\n", "text/csv", "application/xml")
 

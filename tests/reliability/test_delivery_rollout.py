@@ -48,7 +48,10 @@ SCENARIOS: dict[str, list[Stimulus]] = {
     "the candidate is rejected": [("approve",), ("approve",), ("reject", "2")],
     "the live version is rejected": [("approve",), ("approve",), ("operator", "promote"), ("reject", "2")],
     "an incident opens and closes": [("approve",), ("alarm", "v1", "5xx", "ALARM"), ("alarm", "v1", "5xx", "OK")],
+    # One endpoint, one owner: another group's versions, whatever their delivery, never reach it.
+    "a second group names the endpoint": [("approve",), ("approve_other",), ("approve",), ("approve_other",)],
 }
+OTHER = "fraud"  # a group whose sagepilot:endpoint-name tag names GROUP's endpoint
 
 
 @dataclass
@@ -90,6 +93,21 @@ class Driver:
         r = self.rollout
         if what[0] == "approve":
             self.packages.append(r.register())
+        elif what[0] == "approve_other":
+            if not r.sm.list_model_package_groups(NameContains=OTHER)["ModelPackageGroupSummaryList"]:
+                r.sm.create_model_package_group(
+                    ModelPackageGroupName=OTHER, Tags=[{"Key": "sagepilot:endpoint-name", "Value": ENDPOINT}]
+                )
+            r.sm.create_model_package(
+                ModelPackageGroupName=OTHER,
+                ModelApprovalStatus="Approved",
+                InferenceSpecification={
+                    "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud:1",
+                                    "ModelDataUrl": "s3://m/fraud.tar.gz"}],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                },
+            )  # fmt: skip
         elif what[0] == "reject":
             r.set_status(self.packages[int(what[1]) - 1], "Rejected")
         elif what[0] == "alarm":
@@ -142,11 +160,23 @@ class Driver:
         return frozenset(v["VariantName"] for v in endpoint.get("ProductionVariants") or ())
 
     def check(self) -> None:
+        self.only_the_owners_versions_serve()
         live = self.variants()
         if live and (not self.shapes or self.shapes[-1] != live):
             self.shapes.append(live)
         stray = self.rollout.scaled_variants() - live
         assert not stray, f"autoscaling registered on {sorted(stray)}, which the endpoint does not have ({live})"
+
+    def only_the_owners_versions_serve(self) -> None:
+        """The endpoint only ever serves versions of its owner group (the group that deployed it first)."""
+        sm = self.rollout.sm
+        try:
+            config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+        except sm.exceptions.ClientError:
+            return
+        for variant in sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]:
+            package = sm.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelPackageName"]
+            assert f":model-package/{GROUP}/" in package, f"{ENDPOINT} serves {package}, not a version of {GROUP}"
 
     # Runs -----------------------------------------------------------------------------------------
     def settle(self) -> None:
@@ -278,6 +308,9 @@ EXPECTED = {
         {"v1": 1.0}, [(1, "Approved"), (2, "Rejected")], [["v1"], ["v1", "v2"], ["v2"], ["v1"]],
     ),
     "an incident opens and closes": ({"v1": 1.0}, [(1, "Approved")], [["v1"]]),
+    "a second group names the endpoint": (
+        {"v2": 1.0}, [(1, "Approved"), (2, "Approved")], [["v1"], ["v1", "v2"], ["v2"]],
+    ),
 }  # fmt: skip
 
 
@@ -294,6 +327,8 @@ def test_the_reference_runs_are_what_the_readme_promises(fresh_world: Any, name:
     assert expected["incidents"] == ()
     notes = dict(expected["notifications"])
     assert notes[f"DEPLOYED: {ENDPOINT} v1"] == 1
+    refusals = notes.pop(f"INVALID SETTINGS: model package group {OTHER}", 0)
+    assert refusals == sum(what == ("approve_other",) for what in SCENARIOS[name])  # one per version refused
     assert all(n == 1 for n in notes.values()), notes
 
 
@@ -305,6 +340,25 @@ def test_the_reference_runs_are_what_the_readme_promises(fresh_world: Any, name:
 )
 @given(name=st.sampled_from(list(SCENARIOS)), data=st.data())
 def test_any_delivery_ends_like_the_reference(fresh_world: Any, name: str, data: st.DataObject) -> None:
+    expected = reference(fresh_world, name)
+    with fresh_world() as w:
+        got = shuffled_run(Driver.of(w), SCENARIOS[name], data)
+    assert got == expected
+
+
+@settings(
+    max_examples=5,
+    deadline=None,
+    phases=WITHOUT_SHRINKING,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_a_second_group_naming_the_endpoint_never_reaches_it_whatever_the_delivery(
+    fresh_world: Any, data: st.DataObject
+) -> None:
+    """The stimulus of `test_any_delivery_ends_like_the_reference`, drawn every time; `Driver.check` asserts
+    after every move that the endpoint serves only versions of its owner group."""
+    name = "a second group names the endpoint"
     expected = reference(fresh_world, name)
     with fresh_world() as w:
         got = shuffled_run(Driver.of(w), SCENARIOS[name], data)

@@ -38,6 +38,11 @@ class FakeEndpoint:
     failure_reason: str = ""
     updates: int = 0
     removed_variants: list[str] = field(default_factory=list)
+    # The next UpdateEndpoint that starts a new variant fails to (its container does not pass the health
+    # check): SageMaker leaves the endpoint InService on the old variants with this FailureReason.
+    fail_next_update: str = ""
+    failed_updates: list[frozenset[str]] = field(default_factory=list)  # the variant each one could not start
+    _config_update: bool = False
 
     def view(self) -> EndpointView | None:
         if self.status is None:
@@ -50,6 +55,11 @@ class FakeEndpoint:
             failure_reason=self.failure_reason,
         )
 
+    def _later(self, now: float) -> float:
+        """SageMaker's LastModifiedTime of a change: never earlier than the one before (moves within one
+        instant of the test's clock are a millisecond apart)."""
+        return max(now, self.last_modified + 0.001)
+
     def _require_in_service(self) -> None:
         if self.status != "InService":
             raise Refused(f"Cannot update in-progress endpoint (status {self.status})")
@@ -57,7 +67,7 @@ class FakeEndpoint:
     def create(self, variants: dict[str, float], now: float) -> None:
         if self.status is not None:
             raise Refused("Cannot create already existing endpoint")
-        self.status, self.pending, self.last_modified = "Creating", variants, now
+        self.status, self.pending, self.last_modified = "Creating", variants, self._later(now)
 
     def update(self, variants: dict[str, float], now: float, native: bool = False) -> None:
         self._require_in_service()
@@ -65,7 +75,8 @@ class FakeEndpoint:
         still = removed & self.autoscaled
         if still:
             raise Refused(f"variants {sorted(still)} must be deregistered as scalable targets first")
-        self.status, self.last_modified, self.updates = "Updating", now, self.updates + 1
+        self.status, self.last_modified, self.updates = "Updating", self._later(now), self.updates + 1
+        self.failure_reason, self._config_update = "", True  # SageMaker clears the reason of a new update
         self.pending = dict(self.variants) if native and self.native_rollback_next else variants
         if native and self.native_rollback_next:
             self.native_rollback_next = False
@@ -76,7 +87,7 @@ class FakeEndpoint:
         unknown = set(weights) - set(self.variants)
         if unknown:
             raise Refused(f"unknown variants {unknown}")
-        self.status, self.last_modified = "Updating", now
+        self.status, self.last_modified, self._config_update = "Updating", self._later(now), False
         self.pending = {**self.variants, **weights}
 
     def settle(self, now: float) -> bool:
@@ -86,8 +97,15 @@ class FakeEndpoint:
         if self.fail_next and self.status == "Creating":
             self.status, self.failure_reason, self.fail_next = "Failed", self.fail_next, ""
             return True
+        started = frozenset(self.pending) - frozenset(self.variants)
+        if self.fail_next_update and self.status == "Updating" and self._config_update and started:
+            # The variant that did not start: the newest version among those the update starts.
+            self.failed_updates.append(frozenset({max(started, key=lambda v: int(v.lstrip("v") or 0))}))
+            self.status, self.failure_reason, self.fail_next_update = "InService", self.fail_next_update, ""
+            self.pending, self.last_modified = None, self._later(now)
+            return True
         self.removed_variants += sorted(set(self.variants) - set(self.pending))
-        self.variants, self.pending, self.status, self.last_modified = self.pending, None, "InService", now
+        self.variants, self.pending, self.status, self.last_modified = self.pending, None, "InService", self._later(now)
         return True
 
     def shares(self) -> dict[str, float]:

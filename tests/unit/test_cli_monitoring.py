@@ -14,6 +14,7 @@ from sagepilot.cli import (
     ago,
     alarm_views,
     alarms_of,
+    control_alarms,
     fold,
     is_stack_series,
     metric_queries,
@@ -77,14 +78,42 @@ def test_ago(seconds: float, shown: str) -> None:
     assert ago(seconds) == shown
 
 
+def endpoint_alarm(name: str, endpoint: str) -> dict[str, object]:
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "v1"}]
+    return {**alarm(name, "OK", 1), "Namespace": "AWS/SageMaker", "Dimensions": dimensions}
+
+
 def test_an_endpoint_gets_only_its_own_alarms() -> None:
-    views = [
-        AlarmView(name, "OK", NOW, "")
-        for name in ("sp-churn-v1-5xx", "sp-churn-v2-latency", "sp-churner-v1-5xx", "sp-control-intake-dlq", "x-a")
-    ]
+    views = alarm_views(
+        [
+            endpoint_alarm("sp-churn-v1-5xx", "sp-churn"),
+            endpoint_alarm("sp-churn-v2-latency", "sp-churn"),
+            endpoint_alarm("sp-churner-v1-5xx", "sp-churner"),
+            # Endpoint "sp-churn-v1" (a group named churn-v1): its alarms' names start with "sp-churn-".
+            endpoint_alarm("sp-churn-v1-v1-5xx", "sp-churn-v1"),
+            alarm("sp-control-intake-dlq", "OK", 1),
+            alarm("x-a", "OK", 1),
+        ]
+    )
 
     assert [a.name for a in alarms_of(views, "sp", "sp-churn")] == ["sp-churn-v1-5xx", "sp-churn-v2-latency"]
-    assert len(alarms_of(views, "sp", None)) == 4  # every alarm of the stack, none of another
+    assert [a.name for a in alarms_of(views, "sp", "sp-churn-v1")] == ["sp-churn-v1-v1-5xx"]
+    assert len(alarms_of(views, "sp", None)) == 5  # every alarm of the stack, none of another
+
+
+def test_the_control_planes_alarms_are_those_watching_no_endpoint() -> None:
+    # A group named "control" gets the endpoint "sp-control": its alarms look like the control plane's.
+    described = [
+        alarm("sp-control-intake-dlq", "OK", 1),
+        {**alarm("sp-control-handler-errors", "OK", 1), "Metrics": [{"Id": "e", "Expression": "a + b"}]},
+        endpoint_alarm("sp-control-v1-5xx", "sp-control"),
+    ]
+
+    assert [a["AlarmName"] for a in control_alarms(described)] == ["sp-control-intake-dlq", "sp-control-handler-errors"]
+    assert [a.name for a in alarm_views(control_alarms(described))] == [
+        "sp-control-handler-errors",
+        "sp-control-intake-dlq",
+    ]
 
 
 def test_the_watched_queues_come_from_the_alarms_dimensions() -> None:

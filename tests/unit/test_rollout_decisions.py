@@ -203,9 +203,10 @@ def test_a_failed_endpoint_is_reported_and_replaced_when_another_version_is_appr
     world.approve(1)
     world.run()
     assert world.state and world.state.phase is Phase.FAILED
-    assert world.notifications == ["FAILED: sp-churn"]
+    assert world.notifications == ["FAILED: sp-churn v1"]
+    assert "did not pass the ping health check" in world.rejected[1]  # a verdict on v1, with SageMaker's reason
     world.run()
-    assert world.notifications == ["FAILED: sp-churn"]  # once
+    assert world.notifications == ["FAILED: sp-churn v1"]  # once
     world.approve(2)
     world.run()
     assert world.endpoint.variants == {"v2": 1.0}
@@ -214,9 +215,50 @@ def test_a_failed_endpoint_is_reported_and_replaced_when_another_version_is_appr
 
 def test_an_endpoint_deleted_by_hand_is_created_again() -> None:
     world = deployed(1)
+    world.notifications.clear()
     world.endpoint = type(world.endpoint)()
     world.run()
     assert world.endpoint.variants == {"v1": 1.0}
+    assert world.notifications == ["ENDPOINT MISSING: sp-churn", "DEPLOYED: sp-churn v1"]
+
+
+def test_a_canary_update_sagemaker_cannot_apply_rejects_the_candidate_once_and_sends_nothing_again() -> None:
+    world = deployed(1)
+    world.endpoint.fail_next_update = (
+        "The primary container for production variant v2 did not pass the ping health check."
+    )
+    world.approve(2)
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+    assert world.endpoint.updates == 1  # the canary's one UpdateEndpoint, not sent again
+    assert world.notifications[-1] == "FAILED: sp-churn v2"
+    assert "did not pass the ping health check" in world.rejected[2]
+    assert world.state and world.state.phase is Phase.STABLE and world.state.candidate is None
+    world.approve(3)
+    world.run()
+    assert world.endpoint.variants == {"v3": 1.0}
+
+
+def test_a_candidate_missing_without_a_newer_failure_is_added_again() -> None:
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()  # the canary's update is sent ...
+    world.endpoint.status, world.endpoint.pending = "InService", None  # ... and lost (as if never applied)
+    world.reconcile()
+    assert world.endpoint.pending == {"v1": 0.9, "v2": 0.1}  # sent again: nothing says it failed
+
+
+def test_a_change_by_hand_is_repaired_with_autoscaling_and_announced() -> None:
+    world = deployed(1)
+    world.notifications.clear()
+    world.endpoint.autoscaled.clear()
+    world.endpoint.variants = {"manual": 1.0}
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+    assert world.endpoint.autoscaled == {"v1"}
+    assert world.notifications == ["REPAIRED: sp-churn"]
+    assert world.state and world.state.repair == ""
+    assert [h.what for h in world.state.history if "drift" in h.what or "repaired" in h.what]
 
 
 def test_an_existing_endpoint_without_a_record_is_left_alone() -> None:

@@ -23,6 +23,7 @@ VALID = {
     "MAX_JOB_RETRIES": "2",
     "CLAIM_TIMEOUT_SECONDS": "180",
     "INTAKE_MAX_RECEIVE_COUNT": "5",
+    "TRANSFORM_INSTANCE_TYPES_ALLOWED": "ml.m5.*,ml.c5.*",
 }
 REQUIRED = sorted(set(VALID) - {"FALLBACK_INSTANCE_TYPE"})
 
@@ -102,14 +103,14 @@ def test_payload_times_concurrency_up_to_100_is_accepted(payload, concurrency):
 
 @pytest.mark.parametrize(
     "prefix",
-    ["sage_pilot", "sage.pilot", "-sagepilot", "sagepilot-", "sage pilot", "p" * 21, "ü"],
+    ["sage_pilot", "sage.pilot", "-sagepilot", "sagepilot-", "sage pilot", "p" * 21, "ü", "sagepilot-dev", "SP1"],
 )
 def test_bad_name_prefixes_are_refused(prefix):
     with pytest.raises(ConfigurationError, match="NAME_PREFIX"):
         load_settings(env(NAME_PREFIX=prefix))
 
 
-@pytest.mark.parametrize("prefix", ["a", "sage--pilot", "p" * 20, "SP1"])
+@pytest.mark.parametrize("prefix", ["a", "sagepilotdev", "p" * 20, "sp1"])
 def test_good_name_prefixes_are_accepted(prefix):
     assert load_settings(env(NAME_PREFIX=prefix)).transform.name_prefix == prefix
 
@@ -135,3 +136,22 @@ def test_an_absent_fallback_instance_type_means_none():
 def test_bad_instance_types_are_refused(name, value):
     with pytest.raises(ConfigurationError, match=name):
         load_settings(env(**{name: value}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"TRANSFORM_INSTANCE_TYPE": "ml.p4d.24xlarge"}, "TRANSFORM_INSTANCE_TYPE ml.p4d.24xlarge is not allowed"),
+        ({"FALLBACK_INSTANCE_TYPE": "ml.g5.xlarge"}, "FALLBACK_INSTANCE_TYPE ml.g5.xlarge is not allowed"),
+        ({"TRANSFORM_INSTANCE_TYPES_ALLOWED": "m5.*"}, "TRANSFORM_INSTANCE_TYPES_ALLOWED"),
+        ({"TRANSFORM_INSTANCE_TYPES_ALLOWED": "ml.*.*"}, "TRANSFORM_INSTANCE_TYPES_ALLOWED"),
+    ],
+)
+def test_the_stacks_transform_types_must_be_within_its_own_ceiling(changes, named):
+    with pytest.raises(ConfigurationError, match=named):
+        load_settings(env(**changes))
+
+
+def test_exact_types_and_families_may_be_allowed():
+    settings = load_settings(env(TRANSFORM_INSTANCE_TYPES_ALLOWED="ml.m5.xlarge, ml.c5.*"))
+    assert settings.transform.instance_type == "ml.m5.xlarge"

@@ -337,10 +337,17 @@ def _is_data_bucket(resource: Any) -> bool:
     return False
 
 
+# The one exception: the SageMaker role may read model artifacts where the operator names them (the
+# ModelArtifactLocations parameter, empty by default), read-only.
+OPERATOR_NAMED_READS = {"Fn::Split": [",", {"Ref": "ModelArtifactLocations"}]}
+
+
 def s3_scope(template: Template) -> list[str]:
-    """s3: actions only on the data bucket and its keys."""
+    """s3: actions only on the data bucket and its keys (or s3:GetObject where the operator names)."""
     problems = []
     for where, statement in allow_statements(template):
+        if statement.get("Resource") == OPERATOR_NAMED_READS and set(actions(statement)) == {"s3:GetObject"}:
+            continue
         if any(a.startswith("s3:") for a in actions(statement)):
             problems += [
                 f"{where}: s3 access to {resource!r}, not the data bucket"

@@ -8,6 +8,9 @@ import pytest
 
 from sagepilot.domain import training as plan
 from sagepilot.domain.layout import Rejection
+from sagepilot.events import parse_object_created
+
+from .conftest import read_event
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 DEFAULTS = plan.Recipe(
@@ -209,3 +212,97 @@ def test_the_validation_channel_has_its_own_format():
     )
     train, validation = request["InputDataConfig"]
     assert train["ContentType"] == "text/csv" and validation["ContentType"] == "application/jsonlines"
+
+
+# ---------------------------------------------------------------------------------------- limits and sets
+def test_a_recipe_survives_being_frozen_and_read_back():
+    doc = {
+        "hyperparameters": {"max_depth": 5, "verbose": True},
+        "metricDefinitions": [{"Name": "validation:auc", "Regex": "auc=([0-9.]+)"}],
+        "autoApprove": [{"metric": "validation:auc", "min": 0.8}],
+        "networkIsolation": True,
+    }
+    recipe = plan.parse_recipe(json.dumps(doc).encode(), DEFAULTS)
+    assert recipe.hyperparameters == {"max_depth": "5", "verbose": "true"}
+    again = plan.recipe_from_document(json.loads(json.dumps(plan.recipe_document(recipe))))
+    assert again == recipe and plan.recipe_digest(again) == plan.recipe_digest(recipe)
+    assert plan.recipe_digest(plan.parse_recipe(b"{}", DEFAULTS)) != plan.recipe_digest(recipe)
+
+
+@pytest.mark.parametrize("value", [None, [1, 2], {"a": 1}])
+def test_a_hyperparameter_must_be_a_scalar(value):
+    with pytest.raises(plan.InvalidRecipe, match="string, number or boolean"):
+        plan.parse_recipe(json.dumps({"hyperparameters": {"x": value}}).encode(), DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("image", "allowed", "ok"),
+    [
+        (IMAGE, ("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost",), True),
+        (IMAGE, ("683313688378.dkr.ecr.us-east-1.amazonaws.com/*",), True),
+        (IMAGE, ("683313688378.dkr.ecr.us-west-2.amazonaws.com/*",), False),
+        (IMAGE, ("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker",), False),  # not a prefix without *
+        (
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com/team-a/x@sha256:" + "a" * 64,
+            ("111111111111.dkr.ecr.us-east-1.amazonaws.com/team-a/*",),
+            True,
+        ),
+        (
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com.evil.io/x:1",
+            ("111111111111.dkr.ecr.us-east-1.amazonaws.com/*",),
+            False,
+        ),
+        ("docker.io/library/python:3", ("*",), False),  # not ECR at all
+    ],
+)
+def test_images_come_only_from_allowed_repositories(image, allowed, ok):
+    assert plan.image_allowed(image, allowed) is ok
+
+
+@pytest.mark.parametrize(
+    ("name", "part"),
+    [
+        ("part-00000.csv", True),
+        ("part-00003-3f2a1c-c000.csv.gz", True),
+        ("PART_1.jsonl", True),
+        ("train-00001-of-00005.csv", True),
+        ("train.csv", False),
+        ("partners.csv", False),
+        ("2026-11.csv", False),
+    ],
+)
+def test_part_names(name, part):
+    assert plan.is_part_name(f"training/churn/x/{name}") is part
+
+
+def test_a_file_waits_when_its_folder_is_a_set():
+    folder = "training/churn/x/"
+    assert plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "validation.csv"]) is None
+    assert "other training files" in str(
+        plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "b.csv"])
+    )
+    assert "marker" in str(plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "_SUCCESS"]))
+    assert plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "sub/b.csv"]) is None
+
+
+def test_a_marker_names_the_set():
+    parsed = plan.parse_training_key("training/churn/2026-12/_SUCCESS")
+    assert isinstance(parsed, plan.DatasetMarker)
+    assert parsed.folder == "training/churn/2026-12/"
+    assert parsed.rejected_key == "rejected/training/churn/2026-12/_SUCCESS.json"
+    keys = ["training/churn/2026-12/" + n for n in ("_SUCCESS", "b.csv", "a.csv", "validation.csv", "notes.txt")]
+    assert plan.dataset_files(parsed.folder, keys) == ("training/churn/2026-12/a.csv", "training/churn/2026-12/b.csv")
+
+
+@pytest.mark.parametrize(
+    ("sample", "kind"),
+    [
+        ("s3-object-created-training-marker.json", plan.DatasetMarker),
+        ("s3-object-created-training-part.json", plan.TrainingKey),
+    ],
+)
+def test_the_sample_uploads_parse_as_a_marker_and_a_part(sample, kind):
+    event = parse_object_created(read_event(sample))
+    parsed = plan.parse_training_key(event.key)
+    assert isinstance(parsed, kind)
+    assert plan.is_part_name(event.key) is (kind is plan.TrainingKey)

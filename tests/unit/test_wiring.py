@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, CfnTag
+from sagepilot_sandbox.template import Resolver, TemplateError, load_template, parameter_values
+
+from .conftest import ROOT
 
 SERVICES = {"batch_intake", "batch_completion", "jobs", "rollout", "training"}
 
@@ -50,23 +52,23 @@ print(json.dumps({"type": type(built).__name__, "clients": sorted(set(requested)
 """
 
 
-def _value(value: Any, parameters: dict[str, Any]) -> str:
-    """A template value as the function would see it: a parameter's default, or a placeholder id."""
-    if isinstance(value, CfnTag) and value.tag == "Ref" and value.value in parameters:
-        return str(parameters[value.value].get("Default", ""))
-    if isinstance(value, CfnTag):
-        return "arn:aws:iam::123456789012:role/placeholder"
-    return str(value)
-
-
 def function_environment(template: dict[str, Any], folder: str) -> dict[str, str]:
-    parameters = template["Parameters"]
-    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
-    for resource in template["Resources"].values():
+    """Parameters' defaults, and intrinsic functions of them (`!If`, `!Sub`, `!FindInMap`) evaluated as
+    CloudFormation would (the sandbox's evaluator); a resource's id is a placeholder."""
+    sandbox_template = load_template(ROOT / "template.yaml")
+    resolver = Resolver(sandbox_template, "sagepilot", parameter_values(sandbox_template, {}))
+    variables = dict(sandbox_template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in sandbox_template["Resources"].values():
         properties = resource.get("Properties", {})
         if resource["Type"] == "AWS::Serverless::Function" and properties.get("CodeUri") == f"functions/{folder}/":
             variables.update(properties.get("Environment", {}).get("Variables", {}))
-    return {name: _value(value, parameters) for name, value in variables.items()}
+    environment = {}
+    for name, value in variables.items():
+        try:
+            environment[name] = str(resolver.resolve(value))
+        except TemplateError:  # refers to a resource: the placeholder below
+            environment[name] = "arn:aws:iam::123456789012:role/placeholder"
+    return environment
 
 
 def build_in_a_fresh_interpreter(folder: str, template: dict[str, Any]) -> dict[str, Any]:

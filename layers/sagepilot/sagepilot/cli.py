@@ -132,6 +132,7 @@ class AlarmView:
     state: str
     since: datetime
     reason: str
+    endpoint: str | None = None  # the endpoint whose metric the alarm watches (its EndpointName dimension)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,27 @@ class QueueDepth:
     watched_by: tuple[str, ...] = ()
 
 
+def _dimensions(alarm: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The dimensions of every metric an alarm watches (its own, and its metric math's)."""
+    found = list(alarm.get("Dimensions", []))
+    for metric in alarm.get("Metrics", []):
+        if "MetricStat" in metric:
+            found += metric["MetricStat"]["Metric"].get("Dimensions", [])
+    return found
+
+
+def endpoint_of(alarm: Mapping[str, Any]) -> str | None:
+    """The endpoint an alarm belongs to: the EndpointName its metric is measured for (not its name, which a
+    group named like `control` can make look like anything)."""
+    return next((str(d["Value"]) for d in _dimensions(alarm) if d.get("Name") == "EndpointName"), None)
+
+
+def control_alarms(described: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The control plane's own alarms among `<prefix>-control-*`: those that watch no endpoint (an endpoint
+    `<prefix>-control`, the default name of a group `control`, has alarms named `<prefix>-control-v1-...`)."""
+    return [a for a in described if endpoint_of(a) is None]
+
+
 def alarm_views(described: Iterable[Mapping[str, Any]]) -> list[AlarmView]:
     """DescribeAlarms' metric and composite alarms, worst state first, then by name."""
     views = [
@@ -151,6 +173,7 @@ def alarm_views(described: Iterable[Mapping[str, Any]]) -> list[AlarmView]:
             str(a.get("StateValue", "INSUFFICIENT_DATA")),
             _aware(a.get("StateUpdatedTimestamp")),
             str(a.get("StateReason", "")),
+            endpoint_of(a),
         )
         for a in described
     ]
@@ -187,9 +210,11 @@ def show_alarms(alarms: Sequence[AlarmView], now: datetime) -> list[str]:
 
 
 def alarms_of(alarms: Sequence[AlarmView], prefix: str, endpoint: str | None) -> list[AlarmView]:
-    """The stack's alarms (`<prefix>-...`), or only one endpoint's (`<endpoint>-<variant>-<kind>`)."""
-    start = f"{endpoint}-" if endpoint else f"{prefix}-"
-    return [a for a in alarms if a.name.startswith(start)]
+    """The stack's alarms (`<prefix>-...`: no other stack's prefix starts so), or only one endpoint's: those
+    measuring its metrics (not every name starting `<endpoint>-`: endpoint `x-v1`'s alarms are `x-v1-v1-...`)."""
+    if endpoint:
+        return [a for a in alarms if a.endpoint == endpoint]
+    return [a for a in alarms if a.name.startswith(f"{prefix}-")]
 
 
 def watched_queues(described: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
@@ -553,7 +578,7 @@ def monitor(verb: str, prefix: str, endpoint: str | None, since: str) -> list[st
     if verb == "alarms":
         found = alarm_views(_describe_alarms(cloudwatch, f"{endpoint or prefix}-"))
         return show_alarms(alarms_of(found, prefix, endpoint), now)
-    control = _describe_alarms(cloudwatch, f"{prefix}-control-")
+    control = control_alarms(_describe_alarms(cloudwatch, f"{prefix}-control-"))
     queues = _queue_depths(boto3.client("sqs"), watched_queues(control))
     return show_status(prefix, alarm_views(control), queues, now)
 

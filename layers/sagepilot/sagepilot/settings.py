@@ -16,15 +16,27 @@ from sagepilot.domain.deployment import (
     Autoscaling,
     Deployment,
     InvalidGroupSettings,
+    check_ceilings,
     parse_steps,
 )
 from sagepilot.domain.names import MAX_PREFIX_LENGTH
 from sagepilot.domain.rollout import RolloutPolicy, Strategy
-from sagepilot.domain.training import Recipe
+from sagepilot.domain.training import (
+    INSTANCE_TYPE_PATTERN,
+    REPOSITORY_PATTERN,
+    InvalidRecipe,
+    Recipe,
+    TrainingCeilings,
+    check_sagemaker_limits,
+    instance_type_allowed,
+)
+from sagepilot.domain.training import check_ceilings as check_training_ceilings
 from sagepilot.domain.transform_plan import MAX_PAYLOAD_LIMIT_MB, TransformSettings
 from sagepilot.errors import ConfigurationError
 
-_PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+# Lowercase (SageMaker ARNs are) and no hyphen: "<prefix>-" of one stack is then never the start of another
+# stack's names (template.yaml's NamePrefix says the same).
+_PREFIX = re.compile(r"^[a-z0-9]+$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 
@@ -76,7 +88,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"(SageMaker's rule), got {concurrency} x {max_payload}"
         )
     fallback = env.get("FALLBACK_INSTANCE_TYPE", "").strip()
-    return Settings(
+    settings = Settings(
         data_bucket=_required(env, "DATA_BUCKET"),
         state_table=_required(env, "STATE_TABLE"),
         notification_topic_arn=_required(env, "NOTIFICATION_TOPIC_ARN"),
@@ -99,6 +111,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             _int(env, "MAX_CONCURRENT_JOBS_PER_GROUP", 0, 10_000) if env.get("MAX_CONCURRENT_JOBS_PER_GROUP") else 0
         ),
     )
+    # Transform instance types are the operator's own settings; they must respect the operator's ceiling too.
+    allowed = instance_types_allowed(env, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
+    for name, value in (
+        ("TRANSFORM_INSTANCE_TYPE", settings.transform.instance_type),
+        ("FALLBACK_INSTANCE_TYPE", settings.fallback_instance_type),
+    ):
+        if value:
+            check_instance_type_allowed(name, value, allowed, "TRANSFORM_INSTANCE_TYPES_ALLOWED")
+    return settings
 
 
 @dataclass(frozen=True)
@@ -117,7 +138,8 @@ def _prefix(env: Mapping[str, str]) -> str:
     prefix = _required(env, "NAME_PREFIX")
     if len(prefix) > MAX_PREFIX_LENGTH or not _PREFIX.match(prefix):
         raise ConfigurationError(
-            f"NAME_PREFIX must be 1-{MAX_PREFIX_LENGTH} letters, digits or hyphens, got {prefix!r}"
+            f"NAME_PREFIX must be 1-{MAX_PREFIX_LENGTH} lowercase letters or digits, no hyphen (so that no "
+            f"other stack's prefix can start with '{prefix}-'), got {prefix!r}"
         )
     return prefix
 
@@ -151,6 +173,17 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
     low, high = _int(env, "AUTOSCALING_MIN", 1, 1000), _int(env, "AUTOSCALING_MAX", 1, 1000)
     if low > high:
         raise ConfigurationError(f"AUTOSCALING_MIN ({low}) must not be above AUTOSCALING_MAX ({high})")
+    settings = _rollout_settings(env, strategy, steps, low, high)
+    try:  # the stack's own defaults must respect its own ceilings
+        check_ceilings(settings.defaults)
+    except InvalidGroupSettings as exc:
+        raise ConfigurationError(f"the stack's endpoint defaults are outside its own limits: {exc}") from None
+    return settings
+
+
+def _rollout_settings(
+    env: Mapping[str, str], strategy: Strategy, steps: tuple[int, ...], low: int, high: int
+) -> RolloutSettings:
     return RolloutSettings(
         name_prefix=_prefix(env),
         state_table=_required(env, "STATE_TABLE"),
@@ -183,6 +216,8 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
                 low_traffic_invocations=_int(env, "LOW_TRAFFIC_INVOCATIONS", 1, 1_000_000_000),
             ),
             fallback_instance_type=_optional_instance_type(env, "ENDPOINT_FALLBACK_INSTANCE_TYPE"),
+            allowed_instance_types=instance_types_allowed(env, "ENDPOINT_INSTANCE_TYPES_ALLOWED"),
+            instance_count_ceiling=_int(env, "ENDPOINT_INSTANCE_COUNT_CEILING", 1, 1000),
         ),
         lease_seconds=_int(env, "LEASE_SECONDS", 30, 3600),
         report_bucket=env.get("REPORT_BUCKET", "").strip(),
@@ -199,6 +234,7 @@ class TrainingSettings:
     sagemaker_role_arn: str
     defaults: Recipe
     max_retries: int
+    ceilings: TrainingCeilings
 
 
 _IMAGE = re.compile(
@@ -215,8 +251,62 @@ def _image(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def instance_types_allowed(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of instance types or families (`ml.m5.*,ml.c5.xlarge`)."""
+    entries = tuple(e.strip() for e in _required(env, name).split(",") if e.strip())
+    bad = [e for e in entries if not INSTANCE_TYPE_PATTERN.match(e)]
+    if not entries or bad:
+        raise ConfigurationError(
+            f"{name} must be a comma-separated list of instance types or families like ml.m5.*,ml.c5.xlarge, "
+            f"got {bad or env.get(name)!r}"
+        )
+    return entries
+
+
+def check_instance_type_allowed(name: str, value: str, allowed: tuple[str, ...], ceiling: str) -> None:
+    """The stack's own default must respect its own ceiling."""
+    if not instance_type_allowed(value, allowed):
+        raise ConfigurationError(f"{name} {value} is not allowed by {ceiling} ({','.join(allowed)})")
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    value = _required(env, name).lower()
+    if value not in ("true", "false"):
+        raise ConfigurationError(f"{name} must be true or false, got {value!r}")
+    return value == "true"
+
+
+def _training_ceilings(env: Mapping[str, str]) -> TrainingCeilings:
+    repositories = tuple(e.strip() for e in _required(env, "IMAGE_REPOSITORIES_ALLOWED").split(",") if e.strip())
+    bad = [e for e in repositories if not REPOSITORY_PATTERN.match(e)]
+    if not repositories or bad:
+        raise ConfigurationError(
+            "IMAGE_REPOSITORIES_ALLOWED must be a comma-separated list of ECR repositories like "
+            f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/team-a-* (a trailing * is a prefix), got {bad!r}"
+        )
+    return TrainingCeilings(
+        instance_types=instance_types_allowed(env, "TRAINING_INSTANCE_TYPES_ALLOWED"),
+        max_instance_count=_int(env, "TRAINING_INSTANCE_COUNT_CEILING", 1, 100),
+        max_runtime_seconds=_int(env, "TRAINING_RUNTIME_CEILING_SECONDS", 60, 28 * 86_400),
+        max_volume_gb=_int(env, "TRAINING_VOLUME_CEILING_GB", 1, 16_384),
+        image_repositories=repositories,
+        network_access_allowed=_bool(env, "TRAINING_NETWORK_ACCESS_ALLOWED"),
+    )
+
+
 def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
-    """Settings of the training function: the stack-wide recipe each group may override."""
+    """Settings of the training function: the stack-wide recipe each group may override, within the
+    operator's ceilings (which the stack's own defaults must respect too)."""
+    settings = _load_training_settings(env)
+    try:
+        check_sagemaker_limits(settings.defaults)
+        check_training_ceilings(settings.defaults, settings.ceilings)
+    except InvalidRecipe as exc:
+        raise ConfigurationError(f"the stack's default training recipe is outside its own limits: {exc}") from None
+    return settings
+
+
+def _load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
     spot = _required(env, "TRAINING_SPOT").lower()
     if spot not in ("true", "false"):
         raise ConfigurationError(f"TRAINING_SPOT must be true or false, got {spot!r}")
@@ -238,4 +328,5 @@ def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
             max_wait_seconds=max(max_runtime, _int(env, "TRAINING_MAX_WAIT_SECONDS", 60, 28 * 86_400)),
         ),
         max_retries=_int(env, "TRAINING_MAX_RETRIES", 0, 9),
+        ceilings=_training_ceilings(env),
     )

@@ -84,6 +84,30 @@ class VariantAutoscaling:
             if error_code(exc) != "ObjectNotFoundException":
                 raise _translate(exc, f"deregistering {rid}") from exc
 
+    def own_settings(self, endpoint: str, variant: str, policy: Autoscaling) -> str:
+        """What of the variant's scaling a person set themselves (min/max other than the stack's, scaling
+        policies other than the stack's), in words; "" when there is nothing (or no scalable target)."""
+        rid = resource_id(endpoint, variant)
+        try:
+            targets = self._aas.describe_scalable_targets(
+                ServiceNamespace=NAMESPACE, ResourceIds=[rid], ScalableDimension=DIMENSION
+            )["ScalableTargets"]
+            if not targets:
+                return ""
+            policies = self._aas.describe_scaling_policies(
+                ServiceNamespace=NAMESPACE, ResourceId=rid, ScalableDimension=DIMENSION
+            )["ScalingPolicies"]
+        except ClientError as exc:
+            raise _translate(exc, f"reading the scaling settings of {rid}") from exc
+        found = []
+        low, high = int(targets[0]["MinCapacity"]), int(targets[0]["MaxCapacity"])
+        if (low, high) != (policy.min_capacity, policy.max_capacity):
+            found.append(f"min/max capacity {low}/{high} (the stack's: {policy.min_capacity}/{policy.max_capacity})")
+        own = sorted(str(p["PolicyName"]) for p in policies if p["PolicyName"] != policy_name(endpoint, variant))
+        if own:
+            found.append(f"scaling policies {', '.join(own)}")
+        return "; ".join(found)
+
     def registered(self, endpoint: str) -> dict[str, dict[str, Any]]:
         """Scalable targets of an endpoint's variants, by variant name (for checks and the CLI)."""
         prefix = f"endpoint/{endpoint}/variant/"

@@ -69,6 +69,19 @@ class Endpoints:
             failure_reason=str(found.get("FailureReason", "")),
         )
 
+    def statuses(self, prefix: str) -> dict[str, str]:
+        """EndpointStatus of every endpoint whose name starts with `prefix` (one ListEndpoints walk)."""
+        found: dict[str, str] = {}
+        try:
+            for page in self._sm.get_paginator("list_endpoints").paginate(NameContains=prefix):
+                for summary in page.get("Endpoints", ()):
+                    name = str(summary["EndpointName"])
+                    if name.startswith(prefix):
+                        found[name] = str(summary["EndpointStatus"])
+        except ClientError as exc:
+            raise translate(exc, f"ListEndpoints {prefix}") from exc
+        return found
+
     def ensure_model(self, name: str, package_arn: str) -> bool:
         return self._models.ensure_model(name, package_arn, self._role)
 

@@ -79,6 +79,7 @@ def to_json(state: RolloutState) -> str:
             "starved": state.starved,
             "inconclusive": state.inconclusive,
             "serving_since": state.serving_since,
+            "repair": state.repair,
             "configs": list(state.configs),
             "models": list(state.models),
             "announcements": [list(a) for a in state.announcements],
@@ -110,6 +111,7 @@ def from_json(raw: str) -> RolloutState:
         starved=bool(doc.get("starved", False)),
         inconclusive=bool(doc.get("inconclusive", False)),
         serving_since=float(doc.get("serving_since", 0.0)),
+        repair=str(doc.get("repair", "")),
         configs=tuple(doc.get("configs", ())),
         models=tuple(doc.get("models", ())),
         announcements=tuple((str(subject), str(detail)) for subject, detail in doc.get("announcements", ())),
@@ -290,6 +292,28 @@ class RolloutStore:
                 raise LeaseLost(f"lost the lease of {lease.endpoint} while working") from exc
             raise TransientError(f"releasing the lease of {lease.endpoint}: {exc}") from exc
         return False
+
+    def forget(self, lease: Lease, now: float) -> None:
+        """Forget the endpoint (it was retired or is gone with its group) and let go of the lease, in one
+        conditional write: its owner group is released, another group may now claim the name."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(lease.endpoint),
+                UpdateExpression="SET checkedAt = :now, releasedBy = :owner "
+                "REMOVE #state, kind, phase, grp, leaseOwner, leaseExpires, rerun",
+                ConditionExpression="leaseOwner = :owner",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":owner": {"S": lease.owner}, ":now": {"N": str(int(now))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                old = exc.response.get("Item") or {}
+                if old.get("releasedBy", {}).get("S") == lease.owner and "leaseOwner" not in old and "state" not in old:
+                    return  # our own write went through and its response was lost (botocore's retry refused)
+                raise LeaseLost(f"lost the lease of {lease.endpoint} before forgetting it") from exc
+            raise TransientError(f"forgetting {lease.endpoint}: {exc}") from exc
 
     def read(self, endpoint: str) -> RolloutState | None:
         """The recorded state, read consistently (for reruns and for the operator command)."""

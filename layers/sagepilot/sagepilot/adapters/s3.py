@@ -172,3 +172,19 @@ class DataBucket:
         except ClientError as exc:
             raise TransientError(f"GetObject s3://{self.name}/{key} failed: {exc}") from exc
         return json.loads(body)
+
+    def list_children(self, folder: str, limit: int) -> list[str]:
+        """Keys directly in `folder` (not in its sub-folders), at most `limit` + 1 of them (so that "more than
+        `limit`" can be told)."""
+        keys: list[str] = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.name, Prefix=folder, Delimiter="/", PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                keys += [str(o["Key"]) for o in page.get("Contents", [])]
+                if len(keys) > limit:
+                    return keys[: limit + 1]
+        except ClientError as exc:
+            raise TransientError(f"ListObjectsV2 s3://{self.name}/{folder} failed: {exc}") from exc
+        return keys

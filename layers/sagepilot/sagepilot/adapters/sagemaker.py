@@ -37,6 +37,9 @@ class SageMaker:
                 ModelName=name,
                 PrimaryContainer={"ModelPackageName": package_arn},
                 ExecutionRoleArn=role_arn,
+                # The model's container gets no network: whatever image a version names, it cannot send data
+                # out or fetch code at run time (SageMaker still loads its artifact).
+                EnableNetworkIsolation=True,
                 Tags=[{"Key": "sagepilot:model-package-arn", "Value": package_arn[-256:]}],
             )
         except ClientError as exc:

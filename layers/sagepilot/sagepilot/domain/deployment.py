@@ -4,7 +4,8 @@ The Model Registry is the user's whole interface, so per-group settings live on 
 group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sagepilot:bake-seconds,Value=300`):
 
     sagepilot:deploy                 "false" keeps the group out of real-time deployment
-    sagepilot:endpoint-name          endpoint to deploy to (must start with the stack's name prefix)
+    sagepilot:endpoint-name          endpoint to deploy to (must start with the stack's name prefix; an
+                                     endpoint belongs to one group: see domain.ownership)
     sagepilot:strategy               ab (default) | canary | linear | all-at-once
     sagepilot:canary-steps           candidate's share per step, e.g. "10,50,100"
     sagepilot:bake-seconds           time at each step before the next
@@ -29,7 +30,7 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:fallback-instance-type tried when SageMaker answers ResourceLimitExceeded
 
 A bad value is an error that names the tag and what it should be; the group is not deployed until it
-is fixed (nothing is guessed).
+is fixed (nothing is guessed, nothing moved into range, no empty step skipped).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from sagepilot.domain.canary_gate import CustomMetric, GateSettings, Inconclusive
 from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
@@ -81,6 +83,33 @@ class Deployment:
     autoscaling: Autoscaling
     alarms: AlarmThresholds
     fallback_instance_type: str | None = None  # tried when SageMaker answers ResourceLimitExceeded
+    # The operator's ceilings (stack parameters), which no tag can exceed: instance types or families
+    # (`ml.m5.*`; empty: any) and most instances of a variant (initial count and autoscaling maximum).
+    allowed_instance_types: tuple[str, ...] = ()
+    instance_count_ceiling: int = 1000
+
+
+def check_ceilings(deployment: Deployment) -> None:
+    """InvalidGroupSettings naming the stack parameter a resolved deployment exceeds."""
+    allowed = deployment.allowed_instance_types
+    for what, value in (
+        ("instance-type", deployment.instance_type),
+        ("fallback-instance-type", deployment.fallback_instance_type),
+    ):
+        if value and allowed and not any(fnmatchcase(value, pattern) for pattern in allowed):
+            raise InvalidGroupSettings(
+                f"{TAG_PREFIX}{what} {value} is not allowed by the stack's EndpointInstanceTypesAllowed "
+                f"({','.join(allowed)})"
+            )
+    for what, count in (
+        ("instance-count", deployment.instance_count),
+        ("autoscaling-max", deployment.autoscaling.max_capacity),
+    ):
+        if count > deployment.instance_count_ceiling:
+            raise InvalidGroupSettings(
+                f"{TAG_PREFIX}{what} {count} is above the stack's EndpointInstanceCountCeiling "
+                f"({deployment.instance_count_ceiling})"
+            )
 
 
 def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -158,7 +187,11 @@ def _gate(tags: Mapping[str, str], defaults: GateSettings) -> GateSettings:
 
 def parse_steps(raw: str, where: str) -> tuple[int, ...]:
     try:
-        steps = tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+        parts = raw.replace(" ", "").split(",")
+        if "" in parts:
+            # An empty step ("10,,100", a trailing comma) is a typo, not a step to skip: refused, not guessed.
+            raise ValueError("a step is empty")
+        steps = tuple(int(part) for part in parts)
         return RolloutPolicy(Strategy.AB, steps, 0).steps
     except ValueError as exc:
         raise InvalidGroupSettings(
@@ -171,11 +204,16 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
     enabled_raw = tags.get(TAG_PREFIX + "deploy", "true").strip().lower()
     if enabled_raw not in ("true", "false"):
         raise InvalidGroupSettings(f"tag {TAG_PREFIX}deploy must be true or false, got {enabled_raw!r}")
-    endpoint = tags.get(TAG_PREFIX + "endpoint-name", "").strip() or endpoint_name(prefix, group)
+    named = tags.get(TAG_PREFIX + "endpoint-name", "").strip()
+    endpoint = named or endpoint_name(prefix, group)
     if not _NAME.match(endpoint) or len(endpoint) > MAX_NAME_LENGTH:
         raise InvalidGroupSettings(
             f"tag {TAG_PREFIX}endpoint-name must be 1-63 letters, digits or hyphens, got {endpoint!r}"
         )
+    if named and named != named.lower():
+        # SageMaker endpoint names are case-insensitive (one endpoint for "x-Churn" and "x-churn") and their
+        # ARNs lowercase: a name in another case would be the same endpoint under another owner record.
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}endpoint-name must be lowercase, got {named!r}")
     if not endpoint.startswith(prefix + "-"):
         raise InvalidGroupSettings(
             f"tag {TAG_PREFIX}endpoint-name must start with the stack's name prefix {prefix + '-'!r} (the "
@@ -207,13 +245,20 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
             f"autoscaling minimum {autoscaling.min_capacity} is above the maximum {autoscaling.max_capacity}"
         )
     count = _int(tags, "instance-count", defaults.instance_count, 1, 1000)
+    if TAG_PREFIX + "instance-count" in tags and not autoscaling.min_capacity <= count <= autoscaling.max_capacity:
+        # Taken as written or refused: a count outside the autoscaling range is not moved into it.
+        raise InvalidGroupSettings(
+            f"tag {TAG_PREFIX}instance-count must be between {autoscaling.min_capacity} and "
+            f"{autoscaling.max_capacity} (the autoscaling minimum and maximum: tags {TAG_PREFIX}autoscaling-min/-max "
+            f"or the stack's parameters), got {count}"
+        )
     fallback = tags.get(TAG_PREFIX + "fallback-instance-type", defaults.fallback_instance_type or "").strip()
     if fallback and not _INSTANCE_TYPE.match(fallback):
         raise InvalidGroupSettings(
             f"tag {TAG_PREFIX}fallback-instance-type must be a SageMaker instance type like ml.c5.large, "
             f"got {fallback!r}"
         )
-    return dataclasses.replace(
+    resolved = dataclasses.replace(
         defaults,
         enabled=enabled_raw == "true",
         endpoint=endpoint,
@@ -240,3 +285,5 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
         ),
         fallback_instance_type=fallback or None,
     )
+    check_ceilings(resolved)
+    return resolved

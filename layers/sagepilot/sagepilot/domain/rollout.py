@@ -17,6 +17,7 @@ Phases (per endpoint):
     ROLLING_BACK  traffic back on `stable` at once, then `candidate` removed
     NATIVE        SageMaker's own blue/green update (CANARY / LINEAR / ALL_AT_ONCE) to `candidate`
     FAILED        the endpoint failed to create; waits for another version or a person
+    (STABLE with `repair` set: the stable variant is being put back after a change made by hand)
 
 Policy for order and concurrency (documented in the README):
 - The target is always the newest Approved version of the group. Approving an older version than the
@@ -35,6 +36,13 @@ Policy for order and concurrency (documented in the README):
 - Rejecting the live version after a finished rollout reverts to the newest remaining Approved version
   at once (no canary: it was live before).
 - Nothing is sent to an endpoint that is not InService; the decision waits for its next state change.
+- An update SageMaker could not apply (the candidate's container did not start: the endpoint is back
+  InService on the old variants with a FailureReason newer than the update) is a verdict, not something
+  to retry: the candidate is marked Rejected with SageMaker's reason and FAILED is announced once. A
+  first deployment whose endpoint ends Failed is treated the same way.
+- An endpoint that disappears is reported (ENDPOINT MISSING) and created again; a change made by hand
+  to a stable endpoint is undone, and once done the repaired variant gets back its autoscaling and
+  alarms and the repair is announced (REPAIRED, with what had changed).
 """
 
 from __future__ import annotations
@@ -180,6 +188,9 @@ class RolloutState:
     inconclusive: bool = False  # INCONCLUSIVE (the gate's verdict at the longest bake) was announced for it
     # When the live (stable) variant began serving alone (0: unknown, a record from before this field).
     serving_since: float = 0.0
+    # STABLE: what a person changed that is being undone (set when the repair is sent; the repair is
+    # finished, announced and forgotten once the endpoint serves the stable variant alone again).
+    repair: str = ""
     # Endpoint configs and models this stack created (or is about to create: recorded before the calls,
     # so that a move interrupted half-way leaves nothing CleanUp does not know of) for the endpoint.
     configs: tuple[str, ...] = ()
@@ -352,22 +363,55 @@ def decide(
         return _failed(state, view, target, now)
     if view is None:
         if target is None:
-            return _wait(state, "endpoint does not exist and no version is approved")
+            if state.phase in (Phase.STABLE, Phase.CREATING):
+                return _wait(state, "endpoint does not exist and no version is approved")
+            # Gone in the middle of a move, with nothing left to recreate it with: the move is over (said
+            # once); an approval later recreates the endpoint as for any missing one.
+            what = (
+                f"endpoint {state.endpoint} is gone (deleted outside sagepilot while {state.phase.value}) "
+                "and no version is approved to create it again"
+            )
+            state = state.evolve(
+                now, what, phase=Phase.STABLE, candidate=None, step=0, command=None, reason="", repair=""
+            )
+            return Decision(state, (Notify(f"ENDPOINT MISSING: {state.endpoint}", _facts(state, what)),))
         if state.phase is not Phase.CREATING:
+            what = (
+                f"endpoint {state.endpoint} is gone (deleted outside sagepilot while {state.phase.value}"
+                + (f" with v{state.stable.version}" if state.stable else "")
+                + f"); creating it again with v{target.version}"
+            )
             state = state.evolve(
                 now,
-                f"endpoint {state.endpoint} is gone; creating it again with v{target.version}",
+                what,
                 phase=Phase.CREATING,
                 stable=target,
                 candidate=None,
                 step=0,
                 command=None,
                 reason="",
+                repair="",
             )
+            missing = Notify(
+                f"ENDPOINT MISSING: {state.endpoint}", {**_facts(state, what), "recreating": target.version}
+            )
+            return Decision(state, (CreateEndpoint(target), missing))
         return Decision(state, (CreateEndpoint(state.stable or target),))
     if view.status == "Failed":
         what = f"endpoint {state.endpoint} is Failed: {view.failure_reason or 'no reason given'}"
         failed = state.evolve(now, what, phase=Phase.FAILED, reason=view.failure_reason)
+        if state.phase is Phase.CREATING and state.stable is not None:
+            # SageMaker could not start the version being deployed: a verdict on it, as for an update.
+            version = state.stable.version
+            reason = f"SageMaker could not deploy v{version}: {view.failure_reason or 'no reason given'}"
+            return Decision(
+                failed,
+                (
+                    RejectInRegistry(state.stable, f"Failed to deploy (sagepilot): {reason}"),
+                    Notify(f"FAILED: {state.endpoint} v{version}", {**_facts(failed, what), "failed": version}),
+                ),
+                commit_first=False,
+            )
         return Decision(failed, (Notify(f"FAILED: {state.endpoint}", _facts(failed, what)),), commit_first=False)
     if view.status in BUSY_STATUSES:
         return _wait(state, f"endpoint is {view.status}; waiting for InService")
@@ -410,6 +454,7 @@ def _disabled(state: RolloutState | None, view: EndpointView | None, now: float)
         reject_candidate=False,
         command=None,
         paused=False,
+        endpoint_modified_at=view.last_modified,
     )
     both = frozenset({stable.variant, candidate.variant})
     first: Action = (
@@ -443,6 +488,48 @@ def _withheld(
     if state.history and state.history[-1].what == what:
         return _wait(state, what)
     return _wait(state.evolve(now, what), what)
+
+
+def _update_failed(state: RolloutState, view: EndpointView) -> bool:
+    """SageMaker rejected the update sent since `endpoint_modified_at`: the endpoint changed after it was
+    sent and carries a FailureReason (SageMaker clears it when an update starts)."""
+    return (
+        bool(view.failure_reason) and state.endpoint_modified_at > 0 and view.last_modified > state.endpoint_modified_at
+    )
+
+
+def _start_failed(state: RolloutState, view: EndpointView, now: float) -> Decision:
+    """SageMaker could not start the candidate and kept the old fleet: a verdict on it, not a retry."""
+    candidate = state.candidate
+    assert candidate
+    reason = f"SageMaker could not deploy v{candidate.version}: {view.failure_reason}"
+    failed = state.evolve(
+        now,
+        reason,
+        phase=Phase.STABLE,
+        candidate=None,
+        step=0,
+        reason="",
+        reject_candidate=False,
+        command=None,
+        paused=False,
+    )
+    return Decision(
+        failed,
+        (
+            DeleteVariantAlarms(candidate.variant),
+            RejectInRegistry(candidate, f"Failed to deploy (sagepilot): {reason}"),
+            CleanUp(),
+            Notify(
+                f"FAILED: {state.endpoint} v{candidate.version}",
+                {**_facts(failed, reason), "failed": candidate.version},
+            ),
+        ),
+        commit_first=False,
+    )
+
+
+_REPAIR_FAILED = "repair failed: "
 
 
 def _facts(state: RolloutState, what: str) -> dict[str, object]:
@@ -535,7 +622,50 @@ def _stable(
     if view.names != {stable.variant}:
         # Drift (a change made by hand, or a crash between two moves): back to the recorded shape.
         extra = tuple(sorted(view.names - {stable.variant}))
-        return Decision(state, (ApplyVariants(((stable, 1.0),), extra),), note="repairing drift")
+        if state.repair and _update_failed(state, view):
+            # SageMaker could not start the stable variant again: said once, not sent again until the
+            # endpoint changes (a person's next update clears the FailureReason).
+            what = (
+                f"{_REPAIR_FAILED}SageMaker could not put v{stable.version} back on {state.endpoint} "
+                f"({state.repair}): {view.failure_reason}. The endpoint is left as it is; fix it by hand."
+            )
+            failed = state.evolve(now, what, repair="", reason=what, endpoint_modified_at=view.last_modified)
+            return Decision(
+                failed,
+                (Notify(f"FAILED: {state.endpoint} repair", _facts(failed, what)),),
+                commit_first=False,
+            )
+        if (
+            state.reason.startswith(_REPAIR_FAILED)
+            and view.failure_reason
+            and view.last_modified <= state.endpoint_modified_at
+        ):
+            return _wait(state, "the repair failed (see the notification); waiting for the endpoint to change")
+        what = state.repair or (
+            f"endpoint {state.endpoint} served {', '.join(sorted(view.names)) or 'no variant'} "
+            f"(config {view.config_name}) instead of {stable.variant} (v{stable.version}) alone"
+        )
+        repairing = state.evolve(
+            now,
+            "" if state.repair else f"drift: {what}; putting it back",
+            repair=what,
+            reason="",
+            endpoint_modified_at=view.last_modified,
+        )
+        return Decision(repairing, (ApplyVariants(((stable, 1.0),), extra),), note="repairing drift")
+    if state.repair:
+        what = f"repaired: {state.repair}; v{stable.version} serves alone again, with its autoscaling and alarms"
+        repaired = state.evolve(now, what, repair="")
+        return Decision(
+            repaired,
+            (
+                RegisterAutoscaling(stable.variant),
+                CreateVariantAlarms(stable.variant, low_traffic=True),
+                CleanUp(),
+                Notify(f"REPAIRED: {state.endpoint}", {**_facts(repaired, what), "changed": state.repair}),
+            ),
+            commit_first=False,
+        )
     if target is None:
         if state.orphan_notified:
             return _wait(state, "no approved version; serving the last one")
@@ -561,6 +691,7 @@ def _stable(
             step=0,
             orphan_notified=False,
             started_at=now,
+            endpoint_modified_at=view.last_modified,
         )
         return Decision(
             reverting,
@@ -601,6 +732,7 @@ def _stable(
         orphan_notified=False,
         starved=False,
         inconclusive=False,
+        endpoint_modified_at=view.last_modified,
     )
     shares = canary_shares(canary, policy)
     return Decision(
@@ -644,6 +776,8 @@ def _canary(
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
     both = frozenset({stable.variant, candidate.variant})
+    if candidate.variant not in view.names and _update_failed(state, view):
+        return _start_failed(state, view, now)
     cause = _rollback_reason(state, target, firing)
     if cause is None and assessment is not None and state.command is not Command.PROMOTE:
         cause = _gate_rollback(state, policy, assessment, invocations, now)
@@ -658,6 +792,7 @@ def _canary(
             reject_candidate=reject,
             command=None,
             paused=False,
+            endpoint_modified_at=view.last_modified,
         )
         first: Action = (
             SetWeights(((stable.variant, 1.0), (candidate.variant, 0.0)))
@@ -685,7 +820,7 @@ def _canary(
         # The candidate is not (or no longer) beside the stable variant: (re)apply the recorded shape.
         extra = tuple(sorted(view.names - both))
         return Decision(
-            state,
+            state.evolve(now, endpoint_modified_at=view.last_modified),
             (
                 CreateVariantAlarms(candidate.variant),
                 ApplyVariants(((stable, shares[stable.variant]), (candidate, shares[candidate.variant])), extra),
@@ -841,9 +976,15 @@ def _promoting(
 ) -> Decision:
     candidate = state.candidate
     assert candidate
+    if candidate.variant not in view.names and _update_failed(state, view):
+        return _start_failed(state, view, now)  # e.g. a revert to an older version that SageMaker could not start
     if view.names != {candidate.variant}:
         deregister = tuple(sorted(view.names - {candidate.variant}))
-        return Decision(state, (ApplyVariants(((candidate, 1.0),), deregister),), note="removing the old variant")
+        return Decision(
+            state.evolve(now, endpoint_modified_at=view.last_modified),
+            (ApplyVariants(((candidate, 1.0),), deregister),),
+            note="removing the old variant",
+        )
     previous = state.stable
     what = f"v{candidate.version} serves all traffic" + (f" (was v{previous.version})" if previous else "")
     done = state.evolve(
@@ -891,11 +1032,47 @@ def _rolling_back(
             actions.append(_withdraw(stable, candidate))
         actions += [CleanUp(), Notify(f"ROLLED BACK: {state.endpoint} v{candidate.version}", _facts(done, what))]
         return Decision(done, tuple(actions), commit_first=False)
+    if stable.variant not in view.names and _update_failed(state, view):
+        # Putting the stable variant back (someone had removed it) is what SageMaker could not start: said
+        # once, not sent again; the endpoint is left to a person as a failed repair is.
+        what = (
+            f"{_REPAIR_FAILED}SageMaker could not put v{stable.version} back on {state.endpoint} while rolling "
+            f"back v{candidate.version} ({state.reason}): {view.failure_reason}. The endpoint is left as it is; "
+            "fix it by hand."
+        )
+        done = state.evolve(
+            now,
+            what,
+            phase=Phase.STABLE,
+            candidate=None,
+            step=0,
+            reason=what,
+            reject_candidate=False,
+            endpoint_modified_at=view.last_modified,
+        )
+        rejected: tuple[Action, ...] = (
+            (RejectInRegistry(candidate, f"Rolled back by sagepilot: {state.reason}"),)
+            if state.reject_candidate
+            else ()
+        )
+        return Decision(
+            done,
+            (
+                DeleteVariantAlarms(candidate.variant),
+                *rejected,
+                Notify(f"FAILED: {state.endpoint} repair", _facts(done, what)),
+            ),
+            commit_first=False,
+        )
     if stable.variant in view.names and view.shares().get(candidate.variant, 0.0) > _WEIGHT_TOLERANCE:
         weights = tuple((name, 1.0 if name == stable.variant else 0.0) for name in sorted(view.names))
         return Decision(state, (SetWeights(weights),), note="all traffic to the stable variant")
     extra = tuple(sorted(view.names - {stable.variant}))
-    return Decision(state, (ApplyVariants(((stable, 1.0),), extra),), note="removing the candidate")
+    return Decision(
+        state.evolve(now, endpoint_modified_at=view.last_modified),
+        (ApplyVariants(((stable, 1.0),), extra),),
+        note="removing the candidate",
+    )
 
 
 def _native(

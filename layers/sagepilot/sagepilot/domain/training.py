@@ -6,9 +6,13 @@ Layout in the data bucket:
                                                   starts one training job for that data version
     training/<group>/<sub-path>/validation.<ext>  optional validation set beside it (upload it first);
                                                   it never starts a job by itself
+    training/<group>/<folder>/part-*.csv ... + _SUCCESS   a training set of several files: the parts wait, and
+                                                  the marker (`_SUCCESS` or `_COMPLETE`, uploaded last) starts
+                                                  one job on every data file directly in the folder
     config/<group>/training.json                  the group's recipe (optional; the stack's defaults otherwise)
     models/<group>/<job-name>/                    what the job writes (model.tar.gz) and its metrics.json
     jobs/training/<job-name>/{train,validation}.manifest   exactly the files the job reads
+    jobs/training/<job-name>/recipe-<digest>.json          the recipe the job was started with (frozen)
     rejected/training/<group>/<sub-path>/<file>.json       why a training set did not become a model
 
 The recipe (`config/<group>/training.json`, every field optional):
@@ -16,20 +20,27 @@ The recipe (`config/<group>/training.json`, every field optional):
     {"image": "...", "inferenceImage": "...", "entryPoint": "train.py", "instanceType": "ml.m5.xlarge",
      "instanceCount": 1, "volumeSizeGB": 30, "maxRuntimeSeconds": 3600, "hyperparameters": {"max_depth": "5"},
      "metricDefinitions": [{"Name": "validation:accuracy", "Regex": "accuracy=([0-9.]+)"}],
-     "spot": true, "maxWaitSeconds": 7200,
+     "spot": true, "maxWaitSeconds": 7200, "networkIsolation": true,
      "autoApprove": [{"metric": "validation:accuracy", "min": 0.85}, {"metric": "validation:logloss", "max": 0.4}]}
 
 `autoApprove` registers the version as Approved when every threshold passes on the job's final metrics
 (and it then rolls out like any approval); otherwise, and by default, it waits as PendingManualApproval
 with the reason in its approval description.
+
+What a recipe may ask for is bounded twice: by what SageMaker's CreateTrainingJob accepts (checked here,
+so that a refusal becomes a report, not an error) and by the operator's ceilings (`TrainingCeilings`, from
+the stack's parameters: allowed instance types, most instances, runtime, volume, image repositories and
+whether a group may turn network isolation off).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from typing import Any
 
 from sagepilot.domain.layout import SAGEMAKER_NAME, InputFormat, Rejection, input_format_of
@@ -43,10 +54,62 @@ VALIDATION_STEM = "validation"
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 MAX_JOB_NAME = 63
 _RETRY_ROOM = 3
+# Objects that close a multi-file training set (Spark/Hadoop write _SUCCESS; _COMPLETE for everything else).
+DATASET_MARKERS = ("_SUCCESS", "_COMPLETE")
+MAX_DATASET_FILES = 10_000
+# A file named like one part of a larger set: Spark/Hadoop `part-00000...`, `part_1`, `train-00001-of-00005`.
+_PART_NAME = re.compile(r"^(part[-_.]?[0-9]+|.*[-_.][0-9]+-of-[0-9]+)", re.IGNORECASE)
+# CreateTrainingJob's own limits (API reference): what SageMaker would refuse with a ValidationException.
+MAX_HYPERPARAMETERS = 100
+MAX_HYPERPARAMETER_KEY = 256
+MAX_HYPERPARAMETER_VALUE = 2500
+MAX_METRIC_DEFINITIONS = 40
+MAX_METRIC_NAME = 255
+MAX_METRIC_REGEX = 500
+MAX_IMAGE_URI = 255
+MAX_RUNTIME_LIMIT = 28 * 86_400
+MAX_VOLUME_LIMIT = 16_384
+MAX_INSTANCE_COUNT_LIMIT = 100
+# An ECR image URI: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>(:<tag>|@sha256:<digest>)
+IMAGE_URI = re.compile(
+    r"^(?P<repository>[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+)"
+    r"(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})$"
+)
+# An allow-list entry: a repository, or a repository prefix ending in `*` (`<registry>/*` is the whole registry).
+REPOSITORY_PATTERN = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/([a-z0-9._/-]*\*?)$")
+INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.([a-z0-9]+|\*)$")
 
 
 class InvalidRecipe(ValueError):
     """The group's training recipe cannot be used as written."""
+
+
+def instance_type_allowed(instance_type: str, allowed: Iterable[str]) -> bool:
+    """`ml.m5.xlarge` against entries like `ml.m5.*` (a family) or `ml.c5.2xlarge` (one type)."""
+    return any(fnmatchcase(instance_type, pattern) for pattern in allowed)
+
+
+def image_allowed(image: str, allowed: Iterable[str]) -> bool:
+    """An ECR image URI whose repository is one of `allowed` (entries may end in `*`: a prefix)."""
+    match = IMAGE_URI.match(image)
+    return match is not None and any(fnmatchcase(match.group("repository"), pattern) for pattern in allowed)
+
+
+@dataclass(frozen=True)
+class TrainingCeilings:
+    """What the operator lets recipes ask for (stack parameters; each error names its parameter)."""
+
+    instance_types: tuple[str, ...]  # TrainingInstanceTypesAllowed
+    max_instance_count: int  # TrainingInstanceCountCeiling
+    max_runtime_seconds: int  # TrainingRuntimeCeilingSeconds (spot's maxWaitSeconds too)
+    max_volume_gb: int  # TrainingVolumeCeilingGB
+    image_repositories: tuple[str, ...]  # ImageRepositoriesAllowed
+    network_access_allowed: bool = False  # TrainingNetworkAccessAllowed: may a recipe turn isolation off?
+
+
+NO_CEILINGS = TrainingCeilings(
+    ("ml.*",), MAX_INSTANCE_COUNT_LIMIT, MAX_RUNTIME_LIMIT, MAX_VOLUME_LIMIT, ("*",), network_access_allowed=True
+)
 
 
 @dataclass(frozen=True)
@@ -69,14 +132,107 @@ class TrainingKey:
         return f"{REJECTED_TRAINING_PREFIX}{self.group}/{self.relative_path}.json"
 
 
+@dataclass(frozen=True)
+class DatasetMarker:
+    """`training/<group>/<folder>/_SUCCESS`: the folder's data files are one training set, complete."""
+
+    key: str
+    group: str
+    relative_path: str
+
+    @property
+    def folder(self) -> str:
+        return self.key.rsplit("/", 1)[0] + "/"
+
+    @property
+    def rejected_key(self) -> str:
+        return f"{REJECTED_TRAINING_PREFIX}{self.group}/{self.relative_path}.json"
+
+    def validation_keys(self) -> tuple[str, ...]:
+        return tuple(f"{self.folder}{VALIDATION_STEM}{ext}" for ext in (".csv", ".csv.gz", ".jsonl", ".jsonl.gz"))
+
+    def training_key(self, input_format: InputFormat) -> TrainingKey:
+        """The marker as the job's training key (its lineage and report), read in the files' format."""
+        return TrainingKey(self.key, self.group, self.relative_path, input_format)
+
+
+def is_dataset_marker(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].upper() in DATASET_MARKERS
+
+
+def is_part_name(key: str) -> bool:
+    """Named like one part of a larger training set (`part-00000.csv`, `train-00001-of-00005.csv`)."""
+    return _PART_NAME.match(key.rsplit("/", 1)[-1]) is not None
+
+
+def dataset_files(folder: str, keys: Iterable[str]) -> tuple[str, ...]:
+    """The training files of a folder's listing: its direct children of a supported format, not validation sets."""
+    return tuple(
+        sorted(
+            k
+            for k in keys
+            if k.startswith(folder)
+            and "/" not in k[len(folder) :]
+            and input_format_of(k.rsplit("/", 1)[-1]) is not None
+            and not is_validation_file(k)
+        )
+    )
+
+
+def dataset_format(marker: DatasetMarker, files: tuple[str, ...]) -> InputFormat | Rejection:
+    """The one format every file of the set shares (a channel has one content type and compression)."""
+    if not files:
+        return Rejection(
+            "EMPTY_DATASET",
+            f"The folder {marker.folder} has no training files (.csv, .jsonl, .csv.gz, .jsonl.gz) beside "
+            f"{marker.key.rsplit('/', 1)[-1]}.",
+            "Upload the training files into that folder first, then upload the marker again.",
+        )
+    if len(files) > MAX_DATASET_FILES:
+        return Rejection(
+            "TOO_MANY_FILES",
+            f"The folder {marker.folder} has {len(files)} training files; one job reads at most {MAX_DATASET_FILES}.",
+            "Merge files (fewer, larger parts), then upload the marker again.",
+        )
+    formats = {f: input_format_of(f.rsplit("/", 1)[-1]) for f in files}
+    kinds = sorted({fmt.extension for fmt in formats.values() if fmt is not None})
+    if len(kinds) > 1:
+        return Rejection(
+            "MIXED_DATASET_FORMATS",
+            f"The folder {marker.folder} mixes training files of formats {', '.join(kinds)}; a job reads one.",
+            "Keep one format (all .csv, or all .jsonl, compressed or not) in the folder, then upload the marker again.",
+        )
+    fmt = formats[files[0]]
+    assert fmt is not None
+    return fmt
+
+
+def waiting_for_marker(key: str, folder_keys: Iterable[str]) -> str | None:
+    """Why a training file must not start a job on its own (it is part of a set), or None.
+
+    `folder_keys`: what is directly in its folder now (a listing, which may already hold the file itself)."""
+    name = key.rsplit("/", 1)[-1]
+    if is_part_name(key):
+        return f"{name} is named like one part of a larger training set"
+    folder = key.rsplit("/", 1)[0] + "/"
+    listed = list(folder_keys)
+    if any(is_dataset_marker(k) for k in listed if k.startswith(folder) and "/" not in k[len(folder) :]):
+        return f"its folder {folder} holds a dataset marker: the folder is one training set"
+    others = [k for k in dataset_files(folder, listed) if k != key]
+    if others:
+        return f"its folder {folder} holds other training files ({others[0].rsplit('/', 1)[-1]}, ...)"
+    return None
+
+
 def is_validation_file(key: str) -> bool:
     name = key.rsplit("/", 1)[-1].lower()
     fmt = input_format_of(name)
     return fmt is not None and name[: -len(fmt.extension)] == VALIDATION_STEM
 
 
-def parse_training_key(key: str) -> TrainingKey | Rejection | None:
-    """`training/<group>/<sub-path>/<file>`; None for a validation file (it waits for its training file)."""
+def parse_training_key(key: str) -> TrainingKey | DatasetMarker | Rejection | None:
+    """`training/<group>/<sub-path>/<file>`; None for a validation file (it waits for its training file);
+    a DatasetMarker for `<folder>/_SUCCESS` or `<folder>/_COMPLETE`."""
     if not key.startswith(TRAINING_PREFIX):
         return Rejection(
             "KEY_OUTSIDE_LAYOUT",
@@ -97,6 +253,8 @@ def parse_training_key(key: str) -> TrainingKey | Rejection | None:
             f"{group!r} cannot be a SageMaker model package group name.",
             "Move the file under a folder named exactly like the model package group.",
         )
+    if is_dataset_marker(key):
+        return DatasetMarker(key, group, "/".join(parts[1:]))
     fmt = input_format_of(parts[-1])
     if fmt is None:
         return Rejection(
@@ -148,6 +306,105 @@ class Recipe:
     metric_definitions: tuple[Mapping[str, str], ...] = ()
     entry_point: str = ""
     auto_approve: tuple[Threshold, ...] = ()
+    network_isolation: bool = True
+
+
+def recipe_document(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as JSON, to be frozen beside its job (`recipe_from_document` reads it back)."""
+    return dataclasses.asdict(recipe)
+
+
+def recipe_from_document(doc: Mapping[str, Any]) -> Recipe:
+    values = dict(doc)
+    values["hyperparameters"] = dict(values.get("hyperparameters") or {})
+    values["metric_definitions"] = tuple(dict(d) for d in values.get("metric_definitions") or ())
+    values["auto_approve"] = tuple(Threshold(**t) for t in values.get("auto_approve") or ())
+    return Recipe(**values)
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    return digest([json.dumps(recipe_document(recipe), sort_keys=True)])
+
+
+def _hyperparameter_value(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise InvalidRecipe(f"hyperparameters.{name} must be a string, number or boolean, got {value!r}")
+
+
+def check_sagemaker_limits(recipe: Recipe) -> None:
+    """What CreateTrainingJob would refuse (ValidationException), said before it is called."""
+    hyper = dict(recipe.hyperparameters)
+    if recipe.entry_point:
+        hyper["sagemaker_program"] = recipe.entry_point
+    if len(hyper) > MAX_HYPERPARAMETERS:
+        raise InvalidRecipe(
+            f"SageMaker accepts at most {MAX_HYPERPARAMETERS} hyperparameters, the recipe has {len(hyper)}"
+            + (" (entryPoint counts as one: sagemaker_program)" if recipe.entry_point else "")
+        )
+    for name, value in hyper.items():
+        if not name or len(name) > MAX_HYPERPARAMETER_KEY:
+            raise InvalidRecipe(
+                f"hyperparameter names must be 1-{MAX_HYPERPARAMETER_KEY} characters, got one of {len(name)}"
+            )
+        if len(value) > MAX_HYPERPARAMETER_VALUE:
+            raise InvalidRecipe(
+                f"hyperparameters.{name[:40]} is {len(value)} characters long; SageMaker accepts at most "
+                f"{MAX_HYPERPARAMETER_VALUE}"
+            )
+    if len(recipe.metric_definitions) > MAX_METRIC_DEFINITIONS:
+        raise InvalidRecipe(f"SageMaker accepts at most {MAX_METRIC_DEFINITIONS} metricDefinitions")
+    for definition in recipe.metric_definitions:
+        if not 1 <= len(definition["Name"]) <= MAX_METRIC_NAME or not 1 <= len(definition["Regex"]) <= MAX_METRIC_REGEX:
+            raise InvalidRecipe(
+                f"a metricDefinitions entry needs a Name of 1-{MAX_METRIC_NAME} and a Regex of 1-{MAX_METRIC_REGEX} "
+                f"characters, got {definition['Name'][:40]!r}"
+            )
+    for field_name, image in (("image", recipe.image), ("inferenceImage", recipe.inference_image)):
+        if len(image) > MAX_IMAGE_URI or not IMAGE_URI.match(image):
+            raise InvalidRecipe(
+                f"{field_name} must be an ECR image URI like "
+                f"<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> (at most {MAX_IMAGE_URI} characters), "
+                f"got {image[:80]!r}"
+            )
+
+
+def check_ceilings(recipe: Recipe, ceilings: TrainingCeilings) -> None:
+    """The operator's ceilings; each error names the stack parameter that sets it."""
+    if not instance_type_allowed(recipe.instance_type, ceilings.instance_types):
+        raise InvalidRecipe(
+            f"instanceType {recipe.instance_type} is not allowed by the stack's TrainingInstanceTypesAllowed "
+            f"({','.join(ceilings.instance_types)})"
+        )
+    if recipe.instance_count > ceilings.max_instance_count:
+        raise InvalidRecipe(
+            f"instanceCount {recipe.instance_count} is above the stack's TrainingInstanceCountCeiling "
+            f"({ceilings.max_instance_count})"
+        )
+    if recipe.volume_gb > ceilings.max_volume_gb:
+        raise InvalidRecipe(
+            f"volumeSizeGB {recipe.volume_gb} is above the stack's TrainingVolumeCeilingGB ({ceilings.max_volume_gb})"
+        )
+    if recipe.max_runtime_seconds > ceilings.max_runtime_seconds:
+        raise InvalidRecipe(
+            f"maxRuntimeSeconds {recipe.max_runtime_seconds} is above the stack's TrainingRuntimeCeilingSeconds "
+            f"({ceilings.max_runtime_seconds})"
+        )
+    if recipe.spot and recipe.max_wait_seconds > ceilings.max_runtime_seconds:
+        raise InvalidRecipe(
+            f"maxWaitSeconds {recipe.max_wait_seconds} is above the stack's TrainingRuntimeCeilingSeconds "
+            f"({ceilings.max_runtime_seconds})"
+        )
+    for field_name, image in (("image", recipe.image), ("inferenceImage", recipe.inference_image)):
+        if not image_allowed(image, ceilings.image_repositories):
+            raise InvalidRecipe(
+                f"{field_name} {image} is not in a repository the stack's ImageRepositoriesAllowed allows "
+                f"({','.join(ceilings.image_repositories)})"
+            )
+    if not recipe.network_isolation and not ceilings.network_access_allowed:
+        raise InvalidRecipe("networkIsolation false is not allowed: the stack's TrainingNetworkAccessAllowed is false")
 
 
 def _number(doc: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -157,8 +414,16 @@ def _number(doc: Mapping[str, Any], name: str, default: int, low: int, high: int
     return value
 
 
-def parse_recipe(raw: bytes | None, defaults: Recipe) -> Recipe:
-    """The group's recipe: `defaults` with what `config/<group>/training.json` says; InvalidRecipe if bad."""
+def parse_recipe(raw: bytes | None, defaults: Recipe, ceilings: TrainingCeilings = NO_CEILINGS) -> Recipe:
+    """The group's recipe: `defaults` with what `config/<group>/training.json` says, within SageMaker's limits
+    and the operator's `ceilings`; InvalidRecipe (saying what and which limit) if not."""
+    recipe = _parse_recipe(raw, defaults)
+    check_sagemaker_limits(recipe)
+    check_ceilings(recipe, ceilings)
+    return recipe
+
+
+def _parse_recipe(raw: bytes | None, defaults: Recipe) -> Recipe:
     if raw is None:
         return defaults
     try:
@@ -180,6 +445,7 @@ def parse_recipe(raw: bytes | None, defaults: Recipe) -> Recipe:
         "spot",
         "maxWaitSeconds",
         "autoApprove",
+        "networkIsolation",
     }
     unknown = sorted(set(doc) - known)
     if unknown:
@@ -201,6 +467,9 @@ def parse_recipe(raw: bytes | None, defaults: Recipe) -> Recipe:
     spot = doc.get("spot", defaults.spot)
     if not isinstance(spot, bool):
         raise InvalidRecipe(f"spot must be true or false, got {spot!r}")
+    isolation = doc.get("networkIsolation", defaults.network_isolation)
+    if not isinstance(isolation, bool):
+        raise InvalidRecipe(f"networkIsolation must be true or false, got {isolation!r}")
     thresholds = []
     for item in doc.get("autoApprove", []) if isinstance(doc.get("autoApprove", []), list) else [None]:
         if not isinstance(item, dict) or not isinstance(item.get("metric"), str) or not ({"min", "max"} & set(item)):
@@ -217,15 +486,16 @@ def parse_recipe(raw: bytes | None, defaults: Recipe) -> Recipe:
         image=image,
         inference_image=inference_image,
         instance_type=instance_type,
-        instance_count=_number(doc, "instanceCount", defaults.instance_count, 1, 100),
-        volume_gb=_number(doc, "volumeSizeGB", defaults.volume_gb, 1, 16_384),
+        instance_count=_number(doc, "instanceCount", defaults.instance_count, 1, MAX_INSTANCE_COUNT_LIMIT),
+        volume_gb=_number(doc, "volumeSizeGB", defaults.volume_gb, 1, MAX_VOLUME_LIMIT),
         max_runtime_seconds=max_runtime,
         spot=spot,
         max_wait_seconds=_number(doc, "maxWaitSeconds", max(defaults.max_wait_seconds, max_runtime), 60, 28 * 86_400),
-        hyperparameters={str(k): str(v) for k, v in hyper.items()},
+        hyperparameters={str(k): _hyperparameter_value(str(k), v) for k, v in hyper.items()},
         metric_definitions=tuple({"Name": d["Name"], "Regex": d["Regex"]} for d in definitions),
         entry_point=doc.get("entryPoint", defaults.entry_point),
         auto_approve=tuple(thresholds),
+        network_isolation=isolation,
     )
     if recipe.spot and recipe.max_wait_seconds < recipe.max_runtime_seconds:
         raise InvalidRecipe("maxWaitSeconds must be at least maxRuntimeSeconds for spot training")
@@ -304,6 +574,9 @@ def training_job_request(
     }
     if hyperparameters:
         request["HyperParameters"] = hyperparameters
+    if recipe.network_isolation:
+        # The container gets no network: it reads its channels and writes its model through SageMaker only.
+        request["EnableNetworkIsolation"] = True
     if recipe.spot:
         request["EnableManagedSpotTraining"] = True
         stopping["MaxWaitTimeInSeconds"] = recipe.max_wait_seconds

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, RolloutStore
-from sagepilot.domain import health
+from sagepilot.domain import health, ownership
 from sagepilot.domain import rollout as plan
 from sagepilot.domain.canary_gate import Assessment
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
@@ -69,6 +70,7 @@ class _Move:
 
     lease: Lease
     state: RolloutState | None = None
+    forgotten: bool = False  # the endpoint's record was forgotten (retired): no lease left to let go of
 
 
 class Rollouts:
@@ -114,6 +116,8 @@ class Rollouts:
         """An approval or rejection in the registry: reconcile the group's endpoint."""
         self._tags.clear()
         try:
+            # Read fresh (tags are read once per trigger): a person's change to the group's tags (e.g. its endpoint
+            # name, or sagepilot:deploy) counts for this approval.
             deployment = self.deployment(group)
         except InvalidGroupSettings as exc:
             self._notifier.publish(f"INVALID SETTINGS: model package group {group}", {"group": group, "what": str(exc)})
@@ -145,12 +149,26 @@ class Rollouts:
         outcomes = []
         overdue = 0.0
         recorded, pending = self._store.survey()
+        # A group with two recorded endpoints is moving to a new name: its old endpoint is looked at on every
+        # pass (it is retired once the new one serves), not only every STABLE_CHECK_SECONDS.
+        per_group = Counter(state.group for state, _ in recorded)
+        renaming = {g for g, endpoints in per_group.items() if endpoints > 1}
+        live: dict[str, str] | None = None
         for state, checked_at in recorded:
             if state.phase is Phase.CANARY and not state.paused:
                 bake = self._bake_seconds(state.group)
                 overdue = max(overdue, now - state.step_started_at - bake)
-            if state.phase is Phase.STABLE and now - checked_at < self._settings.stable_check_seconds:
-                continue
+            if (
+                state.phase is Phase.STABLE
+                and now - checked_at < self._settings.stable_check_seconds
+                and state.group not in renaming
+            ):
+                # Checked lately; but an endpoint deleted out of band sends no event this stack hears of:
+                # one ListEndpoints per run finds those (gone, or being deleted) within one period.
+                if live is None:
+                    live = self._endpoints.statuses(f"{self._settings.name_prefix}-")
+                if live.get(state.endpoint, "Deleting") != "Deleting":
+                    continue
             outcomes.append(self.reconcile(state.endpoint, state.group, scheduled=True))
         for endpoint, group in pending:
             # A registry trigger whose handler died before recording anything (its lease expires):
@@ -178,14 +196,33 @@ class Rollouts:
         try:
             lease = self._store.acquire(endpoint, owner, self._clock(), group=group, existing=group is None)
         except LeaseBusy:
+            holder = self._store.group_of(endpoint) if group is not None else None
+            if group is not None and holder is not None and holder != group:
+                return self._refuse(endpoint, group, holder, None)
             return Outcome(endpoint, "deferred", note="another handler is acting on this endpoint; it will rerun")
         except NotManaged:
             return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
+        # The owner is the group recorded with the lease (written only if none was: see `acquire`), so of two
+        # groups naming one endpoint exactly one gets it.
+        holder = lease.state.group if lease.state else lease.group
+        if group is not None and holder is not None and holder != group:
+            try:
+                refused = self._refuse(endpoint, group, holder, lease)
+            except BaseException:
+                self._store.release(lease, self._clock(), force=True)
+                raise
+            if self._store.release(lease, self._clock()):
+                return refused
+            # Another trigger for the owner's endpoint came meanwhile: reconcile it for the owner.
+            lease = dataclasses.replace(lease, state=self._store.read(endpoint))
+            group = None
         move = _Move(lease, lease.state)
         outcome = Outcome(endpoint, "waiting")
         try:
             for _ in range(_MAX_RERUNS):
                 outcome = self._step(move, group, alarm, scheduled)
+                if move.forgotten:
+                    return outcome  # the record and its lease are gone together (`RolloutStore.forget`)
                 if outcome.again:
                     move = self._again(move)
                     continue
@@ -202,6 +239,25 @@ class Rollouts:
         self._store.release(move.lease, self._clock(), force=True)
         return outcome
 
+    def _refuse(self, endpoint: str, group: str, owner: str, lease: Lease | None) -> Outcome:
+        """`group` names `endpoint`, which `owner` owns: INVALID SETTINGS for `group`, a line in the endpoint's
+        history (when the lease is ours), and nothing else: nothing deployed, nothing of the owner's changed.
+        Once per version the group wants deployed: a redelivered event finds its line and says nothing again."""
+        what = ownership.refusal(endpoint, group, owner)
+        wanted = self._registry.newest_approved(group)
+        line = f"refused group {group} ({f'v{wanted.version}' if wanted else 'no version'} approved): it names " + (
+            f"{endpoint}, which belongs to group {owner}"
+        )
+        state = lease.state if lease is not None else self._store.read(endpoint)
+        if state is not None and any(h.what == line for h in state.history):
+            return Outcome(endpoint, "invalid", note=f"{what} (already reported)")
+        detail = {"group": group, "endpoint": endpoint, "owner": owner, "what": what}
+        self._notifier.publish(f"INVALID SETTINGS: model package group {group}", detail)
+        logger.error("endpoint owned by another group", extra=detail)
+        if lease is not None and lease.state is not None:
+            self._store.save(lease, lease.state.evolve(self._clock(), line), self._clock())
+        return Outcome(endpoint, "invalid", note=what)
+
     def _again(self, move: _Move) -> _Move:
         lease = dataclasses.replace(move.lease, state=self._store.read(move.lease.endpoint))
         return _Move(lease, lease.state)
@@ -212,17 +268,27 @@ class Rollouts:
 
     def _step(self, move: _Move, group_hint: str | None, alarm: str | None, scheduled: bool) -> Outcome:
         state, endpoint = move.lease.state, move.lease.endpoint
-        group = state.group if state else (group_hint or move.lease.group)
+        group = state.group if state else (move.lease.group or group_hint)
         if group is None:
             return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
+        group_gone = False
         try:
-            deployment = self.deployment(group)
+            deployment = self.deployment(group)  # as read for this trigger (see `deployment`)
         except InvalidGroupSettings as exc:
             return Outcome(endpoint, "invalid", note=str(exc))
         except GroupNotFound:
             deployment = self._settings.defaults
+            group_gone = True
         now = self._clock()
         view = self._endpoints.describe(endpoint)
+        if state is not None and group_gone and view is None:
+            return self._forget(move, state, f"group {group} and endpoint {endpoint} are both gone; forgotten", now)
+        if not group_gone and deployment.endpoint != endpoint:
+            if state is None:
+                # A trigger recorded the group with the lease, then the group was pointed elsewhere: nothing here.
+                return Outcome(endpoint, "ignored", note=f"group {group} now deploys to {deployment.endpoint}")
+            if state.phase in ownership.AT_REST:
+                return self._retire(move, state, view, deployment.endpoint, now)
         target = self._registry.newest_approved(group)
         firing: tuple[str, ...] = ()
         invocations: int | None = None
@@ -363,6 +429,16 @@ class Rollouts:
             emit("Promotions")
         elif new is Phase.ROLLING_BACK and old is not Phase.ROLLING_BACK:
             emit("Rollbacks", Cause=after.cause or "unknown")
+        elif (
+            old in (Phase.CANARY, Phase.PROMOTING)
+            and new is Phase.STABLE
+            and before is not None
+            and after.stable == before.stable
+            and after.candidate is None
+        ):
+            emit("Rollbacks", Cause="failed-to-start")  # SageMaker could not start the candidate
+        elif old is Phase.CREATING and new is Phase.FAILED:
+            emit("Rollbacks", Cause="failed-to-start")
         elif old is Phase.NATIVE and new is Phase.STABLE and before is not None:
             if after.stable == before.stable:
                 emit("Rollbacks", Cause="guardrails")
@@ -476,9 +552,50 @@ class Rollouts:
         self._notifier.publish(f"QUOTA: {state.endpoint}", detail)
         return state.evolve(now, what)
 
+    # Retirement (a renamed endpoint) --------------------------------------------------------------
+    def _retire(
+        self, move: _Move, state: RolloutState, view: plan.EndpointView | None, successor: str, now: float
+    ) -> Outcome:
+        """The owner names `successor` now: once it serves, take this endpoint down and forget it."""
+        endpoint = state.endpoint
+        retirement = ownership.retire(state, view, successor, self._store.read(successor), now)
+        if retirement.step is ownership.Step.FORGET:
+            return self._forget(move, state, retirement.note, now, retired_for=successor)
+        if retirement.state != move.lease.state:
+            self._save(move, retirement.state)
+        if retirement.step is ownership.Step.WAIT:
+            return Outcome(endpoint, "waiting", phase=state.phase.value, note=retirement.note)
+        for variant in retirement.variants:
+            self._autoscaling.deregister(endpoint, variant)
+            self._alarms.delete(endpoint, variant)
+        try:
+            self._endpoints.delete(endpoint)
+        except EndpointBusy as exc:
+            return Outcome(endpoint, "waiting", phase=state.phase.value, note=str(exc))
+        return Outcome(endpoint, "acted", phase=state.phase.value, actions=["DeleteEndpoint"], note=retirement.note)
+
+    def _forget(
+        self, move: _Move, state: RolloutState, what: str, now: float, *, retired_for: str | None = None
+    ) -> Outcome:
+        """The endpoint is gone: delete the configs and models recorded for it, say so, forget the record
+        (which releases the name: another group may claim it)."""
+        for config in state.configs:
+            self._endpoints.delete_config(config)
+        for model in state.models:
+            self._endpoints.delete_model(model)
+        subject = f"RETIRED: {state.endpoint}" if retired_for else f"RELEASED: {state.endpoint}"
+        detail = {"endpoint": state.endpoint, "group": state.group, "what": what}
+        if retired_for:
+            detail["successor"] = retired_for
+        self._notifier.publish(subject, detail)
+        self._store.forget(move.lease, now)
+        move.forgotten = True
+        return Outcome(state.endpoint, "acted", actions=["Forget"], note=what)
+
     # Settings ---------------------------------------------------------------------------------------
     def deployment(self, group: str) -> Deployment:
-        """The group's deployment settings: stack defaults plus the group's tags, read once per trigger."""
+        """The group's deployment settings: stack defaults plus the group's tags, read once per trigger (so a
+        person's change to them counts for the next decision)."""
         tags = self._tags.get(group)
         if tags is None:
             tags = self._tags[group] = self._registry.group_tags(group)
@@ -569,15 +686,34 @@ class Rollouts:
                 self._endpoints.create(endpoint, config, self._tags_for(move.state))
             case plan.ApplyVariants(variants=variants, deregister=deregister):
                 for variant in deregister:
-                    self._autoscaling.deregister(endpoint, variant)
+                    self._deregister(move, endpoint, variant, deployment)
                 config = self._config(move, deployment, endpoint, variants, view)
                 self._endpoints.update(endpoint, config)
             case plan.NativeUpdate(release=release, deregister=deregister, strategy=strategy):
                 for variant in deregister:
-                    self._autoscaling.deregister(endpoint, variant)
+                    self._deregister(move, endpoint, variant, deployment)
                 config = self._config(move, deployment, endpoint, ((release, 1.0),), view)
                 alarms = rollout_alarm_names(endpoint, release.variant)
                 self._endpoints.update(endpoint, config, _guardrails(strategy, deployment, alarms))
+
+    def _deregister(self, move: _Move, endpoint: str, variant: str, deployment: Deployment) -> None:
+        """Remove a variant's autoscaling before it leaves the endpoint. Scaling settings a person made on it
+        (min/max, their own policies) are not carried over to the variant that replaces it, which gets the
+        group's settings: the loss is recorded and announced, naming them, so that they can be re-applied."""
+        assert move.state
+        own = self._autoscaling.own_settings(endpoint, variant, deployment.autoscaling)
+        if own:
+            what = (
+                f"{variant} leaves {endpoint} with scaling settings made by hand that are not carried over: {own}. "
+                "The variant that serves now has the group's autoscaling (tags sagepilot:autoscaling-min / -max / "
+                "-target); re-apply them to it, or set those tags to keep them."
+            )
+            self._notifier.publish(
+                f"SCALING NOT CARRIED OVER: {endpoint} {variant}",
+                {"endpoint": endpoint, "group": move.state.group, "variant": variant, "lost": own, "what": what},
+            )
+            self._save(move, move.state.evolve(self._clock(), what))
+        self._autoscaling.deregister(endpoint, variant)
 
     def _specs(
         self,

@@ -1,9 +1,14 @@
 """Training on upload: a training set in, a registered model package version (with metrics) out.
 
 Upload `training/<group>/.../<file>` -> one training job for that data version (its name is a digest
-of the group, key and version, so duplicated or late events find it already exists). Its record in
-the state table (created before the job) carries the attempt count; the job's request is kept in S3
-so that a retry (`<name>-rN`, only for failures a retry can fix) is the same job again.
+of the group, key and version, so duplicated or late events find it already exists); a file named like
+a part (`part-*`) or in a folder of several training files waits for the folder's marker
+(`_SUCCESS`/`_COMPLETE`), whose upload starts one job on every training file of the folder. Its record
+in the state table (created before the job) carries the attempt count and the digest of the recipe it
+was started with, frozen in S3 beside the job (the first delivery's recipe wins; registration uses it,
+whatever `config/<group>/training.json` says by then); the job's request is kept in S3 so that a retry
+(`<name>-rN`, only for failures a retry can fix) is the same job again. A request SageMaker refuses
+(ValidationException, ResourceLimitExceeded) is a `TRAINING_REFUSED` report, not an error.
 `SageMaker Training Job State Change` Completed -> the artifact is registered as a new version of
 the group with its final metrics (model quality statistics in S3, values in CustomerMetadataProperties)
 and the data's location and version as lineage; Approved when the group's recipe thresholds pass,
@@ -21,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
-from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.s3 import DataBucket, HeadResult
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import StateTable
 from sagepilot.domain import training as plan
@@ -29,7 +34,7 @@ from sagepilot.domain.failures import is_retryable_failure
 from sagepilot.domain.layout import Rejection, input_format_of
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import rejection_report
-from sagepilot.errors import ObjectGone
+from sagepilot.errors import CapacityError, ObjectGone, PermanentError
 from sagepilot.events import ObjectCreated, TrainingJobChange
 from sagepilot.metrics import Recorder
 from sagepilot.observability import logger
@@ -42,7 +47,7 @@ LINEAGE_JOB = "sagepilot:training-job"
 
 @dataclass
 class TrainingOutcome:
-    action: str  # started | exists | ignored | rejected | registered | retried | failed
+    action: str  # started | exists | ignored | waiting | rejected | registered | retried | failed
     detail: str = ""
     job_name: str = ""
 
@@ -88,9 +93,6 @@ class Training:
             return TrainingOutcome("ignored", f"{head.key} is a validation set: it is used by its training set's job")
         if isinstance(parsed, Rejection):
             return self._reject(head.key, head.version_id, parsed, f"rejected/training/_outside/{head.key}.json")
-        if head.size == 0:
-            empty = Rejection("EMPTY_FILE", "The training set is empty (0 bytes).", "Upload the data again.")
-            return self._reject(head.key, head.version_id, empty, parsed.rejected_key)
         try:
             self._registry.group_tags(parsed.group)
         except GroupNotFound:
@@ -101,50 +103,142 @@ class Training:
                 "and upload the training set again.",
             )
             return self._reject(head.key, head.version_id, missing, parsed.rejected_key)
+        if isinstance(parsed, plan.DatasetMarker):
+            return self._on_marker(head, parsed)
+        waiting = plan.waiting_for_marker(head.key, self._bucket.list_children(parsed.folder, 1000))
+        if waiting is not None:
+            logger.info("training file waits for its folder's marker", extra={"key": head.key, "why": waiting})
+            return TrainingOutcome(
+                "waiting",
+                f"{waiting}: no job trains on it alone; upload {parsed.folder}_SUCCESS when every file is there",
+            )
+        if head.size == 0:  # alone in its folder (an empty part of a set, as Spark writes them, just waits)
+            empty = Rejection("EMPTY_FILE", "The training set is empty (0 bytes).", "Upload the data again.")
+            return self._reject(head.key, head.version_id, empty, parsed.rejected_key)
+        recipe = self._recipe(parsed.group, head.key, head.version_id, parsed.rejected_key)
+        if isinstance(recipe, TrainingOutcome):
+            return recipe
+        return self._start(parsed, head.key, head.version_id, (head.key,), self._validation(parsed), recipe)
+
+    def _on_marker(self, head: HeadResult, marker: plan.DatasetMarker) -> TrainingOutcome:
+        """`<folder>/_SUCCESS`: one job on every training file directly in the folder."""
+        recipe = self._recipe(marker.group, head.key, head.version_id, marker.rejected_key)
+        if isinstance(recipe, TrainingOutcome):
+            return recipe
+        files = plan.dataset_files(marker.folder, self._bucket.list_children(marker.folder, plan.MAX_DATASET_FILES))
+        fmt = plan.dataset_format(marker, files)
+        if isinstance(fmt, Rejection):
+            return self._reject(head.key, head.version_id, fmt, marker.rejected_key)
+        return self._start(marker.training_key(fmt), head.key, head.version_id, files, self._validation(marker), recipe)
+
+    def _recipe(self, group: str, key: str, version_id: str | None, report_key: str) -> plan.Recipe | TrainingOutcome:
         try:
-            recipe = plan.parse_recipe(self._config(parsed.group), self._settings.defaults)
+            return plan.parse_recipe(self._config(group), self._settings.defaults, self._settings.ceilings)
         except plan.InvalidRecipe as exc:
             bad = Rejection(
                 "INVALID_TRAINING_RECIPE",
-                f"config/{parsed.group}/training.json cannot be used: {exc}",
+                f"config/{group}/training.json cannot be used: {exc}",
                 "Fix the recipe (see the README's training section) and upload the training set again.",
             )
-            return self._reject(head.key, head.version_id, bad, parsed.rejected_key)
-        name = plan.training_job_name(self._settings.name_prefix, parsed.group, head.key, head.version_id)
+            return self._reject(key, version_id, bad, report_key)
+
+    def _start(
+        self,
+        training: plan.TrainingKey,
+        key: str,
+        version_id: str | None,
+        files: tuple[str, ...],
+        validation: str | None,
+        recipe: plan.Recipe,
+    ) -> TrainingOutcome:
+        name = plan.training_job_name(self._settings.name_prefix, training.group, key, version_id)
         folder = f"jobs/training/{name}/"
-        validation = self._validation(parsed)
-        request = plan.training_job_request(
-            name=name,
-            recipe=recipe,
-            role_arn=self._settings.sagemaker_role_arn,
-            bucket=self._bucket.name,
-            training=parsed,
-            train_manifest_key=folder + "train.manifest",
-            validation_manifest_key=folder + "validation.manifest" if validation else None,
-            version_id=head.version_id,
-            prefix=self._settings.name_prefix,
-            validation_format=input_format_of(validation) if validation else None,
-        )
-        self._bucket.put_json(folder + "train.manifest", plan.manifest(self._bucket.name, (head.key,)))
-        if validation:
-            self._bucket.put_json(folder + "validation.manifest", plan.manifest(self._bucket.name, (validation,)))
-        self._bucket.put_json(folder + "request.json", request)
+        # Frozen before the job exists: registration reads this, never the group's config again. Its key is
+        # its content's digest, so a redelivery with an edited recipe cannot overwrite the first one.
+        frozen = plan.recipe_digest(recipe)
+        self._bucket.put_json(f"{folder}recipe-{frozen}.json", plan.recipe_document(recipe))
         record = self._state.create_job(
             name,
             {
                 "kind": KIND,
                 "status": STARTED,
-                "group": parsed.group,
-                "dataKey": head.key,
-                "dataVersion": head.version_id or "null",
+                "group": training.group,
+                "dataKey": key,
+                "dataVersion": version_id or "null",
+                "dataFiles": len(files),
                 "validationKey": validation or "",
+                "recipeDigest": frozen,
             },
         )
-        created = self._sm.start_training_job(request)
+        if record.get("status") != STARTED:
+            return TrainingOutcome("ignored", f"the job's record is {record.get('status')}: already handled", name)
+        if record.get("recipeDigest", frozen) != frozen:  # an earlier delivery started it with another recipe
+            recipe = self._frozen_recipe(name, record)
+        request = plan.training_job_request(
+            name=name,
+            recipe=recipe,
+            role_arn=self._settings.sagemaker_role_arn,
+            bucket=self._bucket.name,
+            training=training,
+            train_manifest_key=folder + "train.manifest",
+            validation_manifest_key=folder + "validation.manifest" if validation else None,
+            version_id=version_id,
+            prefix=self._settings.name_prefix,
+            validation_format=input_format_of(validation) if validation else None,
+        )
+        self._bucket.put_json(folder + "train.manifest", plan.manifest(self._bucket.name, files))
+        if validation:
+            self._bucket.put_json(folder + "validation.manifest", plan.manifest(self._bucket.name, (validation,)))
+        self._bucket.put_json(folder + "request.json", request)
+        try:
+            created = self._sm.start_training_job(request)
+        except (PermanentError, CapacityError) as exc:
+            return self._refused(name, 0, record, exc)
         if created:
             self._metrics.emit("TrainingJobsStarted")
-        logger.info("training job", extra={"job": name, "newJob": created, "record": record.get("status")})
-        return TrainingOutcome("started" if created else "exists", f"data s3://{self._bucket.name}/{head.key}", name)
+        logger.info("training job", extra={"job": name, "newJob": created, "files": len(files)})
+        return TrainingOutcome("started" if created else "exists", f"data s3://{self._bucket.name}/{key}", name)
+
+    def _refused(
+        self, base: str, attempt: int, record: dict[str, Any], exc: PermanentError | CapacityError
+    ) -> TrainingOutcome:
+        """SageMaker refused CreateTrainingJob: a report and a notice, once (a retry cannot fix the request)."""
+        reason = str(exc)
+        if not self._state.transition(base, expected=[STARTED], to=FAILED, when_attempt=attempt, failureReason=reason):
+            return TrainingOutcome("ignored", "this refusal was already reported", base)
+        group = str(record["group"])
+        if isinstance(exc, CapacityError):
+            action = (
+                f"The account's SageMaker quota for training on {exc.instance_type} is exhausted: ask the operator "
+                "to raise it (Service Quotas, Amazon SageMaker) or choose another instanceType in "
+                f"config/{group}/training.json, then upload the training set again."
+            )
+        else:
+            action = (
+                f"Fix what SageMaker names in config/{group}/training.json (or ask the operator, if it is the stack's "
+                "own setting), then upload the training set again."
+            )
+        rejection = Rejection("TRAINING_REFUSED", f"SageMaker refused the training job: {reason}", action)
+        self._report_for(base, record, rejection)
+        self._metrics.emit("TrainingJobsFailed")
+        return TrainingOutcome("rejected", f"TRAINING_REFUSED: {reason}", base)
+
+    def _report_for(self, base: str, record: dict[str, Any], rejection: Rejection) -> None:
+        training = plan.parse_training_key(str(record["dataKey"]))
+        report_key = (
+            training.rejected_key
+            if isinstance(training, plan.TrainingKey | plan.DatasetMarker)
+            else f"rejected/training/_jobs/{base}.json"
+        )
+        version = str(record.get("dataVersion")) if record.get("dataVersion") not in (None, "null") else None
+        self._reject(str(record["dataKey"]), version, rejection, report_key)
+
+    def _frozen_recipe(self, base: str, record: dict[str, Any]) -> plan.Recipe:
+        """The recipe the job was started with; a job started before recipes were frozen re-reads the config."""
+        frozen = record.get("recipeDigest")
+        if not frozen:
+            return plan.parse_recipe(self._config(str(record["group"])), self._settings.defaults)
+        return plan.recipe_from_document(self._bucket.get_json(f"jobs/training/{base}/recipe-{frozen}.json"))
 
     def _config(self, group: str) -> bytes | None:
         try:
@@ -156,7 +250,7 @@ class Training:
                 return None
             raise
 
-    def _validation(self, training: plan.TrainingKey) -> str | None:
+    def _validation(self, training: plan.TrainingKey | plan.DatasetMarker) -> str | None:
         for key in training.validation_keys():
             try:
                 self._bucket.head_dropped(key, None)
@@ -189,16 +283,16 @@ class Training:
             if self._state.transition(base, expected=[STARTED], to=STARTED, when_attempt=attempt, attempt=attempt + 1):
                 request = self._bucket.get_json(f"jobs/training/{base}/request.json")
                 request["TrainingJobName"] = attempt_name(base, attempt + 1)
-                self._sm.start_training_job(request)
+                try:
+                    self._sm.start_training_job(request)
+                except (PermanentError, CapacityError) as exc:
+                    return self._refused(base, attempt + 1, record, exc)
                 return TrainingOutcome("retried", f"{reason}: attempt {attempt + 2}", request["TrainingJobName"])
             return TrainingOutcome("ignored", "this failure was already handled", change.job_name)
         if not self._state.transition(base, expected=[STARTED], to=FAILED, when_attempt=attempt, failureReason=reason):
             return TrainingOutcome("ignored", "this failure was already handled", change.job_name)
         rejection = plan.training_failure(change.job_name, change.status, reason, attempt + 1)
-        training = plan.parse_training_key(str(record["dataKey"]))
-        report_key = training.rejected_key if isinstance(training, plan.TrainingKey) else f"rejected/{base}.json"
-        version = str(record.get("dataVersion")) if record.get("dataVersion") not in (None, "null") else None
-        self._reject(str(record["dataKey"]), version, rejection, report_key)
+        self._report_for(base, record, rejection)
         self._metrics.emit("TrainingJobsFailed")
         return TrainingOutcome("failed", rejection.reason, change.job_name)
 
@@ -212,7 +306,7 @@ class Training:
         existing = None if moved else self._registry.find_registered(group, LINEAGE_JOB, job_name)
         job = self._sm.describe_training_job(job_name)
         metrics = {str(m["MetricName"]): float(m["Value"]) for m in job.get("FinalMetricDataList") or []}
-        recipe = plan.parse_recipe(self._config(group), self._settings.defaults)
+        recipe = self._frozen_recipe(base, record)
         status, description = plan.approval(recipe, metrics)
         arn = existing or self._registry.register(
             self._package_request(group, job_name, job, record, recipe, metrics, status, description)
@@ -239,15 +333,20 @@ class Training:
         description: str,
     ) -> dict[str, Any]:
         bucket = self._bucket.name
-        metrics_key = f"{plan.MODELS_PREFIX}{group}/{job_name}/metrics.json"
-        self._bucket.put_json(
-            metrics_key,
-            {"trainingJob": job_name, "metrics": metrics, "data": f"s3://{bucket}/{record['dataKey']}"},
+        data_key = str(record["dataKey"])
+        # A multi-file set is its folder (closed by the marker whose version is the data version).
+        data = (
+            f"s3://{bucket}/{data_key.rsplit('/', 1)[0]}/"
+            if plan.is_dataset_marker(data_key)
+            else f"s3://{bucket}/{data_key}"
         )
+        metrics_key = f"{plan.MODELS_PREFIX}{group}/{job_name}/metrics.json"
+        self._bucket.put_json(metrics_key, {"trainingJob": job_name, "metrics": metrics, "data": data})
         data_types = ["text/csv", "application/jsonlines"]
         lineage = {
             LINEAGE_JOB: job_name,
-            "sagepilot:training-data": f"s3://{bucket}/{record['dataKey']}",
+            "sagepilot:training-data": data,
+            **({"sagepilot:training-files": str(record["dataFiles"])} if "dataFiles" in record else {}),
             "sagepilot:training-data-version": str(record.get("dataVersion", "null")),
             **(
                 {"sagepilot:validation-data": f"s3://{bucket}/{record['validationKey']}"}
@@ -258,7 +357,7 @@ class Training:
         }
         return {
             "ModelPackageGroupName": group,
-            "ModelPackageDescription": f"Trained by {job_name} on s3://{bucket}/{record['dataKey']}"[:1024],
+            "ModelPackageDescription": f"Trained by {job_name} on {data}"[:1024],
             "ClientToken": job_name,
             "InferenceSpecification": {
                 "Containers": [

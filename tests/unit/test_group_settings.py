@@ -1,0 +1,78 @@
+"""Group settings taken as written or refused, and the retirement of a renamed endpoint: pure decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagepilot.domain.deployment import AlarmThresholds, Autoscaling, Deployment, InvalidGroupSettings, resolve
+from sagepilot.domain.ownership import Step, refusal, retire
+from sagepilot.domain.rollout import EndpointView, Phase, Release, RolloutPolicy, RolloutState, Strategy, VariantView
+
+DEFAULTS = Deployment(
+    enabled=True,
+    endpoint="",
+    rollout=RolloutPolicy(Strategy.AB, (10, 50, 100), 600),
+    instance_type="ml.m5.large",
+    instance_count=1,
+    autoscaling=Autoscaling(1, 10, 1000.0, 300, 60),
+    alarms=AlarmThresholds(5, 2000, 60, 10),
+)
+
+
+def settings(**tags: str) -> Deployment:
+    return resolve(DEFAULTS, "sp", "churn", {f"sagepilot:{k}": v for k, v in tags.items()})
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [
+        ({"instance-count": "1000"}, r"sagepilot:instance-count must be between 1 and 10 .*got 1000"),
+        ({"instance-count": "1", "autoscaling-min": "2"}, r"sagepilot:instance-count must be between 2 and 10"),
+        ({"canary-steps": "10,,100"}, r"sagepilot:canary-steps must be .* got '10,,100' \(a step is empty\)"),
+        ({"canary-steps": "10,50,100,"}, r"sagepilot:canary-steps"),
+        ({"canary-steps": ",100"}, r"sagepilot:canary-steps"),
+        ({"endpoint-name": "sp-Churn"}, r"sagepilot:endpoint-name must be lowercase, got 'sp-Churn'"),
+    ],
+)
+def test_a_value_that_would_have_been_changed_is_refused_naming_the_tag_and_the_range(
+    tags: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidGroupSettings, match=message):
+        settings(**tags)
+
+
+def test_values_within_range_are_taken_as_written() -> None:
+    assert settings(**{"instance-count": "10"}).instance_count == 10
+    assert settings(**{"canary-steps": " 25, 100 "}).rollout.steps == (25, 100)
+    # Without the tag, the stack's default count is brought into the group's own autoscaling range.
+    assert settings(**{"autoscaling-min": "3"}).instance_count == 3
+
+
+def _state(endpoint: str = "sp-churn", phase: Phase = Phase.STABLE, version: int = 1) -> RolloutState:
+    return RolloutState(endpoint, "churn", phase, Release(version, f"arn:model-package/churn/{version}"))
+
+
+def _view(status: str = "InService") -> EndpointView:
+    return EndpointView(status, "c", (VariantView("v1", 1.0, 1),))
+
+
+def test_a_renamed_endpoint_keeps_serving_until_its_successor_serves_then_goes() -> None:
+    old = _state()
+    waiting = retire(old, _view(), "sp-new", None, 10.0)
+    assert waiting.step is Step.WAIT and "keeps serving" in waiting.note
+    assert retire(waiting.state, _view(), "sp-new", None, 20.0).state == waiting.state  # noted once
+    creating = _state("sp-new", Phase.CREATING, 2)
+    assert retire(old, _view(), "sp-new", creating, 10.0).step is Step.WAIT
+    other_group = RolloutState("sp-new", "fraud", Phase.STABLE, Release(1, "arn"))
+    assert retire(old, _view(), "sp-new", other_group, 10.0).step is Step.WAIT
+
+    serving = _state("sp-new", Phase.STABLE, 2)
+    deleting = retire(old, _view(), "sp-new", serving, 10.0)
+    assert deleting.step is Step.DELETE and deleting.variants == ("v1",) and "serves v2" in deleting.note
+    assert retire(old, _view("Deleting"), "sp-new", serving, 10.0).step is Step.WAIT
+    assert retire(old, None, "sp-new", serving, 10.0).step is Step.FORGET
+
+
+def test_the_refusal_names_the_owner_and_how_to_release_the_endpoint() -> None:
+    what = refusal("sp-churn", "fraud", "churn")
+    assert "belongs to model package group churn" in what and "sagepilot:endpoint-name" in what
