@@ -29,7 +29,7 @@ class Target:
     """`on` the ratio (figure / baseline) or the value itself, compared with `op` to `limit`."""
 
     on: Literal["ratio", "value"]
-    op: Literal["<=", "<", "=="]
+    op: Literal["<=", "<", "==", ">="]
     limit: float
 
     def check(self, value: float | None, ratio: float | None) -> bool | None:
@@ -40,6 +40,8 @@ class Target:
             return subject <= self.limit
         if self.op == "<":
             return subject < self.limit
+        if self.op == ">=":
+            return subject >= self.limit
         return subject == self.limit
 
     def describe(self, unit: str) -> str:

@@ -5,6 +5,7 @@ Sections (in this order, so that the timing-sensitive one runs on a quiet machin
   cold      cold start per function against the boto3 floor, interleaved runs, medians
   calls     AWS calls per event, by operation, per scenario (embedded AWS in a child process)
   drop      a burst of files into the running sandbox (10,000; 1,000 with --quick), in a child process
+  canary    thousands of seeded `ab` rollouts in pure code: alarms, fixed-horizon, peeked and the sequential gate
 
 Prints a table (figure, baseline, ratio, target, pass/fail) and the details behind it, writes
 .bench/results.json, and exits 1 when a target is missed (0 with --no-fail).
@@ -24,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import artifacts, coldstart
+from bench import artifacts, canary, coldstart
 from bench.common import OUT_DIR, PYTHON, ROOT, Figure, SectionResult, clean_environment, format_ratio, format_value
 from bench.stackroot import project_root
 
-SECTIONS = ("size", "cold", "calls", "drop")
+SECTIONS = ("size", "cold", "calls", "drop", "canary")
 
 
 def _child_section(name: str, module: str, args: list[str], timeout: float) -> SectionResult:
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.fix_moto_sqs:
             drop_args.append("--fix-moto-sqs")
         results.append(_child_section("drop", "bench.drop", drop_args, timeout=args.drop_budget + 180))
+    if "canary" in sections:
+        print("== canary analysis: simulated rollouts", flush=True)
+        results.append(canary.run(runs=500 if args.quick else 2_000))
 
     if root != ROOT:
         shutil.rmtree(root, ignore_errors=True)  # the temporary root of --template

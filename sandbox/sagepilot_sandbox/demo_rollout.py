@@ -12,7 +12,9 @@ cannot load fails SageMaker's health check: reported FAILED, Rejected, v2 untouc
 Traffic stops: v2 idles at 3 instances until its low-traffic alarm fires on the missing
 invocations and scales it in to its autoscaling minimum. Still nobody calls when v6 is approved: its canary
 has no evidence, so it is held at 10% and reported once (NO TRAFFIC), never promoted on silence, until the
-operator rolls it back. Every change of the endpoint's weights is
+operator rolls it back. Then the canary's statistical gate (`gate_scenario`): v7, failing a few percent of its
+requests far under every alarm's threshold, is rolled back by the gate with its report (`sagepilot report`),
+and v8, as good as v2, is moved on long before its bake and promoted. Every change of the endpoint's weights is
 printed as it happens. Last, what an operator sees (`operator_view`): `sagepilot alarms` shows the idle
 alarm in ALARM, then OK once traffic is back; `sagepilot metrics` the dashboard's figures of the whole
 scenario, from the metrics the functions' EMF lines and the endpoint's invocations put into CloudWatch;
@@ -29,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sagepilot_model_server.examples import build_example_model
@@ -40,6 +43,7 @@ ENDPOINT = "sagepilot-churn"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn-sklearn:1"
 MEASURE_REQUESTS = 400
 HELD_BAKE_SECONDS = 6  # the demo group's sagepilot:bake-seconds
+GATE_BAKE_SECONDS = 60  # its bake (and longest bake) once the canary's statistical gate is on
 
 
 class WeightWatcher(threading.Thread):
@@ -376,6 +380,93 @@ def run_rollout_scenario(
     for line in history:
         n.say(f"     {line}")
     operator_view(sandbox, n, step=step + 1, traffic=traffic, idle_alarm=idle)
+    gate_scenario(sandbox, n, step=step + 2, traffic=traffic, state_of=state_of)
+
+
+def gate_scenario(
+    sandbox: Any,
+    n: Any,
+    *,
+    step: int,
+    traffic: Traffic,
+    state_of: Callable[[str], tuple[str, int | None, int | None] | None],
+) -> None:
+    """The canary's statistical gate (issue 18) on real traffic: v7 fails a few percent of its requests, far
+    under every alarm's threshold, and is rolled back by the gate, with its report; v8, as good as v2, is moved
+    on by the gate long before its bake and promoted."""
+    sm, s3 = sandbox.client("sagemaker"), sandbox.client("s3")
+    bucket = sandbox.stack.outputs["DataBucketName"]
+    group_arn = sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    tags = {
+        "analysis": "sequential",
+        "canary-steps": "50,100",
+        "bake-seconds": str(GATE_BAKE_SECONDS),
+        "max-bake-seconds": str(GATE_BAKE_SECONDS),
+        "error-margin": "0.02",
+        "alarm-5xx-threshold": "1000000",  # no alarm can see v7: only the comparison with v2 can
+    }
+    n.say(
+        f"{step}. the canary's statistical gate: tag the group "
+        + " ".join(f"sagepilot:{k}={v}" for k, v in tags.items())
+    )
+    sm.add_tags(ResourceArn=group_arn, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in tags.items()])
+
+    def approve(arn: str) -> None:
+        sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+
+    v7_url = _upload_example(
+        s3, bucket, "models/churn/v7-subtle/model.tar.gz", seed=7, version="v7-subtle", broken_share=0.08
+    )
+    v7 = _register(sm, v7_url)
+    approve(v7)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 7), timeout=60)
+    n.say("   v7 (a few percent of its answers fail) is approved: canary at 50% beside v2; clients call")
+    started = time.monotonic()
+    served = traffic.until(lambda: state_of(ENDPOINT) != ("CANARY", 2, 7), timeout=120, records=1)
+    decided = time.monotonic() - started
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 2, None), timeout=60)
+    failed = sum(1 for o in served if o.error == "ModelError")  # v7's (v2 fails none); an error names no variant
+    answered = sum(1 for o in served if o.variant == "v7") + failed
+    package = sm.describe_model_package(ModelPackageName=v7)
+    description = str(package.get("ApprovalDescription", ""))
+    n.say(f"   v7 served {answered} requests, {failed} failed; after {decided:.0f} s: {package['ModelApprovalStatus']}")
+    n.say(f"   {description}")
+    gate_ok = package["ModelApprovalStatus"] == "Rejected" and "canary analysis: v7 is worse than v2" in description
+    page = os.path.join(tempfile.gettempdir(), f"{ENDPOINT}-report.html")
+    report = operator(sandbox, "report", ENDPOINT, "--bucket", bucket, "--html", page)
+    _show(n, f"report {ENDPOINT}", report)
+    report_ok = "WORSE" in report and os.path.exists(page) and "<svg" in Path(page).read_text(encoding="utf-8")
+    n.check(
+        f"v7, worse than v2 but under every alarm's threshold, was rolled back by the gate after {decided:.0f} s "
+        f"(bake {GATE_BAKE_SECONDS} s) and Rejected naming the metric; its report printed and written to {page}",
+        gate_ok and report_ok and decided < GATE_BAKE_SECONDS,
+    )
+    n.result("gate: subtle v7", f"{failed}/{answered} failed -> WORSE -> rolled back in {decided:.0f} s", gate_ok)
+    n.mark("v7 rolled back by the canary analysis")
+
+    v8 = _register(sm, _upload_example(s3, bucket, "models/churn/v8/model.tar.gz", seed=8, version="v8"))
+    approve(v8)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("CANARY", 2, 8), timeout=60)
+    n.say("   v8, as good as v2, is approved: canary at 50%; clients call")
+    started = time.monotonic()
+
+    def at_full() -> bool:
+        found = sm.describe_endpoint(EndpointName=ENDPOINT).get("ProductionVariants") or []
+        weights = {v["VariantName"]: float(v.get("CurrentWeight") or 0) for v in found}
+        return weights.get("v8", 0) > 0 and weights.get("v2", 0) == 0
+
+    traffic.until(at_full, timeout=120, records=1)
+    moved = time.monotonic() - started
+    traffic.until(lambda: state_of(ENDPOINT) == ("STABLE", 8, None), timeout=GATE_BAKE_SECONDS + 60, records=1)
+    promoted = time.monotonic() - started
+    early = state_of(ENDPOINT) == ("STABLE", 8, None) and moved < GATE_BAKE_SECONDS
+    n.check(
+        f"v8 was shown not worse and moved to 100% after {moved:.0f} s (its bake: {GATE_BAKE_SECONDS} s), then "
+        f"promoted after {promoted:.0f} s (today's fixed schedule: {2 * GATE_BAKE_SECONDS} s)",
+        early,
+    )
+    n.result("gate: good v8", f"100% after {moved:.0f} s, promoted after {promoted:.0f} s", early)
+    n.mark("v8 promoted early by the canary analysis")
 
 
 def _state_in(listing: str, alarm: str) -> str | None:

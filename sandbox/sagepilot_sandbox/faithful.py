@@ -56,6 +56,7 @@ from sagepilot_sandbox import (
     bus,
     endpoints,
     invocations,
+    metrics,
     registry,
     s3_listing,
     sqs_speed,
@@ -154,6 +155,7 @@ def install() -> None:
         transactions.install()
         api_rules.install()
         _order_metric_dimensions()
+        metrics.install()
         _installed = True
 
 

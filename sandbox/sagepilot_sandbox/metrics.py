@@ -17,16 +17,21 @@ SageMaker publishes them once a minute. The sandbox publishes what it recorded e
 (Sum, SampleCount, Minimum, Maximum) per flush, latencies as their raw values so that percentiles (the
 stack's p99 `ModelLatency` alarm) can be computed. Requests SageMaker's front end refuses before a
 variant is chosen (no such endpoint, a payload over 6 MB) have no variant, and no metrics, as in AWS.
+
+GetMetricData and GetMetricStatistics answer CloudWatch's percentile-rank statistic `PR(n:m)` (the
+percentage of a period's values greater than n and at most m; either end may be left out: `PR(:m)`),
+which moto lacks (it answers nothing for it), over the raw values published (`install`).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsFloat
 
-from moto.cloudwatch.models import cloudwatch_backends
+from moto.cloudwatch.models import Statistics, cloudwatch_backends
 
 NAMESPACE = "AWS/SageMaker"
 COUNT_METRICS = ("Invocations", "Invocation4XXErrors", "Invocation5XXErrors", "InvocationsPerInstance")
@@ -127,6 +132,39 @@ class InvocationMetrics:
                 self.flush()
             except Exception:  # noqa: BLE001, S112 - a reset account mid-flush: the next flush starts afresh
                 continue
+
+
+_PERCENTILE_RANK = re.compile(r"^PR\((?P<low>[0-9.eE+-]*):(?P<high>[0-9.eE+-]*)\)$")
+_installed = False
+
+
+def percentile_rank(values: list[float], statistic: str) -> float | None:
+    """CloudWatch's `PR(n:m)` over `values`: the percentage greater than n and at most m (None: no values)."""
+    found = _PERCENTILE_RANK.match(statistic)
+    if found is None:
+        raise ValueError(f"not a percentile-rank statistic: {statistic!r}")
+    if not values:
+        return None
+    low = float(found["low"]) if found["low"] else float("-inf")
+    high = float(found["high"]) if found["high"] else float("inf")
+    return 100.0 * sum(1 for v in values if low < v <= high) / len(values)
+
+
+def install() -> None:
+    """Teach moto's statistics the percentile rank (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    original = Statistics.get_statistics_for_type
+
+    def get_statistics_for_type(self: Statistics, stat: str) -> SupportsFloat | None:
+        if _PERCENTILE_RANK.match(stat):
+            return percentile_rank(self.metric_single_values_list, stat)
+        return original(self, stat)
+
+    statistics: Any = Statistics
+    statistics.get_statistics_for_type = get_statistics_for_type
+    _installed = True
 
 
 def _flags(count: int, total: int) -> list[float]:

@@ -30,7 +30,7 @@ CASES = {
         "BatchCompletion",
         {"batch_completion", "batch_intake", "jobs"},
     ),
-    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout"}),
+    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout", "canary_analysis"}),
     "training": ("training", "load_training_settings", "Training", {"training"}),
 }
 
@@ -96,5 +96,5 @@ def test_each_builder_builds_its_service_and_loads_no_other_functions_code(folde
 
 def test_the_rollout_builder_asks_only_for_the_clients_the_rollout_uses(template):
     built = build_in_a_fresh_interpreter("rollout", template)
-    assert built["clients"] == ["application-autoscaling", "cloudwatch", "dynamodb", "sagemaker", "sns"]
+    assert built["clients"] == ["application-autoscaling", "cloudwatch", "dynamodb", "s3", "sagemaker", "sns"]
     assert not {"sagepilot.adapters.s3", "sagepilot.adapters.state"} & set(built["modules"])

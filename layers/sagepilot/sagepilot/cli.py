@@ -9,6 +9,9 @@
     sagepilot alarms [ENDPOINT]              every alarm of the stack (or of one endpoint): state, since, why
     sagepilot metrics [--since 1h]           the dashboard's figures as tables: endpoints per variant, and
                                              the control plane's decisions (files, jobs, rollouts, ...)
+    sagepilot report ENDPOINT [--html PATH]  the canary analysis of its newest judged rollout: the table, and
+                                             a self-contained HTML page with its chart (data bucket from
+                                             --bucket or SAGEPILOT_DATA_BUCKET)
 
 The last three only read CloudWatch (DescribeAlarms, ListMetrics, GetMetricData) and SQS
 (GetQueueAttributes), with the stack's name prefix from --prefix or SAGEPILOT_PREFIX (the template's
@@ -39,7 +42,9 @@ from typing import Any
 import boto3
 
 from sagepilot.adapters.endpoints import Endpoints
+from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.adapters.rollout_state import LeaseBusy, NotManaged, RolloutStore
+from sagepilot.domain import canary_report
 from sagepilot.domain.rollout import Command, Phase, RolloutState
 from sagepilot.events import OPERATOR_SOURCE, ROLLOUT_COMMAND
 from sagepilot.metrics import NAMESPACE
@@ -578,6 +583,17 @@ def monitor(verb: str, prefix: str, endpoint: str | None, since: str) -> list[st
     return show_status(prefix, alarm_views(control), queues, now)
 
 
+def show_report(reports: RolloutReports, endpoint: str, html_path: str | None) -> list[str]:
+    """The table of the endpoint's newest judged rollout; its page written to `html_path`."""
+    found = reports.newest(endpoint)
+    if found is None:
+        raise CommandRefused(f"no canary analysis report for {endpoint} (its canaries ran without the gate?)")
+    path = html_path or f"{endpoint}-report.html"
+    with open(path, "w", encoding="utf-8") as page:
+        page.write(canary_report.html_page(found))
+    return [*canary_report.table(found), f"page written to {path}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sagepilot", description="Operate sagepilot's rollouts; see its health.")
     parser.add_argument("--table", default=os.environ.get("SAGEPILOT_STATE_TABLE"), help="the stack's state table")
@@ -593,7 +609,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("metrics", help="the dashboard's figures as tables").add_argument(
         "--since", default="1h", help="the window: 30m, 1h, 2d (default 1h)"
     )
+    report = sub.add_parser("report", help="the canary analysis of the endpoint's newest judged rollout")
+    report.add_argument("endpoint")
+    report.add_argument(
+        "--bucket", default=os.environ.get("SAGEPILOT_DATA_BUCKET"), help="the stack's data bucket (DataBucketName)"
+    )
+    report.add_argument("--html", help="where to write the page (default: <endpoint>-report.html)")
     args = parser.parse_args(argv)
+    if args.verb == "report":
+        if not args.bucket:
+            parser.error("the data bucket is needed: --bucket NAME or SAGEPILOT_DATA_BUCKET (stack output)")
+        try:
+            lines = show_report(RolloutReports(boto3.client("s3"), args.bucket), args.endpoint, args.html)
+        except CommandRefused as exc:
+            print(f"sagepilot: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(lines))
+        return 0
     if args.verb in ("status", "alarms", "metrics"):
         try:
             lines = monitor(args.verb, args.prefix, getattr(args, "endpoint", None), getattr(args, "since", "1h"))

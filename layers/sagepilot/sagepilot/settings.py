@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sagepilot.domain.canary_gate import GateSettings
 from sagepilot.domain.deployment import (
     AlarmThresholds,
     Autoscaling,
@@ -130,6 +131,7 @@ class RolloutSettings:
     defaults: Deployment
     lease_seconds: int
     stable_check_seconds: int
+    report_bucket: str = ""  # where the canary gate's reports go (rollouts/...); empty: not kept
 
 
 def _prefix(env: Mapping[str, str]) -> str:
@@ -145,6 +147,15 @@ def _prefix(env: Mapping[str, str]) -> str:
 def _optional_instance_type(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return _instance_type(name, value) if value else None
+
+
+def _canary_analysis(env: Mapping[str, str]) -> bool:
+    """CANARY_ANALYSIS: `sequential` turns the ab canary's statistical gate on for groups without a
+    sagepilot:analysis tag, `off` (also when unset: stacks from before the gate) leaves it off."""
+    raw = env.get("CANARY_ANALYSIS", "off").strip().lower()
+    if raw not in ("sequential", "off"):
+        raise ConfigurationError(f"CANARY_ANALYSIS must be sequential or off, got {raw!r}")
+    return raw == "sequential"
 
 
 def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
@@ -187,6 +198,7 @@ def _rollout_settings(
                 _int(env, "BAKE_SECONDS", 0, 86_400),
                 min_invocations=_int(env, "MIN_INVOCATIONS", 0, 1_000_000_000),
                 max_bake_seconds=_int(env, "MAX_BAKE_SECONDS", 0, 86_400),
+                gate=GateSettings(enabled=_canary_analysis(env)),
             ),
             instance_type=_instance_type("ENDPOINT_INSTANCE_TYPE", _required(env, "ENDPOINT_INSTANCE_TYPE")),
             instance_count=_int(env, "ENDPOINT_INSTANCE_COUNT", 1, 1000),
@@ -208,6 +220,7 @@ def _rollout_settings(
             instance_count_ceiling=_int(env, "ENDPOINT_INSTANCE_COUNT_CEILING", 1, 1000),
         ),
         lease_seconds=_int(env, "LEASE_SECONDS", 30, 3600),
+        report_bucket=env.get("REPORT_BUCKET", "").strip(),
         stable_check_seconds=_int(env, "STABLE_CHECK_SECONDS", 60, 86_400),
     )
 

@@ -89,6 +89,7 @@ def rollouts(
     from sagepilot.adapters.endpoints import Endpoints
     from sagepilot.adapters.notify import Notifier
     from sagepilot.adapters.registry import ModelRegistry
+    from sagepilot.adapters.rollout_reports import RolloutReports
     from sagepilot.adapters.rollout_state import RolloutStore
     from sagepilot.metrics import NoRecorder
     from sagepilot.services.rollout import Rollouts
@@ -104,6 +105,7 @@ def rollouts(
         Notifier(client("sns"), settings.notification_topic_arn),
         clock,
         metrics or NoRecorder(),
+        RolloutReports(client("s3"), settings.report_bucket) if settings.report_bucket else None,
     )
 
 

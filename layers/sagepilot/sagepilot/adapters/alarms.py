@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.domain.canary_gate import CustomMetric, StepEvidence, VariantCounts
 from sagepilot.domain.deployment import AlarmThresholds
 from sagepilot.domain.health import AlarmKind
 from sagepilot.domain.names import alarm_name
@@ -120,6 +121,83 @@ class VariantAlarms:
         except ClientError as exc:
             raise TransientError(f"reading the invocations of {endpoint}/{variant}: {exc}") from exc
         return int(sum(float(point.get("Sum", 0.0)) for point in found.get("Datapoints", [])))
+
+    def step_counts(
+        self,
+        endpoint: str,
+        stable: str,
+        candidate: str,
+        start: float,
+        end: float,
+        objective_ms: int,
+        custom: tuple[CustomMetric, ...] = (),
+    ) -> StepEvidence:
+        """Both variants' counts from `start` to `end` (epoch seconds) for the canary gate, in one GetMetricData
+        call (paged only past CloudWatch's 100,800 values): per minute, `Invocations` and
+        `Invocation5XXErrors` (Sum), and `ModelLatency`'s SampleCount and percentile rank `PR(:objective)`
+        (the percentage of requests at or under the objective), from which the requests over it are counted;
+        and each of the user's `custom` metrics' Sum and SampleCount with the same dimensions.
+        Like `invocations`, the query ends a period after `end`."""
+        objective_us = objective_ms * 1000
+        queries: list[dict[str, Any]] = []
+        for tag, variant in (("s", stable), ("c", candidate)):
+            wanted = [
+                ("n", NAMESPACE, "Invocations", "Sum"),
+                ("e", NAMESPACE, "Invocation5XXErrors", "Sum"),
+                ("l", NAMESPACE, "ModelLatency", "SampleCount"),
+                ("r", NAMESPACE, "ModelLatency", f"PR(:{objective_us})"),
+            ]
+            for index, metric in enumerate(custom):
+                wanted += [
+                    (f"u{index}s", metric.namespace, metric.name, "Sum"),
+                    (f"u{index}n", metric.namespace, metric.name, "SampleCount"),
+                ]
+            for key, namespace, name, stat in wanted:
+                dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+                queries.append(
+                    {
+                        "Id": f"{tag}{key}",
+                        "MetricStat": {
+                            "Metric": {"Namespace": namespace, "MetricName": name, "Dimensions": dimensions},
+                            "Period": _INVOCATIONS_PERIOD,
+                            "Stat": stat,
+                        },
+                    }
+                )
+        series: dict[str, dict[datetime, float]] = {q["Id"]: {} for q in queries}
+        request: dict[str, Any] = {
+            "MetricDataQueries": queries,
+            "StartTime": datetime.fromtimestamp(start, UTC),
+            "EndTime": datetime.fromtimestamp(max(end, start + 1) + _INVOCATIONS_PERIOD, UTC),
+        }
+        try:
+            while True:
+                page = self._cw.get_metric_data(**request)
+                for result in page.get("MetricDataResults", []):
+                    values = series[result["Id"]]
+                    values.update(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
+                token = page.get("NextToken")
+                if not token:
+                    break
+                request["NextToken"] = token
+        except ClientError as exc:
+            raise TransientError(f"reading the canary metrics of {endpoint}: {exc}") from exc
+
+        def counts(tag: str) -> VariantCounts:
+            latency, ranks = series[f"{tag}l"], series[f"{tag}r"]
+            over = sum(n * (100.0 - ranks[at]) / 100.0 for at, n in latency.items() if at in ranks)
+            return VariantCounts(
+                invocations=round(sum(series[f"{tag}n"].values())),
+                errors=round(sum(series[f"{tag}e"].values())),
+                over_objective=max(round(over), 0),
+                latency_samples=round(sum(latency.values())),
+                custom=tuple(
+                    (round(sum(series[f"{tag}u{i}s"].values())), round(sum(series[f"{tag}u{i}n"].values())))
+                    for i in range(len(custom))
+                ),
+            )
+
+        return StepEvidence(counts("s"), counts("c"), start, end)
 
     def states(self, names: tuple[str, ...]) -> dict[str, str]:
         """The current state value of each named alarm that exists."""

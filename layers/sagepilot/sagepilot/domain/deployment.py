@@ -11,6 +11,14 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:bake-seconds           time at each step before the next
     sagepilot:min-invocations        invocations the candidate must serve in a canary step before it moves on
     sagepilot:max-bake-seconds       a step still short of them this long is held (NO TRAFFIC)
+    sagepilot:analysis               sequential (default) | off: the `ab` canary's statistical gate
+    sagepilot:confidence             the gate's confidence, e.g. 0.95 (its false-rollback bound is 1 - this)
+    sagepilot:error-margin           5xx rate (fraction) a candidate may exceed stable by and be "not worse"
+    sagepilot:latency-objective-ms   model latency objective; 0: the latency alarm's threshold
+    sagepilot:latency-margin         share of requests over the objective (fraction), likewise
+    sagepilot:on-inconclusive        hold (default) | rollback | promote: a step undecided at its longest bake
+    sagepilot:metrics                per-variant 0/1 metrics the gate also judges, e.g.
+                                     "Shop/Conversion:higher:0.01 Shop/WrongAnswer:lower:0.005"
     sagepilot:instance-type          e.g. ml.m5.large
     sagepilot:instance-count         initial instances per variant
     sagepilot:autoscaling-min / -max / -target    target tracking on invocations per instance per minute
@@ -33,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from sagepilot.domain.canary_gate import CustomMetric, GateSettings, Inconclusive
 from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
 from sagepilot.domain.rollout import RolloutPolicy, Strategy
 
@@ -114,6 +123,66 @@ def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise InvalidGroupSettings(f"tag {TAG_PREFIX}{key} must be between {low} and {high}, got {value}")
     return value
+
+
+def _fraction(tags: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    raw = tags.get(TAG_PREFIX + key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}{key} must be a number like {default}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+_CUSTOM = re.compile(
+    r"^(?P<namespace>[^/:\s]+(?:/[^/:\s]+)*)/(?P<name>[^/:\s]+):(?P<way>lower|higher):(?P<margin>[0-9.]+)$"
+)
+
+
+def _custom_metrics(raw: str) -> tuple[CustomMetric, ...]:
+    """`Namespace/Name:lower|higher:margin`, several separated by spaces; each a proportion published per
+    variant (see domain.canary_gate)."""
+    found = []
+    for part in raw.split():
+        match = _CUSTOM.match(part)
+        margin = float(match["margin"]) if match and match["margin"].count(".") <= 1 else -1.0
+        if match is None or not 0 < margin < 1:
+            raise InvalidGroupSettings(
+                f"tag {TAG_PREFIX}metrics: each metric is Namespace/Name:lower|higher:margin (a fraction between 0 "
+                f"and 1; lower or higher: which direction is good), like Shop/Conversion:higher:0.01, got {part!r}"
+            )
+        found.append(CustomMetric(match["namespace"], match["name"], match["way"] == "higher", margin))
+    if len(found) > 10:
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}metrics: at most 10 metrics, got {len(found)}")
+    return tuple(found)
+
+
+def _gate(tags: Mapping[str, str], defaults: GateSettings) -> GateSettings:
+    """The canary gate's settings (see domain.canary_gate) from the group's tags."""
+    analysis = tags.get(TAG_PREFIX + "analysis", "sequential" if defaults.enabled else "off").strip().lower()
+    if analysis not in ("sequential", "off"):
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}analysis must be sequential or off, got {analysis!r}")
+    policy_raw = tags.get(TAG_PREFIX + "on-inconclusive", defaults.on_inconclusive.value).strip().lower()
+    try:
+        policy = Inconclusive(policy_raw)
+    except ValueError:
+        choices = ", ".join(p.value for p in Inconclusive)
+        raise InvalidGroupSettings(
+            f"tag {TAG_PREFIX}on-inconclusive must be one of {choices}, got {policy_raw!r}"
+        ) from None
+    return GateSettings(
+        custom=_custom_metrics(tags.get(TAG_PREFIX + "metrics", "")) or defaults.custom,
+        enabled=analysis == "sequential",
+        confidence=_fraction(tags, "confidence", defaults.confidence, 0.5, 0.999),
+        error_margin=_fraction(tags, "error-margin", defaults.error_margin, 0.0001, 0.5),
+        latency_margin=_fraction(tags, "latency-margin", defaults.latency_margin, 0.0001, 0.5),
+        latency_objective_ms=_int(tags, "latency-objective-ms", defaults.latency_objective_ms, 0, 3_600_000),
+        on_inconclusive=policy,
+    )
 
 
 def parse_steps(raw: str, where: str) -> tuple[int, ...]:
@@ -199,6 +268,7 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
             _int(tags, "bake-seconds", defaults.rollout.bake_seconds, 0, 86_400),
             min_invocations=_int(tags, "min-invocations", defaults.rollout.min_invocations, 0, 1_000_000_000),
             max_bake_seconds=_int(tags, "max-bake-seconds", defaults.rollout.max_bake_seconds, 0, 86_400),
+            gate=_gate(tags, defaults.rollout.gate),
         ),
         instance_type=instance_type,
         instance_count=min(max(count, autoscaling.min_capacity), autoscaling.max_capacity),

@@ -52,7 +52,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sagepilot.domain.canary_gate import Assessment, GateSettings, Inconclusive
 from sagepilot.domain.names import variant_name
+from sagepilot.domain.sequential import Verdict
 
 BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 HISTORY_LIMIT = 50
@@ -105,6 +107,8 @@ class RolloutPolicy:
     # held and announced (NO TRAFFIC), never promoted on silence.
     min_invocations: int = 0
     max_bake_seconds: int = 0
+    # The statistical gate of `ab` steps where stable still serves (see domain.canary_gate).
+    gate: GateSettings = field(default_factory=GateSettings)
 
     def __post_init__(self) -> None:
         if not self.steps or self.steps[-1] != 100:
@@ -181,6 +185,7 @@ class RolloutState:
     endpoint_modified_at: float = 0.0
     orphan_notified: bool = False
     starved: bool = False  # NO TRAFFIC was announced for the running canary step
+    inconclusive: bool = False  # INCONCLUSIVE (the gate's verdict at the longest bake) was announced for it
     # When the live (stable) variant began serving alone (0: unknown, a record from before this field).
     serving_since: float = 0.0
     # STABLE: what a person changed that is being undone (set when the repair is sent; the repair is
@@ -342,10 +347,12 @@ def decide(
     group: str,
     deploy: bool = True,
     invocations: int | None = None,
+    assessment: Assessment | None = None,
 ) -> Decision:
     """The next move for one endpoint. `firing`: names of the rollout's alarms now in ALARM; `deploy`: the
     group's `sagepilot:deploy` setting as read for this decision; `invocations`: what the canary's
-    candidate has served since its step began (None: not read)."""
+    candidate has served since its step began (None: not read); `assessment`: the canary gate's verdict on the
+    step's evidence (None: not judged, e.g. at 100% or with the gate off)."""
     if not deploy:
         disabled = _disabled(state, view, now)
         if disabled is not None:
@@ -413,7 +420,7 @@ def decide(
     if not deploy and state.phase is Phase.STABLE:
         return _withheld(state, view, target, firing, policy, now)
     if state.phase is Phase.CANARY:
-        return _canary(state, view, target, firing, policy, now, invocations)
+        return _canary(state, view, target, firing, policy, now, invocations, assessment)
     handler = {
         Phase.CREATING: _creating,
         Phase.STABLE: _stable,
@@ -724,6 +731,7 @@ def _stable(
         reject_candidate=False,
         orphan_notified=False,
         starved=False,
+        inconclusive=False,
         endpoint_modified_at=view.last_modified,
     )
     shares = canary_shares(canary, policy)
@@ -763,6 +771,7 @@ def _canary(
     policy: RolloutPolicy,
     now: float,
     invocations: int | None = None,
+    assessment: Assessment | None = None,
 ) -> Decision:
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
@@ -770,6 +779,8 @@ def _canary(
     if candidate.variant not in view.names and _update_failed(state, view):
         return _start_failed(state, view, now)
     cause = _rollback_reason(state, target, firing)
+    if cause is None and assessment is not None and state.command is not Command.PROMOTE:
+        cause = _gate_rollback(state, policy, assessment, invocations, now)
     if cause is not None:
         reason, reject, short = cause
         back = state.evolve(
@@ -820,6 +831,10 @@ def _canary(
         return Decision(state, (SetWeights(tuple(shares.items())),), note="weights to the recorded step")
     if state.paused:
         return _wait(state, "paused by an operator")
+    if assessment is not None:
+        gated = _gated(state, policy, assessment, invocations, now)
+        if gated is not None:
+            return gated
     due = state.step_started_at + policy.bake_seconds
     if now < due:
         return _wait(state, f"baking step {state.step + 1}/{len(policy.steps)} for {due - now:.0f} s more")
@@ -833,8 +848,83 @@ def _canary(
         step=step,
         step_started_at=now,
         starved=False,
+        inconclusive=False,
     )
     return Decision(nxt, (SetWeights(tuple(canary_shares(nxt, policy).items())),))
+
+
+def _gate_rollback(
+    state: RolloutState, policy: RolloutPolicy, assessment: Assessment, invocations: int | None, now: float
+) -> tuple[str, bool, str] | None:
+    """The gate's reasons to roll back (the candidate marked Rejected with them): shown worse on a metric, or
+    a step still undecided at its longest bake in a group whose `on-inconclusive` policy is rollback."""
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    worst = assessment.worst()
+    if worst is not None:
+        return (
+            f"canary analysis: v{candidate.version} is worse than v{stable.version} on {worst.metric} "
+            f"({worst.describe()})",
+            True,
+            "gate",
+        )
+    if (
+        assessment.verdict is Verdict.CONTINUE
+        and policy.gate.on_inconclusive is Inconclusive.ROLLBACK
+        and _has_evidence(policy, invocations)
+        and now - state.step_started_at >= policy.held_after
+    ):
+        return (
+            f"canary analysis inconclusive after {now - state.step_started_at:.0f} s "
+            f"({assessment.summary()}); the group's policy is to roll back",
+            True,  # Rejected too: else the same approval would start the same canary again
+            "inconclusive",
+        )
+    return None
+
+
+def _gated(
+    state: RolloutState, policy: RolloutPolicy, assessment: Assessment, invocations: int | None, now: float
+) -> Decision | None:
+    """The gate's move for a step that is not rolled back; None: the bake and evidence rules decide (the
+    candidate is short of its minimum of invocations: it waits, and is held as NO TRAFFIC, as without the gate)."""
+    candidate = state.candidate
+    assert candidate
+    if not _has_evidence(policy, invocations):
+        return None
+    elapsed = now - state.step_started_at
+    step = state.step + 1
+    if assessment.verdict is Verdict.NOT_WORSE or (
+        elapsed >= policy.held_after and policy.gate.on_inconclusive is Inconclusive.PROMOTE
+    ):
+        why = (
+            "not worse than stable"
+            if assessment.verdict is Verdict.NOT_WORSE
+            else "inconclusive at the longest bake (the group's policy: promote)"
+        )
+        nxt = state.evolve(
+            now,
+            f"canary analysis: v{candidate.version} {why} after {elapsed:.0f} s, {invocations} invocations "
+            f"({assessment.summary()}); shifting to {policy.steps[step]}%",
+            step=step,
+            step_started_at=now,
+            starved=False,
+            inconclusive=False,
+        )
+        return Decision(nxt, (SetWeights(tuple(canary_shares(nxt, policy).items())),))
+    if elapsed < policy.held_after or state.inconclusive:
+        held = " (held: INCONCLUSIVE)" if state.inconclusive else ""
+        return _wait(state, f"canary analysis collecting evidence{held}: {assessment.summary()}")
+    share = policy.steps[state.step]
+    what = (
+        f"INCONCLUSIVE: the canary analysis of v{candidate.version} at {share}% is undecided after {elapsed:.0f} s "
+        f"({assessment.summary()}); held at {share}% (it moves on or rolls back as soon as the evidence "
+        "decides), or decide: sagepilot promote / rollback."
+    )
+    held_state = state.evolve(now, what, inconclusive=True)
+    return Decision(
+        held_state, (Notify(f"INCONCLUSIVE: {state.endpoint} v{candidate.version}", _facts(held_state, what)),)
+    )
 
 
 def _withdraw(stable: Release, candidate: Release) -> WithdrawApprovals:

@@ -30,9 +30,11 @@ from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import EndpointBusy, Endpoints
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
+from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, RolloutStore
 from sagepilot.domain import health, ownership
 from sagepilot.domain import rollout as plan
+from sagepilot.domain.canary_gate import Assessment
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
 from sagepilot.domain.health import AlarmKind, AlarmRef, parse_alarm_name
 from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_model_name
@@ -41,6 +43,7 @@ from sagepilot.errors import CapacityError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
 from sagepilot.observability import logger
+from sagepilot.services.canary_analysis import judge_step, record_look
 from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
@@ -82,8 +85,10 @@ class Rollouts:
         notifier: Notifier,
         clock: Callable[[], float] = time.time,
         metrics: Recorder | None = None,
+        reports: RolloutReports | None = None,
     ) -> None:
         self._settings = settings
+        self._reports = reports  # the canary gate's reports (None: not kept)
         self._store = store
         self._registry = registry
         self._endpoints = endpoints
@@ -287,9 +292,14 @@ class Rollouts:
         target = self._registry.newest_approved(group)
         firing: tuple[str, ...] = ()
         invocations: int | None = None
+        assessment: Assessment | None = None
         if state and state.candidate and state.phase is Phase.CANARY:
             firing = self._alarms.firing(endpoint, state.candidate.variant)
-            if (
+            assessment = judge_step(self._alarms, state, deployment, now)
+            if assessment is not None:
+                # The gate's one GetMetricData call also gave the candidate's invocations in the step.
+                invocations = assessment.evidence.candidate.invocations
+            elif (
                 deployment.rollout.min_invocations > 0
                 and now >= state.step_started_at + deployment.rollout.bake_seconds
             ):
@@ -306,7 +316,10 @@ class Rollouts:
             group=group,
             deploy=deployment.enabled,
             invocations=invocations,
+            assessment=assessment,
         )
+        if assessment is not None and state is not None and self._reports is not None:
+            record_look(self._reports, state, decision, assessment, deployment.rollout.steps)
         outcome = Outcome(
             endpoint,
             "acted" if decision.actions else "waiting",

@@ -1,0 +1,62 @@
+"""The evidence of a running `ab` canary step for its statistical gate (see domain.canary_gate).
+
+Read for every reconcile of a step where the stable variant still serves (the candidate below 100%) and the
+group's `sagepilot:analysis` is `sequential`: both variants' counts since the step began, in one CloudWatch
+GetMetricData call, judged by `canary_gate.assess`. At 100% there is nothing to compare against: the last
+step is judged by the alarms and the minimum of invocations, as without the gate. Every look is added to
+the rollout's report in the data bucket (`record_look`; see domain.canary_report).
+"""
+
+from __future__ import annotations
+
+from sagepilot.adapters.alarms import VariantAlarms
+from sagepilot.adapters.rollout_reports import RolloutReports
+from sagepilot.domain.canary_gate import Assessment, assess
+from sagepilot.domain.canary_report import entry, rollout_id
+from sagepilot.domain.deployment import Deployment
+from sagepilot.domain.rollout import Decision, Phase, RolloutState, Strategy
+
+
+def judge_step(alarms: VariantAlarms, state: RolloutState, deployment: Deployment, now: float) -> Assessment | None:
+    """The gate's assessment of the running canary step, or None where the gate does not judge it."""
+    policy = deployment.rollout
+    stable, candidate = state.stable, state.candidate
+    if (
+        not policy.gate.enabled
+        or policy.strategy is not Strategy.AB
+        or state.phase is not Phase.CANARY
+        or stable is None
+        or candidate is None
+        or policy.steps[min(state.step, len(policy.steps) - 1)] >= 100
+    ):
+        return None
+    objective = policy.gate.latency_objective_ms or deployment.alarms.latency_p99_ms
+    evidence = alarms.step_counts(
+        state.endpoint, stable.variant, candidate.variant, state.step_started_at, now, objective, policy.gate.custom
+    )
+    return assess(evidence, policy.gate, policy.steps)
+
+
+def record_look(
+    reports: RolloutReports, before: RolloutState, decision: Decision, assessment: Assessment, steps: tuple[int, ...]
+) -> None:
+    """Add the gate's look at the step to the rollout's report, with what the rollout did on it (nothing
+    while it keeps collecting)."""
+    stable, candidate = before.stable, before.candidate
+    assert stable and candidate
+    after = decision.state
+    acted = bool(decision.actions) and after is not None and len(after.history) and after.history != before.history
+    what = after.history[-1].what if acted and after is not None else ""
+    reports.append(
+        before.endpoint,
+        rollout_id(candidate.version, before.started_at),
+        entry(
+            assessment.evidence.end,
+            before.step,
+            steps[min(before.step, len(steps) - 1)],
+            assessment,
+            what,
+            stable=stable.version,
+            candidate=candidate.version,
+        ),
+    )
