@@ -116,7 +116,11 @@ class Driver:
                 AlarmName=f"{ENDPOINT}-{variant}-{kind}", StateValue=value, StateReason=f"test: {value}"
             )
         else:
-            assert cli.main(["--table", r.store()._table, what[1], ENDPOINT]) == 0, what
+            self.operate(what[1])
+
+    def operate(self, command: str) -> None:
+        """The operator's command through the real CLI; in an undisturbed world it is always taken."""
+        assert cli.main(["--table", self.rollout.store()._table, command, ENDPOINT]) == 0, ("operator", command)
 
     def receive(self, copies: Callable[[], int]) -> None:
         for event in self.rollout._received():

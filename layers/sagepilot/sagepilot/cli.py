@@ -114,7 +114,9 @@ def _record(store: RolloutStore, endpoint: str, command: str, who: str) -> Rollo
             time.sleep(0.5)
     try:
         if lease.state is None:
-            raise CommandRefused(f"{endpoint} is not an endpoint this stack manages")
+            raise CommandRefused(
+                f"{endpoint} has no rollout recorded yet (its first deployment is still due): nothing to {command}"
+            )
         state = apply_command(lease.state, command, who, time.time())
         store.save(lease, state, time.time())
         return state
