@@ -840,11 +840,16 @@ def _canary(
         return _wait(state, f"baking step {state.step + 1}/{len(policy.steps)} for {due - now:.0f} s more")
     if not _has_evidence(policy, invocations):
         return _short_of_evidence(state, policy, invocations, now)
-    step = state.step + 1
     served = f", {invocations} invocations" if policy.min_invocations and invocations is not None else ""
+    return _next_step(state, policy, now, f"v{candidate.version} healthy after {policy.bake_seconds} s{served}")
+
+
+def _next_step(state: RolloutState, policy: RolloutPolicy, now: float, why: str) -> Decision:
+    """The canary moves on to its next step (its evidence and hold flags start afresh)."""
+    step = state.step + 1
     nxt = state.evolve(
         now,
-        f"v{candidate.version} healthy after {policy.bake_seconds} s{served}; shifting to {policy.steps[step]}%",
+        f"{why}; shifting to {policy.steps[step]}%",
         step=step,
         step_started_at=now,
         starved=False,
@@ -893,7 +898,6 @@ def _gated(
     if not _has_evidence(policy, invocations):
         return None
     elapsed = now - state.step_started_at
-    step = state.step + 1
     if assessment.verdict is Verdict.NOT_WORSE or (
         elapsed >= policy.held_after and policy.gate.on_inconclusive is Inconclusive.PROMOTE
     ):
@@ -902,16 +906,13 @@ def _gated(
             if assessment.verdict is Verdict.NOT_WORSE
             else "inconclusive at the longest bake (the group's policy: promote)"
         )
-        nxt = state.evolve(
+        return _next_step(
+            state,
+            policy,
             now,
             f"canary analysis: v{candidate.version} {why} after {elapsed:.0f} s, {invocations} invocations "
-            f"({assessment.summary()}); shifting to {policy.steps[step]}%",
-            step=step,
-            step_started_at=now,
-            starved=False,
-            inconclusive=False,
+            f"({assessment.summary()})",
         )
-        return Decision(nxt, (SetWeights(tuple(canary_shares(nxt, policy).items())),))
     if elapsed < policy.held_after or state.inconclusive:
         held = " (held: INCONCLUSIVE)" if state.inconclusive else ""
         return _wait(state, f"canary analysis collecting evidence{held}: {assessment.summary()}")
