@@ -406,3 +406,18 @@ def test_a_rollback_withdraws_the_approvals_its_candidate_had_superseded() -> No
     withdrawn = [a for a in world.actions if isinstance(a, plan.WithdrawApprovals)]
     assert withdrawn == [plan.WithdrawApprovals(1, 3, withdrawn[0].description)]
     assert world.endpoint.variants == {"v1": 1.0} and set(world.approved) == {1}
+
+
+def test_an_endpoint_deleted_during_a_canary_is_recreated_with_the_live_version_not_the_unproven_candidate() -> None:
+    world = evidence_world()
+    world.calling = False
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    assert world.endpoint.shares() == {"v1": 0.9, "v2": 0.1}
+    world.endpoint = type(world.endpoint)()  # deleted by hand while v2, with no evidence, has 10%
+    recreated = world.reconcile()
+    creates = [action for action in recreated.actions if isinstance(action, plan.CreateEndpoint)]
+    assert [action.release.version for action in creates] == [1]
+    world.settle()
+    assert world.endpoint.variants == {"v1": 1.0}

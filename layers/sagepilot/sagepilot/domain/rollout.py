@@ -376,16 +376,20 @@ def decide(
             )
             return Decision(state, (Notify(f"ENDPOINT MISSING: {state.endpoint}", _facts(state, what)),))
         if state.phase is not Phase.CREATING:
+            # Recreated with the version that was live, never with a newer one that had not earned its
+            # promotion (a canary's candidate): that one starts its canary again once the endpoint serves.
+            # An older target means the live version was rejected meanwhile: the newest Approved one.
+            again = state.stable if state.stable is not None and state.stable.version < target.version else target
             what = (
                 f"endpoint {state.endpoint} is gone (deleted outside sagepilot while {state.phase.value}"
                 + (f" with v{state.stable.version}" if state.stable else "")
-                + f"); creating it again with v{target.version}"
+                + f"); creating it again with v{again.version}"
             )
             state = state.evolve(
                 now,
                 what,
                 phase=Phase.CREATING,
-                stable=target,
+                stable=again,
                 candidate=None,
                 step=0,
                 command=None,
@@ -393,9 +397,9 @@ def decide(
                 repair="",
             )
             missing = Notify(
-                f"ENDPOINT MISSING: {state.endpoint}", {**_facts(state, what), "recreating": target.version}
+                f"ENDPOINT MISSING: {state.endpoint}", {**_facts(state, what), "recreating": again.version}
             )
-            return Decision(state, (CreateEndpoint(target), missing))
+            return Decision(state, (CreateEndpoint(again), missing))
         return Decision(state, (CreateEndpoint(state.stable or target),))
     if view.status == "Failed":
         what = f"endpoint {state.endpoint} is Failed: {view.failure_reason or 'no reason given'}"
