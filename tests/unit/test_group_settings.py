@@ -76,3 +76,11 @@ def test_a_renamed_endpoint_keeps_serving_until_its_successor_serves_then_goes()
 def test_the_refusal_names_the_owner_and_how_to_release_the_endpoint() -> None:
     what = refusal("sp-churn", "fraud", "churn")
     assert "belongs to model package group churn" in what and "sagepilot:endpoint-name" in what
+
+
+def test_a_group_with_capitals_needs_a_lowercase_endpoint_name() -> None:
+    """SageMaker endpoint names are case-insensitive: group "FF"'s default "sp-FF" would be the endpoint a group
+    tagging "sp-ff" owns, under a second owner record (found trying it on the sandbox)."""
+    with pytest.raises(InvalidGroupSettings, match=r"capitals.*'sp-FF'.*sagepilot:endpoint-name.*'sp-ff'"):
+        resolve(DEFAULTS, "sp", "FF", {})
+    assert resolve(DEFAULTS, "sp", "FF", {"sagepilot:endpoint-name": "sp-ff"}).endpoint == "sp-ff"

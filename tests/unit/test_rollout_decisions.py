@@ -421,3 +421,20 @@ def test_an_endpoint_deleted_during_a_canary_is_recreated_with_the_live_version_
     assert [action.release.version for action in creates] == [1]
     world.settle()
     assert world.endpoint.variants == {"v1": 1.0}
+
+
+def test_an_endpoint_deleted_while_deploy_is_false_is_reported_missing_once_and_not_recreated() -> None:
+    world = deployed(1)
+    world.deploy = False
+    world.endpoint = type(world.endpoint)()  # deleted by hand
+    first, again = world.reconcile(), world.reconcile()
+    assert [a.subject for a in first.actions if isinstance(a, plan.Notify)] == ["ENDPOINT MISSING: sp-churn"]
+    assert not any(isinstance(a, plan.CreateEndpoint) for a in first.actions)
+    assert again.actions == ()
+    world.deploy = True  # allowed again: created again, and a later deletion is reported again
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+    world.deploy = False
+    world.endpoint = type(world.endpoint)()
+    notices = [a.subject for a in world.reconcile().actions if isinstance(a, plan.Notify)]
+    assert notices == ["ENDPOINT MISSING: sp-churn"]

@@ -214,6 +214,13 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
         # SageMaker endpoint names are case-insensitive (one endpoint for "x-Churn" and "x-churn") and their
         # ARNs lowercase: a name in another case would be the same endpoint under another owner record.
         raise InvalidGroupSettings(f"tag {TAG_PREFIX}endpoint-name must be lowercase, got {named!r}")
+    if not named and endpoint != endpoint.lower():
+        # The same for the default name of a group with capitals ("FF" and a group tagging "<prefix>-ff").
+        raise InvalidGroupSettings(
+            f"the group's name has capitals, so its default endpoint {endpoint!r} could be another group's "
+            f"endpoint in another case (SageMaker endpoint names are case-insensitive): set the tag "
+            f"{TAG_PREFIX}endpoint-name to a lowercase name, e.g. {endpoint.lower()!r}"
+        )
     if not endpoint.startswith(prefix + "-"):
         raise InvalidGroupSettings(
             f"tag {TAG_PREFIX}endpoint-name must start with the stack's name prefix {prefix + '-'!r} (the "

@@ -184,6 +184,7 @@ class RolloutState:
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
     orphan_notified: bool = False
+    missing_notified: bool = False  # ENDPOINT MISSING was said for an endpoint deploy=false keeps from recreating
     starved: bool = False  # NO TRAFFIC was announced for the running canary step
     inconclusive: bool = False  # INCONCLUSIVE (the gate's verdict at the longest bake) was announced for it
     # When the live (stable) variant began serving alone (0: unknown, a record from before this field).
@@ -395,6 +396,7 @@ def decide(
                 command=None,
                 reason="",
                 repair="",
+                missing_notified=False,
             )
             missing = Notify(
                 f"ENDPOINT MISSING: {state.endpoint}", {**_facts(state, what), "recreating": again.version}
@@ -441,6 +443,16 @@ def _disabled(state: RolloutState | None, view: EndpointView | None, now: float)
     failed one is not replaced, and a running `ab` canary is rolled back to the stable version (not
     marked Rejected: it rolls out again once deploy is true). None: the move that was under way goes on
     (an endpoint being created, a promotion or rollback, a SageMaker deployment, which cannot be stopped)."""
+    if state is not None and state.phase is not Phase.FAILED and view is None and not state.missing_notified:
+        # Deleted outside sagepilot while the group may not deploy: not created again, but never in silence.
+        what = (
+            f"endpoint {state.endpoint} is gone (deleted outside sagepilot while {state.phase.value}); the group's "
+            "sagepilot:deploy tag is false, so it is not created again until the tag is true"
+        )
+        gone = state.evolve(now, what, missing_notified=True)
+        return Decision(
+            gone, (Notify(f"ENDPOINT MISSING: {state.endpoint}", {**_facts(gone, what), "recreating": None}),)
+        )
     if state is None or state.phase is Phase.FAILED or view is None:
         what = "the group's sagepilot:deploy tag is false: nothing is deployed"
         return _wait(state, what)
