@@ -519,9 +519,12 @@ def run_until_settled(data: Any, jobs: Any, completion: Any, completions: Any, f
     pending, seen, outcomes = [first], {first}, []
     while pending:
         name = pending.pop(0)
-        inputs = [i["key"] for i in jobs.get(name).plan["inputs"]]
+        plan = jobs.get(name).plan
+        inputs = [i["key"] for i in plan["inputs"]]
         failing = sorted(set(inputs) & bad)
-        events = completions.finish(name, "Failed", bad_record(data, failing[0])) if failing else \
+        # SageMaker names what it read: the job's private copy of the file (the rejection must name the key).
+        read = plan["inputPrefix"] + failing[0].removeprefix("incoming/churn/") if failing else ""
+        events = completions.finish(name, "Failed", bad_record(data, read)) if failing else \
             completions.finish(name, "Completed")
         (outcome,) = handle_all(completion, events)
         outcomes.append(outcome)

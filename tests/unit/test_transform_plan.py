@@ -466,3 +466,12 @@ def test_a_job_planned_again_on_another_version_reads_the_same_copies():
     assert again.inputs == plan.inputs and again.manifest()[1:] == plan.manifest()[1:]
     assert again.manifest()[0] == plan.manifest()[0]
     assert replan(plan, newer, SETTINGS) == again
+
+
+def test_sagemakers_messages_about_the_private_copies_name_the_dropped_keys():
+    [plan] = plan_jobs([make_file("a.csv"), make_file("a.csv/b.csv"), make_file("2026/c.csv")], MODEL, SETTINGS)
+    copies = {f.key: f"s3://{BUCKET}/{plan.input_copy_key(f)}" for f in plan.inputs}
+    said = f"ClientError: {copies['incoming/churn/a.csv/b.csv']} (records 1-2) and {copies['incoming/churn/a.csv']}"
+    assert plan.in_dropped_terms(said) == (
+        f"ClientError: s3://{BUCKET}/incoming/churn/a.csv/b.csv (records 1-2) and s3://{BUCKET}/incoming/churn/a.csv"
+    )

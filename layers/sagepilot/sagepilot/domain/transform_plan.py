@@ -166,6 +166,13 @@ class JobPlan:
     def input_copy_key(self, f: InputFile) -> str:
         return f"{self.input_folder}{f.dropped.relative_path}"
 
+    def in_dropped_terms(self, text: str) -> str:
+        """SageMaker's messages name the job's private copies of its inputs: say the keys that were dropped
+        instead (longest first, so that `a.csv` never rewrites part of `a.csv.gz`)."""
+        for f in sorted(self.inputs, key=lambda f: len(self.input_copy_key(f)), reverse=True):
+            text = text.replace(self.input_copy_key(f), f.key)
+        return text
+
     @property
     def output_prefix(self) -> str:
         """Where SageMaker writes the job's `<relative path>.out`. The completion copies each one to

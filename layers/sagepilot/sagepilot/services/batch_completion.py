@@ -301,7 +301,7 @@ class BatchCompletion:
             outdated=outdated,
         )
         self._bucket.put_json(plan.report_key, summary)
-        rejection = job_failure_rejection(name, status, reason, attempt + 1, isolated=isolated)
+        rejection = job_failure_rejection(name, status, plan.in_dropped_terms(reason), attempt + 1, isolated=isolated)
         at = self._now()
 
         def write(item: Any) -> None:
