@@ -12,6 +12,11 @@ SAM_ENV := PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13'
 
 .PHONY: setup demo sandbox test test-fast lint typecheck validate build ci clean
 
+# Defined before the rules that name it (make expands prerequisites as it reads them).
+# The SageMaker Python SDK 2.x, for tests/e2e/test_sagemaker_sdk.py: a virtualenv of its own (its pins are not ours).
+SDK_VENV := .tools/sagemaker-sdk
+SDK_STAMP := $(SDK_VENV)/.installed-$(shell sed -n 's/^sagemaker==//p' requirements-sdk.txt)
+
 $(STAMP): requirements-dev.txt layers/sagepilot/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -72,10 +77,6 @@ security: $(CHECKOV_STAMP) $(STAMP)  ## checkov, offline, on template.yaml and o
 	$(PY) scripts/render_template.py --output $(RENDERED)
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
 	$(CHECKOV) --file $(RENDERED) --framework cloudformation --skip-download --compact --quiet
-
-# The SageMaker Python SDK 2.x, for tests/e2e/test_sagemaker_sdk.py: a virtualenv of its own (its pins are not ours).
-SDK_VENV := .tools/sagemaker-sdk
-SDK_STAMP := $(SDK_VENV)/.installed-$(shell sed -n 's/^sagemaker==//p' requirements-sdk.txt)
 
 $(SDK_STAMP): requirements-sdk.txt
 	$(PYTHON) -m venv $(SDK_VENV)
