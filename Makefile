@@ -47,10 +47,10 @@ limits: $(STAMP)  ## the README's "Limits and scaling": a simulated day and week
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check layers functions sandbox container
+	$(VENV)/bin/ruff format --check layers cli functions sandbox container
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy layers/sagepilot/sagepilot sandbox/sagepilot_sandbox functions container
+	$(VENV)/bin/mypy layers/sagepilot/sagepilot cli/sagepilot_cli sandbox/sagepilot_sandbox functions container
 
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
