@@ -3,7 +3,7 @@
 The stack's state table comes from --table or SAGEPILOT_STATE_TABLE, its name prefix from --prefix or
 SAGEPILOT_PREFIX (the template's NamePrefix, `sagepilot` by default), its data bucket from --bucket or
 SAGEPILOT_DATA_BUCKET; AWS_ENDPOINT_URL points everything at the sandbox. A refused command prints why on
-stderr and exits 2.
+stderr and exits 2; a rollout command recorded whose event EventBridge refused says so and exits 1.
 """
 
 from __future__ import annotations
@@ -104,7 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             who = os.environ.get("SAGEPILOT_OPERATOR") or getpass.getuser()
             rollouts.record(store, args.endpoint, args.verb, who)
-            rollouts.announce(boto3.client("events"), args.endpoint, args.verb, who)
+            try:
+                rollouts.announce(boto3.client("events"), args.endpoint, args.verb, who)
+            except rollouts.EventRefused as exc:
+                print(
+                    f"{args.verb} recorded for {args.endpoint}; the rollout function acts on it at its next reconcile"
+                )
+                print(
+                    f"sagepilot: EventBridge refused the Rollout Command event ({exc}): the scheduled reconcile "
+                    "(ReconcileSchedule, every minute by default) acts on the recorded command instead",
+                    file=sys.stderr,
+                )
+                return 1
             lines = [f"{args.verb} recorded for {args.endpoint}; the rollout function acts on it now"]
     except CommandRefused as exc:
         print(f"sagepilot: {exc}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 A command is recorded in the endpoint's state under its lease (the same conditional write the control
 plane uses, so it never races a rollout move), then a `Rollout Command` event is put on the default bus
-so the rollout function acts on it at once.
+so the rollout function acts on it at once. If EventBridge refuses the event, the command stays recorded
+and the scheduled reconcile acts on it (ReconcileSchedule, every minute by default).
 """
 
 from __future__ import annotations
@@ -97,14 +98,30 @@ def record(store: RolloutStore, endpoint: str, command: str, who: str) -> Rollou
         store.release(lease, time.time(), force=True)
 
 
+class EventRefused(Exception):
+    """EventBridge did not take the `Rollout Command` event: its entry's `ErrorCode: ErrorMessage`."""
+
+
+# PutEvents answers HTTP 200 and refuses entries one by one (FailedEntryCount); botocore retries none of them.
+# These two are worth another try (AWS calls them retryable); any other code is permanent.
+TRANSIENT_ENTRY_ERRORS = frozenset({"InternalFailure", "ThrottlingException"})
+RETRY_DELAYS = (0.5, 1.0)  # seconds before the second and the third try
+
+
 def announce(events: Any, endpoint: str, command: str, who: str) -> None:
-    """Put the `Rollout Command` event on the default bus: the rollout function reconciles the endpoint."""
-    events.put_events(
-        Entries=[
-            {
-                "Source": OPERATOR_SOURCE,
-                "DetailType": ROLLOUT_COMMAND,
-                "Detail": json.dumps({"endpoint": endpoint, "command": command, "requestedBy": who}),
-            }
-        ]
-    )
+    """Put the `Rollout Command` event on the default bus: the rollout function reconciles the endpoint at
+    once. EventRefused if EventBridge refuses it for good (a permanent error, or a transient one every try)."""
+    entry = {
+        "Source": OPERATOR_SOURCE,
+        "DetailType": ROLLOUT_COMMAND,
+        "Detail": json.dumps({"endpoint": endpoint, "command": command, "requestedBy": who}),
+    }
+    for delay in (*RETRY_DELAYS, None):
+        answer = events.put_events(Entries=[entry])
+        if not answer.get("FailedEntryCount"):
+            return
+        [refused] = answer["Entries"]
+        code = str(refused.get("ErrorCode", ""))
+        if delay is None or code not in TRANSIENT_ENTRY_ERRORS:
+            raise EventRefused(f"{code}: {refused.get('ErrorMessage', '')}")
+        time.sleep(delay)
