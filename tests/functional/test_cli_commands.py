@@ -56,6 +56,15 @@ def put_events_answers(monkeypatch: pytest.MonkeyPatch, *codes: str) -> list[dic
     return requests
 
 
+def a_canary(rollout: Rollout, capsys: pytest.CaptureFixture[str]) -> None:
+    """v1 serves, v2's canary runs at 10%; what was printed on the way is dropped."""
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    capsys.readouterr()
+
+
 def operator_events(rollout: Rollout) -> list[dict[str, Any]]:
     return [e for e in rollout.delivered if e["source"] == OPERATOR_SOURCE]
 
@@ -63,11 +72,7 @@ def operator_events(rollout: Rollout) -> list[dict[str, Any]]:
 def test_a_refused_event_is_said_and_the_recorded_command_waits_for_the_schedule(
     rollout: Rollout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deploy_v1(rollout)
-    rollout.register()
-    rollout.pump()
-    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
-    capsys.readouterr()
+    a_canary(rollout, capsys)
     requests = put_events_answers(monkeypatch, "AccessDeniedException")
 
     code = cli.main(["--table", rollout.store()._table, "promote", ENDPOINT])
@@ -88,10 +93,7 @@ def test_a_refused_event_is_said_and_the_recorded_command_waits_for_the_schedule
 def test_a_throttled_event_is_tried_again_and_then_acts_at_once(
     rollout: Rollout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deploy_v1(rollout)
-    rollout.register()
-    rollout.pump()
-    capsys.readouterr()
+    a_canary(rollout, capsys)
     requests = put_events_answers(monkeypatch, "ThrottlingException", "InternalFailure")
 
     assert cli.main(["--table", rollout.store()._table, "promote", ENDPOINT]) == 0
@@ -105,10 +107,7 @@ def test_a_throttled_event_is_tried_again_and_then_acts_at_once(
 def test_an_event_refused_at_every_try_is_said(
     rollout: Rollout, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deploy_v1(rollout)
-    rollout.register()
-    rollout.pump()
-    capsys.readouterr()
+    a_canary(rollout, capsys)
     requests = put_events_answers(monkeypatch, *["ThrottlingException"] * 3)
 
     assert cli.main(["--table", rollout.store()._table, "pause", ENDPOINT]) == 1
