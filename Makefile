@@ -17,10 +17,12 @@ SAM_ENV := PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13'
 SDK_VENV := .tools/sagemaker-sdk
 SDK_STAMP := $(SDK_VENV)/.installed-$(shell sed -n 's/^sagemaker==//p' requirements-sdk.txt)
 
-$(STAMP): requirements-dev.txt layers/sagepilot/requirements.txt pyproject.toml
+# The product (the layer's package and the operator's command), and the development-only sandbox and
+# model server, each its own distribution.
+$(STAMP): requirements-dev.txt layers/sagepilot/requirements.txt pyproject.toml sandbox/pyproject.toml container/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt -e .
+	$(PY) -m pip install --quiet -r requirements-dev.txt -e . -e sandbox -e container
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with everything the tests and the sandbox need
@@ -47,10 +49,10 @@ limits: $(STAMP)  ## the README's "Limits and scaling": a simulated day and week
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check layers functions sandbox container
+	$(VENV)/bin/ruff format --check layers cli functions sandbox container
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy layers/sagepilot/sagepilot sandbox/sagepilot_sandbox functions container
+	$(VENV)/bin/mypy layers/sagepilot/sagepilot cli/sagepilot_cli sandbox/sagepilot_sandbox functions container
 
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)

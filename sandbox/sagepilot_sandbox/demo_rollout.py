@@ -127,7 +127,7 @@ def operator(sandbox: Any, *args: str) -> str:
         "SAGEPILOT_OPERATOR": "demo",
     }
     done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "sagepilot.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "sagepilot_cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     return (done.stdout + done.stderr).strip()
 

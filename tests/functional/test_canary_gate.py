@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from sagepilot import cli
 from sagepilot.adapters.rollout_reports import RolloutReports
+from sagepilot_cli.report import show_report
 from sagepilot_sandbox.provision import Stack
 
 from .conftest import FakeClock, Notifications
@@ -120,7 +120,7 @@ def test_a_candidate_worse_than_stable_under_the_alarms_is_rolled_back_and_rejec
     assert errors["metric"] == "errors" and errors["verdict"] == "WORSE" and errors["lower"] > 0
     assert errors["candidate"]["rate"] == pytest.approx(0.04, abs=0.002)
     page = tmp_path / "report.html"
-    lines = cli.show_report(reports, ENDPOINT, str(page))
+    lines = show_report(reports, ENDPOINT, str(page))
     assert any("WORSE" in line for line in lines) and any("rolling back" in line for line in lines)
     text = page.read_text()
     assert "<svg" in text and "<polyline" in text and "<script" not in text

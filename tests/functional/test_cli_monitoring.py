@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sagepilot import cli
+import sagepilot_cli as cli
 from sagepilot.metrics import SECONDS, EmfRecorder, completion_metrics, intake_metrics
 from sagepilot_sandbox.emf import EmfPublisher, candidate_lines
 from sagepilot_sandbox.metrics import InvocationMetrics

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from sagepilot import cli, wiring
+import sagepilot_cli as cli
+from sagepilot import wiring
 from sagepilot.adapters.alarms import rollout_alarm_names
 from sagepilot.adapters.rollout_state import RolloutStore
 from sagepilot.domain.rollout import Phase

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sagepilot import cli
+import sagepilot_cli as cli
 from sagepilot_sandbox import alarms
 from sagepilot_sandbox.provision import Stack
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sagepilot import cli
+import sagepilot_cli as cli
 from sagepilot.domain.rollout import Phase
 from sagepilot.metrics import MemoryRecorder
 from sagepilot_sandbox import faithful

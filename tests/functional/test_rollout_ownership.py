@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot import cli
+import sagepilot_cli as cli
 from sagepilot.domain.rollout import Phase
 from sagepilot_sandbox import faithful
 from sagepilot_sandbox.provision import Stack

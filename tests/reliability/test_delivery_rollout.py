@@ -31,7 +31,8 @@ from functional.test_rollout import BAKE, ENDPOINT, GROUP, Rollout
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sagepilot import cli, wiring
+import sagepilot_cli as cli
+from sagepilot import wiring
 from sagepilot.settings import load_rollout_settings
 from sagepilot_sandbox import faithful
 

@@ -24,7 +24,7 @@ from functional.test_rollout import ENDPOINT
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sagepilot import cli
+import sagepilot_cli as cli
 
 from .conftest import (
     TRANSPORT_FAULTS,

@@ -6,23 +6,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sagepilot.cli import (
-    AlarmView,
+from sagepilot_cli.metrics import (
     Figures,
-    QueueDepth,
     Series,
-    ago,
-    alarm_views,
-    alarms_of,
-    control_alarms,
     fold,
     is_stack_series,
     metric_queries,
     parse_since,
-    show_alarms,
     show_metrics,
-    show_status,
     statistics_for,
+)
+from sagepilot_cli.output import ago
+from sagepilot_cli.status import (
+    AlarmView,
+    QueueDepth,
+    alarm_views,
+    alarms_of,
+    control_alarms,
+    show_alarms,
+    show_status,
     watched_queues,
 )
 
