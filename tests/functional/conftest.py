@@ -523,7 +523,8 @@ class Jobs:
     def handed_on(self, job: Job) -> bool:
         """Whether the job's inputs went to other jobs (its report says it was split or planned again)."""
         report = f"jobs/{job.plan['group']}/{job.name}/report.json"
-        return report in self.data.keys(report) and self.data.json(report)["status"] in ("Split", "Replanned", "ReadAgain")
+        handed = ("Split", "Replanned", "ReadAgain")
+        return report in self.data.keys(report) and self.data.json(report)["status"] in handed
 
     def read_again(self, job: Job) -> set[tuple[str, str]]:
         """The versions a completed job handed to a job reading copies (their key changed while it ran)."""

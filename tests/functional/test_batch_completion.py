@@ -634,10 +634,11 @@ def test_keys_changed_while_their_job_read_them_run_again_from_copies_of_the_cla
     exact = jobs.get(again["transformJobName"])
     assert sorted(exact.versions) == sorted([("incoming/churn/a.csv", a), ("incoming/churn/sub/b.csv", b)])
     read = {copy: s3.get_object(Bucket=data.name, Key=copy)["Body"].read() for copy in exact.copies}
-    assert read == {f"jobs/churn/{exact.name}/input/a.csv": b"1,2\n", f"jobs/churn/{exact.name}/input/sub/b.csv": b"3,4\n"}
+    folder = f"jobs/churn/{exact.name}/input/"
+    assert read == {f"{folder}a.csv": b"1,2\n", f"{folder}sub/b.csv": b"3,4\n"}
     assert faithful.check_transform_inputs(exact.name) is None  # the copies exist whatever the keys hold
     # The newer version of `a` is a new input of its own; each version is in exactly one job's records.
-    (second,) = intake.handle(queued_messages(intake_queue.receive())).jobs_started
+    assert len(intake.handle(queued_messages(intake_queue.receive())).jobs_started) == 1
     jobs.assert_each_version_in_exactly_one_job(
         {("incoming/churn/a.csv", a), ("incoming/churn/sub/b.csv", b), ("incoming/churn/c.csv", c),
          ("incoming/churn/a.csv", newer)}

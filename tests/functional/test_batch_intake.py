@@ -829,7 +829,9 @@ def test_the_intake_copies_nothing_and_its_job_reads_the_dropped_keys(clients, d
     """No CopyObject on the intake's path (it was its longest step): the job reads the dropped keys, and its
     completion checks the versions (tests/functional/test_batch_completion.py)."""
     copies: list[dict] = []
-    clients("s3").meta.events.register("before-parameter-build.s3.CopyObject", lambda params, **_: copies.append(params))
+    clients("s3").meta.events.register(
+        "before-parameter-build.s3.CopyObject", lambda params, **_: copies.append(params)
+    )
     registry.register("churn")
     a = data.drop("incoming/churn/a.csv")
     b = data.drop("incoming/churn/sub/b.csv")
