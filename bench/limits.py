@@ -495,6 +495,7 @@ def simulate_day(
     by_group: dict[int, deque[tuple[float, int, int, float, float, int]]] = defaultdict(deque)  # the scheduler's
     served: deque[int] = deque(maxlen=SERVED_WINDOW)  # the groups of the last jobs started
     served_count: Counter[int] = Counter()
+    waiting_now = 0  # jobs parked, in either arm
     in_use = started = refused = peak_jobs = peak_instances = peak_parked = 0
     parked_jobs = 0
     longest_wait = finished_at = 0.0
@@ -523,7 +524,7 @@ def simulate_day(
         finished_at = max(finished_at, at + runtime)
 
     def start_parked(at: float) -> None:
-        nonlocal in_use, refused, longest_wait
+        nonlocal in_use, refused, longest_wait, waiting_now
         while parked or by_group:
             if scheduler:  # the group served least lately, then the longest-waiting head (start_order)
                 group = min(by_group, key=lambda g: (served_count[g], by_group[g][0][0], by_group[g][0][1], g))
@@ -540,11 +541,9 @@ def simulate_day(
                     del by_group[group]
             else:
                 heapq.heappop(parked)
+            waiting_now -= 1
             longest_wait = max(longest_wait, at - since)
             start(at, files, oldest, instances, group)
-
-    def waiting() -> int:
-        return len(parked) + sum(len(q) for q in by_group.values())
 
     while job_requests or ((parked or by_group) and next_sweep < horizon):
         request_at = job_requests[0][0] if job_requests else math.inf
@@ -567,7 +566,8 @@ def simulate_day(
                     by_group[group].append((at, created, files, oldest, at, instances))
                 else:
                     heapq.heappush(parked, (at, created, files, oldest, at, instances))
-                peak_parked = max(peak_parked, waiting())
+                waiting_now += 1
+                peak_parked = max(peak_parked, waiting_now)
             else:
                 start(at, files, oldest, instances, group)
         else:
