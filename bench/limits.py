@@ -25,8 +25,11 @@ Reported: jobs started, peak concurrency (Lambda, transform jobs and instances, 
 second per API against its rate limit, DynamoDB writes per second (table and hottest item), EventBridge
 invocations per second, and where each limit is hit. Simplifications, said plainly: one content type per
 group; the groups in a batch are drawn from the day's shares (a dump's files are its group's); calls within an
-invocation run one after another; a newly planned job tries SageMaker at once, even while older ones wait;
-the calls of the sweeps and of the parked jobs' later starts are not counted.
+invocation run one after another; waiting jobs start in domain/scheduler.py's order (each group's oldest
+first, the groups served least among the last 100 started first; a new job waits behind its group's waiting
+jobs), and the same day also runs under the order before it (oldest first across groups, every new job asking
+SageMaker at once) for comparison; the calls of the sweeps and of the parked jobs' later starts are not
+counted.
 """
 
 from __future__ import annotations
