@@ -129,6 +129,9 @@ class BatchCompletion:
         }
         reason = str(job.get("FailureReason") or "")
         changed = self._changed(plan) if plan.reads_dropped_keys and status != "Stopped" else ()
+        if changed:  # a version whose newer one is in another job is that job's business: not run again
+            outdated = self._outdated(plan)
+            changed = tuple(f for f in changed if f.file_id not in outdated)
         if changed and status == "Failed":
             outcome = self._read_exact(plan, name, attempt, reason, timings, changed)
         elif status == "Failed" and is_retryable_failure(reason) and attempt < self._settings.max_job_retries:
