@@ -207,11 +207,12 @@ class JobWatcher:
             except Exception as exc:  # noqa: BLE001 - reported, and the job is read again next time
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
-            # The manifest lists the job's copies of its versions (jobs/<group>/<job>/input/<sub-path>): the
+            # The manifest lists the dropped keys (incoming/<group>/<sub-path>; a job the intake planned) or the
+            # job's copies of its versions (jobs/<group>/<job>/input/<sub-path>; a job that reads copies): the
             # dropped keys they stand for are incoming/<group>/<sub-path>.
             prefix = manifest[0]["prefix"].split("/", 3)[3]
-            if prefix != f"jobs/{plan['group']}/{name}/input/":
-                self.errors.append(f"{name}: the manifest does not read the job's own copies: {prefix}")
+            if prefix not in (f"incoming/{plan['group']}/", f"jobs/{plan['group']}/{name}/input/"):
+                self.errors.append(f"{name}: the manifest reads neither the dropped keys nor its copies: {prefix}")
             self.manifest_keys[name] = [f"incoming/{plan['group']}/{relative}" for relative in manifest[1:]]
             self.files[name] = [(i["key"], i["versionId"]) for i in plan["inputs"] + plan.get("superseded", [])]
 

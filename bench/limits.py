@@ -25,8 +25,11 @@ Reported: jobs started, peak concurrency (Lambda, transform jobs and instances, 
 second per API against its rate limit, DynamoDB writes per second (table and hottest item), EventBridge
 invocations per second, and where each limit is hit. Simplifications, said plainly: one content type per
 group; the groups in a batch are drawn from the day's shares (a dump's files are its group's); calls within an
-invocation run one after another; a newly planned job tries SageMaker at once, even while older ones wait;
-the calls of the sweeps and of the parked jobs' later starts are not counted.
+invocation run one after another; waiting jobs start in domain/scheduler.py's order (each group's oldest
+first, the groups served least among the last 100 started first; a new job waits behind its group's waiting
+jobs), and the same day also runs under the order before it (oldest first across groups, every new job asking
+SageMaker at once) for comparison; the calls of the sweeps and of the parked jobs' later starts are not
+counted.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import json
 import math
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -98,6 +101,7 @@ LATENCY_DEFAULT = 0.030
 INVOKE_OVERHEAD_SECONDS = 0.050  # per warm invocation
 # Instances and image pull before a job's first record (aws-facts.md: minutes; about 8 for a large image).
 JOB_STARTUP_SECONDS = 420
+SERVED_WINDOW = 100  # the scheduler's memory: the groups of the stack's last 100 jobs (services/jobs.py)
 FILE_MEGABYTES = 1.0  # average dropped file
 SECONDS_PER_MEGABYTE = 0.5  # scoring time per MB per instance (model dependent)
 ENDPOINT_UPDATE_SECONDS = 480  # UpdateEndpoint that adds or removes a variant
@@ -378,6 +382,9 @@ class DayResult:
     eventbridge_peak: float
     s3_writes_peak: float
     s3_reads_peak: float
+    files_per_job: tuple[int, int, int, int] = (0, 0, 0, 0)  # jobs started: min, median, p90, max
+    startup_instance_hours: float = 0.0
+    scoring_instance_hours: float = 0.0
 
     def limits_hit(self) -> list[str]:
         d, hit = self.defaults, []
@@ -409,8 +416,15 @@ class DayResult:
         return hit
 
 
-def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, *, jobs: bool = True) -> DayResult:
-    """The day, batch by batch (see the module docstring); `jobs=False` stops at the intake (for sweeps)."""
+def simulate_day(
+    day: Day, defaults: Defaults, costs: Costs, record_bytes: int, *, jobs: bool = True, scheduler: bool = True
+) -> DayResult:
+    """The day, batch by batch (see the module docstring); `jobs=False` stops at the intake (for sweeps).
+
+    `scheduler`: waiting jobs start as domain/scheduler.py orders them (each group's oldest first, the groups
+    served least among the last 100 jobs started first; a new job waits behind the older waiting jobs of its
+    group without asking SageMaker); False: the design before it (oldest first across all groups, and every
+    new job tries SageMaker at once)."""
     d = defaults
     rng = np.random.default_rng(day.seed + 1)
     base, dumps, dump_group, shares = arrivals(day)
@@ -427,7 +441,7 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
     batches = timeouts = 0
     longest = intake_age = 0.0
     ages: list[tuple[float, int]] = []  # (wait until taken into a started job, files)
-    job_requests: list[tuple[float, int, int, float]] = []  # (time, seq, files, oldest arrival)
+    job_requests: list[tuple[float, int, int, float, int]] = []  # (time, seq, files, oldest arrival, group)
     seq = 0
 
     def arrival_of(index: float) -> float:
@@ -453,9 +467,12 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
             for g, c in zip(groups, counts, strict=True):
                 per_group[g] += round(from_dumps * c / counts.sum())
         files_per_job = [
-            min(d.max_files_per_job, int(g) - i * d.max_files_per_job)
-            for g in per_group[per_group > 0]
-            for i in range(math.ceil(int(g) / d.max_files_per_job))
+            min(d.max_files_per_job, int(per_group[g]) - i * d.max_files_per_job)
+            for g in np.flatnonzero(per_group)
+            for i in range(math.ceil(int(per_group[g]) / d.max_files_per_job))
+        ]
+        job_groups = [
+            int(g) for g in np.flatnonzero(per_group) for _ in range(math.ceil(int(per_group[g]) / d.max_files_per_job))
         ]
         calls = _combine((costs.intake_file, n), (costs.intake_job, len(files_per_job)))
         seconds = INVOKE_OVERHEAD_SECONDS + seconds_of(calls)
@@ -465,8 +482,8 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         longest = max(longest, seconds)
         oldest = arrival_of(head)
         intake_age = max(intake_age, close - oldest)
-        for files in files_per_job if jobs else ():
-            job_requests.append((close + seconds, seq, files, oldest))
+        for files, group in zip(files_per_job, job_groups, strict=True) if jobs else ():
+            job_requests.append((close + seconds, seq, files, oldest, group))
             seq += 1
         heapq.heappush(slots, close + seconds)
         head += n
@@ -478,18 +495,29 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
     heapq.heapify(job_requests)
     running: list[tuple[float, int]] = []  # (end, instances)
     parked: list[tuple[float, int, int, float, float, int]] = []  # (created, seq, files, oldest, parked at, instances)
+    by_group: dict[int, deque[tuple[float, int, int, float, float, int]]] = defaultdict(deque)  # the scheduler's
+    served: deque[int] = deque(maxlen=SERVED_WINDOW)  # the groups of the last jobs started
+    served_count: Counter[int] = Counter()
+    waiting_now = 0  # jobs parked, in either arm
     in_use = started = refused = peak_jobs = peak_instances = peak_parked = 0
     parked_jobs = 0
     longest_wait = finished_at = 0.0
     next_sweep = float(d.capacity_sweep_seconds)
     done: list[tuple[float, float, int]] = []  # (start, end, files) of every job started
+    startup_hours = scoring_hours = 0.0  # instance-hours: SageMaker's start-up vs the scoring itself
 
     def instances_for(files: int) -> int:
         return min(d.max_instances, files, max(1, math.ceil(files * FILE_MEGABYTES / d.target_mb_per_instance)))
 
-    def start(at: float, files: int, oldest: float, instances: int) -> None:
-        nonlocal in_use, started, peak_jobs, peak_instances, finished_at
+    def start(at: float, files: int, oldest: float, instances: int, group: int = -1) -> None:
+        nonlocal in_use, started, peak_jobs, peak_instances, finished_at, startup_hours, scoring_hours
+        if len(served) == SERVED_WINDOW:
+            served_count[served[0]] -= 1
+        served.append(group)
+        served_count[group] += 1
         runtime = JOB_STARTUP_SECONDS + files * FILE_MEGABYTES * SECONDS_PER_MEGABYTE / instances
+        startup_hours += instances * JOB_STARTUP_SECONDS / 3600
+        scoring_hours += files * FILE_MEGABYTES * SECONDS_PER_MEGABYTE / 3600
         heapq.heappush(running, (at + runtime, instances))
         in_use += instances
         started += 1
@@ -499,20 +527,31 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         finished_at = max(finished_at, at + runtime)
 
     def start_parked(at: float) -> None:
-        nonlocal in_use, refused, longest_wait
-        while parked:
-            _, _, files, oldest, since, instances = parked[0]
+        nonlocal in_use, refused, longest_wait, waiting_now
+        while parked or by_group:
+            if scheduler:  # the group served least lately, then the longest-waiting head (start_order)
+                group = min(by_group, key=lambda g: (served_count[g], by_group[g][0][0], by_group[g][0][1], g))
+                _, _, files, oldest, since, instances = by_group[group][0]
+            else:
+                group = -1
+                _, _, files, oldest, since, instances = parked[0]
             if in_use + instances > day.transform_quota:
-                refused += 1  # the oldest is refused again: back off until the next chance
+                refused += 1  # the next in turn is refused: back off until the next chance
                 return
-            heapq.heappop(parked)
+            if scheduler:
+                by_group[group].popleft()
+                if not by_group[group]:
+                    del by_group[group]
+            else:
+                heapq.heappop(parked)
+            waiting_now -= 1
             longest_wait = max(longest_wait, at - since)
-            start(at, files, oldest, instances)
+            start(at, files, oldest, instances, group)
 
-    while job_requests or (parked and next_sweep < horizon):
+    while job_requests or ((parked or by_group) and next_sweep < horizon):
         request_at = job_requests[0][0] if job_requests else math.inf
         end_at = running[0][0] if running else math.inf
-        sweep_at = next_sweep if parked else math.inf
+        sweep_at = next_sweep if (parked or by_group) else math.inf
         at = min(request_at, end_at, sweep_at)
         if at >= horizon:
             break
@@ -520,20 +559,26 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
             in_use -= heapq.heappop(running)[1]
             start_parked(at)
         elif request_at == at:
-            at, created, files, oldest = heapq.heappop(job_requests)
+            at, created, files, oldest, group = heapq.heappop(job_requests)
             instances = instances_for(files)
-            if in_use + instances > day.transform_quota:
-                refused += 1
+            behind = scheduler and group in by_group  # older jobs of its group wait: it waits behind them
+            if behind or in_use + instances > day.transform_quota:
+                refused += 0 if behind else 1
                 parked_jobs += 1
-                heapq.heappush(parked, (at, created, files, oldest, at, instances))
-                peak_parked = max(peak_parked, len(parked))
+                if scheduler:
+                    by_group[group].append((at, created, files, oldest, at, instances))
+                else:
+                    heapq.heappush(parked, (at, created, files, oldest, at, instances))
+                waiting_now += 1
+                peak_parked = max(peak_parked, waiting_now)
             else:
-                start(at, files, oldest, instances)
+                start(at, files, oldest, instances, group)
         else:
             start_parked(at)
         while next_sweep <= at:
             next_sweep += d.capacity_sweep_seconds
-    longest_wait = max([longest_wait] + [horizon - since for *_, since, _ in parked])
+    still = parked + [job for q in by_group.values() for job in q]
+    longest_wait = max([longest_wait] + [horizon - since for *_, since, _ in still])
     if done:
         # Each job's two state changes (InProgress, then Completed -> one completion invocation, under a second)
         starts, ends, sizes = (np.array(column) for column in zip(*done, strict=True))
@@ -568,8 +613,8 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         jobs_parked=parked_jobs,
         peak_parked=peak_parked,
         longest_capacity_wait=longest_wait,
-        still_parked=len(parked),
-        files_still_parked=sum(files for _, _, files, *_ in parked),
+        still_parked=len(still),
+        files_still_parked=sum(files for _, _, files, *_ in still),
         peak_jobs=peak_jobs,
         peak_instances=peak_instances,
         peak_lambdas=float(ledger.lambdas.max()),
@@ -586,7 +631,21 @@ def simulate_day(day: Day, defaults: Defaults, costs: Costs, record_bytes: int, 
         eventbridge_peak=float(ledger.events.max()),
         s3_writes_peak=ledger.peak([op for op in ledger.calls if op in ("s3.PutObject", "s3.CopyObject")]),
         s3_reads_peak=ledger.peak([op for op in ledger.calls if op in S3_READS]),
+        files_per_job=_spread([files for *_, files in done]),
+        startup_instance_hours=startup_hours,
+        scoring_instance_hours=scoring_hours,
     )
+
+
+def _spread(values: Sequence[int]) -> tuple[int, int, int, int]:
+    if not values:
+        return (0, 0, 0, 0)
+    ordered = sorted(values)
+
+    def at(q: float) -> int:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return (ordered[0], at(0.5), at(0.9), ordered[-1])
 
 
 # ---------------------------------------------------------------------------------------- the rollout week
@@ -830,7 +889,13 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def report(
-    defaults: Defaults, costs: Costs, notes: Sequence[str], day: DayResult, week: WeekResult, ceilings: list[Ceiling]
+    defaults: Defaults,
+    costs: Costs,
+    notes: Sequence[str],
+    day: DayResult,
+    week: WeekResult,
+    ceilings: list[Ceiling],
+    before: DayResult | None = None,
 ) -> list[str]:
     d = defaults
     lines = ["inputs", *(f"  {n}" for n in notes)]
@@ -916,6 +981,7 @@ def report(
         "  peak calls per second by API: "
         + ", ".join(f"{op} {rate:.2f}" for op, rate in r.api_peaks.items() if rate >= 0.005),
         "  limits hit: " + ("; ".join(r.limits_hit()) or "none"),
+        *(_beside(r, before) if before is not None else []),
         "",
         f"{week.endpoints} endpoints, each rolling out once a week",
         *_table(
@@ -945,6 +1011,37 @@ def report(
     return lines
 
 
+def _beside(now: DayResult, before: DayResult) -> list[str]:
+    """The same day under the design before the scheduler, measured in the same run."""
+
+    def row(label: str, of: Any) -> tuple[str, str, str]:
+        return (label, of(now), of(before))
+
+    spread = "min / median / p90 / max"
+    return [
+        "",
+        "the same day: this design beside the design before the scheduler (oldest first across all groups, a new "
+        "job trying SageMaker at once)",
+        *_table(
+            [
+                ("figure", "this design", "before"),
+                row("transform jobs planned / started", lambda r: f"{r.jobs_planned:,} / {r.jobs_started:,}"),
+                row(f"files per started job, {spread}", lambda r: " / ".join(f"{v:,}" for v in r.files_per_job)),
+                row("ResourceLimitExceeded answers", lambda r: f"{r.jobs_refused:,}"),
+                row(
+                    "still waiting after 3 days: jobs / files",
+                    lambda r: f"{r.still_parked:,} / {r.files_still_parked:,}",
+                ),
+                row("wait until its job started: oldest / p99", lambda r: f"{r.max_age:,.0f} s / {r.p99_age:,.0f} s"),
+                row(
+                    "instance-hours: start-up / scoring",
+                    lambda r: f"{r.startup_instance_hours:,.0f} / {r.scoring_instance_hours:,.0f}",
+                ),
+            ]
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1_000_000, help="files dropped in the day")
@@ -962,13 +1059,15 @@ def main(argv: list[str] | None = None) -> int:
     record = sqs_record_bytes()
     day = Day(files=args.files, groups=args.groups, seed=args.seed)
     day_result = simulate_day(day, defaults, costs, record)
+    day_before = simulate_day(day, defaults, costs, record, scheduler=False)
     week = simulate_week(args.endpoints, defaults, costs, args.seed)
     ceilings = [] if args.no_sweeps else sweeps(defaults, costs, record, day)
-    print("\n".join(report(defaults, costs, notes, day_result, week, ceilings)))
+    print("\n".join(report(defaults, costs, notes, day_result, week, ceilings, day_before)))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     figures = {
         "defaults": asdict(defaults),
         "day": {k: v for k, v in asdict(day_result).items() if k not in ("defaults",)},
+        "day_before_the_scheduler": {k: v for k, v in asdict(day_before).items() if k not in ("defaults",)},
         "week": asdict(week),
         "ceilings": [asdict(c) for c in ceilings],
         "notes": list(notes),

@@ -472,12 +472,14 @@ class Job:
 
     @property
     def keys(self) -> list[str]:
-        """The dropped keys the manifest's entries stand for: each entry is the path under incoming/<group>/
-        of a private copy of the claimed version, in the job's (or its parent's) input folder."""
+        """The dropped keys the manifest's entries stand for: each entry is the path under incoming/<group>/,
+        of the dropped key itself (a job the intake planned) or of a private copy of the claimed version in the
+        input folder of the job (or of its parent) that reads copies."""
         prefix = self.manifest[0]["prefix"]
         bucket_and_key = prefix[len("s3://") :]
         _, _, key_prefix = bucket_and_key.partition("/")
-        assert key_prefix.startswith("jobs/") and key_prefix.endswith("/input/"), key_prefix
+        dropped = f"incoming/{self.plan['group']}/"
+        assert key_prefix == dropped or (key_prefix.startswith("jobs/") and key_prefix.endswith("/input/")), key_prefix
         return [f"incoming/{self.plan['group']}/{rel}" for rel in self.manifest[1:]]
 
     @property
@@ -521,7 +523,16 @@ class Jobs:
     def handed_on(self, job: Job) -> bool:
         """Whether the job's inputs went to other jobs (its report says it was split or planned again)."""
         report = f"jobs/{job.plan['group']}/{job.name}/report.json"
-        return report in self.data.keys(report) and self.data.json(report)["status"] in ("Split", "Replanned")
+        handed = ("Split", "Replanned", "ReadAgain")
+        return report in self.data.keys(report) and self.data.json(report)["status"] in handed
+
+    def read_again(self, job: Job) -> set[tuple[str, str]]:
+        """The versions a completed job handed to a job reading copies (their key changed while it ran)."""
+        report = f"jobs/{job.plan['group']}/{job.name}/report.json"
+        if report not in self.data.keys(report):
+            return set()
+        again = self.data.json(report).get("readAgain", {}).get("inputs", [])
+        return {(i["key"], i["versionId"]) for i in again}
 
     def assert_each_version_in_exactly_one_job(self, expected: set[tuple[str, str]]) -> list[Job]:
         """Every expected (key, version) is in exactly one job (retries of a job not counted twice),
@@ -534,7 +545,8 @@ class Jobs:
             if self.handed_on(job):  # split, or planned again: its pieces read its inputs
                 seen.update((i["key"], i["versionId"]) for i in job.plan["superseded"] + job.plan.get("deleted", []))
                 continue
-            seen.update(job.versions)
+            moved = self.read_again(job)
+            seen.update(v for v in job.versions if v not in moved)
         assert dict(seen) == dict.fromkeys(expected, 1)
         return jobs
 

@@ -608,3 +608,78 @@ def test_a_job_wide_failure_is_not_split(data, registry, intake_queue, intake, c
     (outcome,) = handle_all(completion, completions.finish(name, "Failed", MODEL_MISSING))
     assert outcome.action == "rejected" and jobs.names() == [name]
     assert len(data.keys("rejected/")) == len(dropped)
+
+
+# ------------------------------------------------ the bytes scored are the version claimed (issue 16, point 2)
+def test_keys_changed_while_their_job_read_them_run_again_from_copies_of_the_claimed_versions(
+    s3, data, registry, intake_queue, intake, completion, completions, jobs
+):
+    """The intake copies nothing: its job reads the dropped keys. A key overwritten, or deleted (a delete
+    marker), after the claim and before the job ended may have been read as other bytes: at completion those
+    versions are not published from the job but run again, in one job of their own that reads copies of exactly
+    the versions claimed; the untouched key's predictions are published at once."""
+    registry.register("churn")
+    a = data.drop("incoming/churn/a.csv", b"1,2\n")
+    b = data.drop("incoming/churn/sub/b.csv", b"3,4\n")
+    c = data.drop("incoming/churn/c.csv", b"5,6\n")
+    (name,) = intake.handle(queued_messages(intake_queue.receive())).jobs_started
+    newer = data.drop("incoming/churn/a.csv", b"9,9\n")  # overwritten while the job runs
+    s3.delete_object(Bucket=data.name, Key="incoming/churn/sub/b.csv")  # a delete marker on top
+
+    (outcome,) = handle_all(completion, completions.finish(name, "Completed"))
+    assert outcome.action == "reported"
+    assert data.exists("predictions/churn/c.csv.out") and data.json("predictions/churn/c.csv.report.json")
+    assert not data.exists("predictions/churn/a.csv.out") and not data.exists("predictions/churn/sub/b.csv.out")
+    again = data.json(f"jobs/churn/{name}/report.json")["readAgain"]
+    exact = jobs.get(again["transformJobName"])
+    assert sorted(exact.versions) == sorted([("incoming/churn/a.csv", a), ("incoming/churn/sub/b.csv", b)])
+    read = {copy: s3.get_object(Bucket=data.name, Key=copy)["Body"].read() for copy in exact.copies}
+    folder = f"jobs/churn/{exact.name}/input/"
+    assert read == {f"{folder}a.csv": b"1,2\n", f"{folder}sub/b.csv": b"3,4\n"}
+    assert faithful.check_transform_inputs(exact.name) is None  # the copies exist whatever the keys hold
+    # The newer version of `a` is a new input of its own; each version is in exactly one job's records.
+    assert len(intake.handle(queued_messages(intake_queue.receive())).jobs_started) == 1
+    jobs.assert_each_version_in_exactly_one_job(
+        {("incoming/churn/a.csv", a), ("incoming/churn/sub/b.csv", b), ("incoming/churn/c.csv", c),
+         ("incoming/churn/a.csv", newer)}
+    )
+    # The claimed version of `b` is scored from its copy and published.
+    (done,) = handle_all(completion, completions.finish(exact.name, "Completed"))
+    assert done.action == "reported"
+    assert data.json("predictions/churn/sub/b.csv.report.json")["input"]["versionId"] == b
+    # The event again changes nothing.
+    assert [o.action for o in handle_all(completion, completions.route(faithful.transform_job_event(name)))] == [
+        "duplicate"
+    ]
+
+
+def test_a_job_failed_by_a_changed_key_runs_again_whole_from_copies_not_failed_or_split(
+    s3, data, registry, intake_queue, intake, completion, completions, jobs, notifications
+):
+    """A delete marker, or the version deleted for good, before SageMaker read the key fails the whole job
+    that reads the dropped keys: instead of rejecting or splitting, the job runs again whole from copies of the
+    claimed versions; the version deleted for good is listed as deleted there; nobody is rejected."""
+    registry.register("churn")
+    a = data.drop("incoming/churn/a.csv")
+    b = data.drop("incoming/churn/b.csv")
+    c = data.drop("incoming/churn/c.csv")
+    (name,) = intake.handle(queued_messages(intake_queue.receive())).jobs_started
+    s3.delete_object(Bucket=data.name, Key="incoming/churn/b.csv", VersionId=b)  # deleted for good
+    s3.delete_object(Bucket=data.name, Key="incoming/churn/c.csv")  # a delete marker
+    reason = faithful.check_transform_inputs(name)
+    assert reason is not None  # SageMaker fails such a job
+    (outcome,) = handle_all(completion, completions.finish(name, "Failed", reason))
+    assert outcome.action == "read again"
+    report = data.json(f"jobs/churn/{name}/report.json")
+    assert report["status"] == "ReadAgain"
+    exact = jobs.get(report["readAgain"]["transformJobName"])
+    assert exact.keys == ["incoming/churn/a.csv", "incoming/churn/c.csv"]
+    assert [(d["key"], d["versionId"]) for d in exact.plan["deleted"]] == [("incoming/churn/b.csv", b)]
+    assert faithful.check_transform_inputs(exact.name) is None
+    assert data.keys("rejected/") == [] and notifications.drain() == []
+    jobs.assert_each_version_in_exactly_one_job(
+        {("incoming/churn/a.csv", a), ("incoming/churn/b.csv", b), ("incoming/churn/c.csv", c)}
+    )
+    # The event again (a handler that died after the new job was launched) changes nothing more.
+    again = handle_all(completion, completions.route(faithful.transform_job_event(name)))
+    assert [o.action for o in again] == ["duplicate"]

@@ -94,12 +94,12 @@ def test_one_job_per_group_and_format_with_the_right_configuration(
     }
     csv_job = by_shape[("churn", "text/csv", "None")]
     assert sorted(csv_job.manifest[1:]) == sorted(k.removeprefix("incoming/churn/") for k in ODD_KEYS)
-    # The job reads a private copy of each claimed version, in its own folder, under the same sub-paths.
-    assert csv_job.manifest[0] == {"prefix": f"{BUCKET_PREFIX}/jobs/churn/{csv_job.name}/input/"}
+    # The job reads the dropped keys (nothing is copied on the intake's path; its completion checks the versions).
+    assert csv_job.manifest[0] == {"prefix": f"{BUCKET_PREFIX}/incoming/churn/"}
     assert by_shape[("churn", "application/jsonlines", "None")].manifest[1:] == ["events/day 1.jsonl"]
     assert by_shape[("churn", "text/csv", "Gzip")].manifest[1:] == ["archive/old+1.csv.gz"]
     fraud = by_shape[("fraud", "text/csv", "None")]
-    assert fraud.manifest == [{"prefix": f"{BUCKET_PREFIX}/jobs/fraud/{fraud.name}/input/"}, "tx.csv"]
+    assert fraud.manifest == [{"prefix": f"{BUCKET_PREFIX}/incoming/fraud/"}, "tx.csv"]
 
     for (group, _, _), job in by_shape.items():
         d = job.description
@@ -824,50 +824,19 @@ def test_an_existing_execution_role_is_passed_to_the_models(
 
 
 # ------------------------------------------------ the bytes scored are the version claimed (issue 16, point 2)
-def test_a_job_reads_exactly_the_versions_it_claimed_whatever_happens_to_the_keys(
-    s3, data, registry, intake_queue, intake, jobs,
-):
-    """A manifest names keys, and SageMaker reads them when the job starts (minutes later in AWS): a newer
-    version, or a delete marker that failed the whole job. Each job reads a private copy of the versions it
-    claimed (CopyObject with the VersionId), so neither matters; the newer version is a new input of its own."""
-    from sagepilot_sandbox import faithful
-
-    registry.register("churn")
-    data.drop("incoming/churn/a.csv", b"1,2\n")
-    data.drop("incoming/churn/sub/b.csv", b"3,4\n")
-    (name,) = handle(intake, intake_queue.receive()).jobs_started
-    # After the claim, before SageMaker reads anything: `a` overwritten, `b` deleted (a delete marker).
-    newer = data.drop("incoming/churn/a.csv", b"9,9\n")
-    s3.delete_object(Bucket=data.name, Key="incoming/churn/sub/b.csv")
-
-    job = jobs.get(name)
-    read = {copy: s3.get_object(Bucket=data.name, Key=copy)["Body"].read() for copy in job.copies}
-    assert read == {f"jobs/churn/{name}/input/a.csv": b"1,2\n", f"jobs/churn/{name}/input/sub/b.csv": b"3,4\n"}
-    assert faithful.check_transform_inputs(name) is None  # SageMaker's own check before it reads: nothing missing
-    # The newer version of `a` is a new input, in a job of its own.
-    (second,) = handle(intake, intake_queue.receive()).jobs_started
-    assert jobs.get(second).versions == [("incoming/churn/a.csv", newer)]
-
-
-def test_a_version_deleted_for_good_before_its_copy_is_recorded_not_read(clients, s3, data, registry, intake_queue,
-                                                                          intake, jobs):
-    """The version a job claimed is deleted for good (DeleteObject with its VersionId) after the intake
-    confirmed it and before its copy: the job reads the others and lists it as deleted; it stays accounted for
-    in exactly one job's records, and SageMaker finds nothing missing."""
-    from sagepilot_sandbox import faithful
-
+def test_the_intake_copies_nothing_and_its_job_reads_the_dropped_keys(clients, data, registry, intake_queue, intake,
+                                                                      jobs):
+    """No CopyObject on the intake's path (it was its longest step): the job reads the dropped keys, and its
+    completion checks the versions (tests/functional/test_batch_completion.py)."""
+    copies: list[dict] = []
+    clients("s3").meta.events.register(
+        "before-parameter-build.s3.CopyObject", lambda params, **_: copies.append(params)
+    )
     registry.register("churn")
     a = data.drop("incoming/churn/a.csv")
-    b = data.drop("incoming/churn/b.csv")
-
-    def delete_b_first(params: dict, **_: object) -> None:
-        if "incoming/churn/b.csv" in str(params.get("CopySource")) and data.exists("incoming/churn/b.csv", b):
-            s3.delete_object(Bucket=data.name, Key="incoming/churn/b.csv", VersionId=b)
-
-    clients("s3").meta.events.register("before-parameter-build.s3.CopyObject", delete_b_first)
+    b = data.drop("incoming/churn/sub/b.csv")
     (name,) = handle(intake, intake_queue.receive()).jobs_started
     job = jobs.get(name)
-    assert job.keys == ["incoming/churn/a.csv"]
-    assert [(d["key"], d["versionId"]) for d in job.plan["deleted"]] == [("incoming/churn/b.csv", b)]
-    assert faithful.check_transform_inputs(name) is None
-    jobs.assert_each_version_in_exactly_one_job({("incoming/churn/a.csv", a), ("incoming/churn/b.csv", b)})
+    assert copies == []
+    assert job.manifest == [{"prefix": f"{BUCKET_PREFIX}/incoming/churn/"}, "a.csv", "sub/b.csv"]
+    jobs.assert_each_version_in_exactly_one_job({("incoming/churn/a.csv", a), ("incoming/churn/sub/b.csv", b)})

@@ -180,21 +180,23 @@ def test_the_sweep_starts_the_oldest_first_and_stops_at_the_first_refusal(
     jobs,
 ):
     """Six one-file jobs of three groups, refused in turn while the quota is 0; the quota becomes 2: each
-    sweep or completion starts the oldest waiting jobs until SageMaker refuses one, never more than the
-    quota runs at once, and every file ends in exactly one job (none lost, none twice, none rejected)."""
+    sweep or completion starts waiting jobs in the scheduler's order (each group's oldest first, the groups
+    taking turns, the longest-waiting head first) until SageMaker refuses one, never more than the quota runs
+    at once, and every file ends in exactly one job (none lost, none twice, none rejected)."""
     clock, intake, completion, _ = world
     quota = Quota(instances=0)
     fault = enforce(clients("sagemaker"), quota)
-    order: list[str] = []
+    by_group: list[list[str]] = []
     for group in ["fraud", "churn", "leads"]:  # not in name order: the age decides
         registry.register(group)
         for n in range(2):
             data.drop(f"incoming/{group}/{n}.csv")
         outcome = intake_batch(intake, intake_queue)
-        order += sorted(outcome.jobs_waiting_for_capacity)  # same age: by name
+        by_group.append(sorted(outcome.jobs_waiting_for_capacity))  # same age: by name
         assert len(outcome.jobs_waiting_for_capacity) == 2 and outcome.jobs_started == []
         clock.advance(60)
     assert jobs.names() == [] and intake_queue.depth() == 0
+    order = [group_jobs[turn] for turn in range(2) for group_jobs in by_group]  # the groups take turns
 
     assert completion.sweep().started == []  # still no capacity
     quota.instances = 2
@@ -202,10 +204,10 @@ def test_the_sweep_starts_the_oldest_first_and_stops_at_the_first_refusal(
     clock.advance(600)
     swept = completion.sweep()
     assert len(swept.started) == 2 and swept.waiting == 4 and swept.refused
-    assert swept.started == order[:2]  # the fraud jobs: the oldest
+    assert swept.started == order[:2]  # fraud's oldest, then churn's: not both of fraud's first
     tried = [r["TransformJobName"] for r in fault.requests]
     assert tried == order[:3]  # the third was refused; nothing after it was tried
-    assert swept.oldest_wait_seconds == 780 - 60  # the churn jobs wait since 60 s in; it is 780 s in now
+    assert swept.oldest_wait_seconds == 780  # fraud's second job waits since 0 s in; it is 780 s in now
     assert completion.sweep().started == []  # the quota is in use: all wait on
 
     finished: list[str] = []
@@ -214,7 +216,7 @@ def test_the_sweep_starts_the_oldest_first_and_stops_at_the_first_refusal(
         oldest_running = min(running(sagemaker), key=order.index)
         finish(completion, completions, oldest_running)
         finished.append(oldest_running)
-    assert finished == order  # started, and so finished, oldest first
+    assert finished == order  # started, and so finished, in the scheduler's order
     assert completion.sweep().waiting == 0
     jobs.assert_each_version_in_exactly_one_job({(k, v) for k, v in data.versions() if k.startswith("incoming/")})
     assert data.keys("rejected/") == []
@@ -277,8 +279,9 @@ def test_two_sweepers_create_one_job_and_a_late_refusal_does_not_park_a_started_
 
 
 @pytest.mark.parametrize("stack_overrides", ONE_FILE_PER_JOB)
-def test_a_pass_reads_only_the_oldest_jobs_from_the_index(stack, clients, data, registry, intake_queue, world, jobs):
-    """ByKindAge hands the oldest first: a pass limited to 2 starts the 2 oldest, never a newer one."""
+def test_a_pass_limited_to_two_starts_the_two_oldest_of_a_group(stack, clients, data, registry, intake_queue, world,
+                                                                   jobs):
+    """ByKindAge hands the oldest first: a pass limited to 2 starts its group's 2 oldest, never a newer one."""
     clock, intake, completion, _ = world
     registry.register("churn")
     quota = Quota(instances=0)
@@ -301,6 +304,66 @@ def test_a_pass_reads_only_the_oldest_jobs_from_the_index(stack, clients, data, 
     assert jobs.names() == sorted(order[:2])
     swept = completion.sweep()
     assert (swept.started, swept.waiting, swept.oldest_wait_seconds) == ([order[2]], 0, 0)
+
+
+# ----------------------------------------------- the scheduler: oldest first within a group, fair across groups
+@pytest.mark.parametrize("stack_overrides", ONE_FILE_PER_JOB)
+def test_a_new_job_waits_behind_the_older_jobs_of_its_group_without_asking_sagemaker(
+    stack, clients, data, registry, intake_queue, world, completions, sagemaker, jobs
+):
+    """Today's design let a new job try SageMaker while older ones of its group waited, and take the instance
+    freed for them. Now it waits behind them (READY, listed for capacity) without a CreateTransformJob; another
+    group's new job still tries at once; the older job starts first when capacity frees."""
+    clock, intake, completion, _ = world
+    registry.register("churn")
+    registry.register("fraud")
+    quota = Quota(instances=0)
+    fault = enforce(clients("sagemaker"), quota)
+    data.drop("incoming/churn/old.csv")
+    (older,) = intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+    clock.advance(60)
+    quota.instances = 1  # an instance frees, and before any sweep a new file of the same group arrives
+    fault.requests.clear()
+    data.drop("incoming/churn/new.csv")
+    (newer,) = intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+    assert [r["TransformJobName"] for r in fault.requests] == []  # it did not ask SageMaker
+    assert jobs.names() == [] and record(stack, clients, newer)["kind"] == "waiting-capacity"
+    data.drop("incoming/fraud/x.csv")  # another group's job is not behind churn's
+    (fraud,) = intake_batch(intake, intake_queue).jobs_started
+    finish(completion, completions, fraud)  # frees the instance: churn's older job first
+    assert running(sagemaker) == [older]
+    finish(completion, completions, older)
+    assert running(sagemaker) == [newer]
+    jobs.assert_each_version_in_exactly_one_job({(k, v) for k, v in data.versions() if k.startswith("incoming/")})
+
+
+@pytest.mark.parametrize("stack_overrides", ONE_FILE_PER_JOB)
+def test_a_small_group_is_not_starved_behind_a_big_groups_older_backlog(
+    stack, clients, data, registry, intake_queue, world, completions, sagemaker, jobs
+):
+    """A big group's five older jobs and a small group's newer one wait for the single instance: the small
+    group's job starts second, not sixth (today's order was oldest first across all groups)."""
+    clock, intake, completion, _ = world
+    registry.register("big")
+    registry.register("small")
+    quota = Quota(instances=0)
+    enforce(clients("sagemaker"), quota)
+    for n in range(5):
+        data.drop(f"incoming/big/{n}.csv")
+    big = intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+    assert len(big) == 5
+    clock.advance(600)
+    data.drop("incoming/small/x.csv")
+    (small,) = intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+    quota.instances = 1
+    started = completion.sweep().started
+    assert len(started) == 1 and started[0] in big  # the oldest head goes first
+    finish(completion, completions, started[0])
+    assert running(sagemaker) == [small]  # the small group's turn, ahead of big's four older jobs
+    while running(sagemaker):
+        finish(completion, completions, running(sagemaker)[0])
+    assert completion.sweep().waiting == 0
+    jobs.assert_each_version_in_exactly_one_job({(k, v) for k, v in data.versions() if k.startswith("incoming/")})
 
 
 # ----------------------------------------------- a job that starts late uses a model still approved (issue 16, 3)

@@ -68,6 +68,10 @@ UPLOADS = [
     ("incoming/training/t.csv", b"18\n"),  # RESERVED_GROUP_NAME
 ]
 BAD_FILE = "incoming/mixed/bad header.csv"
+# Deleted (a delete marker) at some point after its upload: before its job ends, SageMaker fails the job that
+# reads it, and the job runs again whole from copies of the claimed versions; after, nothing changes. Either
+# way its claimed version is predicted (issue 16, point 2, without copies on the intake's path).
+DELETED_LATER = "incoming/churn/a.csv"
 # The keys whose versions must each end in exactly one transform job.
 PROCESSED = {
     k
@@ -138,6 +142,9 @@ class Run:
         outcome = self.intake.handle(queued_messages(sqs_event(records)))
         assert outcome.failed_message_ids == [], outcome
 
+    def delete_later(self) -> None:
+        self.world.clients("s3").delete_object(Bucket=self.world.data.name, Key=DELETED_LATER)
+
     def complete(self, event: dict[str, Any]) -> None:
         self.deliveries["completion"] += 1
         self.completion.handle(parse_transform_job_change(event))
@@ -164,13 +171,20 @@ class Run:
         group = {t["Key"]: t["Value"] for t in tags}["sagepilot:model-package-group"]
         base, attempt = split_attempt(name)
         status, reason = outcome_of(group, attempt, [i["key"] for i in self.world.jobs.get(base).plan["inputs"]])
+        from sagepilot_sandbox import faithful
+
+        missing = faithful.check_transform_inputs(name)  # SageMaker fails a job whose input is gone
+        if missing:
+            status, reason = "Failed", missing
         self.finished.add(name)
         return self.world.completions.finish(name, status, reason)
 
 
 def reference_run(run: Run) -> None:
-    """Every event once, in order: one intake batch, then jobs finished and reported in name order."""
+    """Every event once, in order: one intake batch, the later delete, then jobs finished and reported in name
+    order."""
     run.intake_batch(run.set_up())
+    run.delete_later()
     while names := run.in_progress():
         for name in names:
             for event in run.finish(name):
@@ -186,16 +200,21 @@ def shuffled_run(run: Run, data: st.DataObject) -> None:
 
     for record in run.set_up():
         add("intake", record)
+    deleted = False
 
     while True:
         intake = [p for p in pool if p.kind == "intake"]
         actions: list[tuple[str, Any]] = [("an intake batch", None)] if intake else []
+        actions += [] if deleted else [(f"{DELETED_LATER} deleted", None)]
         actions += [(f"deliver {p!r}", p) for p in pool if p.kind == "completion"]
         actions += [(f"SageMaker ends {name}", name) for name in run.in_progress()]
         if not actions:
             break
         what, arg = actions[data.draw(st.integers(0, len(actions) - 1), label=" | ".join(a for a, _ in actions))]
-        if what.startswith("SageMaker"):
+        if what.endswith("deleted"):
+            run.delete_later()
+            deleted = True
+        elif what.startswith("SageMaker"):
             for event in run.finish(arg):
                 add("completion", event)
         elif what.startswith("deliver"):
@@ -259,8 +278,12 @@ def end_state(run: Run) -> dict[str, Any]:
             report = w.data.json(key)
             if _versions_of(w, key) != 1:
                 rewritten.append(key)
-            # A split job's inputs went to its pieces, whose reports list them.
-            for item in ([] if report["status"] == "Split" else report["inputs"]) + report["superseded"]:
+            # A split job's inputs went to its pieces, whose reports list them; so did the inputs a job ran again
+            # from copies (their key changed before it ended).
+            again = {(i["key"], i["versionId"]) for i in report.get("readAgain", {}).get("inputs", [])}
+            handed = report["status"] in ("Split", "ReadAgain")
+            inputs = [i for i in report["inputs"] if (i["key"], i["versionId"]) not in again]
+            for item in ([] if handed else inputs) + report["superseded"]:
                 assert which(item) not in job_reports
                 job_reports[which(item)] = (report["status"], report["attempts"])
     rejected = {}

@@ -161,7 +161,11 @@ class Batch:
             if not names:
                 return
             for name in sorted(names):
-                for event in self.world.completions.finish(name, "Completed"):
+                from sagepilot_sandbox import faithful
+
+                missing = faithful.check_transform_inputs(name)  # SageMaker fails a job whose input is gone
+                status = "Failed" if missing else "Completed"
+                for event in self.world.completions.finish(name, status, missing or ""):
                     self.complete(event)
 
     def sweep(self) -> None:
@@ -588,9 +592,11 @@ def test_jobs_waiting_while_their_files_change_and_their_model_is_rejected(
     fresh_world: Any, newer_approved: bool, killed: bool
 ) -> None:
     """Jobs wait for capacity with their files claimed; meanwhile a key is overwritten, another deleted, and
-    the model rejected (the runbook's way to stop a broken model). When capacity frees up, every job reads
-    exactly the versions it claimed, and none runs on the rejected version: planned again on the newest
-    Approved one, or the files rejected NO_APPROVED_MODEL. A sweep killed half-way is finished by the next."""
+    the model rejected (the runbook's way to stop a broken model). When capacity frees up, none runs on the
+    rejected version: planned again on the newest Approved one, or the files rejected NO_APPROVED_MODEL. The
+    jobs read the dropped keys; what changed under them is run again from copies of exactly the versions
+    claimed (the deleted key fails its job, which runs again whole from copies: nobody is rejected). A sweep
+    killed half-way is finished by the next."""
     from sagepilot_sandbox import faithful
 
     with fresh_world() as w:
@@ -620,11 +626,14 @@ def test_jobs_waiting_while_their_files_change_and_their_model_is_rejected(
         for name in running:
             job = w.jobs.get(name)
             assert job.plan["modelPackageArn"] == v2, job.plan
-            assert faithful.check_transform_inputs(name) is None  # nothing SageMaker would find missing
-            for copy, key in zip(job.copies, job.keys, strict=True):  # the claimed bytes, not the key's now
-                assert w.clients("s3").get_object(Bucket=w.data.name, Key=copy)["Body"].read() == bodies[key]
         assert waiting_for_capacity(w) == Counter()
         batch.finish_all()
+        exact = [job for job in w.jobs.all() if job.copies and job.copies[0].startswith("jobs/")]
+        assert bool(exact) == newer_approved  # the CSV job that read the deleted key ran again from copies
+        for job in exact:  # every job reading copies read the claimed bytes, not the key's now
+            assert faithful.check_transform_inputs(job.name) is None  # nothing SageMaker would find missing
+            for copy, key in zip(job.copies, job.keys, strict=True):
+                assert w.clients("s3").get_object(Bucket=w.data.name, Key=copy)["Body"].read() == bodies[key]
         batch.intake_until_drained()  # the newer version of a.csv: a new input of its own
         batch.finish_all()
         if newer_approved:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from sagepilot.domain.capacity import ParkedJob, capacity_wait_notice, oldest_wait_seconds, quota_name, start_order
+from sagepilot.domain.capacity import capacity_wait_notice, oldest_wait_seconds, quota_name
+from sagepilot.domain.scheduler import WaitingJob, start_order
 
 
-def test_the_oldest_work_is_tried_first_whatever_the_names_or_the_refusal_times() -> None:
+def test_the_oldest_work_of_each_group_is_tried_first_the_groups_taking_turns() -> None:
     jobs = [
-        ParkedJob("sagepilot-aaa-1", created_at=300, waiting_since=300),
-        ParkedJob("sagepilot-zzz-1", created_at=100, waiting_since=900),  # a retry: old work, refused late
-        ParkedJob("sagepilot-mmm-2", created_at=200, waiting_since=200),
-        ParkedJob("sagepilot-mmm-1", created_at=200, waiting_since=250),
+        WaitingJob("sagepilot-aaa-1", created_at=300, waiting_since=300),
+        WaitingJob("sagepilot-zzz-1", created_at=100, waiting_since=900),  # a retry: old work, refused late
+        WaitingJob("sagepilot-mmm-2", created_at=200, waiting_since=200),
+        WaitingJob("sagepilot-mmm-1", created_at=200, waiting_since=250),
     ]
-    assert [j.name for j in start_order(jobs)] == ["sagepilot-zzz-1", "sagepilot-mmm-1", "sagepilot-mmm-2",
-                                                    "sagepilot-aaa-1"]  # fmt: skip
+    assert [j.name for j in start_order(jobs)] == ["sagepilot-zzz-1", "sagepilot-mmm-1", "sagepilot-aaa-1",
+                                                    "sagepilot-mmm-2"]  # fmt: skip
     assert start_order([]) == []
 
 

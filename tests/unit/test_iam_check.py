@@ -377,7 +377,10 @@ def test_the_templates_intake_may_list_versions_of_incoming_files_only(policies:
     listing = Request("s3:ListBucketVersions", bucket, {"s3:prefix": "incoming/churn/"})
     assert evaluate(listing, intake).allowed
     assert not evaluate(Request("s3:ListBucketVersions", bucket, {"s3:prefix": "jobs/"}), intake).allowed
-    assert not evaluate(listing, completion).allowed
+    # The completion checks the versions a job read (incoming/ only) and copies the changed ones by version.
+    assert evaluate(listing, completion).allowed
+    assert not evaluate(Request("s3:ListBucketVersions", bucket, {"s3:prefix": "jobs/"}), completion).allowed
+    assert evaluate(Request("s3:GetObjectVersion", f"{bucket}/incoming/churn/a.csv"), completion).allowed
     copy_read = Request("s3:GetObject", f"{bucket}/jobs/churn/j/output/x.out")
     assert evaluate(copy_read, completion).allowed
     assert not evaluate(Request("s3:GetObjectVersion", f"{bucket}/jobs/churn/j/output/x.out"), completion).allowed

@@ -86,3 +86,25 @@ def test_find_names_the_version_an_event_names_and_nothing_a_delete_removed():
     assert listing.find("incoming/g/gone.csv", None) is None  # unversioned event: the current one is deleted
     assert listing.find("incoming/g/plain.csv", None) == v("incoming/g/plain.csv", "null")
     assert listing.find("incoming/g/never.csv", None) is None
+
+
+def test_current_is_the_keys_newest_version_and_none_under_a_delete_marker_or_for_no_key():
+    """What a job's completion checks: was the claimed version still the key's current one (the key held it
+    from the claim to the job's end, so SageMaker read exactly it)?"""
+    wanted = ListingRange("incoming/g/", "incoming/g/", "incoming/g/z.csv", 1)
+    listing = VersionListing()
+    listing.add_page(
+        wanted,
+        [
+            v("incoming/g/a.csv", "new"),
+            v("incoming/g/a.csv", "old", latest=False),
+            v("incoming/g/gone.csv", "m", deleted=True),
+            v("incoming/g/gone.csv", "1", latest=False),
+            v("incoming/g/plain.csv", "null"),
+        ],
+        None,
+    )
+    assert listing.current("incoming/g/a.csv") == "new"  # "old" was overwritten: it changed
+    assert listing.current("incoming/g/gone.csv") is None  # a delete marker on top
+    assert listing.current("incoming/g/plain.csv") == "null"
+    assert listing.current("incoming/g/never.csv") is None  # covered, and no such key (deleted for good)

@@ -18,6 +18,7 @@ from sagepilot.domain.transform_plan import (
     JobPlan,
     ModelVersion,
     TransformSettings,
+    exact_plan,
     instance_count,
     newest_per_key,
     plan_from_record,
@@ -272,7 +273,7 @@ def test_manifest_shape_and_record_locations():
     [plan] = plan_jobs(files, MODEL, SETTINGS)
     manifest = plan.manifest()
     assert manifest == [
-        {"prefix": f"s3://{BUCKET}/jobs/churn/{plan.job_name}/input/"},  # the job's copies of its versions
+        {"prefix": f"s3://{BUCKET}/incoming/churn/"},  # the dropped keys: nothing copied on the intake's path
         "2026 11/a+b%c:ü.csv",
         "2026-11/b.csv",
         "top.csv",
@@ -282,6 +283,20 @@ def test_manifest_shape_and_record_locations():
     assert plan.manifest_key == f"jobs/churn/{plan.job_name}/manifest.json"
     assert plan.plan_key == f"jobs/churn/{plan.job_name}/plan.json"
     assert plan.report_key == f"jobs/churn/{plan.job_name}/report.json"
+    assert plan.reads_dropped_keys and not plan.copies_inputs
+
+
+def test_the_inputs_that_changed_run_again_from_copies_of_the_claimed_versions():
+    [plan] = plan_jobs([make_file("a.csv"), make_file("sub/b.csv"), make_file("c.csv")], MODEL, SETTINGS)
+    changed = plan.inputs[1:]
+    exact = exact_plan(plan, changed, SETTINGS)
+    assert exact.inputs == changed and exact.job_name != plan.job_name
+    assert SAGEMAKER_NAME.match(exact.job_name) and split_attempt(exact.job_name) == (exact.job_name, 0)
+    assert exact.copies_inputs and not exact.reads_dropped_keys  # its own copies, made when it is planned
+    assert exact.manifest() == [{"prefix": f"s3://{BUCKET}/{exact.folder}input/"}, "c.csv", "sub/b.csv"]
+    assert exact_plan(plan, changed, SETTINGS) == exact  # the same change, the same job
+    assert plan_from_record(json.loads(json.dumps(exact.to_record()))) == exact
+    assert plan_from_record(json.loads(json.dumps(plan.to_record()))) == plan
 
 
 def test_transform_job_request_for_plain_csv():
@@ -416,7 +431,7 @@ def test_every_file_version_is_planned_exactly_once(files, max_files):
 
 
 # ---------------------------------------------------------------- split, and planned again (issue 16)
-def test_a_split_halves_the_inputs_into_jobs_named_from_the_parent_that_read_its_copies():
+def test_a_split_halves_the_inputs_into_jobs_named_from_the_parent_that_read_where_it_read():
     files = [make_file(f"{c}.csv") for c in "abcde"]
     [plan] = plan_jobs(files, MODEL, SETTINGS)
     pieces = split_plan(plan, SETTINGS)
@@ -426,8 +441,9 @@ def test_a_split_halves_the_inputs_into_jobs_named_from_the_parent_that_read_its
     assert len({p.job_name for p in pieces} | {plan.job_name}) == 3
     for piece in pieces:
         assert SAGEMAKER_NAME.match(piece.job_name) and split_attempt(piece.job_name) == (piece.job_name, 0)
-        assert piece.manifest()[0] == {"prefix": f"s3://{BUCKET}/{plan.folder}input/"}  # the parent's copies
+        assert piece.manifest()[0] == plan.manifest()[0]  # where the parent read
         assert not piece.copies_inputs and piece.folder != plan.folder
+        assert piece.reads_dropped_keys == plan.reads_dropped_keys
         assert plan_from_record(json.loads(json.dumps(piece.to_record()))) == piece
     assert [len(p.inputs) for p in split_plan(pieces[1], SETTINGS)] == [1, 1]
 

@@ -114,6 +114,27 @@ class DataBucket:
                 )
         raise ObjectGone(f"s3://{self.name}/{key} (version {version_id}) no longer exists")
 
+    def current_versions(self, keys: Iterable[str]) -> dict[str, str | None]:
+        """Each key's current version id ("null" if stored unversioned; None if it has none: deleted, or a
+        delete marker on top): a few ListObjectVersions pages for the folders holding several of the keys
+        (strongly consistent, as a HEAD), a HeadObject each for the others."""
+        wanted = list(dict.fromkeys(keys))
+        listing = self.list_versions(wanted)
+        found: dict[str, str | None] = {}
+        for key in wanted:
+            if listing.covers(key):
+                found[key] = listing.current(key)
+                continue
+            try:
+                head = self._s3.head_object(Bucket=self.name, Key=key)
+            except ClientError as exc:
+                if error_code(exc) in _MISSING or http_status(exc) == 404:
+                    found[key] = None
+                    continue
+                raise TransientError(f"HeadObject s3://{self.name}/{key} failed: {exc}") from exc
+            found[key] = str(head.get("VersionId") or "null")
+        return found
+
     def head_dropped(self, key: str, version_id: str | None) -> HeadResult:
         """HeadObject on the version the event names, trying the key as sent and decoded."""
         for candidate in key_candidates(key):

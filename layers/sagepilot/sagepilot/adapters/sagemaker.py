@@ -90,6 +90,18 @@ class SageMaker:
         except ClientError as exc:
             raise translate(exc, f"DescribeTrainingJob {name}") from exc
 
+    def recent_transform_jobs(self, name_prefix: str, count: int = 100) -> list[str]:
+        """The `count` transform jobs created last whose names start with `name_prefix`, any status, newest
+        first (one ListTransformJobs page)."""
+        try:
+            page = self._sm.list_transform_jobs(
+                NameContains=name_prefix, SortBy="CreationTime", SortOrder="Descending", MaxResults=count
+            )
+        except ClientError as exc:
+            raise translate(exc, "ListTransformJobs") from exc
+        summaries = sorted(page["TransformJobSummaries"], key=lambda j: j["CreationTime"], reverse=True)
+        return [j["TransformJobName"] for j in summaries if j["TransformJobName"].startswith(name_prefix)][:count]
+
     def running_transform_jobs(self, name_prefix: str) -> list[str]:
         """InProgress transform jobs whose names start with `name_prefix` (retries included)."""
         names: list[str] = []

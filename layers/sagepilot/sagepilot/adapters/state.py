@@ -417,20 +417,33 @@ class StateTable:
             raise failure(exc, f"listing the jobs waiting in {group}: {exc}") from exc
         return [item["pk"]["S"][len("job#") :] for item in items]
 
-    def capacity_waiting(self, limit: int) -> list[dict[str, Any]]:
-        """The `limit` oldest jobs waiting for capacity, as {jobName, createdAt, waitingSince}: index ByKindAge,
-        partition `waiting-capacity`, sorted by createdAt (one small read however long the list)."""
-        try:
-            items = self._db.query(
-                TableName=self._table,
-                IndexName="ByKindAge",
-                KeyConditionExpression="kind = :kind",
-                ExpressionAttributeValues={":kind": {"S": CAPACITY_KIND}},
-                ScanIndexForward=True,
-                Limit=limit,
-            ).get("Items", [])
-        except ClientError as exc:
-            raise failure(exc, f"listing the jobs waiting for capacity: {exc}") from exc
+    def capacity_waiting(self, limit: int = 0, *, name_prefix: str = "") -> list[dict[str, Any]]:
+        """Jobs waiting for capacity, oldest first, as {jobName, createdAt, waitingSince}: index ByKindAge,
+        partition `waiting-capacity`, sorted by createdAt. `limit` > 0: the `limit` oldest (one small read);
+        otherwise all of them (a few bytes a job, tens of thousands per 1 MB page), those whose name starts
+        with `name_prefix` when given (one group's)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "ByKindAge",
+            "KeyConditionExpression": "kind = :kind",
+            "ExpressionAttributeValues": {":kind": {"S": CAPACITY_KIND}},
+            "ScanIndexForward": True,
+        }
+        if limit > 0:
+            request["Limit"] = limit
+        if name_prefix:
+            request["FilterExpression"] = "begins_with(pk, :name)"
+            request["ExpressionAttributeValues"][":name"] = {"S": job_pk(name_prefix)}
+        items: list[dict[str, Any]] = []
+        while True:
+            try:
+                page = self._db.query(**request)
+            except ClientError as exc:
+                raise failure(exc, f"listing the jobs waiting for capacity: {exc}") from exc
+            items += page.get("Items", [])
+            if limit > 0 or not page.get("LastEvaluatedKey"):
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         found = []
         for item in items:
             record = _from_item(item)

@@ -8,21 +8,7 @@ state table, and is tried again when capacity may be free (a transform job finis
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
-
-
-@dataclass(frozen=True)
-class ParkedJob:
-    name: str
-    created_at: int  # when the job was planned: the age of the work it holds
-    waiting_since: int  # when SageMaker first refused it
-
-
-def start_order(parked: Iterable[ParkedJob]) -> list[ParkedJob]:
-    """Oldest work first (createdAt, then name): freed instances go to the files that have waited longest,
-    and a sweep that stops at the first refusal never lets a newer job overtake an older one."""
-    return sorted(parked, key=lambda job: (job.created_at, job.name))
 
 
 def oldest_wait_seconds(waiting_since: Iterable[int], now: int) -> int:

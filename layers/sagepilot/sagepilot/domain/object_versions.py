@@ -136,3 +136,9 @@ class VersionListing:
             current = next((v for v in versions if v.is_latest), None)
             return current if current is not None and not current.delete_marker else None
         return next((v for v in versions if v.version_id == version_id and not v.delete_marker), None)
+
+    def current(self, key: str) -> str | None:
+        """The key's current version id ("null" when stored unversioned); None when its newest entry is a
+        delete marker or it has none (the key must be covered)."""
+        latest = next((v for v in self._versions.get(key, []) if v.is_latest), None)
+        return None if latest is None or latest.delete_marker else latest.version_id

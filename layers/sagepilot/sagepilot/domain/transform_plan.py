@@ -129,10 +129,12 @@ class JobPlan:
     inputs: tuple[InputFile, ...]
     # Older versions of a key whose newer version is in this same job: the job reads the key once.
     superseded: tuple[InputFile, ...] = field(default=())
-    # Where the job reads its inputs: a private copy of each claimed version (CopyObject with its VersionId),
-    # `<folder>input/<sub-path>/<file>` by default, so that what SageMaker reads minutes later is exactly the
-    # version claimed, whatever happened to the key since (a newer version, a delete). A piece of a split job,
-    # or a job planned again on another model, reads its parent's copies.
+    # Where the job reads its inputs. A job the intake plans reads the dropped keys themselves
+    # (`incoming/<group>/`, no copy on the intake's path): its completion checks that each claimed version was
+    # still its key's current version, and re-runs those that were not from copies (`exact_plan`). A job
+    # reading copies (empty: `<folder>input/<sub-path>/<file>`, its own copy of each claimed version, made with
+    # CopyObject and the VersionId when it is planned) scores exactly the versions claimed whatever happens to
+    # the keys. A piece of a split job, or a job planned again on another model, reads where its parent read.
     input_prefix: str = ""
     # Claimed versions that no longer existed when the job was planned (deleted for good since their event):
     # nothing to read, recorded in the job's report.
@@ -157,6 +159,11 @@ class JobPlan:
     @property
     def input_folder(self) -> str:
         return self.input_prefix or f"{self.folder}input/"
+
+    @property
+    def reads_dropped_keys(self) -> bool:
+        """Whether SageMaker reads the dropped keys (whatever version they hold then), not copies."""
+        return self.input_folder == f"{INCOMING_PREFIX}{self.group}/"
 
     @property
     def copies_inputs(self) -> bool:
@@ -364,6 +371,7 @@ def plan_jobs(files: list[InputFile], model: ModelVersion, settings: TransformSe
                     instance_count=instance_count(sum(f.size for f in chunk), len(chunk), settings),
                     inputs=tuple(chunk),
                     superseded=chunk_superseded,
+                    input_prefix=f"{INCOMING_PREFIX}{model.group}/",  # the dropped keys: nothing copied now
                 )
             )
     return plans
@@ -401,6 +409,21 @@ def replan(plan: JobPlan, model: ModelVersion, settings: TransformSettings) -> J
         superseded=(),
         deleted=(),
         input_prefix=plan.input_folder,
+    )
+
+
+def exact_plan(plan: JobPlan, inputs: tuple[InputFile, ...], settings: TransformSettings) -> JobPlan:
+    """A job that read the dropped keys, some of which changed before it finished (a newer version, a delete
+    marker, the version deleted): those inputs again, in a job of their own that reads its own copies of the
+    claimed versions (named from the job: the same change always gives the same job)."""
+    return replace(
+        plan,
+        job_name=transform_job_name(settings.name_prefix, plan.group, [plan.job_name, "exact"]),
+        instance_count=instance_count(sum(f.size for f in inputs), len(inputs), settings),
+        inputs=inputs,
+        superseded=(),
+        deleted=(),
+        input_prefix="",  # its own copies, made when it is planned
     )
 
 

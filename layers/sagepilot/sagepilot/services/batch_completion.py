@@ -7,6 +7,15 @@ A job writes into its own folder; its outputs are copied to predictions/ (and it
 written there) only for the inputs still the newest version of their key, so a job that holds an older
 version and finishes last never overwrites what a newer version's job left.
 
+A job the intake planned reads the dropped keys themselves (nothing is copied on the intake's path). When it
+ends, its completion checks, with a few ListObjectVersions pages (a HeadObject for a lone file), that each
+claimed version is still its key's current version: then the key held that version from the claim to the
+job's end, and SageMaker read exactly it. The inputs whose key changed meanwhile (a newer version, a delete
+marker, the version deleted for good) are not published from this job: they run again in a job of their own
+that reads its own copies of the claimed versions (`exact_plan`; claims moved with conditional writes). A
+failed job with such an input runs again the same way, whole, instead of being retried, split or rejected:
+a change to one key never fails its batch-mates.
+
 A finished job frees its instances: after acting on it, jobs waiting for capacity (any group) are tried,
 oldest first (JobLauncher.start_parked). The periodic `Scheduled Event` (CapacitySweepSchedule) does the
 same, for when no job finishes. A retry SageMaker refuses for capacity waits the same way.
@@ -23,13 +32,13 @@ from typing import Any
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import COMPLETED, FAILED, READY, SPLIT, STARTED, StateTable
+from sagepilot.adapters.state import COMPLETED, FAILED, READY, REPLANNED, SPLIT, STARTED, StateTable
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import input_may_cause, is_retryable_failure, job_failure_rejection
 from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import input_report, job_summary, rejection_report
-from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer, split_plan
+from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer, exact_plan, split_plan
 from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
 from sagepilot.observability import logger
@@ -95,6 +104,8 @@ class BatchCompletion:
             plan = self._launcher.load_plan(str(record["bucket"]), str(record["planKey"]))
             self._launch_pieces(plan)
             return CompletionOutcome(name, "duplicate", "already split")
+        if record["status"] == REPLANNED:
+            return CompletionOutcome(name, "duplicate", f"already run again as {record.get('replannedAs')}")
         if record["status"] in (COMPLETED, FAILED):
             if record["status"] == FAILED and not record.get("notified"):
                 self._notify_failure(base, record)
@@ -117,10 +128,16 @@ class BatchCompletion:
             "ended": _iso(job.get("TransformEndTime")),
         }
         reason = str(job.get("FailureReason") or "")
-        if status == "Failed" and is_retryable_failure(reason) and attempt < self._settings.max_job_retries:
+        changed = self._changed(plan) if plan.reads_dropped_keys and status != "Stopped" else ()
+        if changed:  # a version whose newer one is in another job is that job's business: not run again
+            outdated = self._outdated(plan)
+            changed = tuple(f for f in changed if f.file_id not in outdated)
+        if changed and status == "Failed":
+            outcome = self._read_exact(plan, name, attempt, reason, timings, changed)
+        elif status == "Failed" and is_retryable_failure(reason) and attempt < self._settings.max_job_retries:
             return self._retry(plan, attempt, reason, timings)
-        if status == "Completed":
-            outcome = self._completed(plan, name, attempt, timings)
+        elif status == "Completed":
+            outcome = self._completed(plan, name, attempt, timings, changed)
         elif len(plan.inputs) > 1 and input_may_cause(status, reason):
             outcome = self._split(plan, name, attempt, reason, timings)
         else:
@@ -138,12 +155,33 @@ class BatchCompletion:
         raised, instances freed by jobs of another stack). Idempotent, like everything it calls."""
         return self._launcher.sweep()
 
-    def _completed(self, plan: JobPlan, name: str, attempt: int, timings: dict[str, str | None]) -> CompletionOutcome:
+    def _completed(
+        self,
+        plan: JobPlan,
+        name: str,
+        attempt: int,
+        timings: dict[str, str | None],
+        changed: tuple[InputFile, ...] = (),
+    ) -> CompletionOutcome:
         outdated = self._outdated(plan)
         summary = job_summary(
             plan, job_name=name, status="Completed", attempts=attempt + 1, timings=timings, outdated=outdated
         )
+        again = tuple(f for f in changed if f.file_id not in outdated)
+        if again:
+            # Their key changed before the job ended: what SageMaker read may not be the version claimed. They
+            # run again from copies of the claimed versions (launched before this job is recorded COMPLETED, so
+            # a handler that dies in between does it again on the event's redelivery; "already exists" is fine).
+            exact = exact_plan(plan, again, self._settings.transform)
+            self._launch_exact(exact, plan)
+            summary["readAgain"] = {
+                "transformJobName": exact.job_name,
+                "inputs": [f.describe() for f in again],
+                "why": "Their key changed (a newer version or a delete) before this job ended: SageMaker may have "
+                "read other bytes than the version claimed, so these versions run again from copies of themselves.",
+            }
         self._bucket.put_json(plan.report_key, summary)
+        skipped = set(outdated) | {f.file_id for f in again}
         superseded: dict[str, list[str]] = {}
         for old in plan.superseded:
             if old.superseded_by is None:  # superseded by the version this job read
@@ -162,12 +200,78 @@ class BatchCompletion:
                 report["supersededVersionIds"] = superseded[item.key]
             self._bucket.put_json(item.dropped.report_key, report)
 
-        self._parallel(publish, tuple(f for f in plan.inputs if f.file_id not in outdated))
+        self._parallel(publish, tuple(f for f in plan.inputs if f.file_id not in skipped))
         self._state.transition(plan.job_name, expected=[STARTED], to=COMPLETED, when_attempt=attempt)
         logger.info(
-            "transform job completed", extra={"job": name, "inputs": len(plan.inputs), "outdated": len(outdated)}
+            "transform job completed",
+            extra={"job": name, "inputs": len(plan.inputs), "outdated": len(outdated), "readAgain": len(again)},
         )
-        return CompletionOutcome(name, "reported", f"{len(plan.inputs) - len(outdated)} input report(s)")
+        return CompletionOutcome(name, "reported", f"{len(plan.inputs) - len(skipped)} input report(s)")
+
+    def _changed(self, plan: JobPlan) -> tuple[InputFile, ...]:
+        """The inputs of a job that read the dropped keys whose claimed version is no longer their key's current
+        version (a newer one, a delete marker, or none). The others were their key's version from the claim to
+        now, so SageMaker read exactly them. (A version without an id, from a bucket without versioning, cannot
+        be told apart from a newer one: it is taken as read.)"""
+        checked = [f for f in plan.inputs if f.version_id is not None]
+        if not checked:
+            return ()
+        current = self._bucket.current_versions(f.key for f in checked)
+        changed = tuple(f for f in checked if current.get(f.key) != f.version_id)
+        if changed:
+            logger.warning(
+                "keys changed while their job read them; those versions run again from copies",
+                extra={"job": plan.job_name, "changed": [f.file_id for f in changed[:50]]},
+            )
+        return changed
+
+    def _read_exact(
+        self,
+        plan: JobPlan,
+        name: str,
+        attempt: int,
+        reason: str,
+        timings: dict[str, str | None],
+        changed: tuple[InputFile, ...],
+    ) -> CompletionOutcome:
+        """A failed job that read the dropped keys, some of which changed before it ended (a delete marker makes
+        SageMaker fail the whole job): neither retried, split nor rejected, it runs again whole from copies of
+        the claimed versions (one job; a version deleted for good is listed as deleted there). The new job is
+        launched first, then this one is recorded REPLANNED: a handler that dies in between does it again."""
+        exact = exact_plan(plan, plan.inputs, self._settings.transform)
+        self._launch_exact(exact, plan)
+        if self._state.transition(
+            plan.job_name,
+            expected=[STARTED],
+            to=REPLANNED,
+            when_attempt=attempt,
+            replannedAs=exact.job_name,
+            failureReason=(reason or "Failed")[:1000],
+        ):
+            summary = job_summary(
+                plan, job_name=name, status="ReadAgain", attempts=attempt + 1, timings=timings, failure_reason=reason
+            )
+            summary["readAgain"] = {
+                "transformJobName": exact.job_name,
+                "inputs": [f.describe() for f in plan.inputs],
+                "changed": [f.describe() for f in changed],
+                "why": "Some keys changed (a newer version or a delete) before this job ended, which can fail it: "
+                "its inputs run again from copies of the versions claimed, instead of failing.",
+            }
+            self._bucket.put_json(plan.report_key, summary)
+        return CompletionOutcome(name, "read again", f"as {exact.job_name}: {len(changed)} key(s) changed")
+
+    def _launch_exact(self, exact: JobPlan, plan: JobPlan) -> None:
+        result = self._launcher.launch(exact, take_from=plan.job_name, why="exact")
+        if result.refused is not None and not result.already_waiting:
+            self._notifier.publish(
+                "sagepilot: 1 transform job(s) waiting for capacity",
+                capacity_wait_notice(
+                    [{"job": exact.job_name, "group": exact.group, "inputs": len(result.plan.inputs)}],
+                    result.refused.instance_type,
+                    str(result.refused),
+                ),
+            )
 
     def _outdated(self, plan: JobPlan) -> dict[str, Newer]:
         """Inputs whose key got a newer version in another job since this job was planned: the key's

@@ -11,7 +11,9 @@ READY, listed in the state table's index under `waiting#<group>`, and `start_wai
 one of the group's jobs finishes) starts it. Nothing is dropped and no message waits in the queue.
 A job SageMaker refuses for lack of instances (ResourceLimitExceeded, the fallback type too) waits the
 same way, READY under `waiting-capacity`; `start_parked` (called by every transform job completion and by
-the periodic sweep) starts the oldest first and stops at the first refusal, until the next chance.
+the periodic sweep) starts them in the scheduler's order (domain/scheduler.py: oldest first within a group,
+the groups taking turns) and stops at the first refusal, until the next chance. A job about to start while
+an older job of its group waits for capacity does not ask SageMaker: it waits behind it.
 
 resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
                ones older than the claim timeout (their handler is certainly dead) are
@@ -28,6 +30,7 @@ handler that dies in between leaves the old job waiting, and the next pass does 
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,11 +51,12 @@ from sagepilot.adapters.state import (
     StateTable,
     waiting_kind,
 )
-from sagepilot.domain.capacity import ParkedJob, oldest_wait_seconds, start_order
+from sagepilot.domain.capacity import oldest_wait_seconds
 from sagepilot.domain.failures import withdrawn_model_rejection
 from sagepilot.domain.layout import rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import job_summary, rejection_report, superseded_only_summary
+from sagepilot.domain.scheduler import WaitingJob, group_key, may_try_now, start_order
 from sagepilot.domain.transform_plan import (
     InputFile,
     JobPlan,
@@ -165,7 +169,9 @@ class JobLauncher:
         owned = self._finalise(plan, owners)
         if not owned.inputs:
             return LaunchResult(owned, False, lost_to, invalid=invalid)
-        first = self._start(owned, fresh=fresh)
+        # A job taking over another's inputs (a split piece, a job planned again, one reading copies) holds work
+        # that already had its turn: it does not queue behind its group's waiting jobs.
+        first = self._start(owned, fresh=fresh, check_queue=not take_from)
         return LaunchResult(owned, first.created, lost_to, first.refused, invalid=invalid)
 
     def jobs_holding(self, file_ids: list[str]) -> dict[str, str]:
@@ -319,16 +325,24 @@ class JobLauncher:
         rest wait for the next completion or sweep). Safe to run concurrently and to repeat: the job names
         are deterministic (a second CreateTransformJob is ResourceInUse) and every move of the record is a
         conditional write."""
-        listed = [
-            ParkedJob(j["jobName"], j["createdAt"], j["waitingSince"]) for j in self._state.capacity_waiting(limit)
-        ]
+        # Every waiting job's name and age (not only the oldest `limit`): a group's head must be seen to get its
+        # turn, however many older jobs another group has.
+        listed = [WaitingJob(j["jobName"], j["createdAt"], j["waitingSince"]) for j in self._state.capacity_waiting()]
+        if not listed:
+            return ParkedStarts([])
+        # What each group was given lately (its jobs among the stack's last 100 created, running or finished):
+        # the groups served least go first, so a group whose jobs keep finishing cannot keep the turn.
+        served = Counter(
+            group_key(name)
+            for name in self._sagemaker.recent_transform_jobs(f"{self._settings.transform.name_prefix}-")
+        )
         started: list[str] = []
-        for job in start_order(listed):
+        for job in start_order(listed, served)[:limit]:
             record = self._state.get_job(job.name)
             if record is None or record["status"] != READY or record.get("kind") != CAPACITY_KIND:
                 continue  # started or moved on by someone else since the index listed it
             plan = self.load_plan(record["bucket"], record["planKey"])
-            result = self._start(plan, attempt=int(record.get("attempt", 0)))
+            result = self._start(plan, attempt=int(record.get("attempt", 0)), check_queue=False)  # in its turn
             if result.refused:
                 if started:
                     logger.info("jobs waiting for capacity started", extra={"started": started})
@@ -371,13 +385,47 @@ class JobLauncher:
             )
         return parked
 
-    def _start(self, plan: JobPlan, *, attempt: int = 0, check_slot: bool = True, fresh: bool = False) -> Started:
+    def _behind_older(self, plan: JobPlan) -> CapacityError | None:
+        """A refusal when an older job of the plan's group waits for capacity (the new one waits behind it,
+        without asking SageMaker: strictly oldest first within a group); None when none does."""
+        group = group_key(plan.job_name)
+        waiting = [
+            WaitingJob(j["jobName"], j["createdAt"], j["waitingSince"])
+            for j in self._state.capacity_waiting(name_prefix=f"{group}-")
+        ]
+        if not any(w.group == group and w.name != plan.job_name for w in waiting):
+            return None  # the common case: one Query, nothing of its group waits
+        record = self._state.get_job(plan.job_name) or {}
+        created = int(record.get("createdAt", self._state.now()))
+        if may_try_now(plan.job_name, created, waiting):
+            return None
+        older = min((w for w in waiting if w.group == group), key=lambda w: (w.created_at, w.name))
+        return CapacityError(
+            f"Older jobs of group {plan.group!r} wait for transform capacity (the oldest: {older.name}); this one "
+            "waits behind them and starts in its turn.",
+            instance_type=plan.instance_type,
+        )
+
+    def _start(
+        self,
+        plan: JobPlan,
+        *,
+        attempt: int = 0,
+        check_slot: bool = True,
+        fresh: bool = False,
+        check_queue: bool = True,
+    ) -> Started:
         if not fresh:
             moved = self.model_withdrawn(plan, attempt)
             if moved is not None:
                 return moved
         if check_slot and self._no_slot(plan):
             return Started(False)
+        if check_queue:
+            behind = self._behind_older(plan)
+            if behind is not None:
+                self.park(plan, attempt, behind)
+                return Started(False, behind)
         self._sagemaker.ensure_model(plan.model_name, plan.model.package_arn, self._settings.sagemaker_role_arn)
         try:
             created = self.start_attempt(plan, attempt)
