@@ -111,6 +111,7 @@ def rollouts(
 
 def training(settings: TrainingSettings, client: ClientFactory, metrics: Recorder | None = None) -> Training:
     # Imported here, not at the top: only the training function's cold start should load the training code.
+    from sagepilot.adapters.delayed import DelayedQueue
     from sagepilot.adapters.notify import Notifier
     from sagepilot.adapters.registry import ModelRegistry
     from sagepilot.adapters.s3 import DataBucket
@@ -128,4 +129,5 @@ def training(settings: TrainingSettings, client: ClientFactory, metrics: Recorde
         StateTable(client("dynamodb"), settings.state_table),
         Notifier(client("sns"), settings.notification_topic_arn),
         metrics or NoRecorder(),
+        DelayedQueue(client("sqs"), settings.settle_queue_url),
     )
