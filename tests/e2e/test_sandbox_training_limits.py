@@ -1,5 +1,6 @@
 """Training within limits, through the running sandbox with the real aws CLI (issue 16, points 6-10): a
-multi-part set trains once when its marker arrives; a recipe edited while its job trains changes nothing
+multi-part set trains once when its marker arrives; a set of ordinary names uploaded without it is said,
+not trained on in fragments; a recipe edited while its job trains changes nothing
 of what the job registers; a recipe beyond the operator's ceilings and a job SageMaker refuses (quota)
 both become reports under rejected/training/, never errors; and every call the functions made is allowed
 by their IAM policy."""
@@ -18,6 +19,7 @@ from sagepilot_sandbox import training as sandbox_training
 from sagepilot_sandbox.server import Sandbox, free_port
 
 from .iam_calls import assert_calls_allowed
+from .test_rollout_failures import Inbox
 from .test_sandbox_scenarios import aws
 from .test_sandbox_training_loop import aws_raw
 
@@ -27,9 +29,11 @@ DEFAULT_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Training jobs take 3 s here: long enough to edit a recipe while one runs."""
+    """Training jobs take 3 s here: long enough to edit a recipe while one runs; a lone training file settles
+    for 5 s: long enough for `aws s3 cp --recursive` to upload a whole set."""
     running = Sandbox(
         port=free_port(),
+        overrides={"TrainingSettleSeconds": "5"},
         run_seconds=1.0,
         training_seconds=3.0,
         retry_delay=1,
@@ -90,6 +94,37 @@ def test_a_multi_part_set_trains_once_when_its_marker_arrives(sandbox: Sandbox, 
     assert read(sandbox, "rejected/training/parts/2026-12/part-00000.csv.json") is None
 
 
+def test_a_set_uploaded_without_its_marker_is_said_then_trained_whole_on_its_marker(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`aws s3 cp --recursive` of a.csv, b.csv, c.csv and no marker: no job on a.csv alone (it used to train on
+    the first file by itself, silently); a report beside each file and one notice for the folder; the marker
+    uploaded as the notice says trains one job on all three."""
+    inbox = Inbox(sandbox)
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "loose")
+    local = tmp_path / "loose"
+    local.mkdir()
+    for i, name in enumerate(("a.csv", "b.csv", "c.csv")):
+        (local / name).write_text(data(70 + i))
+    folder = "training/loose/2026-12/"
+    assert "upload:" in aws(sandbox, "s3", "cp", "--recursive", str(local), f"s3://{bucket_of(sandbox)}/{folder}")
+    reports = sandbox.wait_for(
+        lambda: all(r := [read(sandbox, f"rejected/{folder}{n}.json") for n in ("a.csv", "b.csv", "c.csv")]) and r,
+        timeout=60,
+    )
+    for report in reports:
+        assert report["code"] == "DATASET_NEEDS_MARKER" and f"Upload {folder}_SUCCESS" in report["whatToDo"]
+    assert jobs_of(sandbox, "loose") == []
+    notice = f"TRAINING WAITING: 3 files in {folder}: upload {folder}_SUCCESS to train on all of them"[:100]
+    assert sandbox.wait_for(lambda: inbox.subjects().count(notice) == 1, timeout=30)
+    put(sandbox, tmp_path, f"{folder}_SUCCESS", "")
+    [summary] = sandbox.wait_for(lambda: packages(sandbox, "loose"), timeout=60)
+    package = aws(sandbox, "sagemaker", "describe-model-package", "--model-package-name", summary["ModelPackageArn"])
+    assert package["CustomerMetadataProperties"]["sagepilot:training-files"] == "3"
+    assert len(jobs_of(sandbox, "loose")) == 1
+    assert inbox.subjects().count(notice) == 1  # said once, not once per file
+
+
 def test_a_recipe_edited_while_its_job_trains_changes_nothing_it_registers(sandbox: Sandbox, tmp_path: Path) -> None:
     aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "frozen")
     put(sandbox, tmp_path, "training/frozen/2026-12/train.csv", data(41))
@@ -132,5 +167,6 @@ def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox:
             ("TrainingFunction", "s3.ListObjectsV2"),
             ("TrainingFunction", "sagemaker.CreateTrainingJob"),
             ("TrainingFunction", "sagemaker.CreateModelPackage"),
+            ("TrainingFunction", "sqs.SendMessage"),
         ],
     )
