@@ -164,6 +164,9 @@ class Training:
         """A training file's settle delay has passed: train on it if it is alone in its folder, else say so."""
         if settled.bucket != self._bucket.name:
             return TrainingOutcome("ignored", f"bucket {settled.bucket} is not the data bucket")
+        parsed = plan.parse_training_key(settled.key)  # the key as its upload resolved it (never URL-encoded)
+        if not isinstance(parsed, plan.TrainingKey):
+            return TrainingOutcome("ignored", f"{settled.key} is not a training file")
         try:
             current = self._bucket.head_dropped(settled.key, None)
         except ObjectGone:
@@ -171,9 +174,6 @@ class Training:
         if settled.version_id is not None and current.version_id != settled.version_id:
             # Its newer version settles on its own message: that one decides.
             return TrainingOutcome("ignored", f"{settled.key} was replaced by version {current.version_id}")
-        parsed = plan.parse_training_key(current.key)
-        if not isinstance(parsed, plan.TrainingKey):
-            return TrainingOutcome("ignored", f"{current.key} is not a training file")
         listing = self._bucket.list_children(parsed.folder, LISTING_LIMIT)
         decision = plan.after_settling(current.key, listing, LISTING_LIMIT)
         if isinstance(decision, str):
