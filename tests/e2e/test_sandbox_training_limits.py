@@ -140,6 +140,30 @@ def test_a_recipe_edited_while_its_job_trains_changes_nothing_it_registers(sandb
     assert package["InferenceSpecification"]["Containers"][0]["Image"] == DEFAULT_IMAGE
 
 
+def test_a_recipe_broken_while_its_job_trains_does_not_strand_it(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Issue 16 point 6: registration used to re-read the recipe, so a recipe broken during the job left the
+    record REGISTERING, the event in the failure queue, no report and no notice."""
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "broken")
+    put(sandbox, tmp_path, "training/broken/2026-12/train.csv", data(45))
+    sandbox.wait_for(lambda: [j for j in jobs_of(sandbox, "broken") if j["TrainingJobStatus"] == "InProgress"])
+    put(sandbox, tmp_path, "config/broken/training.json", "{not json")
+    [summary] = sandbox.wait_for(lambda: packages(sandbox, "broken"), timeout=60)
+    assert summary["ModelApprovalStatus"] == "PendingManualApproval"
+    assert read(sandbox, "rejected/training/broken/2026-12/train.csv.json") is None
+
+
+def test_what_sagemaker_would_refuse_is_a_report_before_any_call(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Issue 16 point 7: a recipe CreateTrainingJob would refuse (101 hyperparameters) is a report, not an
+    error raised out of the upload handler."""
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "wordy")
+    recipe = {"hyperparameters": {f"h{i}": "1" for i in range(101)}}
+    put(sandbox, tmp_path, "config/wordy/training.json", json.dumps(recipe))
+    put(sandbox, tmp_path, "training/wordy/a.csv", data(55))
+    report = sandbox.wait_for(lambda: read(sandbox, "rejected/training/wordy/a.csv.json"), timeout=30)
+    assert report["code"] == "INVALID_TRAINING_RECIPE" and "at most 100 hyperparameters" in report["reason"]
+    assert jobs_of(sandbox, "wordy") == []
+
+
 def test_a_recipe_beyond_the_ceilings_is_a_report(sandbox: Sandbox, tmp_path: Path) -> None:
     aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "greedy")
     recipe = {"instanceType": "ml.p5.48xlarge", "instanceCount": 100, "maxRuntimeSeconds": 2419200}
