@@ -123,7 +123,6 @@ def training(settings: TrainingSettings, client: ClientFactory, metrics: Recorde
     return Training(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
-        client("s3"),
         SageMaker(client("sagemaker")),
         ModelRegistry(client("sagemaker")),
         StateTable(client("dynamodb"), settings.state_table),

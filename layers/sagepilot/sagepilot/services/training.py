@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from sagepilot.adapters.delayed import DelayedQueue
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
@@ -82,7 +80,6 @@ class Training:
         self,
         settings: TrainingSettings,
         bucket: DataBucket,
-        s3_client: Any,
         sagemaker: SageMaker,
         registry: ModelRegistry,
         state: StateTable,
@@ -93,7 +90,6 @@ class Training:
         self._settings = settings
         self._settle_queue = settle_queue
         self._bucket = bucket
-        self._s3 = s3_client
         self._sm = sagemaker
         self._registry = registry
         self._state = state
@@ -343,14 +339,7 @@ class Training:
         return plan.recipe_from_document(self._bucket.get_json(f"jobs/training/{base}/recipe-{frozen}.json"))
 
     def _config(self, group: str) -> bytes | None:
-        try:
-            return bytes(
-                self._s3.get_object(Bucket=self._bucket.name, Key=f"config/{group}/training.json")["Body"].read()
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
+        return self._bucket.get_bytes_if_present(f"config/{group}/training.json")
 
     def _validation(self, training: plan.TrainingKey | plan.DatasetMarker) -> str | None:
         for key in training.validation_keys():
