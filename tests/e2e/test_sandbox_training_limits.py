@@ -174,6 +174,18 @@ def test_a_recipe_beyond_the_ceilings_is_a_report(sandbox: Sandbox, tmp_path: Pa
     assert jobs_of(sandbox, "greedy") == []
 
 
+def test_an_image_from_outside_the_allowed_repositories_is_a_report(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Issue 16 point 9: images only from where the operator allows (default: this account's registry in the
+    stack's region, and the region's SageMaker XGBoost repository)."""
+    aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "foreign")
+    recipe = {"image": "999999999999.dkr.ecr.eu-west-1.amazonaws.com/miner:latest"}
+    put(sandbox, tmp_path, "config/foreign/training.json", json.dumps(recipe))
+    put(sandbox, tmp_path, "training/foreign/a.csv", data(57))
+    report = sandbox.wait_for(lambda: read(sandbox, "rejected/training/foreign/a.csv.json"), timeout=30)
+    assert report["code"] == "INVALID_TRAINING_RECIPE" and "ImageRepositoriesAllowed" in report["reason"]
+    assert jobs_of(sandbox, "foreign") == []
+
+
 def test_a_job_sagemaker_refuses_is_a_report(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sandbox_training.training_quotas, "ml.m5.xlarge", 0)
     aws(sandbox, "sagemaker", "create-model-package-group", "--model-package-group-name", "quota")
