@@ -39,7 +39,7 @@ from sagepilot_sandbox.template import REGION, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short waits so that a scenario takes seconds; every other setting is the template's default.
-SANDBOX_PARAMETERS = {"BatchingWindowSeconds": "2", "BakeSeconds": "4"}
+SANDBOX_PARAMETERS = {"BatchingWindowSeconds": "2", "BakeSeconds": "4", "TrainingSettleSeconds": "2"}
 
 
 _running: list[Sandbox] = []  # the sandbox that is running in this process, if any

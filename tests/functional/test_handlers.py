@@ -260,3 +260,38 @@ def test_rollout_handler_refuses_to_start_with_bad_settings(stack, load_handler,
     env = {**stack.functions[ROLLOUT].environment, variable: value}
     with pytest.raises(ConfigurationError, match=message):
         load_handler(ROLLOUT, env)
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+def test_training_handler_takes_its_settle_queue_and_hands_back_what_failed(stack, load_handler, data, sagemaker):
+    """The training function's SQS event (its own delayed settle messages), as the event source mapping sends
+    it: a lone file's message starts its job; one that fails goes back (partial batch response); a malformed
+    body is dropped."""
+    from .conftest import _queue
+
+    sagemaker.create_model_package_group(ModelPackageGroupName="churn")
+    app = load_handler("TrainingFunction")
+    sqs = product_clients.client("sqs")
+    settle = _queue(stack, sqs, stack.functions["TrainingFunction"].environment["TRAINING_SETTLE_QUEUE_URL"])
+    lone = data.drop("training/churn/2026-11/train.csv", b"1,2,3\n0,4,5\n")
+    other = data.drop("training/churn/2026-12/train.csv", b"1,2,3\n0,4,5\n")
+    for key, version in (("training/churn/2026-11/train.csv", lone), ("training/churn/2026-12/train.csv", other)):
+        body = json.dumps({"bucket": data.name, "key": key, "versionId": version})
+        sqs.send_message(QueueUrl=settle.url, MessageBody=body)  # the delay has passed
+    event = settle.receive()
+    event["Records"].append(with_body(event["Records"][0], "not json"))
+    failing = [r["messageId"] for r in event["Records"] if "2026-12" in r["body"]]
+    inject_error(
+        product_clients.client("sagemaker"),
+        "CreateTrainingJob",
+        "ThrottlingException",
+        "Rate exceeded",
+        status=400,
+        times=None,
+        when=lambda body: "2026-12" in json.dumps(body),
+    )
+    response = app.handler(event, context_for(stack, "TrainingFunction"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in failing]}
+    [job] = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    tags = sagemaker.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    assert {"Key": "sagepilot:training-data-version", "Value": lone} in tags

@@ -16,14 +16,20 @@ import pytest
 
 from sagepilot import wiring
 from sagepilot.errors import TransientError
-from sagepilot.events import parse_object_created, parse_training_trigger
+from sagepilot.events import (
+    QueuedMessage,
+    TrainingSettled,
+    parse_object_created,
+    parse_settled,
+    parse_training_trigger,
+)
 from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.training import Training
 from sagepilot.settings import load_training_settings
 from sagepilot_sandbox import training as sandbox_training
 from sagepilot_sandbox.provision import Stack
 
-from .conftest import Data, Notifications, inject_error
+from .conftest import ACCOUNT, REGION, Data, Notifications, inject_error
 
 TRAINING = "TrainingFunction"
 GROUP = "churn"
@@ -54,7 +60,42 @@ class Trainer:
         return events
 
     def upload_all(self) -> list[Any]:
-        return [self.service.on_upload(parse_object_created(e)) for e in self.uploaded_events()]
+        """Every upload event delivered, then every settle delay passed: a file that settled shows its settle's
+        outcome in place of `settling`."""
+        outcomes = [self.service.on_upload(parse_object_created(e)) for e in self.uploaded_events()]
+        settled = self.settle()
+        mine = [settled.pop(0) if o.action == "settling" else o for o in outcomes]
+        return mine + settled  # the settles of earlier uploads last
+
+    def settled(self, event: dict[str, Any]) -> Any:
+        """The upload's settle delay has passed: its delayed message is handled (again, each time it is called)."""
+        created = parse_object_created(event)
+        return self.service.on_settled(TrainingSettled(created.bucket, created.key, created.version_id))
+
+    @property
+    def settle_queue_url(self) -> str:
+        return str(self.stack.functions[TRAINING].environment["TRAINING_SETTLE_QUEUE_URL"])
+
+    def settle_messages(self) -> list[dict[str, Any]]:
+        """The settle queue's messages visible now, received and deleted (as the event source mapping does)."""
+        sqs = self.clients("sqs")
+        received = []
+        while messages := sqs.receive_message(
+            QueueUrl=self.settle_queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", []):
+            for message in messages:
+                received.append(message)
+                sqs.delete_message(QueueUrl=self.settle_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return received
+
+    def settle(self, *, delay_passes: bool = True) -> list[Any]:
+        """The settle delay passes (moto's delayed messages become visible) and each message is handled."""
+        if delay_passes:
+            pass_settle_delay(self.settle_queue_url)
+        return [
+            self.service.on_settled(parse_settled(QueuedMessage(m["MessageId"], 1, json.loads(m["Body"]))))
+            for m in self.settle_messages()
+        ]
 
     def jobs(self) -> list[str]:
         return sorted(j["TrainingJobName"] for j in self.sm.list_training_jobs()["TrainingJobSummaries"])
@@ -65,6 +106,15 @@ class Trainer:
         """SageMaker finishes the job (the sandbox's faithful training jobs) and the event is handled."""
         event = sandbox_training.finish_training_job(name, status, metrics=metrics, failure_reason=reason)
         return self.service.on_job_change(parse_training_trigger(event))  # type: ignore[arg-type]
+
+
+def pass_settle_delay(queue_url: str) -> None:
+    """The time of every delayed message's DelaySeconds passes (moto keeps the delay in each message)."""
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[ACCOUNT][REGION].queues[queue_url.rsplit("/", 1)[1]]
+    for message in queue._messages:
+        message.delayed_until = 0.0
 
 
 @pytest.fixture
@@ -98,7 +148,8 @@ def test_duplicate_upload_events_start_one_job_per_data_version(trainer: Trainer
     data.drop("training/churn/a.csv", CSV)
     events = trainer.uploaded_events()
     outcomes = [trainer.service.on_upload(parse_object_created(e)) for e in events * 3]
-    assert [o.action for o in outcomes].count("started") == 1
+    assert [o.action for o in outcomes] == ["settling"] * 3
+    assert sorted(o.action for o in trainer.settle()) == ["exists", "exists", "started"]
     data.drop("training/churn/a.csv", CSV + b"0,1,2,3\n")  # a new version is new data
     trainer.upload_all()
     assert len(trainer.jobs()) == 2
@@ -217,12 +268,12 @@ def test_a_recipe_edited_during_a_job_changes_neither_its_image_nor_its_verdict(
 ) -> None:
     data.drop("training/churn/a.csv", CSV)
     [event] = trainer.uploaded_events()
-    assert trainer.service.on_upload(parse_object_created(event)).action == "started"
+    assert trainer.settled(event).action == "started"
     [name] = trainer.jobs()
     # While it trains, the group's recipe changes: a new serving image and a threshold it would pass.
     edited = {"inferenceImage": OWN_IMAGE, "autoApprove": [{"metric": "validation:accuracy", "min": 0.5}]}
     data.drop("config/churn/training.json", json.dumps(edited).encode())
-    assert trainer.service.on_upload(parse_object_created(event)).action == "exists"  # a late duplicate
+    assert trainer.settled(event).action == "exists"  # a late duplicate
     assert trainer.finish(name, metrics={"validation:accuracy": 0.9}).action == "registered"
     package = package_of(trainer)
     assert package["ModelApprovalStatus"] == "PendingManualApproval"  # no threshold when it started
@@ -280,13 +331,13 @@ def test_a_training_quota_refusal_is_reported_once(
     monkeypatch.setitem(sandbox_training.training_quotas, "ml.m5.xlarge", 0)
     data.drop("training/churn/a.csv", CSV)
     [event] = trainer.uploaded_events()
-    outcome = trainer.service.on_upload(parse_object_created(event))
+    outcome = trainer.settled(event)
     assert outcome.action == "rejected" and "TRAINING_REFUSED" in outcome.detail
     report = data.json("rejected/training/churn/a.csv.json")
     assert report["code"] == "TRAINING_REFUSED"
     assert "ml.m5.xlarge for training job usage" in report["reason"] and "Service Quotas" in report["whatToDo"]
     assert [n["subject"] for n in notifications.drain()] == ["TRAINING REJECTED: TRAINING_REFUSED"]
-    assert trainer.service.on_upload(parse_object_created(event)).action == "ignored"  # redelivered: said once
+    assert trainer.settled(event).action == "ignored"  # redelivered: said once
     assert notifications.drain() == []
     assert trainer.jobs() == []
 
@@ -310,11 +361,11 @@ def test_throttling_is_still_retried_by_the_next_delivery(
     fault = inject_error(trainer.sm, "CreateTrainingJob", "ThrottlingException", "Rate exceeded", times=None)
     data.drop("training/churn/a.csv", CSV)
     [event] = trainer.uploaded_events()
-    with pytest.raises(TransientError):  # Lambda's retry (or EventBridge's) delivers it again
-        trainer.service.on_upload(parse_object_created(event))
+    with pytest.raises(TransientError):  # the settle queue delivers it again
+        trainer.settled(event)
     fault.stop()
     assert not data.keys("rejected/")
-    assert trainer.service.on_upload(parse_object_created(event)).action == "started"
+    assert trainer.settled(event).action == "started"
 
 
 def test_a_retry_that_sagemaker_refuses_is_reported(
@@ -425,9 +476,10 @@ def test_files_of_a_folder_with_several_wait_for_the_marker(trainer: Trainer, da
     data.drop("training/churn/2026-12/validation.csv", CSV)
     data.drop("training/churn/2026-12/east.csv", CSV)
     data.drop("training/churn/2026-12/west.csv", CSV)
-    assert sorted(o.action for o in trainer.upload_all()) == ["ignored", "waiting", "waiting"]
-    data.drop("training/churn/2026-12/_COMPLETE", b"")
-    trainer.upload_all()
+    uploads = [trainer.service.on_upload(parse_object_created(e)) for e in trainer.uploaded_events()]
+    assert [o.action for o in uploads] == ["ignored", "settling", "settling"]
+    data.drop("training/churn/2026-12/_COMPLETE", b"")  # before their settle delay ends
+    assert [o.action for o in trainer.upload_all()] == ["started", "waiting", "waiting"]
     [name] = trainer.jobs()
     job = trainer.sm.describe_training_job(TrainingJobName=name)
     channels = {
@@ -454,3 +506,142 @@ def test_a_marker_without_a_usable_set_is_rejected(
     assert outcomes[-1].action == "rejected" and code in outcomes[-1].detail
     assert data.json("rejected/training/churn/s/_SUCCESS.json")["code"] == code
     assert trainer.jobs() == []
+
+
+# ---------------------------------------------------------------------------------------- a set without its marker
+def upload_one_by_one(trainer: Trainer, data: Data, keys: list[str]) -> list[Any]:
+    """Each file uploaded and its event handled before the next one lands (the first is alone then)."""
+    outcomes = []
+    for key in keys:
+        data.drop(key, CSV)
+        outcomes += [trainer.service.on_upload(parse_object_created(e)) for e in trainer.uploaded_events()]
+    return outcomes
+
+
+@pytest.mark.parametrize("folder", ["training/churn/2026-12/", "training/churn/"])
+def test_a_set_uploaded_without_its_marker_never_trains_on_a_fragment(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications, folder: str
+) -> None:
+    keys = [f"{folder}{name}" for name in ("a.csv", "b.csv", "c.csv")]
+    assert [o.action for o in upload_one_by_one(trainer, data, keys)] == ["settling"] * 3
+    assert trainer.settle(delay_passes=False) == [] and trainer.jobs() == []  # the delay holds every message
+    outcomes = trainer.settle()
+    assert [o.action for o in outcomes] == ["rejected"] * 3
+    assert trainer.jobs() == []  # not a.csv alone, nor any other fragment
+    for key in keys:  # each file says why it did not train, and that nothing is lost
+        report = data.json(f"rejected/{key}.json")
+        assert report["code"] == "DATASET_NEEDS_MARKER" and report["input"]["key"] == key
+        assert f"Upload {folder}_SUCCESS" in report["whatToDo"] and "Nothing was deleted" in report["whatToDo"]
+        assert data.exists(key)
+    [notice] = notifications.drain()  # one notice for the folder, not one per file
+    assert (
+        notice["subject"]
+        == f"TRAINING WAITING: 3 files in {folder}: upload {folder}_SUCCESS to train on all of them"[:100]
+    )
+    assert notice["message"]["files"] == keys
+    # The user does what it says: one job on all three files.
+    data.drop(f"{folder}_SUCCESS", b"")
+    assert [o.action for o in trainer.upload_all()] == ["started"]
+    [name] = trainer.jobs()
+    job = trainer.sm.describe_training_job(TrainingJobName=name)
+    manifest_key = job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].split("/", 3)[3]
+    assert data.json(manifest_key)[1:] == keys
+
+
+def test_a_lone_file_trains_once_its_settle_delay_has_passed(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications
+) -> None:
+    version = data.drop("training/churn/2026-11/train.csv", CSV)
+    [event] = trainer.uploaded_events()
+    assert trainer.service.on_upload(parse_object_created(event)).action == "settling"
+    assert trainer.jobs() == [] and trainer.settle(delay_passes=False) == []
+    sqs = trainer.clients("sqs")
+    delayed = sqs.get_queue_attributes(QueueUrl=trainer.settle_queue_url, AttributeNames=["All"])["Attributes"]
+    assert delayed["ApproximateNumberOfMessagesDelayed"] == "1"
+    [outcome] = trainer.settle()
+    assert outcome.action == "started"
+    [name] = trainer.jobs()
+    tags = {
+        t["Key"]: t["Value"]
+        for t in trainer.sm.list_tags(
+            ResourceArn=trainer.sm.describe_training_job(TrainingJobName=name)["TrainingJobArn"]
+        )["Tags"]
+    }
+    assert tags["sagepilot:training-data-version"] == version
+    assert notifications.drain() == []
+
+
+@pytest.mark.parametrize("stack_overrides", [{"TrainingSettleSeconds": "45"}])
+def test_the_operator_sets_the_settle_delay(trainer: Trainer, data: Data, group: str) -> None:
+    from moto.sqs.models import sqs_backends
+
+    data.drop("training/churn/a.csv", CSV)
+    [event] = trainer.uploaded_events()
+    trainer.service.on_upload(parse_object_created(event))
+    queue = sqs_backends[ACCOUNT][REGION].queues[trainer.settle_queue_url.rsplit("/", 1)[1]]
+    [message] = queue._messages
+    assert round((message.delayed_until - message.sent_timestamp) / 1000) == 45
+
+
+def test_duplicated_and_late_settles_keep_the_first_decision(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications
+) -> None:
+    # a.csv settled alone: its job started; a duplicate settle after b.csv arrived does not change that.
+    data.drop("training/churn/x/a.csv", CSV)
+    [a_event] = trainer.uploaded_events()
+    assert trainer.settled(a_event).action == "started"
+    data.drop("training/churn/x/b.csv", CSV)
+    assert trainer.settled(a_event).action == "ignored"
+    assert not data.exists("rejected/training/churn/x/a.csv.json") and notifications.drain() == []
+    # c.csv settled beside others: no job; a duplicate after the others were deleted does not train it either.
+    data.drop("training/churn/y/c.csv", CSV)
+    data.drop("training/churn/y/d.csv", CSV)
+    c_event, _ = trainer.uploaded_events()[-2:]
+    assert trainer.settled(c_event).action == "rejected"
+    data.s3.delete_object(Bucket=data.name, Key="training/churn/y/d.csv")
+    assert trainer.settled(c_event).action == "ignored"
+    assert len(trainer.jobs()) == 1
+    assert [n["subject"].split(":")[0] for n in notifications.drain()] == ["TRAINING WAITING"]
+    assert trainer.settled(c_event).action == "ignored" and notifications.drain() == []  # said once
+
+
+def test_a_file_replaced_or_deleted_while_it_settles(trainer: Trainer, data: Data, group: str) -> None:
+    data.drop("training/churn/a.csv", CSV)
+    newer = data.drop("training/churn/a.csv", CSV + b"0,1,2,3\n")  # replaced before its delay ended
+    data.drop("training/churn/gone.csv", CSV)
+    data.s3.delete_object(Bucket=data.name, Key="training/churn/gone.csv")
+    outcomes = trainer.upload_all()
+    assert sorted(o.action for o in outcomes) == ["ignored", "ignored", "started"]
+    assert any("replaced by version" in o.detail for o in outcomes)
+    assert any("deleted while it settled" in o.detail for o in outcomes)
+    [name] = trainer.jobs()
+    record = trainer.clients("dynamodb").get_item(
+        TableName=trainer.stack.outputs["StateTableName"], Key={"pk": {"S": f"job#{name}"}}
+    )["Item"]
+    assert record["dataVersion"]["S"] == newer
+
+
+def test_a_settle_message_that_fails_goes_back_to_its_queue(
+    trainer: Trainer, data: Data, group: str, no_retry_delay: None
+) -> None:
+    """What the handler returns to the SQS event source: only the failed message is delivered again; a
+    malformed one is dropped."""
+    from sagepilot.events import queued_messages
+
+    from .conftest import sqs_record
+
+    data.drop("training/churn/a.csv", CSV)
+    [event] = trainer.uploaded_events()
+    trainer.service.on_upload(parse_object_created(event))
+    pass_settle_delay(trainer.settle_queue_url)
+    [message] = trainer.settle_messages()
+    arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{trainer.settle_queue_url.rsplit('/', 1)[1]}"
+    good = sqs_record({**message, "Attributes": {**message["Attributes"]}}, arn)
+    bad = {**good, "messageId": "not-json", "body": "{"}
+    fault = inject_error(
+        trainer.clients("dynamodb"), "PutItem", "ProvisionedThroughputExceededException", "Slow down", times=None
+    )
+    assert trainer.service.on_settle_batch(queued_messages({"Records": [good, bad]})) == [good["messageId"]]
+    fault.stop()
+    assert trainer.service.on_settle_batch(queued_messages({"Records": [good]})) == []
+    assert len(trainer.jobs()) == 1

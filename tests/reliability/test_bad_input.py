@@ -49,7 +49,18 @@ from sagepilot.events import (
 )
 from sagepilot_sandbox import faithful
 
-from .conftest import COMPLETION, INTAKE, ROLLOUT, FakeClock, LogRecords, record_calls, sqs_event, with_body
+from .conftest import (
+    COMPLETION,
+    INTAKE,
+    REGION,
+    ROLLOUT,
+    FakeClock,
+    LogRecords,
+    record_calls,
+    sqs_event,
+    sqs_record,
+    with_body,
+)
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -220,9 +231,7 @@ def test_a_key_that_is_not_unicode_does_not_sink_its_batch(
     assert not any("\ud800" in key for key in data.keys("rejected/"))
 
 
-def test_bad_files_mixed_with_good_ones_never_sink_them(
-    busy_stack, data, intake_queue, handlers, jobs, notifications
-):
+def test_bad_files_mixed_with_good_ones_never_sink_them(busy_stack, data, intake_queue, handlers, jobs, notifications):
     """Files that must be refused, each for its own limit, in one batch with good files of the same group: a
     key whose reports fit S3 but whose job output would not (1,000 bytes: it also fails the state table's key
     limit), and a group name reserved by the training layout. Through the real handler, on the first delivery: each bad
@@ -515,3 +524,62 @@ def test_sqs_batches_of_junk_bodies_give_messages_or_their_errors(bodies, counts
         else:
             message_id, error = item
             assert message_id == source["messageId"] and isinstance(error, MalformedEvent)
+
+
+# ---------------------------------------------------------------------------------------- the training settle queue
+def test_the_training_function_drops_bad_settle_messages_without_touching_aws(
+    busy_stack, clients, data, handlers, log_records: LogRecords, subtests
+):
+    """Its own delayed messages, but a queue is a door: whatever a body says, nothing is trained, written or
+    sent, and no message comes back (retrying cannot fix it)."""
+    clients("sagemaker").create_model_package_group(ModelPackageGroupName="churn")
+    data.drop("training/churn/set/a.csv", b"1,2\n")
+    data.drop("training/churn/set/_SUCCESS", b"")  # a.csv waits for its marker's job
+    data.drop("training/churn/v/validation.csv", b"1,2\n")
+    app, context = handlers("TrainingFunction")
+    url = busy_stack.functions["TrainingFunction"].environment["TRAINING_SETTLE_QUEUE_URL"]
+    arn = f"arn:aws:sqs:{REGION}:123456789012:{url.rsplit('/', 1)[1]}"
+    sqs = clients("sqs")
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    [message] = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+    real = sqs_record(message, arn)  # a real record of the settle queue, whose body each case replaces
+
+    def body(key: Any, version: Any = None, bucket: Any = data.name) -> str:
+        return json.dumps({"bucket": bucket, "key": key, "versionId": version})
+
+    cases = {
+        "not JSON": "{not json",
+        "a JSON array": "[1, 2]",
+        "JSON null": "null",
+        "an empty object": "{}",
+        "no key": json.dumps({"bucket": data.name}),
+        "a key that is a number": body(42),
+        "a version that is a number": body("training/churn/set/a.csv", 7),
+        "another bucket": body("training/churn/set/a.csv", bucket="someone-elses-bucket"),
+        "a key outside training/": body("incoming/churn/a.csv"),
+        "a key with no group": body("training/a.csv"),
+        "a file that never existed": body("training/churn/ghost.csv"),
+        "a version that does not exist": body("training/churn/set/a.csv", "nosuchversion"),
+        "a file whose folder has its marker": body("training/churn/set/a.csv"),
+        "a validation set": body("training/churn/v/validation.csv"),
+        "a marker": body("training/churn/set/_SUCCESS"),
+        "a text file": body("training/churn/notes.txt"),
+    }
+
+    def training_jobs() -> list[str]:
+        return sorted(j["TrainingJobName"] for j in clients("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+
+    log = record_calls(product_clients.client)
+    for name, text in cases.items():
+        with subtests.test(name):
+            before = (account(busy_stack, clients, data.name), training_jobs())
+            log.clear()
+            response = app.handler({"Records": [with_body(real, text)]}, context)
+            assert response == {"batchItemFailures": []}
+            assert log.mutations() == [], f"{name}: mutating calls {log.mutations()}"
+            assert (account(busy_stack, clients, data.name), training_jobs()) == before, name
+    with subtests.test("all of them in one batch"):
+        log.clear()
+        response = app.handler({"Records": [with_body(real, text) for text in cases.values()]}, context)
+        assert response == {"batchItemFailures": []} and log.mutations() == []
+    assert len(cases) >= 12

@@ -375,3 +375,25 @@ def test_training_triggers_from_the_samples():
     assert isinstance(done, TrainingJobChange) and done.status == "Failed" and "AlgorithmError" in done.failure_reason
     with pytest.raises(MalformedEvent):
         parse_training_trigger(read_event("sagemaker-endpoint-in-service.json"))
+
+
+def test_the_training_settle_batch_is_told_from_eventbridge_events_and_parsed():
+    from sagepilot.events import TrainingSettled, is_sqs_batch, parse_settled
+
+    raw = read_event("sqs-training-settled.json")
+    assert is_sqs_batch(raw)
+    assert not is_sqs_batch(read_event("s3-object-created-training.json"))
+    assert not is_sqs_batch(read_event("sagemaker-training-job-completed.json"))
+    [message] = queued_messages(raw)
+    assert not isinstance(message, tuple)
+    assert parse_settled(message) == TrainingSettled(
+        "sagepilot-sandbox-databucket", "training/churn/2026-11/train.csv", "Xq7.2Ldc9TbQm1Rk4nPwYz0aB3sE5fG8"
+    )
+    for body in (
+        {"key": "k", "versionId": None},
+        {"bucket": "b", "key": 3},
+        {"bucket": "b", "key": "k", "versionId": 7},
+    ):
+        with pytest.raises(MalformedEvent):
+            parse_settled(type(message)(message.message_id, 1, body))
+    assert parse_settled(type(message)("m", 1, {"bucket": "b", "key": "k", "versionId": None})).version_id is None

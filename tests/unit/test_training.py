@@ -278,11 +278,38 @@ def test_part_names(name, part):
 def test_a_file_waits_when_its_folder_is_a_set():
     folder = "training/churn/x/"
     assert plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "validation.csv"]) is None
-    assert "other training files" in str(
-        plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "b.csv"])
-    )
+    # Beside other files and no marker: not a silent wait at upload; it settles first (after_settling).
+    assert plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "b.csv"]) is None
     assert "marker" in str(plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "_SUCCESS"]))
     assert plan.waiting_for_marker(folder + "a.csv", [folder + "a.csv", folder + "sub/b.csv"]) is None
+
+
+def test_after_settling_a_file_trains_alone_waits_for_the_marker_or_needs_one():
+    folder = "training/churn/x/"
+    a = folder + "a.csv"
+    assert (
+        plan.after_settling(a, [a, folder + "validation.csv", folder + "sub/b.csv", folder + "notes.txt"], 10) is None
+    )
+    assert "marker" in str(plan.after_settling(a, [a, folder + "b.csv", folder + "_SUCCESS"], 10))
+    assert "part" in str(plan.after_settling(folder + "part-0.csv", [folder + "part-0.csv"], 10))
+    needs = plan.after_settling(a, [a, folder + "c.csv", folder + "b.csv"], 10)
+    assert needs == plan.NeedsMarker(folder, (a, folder + "b.csv", folder + "c.csv"))
+    assert needs.notice() == f"3 files in {folder}: upload {folder}_SUCCESS to train on all of them"
+    rejection = needs.rejection()
+    assert rejection.code == "DATASET_NEEDS_MARKER" and "a.csv, b.csv, c.csv" in rejection.reason
+    assert f"Upload {folder}_SUCCESS" in rejection.action
+    many = [folder + f"f{i:02}.csv" for i in range(12)]
+    cut = plan.after_settling(many[0], many, 10)  # a listing cut at 10 (+1 to tell there are more)
+    assert isinstance(cut, plan.NeedsMarker) and cut.more and len(cut.files) == 10
+    assert cut.notice().startswith("at least 10 files")
+    assert "(f00.csv, f01.csv, f02.csv, f03.csv, f04.csv, ...)" in cut.rejection().reason
+
+
+def test_a_folders_notice_record_is_one_per_folder():
+    one = plan.marker_notice_name("sagepilot", "churn", "training/churn/x/")
+    assert one == plan.marker_notice_name("sagepilot", "churn", "training/churn/x/")
+    assert one != plan.marker_notice_name("sagepilot", "churn", "training/churn/y/")
+    assert one != plan.training_job_name("sagepilot", "churn", "training/churn/x/", None)
 
 
 def test_a_marker_names_the_set():

@@ -32,6 +32,8 @@ VALID = {
     "TRAINING_RUNTIME_CEILING_SECONDS": "86400",
     "TRAINING_VOLUME_CEILING_GB": "100",
     "TRAINING_NETWORK_ACCESS_ALLOWED": "false",
+    "TRAINING_SETTLE_SECONDS": "300",
+    "TRAINING_SETTLE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sagepilot-TrainingSettleQueue-1ABC",
 }
 
 
@@ -69,3 +71,15 @@ def test_the_template_sets_every_variable(template):
 def test_a_stack_outside_its_own_ceilings_does_not_start(changes, named):
     with pytest.raises(ConfigurationError, match=named):
         load_training_settings(env(**changes))
+
+
+@pytest.mark.parametrize("seconds", ["-1", "901", "soon"])
+def test_the_settle_delay_is_what_sqs_can_delay(seconds):
+    with pytest.raises(ConfigurationError, match="TRAINING_SETTLE_SECONDS"):
+        load_training_settings(env(TRAINING_SETTLE_SECONDS=seconds))
+    assert load_training_settings(env(TRAINING_SETTLE_SECONDS="0")).settle_seconds == 0
+
+
+def test_the_settle_delay_defaults_to_five_minutes(template):
+    parameter = template["Parameters"]["TrainingSettleSeconds"]
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (300, 0, 900)

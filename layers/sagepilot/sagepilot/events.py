@@ -238,6 +238,36 @@ class TrainingJobChange:
 TrainingTrigger = ObjectCreated | TrainingJobChange
 
 
+@dataclass(frozen=True)
+class TrainingSettled:
+    """A training file's settle delay has passed (the training function's own delayed message)."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+
+
+def settled_request(bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
+    """The body of the delayed message that `parse_settled` reads back."""
+    return {"bucket": bucket, "key": key, "versionId": version_id}
+
+
+def is_sqs_batch(raw: Any) -> bool:
+    """Lambda's SQS event (a batch of records from an event source mapping), not an EventBridge event."""
+    records = raw.get("Records") if isinstance(raw, dict) else None
+    return isinstance(records, list) and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+
+
+def parse_settled(message: QueuedMessage) -> TrainingSettled:
+    body = message.body
+    version = body.get("versionId")
+    if version is not None and not isinstance(version, str):
+        raise MalformedEvent(f"message {message.message_id}: versionId should be a string or null")
+    return TrainingSettled(
+        _field(body, "bucket", str, "message body"), _field(body, "key", str, "message body"), version or None
+    )
+
+
 def parse_training_trigger(raw: dict[str, Any]) -> TrainingTrigger:
     """The training function's events: a training set uploaded, or a training job that finished."""
     raw = _event_object(raw)

@@ -235,6 +235,10 @@ class TrainingSettings:
     defaults: Recipe
     max_retries: int
     ceilings: TrainingCeilings
+    # A training file with an ordinary name waits this long (a delayed message on this queue) before it is
+    # trained on alone, so that a set uploaded file by file is seen whole (TrainingSettleSeconds, 0-900).
+    settle_seconds: int
+    settle_queue_url: str
 
 
 _IMAGE = re.compile(
@@ -329,4 +333,6 @@ def _load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
         ),
         max_retries=_int(env, "TRAINING_MAX_RETRIES", 0, 9),
         ceilings=_training_ceilings(env),
+        settle_seconds=_int(env, "TRAINING_SETTLE_SECONDS", 0, 900),  # SQS DelaySeconds' range
+        settle_queue_url=_required(env, "TRAINING_SETTLE_QUEUE_URL"),
     )

@@ -111,6 +111,7 @@ def rollouts(
 
 def training(settings: TrainingSettings, client: ClientFactory, metrics: Recorder | None = None) -> Training:
     # Imported here, not at the top: only the training function's cold start should load the training code.
+    from sagepilot.adapters.delayed import DelayedQueue
     from sagepilot.adapters.notify import Notifier
     from sagepilot.adapters.registry import ModelRegistry
     from sagepilot.adapters.s3 import DataBucket
@@ -122,10 +123,10 @@ def training(settings: TrainingSettings, client: ClientFactory, metrics: Recorde
     return Training(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
-        client("s3"),
         SageMaker(client("sagemaker")),
         ModelRegistry(client("sagemaker")),
         StateTable(client("dynamodb"), settings.state_table),
         Notifier(client("sns"), settings.notification_topic_arn),
         metrics or NoRecorder(),
+        DelayedQueue(client("sqs"), settings.settle_queue_url),
     )

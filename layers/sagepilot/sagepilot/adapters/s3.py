@@ -210,6 +210,16 @@ class DataBucket:
             raise TransientError(f"GetObject s3://{self.name}/{key} failed: {exc}") from exc
         return json.loads(body)
 
+    def get_bytes_if_present(self, key: str) -> bytes | None:
+        """The object's bytes, or None if the key does not exist (a missing optional document)."""
+        try:
+            body = self._s3.get_object(Bucket=self.name, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise TransientError(f"GetObject s3://{self.name}/{key} failed: {exc}") from exc
+        return bytes(body)
+
     def list_children(self, folder: str, limit: int) -> list[str]:
         """Keys directly in `folder` (not in its sub-folders), at most `limit` + 1 of them (so that "more than
         `limit`" can be told)."""

@@ -9,6 +9,9 @@ Layout in the data bucket:
     training/<group>/<folder>/part-*.csv ... + _SUCCESS   a training set of several files: the parts wait, and
                                                   the marker (`_SUCCESS` or `_COMPLETE`, uploaded last) starts
                                                   one job on every data file directly in the folder
+    A file with an ordinary name first settles (the stack's TrainingSettleSeconds): still alone in its folder
+    then, it is trained on; beside other training files and no marker, no job trains on it alone and the
+    user is told to upload the marker (DATASET_NEEDS_MARKER).
     config/<group>/training.json                  the group's recipe (optional; the stack's defaults otherwise)
     models/<group>/<job-name>/                    what the job writes (model.tar.gz) and its metrics.json
     jobs/training/<job-name>/{train,validation}.manifest   exactly the files the job reads
@@ -208,20 +211,62 @@ def dataset_format(marker: DatasetMarker, files: tuple[str, ...]) -> InputFormat
 
 
 def waiting_for_marker(key: str, folder_keys: Iterable[str]) -> str | None:
-    """Why a training file must not start a job on its own (it is part of a set), or None.
+    """Why a training file waits for its folder's marker without a word (it is plainly part of a set), or None.
 
-    `folder_keys`: what is directly in its folder now (a listing, which may already hold the file itself)."""
+    `folder_keys`: what is directly in its folder now (a listing, which may already hold the file itself).
+    A file with an ordinary name in a folder without a marker does not wait here: it settles first (see
+    `after_settling`), so that a set uploaded without its marker is said, not trained on in fragments."""
     name = key.rsplit("/", 1)[-1]
     if is_part_name(key):
         return f"{name} is named like one part of a larger training set"
     folder = key.rsplit("/", 1)[0] + "/"
-    listed = list(folder_keys)
-    if any(is_dataset_marker(k) for k in listed if k.startswith(folder) and "/" not in k[len(folder) :]):
+    if any(is_dataset_marker(k) for k in folder_keys if k.startswith(folder) and "/" not in k[len(folder) :]):
         return f"its folder {folder} holds a dataset marker: the folder is one training set"
-    others = [k for k in dataset_files(folder, listed) if k != key]
-    if others:
-        return f"its folder {folder} holds other training files ({others[0].rsplit('/', 1)[-1]}, ...)"
     return None
+
+
+@dataclass(frozen=True)
+class NeedsMarker:
+    """A file that settled in a folder of several training files and no marker: no job trains on it alone."""
+
+    folder: str
+    files: tuple[str, ...]  # the folder's training files when it settled (at most `listing_limit` of them)
+    more: bool = False  # the listing was cut: there are more
+
+    def rejection(self) -> Rejection:
+        names = ", ".join(f.rsplit("/", 1)[-1] for f in self.files[:5]) + (", ..." if len(self.files) > 5 else "")
+        count = f"{'at least ' if self.more else ''}{len(self.files)}"
+        return Rejection(
+            "DATASET_NEEDS_MARKER",
+            f"{count} training files in {self.folder} ({names}): no job trains on one of them alone, "
+            "and the folder has no marker saying the set is complete.",
+            f"Upload {self.folder}{DATASET_MARKERS[0]} (an empty object) to train one job on all of them; or "
+            "move each training set into a folder of its own and upload it again. Nothing was deleted.",
+        )
+
+    def notice(self) -> str:
+        count = f"{'at least ' if self.more else ''}{len(self.files)}"
+        return f"{count} files in {self.folder}: upload {self.folder}{DATASET_MARKERS[0]} to train on all of them"
+
+
+def after_settling(key: str, folder_keys: Iterable[str], listing_limit: int) -> str | NeedsMarker | None:
+    """What a training file with an ordinary name does once its settle delay has passed, from what is directly
+    in its folder then: None = it is alone, train on it; a reason = it waits for the folder's marker (which
+    trains it with the rest); NeedsMarker = other training files arrived and there is no marker."""
+    listed = list(folder_keys)
+    waiting = waiting_for_marker(key, listed)
+    if waiting is not None:
+        return waiting
+    folder = key.rsplit("/", 1)[0] + "/"
+    files = dataset_files(folder, listed)
+    if any(k != key for k in files):
+        return NeedsMarker(folder, files[:listing_limit], more=len(listed) > listing_limit)
+    return None
+
+
+def marker_notice_name(prefix: str, group: str, folder: str) -> str:
+    """The state record that a folder's `N files ...: upload the marker` notice went out (once per folder)."""
+    return f"{prefix}-set-{digest(['training-set', group, folder])}"
 
 
 def is_validation_file(key: str) -> bool:

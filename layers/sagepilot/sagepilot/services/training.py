@@ -2,8 +2,13 @@
 
 Upload `training/<group>/.../<file>` -> one training job for that data version (its name is a digest
 of the group, key and version, so duplicated or late events find it already exists); a file named like
-a part (`part-*`) or in a folder of several training files waits for the folder's marker
-(`_SUCCESS`/`_COMPLETE`), whose upload starts one job on every training file of the folder. Its record
+a part (`part-*`) or in a folder with a marker waits for the folder's marker (`_SUCCESS`/`_COMPLETE`),
+whose upload starts one job on every training file of the folder. Any other file first settles: a
+delayed message (TrainingSettleSeconds) brings it back, and only if it is then still the newest version
+and alone in its folder is it trained on; beside other training files and no marker, no job starts on
+it: a DATASET_NEEDS_MARKER report beside it and one notice per folder ("N files in <folder>: upload
+<folder>_SUCCESS to train on all of them"); its record keeps that decision, so a redelivery cannot turn
+it into a job on a fragment. Its record
 in the state table (created before the job) carries the attempt count and the digest of the recipe it
 was started with, frozen in S3 beside the job (the first delivery's recipe wins; registration uses it,
 whatever `config/<group>/training.json` says by then); the job's request is kept in S3 so that a retry
@@ -22,8 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from sagepilot.adapters.delayed import DelayedQueue
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket, HeadResult
@@ -34,20 +38,32 @@ from sagepilot.domain.failures import is_retryable_failure
 from sagepilot.domain.layout import Rejection, input_format_of
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import rejection_report
-from sagepilot.errors import CapacityError, ObjectGone, PermanentError
-from sagepilot.events import ObjectCreated, TrainingJobChange
+from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
+from sagepilot.events import (
+    ObjectCreated,
+    QueuedMessage,
+    TrainingJobChange,
+    TrainingSettled,
+    parse_settled,
+    settled_request,
+)
 from sagepilot.metrics import Recorder
 from sagepilot.observability import logger
 from sagepilot.settings import TrainingSettings
 
 STARTED, REGISTERING, REGISTERED, FAILED = "STARTED", "REGISTERING", "REGISTERED", "FAILED"
+# A data version that settled beside other training files and no marker: no job trains on it alone (final).
+NEEDS_MARKER = "NEEDS_MARKER"
+# A folder's "N files ...: upload the marker" notice: about to go out, then sent.
+NOTICE_PENDING, NOTICE_SENT = "NOTICE_PENDING", "NOTICE_SENT"
+LISTING_LIMIT = 1000
 KIND = "training"
 LINEAGE_JOB = "sagepilot:training-job"
 
 
 @dataclass
 class TrainingOutcome:
-    action: str  # started | exists | ignored | waiting | rejected | registered | retried | failed
+    action: str  # started | exists | ignored | settling | waiting | rejected | registered | retried | failed
     detail: str = ""
     job_name: str = ""
 
@@ -64,16 +80,16 @@ class Training:
         self,
         settings: TrainingSettings,
         bucket: DataBucket,
-        s3_client: Any,
         sagemaker: SageMaker,
         registry: ModelRegistry,
         state: StateTable,
         notifier: Notifier,
         metrics: Recorder,
+        settle_queue: DelayedQueue,
     ) -> None:
         self._settings = settings
+        self._settle_queue = settle_queue
         self._bucket = bucket
-        self._s3 = s3_client
         self._sm = sagemaker
         self._registry = registry
         self._state = state
@@ -105,20 +121,102 @@ class Training:
             return self._reject(head.key, head.version_id, missing, parsed.rejected_key)
         if isinstance(parsed, plan.DatasetMarker):
             return self._on_marker(head, parsed)
-        waiting = plan.waiting_for_marker(head.key, self._bucket.list_children(parsed.folder, 1000))
+        waiting = plan.waiting_for_marker(head.key, self._bucket.list_children(parsed.folder, LISTING_LIMIT))
         if waiting is not None:
             logger.info("training file waits for its folder's marker", extra={"key": head.key, "why": waiting})
             return TrainingOutcome(
                 "waiting",
                 f"{waiting}: no job trains on it alone; upload {parsed.folder}_SUCCESS when every file is there",
             )
-        if head.size == 0:  # alone in its folder (an empty part of a set, as Spark writes them, just waits)
+        # An ordinary name: the rest of a set may still be on its way. Look again once it has settled.
+        delay = self._settings.settle_seconds
+        self._settle_queue.send_later(settled_request(self._bucket.name, head.key, head.version_id), delay)
+        return TrainingOutcome(
+            "settling",
+            f"trained on in {delay} s if it is still alone in {parsed.folder} then "
+            f"(a set of several files: upload {parsed.folder}_SUCCESS)",
+        )
+
+    def on_settle_batch(self, messages: list[QueuedMessage | tuple[str, MalformedEvent]]) -> list[str]:
+        """The settle queue's batch, each message on its own; returns the ids of those to deliver again."""
+        failed: list[str] = []
+        for message in messages:
+            if isinstance(message, tuple):
+                logger.error("dropping a malformed settle message", extra={"id": message[0], "error": str(message[1])})
+                continue
+            try:
+                outcome = self.on_settled(parse_settled(message))
+            except MalformedEvent as exc:
+                logger.error("dropping a malformed settle message", extra={"id": message.message_id, "error": str(exc)})
+                continue
+            except (TransientError, PermanentError) as exc:  # again later; the queue's redrive ends the retries
+                logger.warning("settle message failed", extra={"id": message.message_id, "error": str(exc)})
+                failed.append(message.message_id)
+                continue
+            logger.info("training file settled", extra=outcome.as_dict())
+        return failed
+
+    def on_settled(self, settled: TrainingSettled) -> TrainingOutcome:
+        """A training file's settle delay has passed: train on it if it is alone in its folder, else say so."""
+        if settled.bucket != self._bucket.name:
+            return TrainingOutcome("ignored", f"bucket {settled.bucket} is not the data bucket")
+        parsed = plan.parse_training_key(settled.key)  # the key as its upload resolved it (never URL-encoded)
+        if not isinstance(parsed, plan.TrainingKey):
+            return TrainingOutcome("ignored", f"{settled.key} is not a training file")
+        try:
+            current = self._bucket.head_dropped(settled.key, None)
+        except ObjectGone:
+            return TrainingOutcome("ignored", f"{settled.key} was deleted while it settled")
+        if settled.version_id is not None and current.version_id != settled.version_id:
+            # Its newer version settles on its own message: that one decides.
+            return TrainingOutcome("ignored", f"{settled.key} was replaced by version {current.version_id}")
+        listing = self._bucket.list_children(parsed.folder, LISTING_LIMIT)
+        decision = plan.after_settling(current.key, listing, LISTING_LIMIT)
+        if isinstance(decision, str):
+            logger.info("training file waits for its folder's marker", extra={"key": current.key, "why": decision})
+            return TrainingOutcome("waiting", f"{decision}: the marker's job trains on it with the rest")
+        if isinstance(decision, plan.NeedsMarker):
+            return self._needs_marker(parsed, current, decision)
+        if current.size == 0:
             empty = Rejection("EMPTY_FILE", "The training set is empty (0 bytes).", "Upload the data again.")
-            return self._reject(head.key, head.version_id, empty, parsed.rejected_key)
-        recipe = self._recipe(parsed.group, head.key, head.version_id, parsed.rejected_key)
+            return self._reject(current.key, current.version_id, empty, parsed.rejected_key)
+        recipe = self._recipe(parsed.group, current.key, current.version_id, parsed.rejected_key)
         if isinstance(recipe, TrainingOutcome):
             return recipe
-        return self._start(parsed, head.key, head.version_id, (head.key,), self._validation(parsed), recipe)
+        return self._start(parsed, current.key, current.version_id, (current.key,), self._validation(parsed), recipe)
+
+    def _needs_marker(
+        self, training: plan.TrainingKey, head: HeadResult, decision: plan.NeedsMarker
+    ) -> TrainingOutcome:
+        """Other training files beside it and no marker: no job on this fragment; a report, one notice per folder."""
+        name = plan.training_job_name(self._settings.name_prefix, training.group, head.key, head.version_id)
+        record = self._state.create_job(
+            name,
+            {
+                "kind": KIND,
+                "status": NEEDS_MARKER,
+                "group": training.group,
+                "dataKey": head.key,
+                "dataVersion": head.version_id or "null",
+            },
+        )
+        if record.get("status") != NEEDS_MARKER:  # an earlier delivery found it alone and started its job
+            return TrainingOutcome("ignored", f"the job's record is {record.get('status')}: already handled", name)
+        rejection = decision.rejection()
+        report = rejection_report(
+            bucket=self._bucket.name, key=head.key, version_id=head.version_id, rejection=rejection, at=_now()
+        )
+        self._bucket.put_json(training.rejected_key, report)
+        notice = plan.marker_notice_name(self._settings.name_prefix, training.group, decision.folder)
+        told = self._state.create_job(notice, {"status": NOTICE_PENDING, "group": training.group})
+        if told.get("status") != NOTICE_SENT:  # at least once: a crash before the mark below sends it again
+            self._notifier.publish(
+                f"TRAINING WAITING: {decision.notice()}",
+                {**report, "folder": decision.folder, "files": list(decision.files), "notice": decision.notice()},
+            )
+            self._state.transition(notice, expected=[NOTICE_PENDING], to=NOTICE_SENT)
+        logger.info("training set needs its marker", extra={"key": head.key, "folder": decision.folder})
+        return TrainingOutcome("rejected", f"{rejection.code}: {decision.notice()}", name)
 
     def _on_marker(self, head: HeadResult, marker: plan.DatasetMarker) -> TrainingOutcome:
         """`<folder>/_SUCCESS`: one job on every training file directly in the folder."""
@@ -241,14 +339,7 @@ class Training:
         return plan.recipe_from_document(self._bucket.get_json(f"jobs/training/{base}/recipe-{frozen}.json"))
 
     def _config(self, group: str) -> bytes | None:
-        try:
-            return bytes(
-                self._s3.get_object(Bucket=self._bucket.name, Key=f"config/{group}/training.json")["Body"].read()
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
+        return self._bucket.get_bytes_if_present(f"config/{group}/training.json")
 
     def _validation(self, training: plan.TrainingKey | plan.DatasetMarker) -> str | None:
         for key in training.validation_keys():
