@@ -34,8 +34,7 @@ def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Ro
 
 
 def gated_group(rollout: Rollout, **extra: str) -> None:
-    tags = {
-        "analysis": "sequential",
+    tags = {  # no sagepilot:analysis: the gate is on by default
         "latency-objective-ms": "500",
         "error-margin": "0.01",
         "latency-margin": "0.05",

@@ -36,7 +36,7 @@ ROLLOUT = "RolloutFunction"
 GROUP = "churn"
 ENDPOINT = "sagepilot-churn"
 BAKE = 600
-RATE = 10.0  # invocations per second of the endpoint's clients while time passes
+RATE = 40.0  # invocations per second of the endpoint's clients while time passes (enough for the canary gate to decide a 10% step within a 600-s tick)
 
 
 @dataclass
@@ -104,18 +104,32 @@ class Rollout:
         return served
 
     def put_invocations(self, variant: str, count: int, at: datetime) -> None:
+        """`count` healthy invocations of `variant` as SageMaker publishes them: `Invocations`, no
+        `Invocation5XXErrors`, and each request's `ModelLatency` (20 ms, far under the latency alarm)."""
+        dimensions = [{"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": variant}]
         self.clients("cloudwatch").put_metric_data(
             Namespace="AWS/SageMaker",
             MetricData=[
                 {
                     "MetricName": "Invocations",
-                    "Dimensions": [
-                        {"Name": "EndpointName", "Value": ENDPOINT},
-                        {"Name": "VariantName", "Value": variant},
-                    ],
+                    "Dimensions": dimensions,
                     "Timestamp": at,
                     "StatisticValues": {"SampleCount": count, "Sum": count, "Minimum": 1, "Maximum": 1},
-                }
+                },
+                {
+                    "MetricName": "Invocation5XXErrors",
+                    "Dimensions": dimensions,
+                    "Timestamp": at,
+                    "StatisticValues": {"SampleCount": count, "Sum": 0, "Minimum": 0, "Maximum": 0},
+                },
+                {
+                    "MetricName": "ModelLatency",
+                    "Dimensions": dimensions,
+                    "Timestamp": at,
+                    "Values": [20_000.0],
+                    "Counts": [count],
+                    "Unit": "Microseconds",
+                },
             ],
         )
 
@@ -194,6 +208,16 @@ def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Ro
     return make_rollout(stack, clients, clock)
 
 
+def alarm_only(rollout: Rollout, **tags: str) -> None:
+    """The group opts out of the canary gate (`sagepilot:analysis` `off`, for teams that want alarm-only): its
+    steps move on after their bake, as the tests calling this pin. The gate, on by default, has its own tests
+    (test_canary_gate.py)."""
+    every = {"analysis": "off", **tags}
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in every.items()]
+    )
+
+
 def deploy_v1(rollout: Rollout) -> str:
     arn = rollout.register()
     rollout.pump()
@@ -224,6 +248,7 @@ def test_a_pending_version_deploys_nothing(rollout: Rollout) -> None:
 def test_canary_steps_after_each_bake_then_promotes_and_cleans_up(
     rollout: Rollout, notifications: Notifications
 ) -> None:
+    alarm_only(rollout)  # the bake schedule (the gate would move a healthy step on before its bake)
     deploy_v1(rollout)
     configs_before = {c["EndpointConfigName"] for c in rollout.sm.list_endpoint_configs()["EndpointConfigs"]}
     rollout.register()
@@ -349,10 +374,7 @@ def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
 
 
 def test_group_tags_choose_the_steps_and_the_bake(rollout: Rollout) -> None:
-    rollout.sm.create_model_package_group(
-        ModelPackageGroupName=GROUP,
-        Tags=[{"Key": "sagepilot:canary-steps", "Value": "25,100"}, {"Key": "sagepilot:bake-seconds", "Value": "60"}],
-    )
+    alarm_only(rollout, **{"canary-steps": "25,100", "bake-seconds": "60"})  # the bake, not the gate, moves it
     deploy_v1(rollout)
     rollout.register()
     rollout.pump()
