@@ -36,7 +36,9 @@ ROLLOUT = "RolloutFunction"
 GROUP = "churn"
 ENDPOINT = "sagepilot-churn"
 BAKE = 600
-RATE = 40.0  # invocations per second of the endpoint's clients while time passes (enough for the canary gate to decide a 10% step within a 600-s tick)
+# Invocations per second of the endpoint's clients while time passes: enough for the canary gate to decide a 10% step
+# within a 600-s tick.
+RATE = 40.0
 
 
 @dataclass
