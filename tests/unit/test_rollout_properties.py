@@ -54,9 +54,12 @@ class Checker:
             if not self.world.deploy:
                 assert not any(isinstance(a, plan.CreateEndpoint) for a in decision.actions), decision
             return
-        if before.phase is Phase.SHADOW and before.command is not Command.PROMOTE:
-            if after.phase in (Phase.CANARY, Phase.PROMOTING):
-                assert (evidence or 0) >= self.world.policy.min_invocations, (before.history[-1:], evidence)
+        if (
+            before.phase is Phase.SHADOW
+            and before.command is not Command.PROMOTE
+            and after.phase in (Phase.CANARY, Phase.PROMOTING)
+        ):
+            assert (evidence or 0) >= self.world.policy.min_invocations, (before.history[-1:], evidence)
         if before.phase is Phase.CANARY and before.command is not Command.PROMOTE:
             moved_on = (after.phase is Phase.CANARY and after.step > before.step) or after.phase is Phase.PROMOTING
             if moved_on:
@@ -83,7 +86,8 @@ class Checker:
         state = self.world.state
         if state and state.phase is Phase.SHADOW and state.candidate and self.world.endpoint.status == "InService":
             assert shares.get(state.candidate.variant, 0.0) == 0.0, f"users get the shadow's answers: {shares}"
-            assert len(self.world.endpoint.shadows) <= 1 and len(shares) == 1 or not self.world.endpoint.shadows
+            shadows = self.world.endpoint.shadows
+            assert not shadows or (len(shadows) == 1 and len(shares) == 1), (shares, shadows)
         if len(shares) == 2 and self.world.state and self.world.state.candidate:
             candidate = self.world.state.candidate.variant
             share = round(shares.get(candidate, 0.0), 6)
