@@ -98,7 +98,7 @@ class Rollout:
             return {}
         if endpoint["EndpointStatus"] not in ("InService", "Updating") or self.rate <= 0:
             return {}
-        served = {name: int(self.rate * seconds * share) for name, share in self.shares().items()}
+        served = {name: int(self.rate * seconds * share) for name, share in {**self.shares(), **self.copied()}.items()}
         at = datetime.fromtimestamp(self.clock() + seconds - 0.5, UTC)
         for variant, count in served.items():
             if count:
@@ -179,6 +179,12 @@ class Rollout:
         variants = self.endpoint()["ProductionVariants"]
         total = sum(v["CurrentWeight"] for v in variants)
         return {v["VariantName"]: round(v["CurrentWeight"] / total, 3) for v in variants}
+
+    def copied(self) -> dict[str, float]:
+        """The endpoint's shadow variant (if any) and the share of requests SageMaker copies to it."""
+        endpoint = self.endpoint()
+        production = sum(v["CurrentWeight"] for v in endpoint["ProductionVariants"])
+        return {v["VariantName"]: v["CurrentWeight"] / production for v in endpoint.get("ShadowProductionVariants", [])}
 
     def scaled_variants(self) -> set[str]:
         targets = self.clients("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
