@@ -1022,7 +1022,7 @@ def _short_of_evidence(state: RolloutState, policy: RolloutPolicy, invocations: 
     what = (
         f"NO TRAFFIC: v{candidate.version} served {served} of the {policy.min_invocations} invocations needed "
         f"{where} in {elapsed:.0f} s; the {'shadow test' if state.phase is Phase.SHADOW else 'canary'} is held "
-        f"{where} and will not move on on silence. Send it "
+        f"{where} and will not be promoted on silence. Send it "
         "traffic (it moves on once it has enough), or decide: sagepilot promote / rollback."
     )
     held = state.evolve(now, what, starved=True)
