@@ -14,8 +14,11 @@ invocations and scales it in to its autoscaling minimum. Still nobody calls when
 has no evidence, so it is held at 10% and reported once (NO TRAFFIC), never promoted on silence, until the
 operator rolls it back. Then the canary's statistical gate (`gate_scenario`): v7, failing a few percent of its
 requests far under every alarm's threshold, is rolled back by the gate with its report (`sagepilot report`),
-and v8, as good as v2, is moved on long before its bake and promoted. Every change of the endpoint's weights is
-printed as it happens. Last, what an operator sees (`operator_view`): `sagepilot alarms` shows the idle
+and v8, as good as v2, is moved on long before its bake and promoted. Then shadow tests (`shadow_scenario`): v9,
+as subtly bad as v7, runs as the endpoint's shadow variant on a copy of every request and is rolled back by the
+gate with no caller ever getting one of its answers; v10 passes its shadow test and is promoted. Every change
+of the endpoint's weights is printed as it happens. What an operator sees (`operator_view`, between v6 and the
+gate): `sagepilot alarms` shows the idle
 alarm in ALARM, then OK once traffic is back; `sagepilot metrics` the dashboard's figures of the whole
 scenario, from the metrics the functions' EMF lines and the endpoint's invocations put into CloudWatch;
 `sagepilot status` the control plane's own alarms and queues.
@@ -179,6 +182,12 @@ def run_rollout_scenario(
         "invoke-endpoint answers with v1's own predictions (20 requests)",
         checked == 20 and agreed == 20 and all(o.variant == "v1" for o in first),
     )
+
+    # The canary's statistical gate is on by default; these first rollouts show the alarms, the measured split,
+    # an operator's hold and the evidence rule (whose tiny traffic the gate could not decide on): alarm-only.
+    group_arn = sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    n.say(f"   aws sagemaker add-tags --resource-arn {group_arn} --tags Key=sagepilot:analysis,Value=off  (alarm-only)")
+    sm.add_tags(ResourceArn=group_arn, Tags=[{"Key": "sagepilot:analysis", "Value": "off"}])
 
     step += 1
     n.say(f"{step}. upload a second training set: v2 is trained, approved by the recipe, and rolled out as a canary")
@@ -381,6 +390,7 @@ def run_rollout_scenario(
         n.say(f"     {line}")
     operator_view(sandbox, n, step=step + 1, traffic=traffic, idle_alarm=idle)
     gate_scenario(sandbox, n, step=step + 2, traffic=traffic, state_of=state_of)
+    shadow_scenario(sandbox, n, step=step + 3, traffic=traffic, state_of=state_of)
 
 
 def gate_scenario(
@@ -398,7 +408,6 @@ def gate_scenario(
     bucket = sandbox.stack.outputs["DataBucketName"]
     group_arn = sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
     tags = {
-        "analysis": "sequential",
         "canary-steps": "50,100",
         "bake-seconds": str(GATE_BAKE_SECONDS),
         "max-bake-seconds": str(GATE_BAKE_SECONDS),
@@ -406,9 +415,10 @@ def gate_scenario(
         "alarm-5xx-threshold": "1000000",  # no alarm can see v7: only the comparison with v2 can
     }
     n.say(
-        f"{step}. the canary's statistical gate: tag the group "
+        f"{step}. the canary's statistical gate (on by default): remove the group's sagepilot:analysis=off, tag it "
         + " ".join(f"sagepilot:{k}={v}" for k, v in tags.items())
     )
+    sm.delete_tags(ResourceArn=group_arn, TagKeys=["sagepilot:analysis"])
     sm.add_tags(ResourceArn=group_arn, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in tags.items()])
 
     def approve(arn: str) -> None:
@@ -615,3 +625,78 @@ def _history(ddb: Any, table: str, endpoint: str) -> list[str]:
     state = from_json(item["Item"]["state"]["S"])
     start = state.history[0].at if state.history else 0.0
     return [f"+{entry.at - start:5.1f}s  {entry.what}" for entry in state.history]
+
+
+def shadow_scenario(
+    sandbox: Any,
+    n: Any,
+    *,
+    step: int,
+    traffic: Traffic,
+    state_of: Callable[[str], tuple[str, int | None, int | None] | None],
+) -> None:
+    """Shadow tests (issue 18): the candidate first runs as the endpoint's shadow variant, answering a copy of
+    every request that no caller sees, judged by the gate on those copies; v9 (as bad as v7) is rolled back with
+    zero user impact, v10 passes and is promoted."""
+    sm, s3 = sandbox.client("sagemaker"), sandbox.client("s3")
+    bucket = sandbox.stack.outputs["DataBucketName"]
+    group_arn = sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    tags = {"strategy": "shadow", "shadow-percent": "100", "shadow-then": "promote"}
+    n.say(f"{step}. shadow tests: tag the group " + " ".join(f"sagepilot:{k}={v}" for k, v in tags.items()))
+    sm.add_tags(ResourceArn=group_arn, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in tags.items()])
+
+    def approve(arn: str) -> None:
+        sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+
+    v9_url = _upload_example(
+        s3, bucket, "models/churn/v9-subtle/model.tar.gz", seed=9, version="v9-subtle", broken_share=0.08
+    )
+    v9 = _register(sm, v9_url)
+    approve(v9)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("SHADOW", 8, 9), timeout=60)
+    sandbox.wait_for(
+        lambda: bool(sm.describe_endpoint(EndpointName=ENDPOINT).get("ShadowProductionVariants")), timeout=60
+    )
+    found = sm.describe_endpoint(EndpointName=ENDPOINT)
+    production = [v["VariantName"] for v in found["ProductionVariants"]]
+    shadows = [v["VariantName"] for v in found["ShadowProductionVariants"]]
+    n.say(f"   v9 approved: production variants {production}, shadow variants {shadows}; clients call")
+    started = time.monotonic()
+    served = traffic.until(lambda: state_of(ENDPOINT) != ("SHADOW", 8, 9), timeout=120, records=1)
+    decided = time.monotonic() - started
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("STABLE", 8, None), timeout=60)
+    seen_errors = sum(1 for o in served if o.error == "ModelError")
+    answered_by = sorted({o.variant for o in served if o.variant})
+    package = sm.describe_model_package(ModelPackageName=v9)
+    description = str(package.get("ApprovalDescription", ""))
+    n.say(f"   {len(served)} requests answered by {answered_by}, {seen_errors} ModelError; after {decided:.0f} s:")
+    n.say(f"   v9 {package['ModelApprovalStatus']}: {description}")
+    unseen = (
+        package["ModelApprovalStatus"] == "Rejected"
+        and "canary analysis: v9 is worse than v8" in description
+        and seen_errors == 0
+        and answered_by == ["v8"]
+        and "ShadowProductionVariants" not in sm.describe_endpoint(EndpointName=ENDPOINT)
+    )
+    n.check(
+        "v9, as a shadow, was judged worse on the copies it answered and rolled back; no caller got one of its "
+        "answers or failures (zero user impact)",
+        unseen,
+    )
+    n.result("shadow: subtle v9", f"WORSE on its copies -> rolled back in {decided:.0f} s, 0 callers affected", unseen)
+    n.mark("v9 rolled back from its shadow test")
+
+    v10 = _register(sm, _upload_example(s3, bucket, "models/churn/v10/model.tar.gz", seed=10, version="v10"))
+    approve(v10)
+    sandbox.wait_for(lambda: state_of(ENDPOINT) == ("SHADOW", 8, 10), timeout=60)
+    n.say("   v10, as good as v8, is approved: shadow test; clients call")
+    started = time.monotonic()
+    during = traffic.until(lambda: state_of(ENDPOINT) != ("SHADOW", 8, 10), timeout=120, records=1)
+    traffic.until(lambda: state_of(ENDPOINT) == ("STABLE", 10, None), timeout=60, records=1)
+    promoted = time.monotonic() - started
+    passed = state_of(ENDPOINT) == ("STABLE", 10, None) and {o.variant for o in during if o.variant} == {"v8"}
+    n.check(
+        f"v10 passed its shadow test (callers served by v8 meanwhile) and was promoted after {promoted:.0f} s", passed
+    )
+    n.result("shadow: good v10", f"passed its shadow test, promoted after {promoted:.0f} s", passed)
+    n.mark("v10 promoted after its shadow test")

@@ -43,6 +43,13 @@ variants left out of UpdateEndpointWeightsAndCapacities and never emits an event
   Application Auto Scaling does for a deleted endpoint. DescribeEndpoint of a missing endpoint:
   `Could not find endpoint "<arn>".` (moto quotes with ' instead of ").
 
+Shadow variants (`ShadowProductionVariants` of CreateEndpointConfig, which moto drops): at most one, and only
+beside exactly one production variant (else a ValidationException), kept with the config
+(DescribeEndpointConfig shows them); an endpoint created or updated to such a config shows the shadow under
+`ShadowProductionVariants` in DescribeEndpoint once InService (CurrentWeight / CurrentInstanceCount as for a
+production variant), and an update to a config without one removes it. The shadow's weight relative to the
+production variant's is the share of requests copied to it (`shadow_share`; see `invocations`).
+
 Every status change emits `SageMaker Endpoint State Change` (detail: EndpointName, EndpointArn,
 EndpointConfigName, ProductionVariants, EndpointStatus, CreationTime / LastModifiedTime in epoch
 millis, Tags as a map, FailureReason when set). API calls deliver their event at once through
@@ -191,6 +198,17 @@ def _health_check_reason(variants: list[dict[str, Any]]) -> str:
     return health_check_reason(variants[0]["VariantName"] if variants else "AllTraffic")
 
 
+def config_variants(config: Any) -> list[dict[str, Any]]:
+    """A config's production variants and its shadow variants (what an endpoint on it runs containers for)."""
+    return [*(config.production_variants or []), *getattr(config, "sp_shadow_variants", [])]
+
+
+def shadow_share(production: list[dict[str, Any]], shadow: dict[str, Any]) -> float:
+    """The share of requests SageMaker copies to `shadow`: its weight relative to the production variant's."""
+    weight = sum(float(v.get("CurrentWeight") or 0.0) for v in production)
+    return min(1.0, float(shadow.get("CurrentWeight") or 0.0) / weight) if weight > 0 else 0.0
+
+
 def _serving_variant(spec: dict[str, Any]) -> dict[str, Any]:
     """A variant of a config as DescribeEndpoint shows it once it serves."""
     variant: dict[str, Any] = {"VariantName": spec["VariantName"]}
@@ -336,6 +354,9 @@ def _describe(endpoint: Any) -> dict[str, Any]:
     }
     if endpoint.production_variants:
         response["ProductionVariants"] = copy.deepcopy(endpoint.production_variants)
+    shadows = getattr(endpoint, "sp_shadow_variants", [])
+    if shadows:
+        response["ShadowProductionVariants"] = copy.deepcopy(shadows)
     capture = endpoint.data_capture_config or {}
     if capture:
         enabled = bool(capture.get("EnableCapture", False))
@@ -412,11 +433,39 @@ def _create_endpoint_config(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_endpoint_config
 
 
+def _response_create_endpoint_config(original: Callable[..., Any]) -> Callable[..., Any]:
+    """CreateEndpointConfig with its ShadowProductionVariants (moto reads no such parameter)."""
+
+    def create_endpoint_config(self: Any) -> Any:
+        shadows = self._get_param("ShadowProductionVariants") or []
+        production = self._get_param("ProductionVariants") or []
+        if shadows:
+            if len(shadows) > 1 or len(production) != 1:
+                raise ValidationError(
+                    message="An endpoint configuration with ShadowProductionVariants must have exactly one "
+                    f"ProductionVariant and one ShadowProductionVariant, got {len(production)} and {len(shadows)}."
+                )
+            names = [v.get("VariantName") for v in production + shadows]
+            if len(set(names)) != len(names):
+                raise ValidationError(message=f"Variant names must be unique, got {names}.")
+        result = original(self)
+        if shadows:
+            name = self._get_param("EndpointConfigName")
+            self.sagemaker_backend.endpoint_configs[name].sp_shadow_variants = copy.deepcopy(shadows)
+        return result
+
+    return create_endpoint_config
+
+
 def _describe_endpoint_config(self: Any, endpoint_config_name: str) -> dict[str, Any]:
     config = self.endpoint_configs.get(endpoint_config_name)
     if config is None:
         raise _config_not_found(self, endpoint_config_name)
-    return dict(config.response_object)
+    response = dict(config.response_object)
+    shadows = getattr(config, "sp_shadow_variants", [])
+    if shadows:
+        response["ShadowProductionVariants"] = copy.deepcopy(shadows)
+    return response
 
 
 def _delete_endpoint_config(self: Any, endpoint_config_name: str) -> None:
@@ -445,6 +494,8 @@ def _create_endpoint(self: Any, endpoint_name: str, endpoint_config_name: str, t
         started = endpoint.creation_time
         endpoint.endpoint_status = "Creating"
         endpoint.sp_specs = specs
+        endpoint.sp_shadow_specs = copy.deepcopy(getattr(config, "sp_shadow_variants", []))
+        endpoint.sp_shadow_variants = []
         endpoint.production_variants = [_launching_variant(s, started) for s in specs]
         endpoint.sp_last_deployment = None
         self.endpoints[endpoint_name] = endpoint
@@ -523,6 +574,7 @@ def _update_endpoint(
             endpoint.sp_last_deployment = None
         deployment = getattr(endpoint, "sp_last_deployment", None)
         endpoint.sp_pending_specs = new_specs
+        endpoint.sp_pending_shadow_specs = copy.deepcopy(getattr(config, "sp_shadow_variants", []))
         endpoint.failure_reason = None
         _set_status(endpoint, "Updating")
         transition = Transition(
@@ -680,6 +732,7 @@ def _complete(name: str, account: str, region: str, token: int | None, failure: 
                 _set_status(endpoint, "Failed")
             else:
                 endpoint.production_variants = [_serving_variant(s) for s in specs]
+                endpoint.sp_shadow_variants = [_serving_variant(s) for s in getattr(endpoint, "sp_shadow_specs", [])]
                 _set_status(endpoint, "InService")
         elif transition.kind == "weights":
             for variant in endpoint.production_variants:
@@ -726,6 +779,10 @@ def _complete(name: str, account: str, region: str, token: int | None, failure: 
                         variant = _retained(old_by_name[spec["VariantName"]], variant, transition.exclude_retained)
                     variants.append(variant)
                 endpoint.production_variants = variants
+                shadow_specs = getattr(endpoint, "sp_pending_shadow_specs", [])
+                endpoint.sp_shadow_variants = [_serving_variant(s) for s in shadow_specs]
+                endpoint.sp_shadow_specs = shadow_specs
+                endpoint.sp_pending_shadow_specs = []
                 endpoint.endpoint_config_name = transition.config_name
                 endpoint.sp_specs = new_specs
                 endpoint.sp_pending_specs = []
@@ -759,3 +816,4 @@ def install() -> None:
     backend_cls.update_endpoint_weights_and_capacities = _update_weights
     response_cls: Any = sm_responses.SageMakerResponse
     response_cls.update_endpoint = _response_update_endpoint
+    response_cls.create_endpoint_config = _response_create_endpoint_config(response_cls.create_endpoint_config)

@@ -22,7 +22,13 @@ in-process `mock_aws` both answer this way; the body is kept as bytes, as SageMa
   primary with message "...". See https://<region>.console.aws.amazon.com/cloudwatch/home?...
   in account <account> for more information.` (`server error` for 5xx). A model that cannot be
   served at all (its artifact is missing, its server died) is a ModelError with OriginalStatusCode 500;
-- every invocation that reached a variant is recorded for CloudWatch (`metrics.InvocationMetrics`).
+- every invocation that reached a variant is recorded for CloudWatch (`metrics.InvocationMetrics`);
+- an endpoint with a shadow variant (`ShadowProductionVariants`): each request the production variant
+  answered is copied to the shadow with probability `endpoints.shadow_share` (its weight relative to the
+  production variant's: the sampling percentage). The copy runs after the caller has its answer (in the
+  background, as SageMaker's replication does not delay the caller; `wait_for_shadows` waits for the copies
+  in flight); the shadow's answer is discarded, and its invocation is recorded under its own variant name
+  (its errors and model latency included), as SageMaker publishes a shadow variant's metrics.
 
 `configure(servers, metrics)` (the simulator does it) says where models run and where metrics go;
 without it, invocations are answered `ServiceUnavailable`. `seed_routing(n)` makes the weighted choice
@@ -35,6 +41,7 @@ import json
 import random
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -55,6 +62,8 @@ VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
 _lock = threading.Lock()
 _random = random.Random()  # noqa: S311 - traffic routing, not security
 _installed = False
+_shadow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-shadow")
+_shadow_copies: set[Future[None]] = set()
 
 
 @dataclass
@@ -139,6 +148,93 @@ def _serving_variants(endpoint: Any, backend: Any) -> list[tuple[str, float, str
         for v in variants
         if "CurrentWeight" in v
     ]
+
+
+def _shadow_variants(endpoint: Any) -> list[tuple[str, float, str, int]]:
+    """(variant, share of requests copied to it, model name, current instances) of the endpoint's shadows."""
+    with endpoints._lock:
+        production = [dict(v) for v in endpoint.production_variants or []]
+        shadows = [dict(v) for v in getattr(endpoint, "sp_shadow_variants", None) or []]
+        specs = list(getattr(endpoint, "sp_shadow_specs", None) or [])
+    models = {s["VariantName"]: s.get("ModelName", "") for s in specs}
+    return [
+        (
+            str(v["VariantName"]),
+            endpoints.shadow_share(production, v),
+            str(models.get(v["VariantName"], "")),
+            int(v.get("CurrentInstanceCount") or 1),
+        )
+        for v in shadows
+    ]
+
+
+def _copy_to_shadow(
+    name: str,
+    variant: str,
+    model_name: str,
+    instances: int,
+    body: bytes,
+    content_type: str | None,
+    accept: str | None,
+    account: str,
+    region: str,
+) -> None:
+    """One copied request, answered by the shadow's model and recorded under its name; the answer is dropped."""
+    with _lock:
+        servers, metrics = _runtime.servers, _runtime.metrics
+    if servers is None or metrics is None:
+        return
+    started = time.perf_counter()
+    model_seconds: float | None = None
+    try:
+        container = resolve_container(model_name, account=account, region=region)
+        response = servers.invoke(
+            container.model_data_url, body, content_type, accept, account=account, environment=container.environment
+        )
+    except ModelUnavailable:
+        status = 500
+    else:
+        status, model_seconds = response.status, response.seconds
+    total = time.perf_counter() - started
+    metrics.record(
+        name,
+        variant,
+        status=status,
+        model_seconds=model_seconds,
+        overhead_seconds=total - (model_seconds or 0.0),
+        instances=instances,
+        account=account,
+        region=region,
+    )
+
+
+def _mirror(
+    endpoint: Any, name: str, body: bytes, content_type: str | None, accept: str | None, account: str, region: str
+) -> None:
+    """Copy the request to the endpoint's shadow at its sampling share (in the background)."""
+    for variant, share, model_name, instances in _shadow_variants(endpoint):
+        with _lock:
+            copied = _random.random() < share
+        if not copied:
+            continue
+        future = _shadow_pool.submit(
+            _copy_to_shadow, name, variant, model_name, instances, body, content_type, accept, account, region
+        )
+        with _lock:
+            _shadow_copies.add(future)
+        future.add_done_callback(_forget_copy)
+
+
+def _forget_copy(future: Future[None]) -> None:
+    with _lock:
+        _shadow_copies.discard(future)
+
+
+def wait_for_shadows(timeout: float = 30.0) -> None:
+    """Wait for the copies of requests still being answered by shadow variants (for tests)."""
+    with _lock:
+        pending = set(_shadow_copies)
+    wait(pending, timeout=timeout)
 
 
 def model_error(
@@ -233,6 +329,7 @@ def invoke_endpoint(
             account=account,
             region=region,
         )
+    _mirror(endpoint, name, body, content_type, accept, account, region)
     return answer
 
 

@@ -243,7 +243,7 @@ class SageMakerSimulator:
         endpoint = backend.endpoints.get(name)
         config_name = transition.config_name or (endpoint.endpoint_config_name if endpoint is not None else "")
         config = backend.endpoint_configs.get(config_name)
-        for spec in config.production_variants if config is not None else []:
+        for spec in endpoints.config_variants(config) if config is not None else []:
             with contextlib.suppress(ModelUnavailable, KeyError):
                 container = resolve_container(str(spec.get("ModelName", "")), account=account, region=region)
                 self.servers.prewarm(container.model_data_url, account=account, environment=container.environment)
@@ -258,7 +258,7 @@ class SageMakerSimulator:
         config_name = transition.config_name or (endpoint.endpoint_config_name if endpoint is not None else "")
         config = backend.endpoint_configs.get(config_name)
         found: list[tuple[str, ModelContainer | str]] = []
-        for spec in config.production_variants if config is not None else []:
+        for spec in endpoints.config_variants(config) if config is not None else []:
             variant = str(spec["VariantName"])
             try:
                 found.append(

@@ -85,9 +85,9 @@ class Clients:
 
 def test_the_gate_rolls_back_a_subtly_worse_candidate_and_moves_a_good_one_on(sandbox: Sandbox, tmp_path: Path) -> None:
     tags = {
-        "analysis": "sequential", "canary-steps": "50,100", "bake-seconds": "4", "max-bake-seconds": "600",
+        "canary-steps": "50,100", "bake-seconds": "4", "max-bake-seconds": "600",
         "min-invocations": "50", "error-margin": "0.05", "alarm-5xx-threshold": "1000000",
-    }  # fmt: skip
+    }  # fmt: skip (no sagepilot:analysis: the gate is on by default)
     # (the aws CLI's shorthand would read "50,100" as a list: the tags go in as the SDK sends them)
     sandbox.client("sagemaker").create_model_package_group(
         ModelPackageGroupName=GROUP, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in tags.items()]

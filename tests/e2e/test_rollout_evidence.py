@@ -109,9 +109,11 @@ def history(sandbox: Sandbox, name: str) -> str:
     return done.stdout
 
 
-def test_a_canary_nobody_calls_is_held_with_no_traffic(sandbox: Sandbox) -> None:
-    group, name = "quiet", "sagepilot-quiet"
-    create_group(sandbox, group, **{"min-invocations": "50", "max-bake-seconds": "6"})
+@pytest.mark.parametrize("analysis", ["sequential", "off"])
+def test_a_canary_nobody_calls_is_held_with_no_traffic(sandbox: Sandbox, analysis: str) -> None:
+    # With the canary gate (the default) and alarm-only (sagepilot:analysis off): silence holds either way.
+    group, name = f"quiet-{analysis}", f"sagepilot-quiet-{analysis}"
+    create_group(sandbox, group, **{"min-invocations": "50", "max-bake-seconds": "6", "analysis": analysis})
     approve_new(sandbox, group, "v1")
     sandbox.wait_for(lambda: shares(sandbox, name) == {"v1": 1.0}, timeout=60)
     approve_new(sandbox, group, "v2")
@@ -182,7 +184,8 @@ def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox:
         sandbox,
         min_pairs=20,
         expected=[
-            ("RolloutFunction", "cloudwatch.GetMetricStatistics"),
+            ("RolloutFunction", "cloudwatch.GetMetricStatistics"),  # an alarm-only group's evidence
+            ("RolloutFunction", "cloudwatch.GetMetricData"),  # the canary gate's (on by default)
             ("RolloutFunction", "cloudwatch.SetAlarmState"),
             ("RolloutFunction", "sagemaker.UpdateModelPackage"),
             ("RolloutFunction", "sagemaker.ListTags"),

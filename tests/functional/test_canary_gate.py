@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from sagepilot.adapters.rollout_reports import RolloutReports
+from sagepilot.errors import ConfigurationError
+from sagepilot.settings import load_rollout_settings
 from sagepilot_cli.report import show_report
 from sagepilot_sandbox.provision import Stack
 
@@ -34,8 +36,7 @@ def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Ro
 
 
 def gated_group(rollout: Rollout, **extra: str) -> None:
-    tags = {
-        "analysis": "sequential",
+    tags = {  # no sagepilot:analysis: the gate is on by default
         "latency-objective-ms": "500",
         "error-margin": "0.01",
         "latency-margin": "0.05",
@@ -197,3 +198,12 @@ def test_a_user_published_metric_rolls_a_candidate_back(rollout: Rollout) -> Non
     assert rollout.shares() == {"v1": 1.0}
     description = rollout.sm.describe_model_package(ModelPackageName=arn)["ApprovalDescription"]
     assert "worse than v1 on Shop/Conversion" in description
+
+
+def test_the_gate_is_on_by_default_and_a_stack_may_choose_alarm_only(stack: Stack) -> None:
+    env = stack.functions[ROLLOUT].environment
+    assert env["CANARY_ANALYSIS"] == "sequential"  # the template's CanaryAnalysis default
+    assert load_rollout_settings(env).defaults.rollout.gate.enabled
+    assert not load_rollout_settings({**env, "CANARY_ANALYSIS": "off"}).defaults.rollout.gate.enabled
+    with pytest.raises(ConfigurationError, match="CANARY_ANALYSIS"):
+        load_rollout_settings({k: v for k, v in env.items() if k != "CANARY_ANALYSIS"})

@@ -37,7 +37,9 @@ ROLLOUT = "RolloutFunction"
 GROUP = "churn"
 ENDPOINT = "sagepilot-churn"
 BAKE = 600
-RATE = 10.0  # invocations per second of the endpoint's clients while time passes
+# Invocations per second of the endpoint's clients while time passes: enough for the canary gate to decide a 10% step
+# within a 600-s tick.
+RATE = 40.0
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Rollout:
             return {}
         if endpoint["EndpointStatus"] not in ("InService", "Updating") or self.rate <= 0:
             return {}
-        served = {name: int(self.rate * seconds * share) for name, share in self.shares().items()}
+        served = {name: int(self.rate * seconds * share) for name, share in {**self.shares(), **self.copied()}.items()}
         at = datetime.fromtimestamp(self.clock() + seconds - 0.5, UTC)
         for variant, count in served.items():
             if count:
@@ -105,18 +107,32 @@ class Rollout:
         return served
 
     def put_invocations(self, variant: str, count: int, at: datetime) -> None:
+        """`count` healthy invocations of `variant` as SageMaker publishes them: `Invocations`, no
+        `Invocation5XXErrors`, and each request's `ModelLatency` (20 ms, far under the latency alarm)."""
+        dimensions = [{"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": variant}]
         self.clients("cloudwatch").put_metric_data(
             Namespace="AWS/SageMaker",
             MetricData=[
                 {
                     "MetricName": "Invocations",
-                    "Dimensions": [
-                        {"Name": "EndpointName", "Value": ENDPOINT},
-                        {"Name": "VariantName", "Value": variant},
-                    ],
+                    "Dimensions": dimensions,
                     "Timestamp": at,
                     "StatisticValues": {"SampleCount": count, "Sum": count, "Minimum": 1, "Maximum": 1},
-                }
+                },
+                {
+                    "MetricName": "Invocation5XXErrors",
+                    "Dimensions": dimensions,
+                    "Timestamp": at,
+                    "StatisticValues": {"SampleCount": count, "Sum": 0, "Minimum": 0, "Maximum": 0},
+                },
+                {
+                    "MetricName": "ModelLatency",
+                    "Dimensions": dimensions,
+                    "Timestamp": at,
+                    "Values": [20_000.0],
+                    "Counts": [count],
+                    "Unit": "Microseconds",
+                },
             ],
         )
 
@@ -165,6 +181,12 @@ class Rollout:
         total = sum(v["CurrentWeight"] for v in variants)
         return {v["VariantName"]: round(v["CurrentWeight"] / total, 3) for v in variants}
 
+    def copied(self) -> dict[str, float]:
+        """The endpoint's shadow variant (if any) and the share of requests SageMaker copies to it."""
+        endpoint = self.endpoint()
+        production = sum(v["CurrentWeight"] for v in endpoint["ProductionVariants"])
+        return {v["VariantName"]: v["CurrentWeight"] / production for v in endpoint.get("ShadowProductionVariants", [])}
+
     def scaled_variants(self) -> set[str]:
         targets = self.clients("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
         prefix = f"endpoint/{ENDPOINT}/variant/"
@@ -193,6 +215,16 @@ def make_rollout(
 @pytest.fixture
 def rollout(stack: Stack, clients: Callable[[str], Any], clock: FakeClock) -> Rollout:
     return make_rollout(stack, clients, clock)
+
+
+def alarm_only(rollout: Rollout, **tags: str) -> None:
+    """The group opts out of the canary gate (`sagepilot:analysis` `off`, for teams that want alarm-only): its
+    steps move on after their bake, as the tests calling this pin. The gate, on by default, has its own tests
+    (test_canary_gate.py)."""
+    every = {"analysis": "off", **tags}
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in every.items()]
+    )
 
 
 def deploy_v1(rollout: Rollout) -> str:
@@ -225,6 +257,7 @@ def test_a_pending_version_deploys_nothing(rollout: Rollout) -> None:
 def test_canary_steps_after_each_bake_then_promotes_and_cleans_up(
     rollout: Rollout, notifications: Notifications
 ) -> None:
+    alarm_only(rollout)  # the bake schedule (the gate would move a healthy step on before its bake)
     deploy_v1(rollout)
     configs_before = {c["EndpointConfigName"] for c in rollout.sm.list_endpoint_configs()["EndpointConfigs"]}
     rollout.register()
@@ -350,10 +383,7 @@ def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
 
 
 def test_group_tags_choose_the_steps_and_the_bake(rollout: Rollout) -> None:
-    rollout.sm.create_model_package_group(
-        ModelPackageGroupName=GROUP,
-        Tags=[{"Key": "sagepilot:canary-steps", "Value": "25,100"}, {"Key": "sagepilot:bake-seconds", "Value": "60"}],
-    )
+    alarm_only(rollout, **{"canary-steps": "25,100", "bake-seconds": "60"})  # the bake, not the gate, moves it
     deploy_v1(rollout)
     rollout.register()
     rollout.pump()

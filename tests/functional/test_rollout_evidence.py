@@ -18,7 +18,7 @@ from sagepilot_sandbox import alarms
 from sagepilot_sandbox.provision import Stack
 
 from .conftest import FakeClock, Notifications
-from .test_rollout import BAKE, ENDPOINT, GROUP, Rollout, deploy_v1, make_rollout
+from .test_rollout import BAKE, ENDPOINT, GROUP, RATE, Rollout, alarm_only, deploy_v1, make_rollout
 
 MAX_BAKE = 3600  # the template's MaxBakeSeconds default
 
@@ -61,8 +61,8 @@ def test_a_candidate_nobody_calls_is_held_and_reported_never_promoted(
     assert rollout.state().starved
     assert subjects(notifications) == [f"NO TRAFFIC: {ENDPOINT} v2"]  # announced once
     assert sum("NO TRAFFIC" in h for h in history(rollout)) == 1
-    # Traffic comes: the step has its evidence and the canary moves on.
-    rollout.rate = 10
+    # Traffic comes: the step has its evidence (its minimum, and enough for the canary gate to decide) and moves on.
+    rollout.rate = RATE
     rollout.tick()
     assert rollout.shares() == {"v1": 0.5, "v2": 0.5}
     assert not rollout.state().starved
@@ -127,9 +127,7 @@ def test_the_minimum_is_counted_over_the_step_not_per_tick(rollout: Rollout, not
 
 
 def test_a_minimum_of_zero_moves_on_after_the_bake_alone(rollout: Rollout) -> None:
-    rollout.sm.create_model_package_group(
-        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:min-invocations", "Value": "0"}]
-    )
+    alarm_only(rollout, **{"min-invocations": "0"})  # alarm-only, and no minimum: the bake alone moves it on
     deploy_v1(rollout)
     rollout.rate = 0
     rollout.register()
@@ -137,6 +135,23 @@ def test_a_minimum_of_zero_moves_on_after_the_bake_alone(rollout: Rollout) -> No
     for _ in range(3):
         rollout.tick()
     assert rollout.shares() == {"v2": 1.0}
+
+
+def test_with_the_gate_on_by_default_a_minimum_of_zero_still_never_promotes_on_silence(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:min-invocations", "Value": "0"}]
+    )
+    deploy_v1(rollout)
+    rollout.rate = 0
+    rollout.register()
+    rollout.pump()
+    notifications.drain()
+    for _ in range(2 * MAX_BAKE // BAKE):
+        rollout.tick()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}  # the gate has nothing to compare: it never says not worse
+    assert subjects(notifications) == [f"INCONCLUSIVE: {ENDPOINT} v2"]  # held at the longest bake, said once
 
 
 def test_an_operator_may_still_promote_a_held_canary(rollout: Rollout, capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,6 +43,9 @@ class FakeEndpoint:
     fail_next_update: str = ""
     failed_updates: list[frozenset[str]] = field(default_factory=list)  # the variant each one could not start
     _config_update: bool = False
+    # ShadowProductionVariants: name -> weight (relative to the one production variant's: the share copied).
+    shadows: dict[str, float] = field(default_factory=dict)
+    pending_shadows: dict[str, float] = field(default_factory=dict)
 
     def view(self) -> EndpointView | None:
         if self.status is None:
@@ -53,6 +56,7 @@ class FakeEndpoint:
             variants=tuple(VariantView(n, w, 1) for n, w in sorted(self.variants.items())),
             last_modified=self.last_modified,
             failure_reason=self.failure_reason,
+            shadows=tuple(VariantView(n, w, 1) for n, w in sorted(self.shadows.items())),
         )
 
     def _later(self, now: float) -> float:
@@ -69,8 +73,13 @@ class FakeEndpoint:
             raise Refused("Cannot create already existing endpoint")
         self.status, self.pending, self.last_modified = "Creating", variants, self._later(now)
 
-    def update(self, variants: dict[str, float], now: float, native: bool = False) -> None:
+    def update(
+        self, variants: dict[str, float], now: float, native: bool = False, shadows: dict[str, float] | None = None
+    ) -> None:
         self._require_in_service()
+        if shadows and (len(variants) != 1 or len(shadows) != 1):
+            raise Refused("a config with a shadow variant has exactly one production variant and one shadow")
+        self.pending_shadows = dict(shadows or {})
         removed = set(self.variants) - set(variants)
         still = removed & self.autoscaled
         if still:
@@ -105,8 +114,15 @@ class FakeEndpoint:
             self.pending, self.last_modified = None, self._later(now)
             return True
         self.removed_variants += sorted(set(self.variants) - set(self.pending))
+        if self._config_update:
+            self.shadows, self.pending_shadows = self.pending_shadows, {}
         self.variants, self.pending, self.status, self.last_modified = self.pending, None, "InService", self._later(now)
         return True
+
+    def copied(self) -> dict[str, float]:
+        """Each shadow variant's share of the requests (copies of them: the callers get production's answers)."""
+        production = sum(self.variants.values())
+        return {n: (min(1.0, w / production) if production else 0.0) for n, w in self.shadows.items()}
 
     def shares(self) -> dict[str, float]:
         total = sum(self.variants.values())
@@ -135,7 +151,7 @@ class World:
     def advance(self, seconds: float) -> None:
         """Time passes; the clients (if calling) are served by the variants in proportion to their shares."""
         if self.calling and self.endpoint.status in ("InService", "Updating"):
-            for variant, share in self.endpoint.shares().items():
+            for variant, share in {**self.endpoint.shares(), **self.endpoint.copied()}.items():
                 count = int(self.rate * seconds * share)
                 if count:
                     self.served.append((self.now + seconds / 2, variant, count))
@@ -157,7 +173,7 @@ class World:
 
     def decide(self) -> plan.Decision:
         firing: tuple[str, ...] = ()
-        if self.state and self.state.candidate and self.state.phase is plan.Phase.CANARY:
+        if self.state and self.state.candidate and self.state.phase in (plan.Phase.CANARY, plan.Phase.SHADOW):
             firing = tuple(sorted(a for a in self.firing if a.startswith(self.state.candidate.variant)))
         return plan.decide(
             self.state,
@@ -174,7 +190,7 @@ class World:
 
     def evidence(self) -> int | None:
         state = self.state
-        if state is None or state.candidate is None or state.phase is not plan.Phase.CANARY:
+        if state is None or state.candidate is None or state.phase not in (plan.Phase.CANARY, plan.Phase.SHADOW):
             return None
         return self.invocations(state.candidate.variant, state.step_started_at)
 
@@ -194,10 +210,12 @@ class World:
         match action:
             case plan.CreateEndpoint(release=r):
                 ep.create({r.variant: 1.0}, self.now)
-            case plan.ApplyVariants(variants=variants, deregister=deregister):
+            case plan.ApplyVariants(variants=variants, deregister=deregister, shadow=shadow):
                 for name in deregister:
                     ep.autoscaled.discard(name)
-                ep.update({r.variant: share for r, share in variants}, self.now)
+                ep.update(
+                    {r.variant: share for r, share in variants}, self.now, shadows={r.variant: w for r, w in shadow}
+                )
             case plan.NativeUpdate(release=r, deregister=deregister):
                 for name in deregister:
                     ep.autoscaled.discard(name)
@@ -233,7 +251,7 @@ class World:
             if self.settle():
                 continue
             if decision.is_wait:
-                if self.state and self.state.phase is plan.Phase.CANARY and not self.state.paused:
+                if self.state and self.state.phase in (plan.Phase.CANARY, plan.Phase.SHADOW) and not self.state.paused:
                     self.advance(advance)
                     continue
                 return

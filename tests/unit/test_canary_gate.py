@@ -89,15 +89,14 @@ class GateWorld(World):
             state
             and state.candidate
             and state.stable
-            and state.phase is Phase.CANARY
-            and self.policy.steps[state.step] < 100
+            and ((state.phase is Phase.CANARY and self.policy.steps[state.step] < 100) or state.phase is Phase.SHADOW)
             and self.policy.gate.enabled
         ):
             since = state.step_started_at
             step = StepEvidence(
                 self.counts(state.stable.variant, since), self.counts(state.candidate.variant, since), since, self.now
             )
-            assessment = assess(step, self.policy.gate, self.policy.steps)
+            assessment = assess(step, self.policy.gate, self.policy.steps, stages=self.policy.judged_stages)
             self.assessments.append(assessment.verdict)
         firing = tuple(sorted(a for a in self.firing if state and state.candidate and a.startswith("v2")))
         return plan.decide(

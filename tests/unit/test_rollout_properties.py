@@ -10,6 +10,8 @@ move that:
 - no promotion without the minimum evidence: a canary step moves on (or promotes) only when the candidate
   served the policy's minimum of invocations in it, unless an operator promoted it;
 - with deploy=false nothing new is deployed (no endpoint created, no rollout started);
+- a shadow test (strategy `shadow`) gives users none of the candidate's answers (its production share is 0,
+  it is only a shadow variant) and ends (canary or promotion) only with the minimum evidence;
 and at the end, once things settle, the newest Approved version serves all traffic, alone, autoscaled.
 """
 
@@ -21,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sagepilot.domain import rollout as plan
-from sagepilot.domain.rollout import Command, Phase, RolloutPolicy, RolloutState, Strategy
+from sagepilot.domain.rollout import AfterShadow, Command, Phase, RolloutPolicy, RolloutState, Strategy
 from unit.rollout_world import World
 
 # Weighted towards the moves that make progress, so that programs reach late steps and promotions.
@@ -52,6 +54,12 @@ class Checker:
             if not self.world.deploy:
                 assert not any(isinstance(a, plan.CreateEndpoint) for a in decision.actions), decision
             return
+        if (
+            before.phase is Phase.SHADOW
+            and before.command is not Command.PROMOTE
+            and after.phase in (Phase.CANARY, Phase.PROMOTING)
+        ):
+            assert (evidence or 0) >= self.world.policy.min_invocations, (before.history[-1:], evidence)
         if before.phase is Phase.CANARY and before.command is not Command.PROMOTE:
             moved_on = (after.phase is Phase.CANARY and after.step > before.step) or after.phase is Phase.PROMOTING
             if moved_on:
@@ -61,7 +69,12 @@ class Checker:
                 )
         if not self.world.deploy:
             assert not any(isinstance(a, (plan.CreateEndpoint, plan.NativeUpdate)) for a in decision.actions)
-            started = before.phase is Phase.STABLE and after.phase in (Phase.CANARY, Phase.NATIVE, Phase.PROMOTING)
+            started = before.phase is Phase.STABLE and after.phase in (
+                Phase.CANARY,
+                Phase.NATIVE,
+                Phase.PROMOTING,
+                Phase.SHADOW,
+            )
             assert not started, f"deploy=false, yet {before.phase} -> {after.phase}"
 
     def _check_shares(self) -> None:
@@ -70,6 +83,11 @@ class Checker:
             self.last = {}
             return
         assert math.isclose(sum(shares.values()), 1.0, abs_tol=1e-9), shares
+        state = self.world.state
+        if state and state.phase is Phase.SHADOW and state.candidate and self.world.endpoint.status == "InService":
+            assert shares.get(state.candidate.variant, 0.0) == 0.0, f"users get the shadow's answers: {shares}"
+            shadows = self.world.endpoint.shadows
+            assert not shadows or (len(shadows) == 1 and len(shares) == 1), (shares, shadows)
         if len(shares) == 2 and self.world.state and self.world.state.candidate:
             candidate = self.world.state.candidate.variant
             share = round(shares.get(candidate, 0.0), 6)
@@ -111,9 +129,9 @@ def _operate(world: World, op: str, versions: list[int]) -> None:
         world.reconcile()
     elif op == "settle":
         world.settle()
-    elif op in ("pause", "resume") and state and state.phase is Phase.CANARY:
+    elif op in ("pause", "resume") and state and state.phase in (Phase.CANARY, Phase.SHADOW):
         world.state = state.evolve(world.now, op, paused=op == "pause")
-    elif op in ("promote", "rollback") and state and state.phase is Phase.CANARY:
+    elif op in ("promote", "rollback") and state and state.phase in (Phase.CANARY, Phase.SHADOW):
         world.state = state.evolve(world.now, op, command=Command(op))
 
 
@@ -121,6 +139,32 @@ def _operate(world: World, op: str, versions: list[int]) -> None:
 @given(ops=st.lists(OPS, min_size=30, max_size=120), steps=STEPS)
 def test_any_sequence_of_events_keeps_the_rollout_safe_and_converges(ops: list[str], steps: tuple[int, ...]) -> None:
     world = World(policy=RolloutPolicy(Strategy.AB, steps, 600, min_invocations=MIN_INVOCATIONS, max_bake_seconds=1800))
+    _run_and_converge(world, ops)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(OPS, min_size=30, max_size=120),
+    steps=STEPS,
+    percent=st.sampled_from([1, 30, 100]),
+    after=st.sampled_from(list(AfterShadow)),
+)
+def test_shadow_rollouts_keep_users_on_stable_until_passed_and_converge(
+    ops: list[str], steps: tuple[int, ...], percent: int, after: AfterShadow
+) -> None:
+    policy = RolloutPolicy(
+        Strategy.SHADOW,
+        steps,
+        600,
+        min_invocations=MIN_INVOCATIONS,
+        max_bake_seconds=1800,
+        shadow_percent=percent,
+        after_shadow=after,
+    )
+    _run_and_converge(World(policy=policy), ops)
+
+
+def _run_and_converge(world: World, ops: list[str]) -> None:
     checker = Checker(world)
     versions: list[int] = []
     for op in ops:
@@ -145,6 +189,7 @@ def test_any_sequence_of_events_keeps_the_rollout_safe_and_converges(ops: list[s
     if world.state.phase is Phase.STABLE:
         assert world.endpoint.variants == {target.variant: 1.0}
         assert world.endpoint.autoscaled == {target.variant}
+        assert world.endpoint.shadows == {}
 
 
 @settings(max_examples=100, deadline=None)

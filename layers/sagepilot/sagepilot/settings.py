@@ -150,9 +150,10 @@ def _optional_instance_type(env: Mapping[str, str], name: str) -> str | None:
 
 
 def _canary_analysis(env: Mapping[str, str]) -> bool:
-    """CANARY_ANALYSIS: `sequential` turns the ab canary's statistical gate on for groups without a
-    sagepilot:analysis tag, `off` (also when unset: stacks from before the gate) leaves it off."""
-    raw = env.get("CANARY_ANALYSIS", "off").strip().lower()
+    """CANARY_ANALYSIS (the stack's `CanaryAnalysis`, `sequential` by default): `sequential` judges every ab
+    (and shadow) step of the groups without a sagepilot:analysis tag with the statistical gate; `off` leaves
+    them to the alarms and the bake (alarm-only). Required: a stack that says neither is misconfigured."""
+    raw = _required(env, "CANARY_ANALYSIS").strip().lower()
     if raw not in ("sequential", "off"):
         raise ConfigurationError(f"CANARY_ANALYSIS must be sequential or off, got {raw!r}")
     return raw == "sequential"

@@ -54,19 +54,24 @@ class Endpoints:
                 return None
             raise translate(exc, f"DescribeEndpoint {name}") from exc
         modified = found.get("LastModifiedTime")
-        return EndpointView(
-            status=str(found["EndpointStatus"]),
-            config_name=str(found.get("EndpointConfigName", "")),
-            variants=tuple(
+
+        def views(key: str) -> tuple[VariantView, ...]:
+            return tuple(
                 VariantView(
                     name=str(v["VariantName"]),
                     weight=float(v.get("CurrentWeight") if v.get("CurrentWeight") is not None else 0.0),
                     instances=v.get("CurrentInstanceCount"),
                 )
-                for v in found.get("ProductionVariants") or ()
-            ),
+                for v in found.get(key) or ()
+            )
+
+        return EndpointView(
+            status=str(found["EndpointStatus"]),
+            config_name=str(found.get("EndpointConfigName", "")),
+            variants=views("ProductionVariants"),
             last_modified=modified.timestamp() if hasattr(modified, "timestamp") else 0.0,
             failure_reason=str(found.get("FailureReason", "")),
+            shadows=views("ShadowProductionVariants"),
         )
 
     def statuses(self, prefix: str) -> dict[str, str]:
@@ -85,14 +90,25 @@ class Endpoints:
     def ensure_model(self, name: str, package_arn: str) -> bool:
         return self._models.ensure_model(name, package_arn, self._role)
 
-    def ensure_config(self, name: str, variants: Sequence[Mapping[str, Any]], tags: Mapping[str, str]) -> bool:
-        """CreateEndpointConfig; True if created, False if a config of that name already existed."""
+    def ensure_config(
+        self,
+        name: str,
+        variants: Sequence[Mapping[str, Any]],
+        tags: Mapping[str, str],
+        shadows: Sequence[Mapping[str, Any]] = (),
+    ) -> bool:
+        """CreateEndpointConfig; True if created, False if a config of that name already existed. `shadows`:
+        its ShadowProductionVariants (SageMaker allows one, beside exactly one production variant; the shadow's
+        weight relative to the production variant's is the share of requests copied to it)."""
+        request: dict[str, Any] = {
+            "EndpointConfigName": name,
+            "ProductionVariants": [dict(v) for v in variants],
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        }
+        if shadows:
+            request["ShadowProductionVariants"] = [dict(v) for v in shadows]
         try:
-            self._sm.create_endpoint_config(
-                EndpointConfigName=name,
-                ProductionVariants=[dict(v) for v in variants],
-                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-            )
+            self._sm.create_endpoint_config(**request)
         except ClientError as exc:
             if _already_exists(exc):
                 return False

@@ -123,10 +123,14 @@ def gated_steps(steps: tuple[int, ...]) -> int:
     return sum(1 for s in steps if s < 100)
 
 
-def assess(evidence: StepEvidence, settings: GateSettings, steps: tuple[int, ...]) -> Assessment:
-    """The gate's verdict on one step's evidence (valid whenever it is read; see the module docstring)."""
+def assess(
+    evidence: StepEvidence, settings: GateSettings, steps: tuple[int, ...], *, stages: int | None = None
+) -> Assessment:
+    """The gate's verdict on one step's evidence (valid whenever it is read; see the module docstring).
+    `stages`: how many looks of the rollout the gate acts on (default: the steps below 100%; a shadow test
+    adds one: `RolloutPolicy.judged_stages`)."""
     metrics = 2 + len(settings.custom)
-    alpha = (1 - settings.confidence) / (metrics * max(gated_steps(steps), 1))
+    alpha = (1 - settings.confidence) / (metrics * max(gated_steps(steps) if stages is None else stages, 1))
 
     def counts(events: int, trials: int) -> Counts:
         # CloudWatch's counts of one minute can disagree by a request or two (published apart): clamp.

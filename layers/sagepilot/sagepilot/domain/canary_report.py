@@ -31,9 +31,19 @@ def rollout_key(endpoint: str, rollout: str) -> str:
 
 
 def entry(
-    at: float, step: int, share: int, assessment: Assessment, decision: str, *, stable: int, candidate: int
+    at: float,
+    step: int,
+    share: int,
+    assessment: Assessment,
+    decision: str,
+    *,
+    stable: int,
+    candidate: int,
+    shadow: bool = False,
 ) -> dict[str, Any]:
+    """One look of the gate; `shadow`: at the shadow test (the candidate answered copies of requests, share 0)."""
     return {
+        **({"shadow": True} if shadow else {}),
         "at": at,
         "step": step,
         "share": share,
@@ -50,7 +60,10 @@ def entry(
 def appended(report: Mapping[str, Any] | None, endpoint: str, rollout: str, new: Mapping[str, Any]) -> dict[str, Any]:
     """The report with `new` added (a repeat of the same look, at the same time, is not added twice)."""
     entries = list((report or {}).get("entries", []))
-    if not any(e.get("at") == new["at"] and e.get("step") == new["step"] for e in entries):
+    if not any(
+        e.get("at") == new["at"] and e.get("step") == new["step"] and e.get("shadow") == new.get("shadow")
+        for e in entries
+    ):
         entries.append(dict(new))
     return {"endpoint": endpoint, "rollout": rollout, "entries": entries[-MAX_ENTRIES:]}
 

@@ -6,7 +6,9 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:deploy                 "false" keeps the group out of real-time deployment
     sagepilot:endpoint-name          endpoint to deploy to (must start with the stack's name prefix; an
                                      endpoint belongs to one group: see domain.ownership)
-    sagepilot:strategy               ab (default) | canary | linear | all-at-once
+    sagepilot:strategy               ab (default) | shadow | canary | linear | all-at-once
+    sagepilot:shadow-percent         shadow: the share of live requests copied to the candidate (1-100, 100)
+    sagepilot:shadow-then            shadow: canary (default) | promote, once the shadow test is passed
     sagepilot:canary-steps           candidate's share per step, e.g. "10,50,100"
     sagepilot:bake-seconds           time at each step before the next
     sagepilot:min-invocations        invocations the candidate must serve in a canary step before it moves on
@@ -43,7 +45,7 @@ from fnmatch import fnmatchcase
 
 from sagepilot.domain.canary_gate import CustomMetric, GateSettings, Inconclusive
 from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
-from sagepilot.domain.rollout import RolloutPolicy, Strategy
+from sagepilot.domain.rollout import AfterShadow, RolloutPolicy, Strategy
 
 TAG_PREFIX = "sagepilot:"
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
@@ -185,6 +187,15 @@ def _gate(tags: Mapping[str, str], defaults: GateSettings) -> GateSettings:
     )
 
 
+def _after_shadow(tags: Mapping[str, str], default: AfterShadow) -> AfterShadow:
+    raw = tags.get(TAG_PREFIX + "shadow-then", default.value).strip().lower()
+    try:
+        return AfterShadow(raw)
+    except ValueError:
+        choices = " or ".join(a.value for a in AfterShadow)
+        raise InvalidGroupSettings(f"tag {TAG_PREFIX}shadow-then must be {choices}, got {raw!r}") from None
+
+
 def parse_steps(raw: str, where: str) -> tuple[int, ...]:
     try:
         parts = raw.replace(" ", "").split(",")
@@ -276,6 +287,8 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
             min_invocations=_int(tags, "min-invocations", defaults.rollout.min_invocations, 0, 1_000_000_000),
             max_bake_seconds=_int(tags, "max-bake-seconds", defaults.rollout.max_bake_seconds, 0, 86_400),
             gate=_gate(tags, defaults.rollout.gate),
+            shadow_percent=_int(tags, "shadow-percent", defaults.rollout.shadow_percent, 1, 100),
+            after_shadow=_after_shadow(tags, defaults.rollout.after_shadow),
         ),
         instance_type=instance_type,
         instance_count=min(max(count, autoscaling.min_capacity), autoscaling.max_capacity),

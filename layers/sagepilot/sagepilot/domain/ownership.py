@@ -27,7 +27,7 @@ from sagepilot.domain.rollout import BUSY_STATUSES, EndpointView, Phase, Rollout
 # rest (STABLE, or FAILED: nothing to finish) is retired.
 AT_REST = frozenset({Phase.STABLE, Phase.FAILED})
 # The successor serves a version of the group once it is past its creation.
-_SERVING = frozenset({Phase.STABLE, Phase.CANARY, Phase.PROMOTING, Phase.ROLLING_BACK, Phase.NATIVE})
+_SERVING = frozenset({Phase.STABLE, Phase.CANARY, Phase.PROMOTING, Phase.ROLLING_BACK, Phase.NATIVE, Phase.SHADOW})
 
 
 def refusal(endpoint: str, group: str, owner: str) -> str:

@@ -16,6 +16,9 @@ Phases (per endpoint):
     PROMOTING     `candidate` becomes the only variant (also used to revert to an older version)
     ROLLING_BACK  traffic back on `stable` at once, then `candidate` removed
     NATIVE        SageMaker's own blue/green update (CANARY / LINEAR / ALL_AT_ONCE) to `candidate`
+    SHADOW        `candidate` as the endpoint's shadow variant beside `stable` (the only production variant):
+                  it gets a copy of `shadow_percent` % of the requests, its answers are discarded; judged by
+                  the canary gate on that mirrored traffic, then a canary from the first step (or promoted)
     FAILED        the endpoint failed to create; waits for another version or a person
     (STABLE with `repair` set: the stable variant is being put back after a change made by hand)
 
@@ -48,7 +51,7 @@ Policy for order and concurrency (documented in the README):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -69,6 +72,7 @@ class Phase(StrEnum):
     ROLLING_BACK = "ROLLING_BACK"
     NATIVE = "NATIVE"
     FAILED = "FAILED"
+    SHADOW = "SHADOW"
 
 
 class Strategy(StrEnum):
@@ -78,6 +82,14 @@ class Strategy(StrEnum):
     CANARY = "canary"
     LINEAR = "linear"
     ALL_AT_ONCE = "all-at-once"
+    SHADOW = "shadow"  # a shadow test first (SageMaker ShadowProductionVariants), then `AB` (or a promotion)
+
+
+class AfterShadow(StrEnum):
+    """What a candidate shown not worse in its shadow test does next."""
+
+    CANARY = "canary"  # the `ab` canary from its first step (users now get its answers, gradually)
+    PROMOTE = "promote"  # straight to all traffic
 
 
 class Command(StrEnum):
@@ -109,6 +121,9 @@ class RolloutPolicy:
     max_bake_seconds: int = 0
     # The statistical gate of `ab` steps where stable still serves (see domain.canary_gate).
     gate: GateSettings = field(default_factory=GateSettings)
+    # `shadow`: the share of live requests SageMaker copies to the shadow variant, and what follows the test.
+    shadow_percent: int = 100
+    after_shadow: AfterShadow = AfterShadow.CANARY
 
     def __post_init__(self) -> None:
         if not self.steps or self.steps[-1] != 100:
@@ -119,6 +134,17 @@ class RolloutPolicy:
             raise ValueError("bake time cannot be negative")
         if self.min_invocations < 0 or self.max_bake_seconds < 0:
             raise ValueError("the minimum of invocations and the longest bake cannot be negative")
+        if not 1 <= self.shadow_percent <= 100:
+            raise ValueError(f"the shadow's sampling percentage must be between 1 and 100, got {self.shadow_percent}")
+
+    @property
+    def judged_stages(self) -> int:
+        """How many looks of one rollout the canary gate may act on (its level is split over them): each
+        `ab` step where stable still serves, and the shadow test of a `shadow` rollout."""
+        steps = sum(1 for s in self.steps if s < 100)
+        if self.strategy is Strategy.SHADOW:
+            return 1 + (steps if self.after_shadow is AfterShadow.CANARY else 0)
+        return steps
 
     @property
     def held_after(self) -> int:
@@ -142,6 +168,12 @@ class EndpointView:
     variants: tuple[VariantView, ...]
     last_modified: float = 0.0  # epoch seconds
     failure_reason: str = ""
+    # ShadowProductionVariants: weight relative to the production variant's = the share of requests copied.
+    shadows: tuple[VariantView, ...] = ()
+
+    @property
+    def shadow_names(self) -> frozenset[str]:
+        return frozenset(v.name for v in self.shadows)
 
     @property
     def names(self) -> frozenset[str]:
@@ -221,6 +253,8 @@ class ApplyVariants:
 
     variants: tuple[tuple[Release, float], ...]  # (release, share)
     deregister: tuple[str, ...]
+    # ShadowProductionVariants (with one production variant): (release, share of the requests copied to it).
+    shadow: tuple[tuple[Release, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -427,6 +461,8 @@ def decide(
         return _withheld(state, view, target, firing, policy, now)
     if state.phase is Phase.CANARY:
         return _canary(state, view, target, firing, policy, now, invocations, assessment)
+    if state.phase is Phase.SHADOW:
+        return _shadow(state, view, target, firing, policy, now, invocations, assessment)
     handler = {
         Phase.CREATING: _creating,
         Phase.STABLE: _stable,
@@ -456,11 +492,12 @@ def _disabled(state: RolloutState | None, view: EndpointView | None, now: float)
     if state is None or state.phase is Phase.FAILED or view is None:
         what = "the group's sagepilot:deploy tag is false: nothing is deployed"
         return _wait(state, what)
-    if state.phase is not Phase.CANARY or view.status != "InService":
+    if state.phase not in (Phase.CANARY, Phase.SHADOW) or view.status != "InService":
         return None
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
-    reason = f"the group's sagepilot:deploy tag is false; the canary of v{candidate.version} stops"
+    test = "shadow test" if state.phase is Phase.SHADOW else "canary"
+    reason = f"the group's sagepilot:deploy tag is false; the {test} of v{candidate.version} stops"
     back = state.evolve(
         now,
         f"rolling back: {reason}",
@@ -716,6 +753,8 @@ def _stable(
                 Notify(f"REVERTING: {state.endpoint}", _facts(reverting, what)),
             ),
         )
+    if policy.strategy is Strategy.SHADOW:
+        return _start_shadow(state, view, target, policy, now)
     if policy.strategy is not Strategy.AB:
         what = f"v{target.version} approved; SageMaker {policy.strategy.value} deployment from v{stable.version}"
         native = state.evolve(
@@ -905,10 +944,16 @@ def _gate_rollback(
 
 
 def _gated(
-    state: RolloutState, policy: RolloutPolicy, assessment: Assessment, invocations: int | None, now: float
+    state: RolloutState,
+    policy: RolloutPolicy,
+    assessment: Assessment,
+    invocations: int | None,
+    now: float,
+    move_on: Callable[[RolloutState, RolloutPolicy, float, str], Decision] | None = None,
 ) -> Decision | None:
     """The gate's move for a step that is not rolled back; None: the bake and evidence rules decide (the
-    candidate is short of its minimum of invocations: it waits, and is held as NO TRAFFIC, as without the gate)."""
+    candidate is short of its minimum of invocations: it waits, and is held as NO TRAFFIC, as without the gate).
+    `move_on`: how the rollout moves on from where it is (the next step by default; the end of a shadow test)."""
     candidate = state.candidate
     assert candidate
     if not _has_evidence(policy, invocations):
@@ -922,7 +967,7 @@ def _gated(
             if assessment.verdict is Verdict.NOT_WORSE
             else "inconclusive at the longest bake (the group's policy: promote)"
         )
-        return _next_step(
+        return (move_on or _next_step)(
             state,
             policy,
             now,
@@ -932,10 +977,10 @@ def _gated(
     if elapsed < policy.held_after or state.inconclusive:
         held = " (held: INCONCLUSIVE)" if state.inconclusive else ""
         return _wait(state, f"canary analysis collecting evidence{held}: {assessment.summary()}")
-    share = policy.steps[state.step]
+    where = _where(state, policy)
     what = (
-        f"INCONCLUSIVE: the canary analysis of v{candidate.version} at {share}% is undecided after {elapsed:.0f} s "
-        f"({assessment.summary()}); held at {share}% (it moves on or rolls back as soon as the evidence "
+        f"INCONCLUSIVE: the canary analysis of v{candidate.version} {where} is undecided after {elapsed:.0f} s "
+        f"({assessment.summary()}); held {where} (it moves on or rolls back as soon as the evidence "
         "decides), or decide: sagepilot promote / rollback."
     )
     held_state = state.evolve(now, what, inconclusive=True)
@@ -965,18 +1010,19 @@ def _short_of_evidence(state: RolloutState, policy: RolloutPolicy, invocations: 
     step and say so once (NO TRAFFIC). Silence never promotes."""
     candidate = state.candidate
     assert candidate
-    share = policy.steps[min(state.step, len(policy.steps) - 1)]
+    where = _where(state, policy)
     served = invocations or 0
     elapsed = now - state.step_started_at
     if state.starved or elapsed < policy.held_after:
         return _wait(
             state,
-            f"v{candidate.version} served {served} of the {policy.min_invocations} invocations needed at {share}%; "
+            f"v{candidate.version} served {served} of the {policy.min_invocations} invocations needed {where}; "
             "waiting for traffic" + (" (held: NO TRAFFIC)" if state.starved else ""),
         )
     what = (
-        f"NO TRAFFIC: v{candidate.version} served {served} of the {policy.min_invocations} invocations needed at "
-        f"{share}% in {elapsed:.0f} s; the canary is held at {share}% and will not be promoted on silence. Send it "
+        f"NO TRAFFIC: v{candidate.version} served {served} of the {policy.min_invocations} invocations needed "
+        f"{where} in {elapsed:.0f} s; the {'shadow test' if state.phase is Phase.SHADOW else 'canary'} is held "
+        f"{where} and will not be promoted on silence. Send it "
         "traffic (it moves on once it has enough), or decide: sagepilot promote / rollback."
     )
     held = state.evolve(now, what, starved=True)
@@ -995,7 +1041,7 @@ def _promoting(
     assert candidate
     if candidate.variant not in view.names and _update_failed(state, view):
         return _start_failed(state, view, now)  # e.g. a revert to an older version that SageMaker could not start
-    if view.names != {candidate.variant}:
+    if view.names != {candidate.variant} or view.shadows:
         deregister = tuple(sorted(view.names - {candidate.variant}))
         return Decision(
             state.evolve(now, endpoint_modified_at=view.last_modified),
@@ -1036,7 +1082,7 @@ def _rolling_back(
 ) -> Decision:
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
-    if view.names == {stable.variant}:
+    if view.names == {stable.variant} and not view.shadows:
         what = f"rolled back to v{stable.version}: {state.reason}"
         done = state.evolve(now, what, phase=Phase.STABLE, candidate=None, step=0, reason="", reject_candidate=False)
         actions: list[Action] = [
@@ -1136,3 +1182,160 @@ def _native(
         )
     extra = tuple(sorted(view.names - {candidate.variant}))
     return Decision(state, (NativeUpdate(candidate, extra, policy.strategy),), note="starting the SageMaker deployment")
+
+
+# Shadow tests ------------------------------------------------------------------------------------------
+def _where(state: RolloutState, policy: RolloutPolicy) -> str:
+    """Where the candidate is being judged, for the history and notices."""
+    if state.phase is Phase.SHADOW:
+        return f"in its shadow test ({policy.shadow_percent}% of requests copied to it)"
+    return f"at {policy.steps[min(state.step, len(policy.steps) - 1)]}%"
+
+
+def _shadow_shape(stable: Release, candidate: Release, policy: RolloutPolicy) -> ApplyVariants:
+    """The endpoint of a shadow test: stable the only production variant, the candidate its shadow."""
+    return ApplyVariants(((stable, 1.0),), (), shadow=((candidate, round(policy.shadow_percent / 100, 6)),))
+
+
+def _is_shadow_shape(view: EndpointView, stable: Release, candidate: Release, policy: RolloutPolicy) -> bool:
+    if view.names != {stable.variant} or view.shadow_names != {candidate.variant}:
+        return False
+    production = sum(v.weight for v in view.variants)
+    copied = view.shadows[0].weight / production if production > 0 else 0.0
+    return abs(copied - policy.shadow_percent / 100) <= _WEIGHT_TOLERANCE
+
+
+def _start_shadow(
+    state: RolloutState, view: EndpointView, target: Release, policy: RolloutPolicy, now: float
+) -> Decision:
+    stable = state.stable
+    assert stable
+    what = (
+        f"v{target.version} approved; shadow test beside v{stable.version}: {policy.shadow_percent}% of the requests "
+        "copied to it, its answers discarded (no user sees them)"
+    )
+    shadow = state.evolve(
+        now,
+        what,
+        phase=Phase.SHADOW,
+        started_at=now,
+        candidate=target,
+        step=0,
+        step_started_at=now,
+        paused=False,
+        command=None,
+        reason="",
+        reject_candidate=False,
+        orphan_notified=False,
+        starved=False,
+        inconclusive=False,
+        endpoint_modified_at=view.last_modified,
+    )
+    return Decision(
+        shadow,
+        (
+            CreateVariantAlarms(target.variant),
+            _shadow_shape(stable, target, policy),
+            Notify(f"ROLLOUT STARTED: {state.endpoint} v{target.version}", _facts(shadow, what)),
+        ),
+    )
+
+
+def _after_shadow(state: RolloutState, policy: RolloutPolicy, now: float, why: str) -> Decision:
+    """The shadow test is passed: users start getting the candidate's answers (a canary from its first step,
+    or all of them at once, per the group's `shadow-then`)."""
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    if policy.after_shadow is AfterShadow.PROMOTE:
+        what = f"{why}; promoting v{candidate.version}, removing v{stable.version}"
+        promoting = state.evolve(
+            now, what, phase=Phase.PROMOTING, command=None, paused=False, reason="shadow test passed"
+        )
+        return Decision(promoting, (ApplyVariants(((candidate, 1.0),), (stable.variant,)),))
+    canary = state.evolve(
+        now,
+        f"{why}; canary at {policy.steps[0]}% beside v{stable.version}",
+        phase=Phase.CANARY,
+        step=0,
+        step_started_at=now,
+        starved=False,
+        inconclusive=False,
+    )
+    shares = canary_shares(canary, policy)
+    return Decision(
+        canary, (ApplyVariants(((stable, shares[stable.variant]), (candidate, shares[candidate.variant])), ()),)
+    )
+
+
+def _shadow(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+    invocations: int | None = None,
+    assessment: Assessment | None = None,
+) -> Decision:
+    """A shadow test: the candidate gets a copy of live requests, users get stable's answers only. Rolled back
+    (the shadow removed) on an alarm of the candidate, the gate's WORSE, an operator or a newer approval;
+    passed on the gate's NOT_WORSE with its minimum of invocations (or, without the gate, after the bake)."""
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    if candidate.variant not in view.shadow_names and _update_failed(state, view):
+        return _start_failed(state, view, now)
+    cause = _rollback_reason(state, target, firing)
+    if cause is None and assessment is not None and state.command is not Command.PROMOTE:
+        cause = _gate_rollback(state, policy, assessment, invocations, now)
+    if cause is not None:
+        reason, reject, short = cause
+        back = state.evolve(
+            now,
+            f"rolling back: {reason}",
+            phase=Phase.ROLLING_BACK,
+            reason=reason,
+            cause=short,
+            reject_candidate=reject,
+            command=None,
+            paused=False,
+            endpoint_modified_at=view.last_modified,
+        )
+        extra = tuple(sorted(view.names - {stable.variant}))
+        return Decision(
+            back,
+            (
+                ApplyVariants(((stable, 1.0),), extra),
+                Notify(f"ROLLING BACK: {state.endpoint} v{candidate.version}", _facts(back, reason)),
+            ),
+        )
+    if state.command is Command.PROMOTE:
+        what = f"operator promoted; promoting v{candidate.version} from its shadow test, removing v{stable.version}"
+        promoting = state.evolve(
+            now, what, phase=Phase.PROMOTING, command=None, paused=False, reason="operator promoted"
+        )
+        deregister = tuple(sorted(view.names - {candidate.variant}))
+        return Decision(promoting, (ApplyVariants(((candidate, 1.0),), deregister),))
+    if not _is_shadow_shape(view, stable, candidate, policy):
+        # Not (or no longer, or at another sampling percentage) the recorded shape: (re)apply it.
+        shape = _shadow_shape(stable, candidate, policy)
+        extra = tuple(sorted(view.names - {stable.variant}))
+        return Decision(
+            state.evolve(now, endpoint_modified_at=view.last_modified),
+            (CreateVariantAlarms(candidate.variant), dataclasses.replace(shape, deregister=extra)),
+            note="the candidate as the shadow variant",
+        )
+    if state.paused:
+        return _wait(state, "paused by an operator")
+    if assessment is not None:
+        gated = _gated(state, policy, assessment, invocations, now, move_on=_after_shadow)
+        if gated is not None:
+            return gated
+    due = state.step_started_at + policy.bake_seconds
+    if now < due:
+        return _wait(state, f"shadow test for {due - now:.0f} s more")
+    if not _has_evidence(policy, invocations):
+        return _short_of_evidence(state, policy, invocations, now)
+    served = f", {invocations} invocations" if policy.min_invocations and invocations is not None else ""
+    return _after_shadow(
+        state, policy, now, f"shadow test: v{candidate.version} healthy after {policy.bake_seconds} s{served}"
+    )

@@ -1,7 +1,9 @@
-"""The evidence of a running `ab` canary step for its statistical gate (see domain.canary_gate).
+"""The evidence of a running `ab` canary step (or shadow test) for its statistical gate (see domain.canary_gate).
 
-Read for every reconcile of a step where the stable variant still serves (the candidate below 100%) and the
-group's `sagepilot:analysis` is `sequential`: both variants' counts since the step began, in one CloudWatch
+Read for every reconcile of a step where the stable variant still serves (the candidate below 100%), and of a
+shadow test (the candidate a shadow variant: its metrics, published under its own variant name, are those of
+the copies of live requests it answered), unless the group's `sagepilot:analysis` is `off`: both variants'
+counts since the step began, in one CloudWatch
 GetMetricData call, judged by `canary_gate.assess`. At 100% there is nothing to compare against: the last
 step is judged by the alarms and the minimum of invocations, as without the gate. Every look is added to
 the rollout's report in the data bucket (`record_look`; see domain.canary_report).
@@ -21,20 +23,21 @@ def judge_step(alarms: VariantAlarms, state: RolloutState, deployment: Deploymen
     """The gate's assessment of the running canary step, or None where the gate does not judge it."""
     policy = deployment.rollout
     stable, candidate = state.stable, state.candidate
+    shadow = state.phase is Phase.SHADOW
     if (
         not policy.gate.enabled
-        or policy.strategy is not Strategy.AB
-        or state.phase is not Phase.CANARY
+        or policy.strategy not in (Strategy.AB, Strategy.SHADOW)
+        or state.phase not in (Phase.CANARY, Phase.SHADOW)
         or stable is None
         or candidate is None
-        or policy.steps[min(state.step, len(policy.steps) - 1)] >= 100
+        or (not shadow and policy.steps[min(state.step, len(policy.steps) - 1)] >= 100)
     ):
         return None
     objective = policy.gate.latency_objective_ms or deployment.alarms.latency_p99_ms
     evidence = alarms.step_counts(
         state.endpoint, stable.variant, candidate.variant, state.step_started_at, now, objective, policy.gate.custom
     )
-    return assess(evidence, policy.gate, policy.steps)
+    return assess(evidence, policy.gate, policy.steps, stages=policy.judged_stages)
 
 
 def record_look(
@@ -53,10 +56,11 @@ def record_look(
         entry(
             assessment.evidence.end,
             before.step,
-            steps[min(before.step, len(steps) - 1)],
+            0 if before.phase is Phase.SHADOW else steps[min(before.step, len(steps) - 1)],  # users' share
             assessment,
             what,
             stable=stable.version,
             candidate=candidate.version,
+            shadow=before.phase is Phase.SHADOW,
         ),
     )

@@ -155,7 +155,7 @@ class Rollouts:
         renaming = {g for g, endpoints in per_group.items() if endpoints > 1}
         live: dict[str, str] | None = None
         for state, checked_at in recorded:
-            if state.phase is Phase.CANARY and not state.paused:
+            if state.phase in (Phase.CANARY, Phase.SHADOW) and not state.paused:
                 bake = self._bake_seconds(state.group)
                 overdue = max(overdue, now - state.step_started_at - bake)
             if (
@@ -293,7 +293,7 @@ class Rollouts:
         firing: tuple[str, ...] = ()
         invocations: int | None = None
         assessment: Assessment | None = None
-        if state and state.candidate and state.phase is Phase.CANARY:
+        if state and state.candidate and state.phase in (Phase.CANARY, Phase.SHADOW):
             firing = self._alarms.firing(endpoint, state.candidate.variant)
             assessment = judge_step(self._alarms, state, deployment, now)
             if assessment is not None:
@@ -384,11 +384,11 @@ class Rollouts:
         for action in actions:
             match action:
                 case plan.CreateEndpoint(release=release) | plan.NativeUpdate(release=release):
-                    specs, config = self._specs(deployment, endpoint, ((release, 1.0),), view)
+                    specs, config, _ = self._specs(deployment, endpoint, ((release, 1.0),), view)
                     state = _with_names(state, [str(s["ModelName"]) for s in specs], config)
-                case plan.ApplyVariants(variants=variants):
-                    specs, config = self._specs(deployment, endpoint, variants, view)
-                    state = _with_names(state, [str(s["ModelName"]) for s in specs], config)
+                case plan.ApplyVariants(variants=variants, shadow=shadow):
+                    specs, config, shadows = self._specs(deployment, endpoint, variants, view, shadow)
+                    state = _with_names(state, [str(s["ModelName"]) for s in specs + shadows], config)
                 case plan.Notify(subject=subject, detail=detail):
                     notice = (subject, json.dumps(dict(detail), sort_keys=True, default=str))
                     state = state.evolve(0, announcements=(*state.announcements, notice))
@@ -421,16 +421,18 @@ class Rollouts:
         emit = self._metrics.emit
         if old is Phase.CREATING and new is Phase.STABLE:
             emit("EndpointsDeployed")
-        elif old is Phase.STABLE and new in (Phase.CANARY, Phase.NATIVE):
+        elif old is Phase.STABLE and new in (Phase.CANARY, Phase.NATIVE, Phase.SHADOW):
             emit("RolloutsStarted")
         elif old is Phase.CANARY and new is Phase.CANARY and before is not None and after.step > before.step:
             emit("RolloutSteps")
-        elif old is Phase.CANARY and new is Phase.PROMOTING:
+        elif old is Phase.SHADOW and new is Phase.CANARY:
+            emit("RolloutSteps")  # the shadow test passed: the canary's first step
+        elif old in (Phase.CANARY, Phase.SHADOW) and new is Phase.PROMOTING:
             emit("Promotions")
         elif new is Phase.ROLLING_BACK and old is not Phase.ROLLING_BACK:
             emit("Rollbacks", Cause=after.cause or "unknown")
         elif (
-            old in (Phase.CANARY, Phase.PROMOTING)
+            old in (Phase.CANARY, Phase.PROMOTING, Phase.SHADOW)
             and new is Phase.STABLE
             and before is not None
             and after.stable == before.stable
@@ -684,10 +686,10 @@ class Rollouts:
             case plan.CreateEndpoint(release=release):
                 config = self._config(move, deployment, endpoint, ((release, 1.0),), view)
                 self._endpoints.create(endpoint, config, self._tags_for(move.state))
-            case plan.ApplyVariants(variants=variants, deregister=deregister):
+            case plan.ApplyVariants(variants=variants, deregister=deregister, shadow=shadow):
                 for variant in deregister:
                     self._deregister(move, endpoint, variant, deployment)
-                config = self._config(move, deployment, endpoint, variants, view)
+                config = self._config(move, deployment, endpoint, variants, view, shadow)
                 self._endpoints.update(endpoint, config)
             case plan.NativeUpdate(release=release, deregister=deregister, strategy=strategy):
                 for variant in deregister:
@@ -721,22 +723,28 @@ class Rollouts:
         endpoint: str,
         variants: tuple[tuple[Release, float], ...],
         view: plan.EndpointView | None,
-    ) -> tuple[list[dict[str, Any]], str]:
-        """The production variants of an endpoint config holding exactly `variants`, and its name; a live
-        variant keeps its current instance count (autoscaling may have moved it)."""
+        shadow: tuple[tuple[Release, float], ...] = (),
+    ) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:
+        """The production variants of an endpoint config holding exactly `variants` (and `shadow` as its
+        ShadowProductionVariants), its name, and the shadow variants; a live variant keeps its current instance
+        count (autoscaling may have moved it)."""
         specs: list[dict[str, Any]] = []
-        for release, share in variants:
-            live = view.instances(release.variant) if view else None
-            specs.append(
-                {
-                    "VariantName": release.variant,
-                    "ModelName": endpoint_model_name(endpoint, release.version, release.package_arn),
-                    "InstanceType": deployment.instance_type,
-                    "InitialInstanceCount": live or deployment.instance_count,
-                    "InitialVariantWeight": share,
-                }
-            )
-        return specs, endpoint_config_name(endpoint, [_spec_key(s) for s in specs])
+        shadows: list[dict[str, Any]] = []
+        for into, releases in ((specs, variants), (shadows, shadow)):
+            for release, share in releases:
+                live = view.instances(release.variant) if view and into is specs else None
+                into.append(
+                    {
+                        "VariantName": release.variant,
+                        "ModelName": endpoint_model_name(endpoint, release.version, release.package_arn),
+                        "InstanceType": deployment.instance_type,
+                        "InitialInstanceCount": live or deployment.instance_count,
+                        "InitialVariantWeight": share,
+                    }
+                )
+        # A shadow's spec is named apart ("shadow|..."), so that the same variants with and without it differ.
+        keys = [_spec_key(s) for s in specs] + [f"shadow|{_spec_key(s)}" for s in shadows]
+        return specs, endpoint_config_name(endpoint, keys), shadows
 
     def _config(
         self,
@@ -745,17 +753,18 @@ class Rollouts:
         endpoint: str,
         variants: tuple[tuple[Release, float], ...],
         view: plan.EndpointView | None,
+        shadow: tuple[tuple[Release, float], ...] = (),
     ) -> str:
-        """Models and an endpoint config holding exactly `variants`, their names recorded before they are
-        created (already so by `_intent`, unless a fallback instance type changed them)."""
+        """Models and an endpoint config holding exactly `variants` (and `shadow`), their names recorded before
+        they are created (already so by `_intent`, unless a fallback instance type changed them)."""
         assert move.state
-        specs, name = self._specs(deployment, endpoint, variants, view)
-        named = _with_names(move.state, [str(s["ModelName"]) for s in specs], name)
+        specs, name, shadows = self._specs(deployment, endpoint, variants, view, shadow)
+        named = _with_names(move.state, [str(s["ModelName"]) for s in specs + shadows], name)
         if named != move.state:
             self._save(move, named)
-        for spec, (release, _) in zip(specs, variants, strict=True):
+        for spec, (release, _) in zip(specs + shadows, variants + shadow, strict=True):
             self._endpoints.ensure_model(str(spec["ModelName"]), release.package_arn)
-        self._endpoints.ensure_config(name, specs, self._tags_for(move.state))
+        self._endpoints.ensure_config(name, specs, self._tags_for(move.state), shadows)
         return name
 
     def _clean_up(self, state: RolloutState, live_config: str) -> RolloutState:
