@@ -59,9 +59,10 @@ def show_history(state: RolloutState) -> list[str]:
 
 def apply_command(state: RolloutState, command: str, who: str, now: float) -> RolloutState:
     """The state with the operator's command recorded; CommandRefused if it does not apply now."""
-    if state.phase is not Phase.CANARY:
+    if state.phase not in (Phase.CANARY, Phase.SHADOW):
         raise CommandRefused(
-            f"{state.endpoint} is {state.phase.value}, not in a canary: {command} applies to a running A/B rollout"
+            f"{state.endpoint} is {state.phase.value}, not in a canary or a shadow test: {command} applies to a "
+            "running A/B rollout"
         )
     if command == "pause":
         return state.evolve(now, f"paused by {who}", paused=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import sagepilot_cli as cli
 from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.domain.rollout import Phase
 from sagepilot_sandbox.provision import Stack
@@ -145,3 +146,31 @@ def test_shadow_then_promote_skips_the_canary(rollout: Rollout) -> None:
     rollout.pump()
     assert rollout.shares() == {"v2": 1.0} and rollout.state().phase is Phase.STABLE
     assert rollout.scaled_variants() == {"v2"}
+
+
+def test_the_operator_pauses_and_rolls_back_a_shadow_test_through_the_cli(
+    rollout: Rollout, notifications: Notifications, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator's commands apply to a shadow test as to a canary: paused, the candidate keeps getting copies
+    and is never moved on; rolled back, its shadow goes with no user impact."""
+    rollout.rate = 0
+    shadow_group(rollout)
+    deploy_v1(rollout)
+    arn = rollout.register()
+    rollout.pump()
+    table = ["--table", rollout.store()._table]
+    assert cli.main([*table, "pause", ENDPOINT]) == 0
+    rollout.pump()
+    for _ in range(20):  # evidence enough to pass the test, but paused: it stays a shadow test
+        serve(rollout, 60, errors={})
+        rollout.tick(60)
+    assert rollout.state().phase is Phase.SHADOW and rollout.copied() == {"v2": 0.5}
+    assert cli.main([*table, "rollouts"]) == 0
+    assert "SHADOW (paused)" in capsys.readouterr().out
+    assert cli.main([*table, "rollback", ENDPOINT]) == 0
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0} and rollout.copied() == {}
+    assert rollout.sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"] == "Rejected"
+    assert cli.main([*table, "history", ENDPOINT]) == 0
+    history = capsys.readouterr().out
+    assert "paused by" in history and "rollback requested by" in history
