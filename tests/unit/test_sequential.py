@@ -7,7 +7,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sagepilot.domain.sequential import Counts, Verdict, half_width, judge, log_lambda, overall, variance
@@ -85,6 +85,7 @@ def test_the_sequence_is_where_the_mixture_ratio_stays_below_the_boundary() -> N
     alpha=st.floats(0.001, 0.2),
     margin=st.floats(0.001, 0.2),
 )
+@example(xb=0, nb=202, xc=45, nc=2485, alpha=0.125, margin=0.125)  # shown worse at 0.125, not at 0.0625
 def test_properties(xb: int, nb: int, xc: int, nc: int, alpha: float, margin: float) -> None:
     baseline, candidate = Counts(min(xb, nb), nb), Counts(min(xc, nc), nc)
     j = judge("m", baseline, candidate, margin=margin, alpha=alpha)
@@ -96,10 +97,18 @@ def test_properties(xb: int, nb: int, xc: int, nc: int, alpha: float, margin: fl
         assert j.difference > 0 and j.statistic >= j.boundary - 1e-9
     if j.verdict is Verdict.NOT_WORSE:
         assert j.upper < margin
-    # More confidence never makes a verdict where less confidence had none.
+    # More confidence never makes a verdict where less confidence had none, and each verdict it makes, less
+    # confidence made too or had the evidence for: a stricter WORSE was a WORSE; a stricter NOT_WORSE had its upper
+    # bound under the margin at the looser level (where WORSE may have taken precedence: an interval wholly
+    # inside (0, margin) is a regression shown, which rolls back).
     stricter = judge("m", baseline, candidate, margin=margin, alpha=alpha / 2)
-    if stricter.verdict is not Verdict.CONTINUE:
-        assert stricter.verdict is j.verdict
+    if j.verdict is Verdict.CONTINUE:
+        assert stricter.verdict is Verdict.CONTINUE
+    if stricter.verdict is Verdict.WORSE:
+        assert j.verdict is Verdict.WORSE
+    if stricter.verdict is Verdict.NOT_WORSE:
+        assert j.upper < margin and j.verdict in (Verdict.NOT_WORSE, Verdict.WORSE)
+        assert j.verdict is Verdict.NOT_WORSE or j.lower > 0
 
 
 @settings(max_examples=100, deadline=None)
