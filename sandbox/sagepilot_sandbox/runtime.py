@@ -65,6 +65,7 @@ DEFAULT_SQS_CONCURRENCY = 5
 # The account's concurrency in the sandbox unless SAGEPILOT_SANDBOX_LAMBDA_CONCURRENCY says otherwise:
 # the quota of a new AWS account (10; most accounts get 1,000), which a laptop can run.
 DEFAULT_ACCOUNT_CONCURRENCY = 10
+MAX_ASYNC_WORKERS = 50  # threads invoking one function's asynchronous events, at most
 CONCURRENCY_ENV = "SAGEPILOT_SANDBOX_LAMBDA_CONCURRENCY"
 
 
@@ -196,9 +197,6 @@ class FunctionProcess:
         self.throttles = 0  # invocations that found no free concurrency (whether they ran later or not)
         self.invocations: list[Invocation] = []
         self.metrics = EmfPublisher(ACCOUNT_ID, REGION)  # its EMF log lines become CloudWatch metrics
-        # Events taken from the function's asynchronous queue and not yet done (its rule targets share it):
-        # no more than the function could run at once, the rest wait in the queue as in Lambda's.
-        self.async_slots = threading.Semaphore(self.pool.limit)
         self._environments.append(self._start_environment())  # started with the sandbox, as before
 
     @property
@@ -529,55 +527,60 @@ class SqsEventSource(_Poller):
 
 
 class AsyncRuleTarget(_Poller):
-    """An EventBridge rule (or schedule) whose target is the function, invoked asynchronously: each event
-    taken from the delivery queue is Lambda's to run (it leaves the queue), concurrently with the others
-    as far as the function's concurrency allows; a throttled event waits for it (Lambda keeps throttled
-    events in its queue and retries them), a function error is retried `max_async_retries` times, then
-    goes to the OnFailure destination. The function's rule targets together hold no more events than it
-    can run at once: the rest wait in their delivery queues, as in Lambda's queue."""
+    """An EventBridge rule (or schedule) whose target is the function: each event taken from its delivery
+    queue is handed to the function's asynchronous queue (`AsyncInvoker`), Lambda's from then on."""
+
+    def __init__(self, sqs: Any, delivery: RuleDelivery, invoker: AsyncInvoker, stop: threading.Event) -> None:
+        super().__init__(f"rule:{delivery.rule_name}", stop)
+        self._sqs, self._delivery, self._invoker = sqs, delivery, invoker
+
+    def poll_once(self) -> None:
+        url = self._delivery.delivery_queue_url
+        messages = self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        for message in messages:
+            self._invoker.put(json.loads(message["Body"]))
+            self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class AsyncInvoker(_Poller):
+    """A function's asynchronous event queue, as Lambda keeps it: events are invoked in the order they came,
+    concurrently as far as the function's concurrency allows (a throttled event waits for it: Lambda keeps
+    throttled events and retries them), a function error is retried `max_async_retries` times, then goes to
+    the OnFailure destination."""
 
     def __init__(
         self,
         sqs: Any,
         stack: Stack,
-        delivery: RuleDelivery,
         function: FunctionProcess,
         stop: threading.Event,
         retry_delay: int,
         on_invoke: Callable[[str, dict[str, Any], Invocation], None],
     ) -> None:
-        super().__init__(f"rule:{delivery.rule_name}", stop)
-        self._sqs, self._stack, self._delivery, self._function = sqs, stack, delivery, function
+        super().__init__(f"async:{function.spec.logical_id}", stop)
+        self._sqs, self._stack, self._function = sqs, stack, function
         self._retry_delay, self._on_invoke = retry_delay, on_invoke
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        # One worker per execution the function may run at once (none with a reservation of 0: its events wait).
+        self.workers = min(function.pool.limit, MAX_ASYNC_WORKERS)
+
+    def put(self, event: dict[str, Any]) -> None:
+        self._events.put(event)
+
+    def run(self) -> None:
+        for n in range(1, self.workers):
+            threading.Thread(target=super().run, name=f"{self.name}:{n}", daemon=True).start()
+        if self.workers:
+            super().run()
 
     def poll_once(self) -> None:
-        slots = self._function.async_slots
-        if not slots.acquire(timeout=0.5):
+        try:
+            event = self._events.get(timeout=0.5)
+        except queue.Empty:
             return
-        taken = 1
-        while taken < 10 and slots.acquire(blocking=False):
-            taken += 1
-        try:
-            url = self._delivery.delivery_queue_url
-            messages = self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=taken, WaitTimeSeconds=1).get(
-                "Messages", []
-            )
-            for message in messages:
-                event = json.loads(message["Body"])
-                self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-                threading.Thread(target=self._run_event, args=(event,), name=f"{self.name}:event", daemon=True).start()
-                taken -= 1  # its thread gives the slot back
-        finally:
-            for _ in range(taken):
-                slots.release()
-
-    def _run_event(self, event: dict[str, Any]) -> None:
-        try:
-            self._invoke_async(event)
-        except Exception as exc:  # noqa: BLE001 - keep the sandbox alive, remember what went wrong
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            self._function.async_slots.release()
+        self._invoke_async(event)
 
     def _invoke_async(self, event: dict[str, Any]) -> None:
         spec = self._function.spec
@@ -696,10 +699,11 @@ class LambdaService:
                 self.pollers.append(
                     SqsEventSource(sqs, source, self.functions[fid], self._stop, retry_delay, self._batch_done)
                 )
+            if spec.rule_deliveries:
+                invoker = AsyncInvoker(sqs, stack, self.functions[fid], self._stop, retry_delay, self._invoked)
+                self.pollers.append(invoker)
             for delivery in spec.rule_deliveries:
-                self.pollers.append(
-                    AsyncRuleTarget(sqs, stack, delivery, self.functions[fid], self._stop, retry_delay, self._invoked)
-                )
+                self.pollers.append(AsyncRuleTarget(sqs, delivery, invoker, self._stop))
                 if delivery.schedule_expression is not None:
                     if clients is None:
                         raise ValueError(f"{fid} has a schedule: LambdaService needs `clients` to read its state")
