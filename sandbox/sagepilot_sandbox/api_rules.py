@@ -14,6 +14,9 @@ SageMaker
   job URIs `s3://bucket/...` or `https://...`, at most 100 hyperparameters, keys up to 256 and values
   up to 2,500 characters. botocore checks lengths and minimums client-side; patterns and map sizes are
   the service's.
+- CreateTrainingJob refuses a TrainingImage in ECR that its RoleArn may not pull (`ecr:GetAuthorizationToken`,
+  `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer` on the repository, decided by `roles`): "Access denied
+  for repository: <repository> in registry ID: <registry>." (SageMaker's words, observed), with the denial.
 - moto's own messages that embed a whole client error ("An error ocurred (ValidationException) when
   calling the CreateModelPackage operation: Model Package Group does not exist.") read as AWS's do
   ("Model Package Group does not exist.").
@@ -199,6 +202,37 @@ def _refusing(check: Callable[[dict[str, Any]], list[str]], original: Callable[.
     return action
 
 
+def training_image_refusal(params: dict[str, Any], account: str) -> str | None:
+    """CreateTrainingJob's refusal of a TrainingImage its RoleArn may not pull from ECR (`roles.check_image_pull`),
+    in SageMaker's words (observed) with the role's denial; None when the role may pull it or is not checked."""
+    from sagepilot_sandbox import roles
+
+    image = str((params.get("AlgorithmSpecification") or {}).get("TrainingImage") or "")
+    role = str(params.get("RoleArn") or "")
+    found = roles.ecr_repository(image)
+    if found is None or not role:
+        return None
+    try:
+        roles.check_image_pull(role, image, account=account)
+    except roles.AccessDenied as denied:
+        registry, repository_arn = found
+        repository = repository_arn.split(":repository/", 1)[1]
+        return f"Access denied for repository: {repository} in registry ID: {registry}. ({denied.reason})"
+    return None
+
+
+def _refusing_unpullable_image(original: Callable[..., Any]) -> Callable[..., Any]:
+    from moto.sagemaker.exceptions import ValidationError
+
+    def action(self: Any) -> Any:
+        refusal = training_image_refusal(self._get_params(), str(self.current_account))
+        if refusal:
+            raise ValidationError(message=refusal)
+        return original(self)
+
+    return action
+
+
 def _patch_sagemaker() -> None:
     from moto.core.responses import ActionResult, EmptyResult
     from moto.sagemaker import models, responses
@@ -253,7 +287,9 @@ def _patch_sagemaker() -> None:
     response_cls.delete_model_package = delete_model_package
     response_cls.list_contexts = list_contexts
     response_cls.list_monitoring_schedules = list_monitoring_schedules
-    response_cls.create_training_job = _refusing(training_job_problems, response_cls.create_training_job)
+    response_cls.create_training_job = _refusing_unpullable_image(
+        _refusing(training_job_problems, response_cls.create_training_job)
+    )
     response_cls.create_model = _refusing(model_problems, response_cls.create_model)
     response_cls.create_transform_job = _refusing(transform_job_problems, response_cls.create_transform_job)
     response_cls.create_model_package = _refusing(model_package_problems, response_cls.create_model_package)

@@ -11,6 +11,10 @@ Environment, overlaid by the model's own), and the model's `ExecutionRoleArn`. B
   `source_dir`) is read as the role too and handed to the model server as a local file, as the
   framework container downloads it at start-up; the server then imports `SAGEMAKER_PROGRAM` from it.
 
+What an endpoint's containers need before they start is checked by `check_image` (the role must be
+allowed to pull the container's ECR image, else `ImageNotPullable`) and `check_artifact_exists` (an
+artifact that is not there is SageMaker's download failure, `CannotDownload`).
+
 Each copy is named by the object's ETag, so a new upload under the same URI starts a new server.
 """
 
@@ -59,6 +63,67 @@ def _container_definition(model_name: str, account: str, region: str) -> tuple[d
             environment.update(spec_containers[0].get("Environment") or {})
     environment.update(container.get("Environment") or {})
     return environment, str(model.execution_role_arn or "")
+
+
+class ImageNotPullable(ModelUnavailable):
+    """The model's execution role may not pull its image from ECR: `reason` is the role's denial."""
+
+    def __init__(self, image: str, denial: str) -> None:
+        super().__init__(denial)
+        self.image = image
+
+    def endpoint_failure(self, variant: str) -> str:
+        """An endpoint's FailureReason for it (SageMaker's words, observed), with the denial."""
+        return (
+            f"Please make sure all images included in the model for the production variant {variant} exist, and "
+            f"that the execution role used to create the model has permissions to access them. ({self.reason})"
+        )
+
+    def job_failure(self) -> str:
+        """A transform job's FailureReason for it (inferred from the endpoint's), with the denial."""
+        return (
+            "Please make sure all images included in the model exist, and that the execution role used to create "
+            f"the model has permissions to access them. ({self.reason})"
+        )
+
+
+def model_image(model_name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> str:
+    """The image SageMaker pulls for the model: its container's, or its model package's container's."""
+    backend = sagemaker_backends[account][region]
+    model = backend._models.get(model_name)
+    if model is None:
+        raise ModelUnavailable(f'Could not find model "{model_name}".')
+    container = dict(model.primary_container or (model.containers[0] if model.containers else {}))
+    if container.get("Image"):
+        return str(container["Image"])
+    package_name = container.get("ModelPackageName")
+    if package_name:
+        package = backend.model_packages.get(backend.model_package_name_mapping.get(package_name, package_name))
+        spec_containers = ((package.inference_specification or {}) if package else {}).get("Containers") or []
+        if spec_containers and spec_containers[0].get("Image"):
+            return str(spec_containers[0]["Image"])
+    return ""
+
+
+def check_image(model_name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> None:
+    """ImageNotPullable unless the model's execution role may pull its image (`roles.check_image_pull`)."""
+    image = model_image(model_name, account=account, region=region)
+    role = execution_role(model_name, account=account, region=region)
+    if not image or not role:
+        return
+    try:
+        roles.check_image_pull(role, image, account=account)
+    except roles.AccessDenied as denied:
+        raise ImageNotPullable(image, denied.reason) from None
+
+
+def check_artifact_exists(container: ModelContainer, *, account: str = DEFAULT_ACCOUNT) -> None:
+    """CannotDownload, with SageMaker's download failure, when there is no object at the model's artifact URL."""
+    try:
+        bucket, key = storage.parse_uri(container.model_data_url)
+        storage.head(bucket, key, account=account)
+    except (ValueError, storage.NotFound):
+        raise CannotDownload(download_failure(container.model_data_url)) from None
 
 
 def execution_role(model_name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> str | None:

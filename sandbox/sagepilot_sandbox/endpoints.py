@@ -9,7 +9,8 @@ variants left out of UpdateEndpointWeightsAndCapacities and never emits an event
   CurrentInstanceCount = DesiredInstanceCount = InitialInstanceCount, or `Failed` with a
   FailureReason when a failure was injected (`fail_next_endpoint`) or the transition is completed with
   `failure=` (the simulator's health check: a container that did not pass `/ping`). A second CreateEndpoint of the
-  same name is refused (`Cannot create already existing endpoint "<arn>".`), as is a second
+  same name, in any case (SageMaker: "The name is case-insensitive in CreateEndpoint"), is refused
+  (`Cannot create already existing endpoint "<arn>".`), as is a second
   CreateEndpointConfig (`Cannot create already existing endpoint configuration "<arn>".`).
 - UpdateEndpoint (EndpointConfigName, DeploymentConfig, RetainDeploymentConfig,
   RetainAllVariantProperties, ExcludeRetainedVariantProperties): the endpoint must exist, must not be
@@ -475,8 +476,9 @@ def _delete_endpoint_config(self: Any, endpoint_config_name: str) -> None:
 
 def _create_endpoint(self: Any, endpoint_name: str, endpoint_config_name: str, tags: list[dict[str, str]]) -> Any:
     with _lock:
-        if endpoint_name in self.endpoints:
-            arn = _endpoint_arn(self, endpoint_name)
+        existing = next((n for n in self.endpoints if n.lower() == endpoint_name.lower()), None)  # case-insensitive
+        if existing is not None:
+            arn = _endpoint_arn(self, existing)
             raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
         config = self.endpoint_configs.get(endpoint_config_name)
         if config is None:

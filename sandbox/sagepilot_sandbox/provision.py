@@ -50,6 +50,7 @@ class SqsSource:
     batch_size: int
     batching_window_seconds: float
     report_batch_item_failures: bool
+    maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency: batches invoked at once
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class FunctionSpec:
     rule_deliveries: list[RuleDelivery] = field(default_factory=list)
     max_async_retries: int = 2
     on_failure_queue_arn: str | None = None
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: its own pool, and its ceiling
 
 
 @dataclass
@@ -382,6 +384,7 @@ class Provisioner:
                         batch_size=int(props.get("BatchSize", 10)),
                         batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                         report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                        maximum_concurrency=_maximum_concurrency(logical_id, event_name, props),
                     )
                 )
             elif event["Type"] == "EventBridgeRule":
@@ -392,6 +395,11 @@ class Provisioner:
                 spec.rule_deliveries.append(self._schedule_v2_to_function(logical_id, event_name, props, arn))
             else:
                 raise TemplateError(f"the sandbox cannot emulate {event['Type']} events ({logical_id}.{event_name})")
+        if raw.get("ReservedConcurrentExecutions") is not None:
+            reserved = int(self.r.resolve(raw["ReservedConcurrentExecutions"]))
+            if reserved < 0:
+                raise TemplateError(f"{logical_id}: ReservedConcurrentExecutions must be 0 or more, not {reserved}")
+            spec.reserved_concurrency = reserved
         invoke = self.r.resolve(raw.get("EventInvokeConfig", {}))
         spec.max_async_retries = int(invoke.get("MaximumRetryAttempts", 2))
         on_failure = invoke.get("DestinationConfig", {}).get("OnFailure", {})
@@ -512,6 +520,20 @@ class Provisioner:
             input=str(props["Input"]),
             scheduler_group=group,
         )
+
+
+def _maximum_concurrency(function_id: str, event_name: str, props: dict[str, Any]) -> int | None:
+    """An SQS event's ScalingConfig.MaximumConcurrency, which Lambda accepts from 2 to 1,000."""
+    value = props.get("ScalingConfig", {}).get("MaximumConcurrency")
+    if value is None:
+        return None
+    maximum = int(value)
+    if not 2 <= maximum <= 1000:
+        raise TemplateError(
+            f"{function_id}.{event_name}: ScalingConfig.MaximumConcurrency must be between 2 and 1000 "
+            f"(Lambda's range), not {maximum}"
+        )
+    return maximum
 
 
 def provision(

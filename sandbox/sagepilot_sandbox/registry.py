@@ -14,6 +14,9 @@
   when the package had none).
 - DescribeModelPackage of a versioned package shows ModelPackageName (the group's name), as SageMaker
   does (moto leaves it out).
+- CreateModelPackageGroup refuses a name that exists, in any case (SageMaker's names are unique without
+  regard to case, its ARNs are lowercase; moto silently replaced an existing group and accepted `Churn`
+  beside `churn`): ValidationException "Model Package Group already exists: <ARN>".
 - ListTags / AddTags / DeleteTags work on model package ARNs (`model-package/<group>/<version>`),
   which moto answers with an internal error; model package groups' tags worked already.
 """
@@ -138,8 +141,25 @@ def _get_resource_from_arn(original: Callable[..., Any]) -> Callable[..., Any]:
     return get_resource_from_arn
 
 
+def same_name(names: Any, name: str) -> str | None:
+    """The name among `names` that is `name` in SageMaker's eyes (case does not count), if any."""
+    return next((n for n in names if str(n).lower() == name.lower()), None)
+
+
+def _create_model_package_group(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_model_package_group(self: Any, model_package_group_name: str, *args: Any, **kwargs: Any) -> Any:
+        existing = same_name(self.model_package_groups, model_package_group_name)
+        if existing is not None:
+            arn = self.model_package_groups[existing].arn
+            raise ValidationError(message=f"Model Package Group already exists: {arn}")
+        return original(self, model_package_group_name, *args, **kwargs)
+
+    return create_model_package_group
+
+
 def install() -> None:
     backend_cls: Any = sm_models.SageMakerModelBackend
+    backend_cls.create_model_package_group = _create_model_package_group(backend_cls.create_model_package_group)
     backend_cls.create_model_package = _create_model_package(backend_cls.create_model_package)
     backend_cls.update_model_package = _update_model_package
     backend_cls._get_resource_from_arn = _get_resource_from_arn(backend_cls._get_resource_from_arn)

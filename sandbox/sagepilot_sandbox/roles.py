@@ -9,6 +9,10 @@ prefix, `s3:PutObject` on what it writes. A refusal is an `AccessDenied` whose `
 the action and the resource; callers turn it into SageMaker's failure (an endpoint's or job's
 `FailureReason`).
 
+SageMaker also pulls the model's or job's image from ECR as the role (`check_image_pull`):
+`ecr:GetAuthorizationToken` (which has no resource), then `ecr:BatchGetImage` and
+`ecr:GetDownloadUrlForLayer` on the image's repository. An image that is not an ECR URI is not checked.
+
 What is not evaluated, said plainly: bucket policies and other resource-based policies, permission
 boundaries, SCPs, KMS key policies; `https://` model data (the sandbox serves none: it is refused as
 unreadable); and a role the sandbox's IAM does not know (tests that run SageMaker alone create models with
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -89,3 +94,29 @@ def check_list(role_arn: str, bucket: str, *, account: str = DEFAULT_ACCOUNT) ->
 
 def check_write(role_arn: str, bucket: str, key: str, *, account: str = DEFAULT_ACCOUNT) -> None:
     check(role_arn, "s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", account=account)
+
+
+ECR_IMAGE = re.compile(
+    r"^(?P<registry>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[a-z0-9._/-]+?)(?:[:@].*)?$"
+)
+
+
+def ecr_repository(image: str) -> tuple[str, str] | None:
+    """(registry id, repository ARN) of an ECR image URI; None for any other image."""
+    found = ECR_IMAGE.match(image)
+    if found is None:
+        return None
+    registry, region, repository = found.group("registry", "region", "repository")
+    return registry, f"arn:aws:ecr:{region}:{registry}:repository/{repository}"
+
+
+def check_image_pull(role_arn: str, image: str, *, account: str = DEFAULT_ACCOUNT) -> None:
+    """AccessDenied unless the role may pull `image` from ECR (see the module docstring)."""
+    found = ecr_repository(image)
+    if found is None:
+        return
+    _, repository = found
+    check(role_arn, "ecr:GetAuthorizationToken", "*", account=account)
+    check(role_arn, "ecr:BatchGetImage", repository, account=account)
+    check(role_arn, "ecr:GetDownloadUrlForLayer", repository, account=account)

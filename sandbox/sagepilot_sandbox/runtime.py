@@ -15,6 +15,16 @@
   (`source: aws.events`, `resources: [rule ARN]`, `detail: {}`), or the target's `Input` when one is
   set; from there it takes the same asynchronous path (retries, OnFailure) as rule events.
 
+Concurrency as Lambda has it: each function runs its invocations concurrently, one per execution
+environment (a process; a new one is a cold start), bounded by its ReservedConcurrentExecutions or else
+by the account's unreserved concurrency, which every function without a reservation shares:
+`concurrency` (`Sandbox(lambda_concurrency=...)`, else SAGEPILOT_SANDBOX_LAMBDA_CONCURRENCY, else 10, a
+new AWS account's quota; real accounts mostly have 1,000, which a laptop cannot run). An SQS event source
+invokes up to its ScalingConfig.MaximumConcurrency batches at once (else five); a rule target or schedule
+runs its events as they come. What the concurrency refuses is throttled as in Lambda: an asynchronous
+event waits for it, an SQS batch waits until its visibility timeout is about to run out, then returns to
+the queue (a receive that counts towards its maxReceiveCount).
+
 With `record_calls`, each function process records the AWS calls the function makes (call_recording.py)
 and `FunctionProcess.recorded_calls()` returns them; the calls Lambda itself makes with the function's
 role are recorded beside them (`source: "lambda"`): the SQS event source mapping's ReceiveMessage and
@@ -29,6 +39,7 @@ that a scenario does not take half an hour.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -48,14 +59,114 @@ from sagepilot_sandbox.template import ACCOUNT_ID, REGION
 
 Invocation = dict[str, Any]
 _SQS_BATCH_LIMIT = 10  # entries per DeleteMessageBatch / ChangeMessageVisibilityBatch
+# Batches an SQS event source mapping without ScalingConfig.MaximumConcurrency invokes at once: the five
+# Lambda starts with (it then adds up to 300 a minute, to 1,000; the sandbox does not scale further).
+DEFAULT_SQS_CONCURRENCY = 5
+# The account's concurrency in the sandbox unless SAGEPILOT_SANDBOX_LAMBDA_CONCURRENCY says otherwise:
+# the quota of a new AWS account (10; most accounts get 1,000), which a laptop can run.
+DEFAULT_ACCOUNT_CONCURRENCY = 10
+MAX_ASYNC_WORKERS = 50  # threads invoking one function's asynchronous events, at most
+CONCURRENCY_ENV = "SAGEPILOT_SANDBOX_LAMBDA_CONCURRENCY"
+
+
+class ConcurrencyPool:
+    """Concurrent executions: the account's unreserved concurrency (shared by every function without a
+    reservation) or one function's ReservedConcurrentExecutions (its own, and its ceiling; 0 throttles
+    every invocation, as in Lambda)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        if limit < 0:
+            raise ValueError(f"{name}: a concurrency limit is 0 or more, not {limit}")
+        self.name, self.limit = name, limit
+        self._free = threading.Semaphore(limit)
+
+    def acquire(self, wait: float | None, stop: threading.Event | None = None) -> bool:
+        """A free execution, waiting `wait` seconds at most (None: until one is free or `stop` is set)."""
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            remaining = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if remaining < 0:
+                return False
+            if self._free.acquire(timeout=remaining):
+                return True
+            if stop is not None and stop.is_set():
+                return False
+
+    def release(self) -> None:
+        self._free.release()
+
+
+def throttled(function_name: str) -> Invocation:
+    """Lambda's answer when the function's concurrency is used up (HTTP 429)."""
+    return {
+        "ok": False,
+        "throttled": True,
+        "errorType": "TooManyRequestsException",
+        "errorMessage": f"Rate Exceeded. ({function_name}: no concurrency available)",
+    }
+
+
+class _Environment:
+    """One execution environment: a process that imports the handler once (its cold start) and runs one
+    invocation at a time."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log: Any) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "sagepilot_sandbox.lambda_worker",
+                spec.name,
+                str(spec.timeout),
+                str(spec.code_dir.resolve()),
+                spec.handler,
+                *[str(d.resolve()) for d in spec.layer_dirs],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            text=True,
+        )
+
+    def invoke(self, event: dict[str, Any]) -> str:
+        """The worker's answer line; "" if the process has exited."""
+        assert self.proc.stdin and self.proc.stdout
+        try:
+            self.proc.stdin.write(json.dumps(event) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            return ""
+        return self.proc.stdout.readline()
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            with contextlib.suppress(BrokenPipeError):  # the process has already exited: nothing to tell it
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class FunctionProcess:
-    """A warm Lambda execution environment: one process, one invocation at a time."""
+    """A Lambda function: its execution environments, each one process running one invocation at a time.
+    Invocations run concurrently, each in an idle environment (a new one, i.e. a cold start, when all are
+    busy), as far as the function's concurrency pool allows: its reserved concurrency, or the account's
+    unreserved concurrency shared with the other functions. An environment whose process died is replaced
+    by the next invocation's cold start."""
 
-    def __init__(self, spec: FunctionSpec, endpoint_url: str, log_dir: Path, *, record_calls: bool = False) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        endpoint_url: str,
+        log_dir: Path,
+        *,
+        record_calls: bool = False,
+        pool: ConcurrencyPool | None = None,
+    ) -> None:
         self.spec = spec
-        self._lock = threading.Lock()
+        self.pool = pool if pool is not None else ConcurrencyPool(f"{spec.logical_id} (one at a time)", 1)
         self.record_calls = record_calls
         self._calls: dict[str, call_recording.CallRecord] = {}  # distinct calls, by content
         self._calls_lock = threading.Lock()
@@ -73,52 +184,104 @@ class FunctionProcess:
         )
         if record_calls:
             env[call_recording.ENVIRONMENT_VARIABLE] = "1"
+        self._env = env
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{spec.logical_id}.log"
         self._log = self.log_path.open("a", encoding="utf-8")
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "sagepilot_sandbox.lambda_worker",
-                spec.name,
-                str(spec.timeout),
-                str(spec.code_dir.resolve()),
-                spec.handler,
-                *[str(d.resolve()) for d in spec.layer_dirs],
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            text=True,
-        )
+        self._state = threading.Lock()
+        self._idle: list[_Environment] = []
+        self._environments: list[_Environment] = []
+        self._stopped = False
+        self.running = 0  # invocations in progress
+        self.peak_concurrency = 0  # the most invocations seen in progress at once
+        self.throttles = 0  # invocations that found no free concurrency (whether they ran later or not)
         self.invocations: list[Invocation] = []
         self.metrics = EmfPublisher(ACCOUNT_ID, REGION)  # its EMF log lines become CloudWatch metrics
+        self._environments.append(self._start_environment())  # started with the sandbox, as before
 
-    def invoke(self, event: dict[str, Any]) -> Invocation:
-        with self._lock:
-            assert self._proc.stdin and self._proc.stdout
-            started = time.monotonic()
-            self._proc.stdin.write(json.dumps(event) + "\n")
-            self._proc.stdin.flush()
-            line = self._proc.stdout.readline()
-            if not line:
-                response: Invocation = {
-                    "ok": False,
-                    "errorType": "Runtime.ExitError",
-                    "errorMessage": f"{self.spec.name} exited; see {self.log_path}",
-                }
-            else:
-                response = json.loads(line)
-                self.metrics.publish(response.pop("emf", []))
-                calls = response.pop("calls", [])
-                if calls:
-                    with self._calls_lock:
-                        call_recording.merge(self._calls, [{**c, "source": "function"} for c in calls])
-            response["durationMs"] = round((time.monotonic() - started) * 1000, 1)
+    @property
+    def _proc(self) -> subprocess.Popen[str] | None:
+        """The first execution environment's process (`pids()` gives every one)."""
+        with self._state:
+            return self._environments[0].proc if self._environments else None
+
+    def pids(self) -> list[int]:
+        with self._state:
+            return [e.proc.pid for e in self._environments]
+
+    def _start_environment(self) -> _Environment:
+        return _Environment(self.spec, self._env, self._log)
+
+    def _take_environment(self) -> _Environment:
+        with self._state:
+            if self._idle:
+                return self._idle.pop()
+        environment = self._start_environment()
+        with self._state:
+            self._environments.append(environment)
+        return environment
+
+    def _give_back(self, environment: _Environment, alive: bool) -> None:
+        with self._state:
+            if alive and not self._stopped:
+                self._idle.append(environment)
+                return
+            if environment in self._environments:
+                self._environments.remove(environment)
+        environment.stop()
+
+    def invoke(
+        self, event: dict[str, Any], *, wait: float | None = None, stop: threading.Event | None = None
+    ) -> Invocation:
+        """Run one invocation once the function's concurrency allows, waiting `wait` seconds at most for
+        that (None: until it does, or `stop` is set); otherwise Lambda's throttling answer (`throttled`)."""
+        free = self.pool.acquire(0)
+        if not free:
+            with self._state:
+                self.throttles += 1
+            free = self.pool.acquire(wait, stop)
+        if not free:
+            return throttled(self.spec.name)
+        try:
+            return self._run(event)
+        finally:
+            self.pool.release()
+
+    def _run(self, event: dict[str, Any]) -> Invocation:
+        with self._state:
+            if self._stopped:
+                raise RuntimeError(f"{self.spec.name} is stopped")
+            self.running += 1
+            self.peak_concurrency = max(self.peak_concurrency, self.running)
+        started_at, started = time.time(), time.monotonic()
+        environment: _Environment | None = None
+        line = ""
+        try:
+            environment = self._take_environment()
+            line = environment.invoke(event)
+        finally:
+            if environment is not None:
+                self._give_back(environment, alive=bool(line))
+            with self._state:
+                self.running -= 1
+        if not line:
+            response: Invocation = {
+                "ok": False,
+                "errorType": "Runtime.ExitError",
+                "errorMessage": f"{self.spec.name} exited; see {self.log_path}",
+            }
+        else:
+            response = json.loads(line)
+            self.metrics.publish(response.pop("emf", []))
+            calls = response.pop("calls", [])
+            if calls:
+                with self._calls_lock:
+                    call_recording.merge(self._calls, [{**c, "source": "function"} for c in calls])
+        response["durationMs"] = round((time.monotonic() - started) * 1000, 1)
+        response["startedAt"], response["endedAt"] = started_at, time.time()
+        with self._state:
             self.invocations.append(response)
-            return response
+        return response
 
     def record_lambda_call(self, service: str, operation: str, params: dict[str, Any]) -> None:
         """A call Lambda makes with the function's role (its event source mapping, its destinations)."""
@@ -135,12 +298,11 @@ class FunctionProcess:
             return [dict(record) for record in self._calls.values()]
 
     def stop(self) -> None:
-        if self._proc.stdin:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        with self._state:
+            self._stopped = True
+            environments, self._environments, self._idle = list(self._environments), [], []
+        for environment in environments:
+            environment.stop()
         self._log.close()
 
 
@@ -212,11 +374,15 @@ class _Poller(threading.Thread):
 
 
 class SqsEventSource(_Poller):
-    """An SQS event source mapping. Like Lambda's pollers, it receives the next batch while the function
-    works on the current one (those messages wait in flight, as they do in AWS). The function runs one
-    invocation at a time where Lambda would start another one: a batch whose window has passed while the
-    function is busy keeps filling up to BatchSize until the function can take it, instead of waiting
-    half-empty (the same work in fewer, larger invocations)."""
+    """An SQS event source mapping. Up to its ScalingConfig.MaximumConcurrency batches (without one, the
+    five Lambda starts with: the sandbox does not scale further) are invoked at once, each as soon as the
+    function's concurrency allows. Like Lambda's pollers, it receives the next batch while those are
+    invoked (its messages wait in flight, as they do in AWS). A batch whose window has passed while every
+    one of those invocations is busy keeps filling up to BatchSize until one can take it, instead of
+    waiting half-empty (the same work in fewer, larger invocations). A batch the function's concurrency
+    throttles waits for it (Lambda retries a throttled batch) until its messages' visibility timeout is
+    about to run out (the queue's VisibilityTimeout less the function's timeout); then it goes back to
+    the queue, which counts a receive towards the queue's maxReceiveCount, as in AWS."""
 
     def __init__(
         self,
@@ -230,19 +396,29 @@ class SqsEventSource(_Poller):
         super().__init__(f"sqs:{function.spec.logical_id}", stop)
         self._sqs, self._source, self._function = sqs, source, function
         self._retry_delay, self._on_batch = retry_delay, on_batch
+        self.concurrency = source.maximum_concurrency or DEFAULT_SQS_CONCURRENCY
         self._ready: queue.Queue[list[dict[str, Any]]] = queue.Queue(maxsize=1)
-        self._function_idle = threading.Event()  # the delivering thread waits for a batch
-        self._function_idle.set()
+        self._waiting = 0  # delivering threads waiting for a batch
+        self._waiting_lock = threading.Lock()
+        self._throttle_wait: float | None = None  # read from the queue when first needed
 
     def run(self) -> None:
         threading.Thread(target=self._receive_ahead, name=f"{self.name}:receive", daemon=True).start()
+        for n in range(1, self.concurrency):
+            threading.Thread(target=self._deliver_ready, name=f"{self.name}:{n}", daemon=True).start()
+        self._deliver_ready()
+
+    def _deliver_ready(self) -> None:
         while not self._stop_event.is_set():
-            self._function_idle.set()
+            with self._waiting_lock:
+                self._waiting += 1
             try:
                 batch = self._ready.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self._function_idle.clear()
+            finally:
+                with self._waiting_lock:
+                    self._waiting -= 1
             self._ready.task_done()  # the receiving thread may gather the next batch now
             try:
                 self.deliver(batch)
@@ -262,6 +438,13 @@ class SqsEventSource(_Poller):
                 self._ready.put(batch)
                 self._ready.join()  # until its delivery has begun: one batch waits at most
 
+    def _can_take(self) -> bool:
+        """Whether an invocation slot of the mapping waits for a batch (always, without receiving ahead)."""
+        if not self.is_alive():
+            return True
+        with self._waiting_lock:
+            return self._waiting > 0
+
     def poll_once(self) -> None:
         """Gather one batch and deliver it (what `run` does, without receiving ahead)."""
         batch = self.gather()
@@ -275,7 +458,7 @@ class SqsEventSource(_Poller):
         first = 0.0
         while len(batch) < self._source.batch_size and not self._stop_event.is_set():
             window_passed = batch and time.monotonic() - first >= self._source.batching_window_seconds
-            if window_passed and self._function_idle.is_set():
+            if window_passed and self._can_take():
                 break
             request: dict[str, Any] = {
                 "QueueUrl": self._source.queue_url,
@@ -294,11 +477,27 @@ class SqsEventSource(_Poller):
         return batch
 
     def deliver(self, batch: list[dict[str, Any]]) -> None:
-        """Invoke the function with the batch, then delete what succeeded and release what failed."""
-        response = self._function.invoke({"Records": [sqs_record(m, self._source.queue_arn) for m in batch]})
+        """Invoke the function with the batch, then delete what succeeded and release what failed (all of it
+        if the invocation was throttled)."""
+        response = self._function.invoke(
+            {"Records": [sqs_record(m, self._source.queue_arn) for m in batch]},
+            wait=self._throttle_wait_seconds(),
+            stop=self._stop_event,
+        )
         failed = failed_messages(batch, response, self._source.report_batch_item_failures)
         self._settle([m for m in batch if m["MessageId"] not in failed], [m for m in batch if m["MessageId"] in failed])
         self._on_batch(self._function.spec.logical_id, len(batch), response)
+
+    def _throttle_wait_seconds(self) -> float:
+        """How long a throttled batch waits for the function: until its messages' visibility timeout is
+        about to run out (the queue's VisibilityTimeout less the function's timeout, at least 1 s)."""
+        if self._throttle_wait is None:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self._source.queue_url, AttributeNames=["VisibilityTimeout"]
+            )["Attributes"]
+            visibility = float(attributes.get("VisibilityTimeout", 30))
+            self._throttle_wait = max(1.0, visibility - self._function.spec.timeout)
+        return self._throttle_wait
 
     def _settle(self, succeeded: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
         """Delete what succeeded with DeleteMessageBatch, 10 per request, as Lambda's poller does; make what
@@ -328,40 +527,74 @@ class SqsEventSource(_Poller):
 
 
 class AsyncRuleTarget(_Poller):
+    """An EventBridge rule (or schedule) whose target is the function: each event taken from its delivery
+    queue is handed to the function's asynchronous queue (`AsyncInvoker`), Lambda's from then on."""
+
+    def __init__(self, sqs: Any, delivery: RuleDelivery, invoker: AsyncInvoker, stop: threading.Event) -> None:
+        super().__init__(f"rule:{delivery.rule_name}", stop)
+        self._sqs, self._delivery, self._invoker = sqs, delivery, invoker
+
+    def poll_once(self) -> None:
+        url = self._delivery.delivery_queue_url
+        messages = self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        for message in messages:
+            self._invoker.put(json.loads(message["Body"]))
+            self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class AsyncInvoker(_Poller):
+    """A function's asynchronous event queue, as Lambda keeps it: events are invoked in the order they came,
+    concurrently as far as the function's concurrency allows (a throttled event waits for it: Lambda keeps
+    throttled events and retries them), a function error is retried `max_async_retries` times, then goes to
+    the OnFailure destination."""
+
     def __init__(
         self,
         sqs: Any,
         stack: Stack,
-        delivery: RuleDelivery,
         function: FunctionProcess,
         stop: threading.Event,
         retry_delay: int,
         on_invoke: Callable[[str, dict[str, Any], Invocation], None],
     ) -> None:
-        super().__init__(f"rule:{delivery.rule_name}", stop)
-        self._sqs, self._stack, self._delivery, self._function = sqs, stack, delivery, function
+        super().__init__(f"async:{function.spec.logical_id}", stop)
+        self._sqs, self._stack, self._function = sqs, stack, function
         self._retry_delay, self._on_invoke = retry_delay, on_invoke
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        # One worker per execution the function may run at once (none with a reservation of 0: its events wait).
+        self.workers = min(function.pool.limit, MAX_ASYNC_WORKERS)
+
+    def put(self, event: dict[str, Any]) -> None:
+        self._events.put(event)
+
+    def run(self) -> None:
+        for n in range(1, self.workers):
+            threading.Thread(target=super().run, name=f"{self.name}:{n}", daemon=True).start()
+        if self.workers:
+            super().run()
 
     def poll_once(self) -> None:
-        messages = self._sqs.receive_message(
-            QueueUrl=self._delivery.delivery_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        ).get("Messages", [])
-        for message in messages:
-            event = json.loads(message["Body"])
-            self._invoke_async(event)
-            self._sqs.delete_message(QueueUrl=self._delivery.delivery_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        try:
+            event = self._events.get(timeout=0.5)
+        except queue.Empty:
+            return
+        self._invoke_async(event)
 
     def _invoke_async(self, event: dict[str, Any]) -> None:
         spec = self._function.spec
         attempts = 1 + spec.max_async_retries
         response: Invocation = {}
         for attempt in range(1, attempts + 1):
-            response = self._function.invoke(event)
+            response = self._function.invoke(event, stop=self._stop_event)
+            if response.get("throttled"):
+                return  # only when the sandbox stops: a throttled event waits for the function
             self._on_invoke(spec.logical_id, event, response)
             if response.get("ok"):
                 return
-            if attempt < attempts:
-                time.sleep(self._retry_delay)
+            if attempt < attempts and self._stop_event.wait(self._retry_delay):
+                return
         if spec.on_failure_queue_arn:
             record = {
                 "version": "1.0",
@@ -438,10 +671,24 @@ class LambdaService:
         clients: Callable[[str], Any] | None = None,
         schedule_seconds: float = 2.0,
         record_calls: bool = False,
+        concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY,
     ) -> None:
         self._stop = threading.Event()
+        # The account's unreserved concurrency, shared by every function without ReservedConcurrentExecutions;
+        # a function with it has a pool of its own (Lambda carves it out of the account's).
+        self.unreserved = ConcurrencyPool("the account's unreserved concurrency", concurrency)
         self.functions = {
-            fid: FunctionProcess(spec, endpoint_url, log_dir, record_calls=record_calls)
+            fid: FunctionProcess(
+                spec,
+                endpoint_url,
+                log_dir,
+                record_calls=record_calls,
+                pool=(
+                    self.unreserved
+                    if spec.reserved_concurrency is None
+                    else ConcurrencyPool(f"{fid}'s reserved concurrency", spec.reserved_concurrency)
+                ),
+            )
             for fid, spec in stack.functions.items()
         }
         self.timeline: list[tuple[float, str, str]] = []
@@ -452,10 +699,11 @@ class LambdaService:
                 self.pollers.append(
                     SqsEventSource(sqs, source, self.functions[fid], self._stop, retry_delay, self._batch_done)
                 )
+            if spec.rule_deliveries:
+                invoker = AsyncInvoker(sqs, stack, self.functions[fid], self._stop, retry_delay, self._invoked)
+                self.pollers.append(invoker)
             for delivery in spec.rule_deliveries:
-                self.pollers.append(
-                    AsyncRuleTarget(sqs, stack, delivery, self.functions[fid], self._stop, retry_delay, self._invoked)
-                )
+                self.pollers.append(AsyncRuleTarget(sqs, delivery, invoker, self._stop))
                 if delivery.schedule_expression is not None:
                     if clients is None:
                         raise ValueError(f"{fid} has a schedule: LambdaService needs `clients` to read its state")

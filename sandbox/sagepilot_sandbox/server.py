@@ -10,6 +10,8 @@ real seconds (0.05: a 60-s period is 3 s of real traffic). Models run in `sagepi
 subprocesses (`model_isolation="process"`; "thread" runs them in this process), one per model
 artifact, their logs beside the functions' in `log_dir`; `stop()` ends them. With `record_calls`, every
 function's AWS calls are recorded for the IAM check (`lambdas.functions[id].recorded_calls()`, iam_check.py).
+`lambda_concurrency` is the account's unreserved Lambda concurrency (default SAGEPILOT_SANDBOX_LAMBDA_CONCURRENCY,
+else 10; see runtime.py).
 `endpoint_status_spelling` ("describe": InService, "event": IN_SERVICE) spells EndpointStatus in
 endpoint events; `s3_event_copies` and `model_package_event_copies` deliver each such event that many
 times, to show at-least-once delivery. One sandbox runs at a time in a process (moto's state is
@@ -19,6 +21,7 @@ process-wide): starting one stops the one still running.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 import urllib.request
@@ -33,7 +36,7 @@ from moto.server import ThreadedMotoServer
 from sagepilot_sandbox import endpoints, faithful, registry
 from sagepilot_sandbox.modelservers import Isolation
 from sagepilot_sandbox.provision import Stack, provision
-from sagepilot_sandbox.runtime import LambdaService
+from sagepilot_sandbox.runtime import CONCURRENCY_ENV, DEFAULT_ACCOUNT_CONCURRENCY, LambdaService
 from sagepilot_sandbox.simulator import SageMakerSimulator
 from sagepilot_sandbox.template import REGION, load_template
 
@@ -73,6 +76,7 @@ class Sandbox:
         model_isolation: Isolation = "process",
         record_calls: bool = False,
         health_check_seconds: float = 60.0,
+        lambda_concurrency: int | None = None,
     ) -> None:
         if endpoint_status_spelling not in ("describe", "event"):
             raise ValueError("endpoint_status_spelling is 'describe' (InService) or 'event' (IN_SERVICE)")
@@ -97,6 +101,11 @@ class Sandbox:
             health_check_seconds=health_check_seconds,
         )
         self.retry_delay = retry_delay
+        if lambda_concurrency is None:
+            lambda_concurrency = int(os.environ.get(CONCURRENCY_ENV) or DEFAULT_ACCOUNT_CONCURRENCY)
+        if lambda_concurrency < 1:
+            raise ValueError(f"lambda_concurrency ({CONCURRENCY_ENV}) must be 1 or more, not {lambda_concurrency}")
+        self.lambda_concurrency = lambda_concurrency
         self.record_calls = record_calls
         self.s3_event_copies = s3_event_copies
         self.schedule_seconds = schedule_seconds
@@ -146,6 +155,7 @@ class Sandbox:
             clients=self.client,
             schedule_seconds=self.schedule_seconds,
             record_calls=self.record_calls,
+            concurrency=self.lambda_concurrency,
         )
         self.lambdas.start()
         _running.append(self)

@@ -63,7 +63,13 @@ from pathlib import Path
 from typing import Any
 
 from sagepilot_sandbox import alarms, endpoints, faithful, invocations, trainer, training, transform
-from sagepilot_sandbox.containers import ModelContainer, resolve_container
+from sagepilot_sandbox.containers import (
+    ImageNotPullable,
+    ModelContainer,
+    check_artifact_exists,
+    check_image,
+    resolve_container,
+)
 from sagepilot_sandbox.metrics import InvocationMetrics
 from sagepilot_sandbox.modelservers import CannotDownload, Isolation, ModelServers, ModelUnavailable
 from sagepilot_sandbox.trainer import TrainingResult
@@ -251,8 +257,9 @@ class SageMakerSimulator:
     def _deployed_models(
         self, account: str, region: str, name: str, transition: endpoints.Transition
     ) -> list[tuple[str, ModelContainer | str]]:
-        """(variant, container) of what a create or update deploys, or (variant, SageMaker's download failure)
-        for a model whose role may not read its artifact; models without an artifact left out."""
+        """(variant, container) of what a create or update deploys, or (variant, SageMaker's failure) for a
+        model whose role may not pull its image or read its artifact, or whose artifact is not there; models
+        without an artifact left out."""
         backend: Any = faithful.sagemaker_backend(account, region)
         endpoint = backend.endpoints.get(name)
         config_name = transition.config_name or (endpoint.endpoint_config_name if endpoint is not None else "")
@@ -260,10 +267,14 @@ class SageMakerSimulator:
         found: list[tuple[str, ModelContainer | str]] = []
         for spec in endpoints.config_variants(config) if config is not None else []:
             variant = str(spec["VariantName"])
+            model_name = str(spec.get("ModelName", ""))
             try:
-                found.append(
-                    (variant, resolve_container(str(spec.get("ModelName", "")), account=account, region=region))
-                )
+                check_image(model_name, account=account, region=region)
+                container = resolve_container(model_name, account=account, region=region)
+                check_artifact_exists(container, account=account)
+                found.append((variant, container))
+            except ImageNotPullable as denied:
+                found.append((variant, denied.endpoint_failure(variant)))
             except CannotDownload as denied:
                 found.append((variant, denied.reason))
             except (ModelUnavailable, KeyError):
@@ -276,7 +287,7 @@ class SageMakerSimulator:
         for variant, container in self._deployed_models(account, region, name, transition):
             if isinstance(container, str):
                 logger.warning(
-                    "endpoint variant could not download its model",
+                    "endpoint variant could not pull its image or download its model",
                     extra={"endpoint": name, "variant": variant, "why": container},
                 )
                 return container

@@ -21,7 +21,9 @@ sandbox's S3 and a model server for the job's model (`modelservers`):
 - the first model error fails the job, with SageMaker's kind of FailureReason: `ClientError: ...` when
   the model answered 4xx (a record it cannot read), `AlgorithmError: ...` when it answered 5xx (its
   code failed), each naming the input, the records of the request and the model's own message; a model
-  that cannot be served is `ClientError: Failed to download model data ...` (or why it cannot run).
+  that cannot be served is `ClientError: Failed to download model data ...` (or why it cannot run), one
+  whose image the model's role may not pull `ClientError: Please make sure all images included in the
+  model exist, ...` (words inferred from the endpoint's).
   Files already done keep their outputs, as SageMaker's do.
 
 `DataProcessing` is applied as SageMaker applies it (`data_processing`): InputFilter on each record
@@ -42,7 +44,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from sagepilot_sandbox import storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, DEFAULT_REGION
-from sagepilot_sandbox.containers import execution_role, resolve_container
+from sagepilot_sandbox.containers import ImageNotPullable, check_image, execution_role, resolve_container
 from sagepilot_sandbox.data_processing import DataProcessing, FilterError, compile_data_processing, media_type
 from sagepilot_sandbox.modelservers import ModelServers, ModelUnavailable
 
@@ -226,9 +228,12 @@ def run_transform_job(
     try:
         inputs = list_inputs(job, account=account, role=role)
         try:
+            check_image(job.model_name, account=account, region=region)
             container = resolve_container(job.model_name, account=account, region=region)
             model_url, environment = container.model_data_url, container.environment
             servers.server_for(model_url, account=account, environment=environment)
+        except ImageNotPullable as exc:
+            raise JobFailed(f"ClientError: {exc.job_failure()}") from None
         except ModelUnavailable as exc:
             raise JobFailed(f"ClientError: {exc.reason}") from None
         transform_input = job.transform_input

@@ -16,7 +16,7 @@ import pytest
 from sagepilot_sandbox.server import Sandbox
 
 from .iam_calls import assert_calls_allowed
-from .test_sandbox_scenarios import aws
+from .test_sandbox_scenarios import aws, upload_example_model
 
 pytestmark = pytest.mark.e2e
 GROUP = "fraud"
@@ -26,13 +26,13 @@ SAGEPILOT_CLI = str(Path(sys.executable).with_name("sagepilot"))
 
 def register(sandbox: Sandbox, version_note: str, group: str = GROUP) -> str:
     # Under models/ of the data bucket, where the stack's SageMaker role may read (an artifact elsewhere fails
-    # the endpoint, as in AWS); these scenarios never invoke, so the artifact itself need not exist.
-    bucket = sandbox.stack.outputs["DataBucketName"]  # type: ignore[union-attr]
+    # the endpoint, as in AWS); and there (a missing artifact fails the endpoint too, as in AWS).
+    url = upload_example_model(sandbox, f"models/{group}/{version_note}/model.tar.gz")
     spec = {
         "Containers": [
             {
                 "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud:1",
-                "ModelDataUrl": f"s3://{bucket}/models/fraud/{version_note}/model.tar.gz",
+                "ModelDataUrl": url,
             }
         ],
         "SupportedContentTypes": ["text/csv"],

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sagepilot_model_server.examples import build_example_model, feature_rows, load_estimator, to_csv
-from sagepilot_sandbox.server import Sandbox
+from sagepilot_sandbox.server import Sandbox, free_port
 
 from .iam_calls import assert_calls_allowed
 
@@ -76,6 +77,28 @@ class SDK:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+# SKLearnModel's image is SageMaker's scikit-learn container, which SageMaker pulls as the stack's role: by
+# default that role pulls only this account's images and SageMaker's XGBoost (README: ImageRepositoriesAllowed).
+SKLEARN_REPOSITORY = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    running = Sandbox(
+        port=free_port(),
+        run_seconds=1.0,
+        retry_delay=1,
+        log_dir=tmp_path_factory.mktemp("lambda-logs"),
+        record_calls=True,  # the module's last test checks them against the IAM policies (iam_calls.py)
+        overrides={"ImageRepositoriesAllowed": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/*,{SKLEARN_REPOSITORY}"},
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from sagepilot_sandbox.runtime import SqsEventSource, failed_messages
 @dataclass
 class FakeSpec:
     logical_id: str = "BatchIntakeFunction"
+    timeout: int = 120
 
 
 @dataclass
@@ -30,7 +31,7 @@ class ScriptedFunction:
     events: list[dict[str, Any]] = field(default_factory=list)
     lambda_calls: list[str] = field(default_factory=list)  # calls the mapping made with the function's role
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, event: dict[str, Any], **concurrency: Any) -> dict[str, Any]:
         self.events.append(event)
         return self.answer(event)
 

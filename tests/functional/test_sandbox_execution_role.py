@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sagepilot_model_server.examples import feature_rows, labeled_rows, to_csv
 from sagepilot_sandbox import roles, trainer, transform
@@ -41,8 +42,16 @@ POLICY = {
             "Action": "s3:PutObject",
             "Resource": [f"arn:aws:s3:::{BUCKET}/out/*", f"arn:aws:s3:::{BUCKET}/models/*"],
         },
+        # As the stack's role: the account's own repositories (IMAGE is one), and the ECR login.
+        {
+            "Effect": "Allow",
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            "Resource": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/churn",
+        },
+        {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
     ],
 }
+UNPULLABLE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/elsewhere:1"  # a repository the role may not pull from
 
 
 @pytest.fixture
@@ -59,9 +68,9 @@ def role(aws: None) -> str:
     return str(arn)
 
 
-def model(world: World, name: str, key: str, role: str) -> str:
+def model(world: World, name: str, key: str, role: str, image: str = IMAGE) -> str:
     url = world.put(key, world.archives.v1.read_bytes())
-    world.sm.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
+    world.sm.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer={"Image": image, "ModelDataUrl": url})
     return name
 
 
@@ -149,10 +158,10 @@ def test_an_https_model_data_url_is_not_downloaded(world: World, servers: ModelS
     assert result.status == "Failed" and "Failed to download model data" in result.failure_reason
 
 
-def training_job(world: World, name: str, role: str, train_key: str, output: str) -> str:
+def training_job(world: World, name: str, role: str, train_key: str, output: str, image: str = IMAGE) -> str:
     world.sm.create_training_job(
         TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
         RoleArn=role,
         InputDataConfig=[
             {
@@ -187,6 +196,34 @@ def test_training_reads_its_channels_and_writes_its_model_as_the_role(world: Wor
     )
 
 
+def test_an_image_the_role_may_not_pull_fails_the_transform_job(world: World, servers: ModelServers, role: str) -> None:
+    world.put("incoming/a.csv", to_csv(feature_rows(3, seed=1)).encode())
+    unpullable = model(world, "m1", "models/v1/model.tar.gz", role, image=UNPULLABLE)
+
+    result = transform.run_transform_job(job(world, "j1", unpullable, "incoming/a.csv"), servers)
+
+    assert result.status == "Failed"
+    assert result.failure_reason.startswith(
+        "ClientError: Please make sure all images included in the model exist, and that the execution role used "
+        "to create the model has permissions to access them."
+    )
+    assert f"ecr:BatchGetImage on resource: arn:aws:ecr:us-east-1:{ACCOUNT}:repository/elsewhere" in (
+        result.failure_reason
+    )
+    assert world.keys("out/") == []
+
+
+def test_create_training_job_refuses_an_image_the_role_may_not_pull(world: World, role: str) -> None:
+    with pytest.raises(ClientError) as refused:
+        training_job(world, "t1", role, "training/a/train.csv", "models/churn/", image=UNPULLABLE)
+
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert error["Message"].startswith(f"Access denied for repository: elsewhere in registry ID: {ACCOUNT}.")
+    assert "ecr:BatchGetImage" in error["Message"]
+    assert world.sm.list_training_jobs()["TrainingJobSummaries"] == []
+
+
 def test_a_role_unknown_to_the_sandbox_is_not_checked(world: World, servers: ModelServers) -> None:
     world.put("incoming/a.csv", to_csv(feature_rows(3, seed=1)).encode())
     unknown = f"arn:aws:iam::{ACCOUNT}:role/never-created"
@@ -208,6 +245,15 @@ def test_the_stacks_role_reads_artifacts_under_models_only(stack: Any) -> None:
     for bucket_name, key in ((bucket, "data/model.tar.gz"), ("sagemaker-us-east-1-123456789012", "m/model.tar.gz")):
         with pytest.raises(roles.AccessDenied, match="s3:GetObject"):
             roles.check_read(role_arn, bucket_name, key)
+
+
+def test_the_stacks_role_pulls_the_accounts_images_and_sagemakers_xgboost_only(stack: Any) -> None:
+    role_arn, _ = stack_role(stack)
+    roles.check_image_pull(role_arn, f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/churn:1")
+    roles.check_image_pull(role_arn, "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+    with pytest.raises(roles.AccessDenied, match="ecr:BatchGetImage"):
+        roles.check_image_pull(role_arn, "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1")
+    roles.check_image_pull(role_arn, "docker.io/library/python:3")  # not ECR: not SageMaker's to pull as the role
 
 
 @pytest.mark.parametrize(
