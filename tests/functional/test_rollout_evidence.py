@@ -314,3 +314,59 @@ def test_a_new_endpoint_is_not_scaled_in_before_it_could_have_served(
     [variant] = rollout.endpoint()["ProductionVariants"]
     assert variant["CurrentInstanceCount"] == 1
     assert subjects(notifications) == [f"SCALED IN: {ENDPOINT} v1"]
+
+
+def _new_endpoint_with_its_idle_alarm_firing(rollout: Rollout) -> str:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:instance-count", "Value": "10"}]
+    )
+    deploy_v1(rollout)
+    assert _evaluate_idle_alarm(rollout) == "ALARM"
+    return f"{ENDPOINT}-v1-low-traffic"
+
+
+def _alarm_state(rollout: Rollout, name: str) -> str:
+    return str(rollout.clients("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"])
+
+
+def test_an_alarm_event_that_finds_the_lease_taken_is_judged_by_the_next_holder(rollout: Rollout) -> None:
+    """Under Lambda's concurrency an alarm's event often comes while another handler holds the endpoint (the one
+    that created the alarms, say). A rerun alone would not judge the alarm (it reads a canary's alarms only): the
+    alarm is handed over with the lease, and whoever holds it next judges it, here a later endpoint event after
+    the first holder let go without a rerun (as the operator's command does)."""
+    name = _new_endpoint_with_its_idle_alarm_firing(rollout)
+    store = rollout.store()
+    holder = store.acquire(ENDPOINT, "someone-else", rollout.clock())
+    outcome = rollout.service.on_alarm(ENDPOINT, name)
+    assert outcome.result == "deferred" and name in outcome.note
+    assert _alarm_state(rollout, name) == "ALARM"  # nobody judged it yet
+    store.release(holder, rollout.clock(), force=True)
+    rollout.service.on_endpoint_signal(ENDPOINT)
+    assert _alarm_state(rollout, name) == "INSUFFICIENT_DATA"  # judged: not idle yet, to be evaluated again
+    [variant] = rollout.endpoint()["ProductionVariants"]
+    assert variant["CurrentInstanceCount"] == 10
+    item = rollout.clients("dynamodb").get_item(
+        TableName=store._table, Key={"pk": {"S": f"endpoint#{ENDPOINT}"}}, ConsistentRead=True
+    )["Item"]
+    assert "pendingAlarms" not in item and "leaseOwner" not in item  # judged, then let go
+
+
+def test_an_alarm_event_that_comes_during_a_move_is_judged_by_the_moves_rerun(
+    rollout: Rollout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder is a reconcile of this function: the deferred alarm comes while it works, so its release finds
+    the rerun flag, and the rerun judges the alarm handed to it."""
+    name = _new_endpoint_with_its_idle_alarm_firing(rollout)
+    store = rollout.service._store
+    release = store.release
+    deferred: list[str] = []
+
+    def release_after_an_alarm_came(lease: Any, now: float, **kwargs: Any) -> bool:
+        if not deferred:
+            deferred.append(rollout.service.on_alarm(ENDPOINT, name).result)
+        return release(lease, now, **kwargs)
+
+    monkeypatch.setattr(store, "release", release_after_an_alarm_came)
+    rollout.service.on_endpoint_signal(ENDPOINT)
+    assert deferred == ["deferred"]
+    assert _alarm_state(rollout, name) == "INSUFFICIENT_DATA"

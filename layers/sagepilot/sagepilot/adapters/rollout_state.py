@@ -18,6 +18,7 @@ expired. A clean finish with nothing to record takes that marker away again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -127,12 +128,19 @@ class Lease:
     owner: str
     state: RolloutState | None
     group: str | None = None  # the group a trigger recorded with the lease before any state (see `survey`)
+    # Alarm events that came while another handler held the lease, handed to the holder (see `acquire`): each
+    # is judged by whoever holds the lease next, and they are dropped only by a release that finds no newer one.
+    alarms: tuple[str, ...] = ()
 
 
 def _lease_of(endpoint: str, owner: str, item: dict[str, Any]) -> Lease:
     raw = item.get("state", {}).get("S")
     group = item.get("grp", {}).get("S")
-    return Lease(endpoint, owner, from_json(raw) if raw else None, group)
+    alarms = tuple(sorted(item.get(PENDING_ALARMS, {}).get("SS", ())))
+    return Lease(endpoint, owner, from_json(raw) if raw else None, group, alarms)
+
+
+PENDING_ALARMS = "pendingAlarms"
 
 
 _ACQUIRE_ATTEMPTS = 3
@@ -148,7 +156,14 @@ class RolloutStore:
         return {"pk": {"S": endpoint_pk(endpoint)}}
 
     def acquire(
-        self, endpoint: str, owner: str, now: float, *, group: str | None = None, existing: bool = False
+        self,
+        endpoint: str,
+        owner: str,
+        now: float,
+        *,
+        group: str | None = None,
+        existing: bool = False,
+        alarm: str | None = None,
     ) -> Lease:
         """Take the endpoint's lease and read its state in one conditional write; LeaseBusy if taken.
 
@@ -156,7 +171,9 @@ class RolloutStore:
         is refused, the item DynamoDB returns with the refusal (ALL_OLD) says whether the lease is
         already ours. `group`: record it (and list the item) with the lease, so that a handler dying
         before its first save leaves something the periodic reconcile finds. `existing`: only an item
-        that exists (NotManaged otherwise), so that triggers about foreign endpoints write nothing."""
+        that exists (NotManaged otherwise), so that triggers about foreign endpoints write nothing. `alarm`: the
+        alarm event this trigger carries; if the lease is taken, it is handed to the holder with the rerun flag
+        (the holder's rerun judges it: a rerun alone would not, it reads the alarms of a canary only)."""
         update = "SET leaseOwner = :owner, leaseExpires = :expires"
         values: dict[str, Any] = {
             ":owner": {"S": owner},
@@ -191,7 +208,7 @@ class RolloutStore:
                 if old.get("leaseOwner", {}).get("S") == owner:
                     # Our own write went through and its response was lost: the lease is ours.
                     return _lease_of(endpoint, owner, old)
-                if self._ask_holder_to_rerun(endpoint, now):
+                if self._ask_holder_to_rerun(endpoint, now, alarm):
                     raise LeaseBusy(endpoint) from None
                 continue  # released (or expired) meanwhile: take it
             return _lease_of(endpoint, owner, item)
@@ -212,15 +229,21 @@ class RolloutStore:
         group = item.get("grp", {}).get("S")
         return str(group) if group and "kind" in item else None
 
-    def _ask_holder_to_rerun(self, endpoint: str, now: float) -> bool:
-        """Flag the live lease's holder to reconcile once more; False if the lease is gone already."""
+    def _ask_holder_to_rerun(self, endpoint: str, now: float, alarm: str | None = None) -> bool:
+        """Flag the live lease's holder to reconcile once more (and to judge `alarm`, added to the item's pending
+        alarms in the same write); False if the lease is gone already."""
+        values: dict[str, Any] = {":yes": {"BOOL": True}, ":now": {"N": str(int(now))}}
+        update = "SET rerun = :yes"
+        if alarm is not None:
+            update += f" ADD {PENDING_ALARMS} :alarm"
+            values[":alarm"] = {"SS": [alarm]}
         try:
             self._ddb.update_item(
                 TableName=self._table,
                 Key=self._key(endpoint),
-                UpdateExpression="SET rerun = :yes",
+                UpdateExpression=update,
                 ConditionExpression="attribute_exists(leaseOwner) AND leaseExpires >= :now",
-                ExpressionAttributeValues={":yes": {"BOOL": True}, ":now": {"N": str(int(now))}},
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
@@ -263,6 +286,9 @@ class RolloutStore:
         condition = "leaseOwner = :owner" if force else "leaseOwner = :owner AND attribute_not_exists(rerun)"
         forgotten = forget and not force and lease.state is None
         remove = "leaseOwner, leaseExpires" + (", kind, grp" if forgotten else "")
+        if not force:
+            # No rerun asked for since the holder read them: every pending alarm was judged under this lease.
+            remove += f", {PENDING_ALARMS}"
         try:
             self._ddb.update_item(
                 TableName=self._table,
@@ -303,7 +329,7 @@ class RolloutStore:
                 TableName=self._table,
                 Key=self._key(lease.endpoint),
                 UpdateExpression="SET checkedAt = :now, releasedBy = :owner "
-                "REMOVE #state, kind, phase, grp, leaseOwner, leaseExpires, rerun",
+                f"REMOVE #state, kind, phase, grp, leaseOwner, leaseExpires, rerun, {PENDING_ALARMS}",
                 ConditionExpression="leaseOwner = :owner",
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={":owner": {"S": lease.owner}, ":now": {"N": str(int(now))}},
@@ -316,6 +342,17 @@ class RolloutStore:
                     return  # our own write went through and its response was lost (botocore's retry refused)
                 raise LeaseLost(f"lost the lease of {lease.endpoint} before forgetting it") from exc
             raise TransientError(f"forgetting {lease.endpoint}: {exc}") from exc
+
+    def reread(self, lease: Lease) -> Lease:
+        """The lease with its endpoint's state and pending alarms read again (consistently), for a rerun."""
+        try:
+            item = self._ddb.get_item(TableName=self._table, Key=self._key(lease.endpoint), ConsistentRead=True).get(
+                "Item"
+            )
+        except ClientError as exc:
+            raise TransientError(f"reading the state of {lease.endpoint}: {exc}") from exc
+        again = _lease_of(lease.endpoint, lease.owner, item or {})
+        return dataclasses.replace(lease, state=again.state, alarms=again.alarms)
 
     def read(self, endpoint: str) -> RolloutState | None:
         """The recorded state, read consistently (for reruns and for the operator command)."""

@@ -194,12 +194,17 @@ class Rollouts:
             return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
         owner = f"reconcile-{uuid.uuid4()}"
         try:
-            lease = self._store.acquire(endpoint, owner, self._clock(), group=group, existing=group is None)
+            lease = self._store.acquire(
+                endpoint, owner, self._clock(), group=group, existing=group is None, alarm=alarm
+            )
         except LeaseBusy:
             holder = self._store.group_of(endpoint) if group is not None else None
             if group is not None and holder is not None and holder != group:
                 return self._refuse(endpoint, group, holder, None)
-            return Outcome(endpoint, "deferred", note="another handler is acting on this endpoint; it will rerun")
+            handed = f" and judge {alarm}" if alarm is not None else ""
+            return Outcome(
+                endpoint, "deferred", note=f"another handler is acting on this endpoint; it will rerun{handed}"
+            )
         except NotManaged:
             return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
         # The owner is the group recorded with the lease (written only if none was: see `acquire`), so of two
@@ -259,7 +264,7 @@ class Rollouts:
         return Outcome(endpoint, "invalid", note=what)
 
     def _again(self, move: _Move) -> _Move:
-        lease = dataclasses.replace(move.lease, state=self._store.read(move.lease.endpoint))
+        lease = self._store.reread(move.lease)
         return _Move(lease, lease.state)
 
     def _save(self, move: _Move, state: RolloutState) -> None:
@@ -342,13 +347,16 @@ class Rollouts:
             outcome.result, outcome.note = "waiting", str(exc)
             move.state = self._quota_reported(move.state, exc, deployment, now)
         applied = move.state
-        if applied is not None and (alarm is not None or scheduled):
+        # This trigger's alarm, and those handed over by triggers that found the lease taken (see `acquire`).
+        alarms = tuple(dict.fromkeys((*((alarm,) if alarm is not None else ()), *move.lease.alarms)))
+        if applied is not None and (alarms or scheduled):
             # The endpoint as read for the move, unless the move changed it (then read it again).
             current = view if not decision.actions else None
-            health_move = self._health(applied, alarm, deployment, now, current, scheduled=scheduled)
-            if health_move is not None:
-                applied, note = health_move
-                outcome.note = "; ".join(n for n in (outcome.note, note) if n)
+            for judged in (*alarms, *((None,) if scheduled else ())):
+                health_move = self._health(applied, judged, deployment, now, current, scheduled=scheduled)
+                if health_move is not None:
+                    applied, note = health_move
+                    outcome.note = "; ".join(n for n in (outcome.note, note) if n)
         if applied is not None and applied != move.lease.state:
             self._save(move, applied)
         shifted = outcome.result == "acted"
