@@ -44,7 +44,7 @@ bench: $(STAMP)  ## figures beside same-run baselines (not a test; see bench/REA
 	$(PY) -m bench $(BENCH_ARGS)
 
 .PHONY: limits
-limits: $(STAMP)  ## the README's "Limits and scaling": a simulated day and week on the bench's measured calls; LIMITS_ARGS=--no-sweeps
+limits: $(STAMP)  ## docs/limits.md: a simulated day and week on the bench's measured calls; LIMITS_ARGS=--no-sweeps
 	$(PY) -m bench.limits $(LIMITS_ARGS)
 
 lint: $(STAMP)

@@ -1,4 +1,4 @@
-"""`make limits` / `python -m bench.limits`: where this design stops, simulated (the README's "Limits and scaling").
+"""`make limits` / `python -m bench.limits`: where this design stops, simulated (docs/limits.md, "Limits and scaling").
 
 Three inputs, none copied by hand:
 - the AWS calls each handler makes per event, measured by the bench (`.bench/results.json`, section "aws
@@ -742,7 +742,7 @@ class Ceiling:
 
 
 def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> list[Ceiling]:
-    """For each row of the README's table: the largest load that stays within its limit."""
+    """For each row of the ceilings table in docs/limits.md: the largest load that stays within its limit."""
     unlimited = replace(day, transform_quota=10**9)
     cache: dict[tuple[int, int, int, bool, int], DayResult] = {}
 

@@ -1,4 +1,4 @@
-"""`python -m sagepilot_sandbox serve|demo|traffic` (see the README)."""
+"""`python -m sagepilot_sandbox serve|demo|traffic` (see docs/sandbox.md)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def serve(port: int, copies: int, health_check_seconds: float = 60.0) -> int:
         print(f"  {name:28} {value}")
     print(
         f"""
-Try it (in another shell; the README's "Drive the sandbox yourself" goes on from here):
+Try it (in another shell; docs/sandbox.md's "Drive the sandbox yourself" goes on from here):
   export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
   alias awsl='.venv/bin/aws --endpoint-url {url}'
   awsl sagemaker create-model-package-group --model-package-group-name churn

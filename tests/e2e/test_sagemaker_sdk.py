@@ -58,7 +58,7 @@ class SDK:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": sandbox.endpoint_url,  # the README's first line
+            "AWS_ENDPOINT_URL": sandbox.endpoint_url,  # the first line of docs/sandbox.md's SDK example
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
             "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
         }
@@ -80,7 +80,8 @@ class SDK:
 
 
 # SKLearnModel's image is SageMaker's scikit-learn container, which SageMaker pulls as the stack's role: by
-# default that role pulls only this account's images and SageMaker's XGBoost (README: ImageRepositoriesAllowed).
+# default that role pulls only this account's images and SageMaker's XGBoost (docs/configuration.md:
+# ImageRepositoriesAllowed).
 SKLEARN_REPOSITORY = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn"
 
 
@@ -115,7 +116,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_data(sdk: SDK, archive: Path) -> str:
-    """Under models/, where the stack's SageMaker role may read artifacts (README: where artifacts live)."""
+    """Under models/, where the stack's SageMaker role may read artifacts (docs/sandbox.md)."""
     sdk.sandbox.client("s3").put_object(Bucket=sdk.bucket, Key="models/sdk/v1/model.tar.gz", Body=archive.read_bytes())
     return sdk.uri("models/sdk/v1/model.tar.gz")
 

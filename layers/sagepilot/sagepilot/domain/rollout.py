@@ -22,7 +22,7 @@ Phases (per endpoint):
     FAILED        the endpoint failed to create; waits for another version or a person
     (STABLE with `repair` set: the stable variant is being put back after a change made by hand)
 
-Policy for order and concurrency (documented in the README):
+Policy for order and concurrency (documented in docs/rollouts.md):
 - The target is always the newest Approved version of the group. Approving an older version than the
   live one therefore changes nothing; approving the same version twice changes nothing.
 - A newer approval during a canary supersedes it: the running candidate is rolled back (not marked
