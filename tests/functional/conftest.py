@@ -189,7 +189,8 @@ def intake_with_clock(
             DataBucket(clients("s3"), s.data_bucket),
             SageMaker(clients("sagemaker")),
             StateTable(clients("dynamodb"), s.state_table, clock=clock),
-            registry=ModelRegistry(clients("sagemaker")), notifier=Notifier(clients("sns"), s.notification_topic_arn),
+            registry=ModelRegistry(clients("sagemaker")),
+            notifier=Notifier(clients("sns"), s.notification_topic_arn),
         )
         return BatchIntake(
             s,
@@ -248,15 +249,18 @@ class Registry:
     sm: Any
     groups: set[str] = field(default_factory=set)
 
-    def register(self, group: str, status: str = "Approved", content_types: tuple[str, ...] = BOTH_TYPES) -> str:
-        """Add a model package version to `group` (created if needed); returns its ARN."""
+    def register(
+        self, group: str, status: str = "Approved", content_types: tuple[str, ...] = BOTH_TYPES, image: str = ""
+    ) -> str:
+        """Add a model package version to `group` (created if needed), with inference `image` (default: the
+        group's repository in this account and region); returns its ARN."""
         if group not in self.groups:
             self.sm.create_model_package_group(ModelPackageGroupName=group)
             self.groups.add(group)
         spec: dict[str, Any] = {
             "Containers": [
                 {
-                    "Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{group}:latest",
+                    "Image": image or f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{group}:latest",
                     "ModelDataUrl": f"s3://models-{ACCOUNT}/{group}/model.tar.gz",
                 }
             ],
@@ -486,7 +490,7 @@ class Job:
     def copies(self) -> list[str]:
         """The keys SageMaker reads: the manifest's entries as full keys."""
         prefix = self.manifest[0]["prefix"]
-        _, _, key_prefix = prefix[len("s3://"):].partition("/")
+        _, _, key_prefix = prefix[len("s3://") :].partition("/")
         return [key_prefix + rel for rel in self.manifest[1:]]
 
     @property

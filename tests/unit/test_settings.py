@@ -24,6 +24,7 @@ VALID = {
     "CLAIM_TIMEOUT_SECONDS": "180",
     "INTAKE_MAX_RECEIVE_COUNT": "5",
     "TRANSFORM_INSTANCE_TYPES_ALLOWED": "ml.m5.*,ml.c5.*",
+    "IMAGE_REPOSITORIES_ALLOWED": "123456789012.dkr.ecr.us-east-1.amazonaws.com/*",
 }
 REQUIRED = sorted(set(VALID) - {"FALLBACK_INSTANCE_TYPE"})
 
@@ -47,12 +48,22 @@ def test_valid_settings_are_read_and_typed():
     assert (t.name_prefix, t.instance_type) == ("sagepilot", "ml.m5.xlarge")
     assert (t.max_instance_count, t.target_mb_per_instance, t.max_files_per_job) == (4, 1024, 1000)
     assert (t.max_payload_mb, t.max_concurrent_transforms) == (6, 1)
+    assert settings.image_repositories == ("123456789012.dkr.ecr.us-east-1.amazonaws.com/*",)
+
+
+@pytest.mark.parametrize("value", ["docker.io/library/*", "*", "123456789012.dkr.ecr.us-east-1.amazonaws.com"])
+def test_an_image_allow_list_that_is_not_ecr_repositories_is_refused(value):
+    with pytest.raises(ConfigurationError, match="IMAGE_REPOSITORIES_ALLOWED"):
+        load_settings(env(IMAGE_REPOSITORIES_ALLOWED=value))
 
 
 def test_the_template_environment_is_complete(template):
-    """Every variable the settings read is set by the template's Globals."""
+    """Every variable the settings read is set by the template for both batch functions (in the Globals, or
+    in their own environment, as IMAGE_REPOSITORIES_ALLOWED is)."""
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert set(VALID) <= set(variables)
+    for function in ("BatchIntakeFunction", "BatchCompletionFunction"):
+        own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        assert set(VALID) <= set(variables) | set(own), function
 
 
 @pytest.mark.parametrize("name", REQUIRED)

@@ -19,11 +19,11 @@ from sagepilot.domain.deployment import (
     check_ceilings,
     parse_steps,
 )
+from sagepilot.domain.images import REPOSITORY_PATTERN
 from sagepilot.domain.names import MAX_PREFIX_LENGTH
 from sagepilot.domain.rollout import RolloutPolicy, Strategy
 from sagepilot.domain.training import (
     INSTANCE_TYPE_PATTERN,
-    REPOSITORY_PATTERN,
     InvalidRecipe,
     Recipe,
     TrainingCeilings,
@@ -51,6 +51,8 @@ class Settings:
     max_job_retries: int
     claim_timeout_seconds: int
     intake_max_receive_count: int
+    # ImageRepositoriesAllowed: where the inference image of a model a transform job runs may come from.
+    image_repositories: tuple[str, ...]
     max_concurrent_jobs_per_group: int = 0  # 0: no limit
 
 
@@ -106,6 +108,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_job_retries=_int(env, "MAX_JOB_RETRIES", 0, 9),
         claim_timeout_seconds=_int(env, "CLAIM_TIMEOUT_SECONDS", 1, 86_400),
         intake_max_receive_count=_int(env, "INTAKE_MAX_RECEIVE_COUNT", 1, 1000),
+        image_repositories=image_repositories_allowed(env),
         # Optional: 0 (or unset) means no limit per group.
         max_concurrent_jobs_per_group=(
             _int(env, "MAX_CONCURRENT_JOBS_PER_GROUP", 0, 10_000) if env.get("MAX_CONCURRENT_JOBS_PER_GROUP") else 0
@@ -131,6 +134,8 @@ class RolloutSettings:
     defaults: Deployment
     lease_seconds: int
     stable_check_seconds: int
+    # ImageRepositoriesAllowed: where the inference image of a version deployed to an endpoint may come from.
+    image_repositories: tuple[str, ...]
     report_bucket: str = ""  # where the canary gate's reports go (rollouts/...); empty: not kept
 
 
@@ -223,6 +228,7 @@ def _rollout_settings(
         lease_seconds=_int(env, "LEASE_SECONDS", 30, 3600),
         report_bucket=env.get("REPORT_BUCKET", "").strip(),
         stable_check_seconds=_int(env, "STABLE_CHECK_SECONDS", 60, 86_400),
+        image_repositories=image_repositories_allowed(env),
     )
 
 
@@ -281,7 +287,9 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     return value == "true"
 
 
-def _training_ceilings(env: Mapping[str, str]) -> TrainingCeilings:
+def image_repositories_allowed(env: Mapping[str, str]) -> tuple[str, ...]:
+    """IMAGE_REPOSITORIES_ALLOWED (the stack's ImageRepositoriesAllowed): the ECR repositories images may come
+    from, for training and inference alike; required (no image runs from anywhere by default)."""
     repositories = tuple(e.strip() for e in _required(env, "IMAGE_REPOSITORIES_ALLOWED").split(",") if e.strip())
     bad = [e for e in repositories if not REPOSITORY_PATTERN.match(e)]
     if not repositories or bad:
@@ -289,6 +297,11 @@ def _training_ceilings(env: Mapping[str, str]) -> TrainingCeilings:
             "IMAGE_REPOSITORIES_ALLOWED must be a comma-separated list of ECR repositories like "
             f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/team-a-* (a trailing * is a prefix), got {bad!r}"
         )
+    return repositories
+
+
+def _training_ceilings(env: Mapping[str, str]) -> TrainingCeilings:
+    repositories = image_repositories_allowed(env)
     return TrainingCeilings(
         instance_types=instance_types_allowed(env, "TRAINING_INSTANCE_TYPES_ALLOWED"),
         max_instance_count=_int(env, "TRAINING_INSTANCE_COUNT_CEILING", 1, 100),

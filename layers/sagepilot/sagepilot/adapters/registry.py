@@ -47,17 +47,27 @@ class ModelRegistry:
             package_arn=arn,
             version=int(package.get("ModelPackageVersion") or listed[0].get("ModelPackageVersion") or 0),
             supported_content_types=tuple(spec.get("SupportedContentTypes") or ()),
+            images=_images(package),
         )
 
     def approval_status(self, package_arn: str) -> str | None:
         """The version's ModelApprovalStatus now (None if it no longer exists)."""
+        return self.status_and_images(package_arn)[0]
+
+    def inference_images(self, package_arn: str) -> tuple[str, ...]:
+        """The version's inference images (InferenceSpecification.Containers[].Image; none if it is gone)."""
+        return self.status_and_images(package_arn)[1]
+
+    def status_and_images(self, package_arn: str) -> tuple[str | None, tuple[str, ...]]:
+        """The version's ModelApprovalStatus now (None if it no longer exists) and its inference images, from
+        one DescribeModelPackage."""
         try:
             package = self._sm.describe_model_package(ModelPackageName=package_arn)
         except ClientError as exc:
             if error_code(exc) in _GROUP_MISSING:
-                return None
+                return None, ()
             raise TransientError(f"reading model package {package_arn} failed: {exc}") from exc
-        return str(package.get("ModelApprovalStatus") or "") or None
+        return (str(package.get("ModelApprovalStatus") or "") or None), _images(package)
 
     def _require_group(self, group: str) -> None:
         self._sm.describe_model_package_group(ModelPackageGroupName=group)
@@ -154,3 +164,9 @@ class ModelRegistry:
         except ClientError as exc:
             raise TransientError(f"searching {group} for {property_name}={value}: {exc}") from exc
         return None
+
+
+def _images(package: dict[str, Any]) -> tuple[str, ...]:
+    """The inference images a DescribeModelPackage answer names (in container order)."""
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or ()
+    return tuple(str(c["Image"]) for c in containers if c.get("Image"))

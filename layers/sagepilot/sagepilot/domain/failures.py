@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sagepilot.domain.images import PARAMETER, not_allowed_reason
 from sagepilot.domain.layout import Rejection
 
 if TYPE_CHECKING:
@@ -125,4 +126,17 @@ def withdrawn_model_rejection(plan: JobPlan, newest: ModelVersion | None) -> Rej
         f"{was}, is no longer Approved, and the newest Approved one, version {newest.version}, accepts "
         f"{', '.join(newest.supported_content_types)}, not {plan.content_type}.",
         "Convert the file to a content type the model accepts and upload it again.",
+    )
+
+
+def image_not_allowed_rejection(model: ModelVersion, images: tuple[str, ...], allowed: tuple[str, ...]) -> Rejection:
+    """The group's newest Approved version runs an inference image from a repository the operator does not
+    allow (`images`: those not allowed): no job runs it, and the file stays where it is."""
+    return Rejection(
+        "MODEL_IMAGE_NOT_ALLOWED",
+        f"Model package version {model.version} of {model.group!r}, the newest Approved one, was not used: its "
+        f"{not_allowed_reason(images, allowed)}.",
+        "Register and approve a version whose inference image is in an allowed repository (or have the "
+        f"operator add its repository to the stack parameter {PARAMETER}), then upload the file again (or "
+        "copy it onto itself).",
     )

@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sagepilot.domain.canary_gate import Assessment, GateSettings, Inconclusive
+from sagepilot.domain.images import PARAMETER as IMAGES_PARAMETER
+from sagepilot.domain.images import images_not_allowed, not_allowed_reason
 from sagepilot.domain.names import variant_name
 from sagepilot.domain.sequential import Verdict
 
@@ -1338,4 +1340,70 @@ def _shadow(
     served = f", {invocations} invocations" if policy.min_invocations and invocations is not None else ""
     return _after_shadow(
         state, policy, now, f"shadow test: v{candidate.version} healthy after {policy.bake_seconds} s{served}"
+    )
+
+
+# Inference images (ImageRepositoriesAllowed) ----------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageRefusal:
+    """An Approved version the rollout never deploys: its inference image(s) come from a repository the stack's
+    ImageRepositoriesAllowed does not allow. It is marked Rejected with `description` (so that no later trigger
+    takes it again, and the registry says why), announced once (`subject`, `detail`), and `what` is the line
+    in the endpoint's history; what is live keeps serving."""
+
+    release: Release
+    images: tuple[str, ...]  # those not allowed
+    description: str
+    subject: str
+    detail: Mapping[str, object]
+    what: str
+
+
+def needs_image_check(state: RolloutState | None, target: Release | None) -> bool:
+    """The newest Approved version is checked before it goes anywhere near the endpoint: unless it is already
+    there (the live version or the running candidate, checked when they were deployed)."""
+    if target is None:
+        return False
+    return state is None or target not in (state.stable, state.candidate)
+
+
+def refuse_image(
+    target: Release,
+    images: tuple[str, ...],
+    allowed: tuple[str, ...],
+    state: RolloutState | None,
+    *,
+    endpoint: str,
+    group: str,
+) -> ImageRefusal | None:
+    """None if every inference image of `target` is in an allowed repository; the refusal otherwise."""
+    foreign = images_not_allowed(images, allowed)
+    if not foreign:
+        return None
+    reason = not_allowed_reason(foreign, allowed)
+    live = state.stable if state is not None else None
+    what = (
+        f"v{target.version} of {group} is not deployed to {endpoint}: its {reason}. It is marked Rejected; "
+        + (f"v{live.version} keeps serving" if live is not None else "nothing is deployed")
+        + ". Register and approve a version whose inference image is in an allowed repository, or have the "
+        f"operator add its repository to the stack parameter {IMAGES_PARAMETER}."
+    )
+    detail: dict[str, object] = {
+        "endpoint": endpoint,
+        "group": group,
+        "version": target.version,
+        "modelPackageArn": target.package_arn,
+        "imagesNotAllowed": list(foreign),
+        "allowed": list(allowed),
+        "parameter": IMAGES_PARAMETER,
+        "stable": live.version if live is not None else None,
+        "what": what,
+    }
+    return ImageRefusal(
+        release=target,
+        images=foreign,
+        description=f"Not deployed (sagepilot): {reason}",
+        subject=f"IMAGE NOT ALLOWED: {group} v{target.version}",
+        detail=detail,
+        what=what,
     )

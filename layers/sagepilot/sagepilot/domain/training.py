@@ -46,6 +46,10 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
+# Re-exported (imported from here before): the image checks live in domain/images.py, inference uses them too.
+from sagepilot.domain.images import IMAGE_URI as IMAGE_URI
+from sagepilot.domain.images import REPOSITORY_PATTERN as REPOSITORY_PATTERN
+from sagepilot.domain.images import image_allowed as image_allowed
 from sagepilot.domain.layout import SAGEMAKER_NAME, InputFormat, Rejection, input_format_of
 from sagepilot.domain.names import digest
 
@@ -73,13 +77,6 @@ MAX_IMAGE_URI = 255
 MAX_RUNTIME_LIMIT = 28 * 86_400
 MAX_VOLUME_LIMIT = 16_384
 MAX_INSTANCE_COUNT_LIMIT = 100
-# An ECR image URI: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>(:<tag>|@sha256:<digest>)
-IMAGE_URI = re.compile(
-    r"^(?P<repository>[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+)"
-    r"(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})$"
-)
-# An allow-list entry: a repository, or a repository prefix ending in `*` (`<registry>/*` is the whole registry).
-REPOSITORY_PATTERN = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/([a-z0-9._/-]*\*?)$")
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.([a-z0-9]+|\*)$")
 
 
@@ -90,12 +87,6 @@ class InvalidRecipe(ValueError):
 def instance_type_allowed(instance_type: str, allowed: Iterable[str]) -> bool:
     """`ml.m5.xlarge` against entries like `ml.m5.*` (a family) or `ml.c5.2xlarge` (one type)."""
     return any(fnmatchcase(instance_type, pattern) for pattern in allowed)
-
-
-def image_allowed(image: str, allowed: Iterable[str]) -> bool:
-    """An ECR image URI whose repository is one of `allowed` (entries may end in `*`: a prefix)."""
-    match = IMAGE_URI.match(image)
-    return match is not None and any(fnmatchcase(match.group("repository"), pattern) for pattern in allowed)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,10 @@ class ModelVersion:
     package_arn: str
     version: int
     supported_content_types: tuple[str, ...] = ()
+    # Its inference image(s) (InferenceSpecification.Containers[].Image) as read from the registry; checked
+    # against the stack's ImageRepositoriesAllowed before any job runs it (not kept in stored plans: a job that
+    # starts late reads them again).
+    images: tuple[str, ...] = ()
 
     def accepts(self, content_type: str) -> bool:
         """A package that declares no content types is trusted to accept any."""

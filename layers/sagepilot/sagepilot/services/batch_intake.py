@@ -1,10 +1,11 @@
 """Dropped files -> transform jobs.
 
 One invocation receives a batch of queued S3 `Object Created` events (the queue's batching window lets
-a burst coalesce). Each file is checked (layout, type, size, the group's approved model); the good ones
-are planned into as few jobs as the limits allow and launched; the others get a rejection report
-beside them and stay where they are. Messages whose work failed transiently are handed back to the
-queue; on their last delivery the files are rejected with the reason instead, so nothing is lost.
+a burst coalesce). Each file is checked (layout, type, size, the group's approved model and where its
+inference image comes from); the good ones are planned into as few jobs as the limits allow and
+launched; the others get a rejection report beside them and stay where they are. Messages whose work
+failed transiently are handed back to the queue; on their last delivery the files are rejected with
+the reason instead, so nothing is lost.
 A job SageMaker refuses for lack of transform instances is not a failure: it waits in the state table
 (see services/jobs.py) and its messages are acknowledged; a notification says it waits and why.
 """
@@ -24,7 +25,13 @@ from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket, key_candidates
 from sagepilot.domain.capacity import capacity_wait_notice
-from sagepilot.domain.failures import quota_rejection, transient_exhausted_rejection, unrecordable_rejection
+from sagepilot.domain.failures import (
+    image_not_allowed_rejection,
+    quota_rejection,
+    transient_exhausted_rejection,
+    unrecordable_rejection,
+)
+from sagepilot.domain.images import images_not_allowed
 from sagepilot.domain.layout import (
     Rejection,
     is_folder_marker,
@@ -271,6 +278,10 @@ class BatchIntake:
                 "Approve a model package version in the SageMaker Model Registry, then upload the "
                 "file again (or copy it onto itself).",
             )
+        foreign = images_not_allowed(model.images, self._settings.image_repositories)
+        if foreign:
+            # Its image would run with the stack's execution role: never from where the operator does not allow.
+            return image_not_allowed_rejection(model, foreign, self._settings.image_repositories)
         return model
 
     def _launch_group(

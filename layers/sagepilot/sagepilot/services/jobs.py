@@ -24,8 +24,11 @@ a redelivered batch's) first checks that its model package version is still Appr
 DescribeModelPackage): if it was rejected meanwhile, the job is planned again on the group's newest
 Approved version (a job named from it and the model, taking its claims over, reading the same copies),
 or, with none left (or none accepting the content type), its files are rejected (NO_APPROVED_MODEL,
-CONTENT_TYPE_NOT_SUPPORTED). The new job is launched before the old record moves (REPLANNED), so a
-handler that dies in between leaves the old job waiting, and the next pass does the same again.
+CONTENT_TYPE_NOT_SUPPORTED). The same check refuses a model whose inference image is outside the stack's
+ImageRepositoriesAllowed (the allow-list may have changed since planning): a newest Approved version with
+an allowed image takes the job over, otherwise its files are rejected (MODEL_IMAGE_NOT_ALLOWED). The new
+job is launched before the old record moves (REPLANNED), so a handler that dies in between leaves the old
+job waiting, and the next pass does the same again.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ from sagepilot.adapters.state import (
     waiting_kind,
 )
 from sagepilot.domain.capacity import oldest_wait_seconds
-from sagepilot.domain.failures import withdrawn_model_rejection
-from sagepilot.domain.layout import rejected_report_key
+from sagepilot.domain.failures import image_not_allowed_rejection, withdrawn_model_rejection
+from sagepilot.domain.images import images_not_allowed
+from sagepilot.domain.layout import Rejection, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import job_summary, rejection_report, superseded_only_summary
 from sagepilot.domain.scheduler import WaitingJob, group_key, may_try_now, start_order
@@ -443,15 +447,27 @@ class JobLauncher:
         return Started(created)
 
     def model_withdrawn(self, plan: JobPlan, attempt: int, *, expected: str = READY) -> Started | None:
-        """None while the plan's model package version is still Approved. Otherwise the job is planned again
-        on the group's newest Approved version, or its files are rejected, and what was done is returned."""
-        if self._registry.approval_status(plan.model.package_arn) == "Approved":
+        """None while the plan's model package version is still Approved and its inference image allowed.
+        Otherwise the job is planned again on the group's newest Approved version (if its image is allowed),
+        or its files are rejected, and what was done is returned."""
+        allowed = self._settings.image_repositories
+        status, images = self._registry.status_and_images(plan.model.package_arn)
+        foreign = images_not_allowed(images, allowed)
+        if status == "Approved" and not foreign:
             return None
         try:
             newest = self._registry.latest_approved(plan.group)
         except GroupNotFound:
             newest = None
-        if newest is not None and newest.accepts(plan.content_type):
+        newest_foreign = images_not_allowed(newest.images, allowed) if newest is not None else ()
+        rejection: Rejection | None = None
+        if newest is not None and newest_foreign:
+            # The newest Approved version (maybe the plan's own) may not run here: nothing runs these files.
+            rejection = image_not_allowed_rejection(newest, newest_foreign, allowed)
+        elif newest is not None and foreign and newest.package_arn == plan.model.package_arn:
+            # Still the newest Approved, but its images were refused above (read again just now).
+            rejection = image_not_allowed_rejection(newest, foreign, allowed)
+        elif newest is not None and newest.accepts(plan.content_type):
             again = replan(plan, newest, self._settings.transform)
             logger.warning(
                 "the job's model is no longer approved; planned again on the newest approved version",
@@ -472,7 +488,8 @@ class JobLauncher:
                 summary["replannedAs"] = {"transformJobName": again.job_name, "modelPackageVersion": newest.version}
                 self._bucket.put_json(plan.report_key, summary)
             return Started(result.started, result.refused, moved=f"replanned as {again.job_name}")
-        rejection = withdrawn_model_rejection(plan, newest)
+        if rejection is None:
+            rejection = withdrawn_model_rejection(plan, newest)
         inputs = self._newest_only(plan)
         at = self._at()
         for f in inputs:
@@ -522,7 +539,10 @@ class JobLauncher:
                     "transformJobName": plan.job_name,
                 },
             )
-        logger.warning("the job's model is no longer approved; its files are rejected", extra={"job": plan.job_name})
+        logger.warning(
+            "the job's model may not run (no longer approved, or its image not allowed); its files are rejected",
+            extra={"job": plan.job_name, "code": rejection.code},
+        )
         return Started(False, moved=f"rejected: {rejection.code}")
 
     def _newest_only(self, plan: JobPlan) -> list[InputFile]:

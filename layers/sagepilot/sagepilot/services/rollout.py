@@ -12,6 +12,9 @@ and endpoint config it is about to create and the notices it will send; the noti
 calls have gone through, by this handler or by the one that repairs the move after a crash. A registry
 trigger records its group with the lease, so that the schedule deploys a first approval whose handler
 died before recording anything.
+
+Images: a version is deployed only if its inference image(s) are in the stack's ImageRepositoriesAllowed;
+another is announced (IMAGE NOT ALLOWED), marked Rejected, and never reaches the endpoint.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolv
 from sagepilot.domain.health import AlarmKind, AlarmRef, parse_alarm_name
 from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_model_name
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
-from sagepilot.errors import CapacityError
+from sagepilot.errors import CapacityError, TransientError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
 from sagepilot.observability import logger
@@ -47,6 +50,7 @@ from sagepilot.services.canary_analysis import judge_step, record_look
 from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
+_MAX_IMAGE_REFUSALS = 5  # Approved versions refused for their image in one move (each is marked Rejected)
 _NOT_MANAGED = "no rollout record for this endpoint: not managed by this stack"
 
 
@@ -294,7 +298,7 @@ class Rollouts:
                 return Outcome(endpoint, "ignored", note=f"group {group} now deploys to {deployment.endpoint}")
             if state.phase in ownership.AT_REST:
                 return self._retire(move, state, view, deployment.endpoint, now)
-        target = self._registry.newest_approved(group)
+        target, state = self._allowed_target(state, self._registry.newest_approved(group), group, endpoint, now)
         firing: tuple[str, ...] = ()
         invocations: int | None = None
         assessment: Assessment | None = None
@@ -375,6 +379,37 @@ class Rollouts:
             outcome.again = True
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
+
+    def _allowed_target(
+        self, state: RolloutState | None, target: Release | None, group: str, endpoint: str, now: float
+    ) -> tuple[Release | None, RolloutState | None]:
+        """The newest Approved version the endpoint may run, and the state with what was refused on the way: a
+        version whose inference image is outside ImageRepositoriesAllowed is announced (once: a line in the
+        endpoint's history stops a repeat while its rejection fails), marked Rejected, and the next newest
+        Approved one is taken (the live version, usually: it keeps serving). A redelivered approval or a later
+        reconcile no longer sees the rejected version: nothing is said twice."""
+        for _ in range(_MAX_IMAGE_REFUSALS):
+            if not plan.needs_image_check(state, target):
+                return target, state
+            assert target is not None
+            images = self._registry.inference_images(target.package_arn)
+            refusal = plan.refuse_image(
+                target, images, self._settings.image_repositories, state, endpoint=endpoint, group=group
+            )
+            if refusal is None:
+                return target, state
+            told = state is not None and any(h.what == refusal.what for h in state.history)
+            if not told:
+                self._notifier.publish(refusal.subject, dict(refusal.detail))
+                if state is not None:
+                    state = state.evolve(now, refusal.what)
+            logger.error("inference image not allowed; version rejected", extra=dict(refusal.detail))
+            self._registry.reject(target.package_arn, refusal.description)
+            target = self._registry.newest_approved(group)
+        raise TransientError(
+            f"more than {_MAX_IMAGE_REFUSALS} Approved versions of {group} have inference images the stack does not "
+            "allow; each was rejected, and the next reconcile goes on with the rest"
+        )
 
     def _intent(
         self,
