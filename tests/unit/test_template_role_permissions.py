@@ -134,50 +134,41 @@ def test_every_role_may_do_exactly_what_the_snapshot_says(sam_template: Template
     assert not problems, "\n".join(problems)
 
 
-def _first_policy_document(template: Template) -> dict[str, Any]:
-    """The document of the first IAM statement list in the SAM template (a managed policy's or a function's)."""
+def _statement_lists(template: Template, kind: str) -> list[list[Any]]:
+    """The statement lists of the SAM template's shared managed policies, or of its functions' inline policies."""
+    found = []
     for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::IAM::ManagedPolicy":
-            return dict(resource["Properties"]["PolicyDocument"])
-    for resource in template["Resources"].values():
-        for policy in (resource.get("Properties") or {}).get("Policies") or []:
-            if isinstance(policy, dict) and "Statement" in policy:
-                return dict(policy)
-    raise AssertionError("no policy document in the template")
+        properties = resource.get("Properties") or {}
+        if kind == "shared" and resource["Type"] == "AWS::IAM::ManagedPolicy":
+            found.append(properties["PolicyDocument"]["Statement"])
+        if kind == "inline" and resource["Type"] == "AWS::Serverless::Function":
+            found += [
+                p["Statement"] for p in properties.get("Policies") or [] if isinstance(p, dict) and "Statement" in p
+            ]
+    return found
 
 
-@pytest.mark.parametrize(
-    "widen",
-    [
-        lambda statement: {**statement, "Resource": [*_listed(statement["Resource"]), "arn:aws:s3:::elsewhere/*"]},
-        lambda statement: {**statement, "Action": [*_listed(statement["Action"]), "sqs:DeleteQueue"]},
-        lambda statement: {k: v for k, v in statement.items() if k != "Condition"} | {"Condition": {}},
-    ],
-    ids=["another resource", "another action", "a condition dropped"],
-)
-def test_a_widened_statement_fails_the_comparison(sam_template: Template, widen: Any) -> None:
+WIDENINGS = {
+    "another resource": lambda st: {**st, "Resource": [*_listed(st["Resource"]), "arn:aws:s3:::elsewhere/*"]},
+    "another action": lambda st: {**st, "Action": [*_listed(st["Action"]), "sqs:DeleteQueue"]},
+    "a condition dropped": lambda st: {k: v for k, v in st.items() if k != "Condition"},
+}
+
+
+@pytest.mark.parametrize("kind", ["shared", "inline"])
+@pytest.mark.parametrize("widening", sorted(WIDENINGS))
+def test_a_widened_statement_fails_the_comparison(sam_template: Template, kind: str, widening: str) -> None:
     broken = copy.deepcopy(sam_template)
-    document = _first_policy_document(broken)
-    statements = _listed(document["Statement"])
-    # A statement with a condition, so that dropping it widens too.
-    index = next(i for i, s in enumerate(statements) if "Condition" in s and "Action" in s)
-    statements[index] = widen(statements[index])
-    _replace_document(broken, document | {"Statement": statements})
+    # The first statement with a condition (so that dropping it widens too), in a shared policy or inline.
+    statements, index = next(
+        (statements, i)
+        for statements in _statement_lists(broken, kind)
+        for i, statement in enumerate(statements)
+        if "Condition" in statement and "Action" in statement
+    )
+    statements[index] = WIDENINGS[widening](statements[index])
     problems = _difference(current(), role_permissions(renderer.render(broken)))
     assert any("WIDENED" in problem for problem in problems), problems
-
-
-def _replace_document(template: Template, document: dict[str, Any]) -> None:
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::IAM::ManagedPolicy":
-            resource["Properties"]["PolicyDocument"] = document
-            return
-    for resource in template["Resources"].values():
-        policies = (resource.get("Properties") or {}).get("Policies") or []
-        for index, policy in enumerate(policies):
-            if isinstance(policy, dict) and "Statement" in policy:
-                policies[index] = document
-                return
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
