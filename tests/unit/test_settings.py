@@ -49,10 +49,24 @@ def test_valid_settings_are_read_and_typed():
     assert (t.max_payload_mb, t.max_concurrent_transforms) == (6, 1)
 
 
-def test_the_template_environment_is_complete(template):
-    """Every variable the settings read is set by the template's Globals."""
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert set(VALID) <= set(variables)
+def _function_environment(template, function):
+    """The variables a function gets: the template's Globals, then its own Environment."""
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    own = template["Resources"][function]["Properties"].get("Environment", {})
+    return {**variables, **own.get("Variables", {})}
+
+
+@pytest.mark.parametrize("function", ["BatchIntakeFunction", "BatchCompletionFunction"])
+def test_the_template_environment_is_complete(template, function):
+    """Every variable the batch settings read is set for each function that loads them."""
+    assert set(VALID) <= set(_function_environment(template, function))
+
+
+@pytest.mark.parametrize("function", ["RolloutFunction", "TrainingFunction"])
+def test_only_the_batch_functions_get_the_batch_settings(template, function):
+    """The batch-only variables are the two batch functions' own, not Globals that every function gets."""
+    stack_wide = {"DATA_BUCKET", "STATE_TABLE", "NOTIFICATION_TOPIC_ARN", "SAGEMAKER_ROLE_ARN", "NAME_PREFIX"}
+    assert not (set(VALID) - stack_wide) & set(_function_environment(template, function))
 
 
 @pytest.mark.parametrize("name", REQUIRED)
