@@ -65,7 +65,8 @@ validate: $(SAM) $(STAMP)  ## sam validate --lint and cfn-lint (with the serverl
 # checkov pins an old boto3: it gets a virtualenv of its own, like the SAM CLI.
 CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .tools/checkov
-CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov
+# .checkov.yaml: the checks skipped, each with its reason and the resources it concerns.
+CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 RENDERED := .aws-sam/rendered.json
 

@@ -558,7 +558,8 @@ def function_policies(
     rendered: Mapping[str, Any], resolve: Callable[[Any], Any], managed: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, list[Statement]]:
     """The statements of every Lambda function's role in `rendered` (the template as SAM renders it),
-    intrinsics resolved by `resolve`, AWS managed policies from `managed` (name -> document)."""
+    intrinsics resolved by `resolve`, AWS managed policies from `managed` (name -> document), the template's own
+    AWS::IAM::ManagedPolicy resources from their documents in `rendered`."""
     resources = rendered.get("Resources", {})
     policies: dict[str, list[Statement]] = {}
     for function, resource in resources.items():
@@ -573,7 +574,13 @@ def function_policies(
         for policy in properties.get("Policies", []):
             document = resolve(policy["PolicyDocument"])
             statements += parse_statements(document, f"{role_id}/{policy['PolicyName']}")
-        for arn in resolve(properties.get("ManagedPolicyArns", [])):
+        for attached in properties.get("ManagedPolicyArns", []):
+            own = resources.get(_logical_id(attached) or "", {})
+            if own.get("Type") == "AWS::IAM::ManagedPolicy":  # one of the template's own, by `!Ref`
+                document = resolve(own.get("Properties", {})["PolicyDocument"])
+                statements += parse_statements(document, f"{role_id}/{_logical_id(attached)}")
+                continue
+            arn = resolve(attached)
             name = str(arn).rsplit("/", 1)[-1]
             if ":iam::aws:policy/" not in str(arn) or name not in managed:
                 raise UnsupportedPolicy(f"{function}: managed policy {arn} has no known document")

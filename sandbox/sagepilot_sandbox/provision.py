@@ -184,6 +184,7 @@ class Provisioner:
             "AWS::KMS::Key": self._kms_key,
             "AWS::KMS::Alias": self._kms_alias,
             "AWS::IAM::Role": self._role,
+            "AWS::IAM::ManagedPolicy": self._managed_policy,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Serverless::LayerVersion": self._layer,
             "AWS::Serverless::Function": self._function,
@@ -343,6 +344,20 @@ class Provisioner:
             )
         self.r.refs[logical_id] = name
         self.r.attributes[(logical_id, "Arn")] = arn
+
+    def _managed_policy(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
+        """A customer managed policy; its Ref is its ARN. Roles it names get it attached (a function's role
+        is SAM's and not created here: the IAM check reads which policies it gets from the rendered template)."""
+        name = props.get("ManagedPolicyName") or self._physical(logical_id, 128)
+        iam = self.client("iam")
+        arn = iam.create_policy(
+            PolicyName=name,
+            PolicyDocument=to_json(props["PolicyDocument"]),
+            Description=props.get("Description", ""),
+        )["Policy"]["Arn"]
+        for role in props.get("Roles", []):
+            iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+        self.r.refs[logical_id] = arn
 
     def _log_group(self, logical_id: str, props: dict[str, Any], _: dict[str, Any]) -> None:
         name = props["LogGroupName"]

@@ -57,13 +57,26 @@ def test_an_image_allow_list_that_is_not_ecr_repositories_is_refused(value):
         load_settings(env(IMAGE_REPOSITORIES_ALLOWED=value))
 
 
-def test_the_template_environment_is_complete(template):
-    """Every variable the settings read is set by the template for both batch functions (in the Globals, or
-    in their own environment, as IMAGE_REPOSITORIES_ALLOWED is)."""
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    for function in ("BatchIntakeFunction", "BatchCompletionFunction"):
-        own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
-        assert set(VALID) <= set(variables) | set(own), function
+def _function_environment(template, function):
+    """The variables a function gets: the template's Globals, then its own Environment."""
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    own = template["Resources"][function]["Properties"].get("Environment", {})
+    return {**variables, **own.get("Variables", {})}
+
+
+@pytest.mark.parametrize("function", ["BatchIntakeFunction", "BatchCompletionFunction"])
+def test_the_template_environment_is_complete(template, function):
+    """Every variable the batch settings read is set for each function that loads them (from the Globals or its
+    own environment, as IMAGE_REPOSITORIES_ALLOWED is)."""
+    assert set(VALID) <= set(_function_environment(template, function))
+
+
+@pytest.mark.parametrize("function", ["RolloutFunction", "TrainingFunction"])
+def test_only_the_batch_functions_get_the_batch_settings(template, function):
+    """The batch-only variables are the two batch functions' own, not Globals that every function gets."""
+    stack_wide = {"DATA_BUCKET", "STATE_TABLE", "NOTIFICATION_TOPIC_ARN", "SAGEMAKER_ROLE_ARN", "NAME_PREFIX"}
+    stack_wide |= {"IMAGE_REPOSITORIES_ALLOWED"}  # every function that runs an image checks it
+    assert not (set(VALID) - stack_wide) & set(_function_environment(template, function))
 
 
 @pytest.mark.parametrize("name", REQUIRED)
