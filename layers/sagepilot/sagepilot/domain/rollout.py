@@ -820,6 +820,38 @@ def _rollback_reason(
     return None
 
 
+def _rollback_move(
+    state: RolloutState,
+    view: EndpointView,
+    target: Release | None,
+    firing: tuple[str, ...],
+    policy: RolloutPolicy,
+    now: float,
+    invocations: int | None,
+    assessment: Assessment | None,
+) -> tuple[RolloutState, str] | None:
+    """The state of a canary or shadow test that must roll back (an alarm, the operator, the registry, or the
+    gate's verdict unless the operator promotes), with the reason; None if the candidate may stay."""
+    cause = _rollback_reason(state, target, firing)
+    if cause is None and assessment is not None and state.command is not Command.PROMOTE:
+        cause = _gate_rollback(state, policy, assessment, invocations, now)
+    if cause is None:
+        return None
+    reason, reject, short = cause
+    back = state.evolve(
+        now,
+        f"rolling back: {reason}",
+        phase=Phase.ROLLING_BACK,
+        reason=reason,
+        cause=short,
+        reject_candidate=reject,
+        command=None,
+        paused=False,
+        endpoint_modified_at=view.last_modified,
+    )
+    return back, reason
+
+
 def _canary(
     state: RolloutState,
     view: EndpointView,
@@ -835,22 +867,9 @@ def _canary(
     both = frozenset({stable.variant, candidate.variant})
     if candidate.variant not in view.names and _update_failed(state, view):
         return _start_failed(state, view, now)
-    cause = _rollback_reason(state, target, firing)
-    if cause is None and assessment is not None and state.command is not Command.PROMOTE:
-        cause = _gate_rollback(state, policy, assessment, invocations, now)
-    if cause is not None:
-        reason, reject, short = cause
-        back = state.evolve(
-            now,
-            f"rolling back: {reason}",
-            phase=Phase.ROLLING_BACK,
-            reason=reason,
-            cause=short,
-            reject_candidate=reject,
-            command=None,
-            paused=False,
-            endpoint_modified_at=view.last_modified,
-        )
+    rolling_back = _rollback_move(state, view, target, firing, policy, now, invocations, assessment)
+    if rolling_back is not None:
+        back, reason = rolling_back
         first: Action = (
             SetWeights(((stable.variant, 1.0), (candidate.variant, 0.0)))
             if view.names == both
@@ -1286,22 +1305,9 @@ def _shadow(
     assert stable and candidate
     if candidate.variant not in view.shadow_names and _update_failed(state, view):
         return _start_failed(state, view, now)
-    cause = _rollback_reason(state, target, firing)
-    if cause is None and assessment is not None and state.command is not Command.PROMOTE:
-        cause = _gate_rollback(state, policy, assessment, invocations, now)
-    if cause is not None:
-        reason, reject, short = cause
-        back = state.evolve(
-            now,
-            f"rolling back: {reason}",
-            phase=Phase.ROLLING_BACK,
-            reason=reason,
-            cause=short,
-            reject_candidate=reject,
-            command=None,
-            paused=False,
-            endpoint_modified_at=view.last_modified,
-        )
+    rolling_back = _rollback_move(state, view, target, firing, policy, now, invocations, assessment)
+    if rolling_back is not None:
+        back, reason = rolling_back
         extra = tuple(sorted(view.names - {stable.variant}))
         return Decision(
             back,
