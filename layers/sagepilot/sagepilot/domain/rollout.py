@@ -774,23 +774,7 @@ def _stable(
             (CreateVariantAlarms(target.variant), NativeUpdate(target, (stable.variant,), policy.strategy)),
         )
     what = f"v{target.version} approved; canary at {policy.steps[0]}% beside v{stable.version}"
-    canary = state.evolve(
-        now,
-        what,
-        phase=Phase.CANARY,
-        started_at=now,
-        candidate=target,
-        step=0,
-        step_started_at=now,
-        paused=False,
-        command=None,
-        reason="",
-        reject_candidate=False,
-        orphan_notified=False,
-        starved=False,
-        inconclusive=False,
-        endpoint_modified_at=view.last_modified,
-    )
+    canary = _test_started(state, view, target, Phase.CANARY, what, now)
     shares = canary_shares(canary, policy)
     return Decision(
         canary,
@@ -818,6 +802,30 @@ def _rollback_reason(
     if target.version > candidate.version:
         return f"v{target.version} approved; it supersedes the canary of v{candidate.version}", False, "superseded"
     return None
+
+
+def _test_started(
+    state: RolloutState, view: EndpointView, target: Release, phase: Phase, what: str, now: float
+) -> RolloutState:
+    """The state of a canary or shadow test of `target` starting now: its first step, and nothing left over
+    from the test before it (command, pause, reason, notices, the gate's flags)."""
+    return state.evolve(
+        now,
+        what,
+        phase=phase,
+        started_at=now,
+        candidate=target,
+        step=0,
+        step_started_at=now,
+        paused=False,
+        command=None,
+        reason="",
+        reject_candidate=False,
+        orphan_notified=False,
+        starved=False,
+        inconclusive=False,
+        endpoint_modified_at=view.last_modified,
+    )
 
 
 def _rollback_move(
@@ -1235,23 +1243,7 @@ def _start_shadow(
         f"v{target.version} approved; shadow test beside v{stable.version}: {policy.shadow_percent}% of the requests "
         "copied to it, its answers discarded (no user sees them)"
     )
-    shadow = state.evolve(
-        now,
-        what,
-        phase=Phase.SHADOW,
-        started_at=now,
-        candidate=target,
-        step=0,
-        step_started_at=now,
-        paused=False,
-        command=None,
-        reason="",
-        reject_candidate=False,
-        orphan_notified=False,
-        starved=False,
-        inconclusive=False,
-        endpoint_modified_at=view.last_modified,
-    )
+    shadow = _test_started(state, view, target, Phase.SHADOW, what, now)
     return Decision(
         shadow,
         (
