@@ -532,7 +532,7 @@ def test_the_training_function_drops_bad_settle_messages_without_touching_aws(
 ):
     """Its own delayed messages, but a queue is a door: whatever a body says, nothing is trained, written or
     sent, and no message comes back (retrying cannot fix it)."""
-    clients("sagemaker").create_model_package_group(ModelPackageGroupName="churn")
+    assert clients("sagemaker").describe_model_package_group(ModelPackageGroupName="churn")  # busy_stack's group
     data.drop("training/churn/set/a.csv", b"1,2\n")
     data.drop("training/churn/set/_SUCCESS", b"")  # a.csv waits for its marker's job
     data.drop("training/churn/v/validation.csv", b"1,2\n")
