@@ -345,23 +345,21 @@ class RolloutStore:
 
     def reread(self, lease: Lease) -> Lease:
         """The lease with its endpoint's state and pending alarms read again (consistently), for a rerun."""
-        try:
-            item = self._ddb.get_item(TableName=self._table, Key=self._key(lease.endpoint), ConsistentRead=True).get(
-                "Item"
-            )
-        except ClientError as exc:
-            raise TransientError(f"reading the state of {lease.endpoint}: {exc}") from exc
-        again = _lease_of(lease.endpoint, lease.owner, item or {})
+        again = _lease_of(lease.endpoint, lease.owner, self._item(lease.endpoint))
         return dataclasses.replace(lease, state=again.state, alarms=again.alarms)
 
     def read(self, endpoint: str) -> RolloutState | None:
         """The recorded state, read consistently (for reruns and for the operator command)."""
+        raw = self._item(endpoint).get("state", {}).get("S")
+        return from_json(raw) if raw else None
+
+    def _item(self, endpoint: str) -> dict[str, Any]:
+        """The endpoint's item, read consistently ({} if there is none)."""
         try:
             item = self._ddb.get_item(TableName=self._table, Key=self._key(endpoint), ConsistentRead=True).get("Item")
         except ClientError as exc:
             raise TransientError(f"reading the state of {endpoint}: {exc}") from exc
-        raw = (item or {}).get("state", {}).get("S")
-        return from_json(raw) if raw else None
+        return dict(item or {})
 
     def all(self) -> list[tuple[RolloutState, float]]:
         """Every endpoint this stack manages, with when it was last reconciled (the index holds only
