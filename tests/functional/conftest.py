@@ -38,7 +38,7 @@ from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings, load_settings
 from sagepilot_sandbox import faithful
-from sagepilot_sandbox.provision import Stack, provision
+from sagepilot_sandbox.stack.provision import Stack, provision
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

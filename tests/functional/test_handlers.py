@@ -149,7 +149,7 @@ def test_the_capacity_sweep_schedule_runs_the_sweep_through_the_completion_handl
     jobs,
     capsys,
 ):
-    from sagepilot_sandbox.runtime import scheduled_event
+    from sagepilot_sandbox.lambda_runtime.runtime import scheduled_event
 
     registry.register("churn")
     data.drop("incoming/churn/a.csv")

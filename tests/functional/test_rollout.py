@@ -29,7 +29,7 @@ from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.rollout import Outcome, Rollouts
 from sagepilot.settings import load_rollout_settings
 from sagepilot_sandbox import faithful
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import ACCOUNT, REGION, FakeClock, Notifications
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sagepilot_sandbox.template import Resolver, TemplateError, load_template, parameter_values
+from sagepilot_sandbox.stack.template import Resolver, TemplateError, load_template, parameter_values
 
 from .conftest import ROOT
 
