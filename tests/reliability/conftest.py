@@ -35,6 +35,7 @@ from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, 
 from functional.conftest import *  # noqa: F403 - the functional fixtures, for the suites of this folder
 from functional.conftest import (
     _ANSWERED,
+    CLIENT_CONFIG,
     REGION,
     ROOT,
     Completions,
@@ -51,7 +52,6 @@ from functional.conftest import (
 from hypothesis import Phase
 from moto import mock_aws
 
-from sagepilot.adapters.clients import CLIENT_CONFIG
 from sagepilot_sandbox import faithful
 from sagepilot_sandbox.stack import provision as provision_module
 from sagepilot_sandbox.stack.provision import Stack, provision

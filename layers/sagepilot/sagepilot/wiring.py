@@ -43,7 +43,7 @@ def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
     )
 
 
-def batch_intake(settings: Settings, client: ClientFactory) -> BatchIntake:
+def batch_intake(settings: Settings, client: ClientFactory, metrics: Recorder | None = None) -> BatchIntake:
     # Imported here, not at the top: only the intake function's cold start should load the intake's code.
     from sagepilot.adapters.notify import Notifier
     from sagepilot.adapters.registry import ModelRegistry
@@ -56,10 +56,11 @@ def batch_intake(settings: Settings, client: ClientFactory) -> BatchIntake:
         ModelRegistry(client("sagemaker")),
         _launcher(settings, client),
         Notifier(client("sns"), settings.notification_topic_arn),
+        metrics=metrics,
     )
 
 
-def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompletion:
+def batch_completion(settings: Settings, client: ClientFactory, metrics: Recorder | None = None) -> BatchCompletion:
     # Imported here, not at the top: only the completion function's cold start should load its code.
     from sagepilot.adapters.notify import Notifier
     from sagepilot.adapters.s3 import DataBucket
@@ -74,6 +75,7 @@ def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompleti
         StateTable(client("dynamodb"), settings.state_table),
         _launcher(settings, client),
         Notifier(client("sns"), settings.notification_topic_arn),
+        metrics=metrics,
     )
 
 

@@ -1,11 +1,20 @@
 """boto3 clients, created once per process and shared by every adapter.
 
-Standard retry mode retries throttling and 5xx with backoff; what it does not retry
+Standard retry mode retries throttling, 5xx and timeouts with backoff; what it does not retry
 (ResourceLimitExceeded, ValidationException) is the adapters' own business.
+
+One call's worst case (every attempt connects and reads as long as allowed, then fails; every backoff is at
+its longest) stays within a third of the function's timeout (FUNCTION_TIMEOUT_SECONDS, the template's
+`Timeout`): a call that cannot succeed then fails as the adapters' TransientError, which the function handles
+(an SQS message handed back, an EventBridge event retried), instead of Lambda stopping the function mid-work.
+The limits come from that timeout (`call_limits`): as many retries as fit (at most 5) with reads of at least
+5 s, so a short function gets fewer retries, a long one longer reads (up to 30 s).
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -14,20 +23,67 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from sagepilot import tracing
+from sagepilot.errors import ConfigurationError
+from sagepilot.settings import function_timeout_seconds
 
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=5,
-    read_timeout=30,
-    max_pool_connections=32,
-)
+CALL_SHARE = 1 / 3  # of the function's timeout, for one call's worst case
+MAX_RETRIES = 5  # after the first attempt (botocore's `retries.max_attempts` counts retries)
+CONNECT_TIMEOUT = 2.0  # an AWS endpoint in the function's region answers a connect in milliseconds
+MIN_READ_TIMEOUT = 5.0  # AWS APIs answer in well under a second; S3 keeps a long copy's connection alive
+MAX_READ_TIMEOUT = 30.0
+MAX_BACKOFF = 20.0  # botocore's standard mode: the wait after attempt n is rand(0, 1) * min(2 ** (n - 1), 20)
+MAX_POOL_CONNECTIONS = 32
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    connect_timeout: float
+    read_timeout: float
+    retries: int
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """Every attempt times out after connecting and reading as long as allowed; every backoff is its longest."""
+        return (self.retries + 1) * (self.connect_timeout + self.read_timeout) + backoff_seconds(self.retries)
+
+
+def backoff_seconds(retries: int) -> float:
+    """The longest botocore's standard mode waits in all before `retries` retries."""
+    return sum(min(2.0**attempt, MAX_BACKOFF) for attempt in range(retries))
+
+
+def call_limits(function_timeout: float) -> CallLimits:
+    """The most retries (up to MAX_RETRIES) whose worst case fits in CALL_SHARE of `function_timeout` with reads
+    of at least MIN_READ_TIMEOUT; reads as long as the rest allows (up to MAX_READ_TIMEOUT)."""
+    budget = function_timeout * CALL_SHARE
+    for retries in range(MAX_RETRIES, -1, -1):
+        read = (budget - backoff_seconds(retries)) / (retries + 1) - CONNECT_TIMEOUT
+        if read >= MIN_READ_TIMEOUT:
+            return CallLimits(CONNECT_TIMEOUT, min(read, MAX_READ_TIMEOUT), retries)
+    shortest = (CONNECT_TIMEOUT + MIN_READ_TIMEOUT) / CALL_SHARE
+    raise ConfigurationError(
+        f"a function timeout of {function_timeout:g} s leaves no room for an AWS call: give the function at least "
+        f"{shortest:g} s"
+    )
+
+
+def client_config(function_timeout: float) -> Config:
+    limits = call_limits(function_timeout)
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": limits.retries + 1},
+        connect_timeout=limits.connect_timeout,
+        read_timeout=limits.read_timeout,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+    )
 
 
 @cache
 def client(service: str) -> Any:
-    """The process-wide client for a service (AWS_ENDPOINT_URL points it at the sandbox); its calls
-    become X-Ray subsegments when the invocation is traced (see sagepilot.tracing)."""
-    return tracing.instrument(boto3.client(service, config=CLIENT_CONFIG))
+    """The process-wide client for a service (AWS_ENDPOINT_URL points it at the sandbox), with the limits of
+    the function's timeout (FUNCTION_TIMEOUT_SECONDS); its calls become X-Ray subsegments when the invocation
+    is traced (see sagepilot.tracing)."""
+    config = client_config(function_timeout_seconds(os.environ))
+    return tracing.instrument(boto3.client(service, config=config))
 
 
 def error_code(exc: ClientError) -> str:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code
@@ -67,24 +69,48 @@ def failure(exc: ClientError, what: str) -> TransientError | PermanentError:
     return TransientError(what)
 
 
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
+def _decimals(value: Any) -> Any:
+    """`value` with each float as the Decimal of its shortest repr (DynamoDB numbers are decimal, and boto3
+    refuses floats: 0.1 is stored as 0.1, not as the binary float's 55 digits) and each str as a plain str."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        return str(value)  # a StrEnum member as its plain value
+    if isinstance(value, dict):
+        return {key: _decimals(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimals(item) for item in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A deserialized value with each Decimal as an int when whole, else a float (what was written)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, set):
+        return {_plain(item) for item in value}
+    return value
+
+
 def _to_attr(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    return {"S": str(value)}
+    """A Python value as a DynamoDB attribute value (boto3's TypeSerializer): str S, int and float N, bool
+    BOOL, None NULL, list and tuple L, dict M, a set of str SS. Anything else is a TypeError, not a string."""
+    serialized: dict[str, Any] = _SERIALIZER.serialize(_decimals(value))
+    return serialized
 
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, attr in item.items():
-        if "N" in attr:
-            out[name] = int(attr["N"])
-        elif "BOOL" in attr:
-            out[name] = attr["BOOL"]
-        elif "S" in attr:
-            out[name] = attr["S"]
-    return out
+    """An item's attributes as Python values (boto3's TypeDeserializer; numbers as int or float). An item the
+    earlier writer stored (S, N of whole numbers, BOOL only) reads as it did."""
+    return {name: _plain(_DESERIALIZER.deserialize(attr)) for name, attr in item.items()}
 
 
 def _owner_in(item: Any) -> str | None:

@@ -41,6 +41,7 @@ from sagepilot.domain.reports import input_report, job_summary, rejection_report
 from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer, exact_plan, split_plan
 from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
+from sagepilot.metrics import NoRecorder, Recorder, completion_metrics, sweep_metrics
 from sagepilot.observability import logger
 from sagepilot.services.batch_intake import utc_now
 from sagepilot.services.jobs import JobLauncher, SweepResult
@@ -72,6 +73,7 @@ class BatchCompletion:
         launcher: JobLauncher,
         notifier: Notifier,
         now: Callable[[], str] = utc_now,
+        metrics: Recorder | None = None,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -80,8 +82,15 @@ class BatchCompletion:
         self._launcher = launcher
         self._notifier = notifier
         self._now = now
+        self._metrics = metrics or NoRecorder()
 
     def handle(self, change: TransformJobChange) -> CompletionOutcome:
+        """Act on a transform job's state change, and emit what was decided (metrics.completion_metrics)."""
+        outcome = self._act(change)
+        completion_metrics(self._metrics, outcome.action, len(outcome.started))
+        return outcome
+
+    def _act(self, change: TransformJobChange) -> CompletionOutcome:
         name = change.job_name
         if change.status not in TERMINAL_TRANSFORM_STATUSES:
             return CompletionOutcome(name, "ignored", f"status {change.status} needs no action")
@@ -152,8 +161,11 @@ class BatchCompletion:
 
     def sweep(self) -> SweepResult:
         """The periodic pass: start jobs waiting for capacity that no completion has started (a quota
-        raised, instances freed by jobs of another stack). Idempotent, like everything it calls."""
-        return self._launcher.sweep()
+        raised, instances freed by jobs of another stack). Idempotent, like everything it calls. Emits what
+        it saw (metrics.sweep_metrics)."""
+        swept = self._launcher.sweep()
+        sweep_metrics(self._metrics, len(swept.started), swept.waiting, swept.oldest_wait_seconds)
+        return swept
 
     def _completed(
         self,

@@ -44,6 +44,7 @@ from sagepilot.domain.reports import rejection_report
 from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, file_id_of, plan_jobs
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
 from sagepilot.events import ObjectCreated, QueuedMessage, parse_object_created
+from sagepilot.metrics import NoRecorder, Recorder, intake_metrics
 from sagepilot.observability import logger
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
@@ -112,6 +113,7 @@ class BatchIntake:
         launcher: JobLauncher,
         notifier: Notifier,
         now: Callable[[], str] = utc_now,
+        metrics: Recorder | None = None,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -119,6 +121,7 @@ class BatchIntake:
         self._launcher = launcher
         self._notifier = notifier
         self._now = now
+        self._metrics = metrics or NoRecorder()
 
     def handle(self, messages: list[QueuedMessage | tuple[str, MalformedEvent]]) -> IntakeOutcome:
         outcome = IntakeOutcome()
@@ -147,6 +150,13 @@ class BatchIntake:
 
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
+        intake_metrics(
+            self._metrics,
+            outcome.files_accepted,
+            len(outcome.jobs_started),
+            outcome.rejected_codes,
+            len(outcome.jobs_waiting_for_capacity),
+        )
         return outcome
 
     # Steps ----------------------------------------------------------------------------------------
