@@ -27,22 +27,24 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code
+from sagepilot.domain.statuses import JobStatus, TrainingStatus
 from sagepilot.errors import PermanentError, TransientError
 
+# The job statuses (domain.statuses.JobStatus), by the names the services know them by.
 CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
-    "CLAIMING",
-    "READY",
-    "STARTED",
-    "COMPLETED",
-    "FAILED",
-    "EMPTY",
+    JobStatus.CLAIMING,
+    JobStatus.READY,
+    JobStatus.STARTED,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.EMPTY,
 )
 # A job that failed for a reason one input can cause, whose inputs were handed to two smaller jobs
 # (`children`); terminal for the job itself.
-SPLIT = "SPLIT"
+SPLIT = JobStatus.SPLIT
 # A job whose model package version was no longer Approved when it was about to start, planned again on the
 # group's newest Approved version (`replannedAs`); terminal for the job itself.
-REPLANNED = "REPLANNED"
+REPLANNED = JobStatus.REPLANNED
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
@@ -165,8 +167,8 @@ class StateTable:
         self,
         job_name: str,
         *,
-        expected: Iterable[str],
-        to: str,
+        expected: Iterable[JobStatus | TrainingStatus],
+        to: JobStatus | TrainingStatus,
         when_attempt: int | None = None,
         remove: tuple[str, ...] = (),
         set_once: dict[str, Any] | None = None,

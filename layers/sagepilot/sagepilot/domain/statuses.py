@@ -1,0 +1,40 @@
+"""The statuses the state table records for a job, and the results the services report for an event.
+
+Each status is a `StrEnum` member, so it *is* the string stored in DynamoDB, compared with what a read
+returns, written into reports and logs: `JobStatus.READY == "READY"`, `f"{JobStatus.READY}"` and
+`json.dumps(JobStatus.READY)` give exactly the text stored before they were typed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """A batch transform job's record: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED | SPLIT | REPLANNED,
+    or EMPTY when every input turned out to belong to other jobs (adapters/state.py tells the whole story)."""
+
+    CLAIMING = "CLAIMING"
+    READY = "READY"
+    STARTED = "STARTED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    EMPTY = "EMPTY"
+    # Failed for a reason one input can cause; its inputs were handed to two smaller jobs (`children`).
+    SPLIT = "SPLIT"
+    # Its model package version was no longer Approved when it was about to start; planned again on the
+    # group's newest Approved version (`replannedAs`).
+    REPLANNED = "REPLANNED"
+
+
+class TrainingStatus(StrEnum):
+    """A training job's record (STARTED -> REGISTERING -> REGISTERED, or FAILED), a data version waiting
+    for its folder's marker (NEEDS_MARKER), and a folder's "upload the marker" notice (NOTICE_*)."""
+
+    STARTED = "STARTED"
+    REGISTERING = "REGISTERING"
+    REGISTERED = "REGISTERED"
+    FAILED = "FAILED"
+    NEEDS_MARKER = "NEEDS_MARKER"
+    NOTICE_PENDING = "NOTICE_PENDING"
+    NOTICE_SENT = "NOTICE_SENT"
