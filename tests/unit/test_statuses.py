@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import botocore.session
 import pytest
@@ -10,7 +11,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.serialize import create_serializer
 
 from sagepilot.adapters import state
-from sagepilot.domain.statuses import JobStatus, TrainingStatus
+from sagepilot.domain.statuses import JobStatus, RolloutResult, TrainingStatus
 from sagepilot.services import training
 
 # What the state table holds (and tests, reports and dashboards read): unchanged by the typing.
@@ -55,3 +56,8 @@ def _update_item_body(value: object) -> bytes:
 def test_boto3_sends_a_status_as_the_bytes_of_its_string(status):
     assert _update_item_body(status) == _update_item_body(status.value)
     assert f'"S": "{status.value}"'.encode() in _update_item_body(status)
+
+
+def test_the_rollout_results_are_the_reported_words():
+    # Logged, returned by the handlers and asserted by the functional tests as these exact strings.
+    assert get_args(RolloutResult) == ("acted", "waiting", "deferred", "ignored", "invalid")

@@ -2,12 +2,14 @@
 
 Each status is a `StrEnum` member, so it *is* the string stored in DynamoDB, compared with what a read
 returns, written into reports and logs: `JobStatus.READY == "READY"`, `f"{JobStatus.READY}"` and
-`json.dumps(JobStatus.READY)` give exactly the text stored before they were typed.
+`json.dumps(JobStatus.READY)` give exactly the text stored before they were typed. What a service reports
+for one event (its outcome's `result`) is a `Literal` type: plain strings, and mypy refuses any other word.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 
 class JobStatus(StrEnum):
@@ -38,3 +40,8 @@ class TrainingStatus(StrEnum):
     NEEDS_MARKER = "NEEDS_MARKER"
     NOTICE_PENDING = "NOTICE_PENDING"
     NOTICE_SENT = "NOTICE_SENT"
+
+
+# What a rollout event did: changed the endpoint (acted), found nothing to do yet (waiting), left it to the
+# handler that holds the endpoint's lease (deferred), was not ours (ignored), or could not be used (invalid).
+RolloutResult = Literal["acted", "waiting", "deferred", "ignored", "invalid"]
