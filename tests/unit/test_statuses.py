@@ -11,7 +11,8 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.serialize import create_serializer
 
 from sagepilot.adapters import state
-from sagepilot.domain.statuses import JobStatus, RolloutResult, TrainingStatus
+from sagepilot.domain.statuses import CompletionAction, JobStatus, RolloutResult, TrainingStatus
+from sagepilot.metrics import _COMPLETION_METRIC
 from sagepilot.services import training
 
 # What the state table holds (and tests, reports and dashboards read): unchanged by the typing.
@@ -61,3 +62,7 @@ def test_boto3_sends_a_status_as_the_bytes_of_its_string(status):
 def test_the_rollout_results_are_the_reported_words():
     # Logged, returned by the handlers and asserted by the functional tests as these exact strings.
     assert get_args(RolloutResult) == ("acted", "waiting", "deferred", "ignored", "invalid")
+
+
+def test_every_completion_metric_counts_an_action_a_completion_reports():
+    assert set(_COMPLETION_METRIC) <= set(get_args(CompletionAction))

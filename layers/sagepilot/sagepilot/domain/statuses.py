@@ -45,3 +45,15 @@ class TrainingStatus(StrEnum):
 # What a rollout event did: changed the endpoint (acted), found nothing to do yet (waiting), left it to the
 # handler that holds the endpoint's lease (deferred), was not ours (ignored), or could not be used (invalid).
 RolloutResult = Literal["acted", "waiting", "deferred", "ignored", "invalid"]
+
+# What a training event did (services.training.TrainingOutcome.action).
+TrainingAction = Literal[
+    "started", "exists", "ignored", "settling", "waiting", "rejected", "registered", "retried", "failed"
+]
+
+# What a batch transform job's completion did (services.batch_completion.CompletionOutcome.action): "waiting",
+# its retry waits for capacity; "replanned", its retry runs on the group's newest Approved version; "read
+# again", keys changed under the job and its inputs run again from the claimed versions.
+CompletionAction = Literal[
+    "ignored", "duplicate", "reported", "retried", "waiting", "rejected", "split", "replanned", "read again"
+]

@@ -38,7 +38,7 @@ from sagepilot.domain.failures import is_retryable_failure
 from sagepilot.domain.layout import Rejection, input_format_of
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import rejection_report
-from sagepilot.domain.statuses import TrainingStatus
+from sagepilot.domain.statuses import TrainingAction, TrainingStatus
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
 from sagepilot.events import (
     ObjectCreated,
@@ -70,7 +70,7 @@ LINEAGE_JOB = "sagepilot:training-job"
 
 @dataclass
 class TrainingOutcome:
-    action: str  # started | exists | ignored | settling | waiting | rejected | registered | retried | failed
+    action: TrainingAction
     detail: str = ""
     job_name: str = ""
 
