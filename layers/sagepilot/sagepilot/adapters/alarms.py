@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -19,6 +19,9 @@ from sagepilot.domain.deployment import AlarmThresholds
 from sagepilot.domain.names import AlarmKind, alarm_name, rollout_alarm_names, variant_alarm_names
 from sagepilot.errors import TransientError
 
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+
 NAMESPACE = "AWS/SageMaker"
 _LOW_TRAFFIC_PERIOD = 300
 _INVOCATIONS_PERIOD = 60  # SageMaker's endpoint metrics are per minute
@@ -26,7 +29,7 @@ _MAX_EVALUATION_SECONDS = 86_400  # CloudWatch: EvaluationPeriods x Period at mo
 
 
 class VariantAlarms:
-    def __init__(self, cloudwatch_client: Any) -> None:
+    def __init__(self, cloudwatch_client: CloudWatchClient) -> None:
         self._cw = cloudwatch_client
 
     def create(self, endpoint: str, variant: str, thresholds: AlarmThresholds, *, low_traffic: bool = False) -> None:

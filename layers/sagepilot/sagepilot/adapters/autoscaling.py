@@ -6,7 +6,7 @@ scalable target, so `deregister` always runs before such an update. Both calls a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
@@ -15,9 +15,14 @@ from sagepilot.domain.deployment import Autoscaling
 from sagepilot.domain.names import scalable_target_id, scaling_policy_name
 from sagepilot.errors import PermanentError, TransientError
 
-NAMESPACE = "sagemaker"
-DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-METRIC = "SageMakerVariantInvocationsPerInstance"
+if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
+    from mypy_boto3_application_autoscaling.type_defs import ScalableTargetTypeDef
+
+# Final: their literal values are what the typed client accepts (ServiceNamespace, ScalableDimension, ...).
+NAMESPACE: Final = "sagemaker"
+DIMENSION: Final = "sagemaker:variant:DesiredInstanceCount"
+METRIC: Final = "SageMakerVariantInvocationsPerInstance"
 _THROTTLED = {"ThrottlingException", "ConcurrentUpdateException", "InternalServiceException"}
 
 
@@ -28,7 +33,7 @@ def _translate(exc: ClientError, what: str) -> Exception:
 
 
 class VariantAutoscaling:
-    def __init__(self, autoscaling_client: Any) -> None:
+    def __init__(self, autoscaling_client: ApplicationAutoScalingClient) -> None:
         self._aas = autoscaling_client
 
     def register(self, endpoint: str, variant: str, policy: Autoscaling) -> None:
@@ -103,10 +108,10 @@ class VariantAutoscaling:
             found.append(f"scaling policies {', '.join(own)}")
         return "; ".join(found)
 
-    def registered(self, endpoint: str) -> dict[str, dict[str, Any]]:
+    def registered(self, endpoint: str) -> dict[str, ScalableTargetTypeDef]:
         """Scalable targets of an endpoint's variants, by variant name (for checks and the CLI)."""
         prefix = f"endpoint/{endpoint}/variant/"
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, ScalableTargetTypeDef] = {}
         try:
             pages = self._aas.get_paginator("describe_scalable_targets").paginate(ServiceNamespace=NAMESPACE)
             for page in pages:

@@ -22,13 +22,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code
 from sagepilot.domain.statuses import JobStatus, TrainingStatus
 from sagepilot.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 # The job statuses (domain.statuses.JobStatus), by the names the services know them by.
 CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
@@ -113,7 +117,7 @@ def job_pk(job_name: str) -> str:
 
 
 class StateTable:
-    def __init__(self, dynamodb_client: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
         self._db = dynamodb_client
         self._table = table
         self._clock = clock
@@ -329,7 +333,9 @@ class StateTable:
                 refused.update(self._each_alone(actions, pending, what, invalid))
                 return refused
             try:
-                self._db.transact_write_items(TransactItems=[actions[i] for i in pending])
+                # The actions are plain dicts (each also a PutItem or UpdateItem request, in _write_one).
+                items = cast("list[TransactWriteItemTypeDef]", [actions[i] for i in pending])
+                self._db.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 if error_code(exc) == "ValidationException":
                     # Some item is invalid, and the transaction does not say which: find it, one by one.
@@ -346,7 +352,7 @@ class StateTable:
                 for i, reason in zip(pending, reasons, strict=True):
                     code = str(reason.get("Code") or "None")
                     if code == "ConditionalCheckFailed":
-                        item = reason.get("Item")
+                        item: object = reason.get("Item")  # (botocore's stubs type it wrongly)
                         refused[i] = item if isinstance(item, dict) else {}
                     elif code == "ValidationError":  # this item alone is invalid: the others go again
                         invalid[i] = f"{code}: {reason.get('Message')}"
