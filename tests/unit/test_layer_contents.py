@@ -92,3 +92,18 @@ def test_the_built_layer_holds_no_type_stubs() -> None:
     top = sorted(p.name for p in BUILT_LAYER.iterdir())
     assert "sagepilot" in top
     assert [name for name in top if name.startswith(STUBS) or "stubs" in name] == []
+
+
+def test_every_service_the_layer_calls_has_its_stub_pinned_for_the_type_checker() -> None:
+    """mypy ignores missing imports: a service without its stub would be typed Any without a word."""
+    from typing import get_args
+
+    from sagepilot.adapters.clients import Service
+
+    pinned = {
+        line.split("==")[0].strip()
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    }
+    assert {"boto3-stubs", "botocore-stubs"} <= pinned
+    assert sorted(f"mypy-boto3-{s}" for s in get_args(Service) if f"mypy-boto3-{s}" not in pinned) == []
