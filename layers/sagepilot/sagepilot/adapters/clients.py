@@ -7,7 +7,7 @@ Standard retry mode retries throttling and 5xx with backoff; what it does not re
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
 from botocore.config import Config
@@ -16,6 +16,8 @@ from botocore.exceptions import ClientError
 from sagepilot import tracing
 
 if TYPE_CHECKING:  # the typed stubs are development dependencies: never imported at run time
+    from typing import Protocol, overload
+
     from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -23,6 +25,26 @@ if TYPE_CHECKING:  # the typed stubs are development dependencies: never importe
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+
+    # For the type checker only (no class to build at cold start): what `client` is.
+    class ClientFactory(Protocol):
+        """Gives the client of a service, typed by the service's stub: `client("s3")` is an S3Client."""
+
+        @overload
+        def __call__(self, service: Literal["application-autoscaling"]) -> ApplicationAutoScalingClient: ...
+        @overload
+        def __call__(self, service: Literal["cloudwatch"]) -> CloudWatchClient: ...
+        @overload
+        def __call__(self, service: Literal["dynamodb"]) -> DynamoDBClient: ...
+        @overload
+        def __call__(self, service: Literal["s3"]) -> S3Client: ...
+        @overload
+        def __call__(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
+        @overload
+        def __call__(self, service: Literal["sns"]) -> SNSClient: ...
+        @overload
+        def __call__(self, service: Literal["sqs"]) -> SQSClient: ...
+
 
 # The services the Lambda functions call (each has its typed stub in requirements-dev.txt).
 Service = Literal["application-autoscaling", "cloudwatch", "dynamodb", "s3", "sagemaker", "sns", "sqs"]
@@ -33,25 +55,6 @@ CLIENT_CONFIG = Config(
     read_timeout=30,
     max_pool_connections=32,
 )
-
-
-class ClientFactory(Protocol):
-    """Gives the client of a service, typed by the service's stub: `client("s3")` is an S3Client."""
-
-    @overload
-    def __call__(self, service: Literal["application-autoscaling"]) -> ApplicationAutoScalingClient: ...
-    @overload
-    def __call__(self, service: Literal["cloudwatch"]) -> CloudWatchClient: ...
-    @overload
-    def __call__(self, service: Literal["dynamodb"]) -> DynamoDBClient: ...
-    @overload
-    def __call__(self, service: Literal["s3"]) -> S3Client: ...
-    @overload
-    def __call__(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
-    @overload
-    def __call__(self, service: Literal["sns"]) -> SNSClient: ...
-    @overload
-    def __call__(self, service: Literal["sqs"]) -> SQSClient: ...
 
 
 @cache
