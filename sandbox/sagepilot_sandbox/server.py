@@ -118,7 +118,8 @@ class Sandbox:
         self.lambdas: LambdaService | None = None
 
     def client(self, service: str) -> Any:
-        return boto3.client(
+        make: Any = boto3.client  # any service by name: the typed stubs know each name only as a literal
+        return make(
             service,
             endpoint_url=self.endpoint_url,
             region_name=REGION,

@@ -21,8 +21,8 @@ import pytest
 
 import sagepilot_cli as cli
 from sagepilot import wiring
-from sagepilot.adapters.alarms import rollout_alarm_names
 from sagepilot.adapters.rollout_state import RolloutStore
+from sagepilot.domain.names import rollout_alarm_names
 from sagepilot.domain.rollout import Phase
 from sagepilot.events import parse_rollout_trigger
 from sagepilot.metrics import MemoryRecorder

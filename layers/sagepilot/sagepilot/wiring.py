@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sagepilot.adapters.clients import ClientFactory
     from sagepilot.metrics import Recorder
     from sagepilot.services.batch_completion import BatchCompletion
     from sagepilot.services.batch_intake import BatchIntake
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
     from sagepilot.services.rollout import Rollouts
     from sagepilot.services.training import Training
     from sagepilot.settings import RolloutSettings, Settings, TrainingSettings
-
-ClientFactory = Callable[[str], Any]
 
 
 def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:

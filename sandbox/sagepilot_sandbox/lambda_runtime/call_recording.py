@@ -133,7 +133,7 @@ def install(recorder: Recorder) -> None:
     """Record every call of every botocore client of this process from now on."""
     from botocore.client import BaseClient
 
-    original = BaseClient._make_api_call
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]  # private: botocore's stubs omit it
     if getattr(original, "_sagepilot_recorder", None) is not None:
         raise RuntimeError("call recording is already installed in this process")
 
@@ -142,7 +142,7 @@ def install(recorder: Recorder) -> None:
         return original(self, operation_name, api_params)
 
     _make_api_call._sagepilot_recorder = recorder  # type: ignore[attr-defined]
-    BaseClient._make_api_call = _make_api_call
+    BaseClient._make_api_call = _make_api_call  # type: ignore[attr-defined]
 
 
 def merge(into: dict[str, CallRecord], records: list[CallRecord]) -> None:

@@ -23,28 +23,34 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code
+from sagepilot.domain.statuses import JobStatus, TrainingStatus
 from sagepilot.errors import PermanentError, TransientError
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+# The job statuses (domain.statuses.JobStatus), by the names the services know them by.
 CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
-    "CLAIMING",
-    "READY",
-    "STARTED",
-    "COMPLETED",
-    "FAILED",
-    "EMPTY",
+    JobStatus.CLAIMING,
+    JobStatus.READY,
+    JobStatus.STARTED,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.EMPTY,
 )
 # A job that failed for a reason one input can cause, whose inputs were handed to two smaller jobs
 # (`children`); terminal for the job itself.
-SPLIT = "SPLIT"
+SPLIT = JobStatus.SPLIT
 # A job whose model package version was no longer Approved when it was about to start, planned again on the
 # group's newest Approved version (`replannedAs`); terminal for the job itself.
-REPLANNED = "REPLANNED"
+REPLANNED = JobStatus.REPLANNED
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
@@ -103,8 +109,7 @@ def _plain(value: Any) -> Any:
 def _to_attr(value: Any) -> dict[str, Any]:
     """A Python value as a DynamoDB attribute value (boto3's TypeSerializer): str S, int and float N, bool
     BOOL, None NULL, list and tuple L, dict M, a set of str SS. Anything else is a TypeError, not a string."""
-    serialized: dict[str, Any] = _SERIALIZER.serialize(_decimals(value))
-    return serialized
+    return dict(_SERIALIZER.serialize(_decimals(value)))
 
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +142,7 @@ def job_pk(job_name: str) -> str:
 
 
 class StateTable:
-    def __init__(self, dynamodb_client: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
         self._db = dynamodb_client
         self._table = table
         self._clock = clock
@@ -191,8 +196,8 @@ class StateTable:
         self,
         job_name: str,
         *,
-        expected: Iterable[str],
-        to: str,
+        expected: Iterable[JobStatus | TrainingStatus],
+        to: JobStatus | TrainingStatus,
         when_attempt: int | None = None,
         remove: tuple[str, ...] = (),
         set_once: dict[str, Any] | None = None,
@@ -353,7 +358,9 @@ class StateTable:
                 refused.update(self._each_alone(actions, pending, what, invalid))
                 return refused
             try:
-                self._db.transact_write_items(TransactItems=[actions[i] for i in pending])
+                # The actions are plain dicts (each also a PutItem or UpdateItem request, in _write_one).
+                items = cast("list[TransactWriteItemTypeDef]", [actions[i] for i in pending])
+                self._db.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 if error_code(exc) == "ValidationException":
                     # Some item is invalid, and the transaction does not say which: find it, one by one.
@@ -370,7 +377,7 @@ class StateTable:
                 for i, reason in zip(pending, reasons, strict=True):
                     code = str(reason.get("Code") or "None")
                     if code == "ConditionalCheckFailed":
-                        item = reason.get("Item")
+                        item: object = reason.get("Item")  # (botocore's stubs type it wrongly)
                         refused[i] = item if isinstance(item, dict) else {}
                     elif code == "ValidationError":  # this item alone is invalid: the others go again
                         invalid[i] = f"{code}: {reason.get('Message')}"

@@ -38,6 +38,7 @@ from sagepilot.domain.failures import input_may_cause, is_retryable_failure, job
 from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import input_report, job_summary, rejection_report
+from sagepilot.domain.statuses import CompletionAction
 from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer, exact_plan, split_plan
 from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
@@ -53,8 +54,7 @@ _IO_THREADS = 16
 @dataclass(frozen=True)
 class CompletionOutcome:
     job_name: str
-    # "ignored", "duplicate", "reported", "retried", "waiting" (a retry waits for capacity), "rejected", "split"
-    action: str
+    action: CompletionAction
     detail: str = ""
     started: list[str] = field(default_factory=list)  # waiting jobs this completion started (freed instances)
 

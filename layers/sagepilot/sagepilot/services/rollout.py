@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagepilot.adapters.alarms import VariantAlarms, rollout_alarm_names
+from sagepilot.adapters.alarms import VariantAlarms
 from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import EndpointBusy, Endpoints
 from sagepilot.adapters.notify import Notifier
@@ -40,8 +40,9 @@ from sagepilot.domain import rollout as plan
 from sagepilot.domain.canary_gate import Assessment
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
 from sagepilot.domain.health import AlarmKind, AlarmRef, parse_alarm_name
-from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_model_name
+from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_model_name, rollout_alarm_names
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
+from sagepilot.domain.statuses import RolloutResult
 from sagepilot.errors import CapacityError, TransientError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
@@ -57,7 +58,7 @@ _NOT_MANAGED = "no rollout record for this endpoint: not managed by this stack"
 @dataclass
 class Outcome:
     endpoint: str
-    result: str  # acted | waiting | deferred | ignored | invalid
+    result: RolloutResult
     phase: str = ""
     actions: list[str] = field(default_factory=list)
     note: str = ""

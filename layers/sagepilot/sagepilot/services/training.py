@@ -38,6 +38,7 @@ from sagepilot.domain.failures import is_retryable_failure
 from sagepilot.domain.layout import Rejection, input_format_of
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import rejection_report
+from sagepilot.domain.statuses import TrainingAction, TrainingStatus
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
 from sagepilot.events import (
     ObjectCreated,
@@ -51,11 +52,17 @@ from sagepilot.metrics import Recorder
 from sagepilot.observability import logger
 from sagepilot.settings import TrainingSettings
 
-STARTED, REGISTERING, REGISTERED, FAILED = "STARTED", "REGISTERING", "REGISTERED", "FAILED"
+# The training records' statuses (domain.statuses.TrainingStatus), by the names this service knows them by.
+STARTED, REGISTERING, REGISTERED, FAILED = (
+    TrainingStatus.STARTED,
+    TrainingStatus.REGISTERING,
+    TrainingStatus.REGISTERED,
+    TrainingStatus.FAILED,
+)
 # A data version that settled beside other training files and no marker: no job trains on it alone (final).
-NEEDS_MARKER = "NEEDS_MARKER"
+NEEDS_MARKER = TrainingStatus.NEEDS_MARKER
 # A folder's "N files ...: upload the marker" notice: about to go out, then sent.
-NOTICE_PENDING, NOTICE_SENT = "NOTICE_PENDING", "NOTICE_SENT"
+NOTICE_PENDING, NOTICE_SENT = TrainingStatus.NOTICE_PENDING, TrainingStatus.NOTICE_SENT
 LISTING_LIMIT = 1000
 KIND = "training"
 LINEAGE_JOB = "sagepilot:training-job"
@@ -63,7 +70,7 @@ LINEAGE_JOB = "sagepilot:training-job"
 
 @dataclass
 class TrainingOutcome:
-    action: str  # started | exists | ignored | settling | waiting | rejected | registered | retried | failed
+    action: TrainingAction
     detail: str = ""
     job_name: str = ""
 
