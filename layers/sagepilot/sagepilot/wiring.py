@@ -8,9 +8,10 @@ signatures name are imported at the top, for the type checker alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from sagepilot.clock import epoch
 
 if TYPE_CHECKING:
     from sagepilot.metrics import Recorder
@@ -80,7 +81,7 @@ def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompleti
 def rollouts(
     settings: RolloutSettings,
     client: ClientFactory,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] = epoch,
     metrics: Recorder | None = None,
 ) -> Rollouts:
     # Imported here, not at the top: only the rollout function's cold start should load the rollout's code.

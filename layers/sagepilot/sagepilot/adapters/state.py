@@ -27,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code
+from sagepilot.clock import epoch
 from sagepilot.errors import PermanentError, TransientError
 
 CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
@@ -111,7 +112,7 @@ def job_pk(job_name: str) -> str:
 
 
 class StateTable:
-    def __init__(self, dynamodb_client: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dynamodb_client: Any, table: str, clock: Callable[[], float] = epoch) -> None:
         self._db = dynamodb_client
         self._table = table
         self._clock = clock

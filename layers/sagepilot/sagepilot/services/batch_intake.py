@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from botocore.exceptions import ConnectionError as ConnectionFailed
 from botocore.exceptions import HTTPClientError
@@ -24,6 +23,7 @@ from botocore.exceptions import HTTPClientError
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket, key_candidates
+from sagepilot.clock import utc_now
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import (
     image_not_allowed_rejection,
@@ -97,10 +97,6 @@ class _Arrival:
     event: ObjectCreated
     message_ids: list[str]
     final_delivery: bool
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class BatchIntake:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, RolloutStore
+from sagepilot.clock import epoch
 from sagepilot.domain import health, ownership
 from sagepilot.domain import rollout as plan
 from sagepilot.domain.canary_gate import Assessment
@@ -87,7 +87,7 @@ class Rollouts:
         autoscaling: VariantAutoscaling,
         alarms: VariantAlarms,
         notifier: Notifier,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = epoch,
         metrics: Recorder | None = None,
         reports: RolloutReports | None = None,
     ) -> None:
