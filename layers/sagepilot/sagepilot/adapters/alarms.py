@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.domain.canary_gate import CustomMetric, StepEvidence, VariantCounts
 from sagepilot.domain.deployment import AlarmThresholds
 from sagepilot.domain.health import AlarmKind
@@ -35,6 +36,7 @@ def variant_alarm_names(endpoint: str, variant: str) -> tuple[str, ...]:
     return tuple(alarm_name(endpoint, variant, kind.value) for kind in AlarmKind)
 
 
+@translates_unreachable
 class VariantAlarms:
     def __init__(self, cloudwatch_client: Any) -> None:
         self._cw = cloudwatch_client

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.deployment import Autoscaling
 from sagepilot.errors import PermanentError, TransientError
 
@@ -34,6 +34,7 @@ def _translate(exc: ClientError, what: str) -> Exception:
     return PermanentError(f"{what}: {exc}")
 
 
+@translates_unreachable
 class VariantAutoscaling:
     def __init__(self, autoscaling_client: Any) -> None:
         self._aas = autoscaling_client

@@ -7,11 +7,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.errors import TransientError
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds
 
 
+@translates_unreachable
 class DelayedQueue:
     def __init__(self, sqs_client: Any, queue_url: str) -> None:
         self._sqs = sqs_client

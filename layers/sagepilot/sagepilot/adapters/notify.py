@@ -7,11 +7,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.errors import TransientError
 
 _MAX_SUBJECT = 100
 
 
+@translates_unreachable
 class Notifier:
     def __init__(self, sns_client: Any, topic_arn: str) -> None:
         self._sns = sns_client

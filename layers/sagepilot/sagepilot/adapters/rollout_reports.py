@@ -9,13 +9,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.canary_report import REPORT_PREFIX, appended, rollout_key
 from sagepilot.errors import TransientError
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
+@translates_unreachable
 class RolloutReports:
     def __init__(self, s3_client: Any, bucket: str) -> None:
         self._s3 = s3_client

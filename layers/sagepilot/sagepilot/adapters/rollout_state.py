@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.rollout import Command, HistoryEntry, Phase, Release, RolloutState
 from sagepilot.errors import TransientError
 
@@ -146,6 +146,7 @@ PENDING_ALARMS = "pendingAlarms"
 _ACQUIRE_ATTEMPTS = 3
 
 
+@translates_unreachable
 class RolloutStore:
     def __init__(self, dynamodb_client: Any, table: str, lease_seconds: int) -> None:
         self._ddb = dynamodb_client

@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.clock import epoch
 from sagepilot.errors import PermanentError, TransientError
 
@@ -111,6 +111,7 @@ def job_pk(job_name: str) -> str:
     return f"job#{job_name}"
 
 
+@translates_unreachable
 class StateTable:
     def __init__(self, dynamodb_client: Any, table: str, clock: Callable[[], float] = epoch) -> None:
         self._db = dynamodb_client
