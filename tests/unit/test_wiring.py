@@ -25,7 +25,7 @@ CASES = {
     "batch_intake": ("batch_intake", "load_settings", "BatchIntake", {"batch_intake", "jobs"}),
     # The completion service reuses the launcher of jobs (not the intake: the clock is sagepilot.clock).
     "batch_completion": ("batch_completion", "load_settings", "BatchCompletion", {"batch_completion", "jobs"}),
-    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout", "canary_analysis"}),
+    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout", "canary_analysis", "endpoint_health"}),
     "training": ("training", "load_training_settings", "Training", {"training"}),
 }
 

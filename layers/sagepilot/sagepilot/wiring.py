@@ -93,19 +93,26 @@ def rollouts(
     from sagepilot.adapters.rollout_reports import RolloutReports
     from sagepilot.adapters.rollout_state import RolloutStore
     from sagepilot.metrics import NoRecorder
+    from sagepilot.services.endpoint_health import EndpointHealth
     from sagepilot.services.rollout import Rollouts
 
     sagemaker = client("sagemaker")
+    endpoints = Endpoints(sagemaker, settings.sagemaker_role_arn)
+    autoscaling = VariantAutoscaling(client("application-autoscaling"))
+    alarms = VariantAlarms(client("cloudwatch"))
+    notifier = Notifier(client("sns"), settings.notification_topic_arn)
+    recorder = metrics or NoRecorder()
     return Rollouts(
         settings,
         RolloutStore(client("dynamodb"), settings.state_table, settings.lease_seconds),
         ModelRegistry(sagemaker),
-        Endpoints(sagemaker, settings.sagemaker_role_arn),
-        VariantAutoscaling(client("application-autoscaling")),
-        VariantAlarms(client("cloudwatch")),
-        Notifier(client("sns"), settings.notification_topic_arn),
+        endpoints,
+        autoscaling,
+        alarms,
+        notifier,
+        EndpointHealth(endpoints, autoscaling, alarms, notifier, recorder),
         clock,
-        metrics or NoRecorder(),
+        recorder,
         RolloutReports(client("s3"), settings.report_bucket) if settings.report_bucket else None,
     )
 
