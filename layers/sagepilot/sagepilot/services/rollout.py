@@ -368,17 +368,8 @@ class Rollouts:
         shifted = outcome.result == "acted"
         moved_to = next((a for a in actions if isinstance(a, plan.SetWeights)), None) if shifted else None
         self._record(state, applied, view, now, moved_to)
-        if (
-            not decision.commit_first
-            and decision.actions
-            and applied is not None
-            and applied.phase is Phase.STABLE
-            and target is not None
-            and applied.stable is not None
-            and target != applied.stable
-        ):
-            # A rollback finished while a newer version waits (it superseded the canary): start it now.
-            outcome.again = True
+        # A rollback finished while a newer version waits (it superseded the canary): start it now.
+        outcome.again = plan.newer_version_waits(decision, applied, target)
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
 
