@@ -440,6 +440,15 @@ def test_an_endpoint_deleted_while_deploy_is_false_is_reported_missing_once_and_
     assert notices == ["ENDPOINT MISSING: sp-churn"]
 
 
+def canary_of_v2() -> World:
+    """v1 serves, v2's canary runs at its first step."""
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    return world
+
+
 def finish_rollback(world: World) -> plan.Decision:
     """Reconcile (SageMaker settling each change) until a move leaves the rolled-back endpoint STABLE."""
     for _ in range(10):
@@ -451,10 +460,7 @@ def finish_rollback(world: World) -> plan.Decision:
 
 
 def test_a_rollback_that_ends_while_a_newer_version_waits_asks_for_its_rollout_at_once() -> None:
-    world = deployed(1)
-    world.approve(2)
-    world.reconcile()
-    world.settle()
+    world = canary_of_v2()
     world.approve(3)  # supersedes the canary of v2
     rolling_back = world.reconcile()
     assert rolling_back.state and rolling_back.state.phase is Phase.ROLLING_BACK
@@ -468,10 +474,7 @@ def test_a_rollback_that_ends_while_a_newer_version_waits_asks_for_its_rollout_a
 
 
 def test_a_rollback_for_an_alarm_ends_with_nothing_waiting() -> None:
-    world = deployed(1)
-    world.approve(2)
-    world.reconcile()
-    world.settle()
+    world = canary_of_v2()
     world.firing.add("v2-5xx")
     world.reconcile()
     world.settle()

@@ -11,6 +11,8 @@ endpoint's history, a scale-in, an alarm reset). So does it for SageMaker's refu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sagepilot.adapters.alarms import VariantAlarms
 from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import EndpointBusy, Endpoints
@@ -24,20 +26,15 @@ from sagepilot.errors import CapacityError
 from sagepilot.metrics import Recorder
 
 
+@dataclass(frozen=True)
 class EndpointHealth:
-    def __init__(
-        self,
-        endpoints: Endpoints,
-        autoscaling: VariantAutoscaling,
-        alarms: VariantAlarms,
-        notifier: Notifier,
-        metrics: Recorder,
-    ) -> None:
-        self._endpoints = endpoints
-        self._autoscaling = autoscaling
-        self._alarms = alarms
-        self._notifier = notifier
-        self._metrics = metrics
+    """Built by wiring.rollouts from the rollout's own adapters and metrics."""
+
+    endpoints: Endpoints
+    autoscaling: VariantAutoscaling
+    alarms: VariantAlarms
+    notifier: Notifier
+    metrics: Recorder
 
     def judge_all(
         self,
@@ -81,13 +78,13 @@ class EndpointHealth:
             ref = AlarmRef(name, state.stable.variant, AlarmKind.LOW_TRAFFIC)
         else:
             return None
-        alarm_state = self._alarms.states((ref.name,)).get(ref.name)
+        alarm_state = self.alarms.states((ref.name,)).get(ref.name)
         if alarm_state is None:
             return state, f"{ref.name} does not exist (any more)"
         if view is None:
-            view = self._endpoints.describe(state.endpoint)
+            view = self.endpoints.describe(state.endpoint)
         on_endpoint = view is not None and ref.variant in view.names
-        minimum = self._autoscaling.minimum(state.endpoint, ref.variant) if on_endpoint else None
+        minimum = self.autoscaling.minimum(state.endpoint, ref.variant) if on_endpoint else None
         idle = ref.kind is AlarmKind.LOW_TRAFFIC and alarm_state == "ALARM"
         judgement = health.judge(
             ref,
@@ -97,7 +94,7 @@ class EndpointHealth:
             minimum,
             deployment.autoscaling.min_capacity,
             ref.name in state.incidents,
-            evaluated_from=self._alarms.evaluated_from(ref.name) if idle else None,
+            evaluated_from=self.alarms.evaluated_from(ref.name) if idle else None,
         )
         detail: dict[str, object] = {
             "endpoint": state.endpoint,
@@ -110,28 +107,28 @@ class EndpointHealth:
             "whatToDo": judgement.what_to_do,
         }
         if judgement.verdict is health.Verdict.INCIDENT:
-            self._metrics.emit("Incidents")
-            self._notifier.publish(f"UNHEALTHY: {state.endpoint} {ref.variant}", detail)
+            self.metrics.emit("Incidents")
+            self.notifier.publish(f"UNHEALTHY: {state.endpoint} {ref.variant}", detail)
             what = f"incident: {judgement.summary} ({'; '.join(judgement.findings)})"
             return state.evolve(now, what, incidents=(*state.incidents, ref.name)), judgement.summary
         if judgement.verdict is health.Verdict.RECOVERED:
-            self._metrics.emit("Recoveries")
-            self._notifier.publish(f"RECOVERED: {state.endpoint} {ref.variant}", detail)
+            self.metrics.emit("Recoveries")
+            self.notifier.publish(f"RECOVERED: {state.endpoint} {ref.variant}", detail)
             still_open = tuple(i for i in state.incidents if i != ref.name)
             return state.evolve(now, judgement.summary, incidents=still_open), judgement.summary
         if judgement.verdict is health.Verdict.NOT_YET:
             # Judged again by CloudWatch at its next period, on a range within the variant's service.
-            self._alarms.reset(ref.name, f"sagepilot: {judgement.summary}")
+            self.alarms.reset(ref.name, f"sagepilot: {judgement.summary}")
             return state, judgement.summary
         if judgement.verdict is health.Verdict.SCALE_IN and judgement.scale_to is not None:
             try:
-                self._endpoints.set_capacity(state.endpoint, ref.variant, judgement.scale_to)
+                self.endpoints.set_capacity(state.endpoint, ref.variant, judgement.scale_to)
             except EndpointBusy:
                 return state, "endpoint busy; the scale-in waits for the next reconcile"
             detail["savedInstances"] = judgement.saved_instances
-            self._metrics.emit("ScaleIns")
-            self._metrics.emit("InstancesSaved", judgement.saved_instances)
-            self._notifier.publish(f"SCALED IN: {state.endpoint} {ref.variant}", detail)
+            self.metrics.emit("ScaleIns")
+            self.metrics.emit("InstancesSaved", judgement.saved_instances)
+            self.notifier.publish(f"SCALED IN: {state.endpoint} {ref.variant}", detail)
             what = f"scaled in: {judgement.summary} (saves {judgement.saved_instances} instance(s))"
             return state.evolve(now, what), judgement.summary
         return state, judgement.summary
@@ -149,5 +146,5 @@ class EndpointHealth:
         if state is None or (state.history and state.history[-1].what == what):
             return state
         detail = {"endpoint": state.endpoint, "group": state.group, "what": what}
-        self._notifier.publish(f"QUOTA: {state.endpoint}", detail)
+        self.notifier.publish(f"QUOTA: {state.endpoint}", detail)
         return state.evolve(now, what)
