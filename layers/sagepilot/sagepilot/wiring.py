@@ -8,9 +8,10 @@ signatures name are imported at the top, for the type checker alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from sagepilot.clock import epoch
 
 if TYPE_CHECKING:
     from sagepilot.adapters.clients import ClientFactory
@@ -81,7 +82,7 @@ def batch_completion(settings: Settings, client: ClientFactory, metrics: Recorde
 def rollouts(
     settings: RolloutSettings,
     client: ClientFactory,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] = epoch,
     metrics: Recorder | None = None,
 ) -> Rollouts:
     # Imported here, not at the top: only the rollout function's cold start should load the rollout's code.
@@ -93,19 +94,26 @@ def rollouts(
     from sagepilot.adapters.rollout_reports import RolloutReports
     from sagepilot.adapters.rollout_state import RolloutStore
     from sagepilot.metrics import NoRecorder
+    from sagepilot.services.endpoint_health import EndpointHealth
     from sagepilot.services.rollout import Rollouts
 
     sagemaker = client("sagemaker")
+    endpoints = Endpoints(sagemaker, settings.sagemaker_role_arn)
+    autoscaling = VariantAutoscaling(client("application-autoscaling"))
+    alarms = VariantAlarms(client("cloudwatch"))
+    notifier = Notifier(client("sns"), settings.notification_topic_arn)
+    recorder = metrics or NoRecorder()
     return Rollouts(
         settings,
         RolloutStore(client("dynamodb"), settings.state_table, settings.lease_seconds),
         ModelRegistry(sagemaker),
-        Endpoints(sagemaker, settings.sagemaker_role_arn),
-        VariantAutoscaling(client("application-autoscaling")),
-        VariantAlarms(client("cloudwatch")),
-        Notifier(client("sns"), settings.notification_topic_arn),
+        endpoints,
+        autoscaling,
+        alarms,
+        notifier,
+        EndpointHealth(endpoints, autoscaling, alarms, notifier, recorder),
         clock,
-        metrics or NoRecorder(),
+        recorder,
         RolloutReports(client("s3"), settings.report_bucket) if settings.report_bucket else None,
     )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.domain.canary_gate import CustomMetric, StepEvidence, VariantCounts
 from sagepilot.domain.deployment import AlarmThresholds
 from sagepilot.domain.names import AlarmKind, alarm_name, rollout_alarm_names, variant_alarm_names
@@ -28,6 +29,7 @@ _INVOCATIONS_PERIOD = 60  # SageMaker's endpoint metrics are per minute
 _MAX_EVALUATION_SECONDS = 86_400  # CloudWatch: EvaluationPeriods x Period at most one day
 
 
+@translates_unreachable
 class VariantAlarms:
     def __init__(self, cloudwatch_client: CloudWatchClient) -> None:
         self._cw = cloudwatch_client

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.deployment import Autoscaling
 from sagepilot.domain.names import scalable_target_id, scaling_policy_name
 from sagepilot.errors import PermanentError, TransientError
@@ -32,6 +32,7 @@ def _translate(exc: ClientError, what: str) -> Exception:
     return PermanentError(f"{what}: {exc}")
 
 
+@translates_unreachable
 class VariantAutoscaling:
     def __init__(self, autoscaling_client: ApplicationAutoScalingClient) -> None:
         self._aas = autoscaling_client

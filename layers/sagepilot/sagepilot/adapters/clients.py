@@ -1,7 +1,8 @@
 """boto3 clients, created once per process and shared by every adapter.
 
 Standard retry mode retries throttling, 5xx and timeouts with backoff; what it does not retry
-(ResourceLimitExceeded, ValidationException) is the adapters' own business.
+(ResourceLimitExceeded, ValidationException) is the adapters' own business. So is what botocore raises once its retries
+are spent on a timeout or a refused or dropped connection: `translates_unreachable`.
 
 One call's worst case (every attempt connects and reads as long as allowed, then fails; every backoff is at
 its longest) stays within a third of the function's timeout (FUNCTION_TIMEOUT_SECONDS, the template's
@@ -13,17 +14,21 @@ The limits come from that timeout (`call_limits`): as many retries as fit (at mo
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as ConnectionFailed
 
 from sagepilot import tracing
-from sagepilot.errors import ConfigurationError
+from sagepilot.errors import ConfigurationError, TransientError
 from sagepilot.settings import function_timeout_seconds
 
 CALL_SHARE = 1 / 3  # of the function's timeout, for one call's worst case
@@ -142,3 +147,31 @@ def old_item(exc: ClientError) -> dict[str, Any] | None:
     DynamoDB's attribute-value form; None when none came back (the item did not exist)."""
     item = exc.response.get("Item")
     return item if isinstance(item, dict) else None
+
+
+# What botocore raises as it is once its retries are spent: AWS was not reached (timeouts, refused or dropped
+# connections: ConnectionError and its subclasses) or its answer was lost (HTTPClientError). Either may go away.
+UNREACHABLE = (ConnectionFailed, HTTPClientError)
+
+_Adapter = TypeVar("_Adapter", bound=type)
+
+
+def translates_unreachable(adapter: _Adapter) -> _Adapter:
+    """Class decorator of an adapter: each of its public methods raises TransientError (with botocore's
+    message, the original as its cause) where botocore raised one of UNREACHABLE, as its ClientErrors are
+    translated, so that the services above catch the package's errors only."""
+    for name, member in list(vars(adapter).items()):
+        if not name.startswith("_") and inspect.isfunction(member):
+            setattr(adapter, name, _unreachable_is_transient(member))
+    return adapter
+
+
+def _unreachable_is_transient(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except UNREACHABLE as exc:
+            raise TransientError(str(exc)) from exc
+
+    return call

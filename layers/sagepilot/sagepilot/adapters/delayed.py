@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.errors import TransientError
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds
 
 
+@translates_unreachable
 class DelayedQueue:
     def __init__(self, sqs_client: SQSClient, queue_url: str) -> None:
         self._sqs = sqs_client

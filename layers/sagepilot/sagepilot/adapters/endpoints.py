@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, error_message
+from sagepilot.adapters.clients import error_code, error_message, translates_unreachable
 from sagepilot.adapters.sagemaker import SageMaker, translate
 from sagepilot.domain.rollout import EndpointView, VariantView
 from sagepilot.errors import TransientError
@@ -44,6 +44,7 @@ def _already_exists(exc: ClientError) -> bool:
     return error_code(exc) in ("ValidationException", "ResourceInUse") and "already exist" in error_message(exc)
 
 
+@translates_unreachable
 class Endpoints:
     def __init__(self, sagemaker_client: SageMakerClient, role_arn: str) -> None:
         self._sm = sagemaker_client

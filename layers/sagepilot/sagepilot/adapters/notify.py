@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.errors import TransientError
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 _MAX_SUBJECT = 100
 
 
+@translates_unreachable
 class Notifier:
     def __init__(self, sns_client: SNSClient, topic_arn: str) -> None:
         self._sns = sns_client

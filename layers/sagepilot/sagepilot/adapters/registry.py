@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.rollout import Release
 from sagepilot.domain.transform_plan import ModelVersion
 from sagepilot.errors import PermanentError, TransientError
@@ -22,6 +22,7 @@ class GroupNotFound(Exception):
     """The model package group does not exist."""
 
 
+@translates_unreachable
 class ModelRegistry:
     def __init__(self, sagemaker_client: SageMakerClient) -> None:
         self._sm = sagemaker_client

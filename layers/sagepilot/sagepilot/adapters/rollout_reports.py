@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.canary_report import REPORT_PREFIX, appended, rollout_key
 from sagepilot.errors import TransientError
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
+@translates_unreachable
 class RolloutReports:
     def __init__(self, s3_client: S3Client, bucket: str) -> None:
         self._s3 = s3_client

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, old_item
+from sagepilot.adapters.clients import error_code, old_item, translates_unreachable
 from sagepilot.domain.rollout import Command, HistoryEntry, Phase, Release, RolloutState
 from sagepilot.errors import TransientError
 
@@ -149,6 +149,7 @@ PENDING_ALARMS = "pendingAlarms"
 _ACQUIRE_ATTEMPTS = 3
 
 
+@translates_unreachable
 class RolloutStore:
     def __init__(self, dynamodb_client: DynamoDBClient, table: str, lease_seconds: int) -> None:
         self._ddb = dynamodb_client

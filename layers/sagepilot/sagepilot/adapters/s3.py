@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as ConnectionFailed
+from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, error_message, http_status
+from sagepilot.adapters.clients import UNREACHABLE, error_code, error_message, http_status, translates_unreachable
 from sagepilot.domain.object_versions import PAGE_SIZE, ListedVersion, ListingRange, VersionListing, plan_listings
 from sagepilot.errors import ObjectGone, TransientError
 from sagepilot.observability import logger
@@ -37,6 +36,7 @@ def key_candidates(key: str) -> list[str]:
     return [key] if decoded == key else [key, decoded]
 
 
+@translates_unreachable
 class DataBucket:
     def __init__(self, s3_client: S3Client, bucket: str) -> None:
         self._s3 = s3_client
@@ -52,7 +52,7 @@ class DataBucket:
         for candidate_range in plan_listings(key_candidates(key) for key in keys):
             try:
                 self._list_range(candidate_range, listing)
-            except (ClientError, ConnectionFailed, HTTPClientError) as exc:
+            except (ClientError, *UNREACHABLE) as exc:
                 logger.warning(
                     "could not list object versions; confirming those files one by one",
                     extra={"prefix": candidate_range.prefix, "error": str(exc)},

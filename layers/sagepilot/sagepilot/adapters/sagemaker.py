@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, error_message, http_status
+from sagepilot.adapters.clients import error_code, error_message, http_status, translates_unreachable
 from sagepilot.errors import CapacityError, PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def translate(exc: ClientError, what: str, instance_type: str = "") -> Exception
     return PermanentError(f"{what}: {code}: {error_message(exc)}")
 
 
+@translates_unreachable
 class SageMaker:
     def __init__(self, sagemaker_client: SageMakerClient) -> None:
         self._sm = sagemaker_client

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, cast
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
+from sagepilot.clock import epoch
 from sagepilot.domain.statuses import JobStatus, TrainingStatus
 from sagepilot.errors import PermanentError, TransientError
 
@@ -141,8 +142,9 @@ def job_pk(job_name: str) -> str:
     return f"job#{job_name}"
 
 
+@translates_unreachable
 class StateTable:
-    def __init__(self, dynamodb_client: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str, clock: Callable[[], float] = epoch) -> None:
         self._db = dynamodb_client
         self._table = table
         self._clock = clock

@@ -33,6 +33,7 @@ from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import COMPLETED, FAILED, READY, REPLANNED, SPLIT, STARTED, StateTable
+from sagepilot.clock import utc_now
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import input_may_cause, is_retryable_failure, job_failure_rejection
 from sagepilot.domain.layout import job_folder, rejected_report_key
@@ -44,7 +45,6 @@ from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
 from sagepilot.metrics import NoRecorder, Recorder, completion_metrics, sweep_metrics
 from sagepilot.observability import logger
-from sagepilot.services.batch_intake import utc_now
 from sagepilot.services.jobs import JobLauncher, SweepResult
 from sagepilot.settings import Settings
 

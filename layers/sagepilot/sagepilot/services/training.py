@@ -24,7 +24,6 @@ notification, after the bounded retries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sagepilot.adapters.delayed import DelayedQueue
@@ -33,6 +32,7 @@ from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket, HeadResult
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import StateTable
+from sagepilot.clock import utc_now
 from sagepilot.domain import training as plan
 from sagepilot.domain.failures import is_retryable_failure
 from sagepilot.domain.layout import Rejection, input_format_of
@@ -76,10 +76,6 @@ class TrainingOutcome:
 
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v}
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Training:
@@ -211,7 +207,7 @@ class Training:
             return TrainingOutcome("ignored", f"the job's record is {record.get('status')}: already handled", name)
         rejection = decision.rejection()
         report = rejection_report(
-            bucket=self._bucket.name, key=head.key, version_id=head.version_id, rejection=rejection, at=_now()
+            bucket=self._bucket.name, key=head.key, version_id=head.version_id, rejection=rejection, at=utc_now()
         )
         self._bucket.put_json(training.rejected_key, report)
         notice = plan.marker_notice_name(self._settings.name_prefix, training.group, decision.folder)
@@ -359,7 +355,7 @@ class Training:
 
     def _reject(self, key: str, version_id: str | None, rejection: Rejection, report_key: str) -> TrainingOutcome:
         report = rejection_report(
-            bucket=self._bucket.name, key=key, version_id=version_id, rejection=rejection, at=_now()
+            bucket=self._bucket.name, key=key, version_id=version_id, rejection=rejection, at=utc_now()
         )
         self._bucket.put_json(report_key, report)
         self._notifier.publish(f"TRAINING REJECTED: {rejection.code}", report)
