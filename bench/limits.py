@@ -438,6 +438,7 @@ class DayResult:
     files_started: int = 0  # in the transform jobs started
     merged_jobs: int = 0  # jobs started that took in other waiting jobs of their group
     merge_calls: dict[str, float] = field(default_factory=dict)  # ESTIMATED (merge_cost), not measured
+    longest_completion: float = 0.0  # the largest job's completion invocation, its calls one after another
 
     def limits_hit(self) -> list[str]:
         d, hit = self.defaults, []
@@ -479,6 +480,7 @@ def simulate_day(
     scheduler: bool = True,
     merge: bool = False,
     jobs_per_group: int | None = None,
+    served_window: int = SERVED_WINDOW,
 ) -> DayResult:
     """The day, batch by batch (see the module docstring); `jobs=False` stops at the intake (for sweeps).
 
@@ -570,7 +572,7 @@ def simulate_day(
     running_in: Counter[int] = Counter()  # jobs running, per group (MaxConcurrentJobsPerGroup)
     parked: list[Piece] = []  # before the scheduler: one queue, oldest first across groups
     by_group: dict[int, deque[Piece]] = defaultdict(deque)  # the scheduler's: each group's, oldest first
-    served: deque[int] = deque(maxlen=SERVED_WINDOW)  # the groups of the last jobs started
+    served: deque[int] = deque(maxlen=max(1, served_window))  # the groups of the last jobs started
     served_count: Counter[int] = Counter()
     waiting_now = 0  # jobs parked, in either arm
     in_use = started = refused = peak_jobs = peak_instances = peak_parked = 0
@@ -607,7 +609,7 @@ def simulate_day(
             calls = merge_cost(costs, len(pieces) - 1, files)
             merge_calls.update(calls)
             ledger.spend(calls, at, INVOKE_OVERHEAD_SECONDS + seconds_of(calls))
-        if len(served) == SERVED_WINDOW:
+        if len(served) == served.maxlen:
             served_count[served[0]] -= 1
         served.append(group)
         served_count[group] += 1
@@ -696,6 +698,7 @@ def simulate_day(
             f"conservation broken: {planned} jobs ({planned_files} files) planned, {len(started_pieces)} started "
             f"({files_started} files), {len(waiting_pieces)} waiting ({files_still} files)"
         )
+    longest_completion = 0.0
     if done:
         # Each job's two state changes (InProgress, then Completed -> one completion invocation, under a second)
         starts, ends, sizes = (np.array(column) for column in zip(*done, strict=True))
@@ -704,6 +707,7 @@ def simulate_day(
         np.add.at(ledger.events, ends, 1)
         fixed = INVOKE_OVERHEAD_SECONDS + seconds_of(costs.completion_job)
         durations = fixed + sizes * seconds_of(costs.completion_file)
+        longest_completion = float(durations.max())
         short = durations <= 1.0  # most: within the second they end in; the others spread over their duration
         for op in set(costs.completion_file) | set(costs.completion_job):
             series = ledger.calls.setdefault(op, np.zeros(horizon))
@@ -756,6 +760,7 @@ def simulate_day(
         files_started=files_started,
         merged_jobs=merged_jobs,
         merge_calls=dict(sorted(merge_calls.items())),
+        longest_completion=longest_completion,
     )
 
 
@@ -1141,6 +1146,39 @@ TARGET_P99_PLENTY_SECONDS = 600  # with 2,000 instances
 PLENTY_INSTANCES = 2_000
 
 
+@dataclass(frozen=True)
+class Knobs:
+    """Settings, beside the template's defaults, under which the simulation meets issue 19's targets (found by
+    simulation, see docs/limits.md; not defaults: the lead decides). None: the template's default."""
+
+    intake_concurrency: int | None = None  # IntakeMaxConcurrency
+    max_files_per_job: int | None = None  # MaxFilesPerJob
+    target_mb_per_instance: float | None = None  # TargetMegabytesPerInstance
+    served_window: int = SERVED_WINDOW  # the scheduler's memory: its groups of the stack's last N jobs
+
+    def apply(self, defaults: Defaults) -> Defaults:
+        return replace(
+            defaults,
+            concurrency=self.intake_concurrency or defaults.concurrency,
+            max_files_per_job=self.max_files_per_job or defaults.max_files_per_job,
+            target_mb_per_instance=self.target_mb_per_instance or defaults.target_mb_per_instance,
+        )
+
+    def describe(self, defaults: Defaults) -> str:
+        tuned = self.apply(defaults)
+        parts = [
+            f"IntakeMaxConcurrency {tuned.concurrency}",
+            f"MaxFilesPerJob {tuned.max_files_per_job:,}",
+            f"TargetMegabytesPerInstance {tuned.target_mb_per_instance:,.0f}",
+            f"the scheduler's memory {self.served_window} jobs (services/jobs.py: {SERVED_WINDOW})",
+        ]
+        return ", ".join(parts)
+
+
+# Found by `simulate_day` sweeps on the day of 1M files / 200 groups (docs/limits.md, "What meets the targets").
+KNOBS = Knobs(intake_concurrency=3, max_files_per_job=5_000, target_mb_per_instance=10_240, served_window=1)
+
+
 def targets(scarce: DayResult, plenty: DayResult) -> list[tuple[str, str, bool]]:
     """Issue 19's targets, each with the figure and whether it is met: `scarce` is the day on the assumed quota
     (20 instances), `plenty` the same day with 2,000. Conservation (no file in two jobs, none in none) is
@@ -1215,10 +1253,29 @@ def _beside(now: DayResult, before: DayResult) -> list[str]:
     ]
 
 
-def _targets(scarce: DayResult, plenty: DayResult) -> list[str]:
+def _knobs(scarce: DayResult, plenty: DayResult, settings: str) -> list[str]:
+    def figures(r: DayResult) -> str:
+        return (
+            f"{r.jobs_started:,} jobs, files per job {' / '.join(f'{v:,}' for v in r.files_per_job)}, "
+            f"{r.files_still_parked:,} files waiting after 3 days, p99 / max {r.p99_age:,.0f} s / {r.max_age:,.0f} s, "
+            f"instance-hours {r.startup_instance_hours:,.0f} start-up / {r.scoring_instance_hours:,.0f} scoring, "
+            f"{r.jobs_refused:,} ResourceLimitExceeded, longest completion {r.longest_completion:,.0f} s "
+            "(calls one after another)"
+        )
+
     return [
         "",
-        "issue 19's targets, merge at start",
+        f"merge at start with {settings}",
+        f"  {scarce.day.transform_quota:,} instances: {figures(scarce)}",
+        f"  {plenty.day.transform_quota:,} instances: {figures(plenty)}",
+        *_targets(scarce, plenty, "  its targets")[1:],
+    ]
+
+
+def _targets(scarce: DayResult, plenty: DayResult, title: str = "issue 19's targets, merge at start") -> list[str]:
+    return [
+        "",
+        title,
         *_table(
             [("target", "figure", "met")] + [(t, f, "yes" if ok else "NO") for t, f, ok in targets(scarce, plenty)]
         ),
@@ -1246,11 +1303,19 @@ def main(argv: list[str] | None = None) -> int:
     plenty = replace(day, transform_quota=PLENTY_INSTANCES)
     plenty_merge = simulate_day(plenty, defaults, costs, record, merge=True)
     plenty_today = simulate_day(plenty, defaults, costs, record)
+    tuned = KNOBS.apply(defaults)
+    knob_runs = [
+        simulate_day(on, tuned, costs, record, merge=True, served_window=KNOBS.served_window) for on in (day, plenty)
+    ]
     week = simulate_week(args.endpoints, defaults, costs, args.seed)
     ceilings = [] if args.no_sweeps else sweeps(defaults, costs, record, day)
     lines = report(defaults, costs, notes, day_result, week, ceilings, day_today)
     week_at = next(i for i, line in enumerate(lines) if line.startswith(f"{week.endpoints} endpoints"))
-    lines[week_at - 1 : week_at - 1] = [*_beside(plenty_merge, plenty_today), *_targets(day_result, plenty_merge)]
+    lines[week_at - 1 : week_at - 1] = [
+        *_beside(plenty_merge, plenty_today),
+        *_targets(day_result, plenty_merge),
+        *_knobs(knob_runs[0], knob_runs[1], KNOBS.describe(defaults)),
+    ]
     print("\n".join(lines))
     args.json.parent.mkdir(parents=True, exist_ok=True)
 
@@ -1264,6 +1329,12 @@ def main(argv: list[str] | None = None) -> int:
         "day_plenty": figures_of(plenty_merge),
         "day_plenty_today_no_merging": figures_of(plenty_today),
         "targets": [{"target": t, "figure": f, "met": ok} for t, f, ok in targets(day_result, plenty_merge)],
+        "knobs": {
+            "settings": KNOBS.describe(defaults),
+            "day": figures_of(knob_runs[0]),
+            "day_plenty": figures_of(knob_runs[1]),
+            "targets": [{"target": t, "figure": f, "met": ok} for t, f, ok in targets(*knob_runs)],
+        },
         "week": asdict(week),
         "ceilings": [asdict(c) for c in ceilings],
         "notes": list(notes),

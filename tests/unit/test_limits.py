@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -227,3 +228,24 @@ def test_the_targets_say_which_are_met(scarce_day: tuple[limits.DayResult, ...])
     assert today.files_still_parked > 0 and not {name: ok for name, _, ok in limits.targets(today, today)}[waiting]
     with pytest.raises(ValueError, match="scheduler"):
         limits.simulate_day(merged.day, merged.defaults, limits.costs_from(CALLS), 1300, merge=True, scheduler=False)
+
+
+def test_the_knobs_change_only_what_they_name() -> None:
+    defaults = limits.read_defaults()
+    tuned = limits.Knobs(max_files_per_job=5_000).apply(defaults)
+    assert tuned == replace(defaults, max_files_per_job=5_000)
+    assert limits.Knobs().apply(defaults) == defaults
+    described = limits.KNOBS.describe(defaults)
+    assert f"MaxFilesPerJob {limits.KNOBS.apply(defaults).max_files_per_job:,}" in described
+
+
+def test_the_scheduler_s_memory_decides_how_often_a_big_group_gets_a_turn() -> None:
+    """With more groups waiting than the scheduler remembers, groups take equal turns and a big group's backlog
+    drains one job per turn; remembering only the last job lets the oldest head go first."""
+    defaults = replace(limits.read_defaults(), max_files_per_job=300)
+    day = limits.Day(files=20_000, groups=20, seed=3, transform_quota=2)
+    costs = limits.costs_from(CALLS)
+    equal = limits.simulate_day(day, defaults, costs, 1300, merge=True, served_window=100)
+    oldest = limits.simulate_day(day, defaults, costs, 1300, merge=True, served_window=1)
+    assert oldest.p99_age < equal.p99_age / 2 and oldest.max_age < equal.max_age / 2
+    assert oldest.files_started + oldest.files_still_parked == oldest.files_planned
