@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             str(GROUPS_TRICKLE_SECONDS),
             *overrides,
         ]
-        timeout = args.drop_budget + GROUPS_TRICKLE_SECONDS + 180
+        timeout = args.drop_budget + GROUPS_TRICKLE_SECONDS + 600  # reading every job (one per group per batch)
         groups_result = _child_section("groups", "bench.drop", groups_args, timeout=timeout)
         drop_result = next((r for r in results if r.section == "drop"), None)
         if drop_result is not None and groups_result.figures and not groups_result.figures[0].error:
