@@ -201,9 +201,29 @@ def _cpu(pids: dict[str, int]) -> dict[str, float | None]:
 
 
 # ---------------------------------------------------------------------------------------- the run
-def _register(sm: Any, bucket: str, group: str) -> None:
+SHARED_MODEL_KEY = "models/bench-drop/model.tar.gz"
+
+
+def _upload_model(s3: Any, bucket: str) -> str:
+    """One real example model for every group: an Approved version is deployed to an endpoint (the sandbox
+    checks its artifact and health like SageMaker; a missing artifact fails the endpoint, and the rollout then
+    rejects the version, so the intake would reject the files NO_APPROVED_MODEL). One artifact URL: one model
+    server for all the groups' health checks."""
+    import tempfile
+
+    from sagepilot_model_server.examples import build_example_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        archive = build_example_model(folder, seed=1, version="bench")
+        s3.put_object(Bucket=bucket, Key=SHARED_MODEL_KEY, Body=archive.read_bytes())
+    return f"s3://{bucket}/{SHARED_MODEL_KEY}"
+
+
+def _register(sm: Any, bucket: str, group: str, model_data_url: str) -> None:
     sm.create_model_package_group(ModelPackageGroupName=group)
-    sm.create_model_package(**approved_package(bucket, group))
+    package = approved_package(bucket, group)
+    package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] = model_data_url
+    sm.create_model_package(**package)
 
 
 class JobWatcher:
@@ -376,8 +396,9 @@ def run(
         bucket = stack.outputs["DataBucketName"]
         s3, sm = sandbox.client("s3"), sandbox.client("sagemaker")
         names = [f"drop{g}" for g in range(groups)]
+        model_data_url = _upload_model(s3, bucket)
         for name in names:
-            _register(sm, bucket, name)
+            _register(sm, bucket, name, model_data_url)
         watcher = JobWatcher()
         faithful.on_transform_job_created(watcher.on_created)
         sampler = QueueSampler(sandbox.client("sqs"), stack.outputs["IntakeQueueUrl"])
