@@ -296,7 +296,8 @@ def _figures(o: Outcome, budget: float) -> list[Figure]:
     unfinished = ""
     if o.out_of_time:
         unfinished = (
-            f"out of time: after the {budget:.0f} s budget {o.uploaded:,} of {o.files:,} files were uploaded and "
+            f"out of time: after the {budget:.0f} s budget {o.uploaded:,} of {o.files + o.trickled:,} files were "
+            "uploaded and "
             f"{o.in_jobs:,} were in started jobs"
         )
     elif o.tail_s is None:
@@ -310,7 +311,7 @@ def _figures(o: Outcome, budget: float) -> list[Figure]:
             o.upload_s,
             "s",
             note=f"{o.uploaded / o.upload_s:,.0f} files/s" if o.upload_s > 0 else "",
-            error="" if o.uploaded == o.files else unfinished,
+            error="" if o.uploaded >= o.files + o.trickled else unfinished,
         ),
         Figure(
             section,

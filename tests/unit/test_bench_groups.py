@@ -30,6 +30,7 @@ def test_the_busiest_group_s_jobs_are_held_to_two() -> None:
     assert busiest.passed is True and busiest.section == "10k across 100 groups + trickle"
     assert {f.name: f for f in drop._figures(_outcome(3), budget=180)}[busiest.name].passed is False
     assert figures["uploaded file versions in no job"].passed is True
+    assert figures["upload 10,000 files (client, threads)"].error == ""  # burst and trickle all uploaded
 
 
 def test_the_plain_drop_has_no_per_group_figure() -> None:
