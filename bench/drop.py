@@ -1,6 +1,7 @@
 """A burst of small files dropped into the running sandbox, end to end.
 
     python -m bench.drop run --out FILE --root ROOT [--files 10000] [--groups 2] [--threads 32]
+                             [--trickle 0 --trickle-seconds 30]
     python -m bench.drop upload ...      (the client: started by `run` in a process of its own)
 
 `run` starts the sandbox (embedded AWS on 127.0.0.1, the stack of template.yaml, its functions in
@@ -17,6 +18,11 @@ uploads the files under `incoming/<group>/drop/` as fast as it can with a thread
 Where the time goes: every request the embedded AWS serves is timed (wall and CPU of its thread) by
 service and operation, each process's CPU is read from /proc, the intake queue's depth is sampled,
 and the intake's invocations (batch size, duration) come from the sandbox's Lambda service.
+
+With `--groups 100 --trickle 200` (the `groups` section of `python -m bench`): the burst spreads over 100
+model groups, then a trickle of files (round the groups, evenly over `--trickle-seconds`) follows it under
+`incoming/<group>/trickle/`. Measured besides: transform jobs per group (the most any group got; issue 19's
+target is 2), and the tail of the burst's files (the trickle's are counted in lost and doubled).
 
 Transform jobs are left InProgress for the whole measurement (the simulator's run time is an hour):
 real jobs take minutes to start instances, so no completion competes with a burst's intake in AWS.
@@ -52,11 +58,22 @@ from bench.common import (
 
 INTAKE = "BatchIntakeFunction"
 JOBS_TARGET = 0.01  # jobs <= 1% of files
+JOBS_PER_GROUP_TARGET = 2  # the groups drop (issue 19): a group's burst and trickle in at most 2 jobs
 TAIL_TARGET = 0.5  # (last file in a started job - last upload) / upload time
 
 
 # ---------------------------------------------------------------------------------------- the client
-def upload(endpoint: str, bucket: str, groups: list[str], files: int, threads: int, out: Path, deadline: float) -> None:
+def upload(
+    endpoint: str,
+    bucket: str,
+    groups: list[str],
+    files: int,
+    threads: int,
+    out: Path,
+    deadline: float,
+    trickle: int = 0,
+    trickle_seconds: float = 30.0,
+) -> None:
     import boto3
     from botocore.config import Config
 
@@ -69,10 +86,10 @@ def upload(endpoint: str, bucket: str, groups: list[str], files: int, threads: i
         config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=threads),
     )
 
-    def put(i: int) -> tuple[str, str, float, int] | None:
+    def put(i: int, folder: str = "drop") -> tuple[str, str, float, int] | None:
         if time.time() > deadline:
             return None  # out of time: the run reports how far it got
-        key = f"incoming/{groups[i % len(groups)]}/drop/part-{i:05d}.csv"
+        key = f"incoming/{groups[i % len(groups)]}/{folder}/part-{i:05d}.csv"
         answer = s3.put_object(Bucket=bucket, Key=key, Body=f"id,x\n{i},{i * 0.5}\n".encode())
         retries = int(answer["ResponseMetadata"].get("RetryAttempts", 0))
         return key, str(answer["VersionId"]), time.time(), retries
@@ -81,13 +98,22 @@ def upload(endpoint: str, bucket: str, groups: list[str], files: int, threads: i
     started = time.time()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         done = [d for d in pool.map(put, range(files)) if d is not None]
+    end = max((d[2] for d in done), default=started)
+    trickled = []  # after the burst: one file at a time, evenly over trickle_seconds, round the groups
+    for i in range(trickle):
+        time.sleep(max(0.0, end + (i + 1) * trickle_seconds / trickle - time.time()))
+        one = put(i, "trickle")
+        if one is not None:
+            trickled.append(one)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.write_text(
         json.dumps(
             {
                 "start": started,
-                "end": max((d[2] for d in done), default=started),
-                "files": [[k, v, t] for k, v, t, _ in done],
+                "end": end,  # the burst's last upload answered
+                "trickleEnd": max((d[2] for d in trickled), default=end),
+                "files": [[k, v, t] for k, v, t, _ in done + trickled],
+                "trickled": len(trickled),
                 "retries": sum(d[3] for d in done),
                 "cpuSeconds": usage.ru_utime + usage.ru_stime,
             }
@@ -175,9 +201,29 @@ def _cpu(pids: dict[str, int]) -> dict[str, float | None]:
 
 
 # ---------------------------------------------------------------------------------------- the run
-def _register(sm: Any, bucket: str, group: str) -> None:
+SHARED_MODEL_KEY = "models/bench-drop/model.tar.gz"
+
+
+def _upload_model(s3: Any, bucket: str) -> str:
+    """One real example model for every group: an Approved version is deployed to an endpoint (the sandbox
+    checks its artifact and health like SageMaker; a missing artifact fails the endpoint, and the rollout then
+    rejects the version, so the intake would reject the files NO_APPROVED_MODEL). One artifact URL: one model
+    server for all the groups' health checks."""
+    import tempfile
+
+    from sagepilot_model_server.examples import build_example_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        archive = build_example_model(folder, seed=1, version="bench")
+        s3.put_object(Bucket=bucket, Key=SHARED_MODEL_KEY, Body=archive.read_bytes())
+    return f"s3://{bucket}/{SHARED_MODEL_KEY}"
+
+
+def _register(sm: Any, bucket: str, group: str, model_data_url: str) -> None:
     sm.create_model_package_group(ModelPackageGroupName=group)
-    sm.create_model_package(**approved_package(bucket, group))
+    package = approved_package(bucket, group)
+    package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] = model_data_url
+    sm.create_model_package(**package)
 
 
 class JobWatcher:
@@ -186,6 +232,7 @@ class JobWatcher:
     def __init__(self) -> None:
         self.created: list[tuple[float, str]] = []
         self.files: dict[str, list[tuple[str, str]]] = {}  # job -> [(key, version)] from its plan
+        self.group: dict[str, str] = {}  # job -> its model package group (from its plan)
         self.manifest_keys: dict[str, list[str]] = {}
         self.errors: list[str] = []
 
@@ -215,6 +262,7 @@ class JobWatcher:
                 self.errors.append(f"{name}: the manifest reads neither the dropped keys nor its copies: {prefix}")
             self.manifest_keys[name] = [f"incoming/{plan['group']}/{relative}" for relative in manifest[1:]]
             self.files[name] = [(i["key"], i["versionId"]) for i in plan["inputs"] + plan.get("superseded", [])]
+            self.group[name] = str(plan["group"])
 
     def claimed(self) -> int:
         return sum(len(v) for v in self.files.values())
@@ -232,14 +280,24 @@ class Outcome:
     tail_s: float | None  # None: not every uploaded file reached a job
     processing_s: float | None
     out_of_time: bool
+    groups: int = 2
+    trickled: int = 0
+    most_jobs_per_group: int = 0  # the most transform jobs any one group got (retries not counted)
+
+    @property
+    def trickle_section(self) -> bool:
+        return self.trickled > 0 or self.groups > 2
 
 
 def _figures(o: Outcome, budget: float) -> list[Figure]:
     section = "10k drop" if o.files >= 10_000 else f"{o.files:,}-file drop"
+    if o.trickle_section:
+        section = f"{o.files // 1000}k across {o.groups} groups + trickle"
     unfinished = ""
     if o.out_of_time:
         unfinished = (
-            f"out of time: after the {budget:.0f} s budget {o.uploaded:,} of {o.files:,} files were uploaded and "
+            f"out of time: after the {budget:.0f} s budget {o.uploaded:,} of {o.files + o.trickled:,} files were "
+            "uploaded and "
             f"{o.in_jobs:,} were in started jobs"
         )
     elif o.tail_s is None:
@@ -253,7 +311,7 @@ def _figures(o: Outcome, budget: float) -> list[Figure]:
             o.upload_s,
             "s",
             note=f"{o.uploaded / o.upload_s:,.0f} files/s" if o.upload_s > 0 else "",
-            error="" if o.uploaded == o.files else unfinished,
+            error="" if o.uploaded >= o.files + o.trickled else unfinished,
         ),
         Figure(
             section,
@@ -294,6 +352,18 @@ def _figures(o: Outcome, budget: float) -> list[Figure]:
         ),
         Figure(section, "file versions in 2+ jobs", o.doubled, "files", target=Target("value", "==", 0)),
     ]
+    if o.trickle_section:
+        figures.append(
+            Figure(
+                section,
+                "transform jobs of the busiest group",
+                o.most_jobs_per_group,
+                "jobs",
+                target=Target("value", "<=", JOBS_PER_GROUP_TARGET),
+                note=f"{o.files:,} files at once then {o.trickled:,} trickled, across {o.groups} groups",
+                error=unfinished,
+            )
+        )
     return figures
 
 
@@ -305,11 +375,13 @@ def run(
     overrides: dict[str, str],
     budget: float,
     stall_seconds: float = 60.0,
+    trickle: int = 0,
+    trickle_seconds: float = 30.0,
 ) -> SectionResult:
     from sagepilot_sandbox import faithful
     from sagepilot_sandbox.server import Sandbox, free_port
 
-    result = SectionResult("drop")
+    result = SectionResult("groups" if trickle else "drop")
     started_section = time.monotonic()
     requests = RequestLog()
     requests.install()
@@ -320,8 +392,9 @@ def run(
         bucket = stack.outputs["DataBucketName"]
         s3, sm = sandbox.client("s3"), sandbox.client("sagemaker")
         names = [f"drop{g}" for g in range(groups)]
+        model_data_url = _upload_model(s3, bucket)
         for name in names:
-            _register(sm, bucket, name)
+            _register(sm, bucket, name, model_data_url)
         watcher = JobWatcher()
         faithful.on_transform_job_created(watcher.on_created)
         sampler = QueueSampler(sandbox.client("sqs"), stack.outputs["IntakeQueueUrl"])
@@ -357,6 +430,10 @@ def run(
                 str(deadline),
                 "--out",
                 str(upload_out),
+                "--trickle",
+                str(trickle),
+                "--trickle-seconds",
+                str(trickle_seconds),
             ],
             cwd=ROOT,
             check=True,
@@ -366,13 +443,14 @@ def run(
         cpu_at_upload_end = _cpu(pids)
         requests_at_upload_end = requests.snapshot()
         expected = {(k, v) for k, v, _ in uploaded["files"]}
+        burst = {(k, v) for k, v, _ in uploaded["files"] if "/trickle/" not in k}
         print(
             f"  uploaded {len(expected):,} in {up_end - up_start:.1f} s; waiting for every file to be in a started job",
             flush=True,
         )
 
         progress_at, progress = time.time(), -1
-        out_of_time = len(expected) < files
+        out_of_time = len(burst) < files or int(uploaded.get("trickled", 0)) < trickle
         while True:
             watcher.read_new(s3, sm, bucket)
             claimed = watcher.claimed()
@@ -399,7 +477,10 @@ def run(
         doubled = sum(1 for v in expected if seen[v] > 1)
         foreign = sorted(set(seen) - expected)[:5]
         created_at = {name: t for t, name in watcher.created}
-        last_claimed = max(created_at.values()) if created_at else None
+        # The tail is the burst's: when its last file was in a started job (the trickle comes after it).
+        burst_claimed = [created_at[name] for name, versions in watcher.files.items() if burst & set(versions)]
+        last_claimed = max(burst_claimed) if burst_claimed else None
+        per_group = Counter(watcher.group[name] for name in jobs)
         complete = lost == 0 and not out_of_time and last_claimed is not None
         outcome = Outcome(
             files=files,
@@ -412,6 +493,9 @@ def run(
             tail_s=(last_claimed - up_end) if complete and last_claimed else None,
             processing_s=(last_claimed - up_start) if complete and last_claimed else None,
             out_of_time=out_of_time,
+            groups=groups,
+            trickled=int(uploaded.get("trickled", 0)),
+            most_jobs_per_group=max(per_group.values(), default=0),
         )
         result.figures = _figures(outcome, budget)
 
@@ -438,10 +522,14 @@ def run(
             "tailSeconds": outcome.tail_s,
             "processingSeconds": outcome.processing_s,
             "tailRatio": (outcome.tail_s / outcome.upload_s) if outcome.tail_s is not None else None,
+            "trickled": outcome.trickled,
+            "trickleEnd": uploaded.get("trickleEnd"),
+            "jobsPerGroup": dict(sorted(per_group.items())),
             "jobs": [
                 {
                     "name": n,
                     "files": len(watcher.files[n]),
+                    "group": watcher.group.get(n),
                     "sinceFirstUpload": round(created_at.get(n, 0) - up_start, 2),
                 }
                 for n in sorted(watcher.files, key=lambda n: created_at.get(n, 0))
@@ -572,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--threads", type=int, default=32)
     r.add_argument("--budget", type=float, default=180.0, help="seconds from the first upload")
     r.add_argument("--override", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--trickle", type=int, default=0, help="files uploaded one by one after the burst")
+    r.add_argument("--trickle-seconds", type=float, default=30.0, help="the trickle's duration")
     u = sub.add_parser("upload")
     u.add_argument("--endpoint", required=True)
     u.add_argument("--bucket", required=True)
@@ -580,12 +670,33 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--threads", type=int, required=True)
     u.add_argument("--deadline", type=float, required=True, help="epoch seconds: no upload starts after it")
     u.add_argument("--out", type=Path, required=True)
+    u.add_argument("--trickle", type=int, default=0)
+    u.add_argument("--trickle-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     if args.mode == "upload":
-        upload(args.endpoint, args.bucket, args.groups.split(","), args.files, args.threads, args.out, args.deadline)
+        upload(
+            args.endpoint,
+            args.bucket,
+            args.groups.split(","),
+            args.files,
+            args.threads,
+            args.out,
+            args.deadline,
+            args.trickle,
+            args.trickle_seconds,
+        )
         return 0
     overrides = dict(o.split("=", 1) for o in args.override)
-    run(args.root, args.files, args.groups, args.threads, overrides, args.budget).write(args.out)
+    run(
+        args.root,
+        args.files,
+        args.groups,
+        args.threads,
+        overrides,
+        args.budget,
+        trickle=args.trickle,
+        trickle_seconds=args.trickle_seconds,
+    ).write(args.out)
     sys.stdout.flush()
     # Timers of the SageMaker simulator (jobs left InProgress) must not keep this process alive.
     os._exit(0)

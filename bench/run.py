@@ -5,6 +5,8 @@ Sections (in this order, so that the timing-sensitive one runs on a quiet machin
   cold      cold start per function against the boto3 floor, interleaved runs, medians
   calls     AWS calls per event, by operation, per scenario (embedded AWS in a child process)
   drop      a burst of files into the running sandbox (10,000; 1,000 with --quick), in a child process
+  groups    the same burst across 100 model groups, then a trickle (200 files over 30 s): jobs per group,
+            and its tail ratio beside the drop's when both run (issue 19), in a child process
   canary    thousands of seeded `ab` rollouts in pure code: alarms, fixed-horizon, peeked and the sequential gate
 
 Prints a table (figure, baseline, ratio, target, pass/fail) and the details behind it, writes
@@ -26,10 +28,39 @@ from pathlib import Path
 from typing import Any
 
 from bench import artifacts, canary, coldstart
-from bench.common import OUT_DIR, PYTHON, ROOT, Figure, SectionResult, clean_environment, format_ratio, format_value
+from bench.common import (
+    OUT_DIR,
+    PYTHON,
+    ROOT,
+    Figure,
+    SectionResult,
+    Target,
+    clean_environment,
+    format_ratio,
+    format_value,
+)
 from bench.stackroot import project_root
 
-SECTIONS = ("size", "cold", "calls", "drop", "canary")
+SECTIONS = ("size", "cold", "calls", "drop", "groups", "canary")
+GROUPS_DROP_GROUPS, GROUPS_TRICKLE, GROUPS_TRICKLE_SECONDS = 100, 200, 30.0
+
+
+def tail_beside(groups: SectionResult, drop: SectionResult) -> Figure:
+    """The groups drop's tail ratio beside the plain drop's, both measured in this run: unchanged or better."""
+    section = groups.figures[0].section if groups.figures else "groups"
+    mine, theirs = groups.details.get("tailRatio"), drop.details.get("tailRatio")
+    missing = "" if mine is not None and theirs is not None else "a tail ratio is missing (a drop did not finish)"
+    return Figure(
+        section,
+        "tail ratio beside the drop's (same run)",
+        mine,
+        "ratio",
+        baseline=theirs,
+        baseline_label=f"the {drop.details.get('files', 0):,}-file drop's tail ratio "
+        f"({len(drop.details.get('groups', []))} groups)",
+        target=Target("ratio", "<=", 1.0),
+        error=missing,
+    )
 
 
 def _child_section(name: str, module: str, args: list[str], timeout: float) -> SectionResult:
@@ -184,6 +215,32 @@ def main(argv: list[str] | None = None) -> int:
             *overrides,
         ]
         results.append(_child_section("drop", "bench.drop", drop_args, timeout=args.drop_budget + 180))
+    if "groups" in sections:
+        print(f"== {files:,}-file drop across {GROUPS_DROP_GROUPS} groups, then a trickle", flush=True)
+        groups_args = [
+            "run",
+            "--root",
+            str(root),
+            "--files",
+            str(files),
+            "--groups",
+            str(GROUPS_DROP_GROUPS),
+            "--threads",
+            str(args.threads),
+            "--budget",
+            str(args.drop_budget + GROUPS_TRICKLE_SECONDS),
+            "--trickle",
+            str(GROUPS_TRICKLE),
+            "--trickle-seconds",
+            str(GROUPS_TRICKLE_SECONDS),
+            *overrides,
+        ]
+        timeout = args.drop_budget + GROUPS_TRICKLE_SECONDS + 600  # reading every job (one per group per batch)
+        groups_result = _child_section("groups", "bench.drop", groups_args, timeout=timeout)
+        drop_result = next((r for r in results if r.section == "drop"), None)
+        if drop_result is not None and groups_result.figures and not groups_result.figures[0].error:
+            groups_result.figures.append(tail_beside(groups_result, drop_result))
+        results.append(groups_result)
     if "canary" in sections:
         print("== canary analysis: simulated rollouts", flush=True)
         results.append(canary.run(runs=500 if args.quick else 2_000))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -128,3 +129,123 @@ def test_what_the_quota_cannot_drain_within_the_horizon_still_waits_and_is_said(
     assert result.peak_instances == 1
     hit = " ".join(result.limits_hit())
     assert "capacity backlog" in hit and "still waiting after 3 days" in hit
+
+
+# ---------------------------------------------------------------------------------------- merge at start
+def _piece(seq: int, files: int, group: int) -> limits.Piece:
+    return limits.Piece(float(seq), seq, files, float(seq), float(seq), 1, group)
+
+
+def test_coalesce_takes_the_head_s_group_oldest_first_within_max_files() -> None:
+    queue = [_piece(0, 400, 7), _piece(1, 500, 7), _piece(2, 200, 7), _piece(3, 50, 7)]
+    assert limits.coalesce(queue, 1000) == 2  # 400 + 500; the third would pass 1,000: strictly oldest first
+    assert limits.coalesce(queue, 1150) == 4
+    assert limits.coalesce([_piece(0, 5000, 7), _piece(1, 1, 7)], 1000) == 1  # the head alone, however large
+    assert limits.coalesce([], 1000) == 0
+
+
+def test_coalesce_never_mixes_groups() -> None:
+    queue = [_piece(0, 10, 1), _piece(1, 10, 1), _piece(2, 10, 2), _piece(3, 10, 1)]
+    assert limits.coalesce(queue, 1000) == 2  # stops at the other group's job, whatever follows
+
+
+@pytest.fixture(scope="module")
+def scarce_day() -> tuple[limits.DayResult, limits.DayResult, limits.DayResult]:
+    """A small day on a quota too small for it: merge at start twice, and today's design."""
+    defaults = limits.read_defaults()
+    costs = limits.costs_from(CALLS)
+    day = limits.Day(files=20_000, groups=20, seed=3, transform_quota=2)
+    return (
+        limits.simulate_day(day, defaults, costs, 1300, merge=True),
+        limits.simulate_day(day, defaults, costs, 1300, merge=True),
+        limits.simulate_day(day, defaults, costs, 1300),
+    )
+
+
+def test_merge_at_start_is_deterministic(scarce_day: tuple[limits.DayResult, ...]) -> None:
+    merged, again, _ = scarce_day
+    assert merged == again and merged.design == "merge at start"
+
+
+def test_merge_at_start_conserves_every_file(scarce_day: tuple[limits.DayResult, ...]) -> None:
+    """Every planned job's files are started once or still wait (simulate_day raises otherwise); the same
+    files are planned with and without merging."""
+    merged, _, today = scarce_day
+    assert merged.files_planned == today.files_planned > 0
+    assert merged.files_started + merged.files_still_parked == merged.files_planned
+    assert today.files_started + today.files_still_parked == today.files_planned
+
+
+def test_merging_starts_fewer_larger_jobs_and_spends_less_on_start_up(
+    scarce_day: tuple[limits.DayResult, ...],
+) -> None:
+    merged, _, today = scarce_day
+    assert merged.merged_jobs > 0 and merged.merge_calls
+    assert merged.jobs_planned == today.jobs_planned
+    assert merged.files_per_job[1] > today.files_per_job[1]  # the median job is larger
+    assert merged.files_per_job[3] <= limits.read_defaults().max_files_per_job
+    assert merged.files_still_parked < today.files_still_parked
+    assert merged.startup_instance_hours / max(1, merged.jobs_started) == pytest.approx(
+        limits.JOB_STARTUP_SECONDS / 3600
+    )  # one instance per job here (1 MB files): start-up per job is the same, the jobs are fewer
+    assert merged.p99_age < today.p99_age
+
+
+def test_with_capacity_to_spare_nothing_waits_so_nothing_merges() -> None:
+    """A quiet group's file starts at once (after the batching window) as today: merging only takes in what waits."""
+    defaults = limits.read_defaults()
+    day = limits.Day(files=20_000, groups=20, seed=3, transform_quota=10**9)
+    merged = limits.simulate_day(day, defaults, limits.costs_from(CALLS), 1300, merge=True)
+    today = limits.simulate_day(day, defaults, limits.costs_from(CALLS), 1300)
+    assert merged.merged_jobs == 0 and merged.jobs_started == today.jobs_started == today.jobs_planned
+    assert (merged.p99_age, merged.max_age) == (today.p99_age, today.max_age)
+
+
+def test_a_group_never_runs_more_than_its_slots() -> None:
+    """MaxConcurrentJobsPerGroup: with one slot per group, each group's jobs run one at a time, so there are
+    never more running jobs than groups, however many instances; what waits for a slot merges."""
+    defaults = limits.read_defaults()
+    day = limits.Day(files=20_000, groups=5, seed=3, transform_quota=10**9)
+    one = limits.simulate_day(day, defaults, limits.costs_from(CALLS), 1300, merge=True, jobs_per_group=1)
+    assert one.peak_jobs <= 5 and one.merged_jobs > 0 and one.jobs_refused == 0
+    assert one.files_started == one.files_planned
+
+
+def test_the_merge_cost_is_priced_from_the_measured_calls() -> None:
+    costs = limits.costs_from(CALLS)
+    calls = limits.merge_cost(costs, taken=3, files=100)
+    # the merged job's record (the intake's per-job PutItem), three jobs read and marked, 100 claims moved
+    assert calls["dynamodb.PutItem"] == pytest.approx(1.0 + 100 * 1.0)
+    assert calls["dynamodb.GetItem"] == 3 and calls["dynamodb.UpdateItem"] == 3 and calls["s3.GetObject"] == 3
+
+
+def test_the_targets_say_which_are_met(scarce_day: tuple[limits.DayResult, ...]) -> None:
+    merged, _, today = scarce_day
+    met = {name: ok for name, _, ok in limits.targets(merged, merged)}
+    assert met["files in exactly one started job or still waiting"]
+    assert met["transform jobs started (2 instances)"] == (merged.jobs_started <= limits.TARGET_JOBS_SCARCE)
+    waiting = "files still waiting after 3 days (2 instances)"
+    assert today.files_still_parked > 0 and not {name: ok for name, _, ok in limits.targets(today, today)}[waiting]
+    with pytest.raises(ValueError, match="scheduler"):
+        limits.simulate_day(merged.day, merged.defaults, limits.costs_from(CALLS), 1300, merge=True, scheduler=False)
+
+
+def test_the_knobs_change_only_what_they_name() -> None:
+    defaults = limits.read_defaults()
+    tuned = limits.Knobs(max_files_per_job=5_000).apply(defaults)
+    assert tuned == replace(defaults, max_files_per_job=5_000)
+    assert limits.Knobs().apply(defaults) == defaults
+    described = limits.KNOBS.describe(defaults)
+    assert f"MaxFilesPerJob {limits.KNOBS.apply(defaults).max_files_per_job:,}" in described
+
+
+def test_the_scheduler_s_memory_decides_how_often_a_big_group_gets_a_turn() -> None:
+    """With more groups waiting than the scheduler remembers, groups take equal turns and a big group's backlog
+    drains one job per turn; remembering only the last job lets the oldest head go first."""
+    defaults = replace(limits.read_defaults(), max_files_per_job=300)
+    day = limits.Day(files=20_000, groups=20, seed=3, transform_quota=2)
+    costs = limits.costs_from(CALLS)
+    equal = limits.simulate_day(day, defaults, costs, 1300, merge=True, served_window=100)
+    oldest = limits.simulate_day(day, defaults, costs, 1300, merge=True, served_window=1)
+    assert oldest.p99_age < equal.p99_age / 2 and oldest.max_age < equal.max_age / 2
+    assert oldest.files_started + oldest.files_still_parked == oldest.files_planned
