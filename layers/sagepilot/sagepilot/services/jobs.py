@@ -15,6 +15,18 @@ the periodic sweep) starts them in the scheduler's order (domain/scheduler.py: o
 the groups taking turns) and stops at the first refusal, until the next chance. A job about to start while
 an older job of its group waits for capacity does not ask SageMaker: it waits behind it.
 
+Coalescing (`_coalesce`, policy in domain/coalescing.py): when a waiting job gets its turn (start_parked,
+start_waiting), the other waiting jobs of its group that would make the same transform job join it, oldest
+first within MaxFilesPerJob, and one merged job (named from them) is started instead. The steps, each safe to
+repeat or to race: (1) the merged record, CLAIMING, `mergedFrom` its candidates, listed where its head waited;
+(2) each candidate READY -> MERGED (`mergedInto`), in a transaction that checks the merged job is still
+CLAIMING and not sealed, and only if no starter holds a lease on it; (3) the merged job sealed: its sources
+are settled; (4) their claims moved to it (conditional on the source owning them), the job finalised READY,
+the sources' reports `Merged`; then it starts (a refusal parks it like any job). A merge whose handler died
+is finished from (3) on by `resume` once its claim timeout passed (the sweep and the completion see it
+listed). Before CreateTransformJob every start takes a lease on the READY record (`startingToken`): a job
+is either created alone or merged, never both; a refused start releases its lease.
+
 resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
                ones older than the claim timeout (their handler is certainly dead) are
                finalised from their stored candidates and claims, then started.
