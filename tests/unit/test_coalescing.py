@@ -195,3 +195,22 @@ def test_no_compatible_job_older_than_a_companion_is_left_out_of_a_merge(jobs, m
             and (c.created_at, c.name) < youngest
         ]
         assert skipped == []  # a younger job never took the place of an older compatible one
+
+
+def test_the_versions_a_source_had_superseded_come_along_and_keep_who_superseded_them():
+    from sagepilot.domain.transform_plan import Newer, settle
+
+    older = file("x.csv", version="v1", sequencer="0A")
+    newer = file("x.csv", version="v2", sequencer="0B")
+    stale = dataclasses.replace(file("gone.csv", version="v7"), superseded_by=Newer("v8", "sagepilot-churn-other"))
+    a = dataclasses.replace(waiting("a", 1, ["x.csv"]).plan, inputs=(newer,), superseded=(older, stale))
+    b = waiting("b", 2, ["y.csv"]).plan
+    merged = merged_plan([a, b], SETTINGS)
+    assert [(f.key, f.version_id) for f in merged.superseded] == [
+        ("incoming/churn/gone.csv", "v7"),
+        ("incoming/churn/x.csv", "v1"),
+    ]
+    owners = dict.fromkeys((f.file_id for f in merged.all_files), merged.job_name)
+    settled = settle(merged, owners, {})
+    assert {f.version_id: f.superseded_by for f in settled.superseded} == {"v1": None, "v7": stale.superseded_by}
+    assert sorted(f.file_id for f in settled.all_files) == sorted(f.file_id for p in (a, b) for f in p.all_files)

@@ -119,7 +119,8 @@ def merged_plan(sources: Sequence[JobPlan], settings: TransformSettings) -> JobP
 def combine(name: str, sources: Sequence[JobPlan], settings: TransformSettings) -> JobPlan:
     """The job `name` running the inputs of `sources` (compatible, at least one): the newest claimed version
     of each key is read (sorted by key); an older version of a key that another source holds is recorded as
-    superseded by it. The versions its sources superseded stay theirs (in their reports)."""
+    superseded by it; the versions its sources had superseded (or found deleted) are recorded in it too, so
+    that every version the sources held ends in this one job's records."""
     if not sources:
         raise ValueError("a merged job needs at least one source")
     first = sources[0]
@@ -130,6 +131,14 @@ def combine(name: str, sources: Sequence[JobPlan], settings: TransformSettings) 
         raise ValueError("a job cannot be merged with itself")
     every = {f.file_id: f for p in sources for f in p.inputs}
     kept, older = newest_per_key(list(every.values()))
+    # The versions the sources had superseded come along (each version stays in the one job that holds it).
+    taken = set(every)
+    superseded = list(older)
+    for f in (f for p in sources for f in p.superseded):
+        if f.file_id not in taken:
+            taken.add(f.file_id)
+            superseded.append(f)
+    deleted = {f.file_id: f for p in sources for f in p.deleted if f.file_id not in taken}
     megabytes = sum(f.size for f in kept) / (1024 * 1024)
     return replace(
         first,
@@ -141,7 +150,7 @@ def combine(name: str, sources: Sequence[JobPlan], settings: TransformSettings) 
             max_instance_count=settings.max_instance_count,
         ),
         inputs=tuple(kept),
-        superseded=tuple(older),
-        deleted=(),
+        superseded=tuple(sorted(superseded, key=lambda f: (f.key, f.version_id or ""))),
+        deleted=tuple(deleted.values()),
         merged_from=tuple(names),
     )

@@ -332,7 +332,9 @@ def settle(plan: JobPlan, owners: dict[str, str], newer: dict[str, Newer]) -> Jo
         """Who supersedes f, a version this job claimed but does not read (None: a version it reads)."""
         if f.file_id in newer:
             return newer[f.file_id]
-        newest = kept[f.key]
+        newest = kept.get(f.key)
+        if newest is None:  # none of its key's versions is among the inputs (a merged job took it as it was)
+            return f.superseded_by
         if newest.file_id in read:
             return None
         if newest.file_id in newer:

@@ -499,7 +499,7 @@ class JobLauncher:
             logger.info("every job of the merge started (or merged) elsewhere meanwhile", extra={"job": name})
             return None
         merged = combine(name, [plan for _, plan in won], self._settings.transform)
-        take_from = {f.file_id: source for source, plan in won for f in plan.inputs}
+        take_from = {f.file_id: source for source, plan in won for f in plan.all_files}
         owners = self._state.claim(name, merged.group, list(take_from), take_from_each=take_from)
         owned = self._finalise(merged, owners)
         at = self._at()
