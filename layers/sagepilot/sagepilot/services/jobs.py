@@ -416,11 +416,12 @@ class JobLauncher:
         others = [n for n in dict.fromkeys(listed) if n != head.job_name and group_key(n) == group]
         if not mergeable(first) or attempt or record.get("startingToken") or not others:
             return head, record  # the common case: nothing else of its group waits
-        if record.get("kind") == CAPACITY_KIND:  # those waiting for a slot of the group merge too, and back
-            others += [n for n in self._state.waiting_jobs(head.group, limit=MAX_MERGE_SOURCES) if n not in others]
-        else:
+        if record.get("kind") != CAPACITY_KIND:  # those waiting for capacity merge too, and back
             others += [j["jobName"] for j in self._state.capacity_waiting(name_prefix=f"{group}-")]
-        waiting = self._merge_candidates(head, dict.fromkeys(n for n in others if n != head.job_name))
+        elif self._settings.max_concurrent_jobs_per_group:
+            others += self._state.waiting_jobs(head.group, limit=MAX_MERGE_SOURCES)
+        same = (n for n in others if n != head.job_name and group_key(n) == group)
+        waiting = self._merge_candidates(head, dict.fromkeys(same))
         chosen = merge_set(first, waiting, max_files=self._settings.transform.max_files_per_job)
         if len(chosen) < 2:
             return head, record
