@@ -292,3 +292,29 @@ def test_a_late_merging_handler_cannot_add_a_source_to_a_merge_another_handler_f
     assert {record(stack, clients, s).get("mergedInto") for s in sources[1:]} != {merged}
     finish_everything(completion, completions, sagemaker, clock)
     assert_every_file_in_exactly_one_job(stack, clients, data, jobs, completion)
+
+
+@pytest.mark.parametrize("stack_overrides", [{"MaxConcurrentJobsPerGroup": "1"}])
+def test_a_merge_of_jobs_waiting_for_a_slot_killed_half_way_is_finished_by_the_periodic_sweep(
+    stack, clients, data, registry, intake_queue, world, completions, sagemaker, jobs, monkeypatch
+):
+    """The completion that frees the group's slot merges the jobs waiting for it and dies; no other job of the
+    group runs, so no completion will come: the capacity sweep (every 5 minutes) sees the merge and finishes it."""
+    clock, intake, completion, _ = world
+    registry.register("churn")
+    for n in range(3):
+        data.drop(f"incoming/churn/{n}.csv")
+        intake_batch(intake, intake_queue)
+        clock.advance(60)
+    [first] = running(sagemaker)
+    revive = kill_on(monkeypatch, StateTable, "seal", 0)
+    with pytest.raises(Killed):
+        finish(completion, completions, first)
+    revive()
+    assert running(sagemaker) == []
+    clock.advance(CLAIM_TIMEOUT)
+    completion.sweep()
+    [merged] = running(sagemaker)
+    assert len(data.json(f"jobs/churn/{merged}/plan.json")["mergedFrom"]) == 2
+    finish_everything(completion, completions, sagemaker, clock)
+    assert_every_file_in_exactly_one_job(stack, clients, data, jobs, completion)

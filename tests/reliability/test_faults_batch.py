@@ -190,7 +190,7 @@ def on_clock(service: Any, clock: FakeClock) -> None:
 
 def waiting_for_capacity(world: World, *, claiming: bool = False) -> Counter[tuple[str, str]]:
     """The input versions of the jobs that wait for capacity (READY, listed under `waiting-capacity`);
-    `claiming`: also a merge under way (CLAIMING, listed where its sources waited), as its sources'."""
+    `claiming`: also a merge under way (CLAIMING, listed as waiting for capacity), as its sources'."""
     state = StateTable(world.clients("dynamodb"), world.stack.outputs["StateTableName"])
     held: Counter[tuple[str, str]] = Counter()
     for listed in state.capacity_waiting(limit=1000):

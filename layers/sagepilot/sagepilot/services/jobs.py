@@ -18,14 +18,14 @@ an older job of its group waits for capacity does not ask SageMaker: it waits be
 Coalescing (`_coalesce`, policy in domain/coalescing.py): when a waiting job gets its turn (start_parked,
 start_waiting), the other waiting jobs of its group that would make the same transform job join it, oldest
 first within MaxFilesPerJob, and one merged job (named from them) is started instead. The steps, each safe to
-repeat or to race: (1) the merged record, CLAIMING, `mergedFrom` its candidates, listed where its head waited;
+repeat or to race: (1) the merged record, CLAIMING, `mergedFrom` its candidates, listed as waiting for capacity;
 (2) each candidate READY -> MERGED (`mergedInto`), in a transaction that checks the merged job is still
 CLAIMING and not sealed, and only if no starter holds a lease on it; (3) the merged job sealed: its sources
 are settled; (4) their claims moved to it (conditional on the source owning them), the job finalised READY,
 the sources' reports `Merged`; then it starts (a refusal parks it like any job). A merge whose handler died
-is finished from (3) on by `resume` once its claim timeout passed (the sweep and the completion see it
-listed). Before CreateTransformJob every start takes a lease on the READY record (`startingToken`): a job
-is either created alone or merged, never both; a refused start releases its lease.
+is finished from (3) on by `resume` once its claim timeout passed (the periodic sweep sees it listed).
+Before CreateTransformJob every start takes a lease on the READY record (`startingToken`): a job is either
+created alone or merged, never both; a refused start releases its lease.
 
 resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
                ones older than the claim timeout (their handler is certainly dead) are
@@ -343,9 +343,6 @@ class JobLauncher:
         listed = self._state.waiting_jobs(group) if limit else []
         for name in listed:
             record = self._state.get_job(name)
-            if record is not None and record["status"] == CLAIMING:
-                self.resume(name)  # a merge whose handler died: finished once it is certainly dead
-                continue
             if record is None or record["status"] != READY:
                 continue
             plan = self.load_plan(record["bucket"], record["planKey"])
@@ -435,11 +432,11 @@ class JobLauncher:
                 "modelPackageVersion": merged.model.version,
                 "candidates": len(merged.all_files),
                 "mergedFrom": ",".join(merged.merged_from),
-                # Its work is as old as its oldest source's; it stays in its sources' waiting list (where the
-                # sweep or completion that serves the list finishes a merge whose handler died).
+                # Its work is as old as its oldest source's. Listed as waiting for capacity (whatever its head
+                # waited for), where the periodic sweep sees it: a merge whose handler died is finished there.
                 "createdAt": min(c.created_at for c in chosen),
                 "claimingSince": self._state.now(),
-                "kind": record["kind"],
+                "kind": CAPACITY_KIND,
                 "waitingSince": int(record.get("waitingSince", record["createdAt"])),
             },
         )
