@@ -36,8 +36,8 @@ sandbox: $(STAMP)  ## start the sandbox and keep it running (drive it with the a
 test: $(STAMP) $(SDK_STAMP)  ## the whole test suite (unit, functional, end-to-end, the SageMaker SDK as a client)
 	$(PY) -m pytest
 
-test-fast: $(STAMP)  ## unit and functional tests only
-	$(PY) -m pytest tests/unit tests/functional
+test-fast: $(STAMP)  ## unit, functional and sandbox tests only
+	$(PY) -m pytest tests/unit tests/functional tests/sandbox
 
 .PHONY: bench
 bench: $(STAMP)  ## figures beside same-run baselines (not a test; see bench/README.md); BENCH_ARGS=--quick

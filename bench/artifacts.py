@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Figure, SectionResult, Target
-from sagepilot_sandbox.template import load_template
+from sagepilot_sandbox.stack.template import load_template
 
 BUILD_DIR = ROOT / ".aws-sam" / "build"
 TARGET_TOTAL_BYTES = 5_000_000  # "under 5 MB zipped in total" (decimal megabytes)

@@ -265,7 +265,7 @@ class Harness:
 
     def receive(self, queue_url: str) -> dict[str, Any]:
         """Every visible message of a queue as one Lambda SQS event (deleted from the queue)."""
-        from sagepilot_sandbox.runtime import sqs_record
+        from sagepilot_sandbox.lambda_runtime.runtime import sqs_record
 
         sqs = self.client("sqs")
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -315,7 +315,7 @@ class Harness:
 
     def scheduled_event(self, logical_id: str) -> dict[str, Any]:
         """What the function's Schedule rule sends it (a schedule has no pattern to route through)."""
-        from sagepilot_sandbox.runtime import scheduled_event
+        from sagepilot_sandbox.lambda_runtime.runtime import scheduled_event
 
         spec = self.stack.functions[logical_id]
         (rule,) = [d for d in spec.rule_deliveries if d.schedule_expression]
@@ -761,7 +761,7 @@ def run_scenario(scenario: Scenario, root: Path, overrides: dict[str, str]) -> d
     from moto import mock_aws
 
     from sagepilot_sandbox import faithful
-    from sagepilot_sandbox.provision import provision
+    from sagepilot_sandbox.stack.provision import provision
 
     _purge_product_modules()
     started = time.monotonic()

@@ -304,7 +304,6 @@ def run(
     threads: int,
     overrides: dict[str, str],
     budget: float,
-    fix_moto_sqs: bool = False,
     stall_seconds: float = 60.0,
 ) -> SectionResult:
     from sagepilot_sandbox import faithful
@@ -312,10 +311,6 @@ def run(
 
     result = SectionResult("drop")
     started_section = time.monotonic()
-    if fix_moto_sqs:
-        from bench import moto_sqs_fix
-
-        moto_sqs_fix.install()
     requests = RequestLog()
     requests.install()
     log_dir = OUT_DIR / "logs" / "drop"
@@ -419,9 +414,6 @@ def run(
             out_of_time=out_of_time,
         )
         result.figures = _figures(outcome, budget)
-        if fix_moto_sqs:
-            for figure in result.figures:
-                figure.section += " [moto SQS fixed]"
 
         intake = sandbox.lambdas.functions.get(INTAKE)
         invocations = list(intake.invocations) if intake is not None else []
@@ -433,7 +425,6 @@ def run(
             "threads": threads,
             "budgetSeconds": budget,
             "outOfTime": out_of_time,
-            "fixMotoSqs": fix_moto_sqs,
             "parameters": stack.parameters,
             "overrides": overrides,
             "upload": {
@@ -521,8 +512,7 @@ def _explain(d: dict[str, Any]) -> list[str]:
         f"client threads in {up['seconds']:.1f} s ({up['retries']} client retries); stack parameters "
         f"IntakeBatchSize={d['parameters'].get('IntakeBatchSize')} "
         f"BatchingWindowSeconds={d['parameters'].get('BatchingWindowSeconds')} "
-        f"MaxFilesPerJob={d['parameters'].get('MaxFilesPerJob')}"
-        + ("; moto SQS FIXED (experiment)" if d["fixMotoSqs"] else "; sandbox as it is"),
+        f"MaxFilesPerJob={d['parameters'].get('MaxFilesPerJob')}",
         f"  files in started jobs: {by_upload_end:,} by the end of the upload, {after:,} after it; "
         f"{len(d['jobs'])} jobs of " + ", ".join(str(j["files"]) for j in d["jobs"][:30]) + f" files; "
         f"intake queue peaked at {peak:,} messages",
@@ -581,7 +571,6 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--groups", type=int, default=2)
     r.add_argument("--threads", type=int, default=32)
     r.add_argument("--budget", type=float, default=180.0, help="seconds from the first upload")
-    r.add_argument("--fix-moto-sqs", action="store_true", help="EXPERIMENT: see bench/moto_sqs_fix.py")
     r.add_argument("--override", action="append", default=[], metavar="NAME=VALUE")
     u = sub.add_parser("upload")
     u.add_argument("--endpoint", required=True)
@@ -596,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         upload(args.endpoint, args.bucket, args.groups.split(","), args.files, args.threads, args.out, args.deadline)
         return 0
     overrides = dict(o.split("=", 1) for o in args.override)
-    run(args.root, args.files, args.groups, args.threads, overrides, args.budget, args.fix_moto_sqs).write(args.out)
+    run(args.root, args.files, args.groups, args.threads, overrides, args.budget).write(args.out)
     sys.stdout.flush()
     # Timers of the SageMaker simulator (jobs left InProgress) must not keep this process alive.
     os._exit(0)

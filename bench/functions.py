@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REGION, ROOT
-from sagepilot_sandbox.template import ACCOUNT_ID, Resolver, TemplateError, load_template, parameter_values
+from sagepilot_sandbox.stack.template import ACCOUNT_ID, Resolver, TemplateError, load_template, parameter_values
 
 STACK = "sagepilot-bench"
 

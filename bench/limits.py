@@ -168,7 +168,7 @@ def _rate_seconds(expression: str) -> int:
 
 
 def read_defaults(root: Path = ROOT) -> Defaults:
-    from sagepilot_sandbox.template import load_template
+    from sagepilot_sandbox.stack.template import load_template
 
     template = load_template(root / "template.yaml")
     p = {k: v.get("Default") for k, v in template["Parameters"].items()}

@@ -138,11 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         "reported as not done",
     )
     parser.add_argument(
-        "--fix-moto-sqs",
-        action="store_true",
-        help="EXPERIMENT: run the drop with moto's SQS scans fixed in the bench's process (bench/moto_sqs_fix.py)",
-    )
-    parser.add_argument(
         "--cold-dev-venv",
         action="store_true",
         help="also time each init and floor on this venv's Python with the source layer (informational)",
@@ -188,8 +183,6 @@ def main(argv: list[str] | None = None) -> int:
             str(args.drop_budget),
             *overrides,
         ]
-        if args.fix_moto_sqs:
-            drop_args.append("--fix-moto-sqs")
         results.append(_child_section("drop", "bench.drop", drop_args, timeout=args.drop_budget + 180))
     if "canary" in sections:
         print("== canary analysis: simulated rollouts", flush=True)

@@ -14,16 +14,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
 from sagepilot.events import queued_messages
-from sagepilot.metrics import EmfRecorder, intake_metrics
+from sagepilot.handling import batch_answer
+from sagepilot.metrics import EmfRecorder
 from sagepilot.observability import logger
 from sagepilot.settings import load_settings
 
 settings = load_settings(os.environ)
-service = wiring.batch_intake(settings, client)
-metrics = EmfRecorder(settings.transform.name_prefix)
+service = wiring.batch_intake(settings, client, metrics=EmfRecorder(settings.transform.name_prefix))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context  # an SQS batch: no one correlation id (see sagepilot.handling)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = service.handle(queued_messages(event))
     logger.info(
@@ -37,11 +37,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "retrying": len(outcome.failed_message_ids),
         },
     )
-    intake_metrics(
-        metrics,
-        outcome.files_accepted,
-        len(outcome.jobs_started),
-        outcome.rejected_codes,
-        len(outcome.jobs_waiting_for_capacity),
-    )
-    return {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]}
+    return batch_answer(outcome.failed_message_ids)

@@ -14,8 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
-from sagepilot.errors import MalformedEvent
-from sagepilot.events import event_id, parse_rollout_trigger
+from sagepilot.events import parse_rollout_trigger
+from sagepilot.handling import CORRELATION_ID, Dropped, parse_or_drop
 from sagepilot.metrics import EmfRecorder
 from sagepilot.observability import logger
 from sagepilot.settings import load_rollout_settings
@@ -24,14 +24,9 @@ settings = load_rollout_settings(os.environ)
 service = wiring.rollouts(settings, client, metrics=EmfRecorder(settings.name_prefix))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        trigger = parse_rollout_trigger(event)
-    except MalformedEvent as exc:
-        logger.error(
-            "dropping a malformed event",
-            extra={"error": str(exc), "id": event_id(event)},
-        )
-        return {"result": "ignored", "detail": str(exc)}
+    trigger = parse_or_drop(parse_rollout_trigger, event)
+    if isinstance(trigger, Dropped):
+        return trigger.answer("result")
     return {"outcomes": [outcome.as_dict() for outcome in service.handle(trigger)]}

@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sagepilot import wiring
 from sagepilot.adapters.clients import client
-from sagepilot.errors import MalformedEvent
-from sagepilot.events import ObjectCreated, event_id, is_sqs_batch, parse_training_trigger, queued_messages
+from sagepilot.events import ObjectCreated, is_sqs_batch, parse_training_trigger, queued_messages
+from sagepilot.handling import CORRELATION_ID, Dropped, batch_answer, parse_or_drop
 from sagepilot.metrics import EmfRecorder
 from sagepilot.observability import logger
 from sagepilot.settings import load_training_settings
@@ -27,19 +27,13 @@ settings = load_training_settings(os.environ)
 service = wiring.training(settings, client, metrics=EmfRecorder(settings.name_prefix))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)  # none for a settle batch (no `id`)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_sqs_batch(event):
-        failed = service.on_settle_batch(queued_messages(event))
-        return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
-    try:
-        trigger = parse_training_trigger(event)
-    except MalformedEvent as exc:
-        logger.error(
-            "dropping a malformed event",
-            extra={"error": str(exc), "id": event_id(event)},
-        )
-        return {"action": "ignored", "detail": str(exc)}
+        return batch_answer(service.on_settle_batch(queued_messages(event)))
+    trigger = parse_or_drop(parse_training_trigger, event)
+    if isinstance(trigger, Dropped):
+        return trigger.answer()
     outcome = service.on_upload(trigger) if isinstance(trigger, ObjectCreated) else service.on_job_change(trigger)
     logger.info("training event handled", extra=outcome.as_dict())
     return outcome.as_dict()

@@ -65,7 +65,7 @@ def traffic(endpoint: str, endpoint_url: str, seconds: float, clients: int, reco
     import boto3
     from botocore.config import Config
 
-    from sagepilot_sandbox.demo_traffic import Outcome, Traffic
+    from sagepilot_sandbox.demo.traffic import Outcome, Traffic
 
     def client() -> Any:
         return boto3.client(
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.port, args.duplicate_events, args.health_check_seconds)
     if args.command == "traffic":
         return traffic(args.endpoint, args.endpoint_url, args.seconds, args.clients, args.records)
-    from sagepilot_sandbox.demo import run_demo
+    from sagepilot_sandbox.demo.scenario import run_demo
 
     return run_demo(args.port)
 

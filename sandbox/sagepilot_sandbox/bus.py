@@ -71,7 +71,7 @@ def deliver_event(event: dict[str, Any], *, account: str = DEFAULT_ACCOUNT, regi
     """Route an event through the default bus's rules, matching each rule's pattern. An event over
     EventBridge's 256 KB is not delivered (a service's event that large never reaches a rule): it is
     kept in `undelivered`, for tests and the sandbox's log to show."""
-    from sagepilot_sandbox.api_rules import MAX_EVENT_BYTES, event_size
+    from sagepilot_sandbox.moto_patches.api_rules import MAX_EVENT_BYTES, event_size
 
     if event_size(event) > MAX_EVENT_BYTES:
         undelivered.append(event)

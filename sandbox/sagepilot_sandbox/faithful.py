@@ -49,24 +49,13 @@ from moto.sagemaker import models as sm_models
 from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 
-from sagepilot_sandbox import (
-    alarms,
-    api_rules,
-    autoscaling,
-    bus,
-    endpoints,
-    invocations,
-    metrics,
-    registry,
-    s3_listing,
-    sqs_speed,
-    storage,
-    training,
-    transactions,
-)
-from sagepilot_sandbox.alarms import alarm_event, evaluate_alarm, evaluate_alarms
+from sagepilot_sandbox import bus, storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, deliver_event
-from sagepilot_sandbox.endpoints import (
+from sagepilot_sandbox.cloudwatch import alarms
+from sagepilot_sandbox.cloudwatch.alarms import alarm_event, evaluate_alarm, evaluate_alarms
+from sagepilot_sandbox.moto_patches import api_rules, autoscaling, s3_listing, sqs_speed, transactions
+from sagepilot_sandbox.sagemaker import endpoints, invocations, metrics, registry, training
+from sagepilot_sandbox.sagemaker.endpoints import (
     Transition,
     complete_endpoint_transition,
     endpoint_alarms_tripped,
@@ -76,7 +65,7 @@ from sagepilot_sandbox.endpoints import (
     pending_endpoint_transition,
     settle_endpoint,
 )
-from sagepilot_sandbox.registry import model_package_event
+from sagepilot_sandbox.sagemaker.registry import model_package_event
 
 __all__ = [
     "DEFAULT_ACCOUNT",
@@ -154,6 +143,7 @@ def install() -> None:
         s3_listing.install()
         transactions.install()
         api_rules.install()
+        training.refuse_unpullable_images()
         _order_metric_dimensions()
         metrics.install()
         _installed = True
@@ -241,7 +231,8 @@ def _write_stand_in_outputs(job: Any, account: str) -> None:
     """`<S3OutputPath>/<relative path>.out` for each input the job reads and has no output yet, one
     `stand-in` line per input line, as a Line-split job writes one prediction per record (the
     simulator's `transform` runs real models instead)."""
-    from sagepilot_sandbox import storage, transform
+    from sagepilot_sandbox import storage
+    from sagepilot_sandbox.sagemaker import transform
 
     try:
         inputs = transform.list_inputs(job, account=account)
@@ -296,7 +287,7 @@ def transform_job_event(name: str, *, account: str = DEFAULT_ACCOUNT, region: st
 def check_transform_inputs(name: str, *, account: str = DEFAULT_ACCOUNT, region: str = "us-east-1") -> str | None:
     """What real SageMaker would fail a job for before reading any record: a missing manifest or input
     (ManifestFile), or no object under the prefix (S3Prefix)."""
-    from sagepilot_sandbox.transform import JobFailed, list_inputs
+    from sagepilot_sandbox.sagemaker.transform import JobFailed, list_inputs
 
     job = sagemaker_backend(account, region).transform_jobs[name]
     try:

@@ -33,12 +33,13 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from sagepilot_sandbox import endpoints, faithful, registry
-from sagepilot_sandbox.modelservers import Isolation
-from sagepilot_sandbox.provision import Stack, provision
-from sagepilot_sandbox.runtime import CONCURRENCY_ENV, DEFAULT_ACCOUNT_CONCURRENCY, LambdaService
-from sagepilot_sandbox.simulator import SageMakerSimulator
-from sagepilot_sandbox.template import REGION, load_template
+from sagepilot_sandbox import faithful
+from sagepilot_sandbox.lambda_runtime.runtime import CONCURRENCY_ENV, DEFAULT_ACCOUNT_CONCURRENCY, LambdaService
+from sagepilot_sandbox.sagemaker import endpoints, registry
+from sagepilot_sandbox.sagemaker.modelservers import Isolation
+from sagepilot_sandbox.sagemaker.simulator import SageMakerSimulator
+from sagepilot_sandbox.stack.provision import Stack, provision
+from sagepilot_sandbox.stack.template import REGION, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short waits so that a scenario takes seconds; every other setting is the template's default.
@@ -117,7 +118,8 @@ class Sandbox:
         self.lambdas: LambdaService | None = None
 
     def client(self, service: str) -> Any:
-        return boto3.client(
+        make: Any = boto3.client  # any service by name: the typed stubs know each name only as a literal
+        return make(
             service,
             endpoint_url=self.endpoint_url,
             region_name=REGION,

@@ -15,8 +15,8 @@ from typing import Any
 
 from moto.s3.models import s3_backends
 
-from sagepilot_sandbox import roles
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT
+from sagepilot_sandbox.sagemaker import roles
 
 
 class NotFound(LookupError):

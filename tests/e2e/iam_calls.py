@@ -2,7 +2,7 @@
 
 Each e2e module ends with a test calling `assert_calls_allowed` on its sandbox (the fixture records the
 calls made inside each function's process, and the calls Lambda makes with the function's role: see
-sagepilot_sandbox.runtime and iam_check). The scenarios before it are what exercises the functions'
+sagepilot_sandbox.lambda_runtime.runtime and iam_check). The scenarios before it are what exercises the functions'
 paths; `expected` names the (function, service.operation) pairs the module must have seen, so the check
 cannot pass vacuously when a scenario stops reaching a path.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sagepilot_sandbox import iam_check
 from sagepilot_sandbox.server import Sandbox
+from sagepilot_sandbox.stack import iam_check
 
 
 def recorded_pairs(sandbox: Sandbox) -> set[tuple[str, str]]:

@@ -230,7 +230,7 @@ def test_bad_files_are_isolated_and_their_batch_mates_are_predicted(sandbox: San
 def test_the_demo_scenario_passes_its_own_checks_and_its_aws_calls_are_allowed() -> None:
     """The demo is the richest scenario (training, rollouts, rollbacks, alarms, autoscaling, intake bursts):
     every call its functions made is also checked against their IAM policies."""
-    from sagepilot_sandbox.demo import run_demo
+    from sagepilot_sandbox.demo.scenario import run_demo
 
     used: list[Sandbox] = []
     assert run_demo(record_calls=True, used=used) == 0

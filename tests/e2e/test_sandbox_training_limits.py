@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sagepilot_model_server.examples import labeled_rows, to_csv
-from sagepilot_sandbox import training as sandbox_training
+from sagepilot_sandbox.sagemaker import training as sandbox_training
 from sagepilot_sandbox.server import Sandbox, free_port
 
 from .iam_calls import assert_calls_allowed

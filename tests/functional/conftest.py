@@ -27,7 +27,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from sagepilot import wiring
-from sagepilot.adapters.clients import CLIENT_CONFIG
+from sagepilot.adapters.clients import client_config
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import ModelRegistry
 from sagepilot.adapters.s3 import DataBucket
@@ -38,7 +38,7 @@ from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings, load_settings
 from sagepilot_sandbox import faithful
-from sagepilot_sandbox.provision import Stack, provision
+from sagepilot_sandbox.stack.provision import Stack, provision
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -46,6 +46,9 @@ ACCOUNT = "123456789012"
 INTAKE = "BatchIntakeFunction"
 COMPLETION = "BatchCompletionFunction"
 BOTH_TYPES = ("text/csv", "application/jsonlines")
+# The tests' clients: the batch completion's limits (its Timeout, 300 s), the most retries any function makes
+# (5 after the first attempt: the suites count 6 HTTP attempts for a call that keeps failing).
+CLIENT_CONFIG = client_config(300)
 
 
 # ---------------------------------------------------------------------------------------- AWS itself

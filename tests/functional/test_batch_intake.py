@@ -475,8 +475,7 @@ def test_throttling_beyond_the_retries_returns_the_messages(clients, data, regis
     fault = inject_error(clients("sagemaker"), "CreateTransformJob", "ThrottlingException", "Rate exceeded", times=None)
     event = intake_queue.receive()
     outcome = handle(intake, event)
-    # CLIENT_CONFIG: standard mode with retries={"max_attempts": 5}, which botocore reads as 5 retries
-    # after the first call (total_max_attempts would count the first one).
+    # CLIENT_CONFIG (conftest): standard mode with 5 retries after the first call: 6 HTTP attempts.
     assert fault.calls == 6
     assert outcome.failed_message_ids == [r["messageId"] for r in event["Records"]]
     assert outcome.rejected == [] and data.keys("rejected/") == []

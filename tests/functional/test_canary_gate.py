@@ -19,7 +19,7 @@ from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.errors import ConfigurationError
 from sagepilot.settings import load_rollout_settings
 from sagepilot_cli.report import show_report
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import FakeClock, Notifications
 from .test_rollout import ENDPOINT, GROUP, ROLLOUT, Rollout, deploy_v1, make_rollout

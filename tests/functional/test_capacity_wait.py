@@ -14,7 +14,6 @@ from typing import Any
 import boto3
 import pytest
 
-from sagepilot.adapters.clients import CLIENT_CONFIG
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import ModelRegistry
 from sagepilot.adapters.s3 import DataBucket
@@ -26,7 +25,7 @@ from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
-from .conftest import REGION, FakeClock, inject_error, redelivered, sqs_event
+from .conftest import CLIENT_CONFIG, REGION, FakeClock, inject_error, redelivered, sqs_event
 
 ONE_FILE_PER_JOB = [{"MaxFilesPerJob": "1"}]
 RLE_MESSAGE = "The account-level service limit 'ml.m5.xlarge for transform job usage' is {} Instances"

@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSResponse
 import sagepilot_cli as cli
 from sagepilot.events import OPERATOR_SOURCE
 from sagepilot_cli import rollouts
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import _ANSWERED, FakeClock, _RawBody
 from .test_rollout import ENDPOINT, Rollout, deploy_v1, make_rollout

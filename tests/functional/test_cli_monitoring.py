@@ -11,9 +11,9 @@ import pytest
 
 import sagepilot_cli as cli
 from sagepilot.metrics import SECONDS, EmfRecorder, completion_metrics, intake_metrics
-from sagepilot_sandbox.emf import EmfPublisher, candidate_lines
-from sagepilot_sandbox.metrics import InvocationMetrics
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.cloudwatch.emf import EmfPublisher, candidate_lines
+from sagepilot_sandbox.sagemaker.metrics import InvocationMetrics
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import ACCOUNT, REGION
 

@@ -11,7 +11,7 @@ import pytest
 
 from sagepilot.errors import ConfigurationError
 from sagepilot.settings import load_rollout_settings, load_settings, load_training_settings
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import FakeClock, Notifications
 from .test_rollout import ENDPOINT, GROUP, Rollout, make_rollout

@@ -4,6 +4,7 @@ gives each function, invoked with Lambda's event shapes, answering in the shapes
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -149,7 +150,7 @@ def test_the_capacity_sweep_schedule_runs_the_sweep_through_the_completion_handl
     jobs,
     capsys,
 ):
-    from sagepilot_sandbox.runtime import scheduled_event
+    from sagepilot_sandbox.lambda_runtime.runtime import scheduled_event
 
     registry.register("churn")
     data.drop("incoming/churn/a.csv")
@@ -295,3 +296,52 @@ def test_training_handler_takes_its_settle_queue_and_hands_back_what_failed(stac
     [job] = sagemaker.list_training_jobs()["TrainingJobSummaries"]
     tags = sagemaker.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "sagepilot:training-data-version", "Value": lone} in tags
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "sample"),
+    [
+        (ROLLOUT, "sagemaker-model-package-approved.json"),
+        (COMPLETION, "sagemaker-transform-job-foreign.json"),
+        ("TrainingFunction", "sagemaker-training-job-foreign.json"),
+    ],
+)
+def test_a_handlers_log_lines_carry_the_events_id_as_their_correlation_id(
+    stack, load_handler, registry, logical_id, sample
+):
+    from sagepilot.observability import logger
+
+    registry.register("churn")
+    module = load_handler(logical_id)
+    event = _sample(sample)
+    out = io.StringIO()
+    stream = logger.registered_handler.setStream(out)  # type: ignore[attr-defined]
+    try:
+        module.handler(event, context_for(stack, logical_id))
+    finally:
+        logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines, "the handler logged nothing"
+    assert {line.get("correlation_id") for line in lines} == {event["id"]}
+
+
+def test_the_batch_handlers_emit_what_their_services_decided(
+    stack, load_handler, data, registry, intake_queue, completions, capsys
+):
+    def figures() -> dict[str, list[float]]:
+        emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+        return {k: v for line in emf for k, v in line.items() if not k.startswith("_") and k not in ("Stack", "Reason")}
+
+    registry.register("churn")
+    data.drop("incoming/churn/a.csv")
+    data.drop("incoming/churn/notes.txt")
+    capsys.readouterr()
+    load_handler(INTAKE).handler(intake_queue.receive(), context_for(stack, INTAKE))
+    assert figures() == {"FilesAccepted": [1.0], "JobsStarted": [1.0], "FilesRejected": [1.0]}
+    (name,) = [
+        j["TransformJobName"]
+        for j in product_clients.client("sagemaker").list_transform_jobs()["TransformJobSummaries"]
+    ]
+    (event,) = completions.finish(name, "Completed")
+    load_handler(COMPLETION).handler(event, context_for(stack, COMPLETION))
+    assert figures() == {"JobsCompleted": [1.0]}

@@ -21,15 +21,15 @@ import pytest
 
 import sagepilot_cli as cli
 from sagepilot import wiring
-from sagepilot.adapters.alarms import rollout_alarm_names
 from sagepilot.adapters.rollout_state import RolloutStore
+from sagepilot.domain.names import rollout_alarm_names
 from sagepilot.domain.rollout import Phase
 from sagepilot.events import parse_rollout_trigger
 from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.rollout import Outcome, Rollouts
 from sagepilot.settings import load_rollout_settings
 from sagepilot_sandbox import faithful
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import ACCOUNT, REGION, FakeClock, Notifications
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import sagepilot_cli as cli
-from sagepilot_sandbox import alarms
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.cloudwatch import alarms
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import FakeClock, Notifications
 from .test_rollout import BAKE, ENDPOINT, GROUP, RATE, Rollout, alarm_only, deploy_v1, make_rollout

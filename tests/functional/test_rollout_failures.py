@@ -17,7 +17,7 @@ import sagepilot_cli as cli
 from sagepilot.domain.rollout import Phase
 from sagepilot.metrics import MemoryRecorder
 from sagepilot_sandbox import faithful
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import FakeClock, Notifications
 from .test_rollout import ENDPOINT, Rollout, deploy_v1, make_rollout

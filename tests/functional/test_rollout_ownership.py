@@ -16,7 +16,7 @@ from moto.sagemaker.models import sagemaker_backends
 import sagepilot_cli as cli
 from sagepilot.domain.rollout import Phase
 from sagepilot_sandbox import faithful
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import ACCOUNT, REGION, FakeClock, Notifications
 from .test_rollout import Rollout, make_rollout

@@ -16,7 +16,7 @@ import pytest
 import sagepilot_cli as cli
 from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.domain.rollout import Phase
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import FakeClock, Notifications
 from .test_rollout import ENDPOINT, GROUP, ROLLOUT, Rollout, deploy_v1, make_rollout

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from sagepilot.domain.names import endpoint_name
-from sagepilot_sandbox import iam_check
-from sagepilot_sandbox.provision import Stack, provision
-from sagepilot_sandbox.template import TemplateError, load_template, parameter_values
+from sagepilot_sandbox.stack import iam_check
+from sagepilot_sandbox.stack.provision import Stack, provision
+from sagepilot_sandbox.stack.template import TemplateError, load_template, parameter_values
 
 from .conftest import ACCOUNT, REGION, ROOT, FakeClock
 from .test_rollout import ROLLOUT, make_rollout

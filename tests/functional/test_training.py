@@ -26,8 +26,8 @@ from sagepilot.events import (
 from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.training import Training
 from sagepilot.settings import load_training_settings
-from sagepilot_sandbox import training as sandbox_training
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.sagemaker import training as sandbox_training
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import ACCOUNT, REGION, Data, Notifications, inject_error
 

@@ -35,6 +35,7 @@ from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, 
 from functional.conftest import *  # noqa: F403 - the functional fixtures, for the suites of this folder
 from functional.conftest import (
     _ANSWERED,
+    CLIENT_CONFIG,
     REGION,
     ROOT,
     Completions,
@@ -51,11 +52,10 @@ from functional.conftest import (
 from hypothesis import Phase
 from moto import mock_aws
 
-from sagepilot.adapters.clients import CLIENT_CONFIG
 from sagepilot_sandbox import faithful
-from sagepilot_sandbox import provision as provision_module
-from sagepilot_sandbox.provision import Stack, provision
-from sagepilot_sandbox.template import load_template
+from sagepilot_sandbox.stack import provision as provision_module
+from sagepilot_sandbox.stack.provision import Stack, provision
+from sagepilot_sandbox.stack.template import load_template
 
 # Each example of the suites that run a whole stack takes about a second: shrinking a failure would take
 # minutes. The failing example is printed step by step (every draw is labelled) and saved in hypothesis'

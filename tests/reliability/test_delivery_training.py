@@ -25,7 +25,7 @@ from sagepilot.events import QueuedMessage, parse_object_created, parse_settled
 from sagepilot.metrics import MemoryRecorder
 from sagepilot.services.training import Training
 from sagepilot.settings import load_training_settings
-from sagepilot_sandbox.provision import Stack
+from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import WITHOUT_SHRINKING, World
 

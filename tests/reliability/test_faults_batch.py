@@ -41,7 +41,7 @@ from .conftest import (
     response_of,
 )
 
-MAX_ATTEMPTS = 6  # CLIENT_CONFIG: standard mode, max_attempts 5 retries after the first call
+MAX_ATTEMPTS = 6  # CLIENT_CONFIG (functional conftest): standard mode, 5 retries after the first call
 THROTTLED = {"sagemaker": ("ThrottlingException", 400), "dynamodb": ("ProvisionedThroughputExceededException", 400),
              "s3": ("SlowDown", 503), "sns": ("Throttling", 400)}  # fmt: skip
 SERVER_ERROR = {"sagemaker": ("InternalFailure", 500), "dynamodb": ("InternalServerError", 500),

@@ -8,7 +8,7 @@ import pytest
 
 from sagepilot.domain.canary_gate import GateSettings, StepEvidence, VariantCounts, assess
 from sagepilot.domain.canary_report import appended, entry, html_page, rollout_id, rollout_key, table
-from sagepilot_sandbox.metrics import percentile_rank
+from sagepilot_sandbox.sagemaker.metrics import percentile_rank
 
 
 def look(at: float, cand_errors: int, decision: str = "") -> dict[str, object]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sagepilot_sandbox.template import load_template
+from sagepilot_sandbox.stack.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,11 +20,12 @@ def dimension_sets(out: str) -> list[set[str]]:
 def test_the_functions_environment_adds_no_dimension(
     template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    environment = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert environment["POWERTOOLS_SERVICE_NAME"]  # what made powertools add a `service` dimension
-    for name, value in environment.items():
-        if isinstance(value, str):
-            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("POWERTOOLS_SERVICE_NAME", raising=False)  # would add a `service` dimension to each metric
+    functions = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    for function in [template["Globals"]["Function"], *functions]:  # every function's environment, shared and own
+        for name, value in function.get("Environment", {}).get("Variables", {}).items():
+            if isinstance(value, str):
+                monkeypatch.setenv(name, value)
 
     EmfRecorder("sagepilot").emit("ReconcileRuns")
     EmfRecorder("sagepilot").emit("FilesRejected", 2, Reason="EMPTY_FILE")

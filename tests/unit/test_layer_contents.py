@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,54 @@ def test_the_built_layer_holds_no_operator_command() -> None:
     assert "sagepilot/wiring.py" in shipped
     assert [p for p in shipped if p.startswith("sagepilot_cli/") or p.startswith("sagepilot/cli.")] == []
     assert [p for p in shipped if p.startswith("sagepilot/__pycache__/cli.")] == []
+
+
+# The typed boto3 stubs (requirements-dev.txt) are for mypy alone.
+STUBS = ("mypy_boto3_", "boto3-stubs", "botocore-stubs", "boto3_stubs", "botocore_stubs", "s3transfer-stubs")
+
+
+def test_the_layer_imports_no_type_stubs_when_it_runs() -> None:
+    """Every module of the layer imports with the stubs unimportable, and loads none of them."""
+    modules = sorted(
+        ".".join(p.relative_to(LAYER_SOURCE).with_suffix("").parts)
+        for p in (LAYER_SOURCE / "sagepilot").rglob("*.py")
+        if p.stem != "__init__"
+    )
+    script = f"""
+import importlib, sys
+class NoStubs:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith({STUBS!r}):
+            raise ImportError("type stub imported at run time: " + name)
+sys.meta_path.insert(0, NoStubs())
+for module in {modules!r}:
+    importlib.import_module(module)
+print(sorted(m for m in sys.modules if m.startswith({STUBS!r})))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=LAYER_SOURCE, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert "sagepilot.adapters.clients" in modules
+
+
+def test_the_built_layer_holds_no_type_stubs() -> None:
+    if not BUILT_LAYER.is_dir():
+        pytest.skip("no SAM build: `make build` first")
+    top = sorted(p.name for p in BUILT_LAYER.iterdir())
+    assert "sagepilot" in top
+    assert [name for name in top if name.startswith(STUBS) or "stubs" in name] == []
+
+
+def test_every_service_the_layer_calls_has_its_stub_pinned_for_the_type_checker() -> None:
+    """mypy ignores missing imports: a service without its stub would be typed Any without a word."""
+    from typing import get_args
+
+    from sagepilot.adapters.clients import Service
+
+    pinned = {
+        line.split("==")[0].strip()
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    }
+    assert {"boto3-stubs", "botocore-stubs"} <= pinned
+    assert sorted(f"mypy-boto3-{s}" for s in get_args(Service) if f"mypy-boto3-{s}" not in pinned) == []

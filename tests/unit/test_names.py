@@ -9,14 +9,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sagepilot.domain.health import AlarmRef, parse_alarm_name
 from sagepilot.domain.names import (
     MAX_NAME_LENGTH,
     MAX_PREFIX_LENGTH,
+    AlarmKind,
     attempt_name,
     digest,
+    endpoint_name,
     model_name,
+    rollout_alarm_names,
+    scalable_target_id,
+    scaling_policy_name,
     split_attempt,
     transform_job_name,
+    variant_alarm_names,
+    variant_name,
 )
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -139,3 +147,28 @@ def test_split_attempt_of_any_base_name_is_attempt_zero(prefix, group, identity)
 @pytest.mark.parametrize("name", ["nightly-scoring-r2", "sagepilot-churn-r1", "job-r0"])
 def test_names_without_a_digest_are_attempt_zero(name):
     assert split_attempt(name) == (name, 0)
+
+
+# Alarms and scalable targets: the names CloudWatch and Application Auto Scaling know a variant by.
+def test_a_variants_alarms_are_named_endpoint_variant_kind():
+    assert rollout_alarm_names("sagepilot-churn", "v2") == ("sagepilot-churn-v2-5xx", "sagepilot-churn-v2-latency")
+    assert variant_alarm_names("sagepilot-churn", "v2") == (
+        "sagepilot-churn-v2-5xx",
+        "sagepilot-churn-v2-latency",
+        "sagepilot-churn-v2-low-traffic",
+    )
+
+
+@given(prefixes, group_names, st.integers(min_value=1, max_value=10**6))
+def test_every_alarm_name_parses_back_to_its_variant_and_kind(prefix, group, version):
+    endpoint, variant = endpoint_name(prefix, group), variant_name(version)
+    names = variant_alarm_names(endpoint, variant)
+    assert [parse_alarm_name(endpoint, name) for name in names] == [
+        AlarmRef(name, variant, kind) for name, kind in zip(names, AlarmKind, strict=True)
+    ]
+    assert set(rollout_alarm_names(endpoint, variant)) < set(names)
+
+
+def test_scalable_target_and_policy_names():
+    assert scalable_target_id("sagepilot-churn", "v3") == "endpoint/sagepilot-churn/variant/v3"
+    assert scaling_policy_name("sagepilot-churn", "v3") == "sagepilot-churn-v3-invocations"

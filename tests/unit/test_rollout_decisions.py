@@ -438,3 +438,48 @@ def test_an_endpoint_deleted_while_deploy_is_false_is_reported_missing_once_and_
     world.endpoint = type(world.endpoint)()
     notices = [a.subject for a in world.reconcile().actions if isinstance(a, plan.Notify)]
     assert notices == ["ENDPOINT MISSING: sp-churn"]
+
+
+def canary_of_v2() -> World:
+    """v1 serves, v2's canary runs at its first step."""
+    world = deployed(1)
+    world.approve(2)
+    world.reconcile()
+    world.settle()
+    return world
+
+
+def finish_rollback(world: World) -> plan.Decision:
+    """Reconcile (SageMaker settling each change) until a move leaves the rolled-back endpoint STABLE."""
+    for _ in range(10):
+        decision = world.reconcile()
+        world.settle()
+        if decision.state and decision.state.phase is Phase.STABLE:
+            return decision
+    raise AssertionError(f"the rollback never finished: {world.notes[-5:]}")
+
+
+def test_a_rollback_that_ends_while_a_newer_version_waits_asks_for_its_rollout_at_once() -> None:
+    world = canary_of_v2()
+    world.approve(3)  # supersedes the canary of v2
+    rolling_back = world.reconcile()
+    assert rolling_back.state and rolling_back.state.phase is Phase.ROLLING_BACK
+    assert not plan.newer_version_waits(rolling_back, rolling_back.state, world.target)  # recorded first: not done
+    world.settle()
+    finished = finish_rollback(world)
+    assert finished.state and finished.state.stable == release(1) and not finished.commit_first
+    assert plan.newer_version_waits(finished, finished.state, world.target)
+    assert not plan.newer_version_waits(finished, finished.state, release(1))  # nothing newer: done
+    assert not plan.newer_version_waits(finished, None, world.target)
+
+
+def test_a_rollback_for_an_alarm_ends_with_nothing_waiting() -> None:
+    world = canary_of_v2()
+    world.firing.add("v2-5xx")
+    world.reconcile()
+    world.settle()
+    finished = finish_rollback(world)
+    assert finished.state and finished.state.stable == release(1) and world.target == release(1)  # v2 rejected
+    assert not plan.newer_version_waits(finished, finished.state, world.target)
+    waiting = world.reconcile()  # nothing to do on the stable endpoint
+    assert waiting.is_wait and not plan.newer_version_waits(waiting, waiting.state, release(3))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sagepilot_sandbox.template import Resolver, load_template, parameter_values
+from sagepilot_sandbox.stack.template import Resolver, load_template, parameter_values
 
 from .conftest import ROOT
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sagepilot_sandbox.template import Resolver, TemplateError, load_template, parameter_values
+from sagepilot_sandbox.stack.template import Resolver, TemplateError, load_template, parameter_values
 
 from .conftest import ROOT
 
@@ -23,14 +23,9 @@ SERVICES = {"batch_intake", "batch_completion", "jobs", "rollout", "training"}
 # function folder -> (builder, settings loader, the service's class, the services its code may load)
 CASES = {
     "batch_intake": ("batch_intake", "load_settings", "BatchIntake", {"batch_intake", "jobs"}),
-    # The completion service reuses the intake's clock helper and the launcher of jobs.
-    "batch_completion": (
-        "batch_completion",
-        "load_settings",
-        "BatchCompletion",
-        {"batch_completion", "batch_intake", "jobs"},
-    ),
-    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout", "canary_analysis"}),
+    # The completion service reuses the launcher of jobs (not the intake: the clock is sagepilot.clock).
+    "batch_completion": ("batch_completion", "load_settings", "BatchCompletion", {"batch_completion", "jobs"}),
+    "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout", "canary_analysis", "endpoint_health"}),
     "training": ("training", "load_training_settings", "Training", {"training"}),
 }
 

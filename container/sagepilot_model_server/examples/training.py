@@ -1,6 +1,6 @@
 """What a training container does with the example classifier: read labelled rows, train, evaluate, package.
 
-The sandbox's SageMaker simulator runs this for a training job (see `sagepilot_sandbox.trainer`); it is
+The sandbox's SageMaker simulator runs this for a training job (see `sagepilot_sandbox.sagemaker.trainer`); it is
 the part a real training image would run in `/opt/ml/code`. Training data comes in SageMaker's usual
 shapes: CSV with the label in the first column and no header (as SageMaker's built-in algorithms
 expect), or JSON Lines `{"label": y, "features": [...]}`. Every problem with the data is a

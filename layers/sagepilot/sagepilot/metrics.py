@@ -28,7 +28,12 @@ class Recorder(Protocol):
 
 
 class EmfRecorder:
-    """Writes each metric as one EMF log line (CloudWatch turns it into a metric; no API call)."""
+    """Writes each metric as one EMF log line (CloudWatch turns it into a metric; no API call).
+
+    The functions do not set POWERTOOLS_SERVICE_NAME: powertools would add it to every metric as a `service`
+    dimension, and the alarms and the dashboard read exactly the dimensions above (CloudWatch matches a metric
+    only when its dimension set is exactly the one asked for). The logger names its service itself.
+    """
 
     def __init__(self, stack: str) -> None:
         self._stack = stack
@@ -42,10 +47,6 @@ class EmfRecorder:
         ) as metric:
             for key, item in dimensions.items():
                 metric.add_dimension(name=key, value=item)
-            # powertools would add `service` (POWERTOOLS_SERVICE_NAME, set for every function) as one more
-            # dimension; the alarms and the dashboard read exactly the dimensions above, and CloudWatch only
-            # matches a metric whose dimensions are exactly those.
-            metric.service = ""  # falsy: no `service` dimension
 
 
 @dataclass

@@ -74,6 +74,12 @@ def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     return value
 
 
+def function_timeout_seconds(env: Mapping[str, str]) -> int:
+    """FUNCTION_TIMEOUT_SECONDS: the function's `Timeout` in the template (Lambda does not tell a function its
+    timeout before an invocation), which the AWS clients' timeouts and retries fit in (adapters.clients)."""
+    return _int(env, "FUNCTION_TIMEOUT_SECONDS", 1, 900)
+
+
 def _instance_type(name: str, value: str) -> str:
     if not _INSTANCE_TYPE.match(value):
         raise ConfigurationError(f"{name} must be a SageMaker instance type like ml.m5.xlarge, got {value!r}")

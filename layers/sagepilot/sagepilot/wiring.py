@@ -8,11 +8,13 @@ signatures name are imported at the top, for the type checker alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sagepilot.clock import epoch
 
 if TYPE_CHECKING:
+    from sagepilot.adapters.clients import ClientFactory
     from sagepilot.metrics import Recorder
     from sagepilot.services.batch_completion import BatchCompletion
     from sagepilot.services.batch_intake import BatchIntake
@@ -20,8 +22,6 @@ if TYPE_CHECKING:
     from sagepilot.services.rollout import Rollouts
     from sagepilot.services.training import Training
     from sagepilot.settings import RolloutSettings, Settings, TrainingSettings
-
-ClientFactory = Callable[[str], Any]
 
 
 def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
@@ -43,7 +43,7 @@ def _launcher(settings: Settings, client: ClientFactory) -> JobLauncher:
     )
 
 
-def batch_intake(settings: Settings, client: ClientFactory) -> BatchIntake:
+def batch_intake(settings: Settings, client: ClientFactory, metrics: Recorder | None = None) -> BatchIntake:
     # Imported here, not at the top: only the intake function's cold start should load the intake's code.
     from sagepilot.adapters.notify import Notifier
     from sagepilot.adapters.registry import ModelRegistry
@@ -56,10 +56,11 @@ def batch_intake(settings: Settings, client: ClientFactory) -> BatchIntake:
         ModelRegistry(client("sagemaker")),
         _launcher(settings, client),
         Notifier(client("sns"), settings.notification_topic_arn),
+        metrics=metrics,
     )
 
 
-def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompletion:
+def batch_completion(settings: Settings, client: ClientFactory, metrics: Recorder | None = None) -> BatchCompletion:
     # Imported here, not at the top: only the completion function's cold start should load its code.
     from sagepilot.adapters.notify import Notifier
     from sagepilot.adapters.s3 import DataBucket
@@ -74,13 +75,14 @@ def batch_completion(settings: Settings, client: ClientFactory) -> BatchCompleti
         StateTable(client("dynamodb"), settings.state_table),
         _launcher(settings, client),
         Notifier(client("sns"), settings.notification_topic_arn),
+        metrics=metrics,
     )
 
 
 def rollouts(
     settings: RolloutSettings,
     client: ClientFactory,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] = epoch,
     metrics: Recorder | None = None,
 ) -> Rollouts:
     # Imported here, not at the top: only the rollout function's cold start should load the rollout's code.
@@ -92,19 +94,26 @@ def rollouts(
     from sagepilot.adapters.rollout_reports import RolloutReports
     from sagepilot.adapters.rollout_state import RolloutStore
     from sagepilot.metrics import NoRecorder
+    from sagepilot.services.endpoint_health import EndpointHealth
     from sagepilot.services.rollout import Rollouts
 
     sagemaker = client("sagemaker")
+    endpoints = Endpoints(sagemaker, settings.sagemaker_role_arn)
+    autoscaling = VariantAutoscaling(client("application-autoscaling"))
+    alarms = VariantAlarms(client("cloudwatch"))
+    notifier = Notifier(client("sns"), settings.notification_topic_arn)
+    recorder = metrics or NoRecorder()
     return Rollouts(
         settings,
         RolloutStore(client("dynamodb"), settings.state_table, settings.lease_seconds),
         ModelRegistry(sagemaker),
-        Endpoints(sagemaker, settings.sagemaker_role_arn),
-        VariantAutoscaling(client("application-autoscaling")),
-        VariantAlarms(client("cloudwatch")),
-        Notifier(client("sns"), settings.notification_topic_arn),
+        endpoints,
+        autoscaling,
+        alarms,
+        notifier,
+        EndpointHealth(endpoints, autoscaling, alarms, notifier, recorder),
         clock,
-        metrics or NoRecorder(),
+        recorder,
         RolloutReports(client("s3"), settings.report_bucket) if settings.report_bucket else None,
     )
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.domain.canary_gate import CustomMetric, StepEvidence, VariantCounts
 from sagepilot.domain.deployment import AlarmThresholds
-from sagepilot.domain.health import AlarmKind
-from sagepilot.domain.names import alarm_name
+from sagepilot.domain.names import AlarmKind, alarm_name, rollout_alarm_names, variant_alarm_names
 from sagepilot.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
 
 NAMESPACE = "AWS/SageMaker"
 _LOW_TRAFFIC_PERIOD = 300
@@ -26,17 +29,9 @@ _INVOCATIONS_PERIOD = 60  # SageMaker's endpoint metrics are per minute
 _MAX_EVALUATION_SECONDS = 86_400  # CloudWatch: EvaluationPeriods x Period at most one day
 
 
-def rollout_alarm_names(endpoint: str, variant: str) -> tuple[str, str]:
-    """The alarms that gate a canary (and open incidents on a live variant)."""
-    return alarm_name(endpoint, variant, AlarmKind.ERRORS.value), alarm_name(endpoint, variant, AlarmKind.LATENCY.value)
-
-
-def variant_alarm_names(endpoint: str, variant: str) -> tuple[str, ...]:
-    return tuple(alarm_name(endpoint, variant, kind.value) for kind in AlarmKind)
-
-
+@translates_unreachable
 class VariantAlarms:
-    def __init__(self, cloudwatch_client: Any) -> None:
+    def __init__(self, cloudwatch_client: CloudWatchClient) -> None:
         self._cw = cloudwatch_client
 
     def create(self, endpoint: str, variant: str, thresholds: AlarmThresholds, *, low_traffic: bool = False) -> None:

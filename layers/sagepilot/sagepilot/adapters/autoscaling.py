@@ -6,26 +6,24 @@ scalable target, so `deregister` always runs before such an update. Both calls a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.deployment import Autoscaling
+from sagepilot.domain.names import scalable_target_id, scaling_policy_name
 from sagepilot.errors import PermanentError, TransientError
 
-NAMESPACE = "sagemaker"
-DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-METRIC = "SageMakerVariantInvocationsPerInstance"
+if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
+    from mypy_boto3_application_autoscaling.type_defs import ScalableTargetTypeDef
+
+# Final: their literal values are what the typed client accepts (ServiceNamespace, ScalableDimension, ...).
+NAMESPACE: Final = "sagemaker"
+DIMENSION: Final = "sagemaker:variant:DesiredInstanceCount"
+METRIC: Final = "SageMakerVariantInvocationsPerInstance"
 _THROTTLED = {"ThrottlingException", "ConcurrentUpdateException", "InternalServiceException"}
-
-
-def resource_id(endpoint: str, variant: str) -> str:
-    return f"endpoint/{endpoint}/variant/{variant}"
-
-
-def policy_name(endpoint: str, variant: str) -> str:
-    return f"{endpoint}-{variant}-invocations"
 
 
 def _translate(exc: ClientError, what: str) -> Exception:
@@ -34,12 +32,13 @@ def _translate(exc: ClientError, what: str) -> Exception:
     return PermanentError(f"{what}: {exc}")
 
 
+@translates_unreachable
 class VariantAutoscaling:
-    def __init__(self, autoscaling_client: Any) -> None:
+    def __init__(self, autoscaling_client: ApplicationAutoScalingClient) -> None:
         self._aas = autoscaling_client
 
     def register(self, endpoint: str, variant: str, policy: Autoscaling) -> None:
-        rid = resource_id(endpoint, variant)
+        rid = scalable_target_id(endpoint, variant)
         try:
             self._aas.register_scalable_target(
                 ServiceNamespace=NAMESPACE,
@@ -49,7 +48,7 @@ class VariantAutoscaling:
                 MaxCapacity=policy.max_capacity,
             )
             self._aas.put_scaling_policy(
-                PolicyName=policy_name(endpoint, variant),
+                PolicyName=scaling_policy_name(endpoint, variant),
                 ServiceNamespace=NAMESPACE,
                 ResourceId=rid,
                 ScalableDimension=DIMENSION,
@@ -65,10 +64,10 @@ class VariantAutoscaling:
             raise _translate(exc, f"registering autoscaling for {rid}") from exc
 
     def deregister(self, endpoint: str, variant: str) -> None:
-        rid = resource_id(endpoint, variant)
+        rid = scalable_target_id(endpoint, variant)
         try:
             self._aas.delete_scaling_policy(
-                PolicyName=policy_name(endpoint, variant),
+                PolicyName=scaling_policy_name(endpoint, variant),
                 ServiceNamespace=NAMESPACE,
                 ResourceId=rid,
                 ScalableDimension=DIMENSION,
@@ -87,7 +86,7 @@ class VariantAutoscaling:
     def own_settings(self, endpoint: str, variant: str, policy: Autoscaling) -> str:
         """What of the variant's scaling a person set themselves (min/max other than the stack's, scaling
         policies other than the stack's), in words; "" when there is nothing (or no scalable target)."""
-        rid = resource_id(endpoint, variant)
+        rid = scalable_target_id(endpoint, variant)
         try:
             targets = self._aas.describe_scalable_targets(
                 ServiceNamespace=NAMESPACE, ResourceIds=[rid], ScalableDimension=DIMENSION
@@ -103,15 +102,17 @@ class VariantAutoscaling:
         low, high = int(targets[0]["MinCapacity"]), int(targets[0]["MaxCapacity"])
         if (low, high) != (policy.min_capacity, policy.max_capacity):
             found.append(f"min/max capacity {low}/{high} (the stack's: {policy.min_capacity}/{policy.max_capacity})")
-        own = sorted(str(p["PolicyName"]) for p in policies if p["PolicyName"] != policy_name(endpoint, variant))
+        own = sorted(
+            str(p["PolicyName"]) for p in policies if p["PolicyName"] != scaling_policy_name(endpoint, variant)
+        )
         if own:
             found.append(f"scaling policies {', '.join(own)}")
         return "; ".join(found)
 
-    def registered(self, endpoint: str) -> dict[str, dict[str, Any]]:
+    def registered(self, endpoint: str) -> dict[str, ScalableTargetTypeDef]:
         """Scalable targets of an endpoint's variants, by variant name (for checks and the CLI)."""
         prefix = f"endpoint/{endpoint}/variant/"
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, ScalableTargetTypeDef] = {}
         try:
             pages = self._aas.get_paginator("describe_scalable_targets").paginate(ServiceNamespace=NAMESPACE)
             for page in pages:
@@ -126,7 +127,9 @@ class VariantAutoscaling:
         """The registered scalable target's MinCapacity, or None if the variant is not registered."""
         try:
             found = self._aas.describe_scalable_targets(
-                ServiceNamespace=NAMESPACE, ResourceIds=[resource_id(endpoint, variant)], ScalableDimension=DIMENSION
+                ServiceNamespace=NAMESPACE,
+                ResourceIds=[scalable_target_id(endpoint, variant)],
+                ScalableDimension=DIMENSION,
             )["ScalableTargets"]
         except ClientError as exc:
             raise _translate(exc, f"reading the scalable target of {endpoint}/{variant}") from exc

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds
 
 
+@translates_unreachable
 class DelayedQueue:
-    def __init__(self, sqs_client: Any, queue_url: str) -> None:
+    def __init__(self, sqs_client: SQSClient, queue_url: str) -> None:
         self._sqs = sqs_client
         self._url = queue_url
 

@@ -12,14 +12,18 @@ live), or our desired weights / counts, and the call counts as done.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, error_message
+from sagepilot.adapters.clients import error_code, error_message, translates_unreachable
 from sagepilot.adapters.sagemaker import SageMaker, translate
 from sagepilot.domain.rollout import EndpointView, VariantView
 from sagepilot.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import ProductionVariantSummaryTypeDef
 
 
 class EndpointBusy(TransientError):
@@ -40,8 +44,9 @@ def _already_exists(exc: ClientError) -> bool:
     return error_code(exc) in ("ValidationException", "ResourceInUse") and "already exist" in error_message(exc)
 
 
+@translates_unreachable
 class Endpoints:
-    def __init__(self, sagemaker_client: Any, role_arn: str) -> None:
+    def __init__(self, sagemaker_client: SageMakerClient, role_arn: str) -> None:
         self._sm = sagemaker_client
         self._models = SageMaker(sagemaker_client)
         self._role = role_arn
@@ -55,23 +60,23 @@ class Endpoints:
             raise translate(exc, f"DescribeEndpoint {name}") from exc
         modified = found.get("LastModifiedTime")
 
-        def views(key: str) -> tuple[VariantView, ...]:
+        def views(summaries: Sequence[ProductionVariantSummaryTypeDef]) -> tuple[VariantView, ...]:
             return tuple(
                 VariantView(
                     name=str(v["VariantName"]),
-                    weight=float(v.get("CurrentWeight") if v.get("CurrentWeight") is not None else 0.0),
+                    weight=float(v.get("CurrentWeight") or 0.0),
                     instances=v.get("CurrentInstanceCount"),
                 )
-                for v in found.get(key) or ()
+                for v in summaries
             )
 
         return EndpointView(
             status=str(found["EndpointStatus"]),
             config_name=str(found.get("EndpointConfigName", "")),
-            variants=views("ProductionVariants"),
+            variants=views(found.get("ProductionVariants") or ()),
             last_modified=modified.timestamp() if hasattr(modified, "timestamp") else 0.0,
             failure_reason=str(found.get("FailureReason", "")),
-            shadows=views("ShadowProductionVariants"),
+            shadows=views(found.get("ShadowProductionVariants") or ()),
         )
 
     def statuses(self, prefix: str) -> dict[str, str]:
@@ -177,7 +182,9 @@ class Endpoints:
         try:
             self._sm.update_endpoint_weights_and_capacities(
                 EndpointName=name,
-                DesiredWeightsAndCapacities=[{"VariantName": v, **d} for v, d in wanted.items()],
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": v, "DesiredWeight": d["DesiredWeight"]} for v, d in wanted.items()
+                ],
             )
         except ClientError as exc:
             if _busy(exc):

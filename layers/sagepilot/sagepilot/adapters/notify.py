@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from sagepilot.adapters.clients import translates_unreachable
 from sagepilot.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 _MAX_SUBJECT = 100
 
 
+@translates_unreachable
 class Notifier:
-    def __init__(self, sns_client: Any, topic_arn: str) -> None:
+    def __init__(self, sns_client: SNSClient, topic_arn: str) -> None:
         self._sns = sns_client
         self._topic = topic_arn
 

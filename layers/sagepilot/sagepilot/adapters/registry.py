@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
 from sagepilot.domain.rollout import Release
 from sagepilot.domain.transform_plan import ModelVersion
 from sagepilot.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
 
 _GROUP_MISSING = {"ValidationException", "ResourceNotFound"}
 
@@ -18,8 +22,9 @@ class GroupNotFound(Exception):
     """The model package group does not exist."""
 
 
+@translates_unreachable
 class ModelRegistry:
-    def __init__(self, sagemaker_client: Any) -> None:
+    def __init__(self, sagemaker_client: SageMakerClient) -> None:
         self._sm = sagemaker_client
 
     def latest_approved(self, group: str) -> ModelVersion | None:
@@ -166,7 +171,7 @@ class ModelRegistry:
         return None
 
 
-def _images(package: dict[str, Any]) -> tuple[str, ...]:
+def _images(package: DescribeModelPackageOutputTypeDef) -> tuple[str, ...]:
     """The inference images a DescribeModelPackage answer names (in container order)."""
     containers = (package.get("InferenceSpecification") or {}).get("Containers") or ()
     return tuple(str(c["Image"]) for c in containers if c.get("Image"))

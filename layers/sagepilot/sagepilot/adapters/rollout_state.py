@@ -21,13 +21,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, old_item, translates_unreachable
 from sagepilot.domain.rollout import Command, HistoryEntry, Phase, Release, RolloutState
 from sagepilot.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 KIND = "endpoint"
 INDEX = "ByKind"
@@ -146,8 +149,9 @@ PENDING_ALARMS = "pendingAlarms"
 _ACQUIRE_ATTEMPTS = 3
 
 
+@translates_unreachable
 class RolloutStore:
-    def __init__(self, dynamodb_client: Any, table: str, lease_seconds: int) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str, lease_seconds: int) -> None:
         self._ddb = dynamodb_client
         self._table = table
         self._lease_seconds = lease_seconds
@@ -200,7 +204,7 @@ class RolloutStore:
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise TransientError(f"taking the lease of {endpoint}: {exc}") from exc
-                old = exc.response.get("Item")
+                old = old_item(exc)
                 if old is None:
                     if existing:
                         raise NotManaged(endpoint) from None
@@ -302,7 +306,7 @@ class RolloutStore:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise TransientError(f"releasing the lease of {lease.endpoint}: {exc}") from exc
-            old = exc.response.get("Item") or {}
+            old = old_item(exc) or {}
             if force or (old.get("releasedBy", {}).get("S") == lease.owner and "leaseOwner" not in old):
                 # Not ours any more: nothing to let go of. Or ours already let go (the response to our own
                 # release was lost and botocore's retry found the lease gone).
@@ -337,7 +341,7 @@ class RolloutStore:
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                old = exc.response.get("Item") or {}
+                old = old_item(exc) or {}
                 if old.get("releasedBy", {}).get("S") == lease.owner and "leaseOwner" not in old and "state" not in old:
                     return  # our own write went through and its response was lost (botocore's retry refused)
                 raise LeaseLost(f"lost the lease of {lease.endpoint} before forgetting it") from exc

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as ConnectionFailed
+from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, error_message, http_status
+from sagepilot.adapters.clients import UNREACHABLE, error_code, error_message, http_status, translates_unreachable
 from sagepilot.domain.object_versions import PAGE_SIZE, ListedVersion, ListingRange, VersionListing, plan_listings
 from sagepilot.errors import ObjectGone, TransientError
 from sagepilot.observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 _MISSING = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "InvalidArgument", "400"}
 
@@ -33,8 +36,9 @@ def key_candidates(key: str) -> list[str]:
     return [key] if decoded == key else [key, decoded]
 
 
+@translates_unreachable
 class DataBucket:
-    def __init__(self, s3_client: Any, bucket: str) -> None:
+    def __init__(self, s3_client: S3Client, bucket: str) -> None:
         self._s3 = s3_client
         self.name = bucket
 
@@ -48,7 +52,7 @@ class DataBucket:
         for candidate_range in plan_listings(key_candidates(key) for key in keys):
             try:
                 self._list_range(candidate_range, listing)
-            except (ClientError, ConnectionFailed, HTTPClientError) as exc:
+            except (ClientError, *UNREACHABLE) as exc:
                 logger.warning(
                     "could not list object versions; confirming those files one by one",
                     extra={"prefix": candidate_range.prefix, "error": str(exc)},
@@ -169,7 +173,7 @@ class DataBucket:
     def copy(self, source_key: str, key: str) -> bool:
         """Copy an object of the bucket onto `key` (the same bytes each time: safe to repeat); False if the
         source does not exist. Over CopyObject's 5 GB limit, boto3's managed copy does it in parts."""
-        source = {"Bucket": self.name, "Key": source_key}
+        source: CopySourceTypeDef = {"Bucket": self.name, "Key": source_key}
         try:
             self._s3.copy_object(Bucket=self.name, Key=key, CopySource=source)
         except ClientError as exc:
@@ -183,7 +187,9 @@ class DataBucket:
     def copy_version(self, source_key: str, version_id: str | None, key: str) -> bool:
         """Copy one version of an object onto `key` (CopyObject with its VersionId: the bytes of that version,
         whatever the key holds now); False if that version no longer exists. Safe to repeat."""
-        source = {"Bucket": self.name, "Key": source_key, **({"VersionId": version_id} if version_id else {})}
+        source: CopySourceTypeDef = {"Bucket": self.name, "Key": source_key}
+        if version_id:
+            source["VersionId"] = version_id
         try:
             self._s3.copy_object(Bucket=self.name, Key=key, CopySource=source)
         except ClientError as exc:
@@ -196,7 +202,7 @@ class DataBucket:
             ) from exc
         return True
 
-    def _copy_in_parts(self, source: dict[str, str], key: str) -> bool:
+    def _copy_in_parts(self, source: CopySourceTypeDef, key: str) -> bool:
         try:
             self._s3.copy(source, self.name, key)
         except ClientError as exc:

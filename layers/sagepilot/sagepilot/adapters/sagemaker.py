@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code, error_message, http_status
+from sagepilot.adapters.clients import error_code, error_message, http_status, translates_unreachable
 from sagepilot.errors import CapacityError, PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
 
 _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 # SageMaker's server-side errors (its API reference lists InternalFailure, HTTP 500, and ServiceUnavailable,
@@ -26,8 +29,9 @@ def translate(exc: ClientError, what: str, instance_type: str = "") -> Exception
     return PermanentError(f"{what}: {code}: {error_message(exc)}")
 
 
+@translates_unreachable
 class SageMaker:
-    def __init__(self, sagemaker_client: Any) -> None:
+    def __init__(self, sagemaker_client: SageMakerClient) -> None:
         self._sm = sagemaker_client
 
     def ensure_model(self, name: str, package_arn: str, role_arn: str) -> bool:

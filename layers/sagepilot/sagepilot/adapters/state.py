@@ -22,30 +22,39 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, cast
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from sagepilot.adapters.clients import error_code
+from sagepilot.adapters.clients import error_code, translates_unreachable
+from sagepilot.clock import epoch
+from sagepilot.domain.statuses import JobStatus, TrainingStatus
 from sagepilot.errors import PermanentError, TransientError
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+# The job statuses (domain.statuses.JobStatus), by the names the services know them by.
 CLAIMING, READY, STARTED, COMPLETED, FAILED, EMPTY = (
-    "CLAIMING",
-    "READY",
-    "STARTED",
-    "COMPLETED",
-    "FAILED",
-    "EMPTY",
+    JobStatus.CLAIMING,
+    JobStatus.READY,
+    JobStatus.STARTED,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.EMPTY,
 )
 # A job that failed for a reason one input can cause, whose inputs were handed to two smaller jobs
 # (`children`); terminal for the job itself.
-SPLIT = "SPLIT"
+SPLIT = JobStatus.SPLIT
 # A job whose model package version was no longer Approved when it was about to start, planned again on the
 # group's newest Approved version (`replannedAs`); terminal for the job itself.
-REPLANNED = "REPLANNED"
+REPLANNED = JobStatus.REPLANNED
 # A job that waited and was merged, before it started, into a job holding the inputs of several waiting jobs of
 # its group (`mergedInto`, domain/coalescing.py); its claims moved to that job. Terminal for the job itself.
-MERGED = "MERGED"
+MERGED = JobStatus.MERGED
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
@@ -70,24 +79,47 @@ def failure(exc: ClientError, what: str) -> TransientError | PermanentError:
     return TransientError(what)
 
 
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
+def _decimals(value: Any) -> Any:
+    """`value` with each float as the Decimal of its shortest repr (DynamoDB numbers are decimal, and boto3
+    refuses floats: 0.1 is stored as 0.1, not as the binary float's 55 digits) and each str as a plain str."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        return str(value)  # a StrEnum member as its plain value
+    if isinstance(value, dict):
+        return {key: _decimals(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimals(item) for item in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A deserialized value with each Decimal as an int when whole, else a float (what was written)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, set):
+        return {_plain(item) for item in value}
+    return value
+
+
 def _to_attr(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    return {"S": str(value)}
+    """A Python value as a DynamoDB attribute value (boto3's TypeSerializer): str S, int and float N, bool
+    BOOL, None NULL, list and tuple L, dict M, a set of str SS. Anything else is a TypeError, not a string."""
+    return dict(_SERIALIZER.serialize(_decimals(value)))
 
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, attr in item.items():
-        if "N" in attr:
-            out[name] = int(attr["N"])
-        elif "BOOL" in attr:
-            out[name] = attr["BOOL"]
-        elif "S" in attr:
-            out[name] = attr["S"]
-    return out
+    """An item's attributes as Python values (boto3's TypeDeserializer; numbers as int or float). An item the
+    earlier writer stored (S, N of whole numbers, BOOL only) reads as it did."""
+    return {name: _plain(_DESERIALIZER.deserialize(attr)) for name, attr in item.items()}
 
 
 def _owner_in(item: Any) -> str | None:
@@ -113,8 +145,9 @@ def job_pk(job_name: str) -> str:
     return f"job#{job_name}"
 
 
+@translates_unreachable
 class StateTable:
-    def __init__(self, dynamodb_client: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str, clock: Callable[[], float] = epoch) -> None:
         self._db = dynamodb_client
         self._table = table
         self._clock = clock
@@ -168,8 +201,8 @@ class StateTable:
         self,
         job_name: str,
         *,
-        expected: Iterable[str],
-        to: str,
+        expected: Iterable[JobStatus | TrainingStatus],
+        to: JobStatus | TrainingStatus,
         when_attempt: int | None = None,
         remove: tuple[str, ...] = (),
         set_once: dict[str, Any] | None = None,
@@ -277,7 +310,7 @@ class StateTable:
         }
         for round_ in range(_CLAIM_ROUNDS):
             try:
-                self._db.transact_write_items(TransactItems=[check, update])
+                self._db.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", [check, update]))
             except ClientError as exc:
                 if error_code(exc) != "TransactionCanceledException":
                     raise failure(exc, f"merging job {job_name} into {into} failed: {exc}") from exc
@@ -416,7 +449,9 @@ class StateTable:
                 refused.update(self._each_alone(actions, pending, what, invalid))
                 return refused
             try:
-                self._db.transact_write_items(TransactItems=[actions[i] for i in pending])
+                # The actions are plain dicts (each also a PutItem or UpdateItem request, in _write_one).
+                items = cast("list[TransactWriteItemTypeDef]", [actions[i] for i in pending])
+                self._db.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 if error_code(exc) == "ValidationException":
                     # Some item is invalid, and the transaction does not say which: find it, one by one.
@@ -433,7 +468,7 @@ class StateTable:
                 for i, reason in zip(pending, reasons, strict=True):
                     code = str(reason.get("Code") or "None")
                     if code == "ConditionalCheckFailed":
-                        item = reason.get("Item")
+                        item: object = reason.get("Item")  # (botocore's stubs type it wrongly)
                         refused[i] = item if isinstance(item, dict) else {}
                     elif code == "ValidationError":  # this item alone is invalid: the others go again
                         invalid[i] = f"{code}: {reason.get('Message')}"

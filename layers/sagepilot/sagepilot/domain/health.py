@@ -27,13 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sagepilot.domain.names import AlarmKind as AlarmKind
 from sagepilot.domain.rollout import EndpointView, Phase, RolloutState
-
-
-class AlarmKind(StrEnum):
-    ERRORS = "5xx"
-    LATENCY = "latency"
-    LOW_TRAFFIC = "low-traffic"
 
 
 @dataclass(frozen=True)

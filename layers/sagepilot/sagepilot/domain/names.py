@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 
 MAX_NAME_LENGTH = 63
 RETRY_SUFFIX = re.compile(r"^(?P<base>.+-[0-9a-f]{16})-r(?P<attempt>[1-9])$")
@@ -87,6 +88,36 @@ def endpoint_config_name(endpoint: str, variants: Iterable[str]) -> str:
     return f"{endpoint[: MAX_NAME_LENGTH - len(tail) - 1].rstrip('-')}-{tail}"
 
 
+class AlarmKind(StrEnum):
+    """The kinds of alarm a live variant has, the last part of each alarm's name (`domain.health` says what
+    each means)."""
+
+    ERRORS = "5xx"
+    LATENCY = "latency"
+    LOW_TRAFFIC = "low-traffic"
+
+
 def alarm_name(endpoint: str, variant: str, kind: str) -> str:
     """`<endpoint>-<variant>-<kind>`: starts with the stack's prefix, as the alarm rule's filter wants."""
     return f"{endpoint}-{variant}-{kind}"
+
+
+def rollout_alarm_names(endpoint: str, variant: str) -> tuple[str, str]:
+    """The alarms that gate a canary (and open incidents on a live variant): 5xx and latency."""
+    return alarm_name(endpoint, variant, AlarmKind.ERRORS.value), alarm_name(endpoint, variant, AlarmKind.LATENCY.value)
+
+
+def variant_alarm_names(endpoint: str, variant: str) -> tuple[str, ...]:
+    """Every alarm of a live variant, one per kind."""
+    return tuple(alarm_name(endpoint, variant, kind.value) for kind in AlarmKind)
+
+
+# Application Auto Scaling ----------------------------------------------------------------------------
+def scalable_target_id(endpoint: str, variant: str) -> str:
+    """A variant's scalable target (ResourceId), as Application Auto Scaling names SageMaker variants."""
+    return f"endpoint/{endpoint}/variant/{variant}"
+
+
+def scaling_policy_name(endpoint: str, variant: str) -> str:
+    """The variant's target-tracking policy on invocations per instance."""
+    return f"{endpoint}-{variant}-invocations"

@@ -476,6 +476,22 @@ def decide(
     return handler(state, view, target, firing, policy, now)
 
 
+def newer_version_waits(decision: Decision, settled: RolloutState | None, target: Release | None) -> bool:
+    """Whether the endpoint needs another move at once, once `decision` has been carried out (`settled`: the
+    state it left). So it does when a finishing move (acted on, not recorded first: a rollback's end) left it
+    STABLE on another version than the newest Approved one, `target`: a newer version that superseded the
+    canary waited while the rollback finished; its rollout starts now, not at the next trigger."""
+    return (
+        not decision.commit_first
+        and bool(decision.actions)
+        and settled is not None
+        and settled.phase is Phase.STABLE
+        and target is not None
+        and settled.stable is not None
+        and target != settled.stable
+    )
+
+
 def _disabled(state: RolloutState | None, view: EndpointView | None, now: float) -> Decision | None:
     """`sagepilot:deploy=false`: nothing new is deployed. No endpoint is created (or created again), a
     failed one is not replaced, and a running `ab` canary is rolled back to the stable version (not

@@ -33,16 +33,18 @@ from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import COMPLETED, FAILED, MERGED, READY, REPLANNED, SPLIT, STARTED, StateTable
+from sagepilot.clock import utc_now
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import input_may_cause, is_retryable_failure, job_failure_rejection
 from sagepilot.domain.layout import job_folder, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import input_report, job_summary, rejection_report
+from sagepilot.domain.statuses import CompletionAction
 from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer, exact_plan, split_plan
 from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
+from sagepilot.metrics import NoRecorder, Recorder, completion_metrics, sweep_metrics
 from sagepilot.observability import logger
-from sagepilot.services.batch_intake import utc_now
 from sagepilot.services.jobs import JobLauncher, SweepResult
 from sagepilot.settings import Settings
 
@@ -52,8 +54,7 @@ _IO_THREADS = 16
 @dataclass(frozen=True)
 class CompletionOutcome:
     job_name: str
-    # "ignored", "duplicate", "reported", "retried", "waiting" (a retry waits for capacity), "rejected", "split"
-    action: str
+    action: CompletionAction
     detail: str = ""
     started: list[str] = field(default_factory=list)  # waiting jobs this completion started (freed instances)
 
@@ -72,6 +73,7 @@ class BatchCompletion:
         launcher: JobLauncher,
         notifier: Notifier,
         now: Callable[[], str] = utc_now,
+        metrics: Recorder | None = None,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -80,8 +82,15 @@ class BatchCompletion:
         self._launcher = launcher
         self._notifier = notifier
         self._now = now
+        self._metrics = metrics or NoRecorder()
 
     def handle(self, change: TransformJobChange) -> CompletionOutcome:
+        """Act on a transform job's state change, and emit what was decided (metrics.completion_metrics)."""
+        outcome = self._act(change)
+        completion_metrics(self._metrics, outcome.action, len(outcome.started))
+        return outcome
+
+    def _act(self, change: TransformJobChange) -> CompletionOutcome:
         name = change.job_name
         if change.status not in TERMINAL_TRANSFORM_STATUSES:
             return CompletionOutcome(name, "ignored", f"status {change.status} needs no action")
@@ -154,8 +163,11 @@ class BatchCompletion:
 
     def sweep(self) -> SweepResult:
         """The periodic pass: start jobs waiting for capacity that no completion has started (a quota
-        raised, instances freed by jobs of another stack). Idempotent, like everything it calls."""
-        return self._launcher.sweep()
+        raised, instances freed by jobs of another stack). Idempotent, like everything it calls. Emits what
+        it saw (metrics.sweep_metrics)."""
+        swept = self._launcher.sweep()
+        sweep_metrics(self._metrics, len(swept.started), swept.waiting, swept.oldest_wait_seconds)
+        return swept
 
     def _completed(
         self,

@@ -16,14 +16,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-
-from botocore.exceptions import ConnectionError as ConnectionFailed
-from botocore.exceptions import HTTPClientError
 
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket, key_candidates
+from sagepilot.clock import utc_now
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import (
     image_not_allowed_rejection,
@@ -44,14 +41,12 @@ from sagepilot.domain.reports import rejection_report
 from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, file_id_of, plan_jobs
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
 from sagepilot.events import ObjectCreated, QueuedMessage, parse_object_created
+from sagepilot.metrics import NoRecorder, Recorder, intake_metrics
 from sagepilot.observability import logger
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
 _IO_THREADS = 16
-# What may go away by itself: the adapters' TransientError (throttling, 5xx after botocore's retries), and the
-# timeouts and connection errors botocore raises as they are once its retries are spent.
-_TRANSIENT = (TransientError, ConnectionFailed, HTTPClientError)
 
 
 @dataclass
@@ -99,10 +94,6 @@ class _Arrival:
     final_delivery: bool
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 class BatchIntake:
     def __init__(
         self,
@@ -112,6 +103,7 @@ class BatchIntake:
         launcher: JobLauncher,
         notifier: Notifier,
         now: Callable[[], str] = utc_now,
+        metrics: Recorder | None = None,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -119,6 +111,7 @@ class BatchIntake:
         self._launcher = launcher
         self._notifier = notifier
         self._now = now
+        self._metrics = metrics or NoRecorder()
 
     def handle(self, messages: list[QueuedMessage | tuple[str, MalformedEvent]]) -> IntakeOutcome:
         outcome = IntakeOutcome()
@@ -147,6 +140,13 @@ class BatchIntake:
 
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
+        intake_metrics(
+            self._metrics,
+            outcome.files_accepted,
+            len(outcome.jobs_started),
+            outcome.rejected_codes,
+            len(outcome.jobs_waiting_for_capacity),
+        )
         return outcome
 
     # Steps ----------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ class BatchIntake:
         note = ""
         try:
             holders = self._launcher.jobs_holding(sorted({f for ids in forms for f in ids}))
-        except _TRANSIENT as exc:
+        except TransientError as exc:
             holders = {}
             note = (
                 f"(Whether the file was already taken into a transform job could not be checked either: {exc}. "
@@ -243,7 +243,7 @@ class BatchIntake:
         except ObjectGone:
             logger.warning("object deleted before it could be processed", extra={"key": event.key})
             return "gone"
-        except _TRANSIENT as exc:
+        except TransientError as exc:
             logger.warning("could not read the object; will retry", extra={"key": event.key, "error": str(exc)})
             return _Unavailable(f"HeadObject on s3://{self._bucket.name}/{event.key}", str(exc))
         dropped = parse_dropped_key(head.key)
@@ -301,7 +301,7 @@ class BatchIntake:
         files = {f.file_id: f for f, _ in items}
         try:
             model = self._model_for(group)
-        except _TRANSIENT as exc:
+        except TransientError as exc:
             logger.warning("model registry unavailable; will retry", extra={"group": group, "error": str(exc)})
             failure = _Unavailable(f"Reading model package group {group!r} in the registry", str(exc))
             for file_id, arrival in arrivals.items():
@@ -332,7 +332,7 @@ class BatchIntake:
         for plan in plan_jobs(usable, model, self._settings.transform):
             try:
                 result = self._launcher.launch(plan, fresh=True)  # its model was read just now
-            except (*_TRANSIENT, PermanentError) as exc:
+            except (TransientError, PermanentError) as exc:
                 self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 continue
             for file_id, why in sorted(result.invalid.items()):  # its own problem: the others go on

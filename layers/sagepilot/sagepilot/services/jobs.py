@@ -77,6 +77,7 @@ from sagepilot.domain.layout import Rejection, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import job_summary, rejection_report, superseded_only_summary
 from sagepilot.domain.scheduler import WaitingJob, group_key, may_try_now, start_order
+from sagepilot.domain.statuses import JobStatus
 from sagepilot.domain.transform_plan import (
     InputFile,
     JobPlan,
@@ -521,7 +522,7 @@ class JobLauncher:
         since = self._state.capacity_backlog()
         return SweepResult(starts.started, len(since), oldest_wait_seconds(since, self._state.now()), starts.refused)
 
-    def park(self, plan: JobPlan, attempt: int, refusal: CapacityError, *, expected: str = READY) -> bool:
+    def park(self, plan: JobPlan, attempt: int, refusal: CapacityError, *, expected: JobStatus = READY) -> bool:
         """Keep a job SageMaker refused for capacity READY and list it under `waiting-capacity`; its inputs
         stay claimed and its plan and manifest stay in S3, so nothing needs the queue any more. False if the
         job moved on meanwhile (another invocation started it)."""
@@ -614,7 +615,7 @@ class JobLauncher:
         )
         return Started(created)
 
-    def model_withdrawn(self, plan: JobPlan, attempt: int, *, expected: str = READY) -> Started | None:
+    def model_withdrawn(self, plan: JobPlan, attempt: int, *, expected: JobStatus = READY) -> Started | None:
         """None while the plan's model package version is still Approved and its inference image allowed.
         Otherwise the job is planned again on the group's newest Approved version (if its image is allowed),
         or its files are rejected, and what was done is returned."""

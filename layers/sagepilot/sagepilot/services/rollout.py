@@ -3,7 +3,8 @@
 Every trigger (a registry approval or rejection, an endpoint state change, a rollout alarm, an
 operator command, the periodic schedule) comes down to `reconcile(endpoint)`: take the endpoint's
 lease, read the recorded state, the endpoint, the newest Approved version and the rollout's alarms,
-ask `domain.rollout.decide` for the next move, apply it, record it, let go. No waiting happens here:
+ask `domain.rollout.decide` for the next move, apply it, record it, and (an alarm's trigger, or the schedule)
+hand the alarms to `EndpointHealth` (services/endpoint_health.py) before letting go. No waiting happens here:
 bake times elapse between triggers, and an endpoint that is Updating is left alone until its next
 state-change event (or the next scheduled reconcile).
 
@@ -21,32 +22,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagepilot.adapters.alarms import VariantAlarms, rollout_alarm_names
+from sagepilot.adapters.alarms import VariantAlarms
 from sagepilot.adapters.autoscaling import VariantAutoscaling
 from sagepilot.adapters.endpoints import EndpointBusy, Endpoints
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.rollout_reports import RolloutReports
 from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, RolloutStore
-from sagepilot.domain import health, ownership
+from sagepilot.clock import epoch
+from sagepilot.domain import ownership
 from sagepilot.domain import rollout as plan
 from sagepilot.domain.canary_gate import Assessment
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
-from sagepilot.domain.health import AlarmKind, AlarmRef, parse_alarm_name
-from sagepilot.domain.names import alarm_name, endpoint_config_name, endpoint_model_name
+from sagepilot.domain.names import endpoint_config_name, endpoint_model_name, rollout_alarm_names
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
+from sagepilot.domain.statuses import RolloutResult
 from sagepilot.errors import CapacityError, TransientError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
 from sagepilot.observability import logger
 from sagepilot.services.canary_analysis import judge_step, record_look
+from sagepilot.services.endpoint_health import EndpointHealth
 from sagepilot.settings import RolloutSettings
 
 _MAX_RERUNS = 3
@@ -57,7 +59,7 @@ _NOT_MANAGED = "no rollout record for this endpoint: not managed by this stack"
 @dataclass
 class Outcome:
     endpoint: str
-    result: str  # acted | waiting | deferred | ignored | invalid
+    result: RolloutResult
     phase: str = ""
     actions: list[str] = field(default_factory=list)
     note: str = ""
@@ -87,7 +89,8 @@ class Rollouts:
         autoscaling: VariantAutoscaling,
         alarms: VariantAlarms,
         notifier: Notifier,
-        clock: Callable[[], float] = time.time,
+        health: EndpointHealth,
+        clock: Callable[[], float] = epoch,
         metrics: Recorder | None = None,
         reports: RolloutReports | None = None,
     ) -> None:
@@ -99,6 +102,7 @@ class Rollouts:
         self._autoscaling = autoscaling
         self._alarms = alarms
         self._notifier = notifier
+        self._health = health  # what an alarm means, once the move is done (and a quota refusal)
         self._clock = clock
         self._metrics: Recorder = metrics or NoRecorder()
         # Group tags as read for the trigger being handled: every trigger reads them afresh (a person's
@@ -140,8 +144,10 @@ class Rollouts:
         return self.reconcile(endpoint, None)
 
     def on_alarm(self, endpoint: str, alarm: str) -> Outcome:
-        """An alarm of a managed endpoint changed state: the rollout's reconcile (a canary alarm rolls
-        back), then the alarm's own meaning (an incident, its recovery, or a scale-in)."""
+        """An alarm of a managed endpoint changed state: the endpoint's move under its lease (a canary's alarm
+        rolls it back), then, still under the lease, the alarm judged by `EndpointHealth` (an incident, its
+        recovery, or a scale-in). A trigger that finds the lease taken leaves its alarm to the lease's holder
+        (`RolloutStore.acquire(alarm=)`), which judges it before letting go."""
         self._tags.clear()
         return self.reconcile(endpoint, None, alarm=alarm)
 
@@ -349,34 +355,22 @@ class Rollouts:
             outcome.result, outcome.note = "waiting", str(exc)
         except CapacityError as exc:
             outcome.result, outcome.note = "waiting", str(exc)
-            move.state = self._quota_reported(move.state, exc, deployment, now)
+            move.state = self._health.quota_reported(move.state, exc, deployment, now)
         applied = move.state
         # This trigger's alarm, and those handed over by triggers that found the lease taken (see `acquire`).
         alarms = tuple(dict.fromkeys((*((alarm,) if alarm is not None else ()), *move.lease.alarms)))
         if applied is not None and (alarms or scheduled):
             # The endpoint as read for the move, unless the move changed it (then read it again).
             current = view if not decision.actions else None
-            for judged in (*alarms, *((None,) if scheduled else ())):
-                health_move = self._health(applied, judged, deployment, now, current, scheduled=scheduled)
-                if health_move is not None:
-                    applied, note = health_move
-                    outcome.note = "; ".join(n for n in (outcome.note, note) if n)
+            applied, notes = self._health.judge_all(applied, alarms, deployment, now, current, scheduled=scheduled)
+            outcome.note = "; ".join(n for n in (outcome.note, *notes) if n)
         if applied is not None and applied != move.lease.state:
             self._save(move, applied)
         shifted = outcome.result == "acted"
         moved_to = next((a for a in actions if isinstance(a, plan.SetWeights)), None) if shifted else None
         self._record(state, applied, view, now, moved_to)
-        if (
-            not decision.commit_first
-            and decision.actions
-            and applied is not None
-            and applied.phase is Phase.STABLE
-            and target is not None
-            and applied.stable is not None
-            and target != applied.stable
-        ):
-            # A rollback finished while a newer version waits (it superseded the canary): start it now.
-            outcome.again = True
+        # A rollback finished while a newer version waits (it superseded the canary): start it now.
+        outcome.again = plan.newer_version_waits(decision, applied, target)
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
 
@@ -503,99 +497,6 @@ class Rollouts:
                 live.setdefault(dropped, 0.0)
         for variant, share in sorted(live.items()):
             emit("VariantWeight", share, NONE, Endpoint=after.endpoint, Variant=variant)
-
-    # Health and scale-in ----------------------------------------------------------------------------
-    def _health(
-        self,
-        state: RolloutState,
-        alarm: str | None,
-        deployment: Deployment,
-        now: float,
-        view: plan.EndpointView | None,
-        *,
-        scheduled: bool,
-    ) -> tuple[RolloutState, str] | None:
-        """Judge `alarm` (or, on a scheduled pass, the live variant's low-traffic alarm) and act on it."""
-        ref: AlarmRef | None
-        if alarm is not None:
-            ref = parse_alarm_name(state.endpoint, alarm)
-            if ref is None:
-                return state, f"{alarm} is not one of this endpoint's alarms"
-        elif scheduled and state.phase is Phase.STABLE and state.stable is not None:
-            name = alarm_name(state.endpoint, state.stable.variant, AlarmKind.LOW_TRAFFIC.value)
-            ref = AlarmRef(name, state.stable.variant, AlarmKind.LOW_TRAFFIC)
-        else:
-            return None
-        alarm_state = self._alarms.states((ref.name,)).get(ref.name)
-        if alarm_state is None:
-            return state, f"{ref.name} does not exist (any more)"
-        if view is None:
-            view = self._endpoints.describe(state.endpoint)
-        on_endpoint = view is not None and ref.variant in view.names
-        minimum = self._autoscaling.minimum(state.endpoint, ref.variant) if on_endpoint else None
-        idle = ref.kind is AlarmKind.LOW_TRAFFIC and alarm_state == "ALARM"
-        judgement = health.judge(
-            ref,
-            alarm_state,
-            state,
-            view,
-            minimum,
-            deployment.autoscaling.min_capacity,
-            ref.name in state.incidents,
-            evaluated_from=self._alarms.evaluated_from(ref.name) if idle else None,
-        )
-        detail: dict[str, object] = {
-            "endpoint": state.endpoint,
-            "group": state.group,
-            "variant": ref.variant,
-            "alarm": ref.name,
-            "alarmState": alarm_state,
-            "what": judgement.summary,
-            "findings": list(judgement.findings),
-            "whatToDo": judgement.what_to_do,
-        }
-        if judgement.verdict is health.Verdict.INCIDENT:
-            self._metrics.emit("Incidents")
-            self._notifier.publish(f"UNHEALTHY: {state.endpoint} {ref.variant}", detail)
-            what = f"incident: {judgement.summary} ({'; '.join(judgement.findings)})"
-            return state.evolve(now, what, incidents=(*state.incidents, ref.name)), judgement.summary
-        if judgement.verdict is health.Verdict.RECOVERED:
-            self._metrics.emit("Recoveries")
-            self._notifier.publish(f"RECOVERED: {state.endpoint} {ref.variant}", detail)
-            still_open = tuple(i for i in state.incidents if i != ref.name)
-            return state.evolve(now, judgement.summary, incidents=still_open), judgement.summary
-        if judgement.verdict is health.Verdict.NOT_YET:
-            # Judged again by CloudWatch at its next period, on a range within the variant's service.
-            self._alarms.reset(ref.name, f"sagepilot: {judgement.summary}")
-            return state, judgement.summary
-        if judgement.verdict is health.Verdict.SCALE_IN and judgement.scale_to is not None:
-            try:
-                self._endpoints.set_capacity(state.endpoint, ref.variant, judgement.scale_to)
-            except EndpointBusy:
-                return state, "endpoint busy; the scale-in waits for the next reconcile"
-            detail["savedInstances"] = judgement.saved_instances
-            self._metrics.emit("ScaleIns")
-            self._metrics.emit("InstancesSaved", judgement.saved_instances)
-            self._notifier.publish(f"SCALED IN: {state.endpoint} {ref.variant}", detail)
-            what = f"scaled in: {judgement.summary} (saves {judgement.saved_instances} instance(s))"
-            return state.evolve(now, what), judgement.summary
-        return state, judgement.summary
-
-    def _quota_reported(
-        self, state: RolloutState | None, exc: CapacityError, deployment: Deployment, now: float
-    ) -> RolloutState | None:
-        """ResourceLimitExceeded with no fallback left: say which quota to raise, once per message."""
-        what = (
-            f"SageMaker refused for lack of quota: {exc}. Raise the Service Quotas limit "
-            f"'{exc.instance_type or deployment.instance_type} for endpoint usage', or set a fallback instance type "
-            "(tag sagepilot:fallback-instance-type or parameter EndpointFallbackInstanceType); the next reconcile "
-            "retries."
-        )
-        if state is None or (state.history and state.history[-1].what == what):
-            return state
-        detail = {"endpoint": state.endpoint, "group": state.group, "what": what}
-        self._notifier.publish(f"QUOTA: {state.endpoint}", detail)
-        return state.evolve(now, what)
 
     # Retirement (a renamed endpoint) --------------------------------------------------------------
     def _retire(

@@ -24,7 +24,6 @@ notification, after the bounded retries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sagepilot.adapters.delayed import DelayedQueue
@@ -33,11 +32,13 @@ from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
 from sagepilot.adapters.s3 import DataBucket, HeadResult
 from sagepilot.adapters.sagemaker import SageMaker
 from sagepilot.adapters.state import StateTable
+from sagepilot.clock import utc_now
 from sagepilot.domain import training as plan
 from sagepilot.domain.failures import is_retryable_failure
 from sagepilot.domain.layout import Rejection, input_format_of
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import rejection_report
+from sagepilot.domain.statuses import TrainingAction, TrainingStatus
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
 from sagepilot.events import (
     ObjectCreated,
@@ -51,11 +52,17 @@ from sagepilot.metrics import Recorder
 from sagepilot.observability import logger
 from sagepilot.settings import TrainingSettings
 
-STARTED, REGISTERING, REGISTERED, FAILED = "STARTED", "REGISTERING", "REGISTERED", "FAILED"
+# The training records' statuses (domain.statuses.TrainingStatus), by the names this service knows them by.
+STARTED, REGISTERING, REGISTERED, FAILED = (
+    TrainingStatus.STARTED,
+    TrainingStatus.REGISTERING,
+    TrainingStatus.REGISTERED,
+    TrainingStatus.FAILED,
+)
 # A data version that settled beside other training files and no marker: no job trains on it alone (final).
-NEEDS_MARKER = "NEEDS_MARKER"
+NEEDS_MARKER = TrainingStatus.NEEDS_MARKER
 # A folder's "N files ...: upload the marker" notice: about to go out, then sent.
-NOTICE_PENDING, NOTICE_SENT = "NOTICE_PENDING", "NOTICE_SENT"
+NOTICE_PENDING, NOTICE_SENT = TrainingStatus.NOTICE_PENDING, TrainingStatus.NOTICE_SENT
 LISTING_LIMIT = 1000
 KIND = "training"
 LINEAGE_JOB = "sagepilot:training-job"
@@ -63,16 +70,12 @@ LINEAGE_JOB = "sagepilot:training-job"
 
 @dataclass
 class TrainingOutcome:
-    action: str  # started | exists | ignored | settling | waiting | rejected | registered | retried | failed
+    action: TrainingAction
     detail: str = ""
     job_name: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v}
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Training:
@@ -204,7 +207,7 @@ class Training:
             return TrainingOutcome("ignored", f"the job's record is {record.get('status')}: already handled", name)
         rejection = decision.rejection()
         report = rejection_report(
-            bucket=self._bucket.name, key=head.key, version_id=head.version_id, rejection=rejection, at=_now()
+            bucket=self._bucket.name, key=head.key, version_id=head.version_id, rejection=rejection, at=utc_now()
         )
         self._bucket.put_json(training.rejected_key, report)
         notice = plan.marker_notice_name(self._settings.name_prefix, training.group, decision.folder)
@@ -352,7 +355,7 @@ class Training:
 
     def _reject(self, key: str, version_id: str | None, rejection: Rejection, report_key: str) -> TrainingOutcome:
         report = rejection_report(
-            bucket=self._bucket.name, key=key, version_id=version_id, rejection=rejection, at=_now()
+            bucket=self._bucket.name, key=key, version_id=version_id, rejection=rejection, at=utc_now()
         )
         self._bucket.put_json(report_key, report)
         self._notifier.publish(f"TRAINING REJECTED: {rejection.code}", report)

@@ -1,0 +1,149 @@
+"""The sandbox's SQS event source mapping settles a batch as Lambda does: successes deleted with
+DeleteMessageBatch (10 per request), failures (per ReportBatchItemFailures) made visible again, and an
+answer naming a message that is not in the batch failing the whole batch."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from sagepilot_sandbox.lambda_runtime.runtime import SqsEventSource, failed_messages
+from sagepilot_sandbox.stack.provision import SqsSource
+
+
+@dataclass
+class FakeSpec:
+    logical_id: str = "BatchIntakeFunction"
+    timeout: int = 120
+
+
+@dataclass
+class ScriptedFunction:
+    """Answers each invocation with `answer(event)`; remembers the events."""
+
+    answer: Callable[[dict[str, Any]], dict[str, Any]]
+    spec: FakeSpec = field(default_factory=FakeSpec)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    lambda_calls: list[str] = field(default_factory=list)  # calls the mapping made with the function's role
+
+    def invoke(self, event: dict[str, Any], **concurrency: Any) -> dict[str, Any]:
+        self.events.append(event)
+        return self.answer(event)
+
+    def record_lambda_call(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        self.lambda_calls.append(f"{service}.{operation}")
+
+
+@pytest.fixture
+def queue(clients: Callable[[str], Any]) -> tuple[Any, str, str]:
+    sqs = clients("sqs")
+    url = sqs.create_queue(QueueName="esm-test")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs, url, arn
+
+
+def fill(sqs: Any, url: str, n: int) -> None:
+    for start in range(0, n, 10):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(start, min(n, start + 10))]
+        )
+
+
+def run_once(queue: tuple[Any, str, str], n: int, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    sqs, url, arn = queue
+    function = ScriptedFunction(answer)
+    source = SqsSource(url, arn, batch_size=n, batching_window_seconds=5, report_batch_item_failures=True)
+    calls: Counter[str] = Counter()
+    sqs.meta.events.register("before-call.sqs.*", lambda model, **_: calls.update([model.name]))
+    poller = SqsEventSource(sqs, source, function, threading.Event(), 0, lambda *_: None)  # type: ignore[arg-type]
+    poller.poll_once()
+    return function, calls, poller
+
+
+def visible(sqs: Any, url: str) -> list[str]:
+    bodies: list[str] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies += [m["Body"] for m in messages]
+    return sorted(bodies)
+
+
+def test_a_successful_batch_is_deleted_ten_messages_per_request(queue):
+    fill(queue[0], queue[1], 25)
+    function, calls, poller = run_once(queue, 25, lambda event: {"ok": True, "result": {"batchItemFailures": []}})
+    assert len(function.events[0]["Records"]) == 25
+    assert (calls["DeleteMessageBatch"], calls["DeleteMessage"], calls["ChangeMessageVisibility"]) == (3, 0, 0)
+    assert function.lambda_calls.count("sqs.DeleteMessageBatch") == 3  # attributed to the role (IAM check)
+    assert "sqs.ReceiveMessage" in function.lambda_calls
+    assert poller.errors == []
+    assert visible(queue[0], queue[1]) == []
+
+
+def test_only_the_reported_failures_come_back(queue):
+    fill(queue[0], queue[1], 12)
+
+    def answer(event: dict[str, Any]) -> dict[str, Any]:
+        failed = [r["messageId"] for r in event["Records"] if r["body"] in ("m3", "m11")]
+        return {"ok": True, "result": {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}}
+
+    _, calls, _ = run_once(queue, 12, answer)
+    assert calls["DeleteMessageBatch"] == 1 and calls["ChangeMessageVisibilityBatch"] == 1
+    assert visible(queue[0], queue[1]) == ["m11", "m3"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"ok": False, "errorType": "Runtime.ExitError", "errorMessage": "died"},
+        {"ok": True, "result": {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}},
+        {"ok": True, "result": {"batchItemFailures": [{"itemIdentifier": ""}]}},
+        {"ok": True, "result": {"batchItemFailures": [{"id": "wrong key"}]}},
+    ],
+    ids=["function error", "unknown id", "empty id", "wrong key"],
+)
+def test_a_failed_invocation_or_an_invalid_answer_brings_the_whole_batch_back(queue, answer):
+    fill(queue[0], queue[1], 3)
+    _, calls, _ = run_once(queue, 3, lambda event: answer)
+    assert calls["DeleteMessageBatch"] == 0
+    assert visible(queue[0], queue[1]) == ["m0", "m1", "m2"]
+
+
+def test_what_lambda_reads_in_a_partial_batch_response():
+    batch = [{"MessageId": "a"}, {"MessageId": "b"}]
+    ok = {"ok": True}
+    assert failed_messages(batch, {**ok, "result": None}, True) == set()
+    assert failed_messages(batch, {**ok, "result": {}}, True) == set()
+    assert failed_messages(batch, {**ok, "result": {"batchItemFailures": None}}, True) == set()
+    assert failed_messages(batch, {**ok, "result": {"batchItemFailures": [{"itemIdentifier": "b"}]}}, True) == {"b"}
+    assert failed_messages(batch, {**ok, "result": {"batchItemFailures": [{"itemIdentifier": None}]}}, True) == {
+        "a", "b"}  # fmt: skip
+    assert failed_messages(batch, {**ok, "result": "done"}, True) == {"a", "b"}
+    # Without ReportBatchItemFailures, an answer is not read: a successful invocation deletes everything.
+    assert failed_messages(batch, {**ok, "result": {"batchItemFailures": [{"itemIdentifier": "b"}]}}, False) == set()
+    assert failed_messages(batch, {"ok": False}, False) == {"a", "b"}
+
+
+def test_delete_message_batch_answers_per_entry(queue):
+    """The sandbox's one-pass DeleteMessageBatch (sqs_speed) answers as SQS does: a deleted message, one
+    deleted before (deleting twice is fine) and an unknown receipt handle (refused, the rest still done)."""
+    sqs, url, _ = queue
+    fill(sqs, url, 3)
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    handles = {m["Body"]: m["ReceiptHandle"] for m in received}
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=handles["m1"])
+    answer = sqs.delete_message_batch(
+        QueueUrl=url,
+        Entries=[
+            {"Id": "a", "ReceiptHandle": handles["m0"]},
+            {"Id": "b", "ReceiptHandle": handles["m1"]},
+            {"Id": "c", "ReceiptHandle": "not-a-handle"},
+        ],
+    )
+    assert sorted(e["Id"] for e in answer["Successful"]) == ["a", "b"]
+    assert [(e["Id"], e["Code"], e["SenderFault"]) for e in answer["Failed"]] == [("c", "ReceiptHandleIsInvalid", True)]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handles["m2"], VisibilityTimeout=0)
+    assert visible(sqs, url) == ["m2"]
