@@ -282,6 +282,8 @@ def end_state(run: Run) -> dict[str, Any]:
             # from copies (their key changed before it ended).
             again = {(i["key"], i["versionId"]) for i in report.get("readAgain", {}).get("inputs", [])}
             handed = report["status"] in ("Split", "ReadAgain")
+            if report["status"] == "Merged":  # a waiting job merged into another: that one's report lists all
+                continue
             inputs = [i for i in report["inputs"] if (i["key"], i["versionId"]) not in again]
             for item in ([] if handed else inputs) + report["superseded"]:
                 assert which(item) not in job_reports
@@ -425,3 +427,124 @@ def test_an_older_version_seen_again_beside_a_newer_one_is_still_recorded(
     completion.handle(parse_transform_job_change(event))
     assert data.json("predictions/churn/t.csv.report.json")["input"]["versionId"] == new
     assert data.keys("rejected/") == []
+
+
+# ---------------------------------------------------------------------------------------- merging waiting jobs
+MERGE_UPLOADS = [
+    # (key, body): two groups; a key uploaded twice (its versions may land in two waiting jobs that merge)
+    ("incoming/churn/a.csv", b"1\n"), ("incoming/churn/b.csv", b"2\n"), ("incoming/churn/c.jsonl", b"[3]\n"),
+    ("incoming/fraud/x.csv", b"4\n"), ("incoming/churn/a.csv", b"5\n"), ("incoming/fraud/y.csv", b"6\n"),
+    ("incoming/churn/sub/d.csv", b"7\n"), ("incoming/fraud/z.csv", b"8\n"),
+]  # fmt: skip
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    phases=WITHOUT_SHRINKING,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_jobs_merged_while_they_wait_under_any_delivery_hold_each_file_in_exactly_one_job(
+    fresh_world: Any, data: st.DataObject
+) -> None:
+    """SageMaker's transform quota is scarce (0 to 2 instances, changing as hypothesis says), so jobs wait and
+    are merged when their turn comes; S3 events arrive 1 to 3 times in batches of any size and order, capacity
+    sweeps fire at any time (twice in a row too), jobs end at any time and their events arrive 1 to 3 times,
+    late and out of order. In the end every version is in exactly one job that ran (an older version of a key
+    recorded as superseded beside the newer one), each key's newest version predicted, nothing waits."""
+    from sagepilot_sandbox import faithful
+
+    with fresh_world() as w:
+        run = Run(w)
+        for group in ("churn", "fraud"):
+            w.registry.register(group)
+        quota = {"instances": 0}
+        sm = w.observer("sagemaker") if w.observer else w.clients("sagemaker")
+
+        def refuses(request: Any) -> bool:
+            asked = json.loads(request.body)["TransformResources"]["InstanceCount"]
+            running = sm.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+            in_use = sum(
+                sm.describe_transform_job(TransformJobName=j["TransformJobName"])["TransformResources"]["InstanceCount"]
+                for j in running
+            )
+            return bool(in_use + asked > quota["instances"])
+
+        from .conftest import inject_aws_error
+
+        inject_aws_error(
+            w.clients("sagemaker"), "CreateTransformJob", "ResourceLimitExceeded",
+            "The account-level service limit 'ml.m5.xlarge for transform job usage' is 2 Instances",
+            times=None, when=refuses,
+        )  # fmt: skip
+        versions: list[tuple[str, str]] = []
+        for key, body in MERGE_UPLOADS:
+            versions.append((key, w.data.drop(key, body)))
+            run.versions[versions[-1]] = (key, sum(1 for k, _ in versions if k == key) - 1)
+        records = w.intake_queue.receive()["Records"]
+        w.intake_queue.delete(records)
+        pool = [[r, data.draw(st.integers(1, 3), label="copies of this S3 event")] for r in records]
+        events: list[list[Any]] = []
+        for _ in range(200):
+            actions = ["intake"] if pool else []
+            actions += ["sweep", "capacity"]
+            actions += [f"end {n}" for n in run.in_progress()]
+            actions += [f"deliver {i}" for i in range(len(events))]
+            if not pool and not events and not run.in_progress():
+                break
+            what = actions[data.draw(st.integers(0, len(actions) - 1), label=" | ".join(actions))]
+            if what == "intake":
+                order = data.draw(st.permutations(range(len(pool))), label="batch order")
+                batch = [pool[i] for i in order[: data.draw(st.integers(1, min(4, len(pool))), label="batch size")]]
+                for pending in batch:
+                    pending[1] -= 1
+                run.intake_batch([with_body(p[0], p[0]["body"]) for p in batch])
+                pool = [p for p in pool if p[1] > 0]
+            elif what == "sweep":
+                run.completion.sweep()
+            elif what == "capacity":
+                quota["instances"] = data.draw(st.integers(0, 2), label="transform instances free")
+            elif what.startswith("end "):
+                name = what[len("end ") :]
+                missing = faithful.check_transform_inputs(name)
+                run.finished.add(name)
+                for event in w.completions.finish(name, "Failed" if missing else "Completed", missing or ""):
+                    events.append([event, data.draw(st.integers(1, 3), label="copies of this job event")])
+            else:
+                pending = events[int(what.split()[1])]
+                run.complete(pending[0])
+                pending[1] -= 1
+                events = [e for e in events if e[1] > 0]
+        else:
+            raise AssertionError("the run did not settle")
+        quota["instances"] = 2  # the quota is raised in the end: what waits starts, in the sweeps' turns
+        for _ in range(10):
+            run.completion.sweep()
+            if not run.in_progress():
+                break
+            for name in run.in_progress():
+                run.finished.add(name)
+                for event in w.completions.finish(name, "Completed"):
+                    run.complete(event)
+        assert not run.in_progress() and run.completion.sweep().waiting == 0
+        state = w.clients("dynamodb").scan(TableName=w.stack.outputs["StateTableName"])["Items"]
+        statuses = Counter(i["status"]["S"] for i in state if i["pk"]["S"].startswith("job#"))
+        assert not {CLAIMING, READY, STARTED} & set(statuses), statuses
+        # Each version in exactly one job's records: a job that ran, or (an older version seen after a newer one
+        # was taken) a planned job that ran nothing, whose report says which version superseded it.
+        ran = [j for j in w.jobs.all() if not j.name.endswith(tuple(f"-r{i}" for i in range(1, 10)))]
+        held: Counter[tuple[str, str]] = Counter()
+        for job in ran:
+            if w.jobs.handed_on(job):
+                held.update((i["key"], i["versionId"]) for i in job.plan["superseded"] + job.plan.get("deleted", []))
+            else:
+                held.update(v for v in job.versions if v not in w.jobs.read_again(job))
+        for key in w.data.keys("jobs/"):
+            if key.endswith("/report.json") and w.data.json(key)["status"] == "Superseded":
+                held.update((i["key"], i["versionId"]) for i in w.data.json(key)["superseded"])
+        assert dict(held) == dict.fromkeys(versions, 1)
+        newest = {key: version for key, version in versions}  # in upload order: the last one is the newest
+        for key, version in newest.items():
+            report = w.data.json(key.replace("incoming/", "predictions/", 1) + ".report.json")
+            assert (report["status"], report["input"]["versionId"]) == ("Completed", version), report

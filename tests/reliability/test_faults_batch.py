@@ -188,12 +188,16 @@ def on_clock(service: Any, clock: FakeClock) -> None:
             state._clock = clock
 
 
-def waiting_for_capacity(world: World) -> Counter[tuple[str, str]]:
-    """The input versions of the jobs that wait for capacity (READY, listed under `waiting-capacity`)."""
+def waiting_for_capacity(world: World, *, claiming: bool = False) -> Counter[tuple[str, str]]:
+    """The input versions of the jobs that wait for capacity (READY, listed under `waiting-capacity`);
+    `claiming`: also a merge under way (CLAIMING, listed as waiting for capacity), as its sources'."""
     state = StateTable(world.clients("dynamodb"), world.stack.outputs["StateTableName"])
     held: Counter[tuple[str, str]] = Counter()
     for listed in state.capacity_waiting(limit=1000):
         record = state.get_job(listed["jobName"])
+        if claiming and record is not None and record["status"] == "CLAIMING" and record.get("mergedFrom"):
+            held[("merge under way", listed["jobName"])] += 1
+            continue
         assert record is not None and record["status"] == "READY", listed
         plan = world.data.json(record["planKey"])
         held.update((i["key"], i["versionId"]) for i in plan["inputs"] + plan["superseded"])
@@ -653,3 +657,77 @@ def test_jobs_waiting_while_their_files_change_and_their_model_is_rejected(
         items = w.clients("dynamodb").scan(TableName=w.stack.outputs["StateTableName"])["Items"]
         statuses = {i["status"]["S"] for i in items if i["pk"]["S"].startswith("job#")}
         assert statuses <= {"COMPLETED", "FAILED", "EMPTY", "REPLANNED"}, statuses
+
+
+# ------------------------------------------------------------------ merging waiting jobs (issue 19, coalescing)
+# The calls a capacity sweep makes while it merges the waiting jobs of a group and starts the merged job (in
+# order: the merged record, each source taken out of play, the seal, the claims moved, the newest versions,
+# the manifest and plan, READY, the sources' reports, the start lease, the job, STARTED).
+MERGE_CALLS = [
+    ("dynamodb", "Query"), ("dynamodb", "GetItem"), ("s3", "GetObject"), ("dynamodb", "PutItem"),
+    ("dynamodb", "TransactWriteItems"), ("dynamodb", "UpdateItem"), ("s3", "PutObject"),
+    ("sagemaker", "DescribeModelPackage"), ("sagemaker", "CreateModel"), ("sagemaker", "CreateTransformJob"),
+]  # fmt: skip
+
+
+def deliver_shuffled(batch: Batch, data: st.DataObject) -> None:
+    """SageMaker ends every running job; each event is delivered 1 to 3 times, in an order hypothesis picks,
+    with capacity sweeps firing in between (once or twice in a row), and the schedule's sweep after the claim
+    timeout (which finishes a merge whose handler died) until nothing runs or waits."""
+    for _ in range(8):
+        names = sorted(
+            j["TransformJobName"]
+            for j in batch.world.clients("sagemaker").list_transform_jobs(StatusEquals="InProgress")[
+                "TransformJobSummaries"
+            ]
+        )
+        if not names and not waiting_for_capacity(batch.world, claiming=True):
+            return
+        pending = [e for name in names for e in batch.world.completions.finish(name, "Completed", "")]
+        pending = [e for e in pending for _ in range(data.draw(st.integers(1, 3), label="copies of the event"))]
+        for i in data.draw(st.permutations(range(len(pending))), label="delivery order"):
+            batch.complete(pending[i])
+            for _ in range(data.draw(st.integers(0, 2), label="sweeps after it")):
+                batch.sweep()
+        batch.clock.advance(batch.settings.claim_timeout_seconds + 1)
+        batch.sweep()
+    raise AssertionError("jobs keep running")
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+@settings(SETTINGS, max_examples=25)
+@given(
+    kill=st.tuples(st.sampled_from(MERGE_CALLS), st.integers(1, 4)),
+    files=st.integers(2, 5),
+    data=st.data(),
+)
+def test_a_sweep_killed_at_any_step_of_a_merge_leaves_every_file_in_exactly_one_job(
+    fresh_world: Any, kill: Any, files: int, data: st.DataObject
+) -> None:
+    """Jobs of one group wait for capacity (one per intake batch); capacity frees and the sweep merges them,
+    killed at some call of the merge (nothing it would still send reaches AWS). Lambda retries the sweep, the
+    schedule fires again, completions arrive duplicated and reordered with sweeps between them: every file
+    version ends in exactly one job that ran, its prediction reported, never in two, none left waiting."""
+    with fresh_world() as w:
+        w.registry.register("churn")
+        batch = Batch(w)
+        refusal = inject(w.clients, "sagemaker", "CreateTransformJob", "no capacity", None)
+        dropped = {}
+        for n in range(files):
+            key = f"incoming/churn/part-{n}.csv"
+            dropped[key] = w.data.drop(key)
+            batch.intake_until_drained()
+            batch.clock.advance(60)
+        refusal.stop()
+        assert set(waiting_for_capacity(w)) == set(dropped.items())
+        (service, operation), nth = kill
+        batch.kill = kill_on(w.clients, service, operation, nth=nth)
+        batch.sweep()
+        batch.sweep()
+        deliver_shuffled(batch, data)
+        assert outcomes(w, dropped, batch.on_failure) == dict.fromkeys(dropped, "job")
+        w.jobs.assert_each_version_in_exactly_one_job(set(dropped.items()))
+        items = w.clients("dynamodb").scan(TableName=w.stack.outputs["StateTableName"])["Items"]
+        statuses = Counter(i["status"]["S"] for i in items if i["pk"]["S"].startswith("job#"))
+        assert set(statuses) <= {"COMPLETED", "MERGED", "EMPTY"}, statuses
+        assert statuses["MERGED"] >= 2  # the merge path ran: at least two waiting jobs became one

@@ -16,7 +16,7 @@ from sagepilot.metrics import _COMPLETION_METRIC
 from sagepilot.services import training
 
 # What the state table holds (and tests, reports and dashboards read): unchanged by the typing.
-STORED_JOB = ["CLAIMING", "READY", "STARTED", "COMPLETED", "FAILED", "EMPTY", "SPLIT", "REPLANNED"]
+STORED_JOB = ["CLAIMING", "READY", "STARTED", "COMPLETED", "FAILED", "EMPTY", "SPLIT", "REPLANNED", "MERGED"]
 STORED_TRAINING = ["STARTED", "REGISTERING", "REGISTERED", "FAILED", "NEEDS_MARKER", "NOTICE_PENDING", "NOTICE_SENT"]
 
 

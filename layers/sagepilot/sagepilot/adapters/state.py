@@ -5,10 +5,10 @@ Items (one table, string key `pk`):
     job#<job-name>                   {status, group, attempt, ...}         moved with conditional updates
 
 Job statuses: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED | SPLIT, or EMPTY when every input turned
-out to belong to other jobs. SPLIT: the job failed for a reason one input can cause and its inputs were
-handed to two smaller jobs (their claims moved to them, each a conditional write). A job's inputs are
-claimed before the job is started, so an input
-version can only ever be in the job that won its claim.
+out to belong to other jobs; a waiting READY job may instead be MERGED into a job of several (its claims
+moved to it). SPLIT: the job failed for a reason one input can cause and its inputs were handed to two
+smaller jobs (their claims moved to them, each a conditional write). A job's inputs are claimed before the
+job is started, so an input version can only ever be in the job that won its claim.
 
 A READY job that waits carries `kind` (the sparse indexes ByKind, and ByKindAge sorted by createdAt):
 `waiting#<group>` for a slot of its group, `waiting-capacity` after SageMaker refused it for lack of
@@ -20,7 +20,7 @@ makes it STARTED, so a job is never both waiting and started.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -52,6 +52,9 @@ SPLIT = JobStatus.SPLIT
 # A job whose model package version was no longer Approved when it was about to start, planned again on the
 # group's newest Approved version (`replannedAs`); terminal for the job itself.
 REPLANNED = JobStatus.REPLANNED
+# A job that waited and was merged, before it started, into a job holding the inputs of several waiting jobs of
+# its group (`mergedInto`, domain/coalescing.py); its claims moved to that job. Terminal for the job itself.
+MERGED = JobStatus.MERGED
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
@@ -246,6 +249,86 @@ class StateTable:
             raise failure(exc, f"updating job record {job_name} failed: {exc}") from exc
         return True
 
+    # Starting a job that may be merged ----------------------------------------------------------------
+    # A waiting job is either started alone (CreateTransformJob with its name) or merged into another job
+    # (MERGED, its claims moved), never both. The starter takes a lease on the READY record (conditional on
+    # READY and the attempt) before it asks SageMaker, and a merge moves a job to MERGED only if it holds no
+    # lease (and only while the merged job is CLAIMING and not sealed): whichever write comes first wins. A
+    # refused starter releases its lease; one that died holding it leaves the job to be started alone in its
+    # turn (never merged).
+    def lease_start(self, job_name: str, attempt: int, token: str) -> bool:
+        """Take a start lease on a READY job at `attempt` (several starters may hold it: starting is idempotent
+        by name); False if the job is no longer READY at that attempt (started, merged or moved on)."""
+        return self.transition(
+            job_name, expected=[READY], to=READY, when_attempt=attempt, startingToken=token, startingAt=self.now()
+        )
+
+    def release_start(self, job_name: str, token: str) -> None:
+        """Drop the lease `token` after SageMaker refused the job (it created nothing): the job may be merged.
+        Nothing happens if another starter's lease replaced it (that one may still create the job)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": job_pk(job_name)}},
+                UpdateExpression="REMOVE startingToken, startingAt",
+                ConditionExpression="startingToken = :token",
+                ExpressionAttributeValues={":token": {"S": token}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise failure(exc, f"releasing the start lease of {job_name} failed: {exc}") from exc
+
+    def merge_into(self, job_name: str, attempt: int, into: str) -> bool:
+        """Move a waiting job (READY at `attempt`, listed in a waiting list, no start lease) to MERGED into
+        `into`, while `into` still takes sources (CLAIMING, not sealed): one transaction (a ConditionCheck on
+        `into`, the update of the job). True if the job is now merged into `into` (by this call or before)."""
+        check = {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": job_pk(into)}},
+                "ConditionExpression": "#status = :claiming AND attribute_not_exists(sealed)",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":claiming": _to_attr(CLAIMING)},
+            }
+        }
+        update = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": job_pk(job_name)}},
+                "UpdateExpression": "SET #status = :to, mergedInto = :into, updatedAt = :now REMOVE kind, waitingSince",
+                "ConditionExpression": "#status = :ready AND #attempt = :attempt AND attribute_exists(kind) "
+                "AND attribute_not_exists(startingToken)",
+                "ExpressionAttributeNames": {"#status": "status", "#attempt": "attempt"},
+                "ExpressionAttributeValues": {
+                    ":to": _to_attr(MERGED),
+                    ":into": _to_attr(into),
+                    ":now": _to_attr(self.now()),
+                    ":ready": _to_attr(READY),
+                    ":attempt": _to_attr(attempt),
+                },
+            }
+        }
+        for round_ in range(_CLAIM_ROUNDS):
+            try:
+                self._db.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", [check, update]))
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise failure(exc, f"merging job {job_name} into {into} failed: {exc}") from exc
+                reasons = exc.response.get("CancellationReasons") or []
+                codes = {str(r.get("Code") or "None") for r in reasons if isinstance(r, dict)}
+                if codes & _TRANSIENT_CANCELLATIONS and "ConditionalCheckFailed" not in codes:
+                    time.sleep(_CONFLICT_BACKOFF_SECONDS * 2**round_)
+                    continue
+                record = self.get_job(job_name) or {}
+                return record.get("status") == MERGED and record.get("mergedInto") == into
+            return True
+        raise TransientError(f"merging job {job_name} into {into} kept conflicting with other writes")
+
+    def seal(self, job_name: str) -> bool:
+        """Close a merged job (CLAIMING) to new sources: from here on what it holds is settled. False if it is
+        no longer CLAIMING (finished by another handler)."""
+        return self.transition(job_name, expected=[CLAIMING], to=CLAIMING, sealed=True)
+
     # Input claims -------------------------------------------------------------------------------
     def claim(
         self,
@@ -255,6 +338,7 @@ class StateTable:
         *,
         take_from: str = "",
         invalid: dict[str, str] | None = None,
+        take_from_each: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """Claim each input version for `job_name`; return every input's owner (this job or another).
 
@@ -264,9 +348,14 @@ class StateTable:
         refused claim's old image names its owner; without one (never from DynamoDB with ALL_OLD, but
         cheap to cover) the owner is read. A claim DynamoDB refuses as invalid (ValidationException) is
         left out of the answer and, when `invalid` is given, recorded there with DynamoDB's message: it
-        concerns that input only, the others are claimed."""
+        concerns that input only, the others are claimed. `take_from_each`: the job each input may be taken
+        from (a merge takes the inputs of several jobs), instead of one `take_from` for all."""
         now = self.now()
-        actions = {f: {"Put": self._claim_item(job_name, group, f, now, take_from)} for f in dict.fromkeys(file_ids)}
+        each = take_from_each or {}
+        actions = {
+            f: {"Put": self._claim_item(job_name, group, f, now, each.get(f, take_from))}
+            for f in dict.fromkeys(file_ids)
+        }
         refused = self._conditional_writes(actions, f"claiming inputs for {job_name}", invalid)
         bad = invalid or {}
         owners = {f: job_name for f in actions if f not in refused and f not in bad}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sagepilot.domain.layout import Rejection
+from sagepilot.domain.layout import Rejection, job_folder
 from sagepilot.domain.transform_plan import InputFile, JobPlan, Newer
 
 REPORT_VERSION = 1
@@ -76,6 +76,12 @@ def job_summary(
         "superseded": [superseded_entry(f) for f in plan.superseded],
         "deleted": [f.describe() for f in plan.deleted],
     }
+    if plan.merged_from:
+        # A merged job: the waiting jobs whose inputs it took over (each one's report lists its files).
+        report["mergedFrom"] = [
+            {"transformJobName": name, "report": f"s3://{plan.bucket}/{job_folder(plan.group, name)}report.json"}
+            for name in plan.merged_from
+        ]
     if failure_reason:
         report["failureReason"] = failure_reason
     return report

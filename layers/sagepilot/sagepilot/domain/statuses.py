@@ -14,7 +14,8 @@ from typing import Literal
 
 class JobStatus(StrEnum):
     """A batch transform job's record: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED | SPLIT | REPLANNED,
-    or EMPTY when every input turned out to belong to other jobs (adapters/state.py tells the whole story)."""
+    a waiting READY job MERGED into another, or EMPTY when every input turned out to belong to other jobs
+    (adapters/state.py tells the whole story)."""
 
     CLAIMING = "CLAIMING"
     READY = "READY"
@@ -27,6 +28,9 @@ class JobStatus(StrEnum):
     # Its model package version was no longer Approved when it was about to start; planned again on the
     # group's newest Approved version (`replannedAs`).
     REPLANNED = "REPLANNED"
+    # It waited and was merged, before it started, into a job holding the inputs of several waiting jobs of
+    # its group (`mergedInto`, domain/coalescing.py); its claims moved to that job.
+    MERGED = "MERGED"
 
 
 class TrainingStatus(StrEnum):

@@ -143,6 +143,8 @@ class JobPlan:
     # Claimed versions that no longer existed when the job was planned (deleted for good since their event):
     # nothing to read, recorded in the job's report.
     deleted: tuple[InputFile, ...] = field(default=())
+    # A merged job (domain/coalescing.py): the waiting jobs whose inputs it took over (empty: not a merge).
+    merged_from: tuple[str, ...] = field(default=())
 
     @property
     def folder(self) -> str:
@@ -221,6 +223,7 @@ class JobPlan:
             "superseded": [_file_record(f) for f in self.superseded],
             "deleted": [_file_record(f) for f in self.deleted],
             "inputPrefix": self.input_folder,
+            **({"mergedFrom": list(self.merged_from)} if self.merged_from else {}),
         }
 
 
@@ -270,6 +273,7 @@ def plan_from_record(record: dict[str, Any]) -> JobPlan:
         superseded=tuple(load(i) for i in record.get("superseded", [])),
         deleted=tuple(load(i) for i in record.get("deleted", [])),
         input_prefix=_input_prefix(record),
+        merged_from=tuple(str(name) for name in record.get("mergedFrom", ())),
     )
 
 
@@ -328,7 +332,9 @@ def settle(plan: JobPlan, owners: dict[str, str], newer: dict[str, Newer]) -> Jo
         """Who supersedes f, a version this job claimed but does not read (None: a version it reads)."""
         if f.file_id in newer:
             return newer[f.file_id]
-        newest = kept[f.key]
+        newest = kept.get(f.key)
+        if newest is None:  # none of its key's versions is among the inputs (a merged job took it as it was)
+            return f.superseded_by
         if newest.file_id in read:
             return None
         if newest.file_id in newer:
@@ -395,6 +401,7 @@ def split_plan(plan: JobPlan, settings: TransformSettings) -> list[JobPlan]:
             inputs=part,
             superseded=(),
             deleted=(),
+            merged_from=(),
             input_prefix=plan.input_folder,  # the parent's copies: the versions it claimed
         )
         for i, part in enumerate(parts)
@@ -412,6 +419,7 @@ def replan(plan: JobPlan, model: ModelVersion, settings: TransformSettings) -> J
         model_name=model_name(settings.name_prefix, plan.group, model.version, model.package_arn),
         superseded=(),
         deleted=(),
+        merged_from=(),
         input_prefix=plan.input_folder,
     )
 
@@ -427,6 +435,7 @@ def exact_plan(plan: JobPlan, inputs: tuple[InputFile, ...], settings: Transform
         inputs=inputs,
         superseded=(),
         deleted=(),
+        merged_from=(),
         input_prefix="",  # its own copies, made when it is planned
     )
 

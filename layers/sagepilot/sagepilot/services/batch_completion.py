@@ -32,7 +32,7 @@ from typing import Any
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.sagemaker import SageMaker
-from sagepilot.adapters.state import COMPLETED, FAILED, READY, REPLANNED, SPLIT, STARTED, StateTable
+from sagepilot.adapters.state import COMPLETED, FAILED, MERGED, READY, REPLANNED, SPLIT, STARTED, StateTable
 from sagepilot.clock import utc_now
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import input_may_cause, is_retryable_failure, job_failure_rejection
@@ -115,6 +115,8 @@ class BatchCompletion:
             return CompletionOutcome(name, "duplicate", "already split")
         if record["status"] == REPLANNED:
             return CompletionOutcome(name, "duplicate", f"already run again as {record.get('replannedAs')}")
+        if record["status"] == MERGED:  # never started: its inputs run in the job it was merged into
+            return CompletionOutcome(name, "duplicate", f"merged into {record.get('mergedInto')}")
         if record["status"] in (COMPLETED, FAILED):
             if record["status"] == FAILED and not record.get("notified"):
                 self._notify_failure(base, record)

@@ -15,6 +15,18 @@ the periodic sweep) starts them in the scheduler's order (domain/scheduler.py: o
 the groups taking turns) and stops at the first refusal, until the next chance. A job about to start while
 an older job of its group waits for capacity does not ask SageMaker: it waits behind it.
 
+Coalescing (`_coalesce`, policy in domain/coalescing.py): when a waiting job gets its turn (start_parked,
+start_waiting), the other waiting jobs of its group that would make the same transform job join it, oldest
+first within MaxFilesPerJob, and one merged job (named from them) is started instead. The steps, each safe to
+repeat or to race: (1) the merged record, CLAIMING, `mergedFrom` its candidates, listed as waiting for capacity;
+(2) each candidate READY -> MERGED (`mergedInto`), in a transaction that checks the merged job is still
+CLAIMING and not sealed, and only if no starter holds a lease on it; (3) the merged job sealed: its sources
+are settled; (4) their claims moved to it (conditional on the source owning them), the job finalised READY,
+the sources' reports `Merged`; then it starts (a refusal parks it like any job). A merge whose handler died
+is finished from (3) on by `resume` once its claim timeout passed (the periodic sweep sees it listed).
+Before CreateTransformJob every start takes a lease on the READY record (`startingToken`): a job is either
+created alone or merged, never both; a refused start releases its lease.
+
 resume(name):  finish a job another invocation left behind: READY ones are started, CLAIMING
                ones older than the claim timeout (their handler is certainly dead) are
                finalised from their stored candidates and claims, then started.
@@ -33,7 +45,9 @@ job waiting, and the next pass does the same again.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,6 +62,7 @@ from sagepilot.adapters.state import (
     CLAIMING,
     EMPTY,
     FAILED,
+    MERGED,
     READY,
     REPLANNED,
     STARTED,
@@ -55,6 +70,7 @@ from sagepilot.adapters.state import (
     waiting_kind,
 )
 from sagepilot.domain.capacity import oldest_wait_seconds
+from sagepilot.domain.coalescing import Candidate, combine, merge_set, mergeable, merged_plan
 from sagepilot.domain.failures import image_not_allowed_rejection, withdrawn_model_rejection
 from sagepilot.domain.images import images_not_allowed
 from sagepilot.domain.layout import Rejection, rejected_report_key
@@ -78,6 +94,8 @@ from sagepilot.settings import Settings
 # Parked jobs one call of `start_parked` tries at most (each costs ~5 AWS calls): keeps a completion or a
 # sweep well inside the function's timeout when a raised quota frees room for many; the rest go next time.
 MAX_STARTS_PER_SWEEP = 100
+# Waiting jobs one merge reads at most (a GetItem and the plan's GetObject each) besides the one whose turn it is.
+MAX_MERGE_SOURCES = 200
 _IO_THREADS = 16
 
 
@@ -189,10 +207,15 @@ class JobLauncher:
             logger.warning("input claimed by a job without a record", extra={"job": job_name})
             return
         if record["status"] == CLAIMING:
-            age = self._state.now() - int(record["createdAt"])
+            age = self._state.now() - int(record.get("claimingSince", record["createdAt"]))
             if age < self._settings.claim_timeout_seconds:
                 return  # its handler may still be running; its own redelivery will finish it
             logger.warning("taking over an abandoned job", extra={"job": job_name, "ageSeconds": age})
+            if record.get("mergedFrom"):
+                merged = self._finish_merge(job_name, record)
+                if merged is not None and merged.inputs:
+                    self._start(merged, check_queue=False)
+                return
             candidates = self.load_plan(record["bucket"], record["planKey"])
             owners = self._state.owners([f.file_id for f in candidates.all_files])
             owned = self._finalise(candidates, owners)
@@ -242,7 +265,14 @@ class JobLauncher:
             if owned.superseded or owned.deleted:
                 self._bucket.put_json(owned.plan_key, {"final": True, **owned.to_record()})
                 self._bucket.put_json(owned.report_key, superseded_only_summary(owned, at=self._at()))
-            self._state.transition(mine, expected=[CLAIMING], to=EMPTY, inputs=0, superseded=len(owned.superseded))
+            self._state.transition(
+                mine,
+                expected=[CLAIMING],
+                to=EMPTY,
+                inputs=0,
+                superseded=len(owned.superseded),
+                remove=("kind", "waitingSince"),  # a merged job is listed while it claims: not any more
+            )
             logger.info("every input already belongs to other jobs or is superseded", extra={"job": mine})
             return owned
         self._bucket.put_json(owned.manifest_key, owned.manifest())
@@ -311,16 +341,21 @@ class JobLauncher:
         """Start jobs of `group` waiting for a slot, while slots are free; the names started."""
         limit = self._settings.max_concurrent_jobs_per_group
         started: list[str] = []
-        for name in self._state.waiting_jobs(group) if limit else []:
+        listed = self._state.waiting_jobs(group) if limit else []
+        for name in listed:
             record = self._state.get_job(name)
             if record is None or record["status"] != READY:
                 continue
             plan = self.load_plan(record["bucket"], record["planKey"])
             if self._running(plan) >= limit:
                 break
+            turn = self._coalesce(plan, record, listed)
+            if turn is None:
+                continue
+            plan, record = turn
             result = self._start(plan, attempt=int(record.get("attempt", 0)), check_slot=False)
             if result.created:
-                started.append(name)
+                started.append(plan.job_name)
             if result.refused:
                 break  # no capacity: it now waits for capacity, and so would the next
         return started
@@ -342,21 +377,144 @@ class JobLauncher:
             for name in self._sagemaker.recent_transform_jobs(f"{self._settings.transform.name_prefix}-")
         )
         started: list[str] = []
+        names = [w.name for w in listed]
         for job in start_order(listed, served)[:limit]:
             record = self._state.get_job(job.name)
+            if record is not None and record["status"] == CLAIMING and record.get("kind") == CAPACITY_KIND:
+                self.resume(job.name)  # a merge whose handler died: finished once it is certainly dead
+                continue
             if record is None or record["status"] != READY or record.get("kind") != CAPACITY_KIND:
                 continue  # started or moved on by someone else since the index listed it
             plan = self.load_plan(record["bucket"], record["planKey"])
+            turn = self._coalesce(plan, record, names)
+            if turn is None:
+                continue
+            plan, record = turn
             result = self._start(plan, attempt=int(record.get("attempt", 0)), check_queue=False)  # in its turn
             if result.refused:
                 if started:
                     logger.info("jobs waiting for capacity started", extra={"started": started})
                 return ParkedStarts(started, str(result.refused))
             if result.created:
-                started.append(job.name)
+                started.append(plan.job_name)
         if started:
             logger.info("jobs waiting for capacity started", extra={"started": started})
         return ParkedStarts(started)
+
+    # Coalescing (domain/coalescing.py) -------------------------------------------------------------------
+    def _coalesce(
+        self, head: JobPlan, record: dict[str, Any], listed: Sequence[str]
+    ) -> tuple[JobPlan, dict[str, Any]] | None:
+        """The job to start now that `head` (READY, waiting) has its turn: `head` itself, or the job that
+        merges it with the other waiting jobs of its group that can run with it (`listed`: the names in the
+        waiting list being served), or None if nothing is left to start (the merge lost every input)."""
+        attempt = int(record.get("attempt", 0))
+        first = Candidate(head, int(record["createdAt"]), split_piece=bool(record.get("splitFrom")))
+        group = group_key(head.job_name)
+        others = [n for n in dict.fromkeys(listed) if n != head.job_name and group_key(n) == group]
+        if not mergeable(first) or attempt or record.get("startingToken") or not others:
+            return head, record  # the common case: nothing else of its group waits
+        if record.get("kind") != CAPACITY_KIND:  # those waiting for capacity merge too, and back
+            others += [j["jobName"] for j in self._state.capacity_waiting(name_prefix=f"{group}-")]
+        elif self._settings.max_concurrent_jobs_per_group:
+            others += self._state.waiting_jobs(head.group, limit=MAX_MERGE_SOURCES)
+        same = (n for n in others if n != head.job_name and group_key(n) == group)
+        waiting = self._merge_candidates(head, dict.fromkeys(same))
+        chosen = merge_set(first, waiting, max_files=self._settings.transform.max_files_per_job)
+        if len(chosen) < 2:
+            return head, record
+        merged = merged_plan([c.plan for c in chosen], self._settings.transform)
+        created = self._state.create_job(
+            merged.job_name,
+            {
+                "group": merged.group,
+                "bucket": merged.bucket,
+                "planKey": merged.plan_key,
+                "modelPackageVersion": merged.model.version,
+                "candidates": len(merged.all_files),
+                "mergedFrom": ",".join(merged.merged_from),
+                # Its work is as old as its oldest source's. Listed as waiting for capacity (whatever its head
+                # waited for), where the periodic sweep sees it: a merge whose handler died is finished there.
+                "createdAt": min(c.created_at for c in chosen),
+                "claimingSince": self._state.now(),
+                "kind": CAPACITY_KIND,
+                "waitingSince": int(record.get("waitingSince", record["createdAt"])),
+            },
+        )
+        if created["status"] != CLAIMING:
+            # The same jobs were merged before, and `head` was not (it was being started then): the merged job
+            # is in the list or done; `head` goes alone.
+            return head, record
+        for c in chosen:  # out of play: READY -> MERGED, unless started (or merged elsewhere) meanwhile
+            self._state.merge_into(c.name, 0, merged.job_name)
+        owned = self._finish_merge(merged.job_name, created)
+        if owned is None or not owned.inputs:
+            return None  # finished by another handler (it is in the list), or it won nothing
+        return owned, self._state.get_job(merged.job_name) or created
+
+    def _merge_candidates(self, head: JobPlan, names: Iterable[str]) -> list[Candidate]:
+        """The waiting jobs among `names` that may still be merged (READY, listed, no start lease), oldest
+        first, read until they hold more files than one job may (each one read costs a GetItem and a GetObject)."""
+        records = []
+        for name in list(names)[:MAX_MERGE_SOURCES]:
+            other = self._state.get_job(name)
+            if (
+                other is None
+                or other["status"] != READY
+                or not other.get("kind")
+                or other.get("startingToken")
+                or other.get("splitFrom")
+                or int(other.get("attempt", 0))
+                or other.get("modelPackageVersion") != head.model.version
+            ):
+                continue
+            records.append(other)
+        found: list[Candidate] = []
+        files = len(head.inputs)
+        for other in sorted(records, key=lambda r: (int(r["createdAt"]), str(r["jobName"]))):
+            if files > self._settings.transform.max_files_per_job:
+                break
+            plan = self.load_plan(other["bucket"], other["planKey"])
+            found.append(Candidate(plan, int(other["createdAt"])))
+            files += len(plan.inputs)
+        return found
+
+    def _finish_merge(self, name: str, record: dict[str, Any]) -> JobPlan | None:
+        """Finish a merge from its record (CLAIMING, `mergedFrom` its candidate sources): seal it (no source
+        joins it any more), move the claims of the sources merged into it (conditional: still the source's),
+        keep what it won (READY, still in its waiting list) and say so in each source's report. Every step may
+        be repeated, by the merging handler or by `resume` once that one is certainly dead, and all of them
+        settle the same job: once sealed, its sources and so its claims are fixed. None if it is no longer
+        CLAIMING (another handler finished it) or won nothing."""
+        if not self._state.seal(name):
+            return None
+        won: list[tuple[str, JobPlan]] = []
+        for source in (n for n in str(record.get("mergedFrom", "")).split(",") if n):
+            state = self._state.get_job(source)
+            if state is not None and state["status"] == MERGED and state.get("mergedInto") == name:
+                won.append((source, self.load_plan(state["bucket"], state["planKey"])))
+        if not won:
+            self._state.transition(name, expected=[CLAIMING], to=EMPTY, inputs=0, remove=("kind", "waitingSince"))
+            logger.info("every job of the merge started (or merged) elsewhere meanwhile", extra={"job": name})
+            return None
+        merged = combine(name, [plan for _, plan in won], self._settings.transform)
+        take_from = {f.file_id: source for source, plan in won for f in plan.all_files}
+        owners = self._state.claim(name, merged.group, list(take_from), take_from_each=take_from)
+        owned = self._finalise(merged, owners)
+        at = self._at()
+        for source, plan in won:
+            summary = job_summary(plan, job_name=source, status="Merged", attempts=0, timings={})
+            summary["mergedInto"] = {
+                "transformJobName": name,
+                "report": f"s3://{merged.bucket}/{merged.report_key}",
+                "mergedAt": at,
+            }
+            self._bucket.put_json(plan.report_key, summary)
+        logger.info(
+            "waiting jobs merged into one",
+            extra={"job": name, "group": merged.group, "mergedFrom": [s for s, _ in won], "inputs": len(owned.inputs)},
+        )
+        return owned
 
     def sweep(self) -> SweepResult:
         """The periodic pass: start what it can, then measure what still waits (for the alarm)."""
@@ -431,15 +589,25 @@ class JobLauncher:
             if behind is not None:
                 self.park(plan, attempt, behind)
                 return Started(False, behind)
+        # The start lease: from here on no merge takes the job (and a job merged meanwhile is not created).
+        lease = uuid.uuid4().hex
+        if not self._state.lease_start(plan.job_name, attempt, lease):
+            logger.info("the job moved on before it started (merged, or started)", extra={"job": plan.job_name})
+            return Started(False)
         self._sagemaker.ensure_model(plan.model_name, plan.model.package_arn, self._settings.sagemaker_role_arn)
         try:
             created = self.start_attempt(plan, attempt)
         except CapacityError as exc:
             self.park(plan, attempt, exc)
+            self._state.release_start(plan.job_name, lease)  # nothing was created: it may be merged
             return Started(False, exc)
         # Leaves whichever waiting list the job was in, in the same conditional write.
         self._state.transition(
-            plan.job_name, expected=[READY], to=STARTED, when_attempt=attempt, remove=("kind", "waitingSince")
+            plan.job_name,
+            expected=[READY],
+            to=STARTED,
+            when_attempt=attempt,
+            remove=("kind", "waitingSince", "startingToken", "startingAt"),
         )
         logger.info(
             "transform job started" if created else "transform job already existed",
