@@ -53,7 +53,7 @@ from sagepilot_sandbox import bus, storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, deliver_event
 from sagepilot_sandbox.cloudwatch import alarms
 from sagepilot_sandbox.cloudwatch.alarms import alarm_event, evaluate_alarm, evaluate_alarms
-from sagepilot_sandbox.moto_patches import api_rules, autoscaling, s3_listing, sqs_speed, transactions
+from sagepilot_sandbox.moto_patches import api_rules, autoscaling, job_listing, s3_listing, sqs_speed, transactions
 from sagepilot_sandbox.sagemaker import endpoints, invocations, metrics, registry, training
 from sagepilot_sandbox.sagemaker.endpoints import (
     Transition,
@@ -141,6 +141,7 @@ def install() -> None:
         invocations.install()
         sqs_speed.install()
         s3_listing.install()
+        job_listing.install()
         transactions.install()
         api_rules.install()
         training.refuse_unpullable_images()
