@@ -54,6 +54,7 @@ import numpy as np
 
 from bench.common import clean_environment
 from sagepilot.domain.scheduler import job_instances
+from sagepilot.services.jobs import SERVED_WINDOW  # the scheduler's memory: the stack's last N jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / ".bench"
@@ -106,7 +107,6 @@ LATENCY_DEFAULT = 0.030
 INVOKE_OVERHEAD_SECONDS = 0.050  # per warm invocation
 # Instances and image pull before a job's first record (aws-facts.md: minutes; about 8 for a large image).
 JOB_STARTUP_SECONDS = 420
-SERVED_WINDOW = 100  # the scheduler's memory: the groups of the stack's last 100 jobs (services/jobs.py)
 FILE_MEGABYTES = 1.0  # average dropped file
 SECONDS_PER_MEGABYTE = 0.5  # scoring time per MB per instance (model dependent)
 ENDPOINT_UPDATE_SECONDS = 480  # UpdateEndpoint that adds or removes a variant

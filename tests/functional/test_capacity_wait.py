@@ -179,9 +179,9 @@ def test_the_sweep_starts_the_oldest_first_and_stops_at_the_first_refusal(
     jobs,
 ):
     """Six one-file jobs of three groups, refused in turn while the quota is 0; the quota becomes 2: each
-    sweep or completion starts waiting jobs in the scheduler's order (each group's oldest first, the groups
-    taking turns, the longest-waiting head first) until SageMaker refuses one, never more than the quota runs
-    at once, and every file ends in exactly one job (none lost, none twice, none rejected)."""
+    sweep or completion starts waiting jobs in the scheduler's order (each group's oldest first; the oldest
+    waiting head of a group other than the one served last) until SageMaker refuses one, never more than the
+    quota runs at once, and every file ends in exactly one job (none lost, none twice, none rejected)."""
     clock, intake, completion, _ = world
     quota = Quota(instances=0)
     fault = enforce(clients("sagemaker"), quota)
@@ -209,13 +209,17 @@ def test_the_sweep_starts_the_oldest_first_and_stops_at_the_first_refusal(
     assert swept.oldest_wait_seconds == 780  # fraud's second job waits since 0 s in; it is 780 s in now
     assert completion.sweep().started == []  # the quota is in use: all wait on
 
+    # After the first sweep each completion gives the turn to the oldest waiting head of a group other than the one
+    # served last (the stack's latest job, SERVED_WINDOW): fraud's second (waiting since 0 s) before leads' first
+    # (120 s), then churn's second (60 s), then leads'.
+    turns = [by_group[0][0], by_group[1][0], by_group[0][1], by_group[1][1], *by_group[2]]
     finished: list[str] = []
     while len(finished) < 6:
         assert len(running(sagemaker)) <= 2
-        oldest_running = min(running(sagemaker), key=order.index)
-        finish(completion, completions, oldest_running)
-        finished.append(oldest_running)
-    assert finished == order  # started, and so finished, in the scheduler's order
+        first_started = min(running(sagemaker), key=turns.index)
+        finish(completion, completions, first_started)
+        finished.append(first_started)
+    assert finished == turns  # started, and so finished, in the scheduler's order
     assert completion.sweep().waiting == 0
     jobs.assert_each_version_in_exactly_one_job({(k, v) for k, v in data.versions() if k.startswith("incoming/")})
     assert data.keys("rejected/") == []

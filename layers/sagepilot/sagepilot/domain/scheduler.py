@@ -7,10 +7,12 @@ instances (ResourceLimitExceeded) and they wait, READY, in the state table:
   name), and a newly planned job does not try SageMaker while an older job of its group waits for capacity
   (it joins the queue behind it: `may_try_now`). A freed instance can never go to a group's newer work first.
 - **Fair across groups.** Freed instances go round the groups that wait: the next job started is the head
-  of the group served least lately (its jobs among the stack's most recent ones, running or finished, plus
-  those started earlier in this pass), ties to the group whose head has waited longest, then by name
-  (`start_order`). A group that drops 100,000 files
-  cannot make one that dropped 10 wait for all of them: the small group's job is at most one turn away.
+  of the group served least lately (its jobs among the stack's most recent ones, running or finished: the
+  latest one, services/jobs.py SERVED_WINDOW; plus those started earlier in this pass), ties to the group
+  whose head has waited longest, then by name (`start_order`): in effect the oldest head of a group other than
+  the one served last. A group that drops 100,000 files
+  cannot take two turns in a row: with two groups waiting, one that dropped 10 files is at most one turn away;
+  with more, work starts oldest first (a group's files wait at most as long as the oldest waiting work).
 - **Sized to the capacity it gets.** A job's instance count follows its data (`target_mb_per_instance`),
   within `max_instance_count` and one instance per file (SageMaker spreads whole objects), and within the
   group's fair share of the instances when the quota is known (`job_instances`): a big backlog gets

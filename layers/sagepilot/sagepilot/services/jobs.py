@@ -12,8 +12,9 @@ one of the group's jobs finishes) starts it. Nothing is dropped and no message w
 A job SageMaker refuses for lack of instances (ResourceLimitExceeded, the fallback type too) waits the
 same way, READY under `waiting-capacity`; `start_parked` (called by every transform job completion and by
 the periodic sweep) starts them in the scheduler's order (domain/scheduler.py: oldest first within a group,
-the groups taking turns) and stops at the first refusal, until the next chance. A job about to start while
-an older job of its group waits for capacity does not ask SageMaker: it waits behind it.
+then the oldest waiting head of a group other than the one served last) and stops at the first refusal,
+until the next chance. A job about to start while an older job of its group waits for capacity does not ask
+SageMaker: it waits behind it.
 
 Coalescing (`_coalesce`, policy in domain/coalescing.py): when a waiting job gets its turn (start_parked,
 start_waiting), the other waiting jobs of its group that would make the same transform job join it, oldest
@@ -50,7 +51,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from sagepilot.adapters.notify import Notifier
@@ -69,6 +69,7 @@ from sagepilot.adapters.state import (
     StateTable,
     waiting_kind,
 )
+from sagepilot.clock import timestamp
 from sagepilot.domain.capacity import oldest_wait_seconds
 from sagepilot.domain.coalescing import Candidate, combine, merge_set, mergeable, merged_plan
 from sagepilot.domain.failures import image_not_allowed_rejection, withdrawn_model_rejection
@@ -94,6 +95,9 @@ from sagepilot.settings import Settings
 # Parked jobs one call of `start_parked` tries at most (each costs ~5 AWS calls): keeps a completion or a
 # sweep well inside the function's timeout when a raised quota frees room for many; the rest go next time.
 MAX_STARTS_PER_SWEEP = 100
+# How many of the stack's latest transform jobs the scheduler's turn looks back on (domain/scheduler.py): with 1,
+# every group waits at most one turn of each other waiting group, and the oldest head goes first.
+SERVED_WINDOW = 1
 # Waiting jobs one merge reads at most (a GetItem and the plan's GetObject each) besides the one whose turn it is.
 MAX_MERGE_SOURCES = 200
 _IO_THREADS = 16
@@ -303,7 +307,7 @@ class JobLauncher:
         return replace(plan, inputs=kept, deleted=plan.deleted + gone)
 
     def _at(self) -> str:
-        return datetime.fromtimestamp(self._state.now(), UTC).isoformat(timespec="seconds")
+        return timestamp(self._state.now())
 
     @staticmethod
     def _version(newer: tuple[str, str]) -> tuple[str | None, str]:
@@ -370,11 +374,14 @@ class JobLauncher:
         listed = [WaitingJob(j["jobName"], j["createdAt"], j["waitingSince"]) for j in self._state.capacity_waiting()]
         if not listed:
             return ParkedStarts([])
-        # What each group was given lately (its jobs among the stack's last 100 created, running or finished):
-        # the groups served least go first, so a group whose jobs keep finishing cannot keep the turn.
+        # The group served last (the stack's latest job, running or finished) goes after the others; among them
+        # the oldest waiting head first (SERVED_WINDOW: a longer memory made a big group wait a whole round of
+        # 200 groups per MaxFilesPerJob files, `make limits`).
         served = Counter(
             group_key(name)
-            for name in self._sagemaker.recent_transform_jobs(f"{self._settings.transform.name_prefix}-")
+            for name in self._sagemaker.recent_transform_jobs(
+                f"{self._settings.transform.name_prefix}-", count=SERVED_WINDOW
+            )
         )
         started: list[str] = []
         names = [w.name for w in listed]
