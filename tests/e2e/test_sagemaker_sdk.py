@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from sagepilot_model_server.examples import build_example_model, feature_rows, load_estimator, to_csv
-from sagepilot_sandbox.server import Sandbox, free_port
+from sagepilot_sandbox.server import Sandbox
 
+from .conftest import started_sandbox
 from .iam_calls import assert_calls_allowed
 
 pytestmark = pytest.mark.e2e
@@ -87,19 +88,9 @@ SKLEARN_REPOSITORY = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-sci
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    running = Sandbox(
-        port=free_port(),
-        run_seconds=1.0,
-        retry_delay=1,
-        log_dir=tmp_path_factory.mktemp("lambda-logs"),
-        record_calls=True,  # the module's last test checks them against the IAM policies (iam_calls.py)
-        overrides={"ImageRepositoriesAllowed": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/*,{SKLEARN_REPOSITORY}"},
-    )
-    running.start()
-    try:
+    allowed = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/*,{SKLEARN_REPOSITORY}"
+    with started_sandbox(tmp_path_factory, overrides={"ImageRepositoriesAllowed": allowed}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

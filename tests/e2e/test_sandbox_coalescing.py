@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sagepilot_sandbox.server import Sandbox, free_port
+from sagepilot_sandbox.server import Sandbox
 
+from .conftest import started_sandbox
 from .iam_calls import assert_calls_allowed
 from .test_sandbox_scenarios import _keys, approve_model, aws, jobs_of, read_json
 
@@ -21,19 +22,8 @@ GROUP = "merged"
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """Transform jobs take 15 s: long enough for two more drops to wait for the group's slot."""
-    running = Sandbox(
-        port=free_port(),
-        overrides={"MaxConcurrentJobsPerGroup": "1"},
-        run_seconds=15.0,
-        retry_delay=1,
-        log_dir=tmp_path_factory.mktemp("lambda-logs"),
-        record_calls=True,
-    )
-    running.start()
-    try:
+    with started_sandbox(tmp_path_factory, overrides={"MaxConcurrentJobsPerGroup": "1"}, run_seconds=15.0) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def waiting(sandbox: Sandbox) -> int:

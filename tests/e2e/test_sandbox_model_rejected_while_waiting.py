@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sagepilot_sandbox.server import Sandbox, free_port
+from sagepilot_sandbox.server import Sandbox
 
+from .conftest import started_sandbox
 from .iam_calls import assert_calls_allowed
 from .test_sandbox_scenarios import _keys, approve_model, aws, jobs_of, read_json, upload_example_model
 
@@ -22,19 +23,9 @@ GROUP = "slow"
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """Transform jobs take 12 s: long enough to reject a model while the second job waits for the slot."""
-    running = Sandbox(
-        port=free_port(),
-        overrides={"MaxConcurrentJobsPerGroup": "1", "MaxFilesPerJob": "1"},
-        run_seconds=12.0,
-        retry_delay=1,
-        log_dir=tmp_path_factory.mktemp("lambda-logs"),
-        record_calls=True,
-    )
-    running.start()
-    try:
+    overrides = {"MaxConcurrentJobsPerGroup": "1", "MaxFilesPerJob": "1"}
+    with started_sandbox(tmp_path_factory, overrides=overrides, run_seconds=12.0) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def versions(sandbox: Sandbox) -> list[dict[str, object]]:

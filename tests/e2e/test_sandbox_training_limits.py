@@ -16,8 +16,9 @@ import pytest
 
 from sagepilot_model_server.examples import labeled_rows, to_csv
 from sagepilot_sandbox.sagemaker import training as sandbox_training
-from sagepilot_sandbox.server import Sandbox, free_port
+from sagepilot_sandbox.server import Sandbox
 
+from .conftest import started_sandbox
 from .iam_calls import assert_calls_allowed
 from .test_rollout_failures import Inbox
 from .test_sandbox_scenarios import aws
@@ -31,20 +32,8 @@ DEFAULT_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """Training jobs take 3 s here: long enough to edit a recipe while one runs; a lone training file settles
     for 5 s: long enough for `aws s3 cp --recursive` to upload a whole set."""
-    running = Sandbox(
-        port=free_port(),
-        overrides={"TrainingSettleSeconds": "5"},
-        run_seconds=1.0,
-        training_seconds=3.0,
-        retry_delay=1,
-        log_dir=tmp_path_factory.mktemp("lambda-logs"),
-        record_calls=True,
-    )
-    running.start()
-    try:
+    with started_sandbox(tmp_path_factory, overrides={"TrainingSettleSeconds": "5"}, training_seconds=3.0) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def bucket_of(sandbox: Sandbox) -> str:

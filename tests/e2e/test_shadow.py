@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from sagepilot_sandbox.server import Sandbox, free_port
+from sagepilot_sandbox.server import Sandbox
 
+from .conftest import started_sandbox
 from .iam_calls import assert_calls_allowed
 from .test_rollout_evidence import shares, status_of
 from .test_rollout_scenarios import sagepilot
@@ -27,15 +28,8 @@ GROUP, ENDPOINT = "shadowed", "sagepilot-shadowed"
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    running = Sandbox(
-        port=free_port(), run_seconds=1.0, retry_delay=1, log_dir=tmp_path_factory.mktemp("lambda-logs"),
-        record_calls=True, alarm_evaluation_seconds=0.5, alarm_time_scale=0.05,
-    )  # fmt: skip
-    running.start()
-    try:
+    with started_sandbox(tmp_path_factory, alarm_evaluation_seconds=0.5, alarm_time_scale=0.05) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def approve(sandbox: Sandbox, key: str, **options: object) -> str:
