@@ -143,6 +143,24 @@ def _host() -> dict[str, Any]:
     }
 
 
+def drop_run_args(root: Path, files: int, groups: int, threads: int, budget: float, overrides: list[str]) -> list[str]:
+    """`python -m bench.drop run ...`'s arguments: a drop of `files` across `groups` groups."""
+    return [
+        "run",
+        "--root",
+        str(root),
+        "--files",
+        str(files),
+        "--groups",
+        str(groups),
+        "--threads",
+        str(threads),
+        "--budget",
+        str(budget),
+        *overrides,
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,41 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         results.append(_child_section("calls", "bench.calls", ["--root", str(root), *overrides], timeout=300))
     if "drop" in sections:
         print(f"== {files:,}-file drop into the sandbox", flush=True)
-        drop_args = [
-            "run",
-            "--root",
-            str(root),
-            "--files",
-            str(files),
-            "--groups",
-            str(args.groups),
-            "--threads",
-            str(args.threads),
-            "--budget",
-            str(args.drop_budget),
-            *overrides,
-        ]
+        drop_args = drop_run_args(root, files, args.groups, args.threads, args.drop_budget, overrides)
         results.append(_child_section("drop", "bench.drop", drop_args, timeout=args.drop_budget + 180))
     if "groups" in sections:
         print(f"== {files:,}-file drop across {GROUPS_DROP_GROUPS} groups, then a trickle", flush=True)
-        groups_args = [
-            "run",
-            "--root",
-            str(root),
-            "--files",
-            str(files),
-            "--groups",
-            str(GROUPS_DROP_GROUPS),
-            "--threads",
-            str(args.threads),
-            "--budget",
-            str(args.drop_budget + GROUPS_TRICKLE_SECONDS),
-            "--trickle",
-            str(GROUPS_TRICKLE),
-            "--trickle-seconds",
-            str(GROUPS_TRICKLE_SECONDS),
-            *overrides,
-        ]
+        budget = args.drop_budget + GROUPS_TRICKLE_SECONDS
+        trickle = ["--trickle", str(GROUPS_TRICKLE), "--trickle-seconds", str(GROUPS_TRICKLE_SECONDS)]
+        groups_args = [*drop_run_args(root, files, GROUPS_DROP_GROUPS, args.threads, budget, overrides), *trickle]
         timeout = args.drop_budget + GROUPS_TRICKLE_SECONDS + 600  # reading every job (one per group per batch)
         groups_result = _child_section("groups", "bench.drop", groups_args, timeout=timeout)
         drop_result = next((r for r in results if r.section == "drop"), None)
