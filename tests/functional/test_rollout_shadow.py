@@ -174,3 +174,36 @@ def test_the_operator_pauses_and_rolls_back_a_shadow_test_through_the_cli(
     assert cli.main([*table, "history", ENDPOINT]) == 0
     history = capsys.readouterr().out
     assert "paused by" in history and "rollback requested by" in history
+
+
+def test_a_version_approved_with_new_tags_while_a_reconcile_holds_the_lease_gets_the_new_tags(
+    rollout: Rollout, stack: Stack, clients: Callable[[str], Any], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator tags the group for a shadow test and approves v2 while a reconcile holds the endpoint's
+    lease: the approval is handed to the holder's rerun, which must read the group's tags again (seen in CI:
+    the rerun reused the tags read before, and v2 went out as a 50% canary to real callers)."""
+    rollout.sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    deploy_v1(rollout)
+    store = rollout.service._store
+    release = store.release
+    came: list[str] = []
+
+    def release_after_the_operator_acted(lease: Any, now: float, **kwargs: Any) -> bool:
+        if not came:
+            came.append("v2")
+            group_arn = rollout.sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+            tags = {"strategy": "shadow", "shadow-percent": "50"}
+            rollout.sm.add_tags(
+                ResourceArn=group_arn, Tags=[{"Key": f"sagepilot:{k}", "Value": v} for k, v in tags.items()]
+            )
+            other = make_rollout(stack, clients, clock)  # the approval's invocation: another Lambda process
+            other.register()  # its approval event: deferred while the lease is held, then the holder's rerun
+            other.pump()
+        return release(lease, now, **kwargs)
+
+    monkeypatch.setattr(store, "release", release_after_the_operator_acted)
+    rollout.service.on_endpoint_signal(ENDPOINT)  # a reconcile of the endpoint holds the lease
+    rollout.pump()
+    assert came == ["v2"]
+    assert rollout.state().phase == Phase.SHADOW
+    assert rollout.shares() == {"v1": 1.0} and rollout.copied() == {"v2": 0.5}  # no caller sees v2

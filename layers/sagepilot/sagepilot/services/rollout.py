@@ -274,6 +274,9 @@ class Rollouts:
         return Outcome(endpoint, "invalid", note=what)
 
     def _again(self, move: _Move) -> _Move:
+        # A rerun serves the triggers that came meanwhile (an approval handed over with the lease, say): the
+        # group's tags are read again, or a version tagged for a shadow test would go out with the old settings.
+        self._tags.clear()
         lease = self._store.reread(move.lease)
         return _Move(lease, lease.state)
 
