@@ -93,3 +93,22 @@ def test_the_rollout_builder_asks_only_for_the_clients_the_rollout_uses(template
     built = build_in_a_fresh_interpreter("rollout", template)
     assert built["clients"] == ["application-autoscaling", "cloudwatch", "dynamodb", "s3", "sagemaker", "sns"]
     assert not {"sagepilot.adapters.s3", "sagepilot.adapters.state"} & set(built["modules"])
+
+
+# The domain rules each function's cold start must not load: the other functions' (settings.py imports each
+# function's rules in its loader; the registry adapter, shared, reads versions as domain.model_versions types).
+BATCH_ONLY = {"sagepilot.domain.transform_plan", "sagepilot.domain.coalescing", "sagepilot.domain.scheduler"}
+ROLLOUT_ONLY = {"sagepilot.domain.rollout", "sagepilot.domain.deployment", "sagepilot.domain.canary_gate"}
+NOT_LOADED = {
+    "rollout": BATCH_ONLY | {"sagepilot.domain.training"},
+    "batch_intake": ROLLOUT_ONLY | {"sagepilot.domain.training"},
+    "batch_completion": ROLLOUT_ONLY | {"sagepilot.domain.training"},
+    "training": ROLLOUT_ONLY | {"sagepilot.domain.coalescing", "sagepilot.domain.scheduler"},
+}
+
+
+@pytest.mark.parametrize("folder", sorted(NOT_LOADED))
+def test_a_functions_init_loads_no_domain_rules_of_the_other_functions(folder, template):
+    built = build_in_a_fresh_interpreter(folder, template)
+    loaded = sorted(NOT_LOADED[folder] & set(built["modules"]))
+    assert not loaded, f"{folder}'s init loads {loaded}"

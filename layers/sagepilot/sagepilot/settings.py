@@ -9,30 +9,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sagepilot.domain.canary_gate import GateSettings
-from sagepilot.domain.deployment import (
-    AlarmThresholds,
-    Autoscaling,
-    Deployment,
-    InvalidGroupSettings,
-    check_ceilings,
-    parse_steps,
-)
 from sagepilot.domain.images import REPOSITORY_PATTERN
+from sagepilot.domain.instance_types import INSTANCE_TYPE_PATTERN, instance_type_allowed
 from sagepilot.domain.names import MAX_PREFIX_LENGTH
-from sagepilot.domain.rollout import RolloutPolicy, Strategy
-from sagepilot.domain.training import (
-    INSTANCE_TYPE_PATTERN,
-    InvalidRecipe,
-    Recipe,
-    TrainingCeilings,
-    check_sagemaker_limits,
-    instance_type_allowed,
-)
-from sagepilot.domain.training import check_ceilings as check_training_ceilings
-from sagepilot.domain.transform_plan import MAX_PAYLOAD_LIMIT_MB, TransformSettings
 from sagepilot.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    # Each function's rules are imported by its own loader (below), so that a function's cold start loads
+    # nothing of the others': the rollout's init never loads the transform plan or the training recipe, the
+    # batch functions' never the rollout's decisions (tests/unit/test_wiring.py holds this).
+    from sagepilot.domain.deployment import Deployment
+    from sagepilot.domain.rollout import Strategy
+    from sagepilot.domain.training import Recipe, TrainingCeilings
+    from sagepilot.domain.transform_plan import TransformSettings
 
 # Lowercase (SageMaker ARNs are) and no hyphen: "<prefix>-" of one stack is then never the start of another
 # stack's names (template.yaml's NamePrefix says the same).
@@ -87,6 +78,9 @@ def _instance_type(name: str, value: str) -> str:
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
+    """Settings of the batch functions (the intake and the completion)."""
+    from sagepilot.domain.transform_plan import MAX_PAYLOAD_LIMIT_MB, TransformSettings
+
     prefix = _prefix(env)
     max_payload = _int(env, "MAX_PAYLOAD_MB", 1, MAX_PAYLOAD_LIMIT_MB)
     concurrency = _int(env, "MAX_CONCURRENT_TRANSFORMS", 1, MAX_PAYLOAD_LIMIT_MB)
@@ -172,6 +166,9 @@ def _canary_analysis(env: Mapping[str, str]) -> bool:
 
 def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
     """Settings of the rollout function: the stack-wide deployment defaults each group may override."""
+    from sagepilot.domain.deployment import InvalidGroupSettings, check_ceilings, parse_steps
+    from sagepilot.domain.rollout import Strategy
+
     strategy_raw = _required(env, "DEPLOY_STRATEGY")
     try:
         strategy = Strategy(strategy_raw)
@@ -196,6 +193,10 @@ def load_rollout_settings(env: Mapping[str, str]) -> RolloutSettings:
 def _rollout_settings(
     env: Mapping[str, str], strategy: Strategy, steps: tuple[int, ...], low: int, high: int
 ) -> RolloutSettings:
+    from sagepilot.domain.canary_gate import GateSettings
+    from sagepilot.domain.deployment import AlarmThresholds, Autoscaling, Deployment
+    from sagepilot.domain.rollout import RolloutPolicy
+
     return RolloutSettings(
         name_prefix=_prefix(env),
         state_table=_required(env, "STATE_TABLE"),
@@ -307,6 +308,8 @@ def image_repositories_allowed(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _training_ceilings(env: Mapping[str, str]) -> TrainingCeilings:
+    from sagepilot.domain.training import TrainingCeilings
+
     repositories = image_repositories_allowed(env)
     return TrainingCeilings(
         instance_types=instance_types_allowed(env, "TRAINING_INSTANCE_TYPES_ALLOWED"),
@@ -321,6 +324,9 @@ def _training_ceilings(env: Mapping[str, str]) -> TrainingCeilings:
 def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
     """Settings of the training function: the stack-wide recipe each group may override, within the
     operator's ceilings (which the stack's own defaults must respect too)."""
+    from sagepilot.domain.training import InvalidRecipe, check_sagemaker_limits
+    from sagepilot.domain.training import check_ceilings as check_training_ceilings
+
     settings = _load_training_settings(env)
     try:
         check_sagemaker_limits(settings.defaults)
@@ -331,6 +337,8 @@ def load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
 
 
 def _load_training_settings(env: Mapping[str, str]) -> TrainingSettings:
+    from sagepilot.domain.training import Recipe
+
     spot = _required(env, "TRAINING_SPOT").lower()
     if spot not in ("true", "false"):
         raise ConfigurationError(f"TRAINING_SPOT must be true or false, got {spot!r}")

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import error_code, translates_unreachable
-from sagepilot.domain.rollout import Release
-from sagepilot.domain.transform_plan import ModelVersion
+from sagepilot.domain.model_versions import ModelVersion, Release
 from sagepilot.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:

@@ -58,7 +58,7 @@ from enum import StrEnum
 from sagepilot.domain.canary_gate import Assessment, GateSettings, Inconclusive
 from sagepilot.domain.images import PARAMETER as IMAGES_PARAMETER
 from sagepilot.domain.images import images_not_allowed, not_allowed_reason
-from sagepilot.domain.names import variant_name
+from sagepilot.domain.model_versions import Release as Release
 from sagepilot.domain.sequential import Verdict
 
 BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
@@ -97,18 +97,6 @@ class AfterShadow(StrEnum):
 class Command(StrEnum):
     PROMOTE = "promote"
     ROLLBACK = "rollback"
-
-
-@dataclass(frozen=True, order=True)
-class Release:
-    """A model package version as it is (or will be) deployed: one production variant."""
-
-    version: int
-    package_arn: str
-
-    @property
-    def variant(self) -> str:
-        return variant_name(self.version)
 
 
 @dataclass(frozen=True)

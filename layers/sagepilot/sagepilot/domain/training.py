@@ -43,13 +43,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from fnmatch import fnmatchcase
 from typing import Any
 
 # Re-exported (imported from here before): the image checks live in domain/images.py, inference uses them too.
 from sagepilot.domain.images import IMAGE_URI as IMAGE_URI
 from sagepilot.domain.images import REPOSITORY_PATTERN as REPOSITORY_PATTERN
 from sagepilot.domain.images import image_allowed as image_allowed
+from sagepilot.domain.instance_types import INSTANCE_TYPE_PATTERN as INSTANCE_TYPE_PATTERN
+from sagepilot.domain.instance_types import instance_type_allowed as instance_type_allowed
 from sagepilot.domain.layout import SAGEMAKER_NAME, InputFormat, Rejection, input_format_of
 from sagepilot.domain.names import digest
 
@@ -77,16 +78,10 @@ MAX_IMAGE_URI = 255
 MAX_RUNTIME_LIMIT = 28 * 86_400
 MAX_VOLUME_LIMIT = 16_384
 MAX_INSTANCE_COUNT_LIMIT = 100
-INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.([a-z0-9]+|\*)$")
 
 
 class InvalidRecipe(ValueError):
     """The group's training recipe cannot be used as written."""
-
-
-def instance_type_allowed(instance_type: str, allowed: Iterable[str]) -> bool:
-    """`ml.m5.xlarge` against entries like `ml.m5.*` (a family) or `ml.c5.2xlarge` (one type)."""
-    return any(fnmatchcase(instance_type, pattern) for pattern in allowed)
 
 
 @dataclass(frozen=True)

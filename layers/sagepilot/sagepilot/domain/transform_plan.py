@@ -14,6 +14,7 @@ from itertools import groupby
 from typing import Any
 
 from sagepilot.domain.layout import INCOMING_PREFIX, DroppedKey, job_folder
+from sagepilot.domain.model_versions import ModelVersion as ModelVersion
 from sagepilot.domain.names import model_name, transform_job_name
 
 MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker: MaxPayloadInMB <= 100 and MaxConcurrentTransforms x it <= 100
@@ -86,24 +87,6 @@ class InputFile:
             "size": self.size,
             "etag": self.etag,
         }
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """The newest Approved model package of a group."""
-
-    group: str
-    package_arn: str
-    version: int
-    supported_content_types: tuple[str, ...] = ()
-    # Its inference image(s) (InferenceSpecification.Containers[].Image) as read from the registry; checked
-    # against the stack's ImageRepositoriesAllowed before any job runs it (not kept in stored plans: a job that
-    # starts late reads them again).
-    images: tuple[str, ...] = ()
-
-    def accepts(self, content_type: str) -> bool:
-        """A package that declares no content types is trusted to accept any."""
-        return not self.supported_content_types or content_type in self.supported_content_types
 
 
 @dataclass(frozen=True)
