@@ -52,6 +52,13 @@ CLIENT_CONFIG = client_config(300)
 
 
 # ---------------------------------------------------------------------------------------- AWS itself
+def transform_jobs(sm: Any, **filters: Any) -> list[dict[str, Any]]:
+    """Every transform job matching `filters` (all pages: SageMaker answers 10 per page by default)."""
+    return [
+        j for page in sm.get_paginator("list_transform_jobs").paginate(**filters) for j in page["TransformJobSummaries"]
+    ]
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials in us-east-1, and nothing from the developer's own AWS set-up."""
@@ -657,7 +664,7 @@ def aws_snapshot(stack: Stack, clients: Callable[[str], Any], data: Data) -> dic
     items = clients("dynamodb").scan(TableName=stack.outputs["StateTableName"]).get("Items", [])
     return {
         "objects": data.versions(),
-        "jobs": sorted(j["TransformJobName"] for j in sm.list_transform_jobs()["TransformJobSummaries"]),
+        "jobs": sorted(j["TransformJobName"] for j in transform_jobs(sm)),
         "models": sorted(m["ModelName"] for m in sm.list_models()["Models"]),
         "state": sorted(json.dumps(i, sort_keys=True) for i in items),
     }

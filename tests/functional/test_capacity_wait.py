@@ -25,7 +25,7 @@ from sagepilot.services.batch_intake import BatchIntake
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
-from .conftest import CLIENT_CONFIG, REGION, FakeClock, inject_error, redelivered, sqs_event
+from .conftest import CLIENT_CONFIG, REGION, FakeClock, inject_error, redelivered, sqs_event, transform_jobs
 
 ONE_FILE_PER_JOB = [{"MaxFilesPerJob": "1"}]
 RLE_MESSAGE = "The account-level service limit 'ml.m5.xlarge for transform job usage' is {} Instances"
@@ -39,7 +39,7 @@ class Quota:
         self._sm = boto3.client("sagemaker", region_name=REGION)  # its own client: no injected errors
 
     def in_use(self) -> int:
-        running = self._sm.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+        running = transform_jobs(self._sm, StatusEquals="InProgress")
         return sum(
             self._sm.describe_transform_job(TransformJobName=j["TransformJobName"])["TransformResources"][
                 "InstanceCount"
@@ -90,7 +90,7 @@ def record(stack: Any, clients: Any, job: str) -> dict[str, Any]:
 
 
 def running(sagemaker: Any) -> list[str]:
-    summaries = sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+    summaries = transform_jobs(sagemaker, StatusEquals="InProgress")
     return sorted(j["TransformJobName"] for j in summaries)
 
 

@@ -7,12 +7,14 @@ import pytest
 
 from sagepilot.events import parse_transform_job_change, queued_messages
 
+from .conftest import transform_jobs
+
 LIMIT = [{"MaxConcurrentJobsPerGroup": "1", "MaxFilesPerJob": "1"}]
 
 
 def in_progress(sagemaker) -> list[str]:
     return sorted(
-        j["TransformJobName"] for j in sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+        j["TransformJobName"] for j in transform_jobs(sagemaker, StatusEquals="InProgress")
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 from sagepilot.adapters import clients as product_clients
 from sagepilot.errors import ConfigurationError
 
-from .conftest import COMPLETION, INTAKE, encoded_key_copy, inject_error, with_body
+from .conftest import COMPLETION, INTAKE, encoded_key_copy, inject_error, transform_jobs, with_body
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def test_completion_handler_reports_what_it_did(stack, load_handler, data, regis
     assert intake_app.handler(intake_queue.receive(), context_for(stack, INTAKE)) == {"batchItemFailures": []}
     (name,) = [
         j["TransformJobName"]
-        for j in product_clients.client("sagemaker").list_transform_jobs()["TransformJobSummaries"]
+        for j in transform_jobs(product_clients.client("sagemaker"))
     ]
 
     app = load_handler(COMPLETION)
@@ -340,7 +340,7 @@ def test_the_batch_handlers_emit_what_their_services_decided(
     assert figures() == {"FilesAccepted": [1.0], "JobsStarted": [1.0], "FilesRejected": [1.0]}
     (name,) = [
         j["TransformJobName"]
-        for j in product_clients.client("sagemaker").list_transform_jobs()["TransformJobSummaries"]
+        for j in transform_jobs(product_clients.client("sagemaker"))
     ]
     (event,) = completions.finish(name, "Completed")
     load_handler(COMPLETION).handler(event, context_for(stack, COMPLETION))

@@ -18,7 +18,7 @@ import pytest
 
 from sagepilot.events import parse_transform_job_change, queued_messages
 
-from .conftest import ACCOUNT, REGION, FakeClock, Notifications
+from .conftest import ACCOUNT, REGION, FakeClock, Notifications, transform_jobs
 from .test_rollout import ENDPOINT, GROUP, Rollout, deploy_v1, make_rollout
 
 FOREIGN = "999999999999.dkr.ecr.us-east-1.amazonaws.com/miner:1"  # another account's registry
@@ -155,14 +155,14 @@ def test_a_waiting_job_never_starts_on_a_newest_approved_version_with_a_foreign_
     dropped = {key: data.drop(key) for key in ("incoming/churn/a.csv", "incoming/churn/b.csv")}
     intake.handle(queued_messages(intake_queue.receive()))
     running = [
-        j["TransformJobName"] for j in sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+        j["TransformJobName"] for j in transform_jobs(sagemaker, StatusEquals="InProgress")
     ]
     (first,) = running
     sagemaker.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Rejected")
     registry.register("churn", image=FOREIGN)
     for event in completions.finish(first, "Completed", ""):
         completion.handle(parse_transform_job_change(event))
-    assert sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"] == []
+    assert transform_jobs(sagemaker, StatusEquals="InProgress") == []
     first_keys = set(jobs.get(first).keys)
     (waiting,) = [key for key in dropped if key not in first_keys]
     report = data.json(f"rejected/{waiting.removeprefix('incoming/')}.json")

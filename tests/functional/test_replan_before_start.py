@@ -12,12 +12,14 @@ import pytest
 
 from sagepilot.events import parse_transform_job_change, queued_messages
 
+from .conftest import transform_jobs
+
 INTERNAL = "InternalServerError: We encountered an internal error. Please try again."
 KEYS = ["incoming/churn/a.csv", "incoming/churn/b.csv"]
 
 
 def in_progress(sagemaker: Any, group: str = "churn") -> list[str]:
-    listed = sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+    listed = transform_jobs(sagemaker, StatusEquals="InProgress")
     return sorted(j["TransformJobName"] for j in listed if j["TransformJobName"].startswith(f"sagepilot-{group}-"))
 
 

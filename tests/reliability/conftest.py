@@ -242,6 +242,7 @@ class Kill:
     dead: bool = False
     calls: int = 0
     blocked: list[str] = field(default_factory=list)
+    body: str = ""  # the request the function was killed at (what it was about to do)
 
     def revive(self) -> None:
         """A new invocation (a new process as far as AWS is concerned)."""
@@ -269,6 +270,8 @@ def kill_on(
         kill.calls += 1
         if kill.calls == nth:
             kill.armed, kill.dead = False, True
+            raw = getattr(request, "body", b"") or b""
+            kill.body = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             raise HandlerCrashed(f"killed at {kill.trigger}")
 
     for name in services:

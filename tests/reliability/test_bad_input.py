@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from functional.conftest import transform_jobs
 from functional.test_rollout import make_rollout
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -104,7 +105,7 @@ def account(stack: Any, clients: Callable[[str], Any], bucket: str) -> dict[str,
     items = clients("dynamodb").scan(TableName=stack.outputs["StateTableName"]).get("Items", [])
     targets = clients("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
     packages = sm.list_model_packages(ModelPackageGroupName="churn")["ModelPackageSummaryList"]
-    jobs = sm.list_transform_jobs()["TransformJobSummaries"]
+    jobs = transform_jobs(sm)
     alarms = clients("cloudwatch").describe_alarms()["MetricAlarms"]
     return {
         "objects": sorted((v["Key"], v["VersionId"]) for v in versions.get("Versions", [])),
@@ -293,7 +294,7 @@ def completion_events(job: str) -> dict[str, tuple[dict[str, Any] | Any, str]]:
 def test_the_completion_drops_malformed_and_foreign_events_without_touching_aws(
     busy_stack, clients, data, handlers, log_records: LogRecords, subtests
 ):
-    (job,) = [j["TransformJobName"] for j in clients("sagemaker").list_transform_jobs()["TransformJobSummaries"]]
+    (job,) = [j["TransformJobName"] for j in transform_jobs(clients("sagemaker"))]
     app, context = handlers(COMPLETION)
     log = record_calls(product_clients.client)
     cases = completion_events(job)

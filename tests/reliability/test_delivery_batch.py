@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from functional.conftest import transform_jobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -464,7 +465,7 @@ def test_jobs_merged_while_they_wait_under_any_delivery_hold_each_file_in_exactl
 
         def refuses(request: Any) -> bool:
             asked = json.loads(request.body)["TransformResources"]["InstanceCount"]
-            running = sm.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+            running = transform_jobs(sm, StatusEquals="InProgress")
             in_use = sum(
                 sm.describe_transform_job(TransformJobName=j["TransformJobName"])["TransformResources"]["InstanceCount"]
                 for j in running

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from functional.conftest import transform_jobs
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -156,7 +157,7 @@ class Batch:
             sm = self.world.clients("sagemaker")
             names = [
                 j["TransformJobName"]
-                for j in sm.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+                for j in transform_jobs(sm, StatusEquals="InProgress")
             ]
             if not names:
                 return
@@ -567,9 +568,9 @@ def test_a_function_killed_half_way_is_finished_by_the_redelivery(
         batch.intake_until_drained()
         assert w.intake_dlq.depth() == 0
         (service, operation), nth = completion_kill
-        batch.kill = kill_on(w.clients, service, operation, nth=nth)
+        batch.kill = completion = kill_on(w.clients, service, operation, nth=nth)
         sm = w.clients("sagemaker")
-        for job in sm.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]:
+        for job in transform_jobs(sm, StatusEquals="InProgress"):
             name = job["TransformJobName"]
             status = "Failed" if name.startswith("sagepilot-fraud-") else "Completed"
             for event in w.completions.finish(name, status, "ClientError: bad data" if status == "Failed" else ""):
@@ -581,7 +582,12 @@ def test_a_function_killed_half_way_is_finished_by_the_redelivery(
         }  # fmt: skip
         notes = w.notifications.drain()
         failed = [n["message"].get("transformJobName", "") for n in notes]
-        assert len(failed) == 1 and failed[0].startswith("sagepilot-fraud-"), f"one failure notice expected: {notes}"
+        # At least once: a completion killed after publishing the notice but before recording it (the UpdateItem
+        # that sets `notified`) publishes it again when Lambda retries; never lost, and never twice otherwise.
+        twice_allowed = ":notified" in completion.body or '"notified"' in completion.body
+        assert failed and all(f.startswith("sagepilot-fraud-") for f in failed), f"a failure notice expected: {notes}"
+        assert len(failed) == (2 if twice_allowed and len(failed) > 1 else 1), f"one failure notice expected: {notes}"
+        assert all(n == notes[0] for n in notes), notes
         items = w.clients("dynamodb").scan(TableName=w.stack.outputs["StateTableName"])["Items"]
         statuses = {i["status"]["S"] for i in items if i["pk"]["S"].startswith("job#")}
         assert statuses <= {"COMPLETED", "FAILED", "EMPTY"}, statuses
@@ -625,8 +631,7 @@ def test_jobs_waiting_while_their_files_change_and_their_model_is_rejected(
         batch.sweep()
         batch.sweep()
         assert not killed or (batch.kill is not None and not batch.kill.armed)  # the kill did happen
-        running = [j["TransformJobName"] for j in w.clients("sagemaker").list_transform_jobs(
-            StatusEquals="InProgress")["TransformJobSummaries"]]
+        running = [j["TransformJobName"] for j in transform_jobs(w.clients("sagemaker"), StatusEquals="InProgress")]
         for name in running:
             job = w.jobs.get(name)
             assert job.plan["modelPackageArn"] == v2, job.plan
@@ -677,9 +682,7 @@ def deliver_shuffled(batch: Batch, data: st.DataObject) -> None:
     for _ in range(8):
         names = sorted(
             j["TransformJobName"]
-            for j in batch.world.clients("sagemaker").list_transform_jobs(StatusEquals="InProgress")[
-                "TransformJobSummaries"
-            ]
+            for j in transform_jobs(batch.world.clients("sagemaker"), StatusEquals="InProgress")
         )
         if not names and not waiting_for_capacity(batch.world, claiming=True):
             return

@@ -96,3 +96,13 @@ def test_through_the_api_the_sort_parameters_reach_the_listing(sagemaker: Any) -
     assert names(by_name) == ["other-a-1", "other-b-2", "sp-a-1", "sp-b-1"]
     with pytest.raises(sagemaker.exceptions.ClientError):
         sagemaker.list_transform_jobs(SortOrder="Sideways")  # moto's own checks of the parameters still apply
+
+
+def test_a_page_is_ten_jobs_when_max_results_is_not_given_and_at_most_a_hundred():
+    b = backend(*((f"sp-{i:03}", i, "Completed") for i in range(120)))
+    first = listing(b)
+    assert names(first) == [f"sp-{i:03}" for i in range(119, 109, -1)]  # moto alone: all 120
+    assert first["NextToken"] == "10"
+    assert len(names(listing(b, max_results=100))) == 100
+    with pytest.raises(AWSValidationException, match="less than or equal to 100"):
+        listing(b, max_results=101)

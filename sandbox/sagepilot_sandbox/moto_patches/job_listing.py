@@ -4,7 +4,8 @@ moto pages first and filters after (a page of MaxResults jobs is cut from all of
 StatusEquals drop from it, so a page may come back short or empty while matching jobs exist), and it ignores
 SortBy and SortOrder (its jobs come in creation order). SageMaker filters, sorts (SortBy `CreationTime` by
 default, SortOrder `Descending` by default), then pages. Ties keep the creation order (the later first when
-descending). Not changed: moto returns every job when MaxResults is not given (SageMaker: 10).
+descending). A page holds MaxResults jobs, 10 when it is not given, at most 100 (moto: every job when not
+given, any number asked for).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
+DEFAULT_MAX_RESULTS = 10  # SageMaker's page when MaxResults is not given
+MAX_RESULTS = 100  # the most SageMaker accepts
 _SORT: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("transform_job_sort")
 _KEYS: dict[str, Callable[[Any], Any]] = {
     "CreationTime": lambda job: job.creation_time,
@@ -34,6 +37,12 @@ def list_transform_jobs(
 ) -> dict[str, Any]:
     from moto.sagemaker.exceptions import AWSValidationException
 
+    if max_results is not None and max_results > MAX_RESULTS:
+        raise AWSValidationException(
+            f"1 validation error detected: Value '{max_results}' at 'maxResults' failed to satisfy constraint: "
+            f"Member must have value less than or equal to {MAX_RESULTS}"
+        )
+    page_size = DEFAULT_MAX_RESULTS if max_results is None else max_results
     def kept(job: Any) -> bool:
         return (
             (name_contains is None or name_contains in job.transform_job_name)
@@ -57,7 +66,7 @@ def list_transform_jobs(
             raise ValueError(next_token)
     except ValueError:
         raise AWSValidationException('Invalid pagination token because "{0}".') from None
-    end = start + max_results if max_results else len(ordered)
+    end = min(start + page_size, len(ordered))
     return {
         "TransformJobSummaries": [
             {
