@@ -370,3 +370,30 @@ def test_an_alarm_event_that_comes_during_a_move_is_judged_by_the_moves_rerun(
     rollout.service.on_endpoint_signal(ENDPOINT)
     assert deferred == ["deferred"]
     assert _alarm_state(rollout, name) == "INSUFFICIENT_DATA"
+
+
+def test_a_step_waiting_for_traffic_is_not_reported_late_before_it_is_held(
+    stack: Stack, clients: Callable[[str], Any], clock: FakeClock, notifications: Notifications
+) -> None:
+    """RolloutOverdueSeconds (the rollout-stuck alarm, 10 minutes over) counts from the longest a step may wait
+    for its evidence, not from its bake: nobody calling the canary is announced as NO TRAFFIC first, then, if it
+    stays held, the rollout is late."""
+    from sagepilot.metrics import MemoryRecorder
+
+    metrics = MemoryRecorder()
+    rollout = make_rollout(stack, clients, clock, metrics)
+    deploy_v1(rollout)
+    rollout.rate = 0
+    rollout.register()
+    rollout.pump()
+    notifications.drain()
+    late: list[float] = []
+    while not rollout.state().starved:
+        metrics.emitted.clear()
+        rollout.tick()
+        late += [value for name, value, _ in metrics.emitted if name == "RolloutOverdueSeconds"]
+    assert late and max(late) == 0.0  # before this rule: "late" from the end of the bake on
+    assert subjects(notifications) == [f"NO TRAFFIC: {ENDPOINT} v2"]
+    for _ in range(3):
+        rollout.tick()
+    assert [value for name, value, _ in metrics.emitted if name == "RolloutOverdueSeconds"][-1] > 0  # held, late

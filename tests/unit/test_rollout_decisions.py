@@ -313,6 +313,29 @@ def test_policy_rejects_bad_steps(steps: tuple[int, ...]) -> None:
         RolloutPolicy(Strategy.AB, steps, 60)
 
 
+@pytest.mark.parametrize(
+    ("strategy", "min_invocations", "gate", "late_after"),
+    [
+        (Strategy.AB, 0, False, 600),  # alarm-only, no minimum: a step moves at its bake, late after it
+        (Strategy.AB, 100, False, 3600),  # waits for its invocations until it is held (NO TRAFFIC)
+        (Strategy.AB, 0, True, 3600),  # the gate collects evidence until it holds the step (INCONCLUSIVE)
+        (Strategy.SHADOW, 0, True, 3600),
+        (Strategy.CANARY, 0, True, 600),  # SageMaker's guardrails: no gate
+    ],
+)
+def test_a_step_is_late_only_after_the_longest_it_may_wait(
+    strategy: Strategy, min_invocations: int, gate: bool, late_after: int
+) -> None:
+    """The rollout-stuck alarm must not call a step stuck while it legitimately waits for traffic: it would fire
+    before the NO TRAFFIC or INCONCLUSIVE notice that says what is going on."""
+    from sagepilot.domain.canary_gate import GateSettings
+
+    policy = RolloutPolicy(
+        strategy, (10, 50, 100), 600, min_invocations=min_invocations, max_bake_seconds=3600, gate=GateSettings(gate)
+    )
+    assert policy.overdue_after == late_after
+
+
 # Issue 15 -------------------------------------------------------------------------------------------------
 def evidence_world(min_invocations: int = 100, max_bake: int = 1800) -> World:
     world = World(

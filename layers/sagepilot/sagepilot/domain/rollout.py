@@ -141,6 +141,17 @@ class RolloutPolicy:
         """Seconds into a step after which a candidate still short of evidence is held (NO TRAFFIC)."""
         return max(self.bake_seconds, self.max_bake_seconds)
 
+    @property
+    def overdue_after(self) -> int:
+        """Seconds into a canary or shadow step after which the rollout is late (RolloutOverdueSeconds, the
+        rollout-stuck alarm): its bake; where the step waits for evidence (a minimum of invocations, or the
+        statistical gate), the longest it waits before it is held and announced (NO TRAFFIC, INCONCLUSIVE), so
+        that waiting for traffic is not reported as stuck before it is reported as what it is."""
+        waits_for_evidence = self.min_invocations > 0 or (
+            self.gate.enabled and self.strategy in (Strategy.AB, Strategy.SHADOW)
+        )
+        return self.held_after if waits_for_evidence else self.bake_seconds
+
 
 @dataclass(frozen=True)
 class VariantView:

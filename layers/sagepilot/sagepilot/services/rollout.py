@@ -166,8 +166,7 @@ class Rollouts:
         live: dict[str, str] | None = None
         for state, checked_at in recorded:
             if state.phase in (Phase.CANARY, Phase.SHADOW) and not state.paused:
-                bake = self._bake_seconds(state.group)
-                overdue = max(overdue, now - state.step_started_at - bake)
+                overdue = max(overdue, now - state.step_started_at - self._overdue_after(state.group))
             if (
                 state.phase is Phase.STABLE
                 and now - checked_at < self._settings.stable_check_seconds
@@ -188,11 +187,11 @@ class Rollouts:
         self._metrics.emit("RolloutOverdueSeconds", max(0.0, overdue), SECONDS)
         return outcomes
 
-    def _bake_seconds(self, group: str) -> int:
+    def _overdue_after(self, group: str) -> int:
         try:
-            return self.deployment(group).rollout.bake_seconds
+            return self.deployment(group).rollout.overdue_after
         except (InvalidGroupSettings, GroupNotFound):
-            return self._settings.defaults.rollout.bake_seconds
+            return self._settings.defaults.rollout.overdue_after
 
     # The loop ---------------------------------------------------------------------------------------
     def reconcile(
