@@ -390,6 +390,131 @@ def coalesce(queue: Sequence[Piece], max_files: int) -> int:
     return taken
 
 
+# ---------------------------------------------------------------------------------------- a start-up hold
+# Considered for issue 19 (docs/limits.md, "Considered: a start-up hold"), simulated only: NOT built. With
+# instances to spare nothing waits, so merge at start merges nothing and every intake batch starts one job per
+# group it holds. The hold makes a busy group's new work wait while the group's latest job is still starting up
+# (SageMaker bills and waits JOB_STARTUP_SECONDS before the first record anyway), so it merges.
+@dataclass(frozen=True)
+class Hold:
+    """A new job of a group does not start while the group has a job started less than `seconds` ago: it waits
+    (READY, like a job refused for capacity) and merges with the group's other waiting work. Released, merged and
+    started, by whichever comes first once the hold has expired: (a) the group's next intake batch
+    (`on_intake`), (b) the capacity sweep (CapacitySweepSchedule), (c) any transform job's completion (both
+    already call start_parked). `until_full`: work that fills a job (MaxFilesPerJob files) is never held (the
+    intake starts it): without it a group's throughput is one job per `seconds`."""
+
+    seconds: float
+    on_intake: bool = True  # release (a); (b) and (c) always release
+    until_full: bool = False
+
+    def label(self) -> str:
+        release = "(a)+(b)+(c)" if self.on_intake else "(b)+(c)"
+        return f"hold {self.seconds:,.0f} s{' until a full job' if self.until_full else ''}, release {release}"
+
+
+def holds(
+    now: float, last_started: float | None, hold: Hold, *, waiting_files: int = 0, max_files: int = 0
+) -> bool:
+    """Whether a group whose latest job started at `last_started` (None: never) holds its new work at `now`. A
+    group with no job started in the last `hold.seconds` is never held: a quiet group's file starts at once.
+    With `hold.until_full`, neither is one whose `waiting_files` (the new job's included) fill `max_files`."""
+    if hold.until_full and max_files > 0 and waiting_files >= max_files:
+        return False
+    return hold.seconds > 0 and last_started is not None and now - last_started < hold.seconds
+
+
+class Planned(NamedTuple):
+    """A job the intake planned: when (the end of its batch's invocation), its group, its files."""
+
+    at: float
+    group: int
+    files: int
+
+
+class Started(NamedTuple):
+    """A transform job started: when, its group, the planned jobs it holds (indexes), their files."""
+
+    at: float
+    group: int
+    sources: tuple[int, ...]
+    files: int
+
+
+def start_with_hold(
+    planned: Sequence[Planned],
+    hold: Hold,
+    *,
+    sweep_seconds: float,
+    max_files: int,
+    sweep_phase: float = 0.0,
+    completions: Sequence[float] = (),
+) -> list[Started]:
+    """The hold with instances to spare (pure; no capacity limit): the transform jobs that start for `planned`.
+
+    A planned job of a group that holds nothing waiting starts at once unless the group is held (`holds`); one of
+    a group with work waiting joins it. Held work is released (oldest first, merged up to `max_files`: one job,
+    after which the group is held again) by (a) the group's next planned job once the hold expired (with
+    `hold.on_intake`), (b) a sweep tick (`sweep_phase` + k * `sweep_seconds`) or (c) a completion (`completions`)
+    after it expired. Every planned job ends in exactly one started job (the sweep keeps ticking while work
+    waits); deterministic."""
+    if sweep_seconds <= 0:
+        raise ValueError("the capacity sweep needs a period")
+    waiting: dict[int, list[int]] = {}
+    last: dict[int, float] = {}
+    started: list[Started] = []
+
+    def held(at: float, group: int) -> bool:
+        files = sum(planned[i].files for i in waiting.get(group, ()))
+        return holds(at, last.get(group), hold, waiting_files=files, max_files=max_files)
+
+    def release(at: float, group: int) -> None:
+        queue = waiting[group]
+        take, files = 1, planned[queue[0]].files
+        while take < len(queue) and files + planned[queue[take]].files <= max_files:
+            files += planned[queue[take]].files
+            take += 1
+        started.append(Started(at, group, tuple(queue[:take]), files))
+        del queue[:take]
+        if not queue:
+            del waiting[group]
+        last[group] = at
+
+    def release_expired(at: float) -> None:
+        for group in sorted(waiting):
+            if not held(at, group):
+                release(at, group)
+
+    arrivals = deque(sorted(range(len(planned)), key=lambda i: (planned[i].at, i)))
+    ends = deque(sorted(completions))
+    tick = sweep_phase % sweep_seconds
+    while arrivals or waiting:
+        arrival_at = planned[arrivals[0]].at if arrivals else math.inf
+        end_at = ends[0] if ends else math.inf
+        while tick < arrival_at and tick < end_at and not waiting:
+            tick += sweep_seconds  # the sweep finds nothing waiting
+        at = min(arrival_at, end_at, tick)
+        if arrival_at == at:
+            index = arrivals.popleft()
+            group = planned[index].group
+            if group in waiting:
+                waiting[group].append(index)
+                expired = not holds(at, last.get(group), replace(hold, until_full=False))
+                if (hold.on_intake and expired) or not held(at, group):
+                    release(at, group)  # (a), or a full job
+            else:
+                waiting[group] = [index]
+                if not held(at, group):
+                    release(at, group)  # not held: starts at once
+        elif end_at == at:
+            ends.popleft()
+            release_expired(at)  # (c)
+        else:
+            release_expired(at)  # (b)
+            tick += sweep_seconds
+    return started
+
+
 def merge_cost(costs: Costs, taken: int, files: int) -> dict[str, float]:
     """ESTIMATED calls of one merge at start that takes in `taken` waiting jobs holding `files` files (merging is
     not built on this branch: `bench.calls` measures it once it is, and this estimate goes). From what the design
@@ -442,6 +567,8 @@ class DayResult:
     merged_jobs: int = 0  # jobs started that took in other waiting jobs of their group
     merge_calls: dict[str, float] = field(default_factory=dict)  # ESTIMATED (merge_cost), not measured
     longest_completion: float = 0.0  # the largest job's completion invocation, its calls one after another
+    hold: str = ""  # the start-up hold simulated (Hold.label; considered, not built), "" for none
+    held_jobs: int = 0  # planned jobs that waited for their group's hold (not for capacity or a slot)
 
     def limits_hit(self) -> list[str]:
         d, hit = self.defaults, []
@@ -484,6 +611,7 @@ def simulate_day(
     merge: bool = False,
     jobs_per_group: int | None = None,
     served_window: int = SERVED_WINDOW,
+    hold: Hold | None = None,
 ) -> DayResult:
     """The day, batch by batch (see the module docstring); `jobs=False` stops at the intake (for sweeps).
 
@@ -495,7 +623,12 @@ def simulate_day(
     jobs of its group, oldest first, up to MaxFilesPerJob files (`coalesce`), and is started as one job of
     `job_instances` instances on the merged data, or, refused, keeps waiting (and may take in more next time).
     `jobs_per_group`: MaxConcurrentJobsPerGroup (None: the template's default; 0: no limit); a job of a group
-    running that many waits, as for capacity, and its turn comes when one of them ends."""
+    running that many waits, as for capacity, and its turn comes when one of them ends.
+    `hold` (with merge at start; considered, not built): a group's new work waits while its latest job started
+    less than `hold.seconds` ago, and is released, merged, by its next intake batch after that (`on_intake`), a
+    sweep or a completion; the scheduler's turns skip a held group (`Hold`, `holds`)."""
+    if hold is not None and not merge:
+        raise ValueError("the start-up hold is simulated with merge at start (merge=True)")
     if merge and not scheduler:
         raise ValueError("merge at start needs the scheduler's turns (scheduler=True)")
     if jobs_per_group and not scheduler:
@@ -586,6 +719,16 @@ def simulate_day(
     startup_hours = scoring_hours = 0.0  # instance-hours: SageMaker's start-up vs the scoring itself
     started_pieces: set[int] = set()  # the planned jobs (by seq) whose files went into a started job
     merge_calls: Counter[str] = Counter()
+    last_start: dict[int, float] = {}  # each group's latest job start (the hold)
+    held_groups: set[int] = set()  # groups whose waiting work waits for the hold only (never refused)
+    held_jobs = 0
+    waiting_files: Counter[int] = Counter()  # files waiting, per group (the scheduler's queues)
+
+    def holding(group: int, at: float) -> bool:
+        if hold is None:
+            return False
+        files = waiting_files[group]
+        return holds(at, last_start.get(group), hold, waiting_files=files, max_files=d.max_files_per_job)
 
     def instances_for(files: int) -> int:
         return job_instances(
@@ -620,6 +763,7 @@ def simulate_day(
         startup_hours += instances * JOB_STARTUP_SECONDS / 3600
         scoring_hours += files * FILE_MEGABYTES * SECONDS_PER_MEGABYTE / 3600
         heapq.heappush(running, (at + runtime, instances, group))
+        last_start[group] = at
         running_in[group] += 1
         in_use += instances
         started += 1
@@ -627,33 +771,48 @@ def simulate_day(
         done.append((at, at + runtime, files))
         finished_at = max(finished_at, at + runtime)
 
+    def start_group(at: float, group: int) -> bool:
+        """The scheduler's turn for `group`: its oldest waiting job (with merge: merged with the ones behind it)
+        starts, or is refused (False) and keeps waiting."""
+        nonlocal refused, longest_wait, waiting_now
+        queue = by_group[group]
+        pieces = list(itertools.islice(queue, coalesce(queue, d.max_files_per_job) if merge else 1))
+        files = sum(piece.files for piece in pieces)
+        instances = instances_for(files) if merge else pieces[0].instances
+        if in_use + instances > day.transform_quota:
+            refused += 1  # the next in turn is refused: back off until the next chance
+            held_groups.discard(group)  # it now waits for capacity
+            return False
+        for piece in pieces:
+            queue.popleft()
+            waiting_files[group] -= piece.files
+        if not queue:
+            del by_group[group]
+            held_groups.discard(group)
+        waiting_now -= len(pieces)
+        longest_wait = max([longest_wait] + [at - piece.since for piece in pieces])
+        start(at, pieces, instances)
+        return True
+
     def start_parked(at: float) -> None:
         nonlocal refused, longest_wait, waiting_now
         while parked or by_group:
             if scheduler:  # the group served least lately, then the longest-waiting head (start_order)
-                turns = [g for g in by_group if has_slot(g)]
+                turns = [g for g in by_group if has_slot(g) and not holding(g, at)]
                 if not turns:
-                    return  # every waiting group has its running jobs: each waits for a slot
+                    return  # every waiting group has its running jobs (or is held): each waits for a slot
                 group = min(turns, key=lambda g: (served_count[g], by_group[g][0].created, by_group[g][0].seq, g))
-                queue = by_group[group]
-                pieces = list(itertools.islice(queue, coalesce(queue, d.max_files_per_job) if merge else 1))
-            else:
-                pieces = [parked[0]]
-            files = sum(piece.files for piece in pieces)
-            instances = instances_for(files) if merge else pieces[0].instances
-            if in_use + instances > day.transform_quota:
+                if not start_group(at, group):
+                    return
+                continue
+            piece = parked[0]
+            if in_use + piece.instances > day.transform_quota:
                 refused += 1  # the next in turn is refused: back off until the next chance
                 return
-            if scheduler:
-                for _ in pieces:
-                    by_group[group].popleft()
-                if not by_group[group]:
-                    del by_group[group]
-            else:
-                heapq.heappop(parked)
-            waiting_now -= len(pieces)
-            longest_wait = max([longest_wait] + [at - piece.since for piece in pieces])
-            start(at, pieces, instances)
+            heapq.heappop(parked)
+            waiting_now -= 1
+            longest_wait = max(longest_wait, at - piece.since)
+            start(at, [piece], piece.instances)
 
     while job_requests or ((parked or by_group) and next_sweep < horizon):
         request_at = job_requests[0][0] if job_requests else math.inf
@@ -672,8 +831,22 @@ def simulate_day(
             piece = Piece(at, created, files, oldest, at, instances_for(files), group)
             behind = scheduler and group in by_group  # older jobs of its group wait: it waits behind them
             no_slot = not has_slot(group)  # its group runs MaxConcurrentJobsPerGroup jobs: it waits for a slot
-            if behind or no_slot or in_use + piece.instances > day.transform_quota:
-                refused += 0 if behind or no_slot else 1
+            waiting_files[group] += files if scheduler else 0  # counted as waiting while it is decided
+            held = not behind and not no_slot and holding(group, at)  # its group's latest job is starting up
+            if hold is not None and behind and group in held_groups:  # it joins its group's held work
+                by_group[group].append(piece)
+                parked_jobs += 1
+                held_jobs += 1
+                waiting_now += 1
+                peak_parked = max(peak_parked, waiting_now)
+                expired = not holds(at, last_start.get(group), replace(hold, until_full=False))
+                if ((hold.on_intake and expired) or not holding(group, at)) and has_slot(group):
+                    start_group(at, group)  # (a): its first batch after the hold expired, or a full job
+            elif behind or no_slot or held or in_use + piece.instances > day.transform_quota:
+                refused += 0 if behind or no_slot or held else 1
+                if held:
+                    held_groups.add(group)
+                    held_jobs += 1
                 parked_jobs += 1
                 if scheduler:
                     by_group[group].append(piece)
@@ -682,6 +855,7 @@ def simulate_day(
                 waiting_now += 1
                 peak_parked = max(peak_parked, waiting_now)
             else:
+                waiting_files[group] -= files if scheduler else 0
                 start(at, [piece], piece.instances)
         else:
             start_parked(at)
@@ -764,6 +938,8 @@ def simulate_day(
         merged_jobs=merged_jobs,
         merge_calls=dict(sorted(merge_calls.items())),
         longest_completion=longest_completion,
+        hold=hold.label() if hold is not None else "",
+        held_jobs=held_jobs,
     )
 
 
