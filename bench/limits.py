@@ -413,9 +413,7 @@ class Hold:
         return f"hold {self.seconds:,.0f} s{' until a full job' if self.until_full else ''}, release {release}"
 
 
-def holds(
-    now: float, last_started: float | None, hold: Hold, *, waiting_files: int = 0, max_files: int = 0
-) -> bool:
+def holds(now: float, last_started: float | None, hold: Hold, *, waiting_files: int = 0, max_files: int = 0) -> bool:
     """Whether a group whose latest job started at `last_started` (None: never) holds its new work at `now`. A
     group with no job started in the last `hold.seconds` is never held: a quiet group's file starts at once.
     With `hold.until_full`, neither is one whose `waiting_files` (the new job's included) fill `max_files`."""
@@ -468,6 +466,9 @@ def start_with_hold(
         files = sum(planned[i].files for i in waiting.get(group, ()))
         return holds(at, last.get(group), hold, waiting_files=files, max_files=max_files)
 
+    def full(group: int) -> bool:
+        return hold.until_full and sum(planned[i].files for i in waiting.get(group, ())) >= max_files
+
     def release(at: float, group: int) -> None:
         queue = waiting[group]
         take, files = 1, planned[queue[0]].files
@@ -499,8 +500,7 @@ def start_with_hold(
             group = planned[index].group
             if group in waiting:
                 waiting[group].append(index)
-                expired = not holds(at, last.get(group), replace(hold, until_full=False))
-                if (hold.on_intake and expired) or not held(at, group):
+                if (hold.on_intake and not held(at, group)) or full(group):
                     release(at, group)  # (a), or a full job
             else:
                 waiting[group] = [index]
@@ -513,6 +513,99 @@ def start_with_hold(
             release_expired(at)  # (b)
             tick += sweep_seconds
     return started
+
+
+def groups_bench_planned(
+    defaults: Defaults,
+    costs: Costs,
+    *,
+    files: int = 10_000,
+    groups: int = 100,
+    upload_seconds: float = 90.0,
+    trickle: int = 200,
+    trickle_seconds: float = 30.0,
+) -> list[Planned]:
+    """The sandbox bench's groups drop (`python -m bench --only groups`, bench/drop.py) as the intake plans it:
+    the burst's file i uploaded at i * upload_seconds / files into group i % groups, then the trickle, one file
+    every trickle_seconds / trickle, round the groups. The SQS event source mapping as in simulate_day (a batch
+    closes when IntakeBatchSize messages are there or BatchingWindowSeconds after its first, at most
+    IntakeMaxConcurrency invocations at once), each invocation lasting its measured calls x their latency; each
+    batch plans one job per group (MaxFilesPerJob files), at the end of its invocation. Pass the defaults as the
+    bench's stack sets them (`sandbox_defaults`)."""
+    times = [i * upload_seconds / files for i in range(files)]
+    times += [upload_seconds + (i + 1) * trickle_seconds / trickle for i in range(trickle)]
+    owners = [i % groups for i in range(files)] + [i % groups for i in range(trickle)]
+    slots = [0.0] * defaults.concurrency
+    planned: list[Planned] = []
+    head = 0
+    while head < len(times):
+        t0 = max(heapq.heappop(slots), times[head])
+        full = head + defaults.batch_size - 1
+        if full < len(times) and times[full] <= t0 + defaults.window:
+            close, n = max(t0, times[full]), defaults.batch_size
+        else:
+            close = t0 + defaults.window
+            n = max(1, min(defaults.batch_size, sum(1 for t in times[head:] if t <= close)))
+        per_group = Counter(owners[head : head + n])
+        jobs = [
+            (group, min(defaults.max_files_per_job, count - i * defaults.max_files_per_job))
+            for group, count in sorted(per_group.items())
+            for i in range(math.ceil(count / defaults.max_files_per_job))
+        ]
+        seconds = INVOKE_OVERHEAD_SECONDS + seconds_of(_combine((costs.intake_file, n), (costs.intake_job, len(jobs))))
+        planned += [Planned(close + seconds, group, count) for group, count in jobs]
+        heapq.heappush(slots, close + seconds)
+        head += n
+    return planned
+
+
+def sandbox_defaults(defaults: Defaults) -> Defaults:
+    """The template's defaults with the sandbox's short waits (sagepilot_sandbox.server.SANDBOX_PARAMETERS), as the
+    bench's stack runs them."""
+    from sagepilot_sandbox.server import SANDBOX_PARAMETERS
+
+    return replace(defaults, window=int(SANDBOX_PARAMETERS.get("BatchingWindowSeconds", defaults.window)))
+
+
+@dataclass(frozen=True)
+class GroupsEstimate:
+    """Transform jobs per group in the bench's groups drop under a hold (or none), over the sweep's phases."""
+
+    hold: str
+    jobs_per_group_max: int  # the most any group got, at the worst phase of the sweep
+    jobs_per_group_median: float  # at the worst phase
+    jobs: int  # in all, at the worst phase
+    last_start: float  # seconds after the first upload the last job started, at the worst phase
+
+
+SWEEP_PHASES = (0.0, 60.0, 120.0, 180.0, 240.0)  # where the first sweep tick falls after the first upload
+
+
+def groups_bench_estimate(
+    planned: Sequence[Planned], hold: Hold | None, defaults: Defaults, phases: Sequence[float] = SWEEP_PHASES
+) -> GroupsEstimate:
+    """Jobs per group for `planned` (groups_bench_planned) with instances to spare and no completions (the bench
+    leaves its jobs InProgress), under `hold` (None: today's merge at start, which merges nothing here), at the
+    sweep phase that gives the most jobs to a group."""
+    runs = []
+    for phase in phases:
+        started = start_with_hold(
+            planned,
+            hold or Hold(0.0),
+            sweep_seconds=defaults.capacity_sweep_seconds,
+            max_files=defaults.max_files_per_job,
+            sweep_phase=phase,
+        )
+        per_group = Counter(job.group for job in started)
+        runs.append((max(per_group.values()), started, per_group))
+    worst, started, per_group = max(runs, key=lambda run: (run[0], len(run[1])))
+    return GroupsEstimate(
+        hold=hold.label() if hold else "none (merge at start)",
+        jobs_per_group_max=worst,
+        jobs_per_group_median=float(np.median(list(per_group.values()))),
+        jobs=len(started),
+        last_start=max(job.at for job in started),
+    )
 
 
 def merge_cost(costs: Costs, taken: int, files: int) -> dict[str, float]:
@@ -839,8 +932,8 @@ def simulate_day(
                 held_jobs += 1
                 waiting_now += 1
                 peak_parked = max(peak_parked, waiting_now)
-                expired = not holds(at, last_start.get(group), replace(hold, until_full=False))
-                if ((hold.on_intake and expired) or not holding(group, at)) and has_slot(group):
+                full = hold.until_full and waiting_files[group] >= d.max_files_per_job
+                if ((hold.on_intake and not holding(group, at)) or full) and has_slot(group):
                     start_group(at, group)  # (a): its first batch after the hold expired, or a full job
             elif behind or no_slot or held or in_use + piece.instances > day.transform_quota:
                 refused += 0 if behind or no_slot or held else 1
@@ -1463,6 +1556,68 @@ def _targets(scarce: DayResult, plenty: DayResult, title: str = "issue 19's targ
     ]
 
 
+def hold_variants() -> tuple[Hold, ...]:
+    """The start-up holds `--hold` simulates (docs/limits.md, "Considered: a start-up hold")."""
+    spec = tuple(Hold(h, on_intake) for h in (JOB_STARTUP_SECONDS, 120, 60) for on_intake in (True, False))
+    return spec + tuple(Hold(h, True, until_full=True) for h in (JOB_STARTUP_SECONDS, 120, 60))
+
+
+def simulate_holds(
+    day: Day, defaults: Defaults, costs: Costs, record_bytes: int
+) -> tuple[list[tuple[DayResult, DayResult]], list[GroupsEstimate]]:
+    """Merge at start without and with each hold, the day on the assumed quota and on PLENTY_INSTANCES (same
+    seed, same measured calls); and the sandbox bench's groups drop in the same model."""
+    holds_: list[Hold | None] = [None, *hold_variants()]
+    plenty = replace(day, transform_quota=PLENTY_INSTANCES)
+    days = [
+        (
+            simulate_day(day, defaults, costs, record_bytes, merge=True, hold=hold),
+            simulate_day(plenty, defaults, costs, record_bytes, merge=True, hold=hold),
+        )
+        for hold in holds_
+    ]
+    bench = sandbox_defaults(defaults)
+    planned = groups_bench_planned(bench, costs)
+    return days, [groups_bench_estimate(planned, hold, bench) for hold in holds_]
+
+
+def _holds(days: Sequence[tuple[DayResult, DayResult]], bench: Sequence[GroupsEstimate]) -> list[str]:
+    def figures(r: DayResult) -> str:
+        spread = "/".join(f"{v:,}" for v in r.files_per_job)
+        return (
+            f"{r.jobs_started:,} jobs; p99/max {r.p99_age:,.0f}/{r.max_age:,.0f} s; files/job {spread}; "
+            f"start-up/scoring {r.startup_instance_hours:,.0f}/{r.scoring_instance_hours:,.0f} h; "
+            f"{r.files_still_parked:,} waiting"
+        )
+
+    scarce, plenty = days[0]
+    return [
+        "",
+        f"considered, not built: a start-up hold (merge at start; {scarce.day.transform_quota:,} and "
+        f"{plenty.day.transform_quota:,} instances; the groups bench in the same model, worst sweep phase)",
+        *_table(
+            [
+                (
+                    "design",
+                    f"{scarce.day.transform_quota:,} instances",
+                    f"{plenty.day.transform_quota:,} instances",
+                    "groups bench",
+                )
+            ]
+            + [
+                (
+                    a.hold or "merge at start (no hold)",
+                    figures(a),
+                    figures(b),
+                    f"{g.jobs_per_group_max} jobs/group (median {g.jobs_per_group_median:g}), last start "
+                    f"{g.last_start:,.0f} s",
+                )
+                for (a, b), g in zip(days, bench, strict=True)
+            ]
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1_000_000, help="files dropped in the day")
@@ -1472,6 +1627,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=OUT_DIR / "results.json", help="the bench's results")
     parser.add_argument("--measure", action="store_true", help="measure the calls now instead of reading them")
     parser.add_argument("--no-sweeps", action="store_true", help="the two scenarios only")
+    parser.add_argument(
+        "--hold", action="store_true", help="also simulate the start-up holds considered (docs/limits.md; minutes)"
+    )
     parser.add_argument("--json", type=Path, default=OUT_DIR / "limits.json", help="where to write the figures")
     args = parser.parse_args(argv)
     defaults = read_defaults()
@@ -1492,10 +1650,12 @@ def main(argv: list[str] | None = None) -> int:
     ceilings = [] if args.no_sweeps else sweeps(defaults, costs, record, day)
     lines = report(defaults, costs, notes, day_result, week, ceilings, day_today)
     week_at = next(i for i, line in enumerate(lines) if line.startswith(f"{week.endpoints} endpoints"))
+    hold_days, hold_bench = simulate_holds(day, defaults, costs, record) if args.hold else ([], [])
     lines[week_at - 1 : week_at - 1] = [
         *_beside(plenty_merge, plenty_today),
         *_targets(day_result, plenty_merge),
         *_knobs(knob_runs[0], knob_runs[1], KNOBS.describe(defaults)),
+        *(_holds(hold_days, hold_bench) if args.hold else []),
     ]
     print("\n".join(lines))
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -1516,6 +1676,10 @@ def main(argv: list[str] | None = None) -> int:
             "day_plenty": figures_of(knob_runs[1]),
             "targets": [{"target": t, "figure": f, "met": ok} for t, f, ok in targets(*knob_runs)],
         },
+        "hold": [
+            {"day": figures_of(a), "day_plenty": figures_of(b), "groups_bench": asdict(g)}
+            for (a, b), g in zip(hold_days, hold_bench, strict=True)
+        ],
         "week": asdict(week),
         "ceilings": [asdict(c) for c in ceilings],
         "notes": list(notes),
