@@ -21,6 +21,9 @@ Two scenarios, deterministic (seeded), and sweeps that find the ceiling of each 
   MaxFilesPerJob, `coalesce`), beside today's design (no merging), with the assumed quota (20 instances) and
   with 2,000; and once more under merge at start with KNOBS, the settings found to meet issue 19's targets.
   The simulation raises if a planned job's files are started twice, merged across groups, or lost.
+  With `--hold` (minutes more): the same day under merge at start with each start-up hold considered for
+  issue 19 (`Hold`: a busy group's new work waits while its latest job starts up; simulated, not built), and the
+  sandbox bench's groups drop in the same model (`groups_bench_planned`, `start_with_hold`).
 - W endpoints (500) each rolling out once a week (approvals at seeded times in working hours): every
   reconcile tick (ReconcileSchedule) reconciles the endpoints in a rollout and the stable ones due
   (STABLE_CHECK_SECONDS), within the rollout function's timeout.
