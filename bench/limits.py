@@ -21,6 +21,9 @@ Two scenarios, deterministic (seeded), and sweeps that find the ceiling of each 
   MaxFilesPerJob, `coalesce`), beside today's design (no merging), with the assumed quota (20 instances) and
   with 2,000; and once more under merge at start with KNOBS, the settings found to meet issue 19's targets.
   The simulation raises if a planned job's files are started twice, merged across groups, or lost.
+  With `--hold` (minutes more): the same day under merge at start with each start-up hold considered for
+  issue 19 (`Hold`: a busy group's new work waits while its latest job starts up; simulated, not built), and the
+  sandbox bench's groups drop in the same model (`groups_bench_planned`, `start_with_hold`).
 - W endpoints (500) each rolling out once a week (approvals at seeded times in working hours): every
   reconcile tick (ReconcileSchedule) reconciles the endpoints in a rollout and the stable ones due
   (STABLE_CHECK_SECONDS), within the rollout function's timeout.
@@ -390,6 +393,224 @@ def coalesce(queue: Sequence[Piece], max_files: int) -> int:
     return taken
 
 
+# ---------------------------------------------------------------------------------------- a start-up hold
+# Considered for issue 19 (docs/limits.md, "Considered: a start-up hold"), simulated only: NOT built. With
+# instances to spare nothing waits, so merge at start merges nothing and every intake batch starts one job per
+# group it holds. The hold makes a busy group's new work wait while the group's latest job is still starting up
+# (SageMaker bills and waits JOB_STARTUP_SECONDS before the first record anyway), so it merges.
+@dataclass(frozen=True)
+class Hold:
+    """A new job of a group does not start while the group has a job started less than `seconds` ago: it waits
+    (READY, like a job refused for capacity) and merges with the group's other waiting work. Released, merged and
+    started, by whichever comes first once the hold has expired: (a) the group's next intake batch
+    (`on_intake`), (b) the capacity sweep (CapacitySweepSchedule), (c) any transform job's completion (both
+    already call start_parked). `until_full`: work that fills a job (MaxFilesPerJob files) is never held (the
+    intake starts it): without it a group's throughput is one job per `seconds`."""
+
+    seconds: float
+    on_intake: bool = True  # release (a); (b) and (c) always release
+    until_full: bool = False
+
+    def label(self) -> str:
+        release = "(a)+(b)+(c)" if self.on_intake else "(b)+(c)"
+        return f"hold {self.seconds:,.0f} s{' until a full job' if self.until_full else ''}, release {release}"
+
+
+def holds(now: float, last_started: float | None, hold: Hold, *, waiting_files: int = 0, max_files: int = 0) -> bool:
+    """Whether a group whose latest job started at `last_started` (None: never) holds its new work at `now`. A
+    group with no job started in the last `hold.seconds` is never held: a quiet group's file starts at once.
+    With `hold.until_full`, neither is one whose `waiting_files` (the new job's included) fill `max_files`."""
+    if hold.until_full and max_files > 0 and waiting_files >= max_files:
+        return False
+    return hold.seconds > 0 and last_started is not None and now - last_started < hold.seconds
+
+
+class Planned(NamedTuple):
+    """A job the intake planned: when (the end of its batch's invocation), its group, its files."""
+
+    at: float
+    group: int
+    files: int
+
+
+class Started(NamedTuple):
+    """A transform job started: when, its group, the planned jobs it holds (indexes), their files."""
+
+    at: float
+    group: int
+    sources: tuple[int, ...]
+    files: int
+
+
+def start_with_hold(
+    planned: Sequence[Planned],
+    hold: Hold,
+    *,
+    sweep_seconds: float,
+    max_files: int,
+    sweep_phase: float = 0.0,
+    completions: Sequence[float] = (),
+) -> list[Started]:
+    """The hold with instances to spare (pure; no capacity limit): the transform jobs that start for `planned`.
+
+    A planned job of a group that holds nothing waiting starts at once unless the group is held (`holds`); one of
+    a group with work waiting joins it. Held work is released (oldest first, merged up to `max_files`: one job,
+    after which the group is held again) by (a) the group's next planned job once the hold expired (with
+    `hold.on_intake`), (b) a sweep tick (`sweep_phase` + k * `sweep_seconds`) or (c) a completion (`completions`)
+    after it expired. Every planned job ends in exactly one started job (the sweep keeps ticking while work
+    waits); deterministic."""
+    if sweep_seconds <= 0:
+        raise ValueError("the capacity sweep needs a period")
+    waiting: dict[int, list[int]] = {}
+    last: dict[int, float] = {}
+    started: list[Started] = []
+
+    def held(at: float, group: int) -> bool:
+        files = sum(planned[i].files for i in waiting.get(group, ()))
+        return holds(at, last.get(group), hold, waiting_files=files, max_files=max_files)
+
+    def full(group: int) -> bool:
+        return hold.until_full and sum(planned[i].files for i in waiting.get(group, ())) >= max_files
+
+    def release(at: float, group: int) -> None:
+        queue = waiting[group]
+        take, files = 1, planned[queue[0]].files
+        while take < len(queue) and files + planned[queue[take]].files <= max_files:
+            files += planned[queue[take]].files
+            take += 1
+        started.append(Started(at, group, tuple(queue[:take]), files))
+        del queue[:take]
+        if not queue:
+            del waiting[group]
+        last[group] = at
+
+    def release_expired(at: float) -> None:
+        for group in sorted(waiting):
+            if not held(at, group):
+                release(at, group)
+
+    arrivals = deque(sorted(range(len(planned)), key=lambda i: (planned[i].at, i)))
+    ends = deque(sorted(completions))
+    tick = sweep_phase % sweep_seconds
+    while arrivals or waiting:
+        arrival_at = planned[arrivals[0]].at if arrivals else math.inf
+        end_at = ends[0] if ends else math.inf
+        while tick < arrival_at and tick < end_at and not waiting:
+            tick += sweep_seconds  # the sweep finds nothing waiting
+        at = min(arrival_at, end_at, tick)
+        if arrival_at == at:
+            index = arrivals.popleft()
+            group = planned[index].group
+            if group in waiting:
+                waiting[group].append(index)
+                if (hold.on_intake and not held(at, group)) or full(group):
+                    release(at, group)  # (a), or a full job
+            else:
+                waiting[group] = [index]
+                if not held(at, group):
+                    release(at, group)  # not held: starts at once
+        elif end_at == at:
+            ends.popleft()
+            release_expired(at)  # (c)
+        else:
+            release_expired(at)  # (b)
+            tick += sweep_seconds
+    return started
+
+
+def groups_bench_planned(
+    defaults: Defaults,
+    costs: Costs,
+    *,
+    files: int = 10_000,
+    groups: int = 100,
+    upload_seconds: float = 90.0,
+    trickle: int = 200,
+    trickle_seconds: float = 30.0,
+) -> list[Planned]:
+    """The sandbox bench's groups drop (`python -m bench --only groups`, bench/drop.py) as the intake plans it:
+    the burst's file i uploaded at i * upload_seconds / files into group i % groups, then the trickle, one file
+    every trickle_seconds / trickle, round the groups. The SQS event source mapping as in simulate_day (a batch
+    closes when IntakeBatchSize messages are there or BatchingWindowSeconds after its first, at most
+    IntakeMaxConcurrency invocations at once), each invocation lasting its measured calls x their latency; each
+    batch plans one job per group (MaxFilesPerJob files), at the end of its invocation. Pass the defaults as the
+    bench's stack sets them (`sandbox_defaults`)."""
+    times = [i * upload_seconds / files for i in range(files)]
+    times += [upload_seconds + (i + 1) * trickle_seconds / trickle for i in range(trickle)]
+    owners = [i % groups for i in range(files)] + [i % groups for i in range(trickle)]
+    slots = [0.0] * defaults.concurrency
+    planned: list[Planned] = []
+    head = 0
+    while head < len(times):
+        t0 = max(heapq.heappop(slots), times[head])
+        full = head + defaults.batch_size - 1
+        if full < len(times) and times[full] <= t0 + defaults.window:
+            close, n = max(t0, times[full]), defaults.batch_size
+        else:
+            close = t0 + defaults.window
+            n = max(1, min(defaults.batch_size, sum(1 for t in times[head:] if t <= close)))
+        per_group = Counter(owners[head : head + n])
+        jobs = [
+            (group, min(defaults.max_files_per_job, count - i * defaults.max_files_per_job))
+            for group, count in sorted(per_group.items())
+            for i in range(math.ceil(count / defaults.max_files_per_job))
+        ]
+        seconds = INVOKE_OVERHEAD_SECONDS + seconds_of(_combine((costs.intake_file, n), (costs.intake_job, len(jobs))))
+        planned += [Planned(close + seconds, group, count) for group, count in jobs]
+        heapq.heappush(slots, close + seconds)
+        head += n
+    return planned
+
+
+def sandbox_defaults(defaults: Defaults) -> Defaults:
+    """The template's defaults with the sandbox's short waits (sagepilot_sandbox.server.SANDBOX_PARAMETERS), as the
+    bench's stack runs them."""
+    from sagepilot_sandbox.server import SANDBOX_PARAMETERS
+
+    return replace(defaults, window=int(SANDBOX_PARAMETERS.get("BatchingWindowSeconds", defaults.window)))
+
+
+@dataclass(frozen=True)
+class GroupsEstimate:
+    """Transform jobs per group in the bench's groups drop under a hold (or none), over the sweep's phases."""
+
+    hold: str
+    jobs_per_group_max: int  # the most any group got, at the worst phase of the sweep
+    jobs_per_group_median: float  # at the worst phase
+    jobs: int  # in all, at the worst phase
+    last_start: float  # seconds after the first upload the last job started, at the worst phase
+
+
+SWEEP_PHASES = (0.0, 60.0, 120.0, 180.0, 240.0)  # where the first sweep tick falls after the first upload
+
+
+def groups_bench_estimate(
+    planned: Sequence[Planned], hold: Hold | None, defaults: Defaults, phases: Sequence[float] = SWEEP_PHASES
+) -> GroupsEstimate:
+    """Jobs per group for `planned` (groups_bench_planned) with instances to spare and no completions (the bench
+    leaves its jobs InProgress), under `hold` (None: today's merge at start, which merges nothing here), at the
+    sweep phase that gives the most jobs to a group."""
+    runs = []
+    for phase in phases:
+        started = start_with_hold(
+            planned,
+            hold or Hold(0.0),
+            sweep_seconds=defaults.capacity_sweep_seconds,
+            max_files=defaults.max_files_per_job,
+            sweep_phase=phase,
+        )
+        per_group = Counter(job.group for job in started)
+        runs.append((max(per_group.values()), started, per_group))
+    worst, started, per_group = max(runs, key=lambda run: (run[0], len(run[1])))
+    return GroupsEstimate(
+        hold=hold.label() if hold else "none (merge at start)",
+        jobs_per_group_max=worst,
+        jobs_per_group_median=float(np.median(list(per_group.values()))),
+        jobs=len(started),
+        last_start=max(job.at for job in started),
+    )
+
+
 def merge_cost(costs: Costs, taken: int, files: int) -> dict[str, float]:
     """ESTIMATED calls of one merge at start that takes in `taken` waiting jobs holding `files` files (merging is
     not built on this branch: `bench.calls` measures it once it is, and this estimate goes). From what the design
@@ -442,6 +663,8 @@ class DayResult:
     merged_jobs: int = 0  # jobs started that took in other waiting jobs of their group
     merge_calls: dict[str, float] = field(default_factory=dict)  # ESTIMATED (merge_cost), not measured
     longest_completion: float = 0.0  # the largest job's completion invocation, its calls one after another
+    hold: str = ""  # the start-up hold simulated (Hold.label; considered, not built), "" for none
+    held_jobs: int = 0  # planned jobs that waited for their group's hold (not for capacity or a slot)
 
     def limits_hit(self) -> list[str]:
         d, hit = self.defaults, []
@@ -484,6 +707,7 @@ def simulate_day(
     merge: bool = False,
     jobs_per_group: int | None = None,
     served_window: int = SERVED_WINDOW,
+    hold: Hold | None = None,
 ) -> DayResult:
     """The day, batch by batch (see the module docstring); `jobs=False` stops at the intake (for sweeps).
 
@@ -495,7 +719,12 @@ def simulate_day(
     jobs of its group, oldest first, up to MaxFilesPerJob files (`coalesce`), and is started as one job of
     `job_instances` instances on the merged data, or, refused, keeps waiting (and may take in more next time).
     `jobs_per_group`: MaxConcurrentJobsPerGroup (None: the template's default; 0: no limit); a job of a group
-    running that many waits, as for capacity, and its turn comes when one of them ends."""
+    running that many waits, as for capacity, and its turn comes when one of them ends.
+    `hold` (with merge at start; considered, not built): a group's new work waits while its latest job started
+    less than `hold.seconds` ago, and is released, merged, by its next intake batch after that (`on_intake`), a
+    sweep or a completion; the scheduler's turns skip a held group (`Hold`, `holds`)."""
+    if hold is not None and not merge:
+        raise ValueError("the start-up hold is simulated with merge at start (merge=True)")
     if merge and not scheduler:
         raise ValueError("merge at start needs the scheduler's turns (scheduler=True)")
     if jobs_per_group and not scheduler:
@@ -586,6 +815,16 @@ def simulate_day(
     startup_hours = scoring_hours = 0.0  # instance-hours: SageMaker's start-up vs the scoring itself
     started_pieces: set[int] = set()  # the planned jobs (by seq) whose files went into a started job
     merge_calls: Counter[str] = Counter()
+    last_start: dict[int, float] = {}  # each group's latest job start (the hold)
+    held_groups: set[int] = set()  # groups whose waiting work waits for the hold only (never refused)
+    held_jobs = 0
+    waiting_files: Counter[int] = Counter()  # files waiting, per group (the scheduler's queues)
+
+    def holding(group: int, at: float) -> bool:
+        if hold is None:
+            return False
+        files = waiting_files[group]
+        return holds(at, last_start.get(group), hold, waiting_files=files, max_files=d.max_files_per_job)
 
     def instances_for(files: int) -> int:
         return job_instances(
@@ -620,6 +859,7 @@ def simulate_day(
         startup_hours += instances * JOB_STARTUP_SECONDS / 3600
         scoring_hours += files * FILE_MEGABYTES * SECONDS_PER_MEGABYTE / 3600
         heapq.heappush(running, (at + runtime, instances, group))
+        last_start[group] = at
         running_in[group] += 1
         in_use += instances
         started += 1
@@ -627,33 +867,48 @@ def simulate_day(
         done.append((at, at + runtime, files))
         finished_at = max(finished_at, at + runtime)
 
+    def start_group(at: float, group: int) -> bool:
+        """The scheduler's turn for `group`: its oldest waiting job (with merge: merged with the ones behind it)
+        starts, or is refused (False) and keeps waiting."""
+        nonlocal refused, longest_wait, waiting_now
+        queue = by_group[group]
+        pieces = list(itertools.islice(queue, coalesce(queue, d.max_files_per_job) if merge else 1))
+        files = sum(piece.files for piece in pieces)
+        instances = instances_for(files) if merge else pieces[0].instances
+        if in_use + instances > day.transform_quota:
+            refused += 1  # the next in turn is refused: back off until the next chance
+            held_groups.discard(group)  # it now waits for capacity
+            return False
+        for piece in pieces:
+            queue.popleft()
+            waiting_files[group] -= piece.files
+        if not queue:
+            del by_group[group]
+            held_groups.discard(group)
+        waiting_now -= len(pieces)
+        longest_wait = max([longest_wait] + [at - piece.since for piece in pieces])
+        start(at, pieces, instances)
+        return True
+
     def start_parked(at: float) -> None:
         nonlocal refused, longest_wait, waiting_now
         while parked or by_group:
             if scheduler:  # the group served least lately, then the longest-waiting head (start_order)
-                turns = [g for g in by_group if has_slot(g)]
+                turns = [g for g in by_group if has_slot(g) and not holding(g, at)]
                 if not turns:
-                    return  # every waiting group has its running jobs: each waits for a slot
+                    return  # every waiting group has its running jobs (or is held): each waits for a slot
                 group = min(turns, key=lambda g: (served_count[g], by_group[g][0].created, by_group[g][0].seq, g))
-                queue = by_group[group]
-                pieces = list(itertools.islice(queue, coalesce(queue, d.max_files_per_job) if merge else 1))
-            else:
-                pieces = [parked[0]]
-            files = sum(piece.files for piece in pieces)
-            instances = instances_for(files) if merge else pieces[0].instances
-            if in_use + instances > day.transform_quota:
+                if not start_group(at, group):
+                    return
+                continue
+            piece = parked[0]
+            if in_use + piece.instances > day.transform_quota:
                 refused += 1  # the next in turn is refused: back off until the next chance
                 return
-            if scheduler:
-                for _ in pieces:
-                    by_group[group].popleft()
-                if not by_group[group]:
-                    del by_group[group]
-            else:
-                heapq.heappop(parked)
-            waiting_now -= len(pieces)
-            longest_wait = max([longest_wait] + [at - piece.since for piece in pieces])
-            start(at, pieces, instances)
+            heapq.heappop(parked)
+            waiting_now -= 1
+            longest_wait = max(longest_wait, at - piece.since)
+            start(at, [piece], piece.instances)
 
     while job_requests or ((parked or by_group) and next_sweep < horizon):
         request_at = job_requests[0][0] if job_requests else math.inf
@@ -672,8 +927,22 @@ def simulate_day(
             piece = Piece(at, created, files, oldest, at, instances_for(files), group)
             behind = scheduler and group in by_group  # older jobs of its group wait: it waits behind them
             no_slot = not has_slot(group)  # its group runs MaxConcurrentJobsPerGroup jobs: it waits for a slot
-            if behind or no_slot or in_use + piece.instances > day.transform_quota:
-                refused += 0 if behind or no_slot else 1
+            waiting_files[group] += files if scheduler else 0  # counted as waiting while it is decided
+            held = not behind and not no_slot and holding(group, at)  # its group's latest job is starting up
+            if hold is not None and behind and group in held_groups:  # it joins its group's held work
+                by_group[group].append(piece)
+                parked_jobs += 1
+                held_jobs += 1
+                waiting_now += 1
+                peak_parked = max(peak_parked, waiting_now)
+                full = hold.until_full and waiting_files[group] >= d.max_files_per_job
+                if ((hold.on_intake and not holding(group, at)) or full) and has_slot(group):
+                    start_group(at, group)  # (a): its first batch after the hold expired, or a full job
+            elif behind or no_slot or held or in_use + piece.instances > day.transform_quota:
+                refused += 0 if behind or no_slot or held else 1
+                if held:
+                    held_groups.add(group)
+                    held_jobs += 1
                 parked_jobs += 1
                 if scheduler:
                     by_group[group].append(piece)
@@ -682,6 +951,7 @@ def simulate_day(
                 waiting_now += 1
                 peak_parked = max(peak_parked, waiting_now)
             else:
+                waiting_files[group] -= files if scheduler else 0
                 start(at, [piece], piece.instances)
         else:
             start_parked(at)
@@ -764,6 +1034,8 @@ def simulate_day(
         merged_jobs=merged_jobs,
         merge_calls=dict(sorted(merge_calls.items())),
         longest_completion=longest_completion,
+        hold=hold.label() if hold is not None else "",
+        held_jobs=held_jobs,
     )
 
 
@@ -1287,6 +1559,68 @@ def _targets(scarce: DayResult, plenty: DayResult, title: str = "issue 19's targ
     ]
 
 
+def hold_variants() -> tuple[Hold, ...]:
+    """The start-up holds `--hold` simulates (docs/limits.md, "Considered: a start-up hold")."""
+    spec = tuple(Hold(h, on_intake) for h in (JOB_STARTUP_SECONDS, 120, 60) for on_intake in (True, False))
+    return spec + tuple(Hold(h, True, until_full=True) for h in (JOB_STARTUP_SECONDS, 120, 60))
+
+
+def simulate_holds(
+    day: Day, defaults: Defaults, costs: Costs, record_bytes: int
+) -> tuple[list[tuple[DayResult, DayResult]], list[GroupsEstimate]]:
+    """Merge at start without and with each hold, the day on the assumed quota and on PLENTY_INSTANCES (same
+    seed, same measured calls); and the sandbox bench's groups drop in the same model."""
+    holds_: list[Hold | None] = [None, *hold_variants()]
+    plenty = replace(day, transform_quota=PLENTY_INSTANCES)
+    days = [
+        (
+            simulate_day(day, defaults, costs, record_bytes, merge=True, hold=hold),
+            simulate_day(plenty, defaults, costs, record_bytes, merge=True, hold=hold),
+        )
+        for hold in holds_
+    ]
+    bench = sandbox_defaults(defaults)
+    planned = groups_bench_planned(bench, costs)
+    return days, [groups_bench_estimate(planned, hold, bench) for hold in holds_]
+
+
+def _holds(days: Sequence[tuple[DayResult, DayResult]], bench: Sequence[GroupsEstimate]) -> list[str]:
+    def figures(r: DayResult) -> str:
+        spread = "/".join(f"{v:,}" for v in r.files_per_job)
+        return (
+            f"{r.jobs_started:,} jobs; p99/max {r.p99_age:,.0f}/{r.max_age:,.0f} s; files/job {spread}; "
+            f"start-up/scoring {r.startup_instance_hours:,.0f}/{r.scoring_instance_hours:,.0f} h; "
+            f"{r.files_still_parked:,} waiting"
+        )
+
+    scarce, plenty = days[0]
+    return [
+        "",
+        f"considered, not built: a start-up hold (merge at start; {scarce.day.transform_quota:,} and "
+        f"{plenty.day.transform_quota:,} instances; the groups bench in the same model, worst sweep phase)",
+        *_table(
+            [
+                (
+                    "design",
+                    f"{scarce.day.transform_quota:,} instances",
+                    f"{plenty.day.transform_quota:,} instances",
+                    "groups bench",
+                )
+            ]
+            + [
+                (
+                    a.hold or "merge at start (no hold)",
+                    figures(a),
+                    figures(b),
+                    f"{g.jobs_per_group_max} jobs/group (median {g.jobs_per_group_median:g}), last start "
+                    f"{g.last_start:,.0f} s",
+                )
+                for (a, b), g in zip(days, bench, strict=True)
+            ]
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1_000_000, help="files dropped in the day")
@@ -1296,6 +1630,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=OUT_DIR / "results.json", help="the bench's results")
     parser.add_argument("--measure", action="store_true", help="measure the calls now instead of reading them")
     parser.add_argument("--no-sweeps", action="store_true", help="the two scenarios only")
+    parser.add_argument(
+        "--hold", action="store_true", help="also simulate the start-up holds considered (docs/limits.md; minutes)"
+    )
     parser.add_argument("--json", type=Path, default=OUT_DIR / "limits.json", help="where to write the figures")
     args = parser.parse_args(argv)
     defaults = read_defaults()
@@ -1316,10 +1653,12 @@ def main(argv: list[str] | None = None) -> int:
     ceilings = [] if args.no_sweeps else sweeps(defaults, costs, record, day)
     lines = report(defaults, costs, notes, day_result, week, ceilings, day_today)
     week_at = next(i for i, line in enumerate(lines) if line.startswith(f"{week.endpoints} endpoints"))
+    hold_days, hold_bench = simulate_holds(day, defaults, costs, record) if args.hold else ([], [])
     lines[week_at - 1 : week_at - 1] = [
         *_beside(plenty_merge, plenty_today),
         *_targets(day_result, plenty_merge),
         *_knobs(knob_runs[0], knob_runs[1], KNOBS.describe(defaults)),
+        *(_holds(hold_days, hold_bench) if args.hold else []),
     ]
     print("\n".join(lines))
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -1340,6 +1679,10 @@ def main(argv: list[str] | None = None) -> int:
             "day_plenty": figures_of(knob_runs[1]),
             "targets": [{"target": t, "figure": f, "met": ok} for t, f, ok in targets(*knob_runs)],
         },
+        "hold": [
+            {"day": figures_of(a), "day_plenty": figures_of(b), "groups_bench": asdict(g)}
+            for (a, b), g in zip(hold_days, hold_bench, strict=True)
+        ],
         "week": asdict(week),
         "ceilings": [asdict(c) for c in ceilings],
         "notes": list(notes),
