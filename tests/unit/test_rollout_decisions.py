@@ -336,6 +336,30 @@ def test_a_step_is_late_only_after_the_longest_it_may_wait(
     assert policy.overdue_after == late_after
 
 
+def test_steps_shortened_by_a_tag_edit_under_a_canary_past_them_promote_instead_of_failing_every_reconcile() -> None:
+    """`sagepilot:canary-steps` edited from 10,50,100 to 100 while the canary is at its second step: its step is
+    now beyond the last one. It is treated as the last (100%), baked and promoted; before, `_next_step` indexed
+    past the steps and every reconcile raised IndexError, leaving the candidate at 100% for ever."""
+    world = World()
+    world.approve(1)
+    world.run()
+    world.approve(2)
+    for _ in range(10):
+        world.reconcile()
+        world.settle()
+        if world.state is not None and world.state.step == 1 and world.endpoint.shares() == {"v1": 0.5, "v2": 0.5}:
+            break
+        world.advance(world.policy.bake_seconds)
+    assert world.state is not None and world.state.step == 1
+    world.policy = RolloutPolicy(Strategy.AB, (100,), 600)
+    for _ in range(4):
+        world.reconcile()
+        world.settle()
+        world.advance(world.policy.bake_seconds)
+    assert world.state is not None and world.state.phase is Phase.STABLE
+    assert world.endpoint.shares() == {"v2": 1.0}
+
+
 # Issue 15 -------------------------------------------------------------------------------------------------
 def evidence_world(min_invocations: int = 100, max_bake: int = 1800) -> World:
     world = World(

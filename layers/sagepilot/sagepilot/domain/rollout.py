@@ -904,7 +904,7 @@ def _canary(
     if state.command is Command.PROMOTE or (
         view.names == both
         and _same_shares(view, canary_shares(state, policy))
-        and state.step == len(policy.steps) - 1
+        and state.step >= len(policy.steps) - 1  # steps shortened by a tag edit: the last one
         and now >= state.step_started_at + policy.bake_seconds
         and not state.paused
         and _has_evidence(policy, invocations)
