@@ -397,3 +397,33 @@ def test_a_step_waiting_for_traffic_is_not_reported_late_before_it_is_held(
     for _ in range(3):
         rollout.tick()
     assert [value for name, value, _ in metrics.emitted if name == "RolloutOverdueSeconds"][-1] > 0  # held, late
+
+
+def test_tags_made_invalid_under_a_canary_do_not_stop_its_rollback(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    """A person sets an invalid tag while v2's canary runs (found by trying it: the rollout then ignored its
+    alarms and `sagepilot rollback`, saying nothing). The rollout goes on with the stack's default for that tag,
+    says INVALID SETTINGS once, and rolls back when v2's alarm fires; a version approved meanwhile waits for valid
+    tags instead of being deployed on them."""
+    alarm_only(rollout)
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    notifications.drain()
+    tag_group(rollout, **{"bake-seconds": "-1"})
+    rollout.tick()
+    rollout.tick()
+    (line,) = [h for h in history(rollout) if h.startswith("INVALID SETTINGS")]
+    assert "sagepilot:bake-seconds" in line and "goes on with the stack's defaults" in line
+    assert subjects(notifications) == [f"INVALID SETTINGS: model package group {GROUP}"]  # once, not per tick
+    v3 = rollout.register()
+    rollout.pump()
+    assert rollout.state().candidate is not None and rollout.state().candidate.version == 2  # v3 waits
+    rollout.clients("cloudwatch").set_alarm_state(AlarmName=f"{ENDPOINT}-v2-5xx", StateValue="ALARM", StateReason="5xx")
+    rollout.pump()
+    rollout.tick()
+    assert rollout.shares() == {"v1": 1.0}
+    assert any(h.startswith("rolled back to v1") for h in history(rollout)), history(rollout)
+    assert status(rollout, v3) == "Approved"

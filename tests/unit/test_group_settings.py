@@ -84,3 +84,20 @@ def test_a_group_with_capitals_needs_a_lowercase_endpoint_name() -> None:
     with pytest.raises(InvalidGroupSettings, match=r"capitals.*'sp-FF'.*sagepilot:endpoint-name.*'sp-ff'"):
         resolve(DEFAULTS, "sp", "FF", {})
     assert resolve(DEFAULTS, "sp", "FF", {"sagepilot:endpoint-name": "sp-ff"}).endpoint == "sp-ff"
+
+
+def test_a_rollout_under_way_keeps_the_valid_tags_and_the_defaults_for_the_invalid_ones_on_its_endpoint() -> None:
+    from sagepilot.domain.deployment import resolve_under_way
+
+    tags = {
+        "sagepilot:canary-steps": "20,100",
+        "sagepilot:bake-seconds": "-1",
+        "sagepilot:endpoint-name": "sp-Other",
+        "team": "ml",
+    }
+    deployment, left_out = resolve_under_way(DEFAULTS, "sp", "churn", tags, "sp-churn")
+    assert left_out == ("sagepilot:bake-seconds", "sagepilot:endpoint-name")
+    assert deployment.rollout.steps == (20, 100) and deployment.rollout.bake_seconds == 600
+    assert deployment.endpoint == "sp-churn"  # where the rollout runs, whatever the tag says now
+    with pytest.raises(InvalidGroupSettings):
+        resolve_under_way(DEFAULTS, "sp", "FF", {}, "sp-ff")  # even the defaults do not resolve

@@ -307,3 +307,24 @@ def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, st
     )
     check_ceilings(resolved)
     return resolved
+
+
+def resolve_under_way(
+    defaults: Deployment, prefix: str, group: str, tags: Mapping[str, str], endpoint: str
+) -> tuple[Deployment, tuple[str, ...]]:
+    """For a rollout already under way on `endpoint` when the group's tags became invalid: its settings with each
+    `sagepilot:*` tag that cannot be applied left at the stack's default (tags taken in name order, each kept if the
+    settings stay valid with it), and the tags left out. A rollout under way must still move, and above all roll
+    back (its alarms, an operator's command), whatever a person wrote in the tags since; nothing new is deployed
+    on settings that cannot be read (that is `resolve`'s refusal, unchanged). InvalidGroupSettings if even the
+    defaults do not resolve (a group whose own name is invalid)."""
+    kept = {k: v for k, v in tags.items() if not k.startswith(TAG_PREFIX)}
+    left_out: list[str] = []
+    for key in sorted(k for k in tags if k.startswith(TAG_PREFIX)):
+        try:
+            resolve(defaults, prefix, group, {**kept, key: tags[key]})
+        except InvalidGroupSettings:
+            left_out.append(key)
+            continue
+        kept[key] = tags[key]
+    return dataclasses.replace(resolve(defaults, prefix, group, kept), endpoint=endpoint), tuple(left_out)

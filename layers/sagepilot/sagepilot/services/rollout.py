@@ -39,7 +39,7 @@ from sagepilot.clock import epoch
 from sagepilot.domain import ownership
 from sagepilot.domain import rollout as plan
 from sagepilot.domain.canary_gate import Assessment
-from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve
+from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve, resolve_under_way
 from sagepilot.domain.names import endpoint_config_name, endpoint_model_name, rollout_alarm_names
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
 from sagepilot.domain.statuses import RolloutResult
@@ -288,15 +288,20 @@ class Rollouts:
         group = state.group if state else (move.lease.group or group_hint)
         if group is None:
             return Outcome(endpoint, "ignored", note=_NOT_MANAGED)
-        group_gone = False
+        group_gone = under_way_invalid = False
+        now = self._clock()
         try:
             deployment = self.deployment(group)  # as read for this trigger (see `deployment`)
         except InvalidGroupSettings as exc:
-            return Outcome(endpoint, "invalid", note=str(exc))
+            if state is None or state.phase in ownership.AT_REST:
+                return Outcome(endpoint, "invalid", note=str(exc))
+            # A rollout under way: it goes on (and rolls back on its alarms and commands) with the invalid tags
+            # left at the stack's defaults, said once; nothing new is deployed on them (the branch above).
+            deployment, state = self._under_way_settings(state, group, endpoint, exc, now)
+            move.state, under_way_invalid = state, True
         except GroupNotFound:
             deployment = self._settings.defaults
             group_gone = True
-        now = self._clock()
         view = self._endpoints.describe(endpoint)
         if state is not None and group_gone and view is None:
             return self._forget(move, state, f"group {group} and endpoint {endpoint} are both gone; forgotten", now)
@@ -307,6 +312,8 @@ class Rollouts:
             if state.phase in ownership.AT_REST:
                 return self._retire(move, state, view, deployment.endpoint, now)
         target, state = self._allowed_target(state, self._registry.newest_approved(group), group, endpoint, now)
+        if under_way_invalid and state and state.candidate and target and target.version > state.candidate.version:
+            target = state.candidate  # a newer approval waits for valid tags; the rollout under way goes on
         firing: tuple[str, ...] = ()
         invocations: int | None = None
         assessment: Assessment | None = None
@@ -541,6 +548,31 @@ class Rollouts:
         return Outcome(state.endpoint, "acted", actions=["Forget"], note=what)
 
     # Settings ---------------------------------------------------------------------------------------
+    def _under_way_settings(
+        self, state: RolloutState, group: str, endpoint: str, error: InvalidGroupSettings, now: float
+    ) -> tuple[Deployment, RolloutState]:
+        """The settings a rollout under way goes on with while its group's tags are invalid (`resolve_under_way`),
+        and its state with a line saying so (INVALID SETTINGS, announced once per wording)."""
+        tags = self._tags.get(group)
+        if tags is None:
+            tags = self._tags[group] = self._registry.group_tags(group)
+        try:
+            deployment, left_out = resolve_under_way(
+                self._settings.defaults, self._settings.name_prefix, group, tags, endpoint
+            )
+        except InvalidGroupSettings:
+            raise error from None
+        line = (
+            f"INVALID SETTINGS: {error}; the rollout under way goes on with the stack's defaults for "
+            f"{', '.join(left_out) or 'them'} (fix the tags: it takes them at its next move)"
+        )
+        if any(h.what == line for h in state.history):
+            return deployment, state
+        detail = {"group": group, "endpoint": endpoint, "what": str(error), "leftOut": list(left_out)}
+        self._notifier.publish(f"INVALID SETTINGS: model package group {group}", detail)
+        logger.error("group settings are invalid during a rollout", extra=detail)
+        return deployment, state.evolve(now, line)
+
     def deployment(self, group: str) -> Deployment:
         """The group's deployment settings: stack defaults plus the group's tags, read once per trigger (so a
         person's change to them counts for the next decision)."""
