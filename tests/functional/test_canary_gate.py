@@ -48,7 +48,14 @@ def gated_group(rollout: Rollout, **extra: str) -> None:
     )
 
 
-def serve(rollout: Rollout, seconds: int, errors: dict[str, float], slow: dict[str, float]) -> None:
+def serve(
+    rollout: Rollout,
+    seconds: int,
+    errors: dict[str, float],
+    slow: dict[str, float],
+    refused: dict[str, float] | None = None,
+) -> None:
+    """`errors`: each variant's share of 5xx; `refused`: its share of 4xx (the model answered 4xx: ModelError)."""
     at = datetime.fromtimestamp(rollout.clock() + seconds - 0.5, UTC)
     for variant, share in rollout.shares().items():
         n = int(RATE * seconds * share)
@@ -70,6 +77,17 @@ def serve(rollout: Rollout, seconds: int, errors: dict[str, float], slow: dict[s
                     "Dimensions": dimensions,
                     "Timestamp": at,
                     "StatisticValues": {"SampleCount": n, "Sum": failed, "Minimum": 0, "Maximum": 1},
+                },
+                {
+                    "MetricName": "Invocation4XXErrors",
+                    "Dimensions": dimensions,
+                    "Timestamp": at,
+                    "StatisticValues": {
+                        "SampleCount": n,
+                        "Sum": round(n * (refused or {}).get(variant, 0.0)),
+                        "Minimum": 0,
+                        "Maximum": 1,
+                    },
                 },
                 {
                     "MetricName": "ModelLatency",
@@ -125,6 +143,26 @@ def test_a_candidate_worse_than_stable_under_the_alarms_is_rolled_back_and_rejec
     assert any("WORSE" in line for line in lines) and any("rolling back" in line for line in lines)
     text = page.read_text()
     assert "<svg" in text and "<polyline" in text and "<script" not in text
+
+
+def test_a_candidate_whose_model_refuses_the_requests_the_live_one_serves_is_rolled_back(rollout: Rollout) -> None:
+    """Found by trying it: v2 expects 5 features where callers send 4, so its model answers 400 to every request
+    (ModelError to the caller, counted in Invocation4XXErrors, not 5XX). The gate counted 5XX only and promoted it
+    ("candidate 0/796 errors"); 4xx count as errors now."""
+    gated_group(rollout)
+    deploy_v1(rollout)
+    arn = rollout.register()
+    rollout.pump()
+    for _ in range(30):
+        serve(rollout, 60, errors={}, slow={}, refused={"v2": 1.0})
+        rollout.tick(60)
+        if rollout.shares() != {"v1": 0.9, "v2": 0.1}:
+            break
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    package = rollout.sm.describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert "worse than v1 on errors" in package["ApprovalDescription"]
 
 
 def test_latency_misses_over_the_objective_roll_back_too(rollout: Rollout) -> None:

@@ -128,8 +128,10 @@ class VariantAlarms:
         custom: tuple[CustomMetric, ...] = (),
     ) -> StepEvidence:
         """Both variants' counts from `start` to `end` (epoch seconds) for the canary gate, in one GetMetricData
-        call (paged only past CloudWatch's 100,800 values): per minute, `Invocations` and
-        `Invocation5XXErrors` (Sum), and `ModelLatency`'s SampleCount and percentile rank `PR(:objective)`
+        call (paged only past CloudWatch's 100,800 values): per minute, `Invocations`, `Invocation5XXErrors` and
+        `Invocation4XXErrors` (Sum; both are errors: a model that answers 4xx to what the live one serves, e.g. a
+        feature count it does not expect, fails every caller as surely as one that crashes), and `ModelLatency`'s
+        SampleCount and percentile rank `PR(:objective)`
         (the percentage of requests at or under the objective), from which the requests over it are counted;
         and each of the user's `custom` metrics' Sum and SampleCount with the same dimensions.
         Like `invocations`, the query ends a period after `end`."""
@@ -139,6 +141,7 @@ class VariantAlarms:
             wanted = [
                 ("n", NAMESPACE, "Invocations", "Sum"),
                 ("e", NAMESPACE, "Invocation5XXErrors", "Sum"),
+                ("f", NAMESPACE, "Invocation4XXErrors", "Sum"),
                 ("l", NAMESPACE, "ModelLatency", "SampleCount"),
                 ("r", NAMESPACE, "ModelLatency", f"PR(:{objective_us})"),
             ]
@@ -183,7 +186,7 @@ class VariantAlarms:
             over = sum(n * (100.0 - ranks[at]) / 100.0 for at, n in latency.items() if at in ranks)
             return VariantCounts(
                 invocations=round(sum(series[f"{tag}n"].values())),
-                errors=round(sum(series[f"{tag}e"].values())),
+                errors=round(sum(series[f"{tag}e"].values()) + sum(series[f"{tag}f"].values())),
                 over_objective=max(round(over), 0),
                 latency_samples=round(sum(latency.values())),
                 custom=tuple(
