@@ -397,3 +397,43 @@ def test_the_training_settle_batch_is_told_from_eventbridge_events_and_parsed():
         with pytest.raises(MalformedEvent):
             parse_settled(type(message)(message.message_id, 1, body))
     assert parse_settled(type(message)("m", 1, {"bucket": "b", "key": "k", "versionId": None})).version_id is None
+
+
+def test_a_control_alarm_through_the_endpoint_alarm_rule_is_unrelated_not_malformed() -> None:
+    """The stack's own control alarms (`<prefix>-control-...`) share the endpoint alarms' name prefix, so the
+    rollout's alarm rule lets their state changes through: they are about no endpoint, and are dropped as such
+    (logged as information; before, every one was logged as an ERROR, 'dropping a malformed event')."""
+    import logging
+
+    from sagepilot.errors import UnrelatedEvent
+    from sagepilot.handling import Dropped, parse_or_drop
+
+    event = read_event("cloudwatch-alarm-rollout.json")
+    event["detail"]["alarmName"] = "sagepilot-control-rollout-stuck"
+    event["detail"]["configuration"]["metrics"] = [
+        {
+            "id": "m1",
+            "metricStat": {
+                "metric": {"namespace": "Sagepilot", "name": "RolloutOverdueSeconds", "dimensions": {"Stack": "sp"}},
+                "period": 300,
+                "stat": "Maximum",
+            },
+            "returnData": True,
+        }
+    ]
+    with pytest.raises(UnrelatedEvent):
+        parse_rollout_trigger(event)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    product = logging.getLogger("sagepilot")
+    keep = Keep(level=logging.DEBUG)
+    product.addHandler(keep)
+    try:
+        assert isinstance(parse_or_drop(parse_rollout_trigger, event), Dropped)
+    finally:
+        product.removeHandler(keep)
+    assert seen and all(r.levelno < logging.WARNING for r in seen)

@@ -38,3 +38,9 @@ class ObjectGone(SagepilotError):
 
 class MalformedEvent(SagepilotError):
     """An event that is not of the shape this function accepts; it is logged and dropped."""
+
+
+class UnrelatedEvent(MalformedEvent):
+    """A well-formed event the function's rule lets through but that is about nothing it manages (the stack's
+    own control alarms share the endpoint alarms' name prefix): dropped, logged as information, not as an
+    error."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEvent
 
-from sagepilot.errors import MalformedEvent
+from sagepilot.errors import MalformedEvent, UnrelatedEvent
 
 OBJECT_CREATED = "Object Created"
 TRANSFORM_JOB_STATE_CHANGE = "SageMaker Transform Job State Change"
@@ -191,7 +191,7 @@ def _alarm_endpoint(detail: Any) -> str:
             found = found.get(key) if isinstance(found, dict) else None
         if isinstance(found, dict) and isinstance(found.get("EndpointName"), str) and found["EndpointName"]:
             return str(found["EndpointName"])
-    raise MalformedEvent("the alarm's metrics have no EndpointName dimension: not an endpoint alarm")
+    raise UnrelatedEvent("the alarm's metrics have no EndpointName dimension: not an endpoint alarm")
 
 
 def parse_rollout_trigger(raw: dict[str, Any]) -> RolloutTrigger:

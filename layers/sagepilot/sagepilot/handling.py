@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from sagepilot.errors import MalformedEvent
+from sagepilot.errors import MalformedEvent, UnrelatedEvent
 from sagepilot.events import event_id
 from sagepilot.observability import logger
 
@@ -47,10 +47,15 @@ class Dropped:
 
 
 def parse_or_drop(parse: Callable[[dict[str, Any]], T], event: dict[str, Any]) -> T | Dropped:
-    """The event as `parse` reads it; a MalformedEvent is logged (with the event's id) and comes back as
-    Dropped."""
+    """The event as `parse` reads it; a MalformedEvent is logged as an error (an UnrelatedEvent as information),
+    with the event's id, and comes back as Dropped."""
     try:
         return parse(event)
+    except UnrelatedEvent as exc:
+        logger.info(
+            "ignoring an event about nothing this function manages", extra={"why": str(exc), "id": event_id(event)}
+        )
+        return Dropped(str(exc))
     except MalformedEvent as exc:
         logger.error("dropping a malformed event", extra={"error": str(exc), "id": event_id(event)})
         return Dropped(str(exc))
