@@ -380,6 +380,7 @@ def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
     [note] = notifications.drain()
     assert note["subject"] == "INVALID SETTINGS: model package group churn"
     assert "sagepilot:canary-steps" in note["message"]["what"]
+    assert "approve the version again" in note["message"]["whatToDo"]  # fixing the tags alone deploys nothing
 
 
 def test_group_tags_choose_the_steps_and_the_bake(rollout: Rollout) -> None:

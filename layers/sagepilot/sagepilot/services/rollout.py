@@ -128,7 +128,14 @@ class Rollouts:
             # name, or sagepilot:deploy) counts for this approval.
             deployment = self.deployment(group)
         except InvalidGroupSettings as exc:
-            self._notifier.publish(f"INVALID SETTINGS: model package group {group}", {"group": group, "what": str(exc)})
+            what_to_do = (
+                "Fix the group's sagepilot: tags, then approve the version again (set it to PendingManualApproval and "
+                "back to Approved): nothing was deployed, and fixing the tags alone deploys nothing."
+            )
+            self._notifier.publish(
+                f"INVALID SETTINGS: model package group {group}",
+                {"group": group, "what": str(exc), "whatToDo": what_to_do},
+            )
             logger.error("group settings are invalid", extra={"group": group, "error": str(exc)})
             return Outcome(endpoint="", result="invalid", note=str(exc))
         except GroupNotFound:
