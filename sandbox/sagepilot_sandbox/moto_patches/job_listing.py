@@ -43,6 +43,7 @@ def list_transform_jobs(
             f"Member must have value less than or equal to {MAX_RESULTS}"
         )
     page_size = DEFAULT_MAX_RESULTS if max_results is None else max_results
+
     def kept(job: Any) -> bool:
         return (
             (name_contains is None or name_contains in job.transform_job_name)
