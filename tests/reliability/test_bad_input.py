@@ -257,7 +257,8 @@ def test_bad_files_mixed_with_good_ones_never_sink_them(busy_stack, data, intake
 
 # ---------------------------------------------------------------------------------------- the completion
 def completion_events(job: str) -> dict[str, tuple[dict[str, Any] | Any, str]]:
-    """name -> (event, "error" for a malformed one, "" for a deliberate no-op)."""
+    """name -> (event, "error" for a malformed one, "info" for one about nothing the function manages (the
+    stack's control alarms share the endpoint alarms' name prefix), "" for a deliberate no-op)."""
     good = faithful.transform_job_event(job)
 
     def with_detail(**changes: Any) -> dict[str, Any]:
@@ -313,7 +314,8 @@ def test_the_completion_drops_malformed_and_foreign_events_without_touching_aws(
 
 # ---------------------------------------------------------------------------------------- the rollout
 def rollout_events() -> dict[str, tuple[Any, str]]:
-    """name -> (event, "error" for a malformed one, "" for a deliberate no-op)."""
+    """name -> (event, "error" for a malformed one, "info" for one about nothing the function manages (the
+    stack's control alarms share the endpoint alarms' name prefix), "" for a deliberate no-op)."""
     approved = sample("sagemaker-model-package-approved.json")
     alarm = sample("cloudwatch-alarm-rollout.json")
     command = sample("operator-rollout-command.json")
@@ -338,7 +340,7 @@ def rollout_events() -> dict[str, tuple[Any, str]]:
         "a group that is a number": (changed(approved, ModelPackageGroupName=12), "error"),
         "an approval without a status": (without(approved, "ModelApprovalStatus"), "error"),
         "a list for detail": ({**approved, "detail": [1, 2]}, "error"),
-        "an alarm without an endpoint dimension": (no_dimension, "error"),
+        "an alarm without an endpoint dimension": (no_dimension, "info"),
         "an alarm without a state": (without(alarm, "state"), "error"),
         "a command without an endpoint": ({**command, "detail": {"command": "promote"}}, "error"),
         "an approval of a group that does not exist": (changed(approved, ModelPackageGroupName="ghost"), ""),
@@ -362,9 +364,12 @@ def test_the_rollout_drops_malformed_events_without_touching_aws(
             log.clear()
             log_records.clear()
             answer = app.handler(event, context)
-            if level == "error":
+            if level in ("error", "info"):
                 assert answer["result"] == "ignored" and answer["detail"], answer
-                assert log_records.messages(logging.ERROR) == ["dropping a malformed event"]
+                expected = ["dropping a malformed event"] if level == "error" else []
+                assert log_records.messages(logging.ERROR) == expected
+                if level == "info":
+                    assert "ignoring an event about nothing this function manages" in log_records.messages(logging.INFO)
                 assert_no_mutation(log, before, account(busy_stack, clients, data.name), name)
             else:
                 assert all(o["result"] in ("ignored", "waiting") for o in answer["outcomes"]), answer
