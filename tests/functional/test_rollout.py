@@ -380,7 +380,7 @@ def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
     [note] = notifications.drain()
     assert note["subject"] == "INVALID SETTINGS: model package group churn"
     assert "sagepilot:canary-steps" in note["message"]["what"]
-    assert "approve the version again" in note["message"]["whatToDo"]  # fixing the tags alone deploys nothing
+    assert "the reconcile schedule deploys the approved version" in note["message"]["whatToDo"]
 
 
 def test_group_tags_choose_the_steps_and_the_bake(rollout: Rollout) -> None:
@@ -488,3 +488,34 @@ def test_an_operator_command_for_an_endpoint_the_stack_does_not_manage_is_refuse
     assert cli.main(["--table", table, "pause", "sagepilot-someone-else"]) == 2
     assert "not an endpoint this stack manages" in capsys.readouterr().err
     assert rollout.store()._ddb.scan(TableName=table)["Items"] == []
+
+
+def test_a_first_approval_whose_event_was_lost_is_deployed_by_the_schedule(rollout: Rollout) -> None:
+    """Found by trying it: with the approval rule disabled for a moment, a new group's first approval never
+    reached the rollout function, and the schedule (which looked only at endpoints it records) never deployed it.
+    It now looks, once per STABLE_CHECK_SECONDS, for groups approved but never deployed."""
+    rollout.register()
+    assert rollout._received()  # the approval's event, lost: never delivered
+    assert rollout.sm.list_endpoints()["Endpoints"] == []
+    rollout.tick()
+    assert rollout.endpoint()["EndpointStatus"] == "InService"
+    assert rollout.shares() == {"v1": 1.0}
+
+
+def test_a_group_approved_with_invalid_tags_is_deployed_once_they_are_fixed(
+    rollout: Rollout, notifications: Notifications, clock: FakeClock
+) -> None:
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP, Tags=[{"Key": "sagepilot:canary-steps", "Value": "50,10"}]
+    )
+    rollout.register()
+    rollout.pump()
+    assert [n["subject"] for n in notifications.drain()] == [f"INVALID SETTINGS: model package group {GROUP}"]
+    rollout.tick()
+    assert rollout.sm.list_endpoints()["Endpoints"] == []  # still invalid: nothing, and not said again
+    assert notifications.drain() == []
+    arn = rollout.sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    rollout.sm.add_tags(ResourceArn=arn, Tags=[{"Key": "sagepilot:canary-steps", "Value": "10,100"}])
+    for _ in range(3):  # the next look comes within STABLE_CHECK_SECONDS (900 s)
+        rollout.tick()
+    assert rollout.shares() == {"v1": 1.0}

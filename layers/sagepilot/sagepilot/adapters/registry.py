@@ -95,6 +95,16 @@ class ModelRegistry:
             return None
         return Release(version=int(listed[0]["ModelPackageVersion"]), package_arn=str(listed[0]["ModelPackageArn"]))
 
+    def group_names(self) -> list[str]:
+        """Every model package group of the account's region (ListModelPackageGroups, all pages)."""
+        names: list[str] = []
+        try:
+            for page in self._sm.get_paginator("list_model_package_groups").paginate():
+                names += [g["ModelPackageGroupName"] for g in page.get("ModelPackageGroupSummaryList", [])]
+        except ClientError as exc:
+            raise TransientError(f"listing the model package groups failed: {exc}") from exc
+        return names
+
     def group_tags(self, group: str) -> dict[str, str]:
         """The group's tags (its per-group settings); GroupNotFound if there is no such group."""
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -108,6 +109,8 @@ class Rollouts:
         # Group tags as read for the trigger being handled: every trigger reads them afresh (a person's
         # change to a group's settings takes effect for the next decision), at most once per group.
         self._tags: dict[str, dict[str, str]] = {}
+        # When this process last looked for groups approved but never deployed (`_missed_first_approvals`).
+        self._looked_for_missed_at = -math.inf
 
     # Triggers ---------------------------------------------------------------------------------------
     def handle(self, trigger: RolloutTrigger) -> list[Outcome]:
@@ -129,8 +132,8 @@ class Rollouts:
             deployment = self.deployment(group)
         except InvalidGroupSettings as exc:
             what_to_do = (
-                "Fix the group's sagepilot: tags, then approve the version again (set it to PendingManualApproval and "
-                "back to Approved): nothing was deployed, and fixing the tags alone deploys nothing."
+                "Fix the group's sagepilot: tags: nothing was deployed; the reconcile schedule deploys the approved "
+                "version within STABLE_CHECK_SECONDS of the fix (or approve it again to deploy it at once)."
             )
             self._notifier.publish(
                 f"INVALID SETTINGS: model package group {group}",
@@ -190,8 +193,32 @@ class Rollouts:
             # A registry trigger whose handler died before recording anything (its lease expires):
             # nobody else would come back to it.
             outcomes.append(self.reconcile(endpoint, group, scheduled=True))
+        known = {state.group for state, _ in recorded} | {group for _, group in pending}
+        outcomes += self._missed_first_approvals(now, known)
         self._metrics.emit("ReconcileRuns")
         self._metrics.emit("RolloutOverdueSeconds", max(0.0, overdue), SECONDS)
+        return outcomes
+
+    def _missed_first_approvals(self, now: float, known: set[str]) -> list[Outcome]:
+        """Groups with an Approved version and no endpoint this stack records: a first approval whose event was
+        lost, or whose tags were invalid then and fixed since (every later approval has a record the schedule
+        repairs). Once per STABLE_CHECK_SECONDS per process: one ListModelPackageGroups (a call per 100 groups),
+        then one ListModelPackages per group with no record. A group whose tags are invalid or say deploy=false,
+        or whose endpoint another group owns, is left as it is (each was said when it was approved)."""
+        if now - self._looked_for_missed_at < self._settings.stable_check_seconds:
+            return []
+        self._looked_for_missed_at = now
+        outcomes = []
+        for group in self._registry.group_names():
+            if group in known or self._registry.newest_approved(group) is None:
+                continue
+            try:
+                deployment = self.deployment(group)
+            except (InvalidGroupSettings, GroupNotFound):
+                continue
+            if deployment.enabled and self._store.group_of(deployment.endpoint) is None:
+                logger.warning("an approved group was never deployed: deploying it", extra={"group": group})
+                outcomes.append(self.reconcile(deployment.endpoint, group, scheduled=True))
         return outcomes
 
     def _overdue_after(self, group: str) -> int:
