@@ -519,3 +519,14 @@ def test_a_group_approved_with_invalid_tags_is_deployed_once_they_are_fixed(
     for _ in range(3):  # the next look comes within STABLE_CHECK_SECONDS (900 s)
         rollout.tick()
     assert rollout.shares() == {"v1": 1.0}
+
+
+@pytest.mark.parametrize("stack_overrides", [{"DeployableGroupPrefix": "team-a-"}])
+def test_the_look_for_undeployed_groups_keeps_to_the_stacks_deployable_groups(rollout: Rollout) -> None:
+    """A stack limited to groups named `team-a-*` (its approval rule's filter) does not deploy another team's
+    approved group when its schedule looks for groups approved but never deployed."""
+    rollout.register()  # group "churn": not this stack's
+    rollout._received()
+    rollout.tick()
+    rollout.tick()
+    assert rollout.sm.list_endpoints()["Endpoints"] == []

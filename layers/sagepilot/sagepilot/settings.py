@@ -137,6 +137,8 @@ class RolloutSettings:
     # ImageRepositoriesAllowed: where the inference image of a version deployed to an endpoint may come from.
     image_repositories: tuple[str, ...]
     report_bucket: str = ""  # where the canary gate's reports go (rollouts/...); empty: not kept
+    # DeployableGroupPrefix: the groups this stack deploys (its approval rule's filter); empty: every group.
+    deployable_group_prefix: str = ""
 
 
 def _prefix(env: Mapping[str, str]) -> str:
@@ -236,7 +238,15 @@ def _rollout_settings(
         report_bucket=env.get("REPORT_BUCKET", "").strip(),
         stable_check_seconds=_int(env, "STABLE_CHECK_SECONDS", 60, 86_400),
         image_repositories=image_repositories_allowed(env),
+        deployable_group_prefix=_deployable_group_prefix(env),
     )
+
+
+def _deployable_group_prefix(env: Mapping[str, str]) -> str:
+    """DEPLOYABLE_GROUP_PREFIX (the stack's DeployableGroupPrefix): required to be set, empty meaning every group."""
+    if "DEPLOYABLE_GROUP_PREFIX" not in env:
+        raise ConfigurationError("DEPLOYABLE_GROUP_PREFIX must be set (empty: every model package group deploys)")
+    return env["DEPLOYABLE_GROUP_PREFIX"].strip()
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,9 @@ class Rollouts:
         self._looked_for_missed_at = now
         outcomes = []
         for group in self._registry.group_names():
-            if group in known or self._registry.newest_approved(group) is None:
+            if not group.startswith(self._settings.deployable_group_prefix) or group in known:
+                continue  # another stack's group (the approval rule's filter), or one this stack records
+            if self._registry.newest_approved(group) is None:
                 continue
             try:
                 deployment = self.deployment(group)
