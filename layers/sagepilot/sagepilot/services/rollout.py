@@ -589,12 +589,9 @@ class Rollouts:
     ) -> tuple[Deployment, RolloutState]:
         """The settings a rollout under way goes on with while its group's tags are invalid (`resolve_under_way`),
         and its state with a line saying so (INVALID SETTINGS, announced once per wording)."""
-        tags = self._tags.get(group)
-        if tags is None:
-            tags = self._tags[group] = self._registry.group_tags(group)
         try:
             deployment, left_out = resolve_under_way(
-                self._settings.defaults, self._settings.name_prefix, group, tags, endpoint
+                self._settings.defaults, self._settings.name_prefix, group, self._group_tags(group), endpoint
             )
         except InvalidGroupSettings:
             raise error from None
@@ -612,10 +609,14 @@ class Rollouts:
     def deployment(self, group: str) -> Deployment:
         """The group's deployment settings: stack defaults plus the group's tags, read once per trigger (so a
         person's change to them counts for the next decision)."""
+        return resolve(self._settings.defaults, self._settings.name_prefix, group, self._group_tags(group))
+
+    def _group_tags(self, group: str) -> dict[str, str]:
+        """The group's tags, read once per trigger (`self._tags`, cleared by each trigger and each rerun)."""
         tags = self._tags.get(group)
         if tags is None:
             tags = self._tags[group] = self._registry.group_tags(group)
-        return resolve(self._settings.defaults, self._settings.name_prefix, group, tags)
+        return tags
 
     # Applying a decision ----------------------------------------------------------------------------
     def _apply(
