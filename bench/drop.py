@@ -226,6 +226,23 @@ def _register(sm: Any, bucket: str, group: str, model_data_url: str) -> None:
     sm.create_model_package(**package)
 
 
+def _deployments_settled(sm: Any, groups: int, limit: float = 600.0) -> float:
+    """Seconds until every group's first approval is deployed (an endpoint each, none Creating or Updating).
+    The drop is measured on its own: in AWS a deployment runs in SageMaker, not beside the intake; in the
+    sandbox the same process serves both, and 100 first deployments would compete with the burst."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        statuses = Counter(
+            e["EndpointStatus"]
+            for page in sm.get_paginator("list_endpoints").paginate(MaxResults=100)
+            for e in page["Endpoints"]
+        )
+        if sum(statuses.values()) >= groups and not statuses["Creating"] and not statuses["Updating"]:
+            return time.monotonic() - began
+        time.sleep(1.0)
+    raise RuntimeError(f"the groups' first deployments did not settle in {limit:.0f} s: {dict(statuses)}")
+
+
 class JobWatcher:
     """Transform jobs as SageMaker accepts them, and the uploaded files each one holds."""
 
@@ -395,6 +412,8 @@ def run(
         model_data_url = _upload_model(s3, bucket)
         for name in names:
             _register(sm, bucket, name, model_data_url)
+        settled = _deployments_settled(sm, len(names))
+        print(f"  {len(names)} group(s) registered; their first deployments settled in {settled:.1f} s", flush=True)
         watcher = JobWatcher()
         faithful.on_transform_job_created(watcher.on_created)
         sampler = QueueSampler(sandbox.client("sqs"), stack.outputs["IntakeQueueUrl"])

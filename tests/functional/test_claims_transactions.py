@@ -137,3 +137,55 @@ def test_claims_of_many_inputs_find_every_owner(db, table_name, clients):
     assert sorted(calls) == sorted([100, 100, 30, 99, 99, 29])
     assert state.owners(ids) == owners
     assert state.claim("job-mine", "churn", ids) == owners  # again: the same answer (a redelivered batch)
+
+
+def test_reads_never_fail_beside_concurrent_writes(db, table_name):
+    """DynamoDB serves every request atomically: a Query or Scan while other callers insert items answers, it
+    does not fail. moto's iterate the table's dict while other threads grow it ("dictionary changed size during
+    iteration", a 500); the sandbox serves one DynamoDB request at a time."""
+    import threading
+
+    failures: list[BaseException] = []
+    writing = threading.Event()
+
+    def write(worker: int) -> None:
+        try:
+            for i in range(250):
+                db.put_item(TableName=table_name, Item={"pk": {"S": f"input#w{worker}-{i}"}, "job": {"S": "j"}})
+        except BaseException as exc:  # collected, asserted on below
+            failures.append(exc)
+
+    def read() -> None:
+        try:
+            while writing.is_set():  # as the launcher lists the jobs waiting for capacity
+                db.query(
+                    TableName=table_name,
+                    IndexName="ByKind",
+                    KeyConditionExpression="kind = :kind",
+                    ExpressionAttributeValues={":kind": {"S": "waiting-capacity"}},
+                )
+        except BaseException as exc:  # collected, asserted on below
+            failures.append(exc)
+
+    # A table the size of a 10,000-file drop's claims: moto's index Query walks all of it, long enough to meet a write.
+    for start in range(0, 12_000, 25):
+        db.batch_write_item(
+            RequestItems={
+                table_name: [
+                    {"PutRequest": {"Item": {"pk": {"S": f"input#old{i}"}, "job": {"S": "j"}}}}
+                    for i in range(start, start + 25)
+                ]
+            }
+        )
+    writing.set()
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(6)]
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in [*writers, *readers]:
+        t.start()
+    for t in writers:
+        t.join()
+    writing.clear()
+    for t in readers:
+        t.join()
+    assert failures == []
+    assert len(stored(db, table_name)) >= 6 * 250

@@ -17,8 +17,12 @@ for the others), and isolates the transaction from other writes. This does the s
 every item's condition is read first; a failure cancels with moto's own TransactionCanceledException
 before anything is written; otherwise the writes go through moto's own put / update / delete, and the
 previous images of just those items are kept to put back if one of the writes is refused. moto's
-request validation (`responses.py`) is untouched. Other requests do not take the lock (moto's single
-writes are not isolated from each other either); the transactions are isolated from one another.
+request validation (`responses.py`) is untouched.
+
+Every other DynamoDB request takes the same lock (`_serialise_requests`): in DynamoDB each request is atomic
+and a read never fails because of a concurrent write, but moto's Query and Scan iterate the table's dict while
+other threads insert into it ("RuntimeError: dictionary changed size during iteration", a 500 for the caller;
+seen when the intake launched a batch's 100 groups side by side).
 """
 
 from __future__ import annotations
@@ -71,8 +75,26 @@ def _memoise_condition_parsing() -> None:
     parser_cls._sagepilot_memoised = True
 
 
+def _serialise_requests() -> None:
+    """One DynamoDB request at a time (see the module docstring); the transactions' lock is re-entrant."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    handler_cls: Any = DynamoHandler
+    if getattr(handler_cls, "_sagepilot_serialised", False):
+        return
+    original = handler_cls.call_action
+
+    def call_action(self: Any) -> Any:
+        with _lock:
+            return original(self)
+
+    handler_cls.call_action = call_action
+    handler_cls._sagepilot_serialised = True
+
+
 def install() -> None:
     _memoise_condition_parsing()
+    _serialise_requests()
     from moto.dynamodb import models
     from moto.dynamodb.comparisons import get_filter_expression
     from moto.dynamodb.exceptions import (
