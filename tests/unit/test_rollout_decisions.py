@@ -681,5 +681,7 @@ def test_an_endpoint_deleted_with_no_version_approved_is_reported_missing_once_a
     world.approve(2)
     recreated = world.reconcile()
     assert [a.release.version for a in recreated.actions if isinstance(a, plan.CreateEndpoint)] == [2]
+    assert notices(recreated) == []  # ENDPOINT MISSING was said for this deletion already; DEPLOYED follows
     world.run()
     assert world.endpoint.variants == {"v2": 1.0}
+    assert world.notifications[-1] == "DEPLOYED: sp-churn v2"

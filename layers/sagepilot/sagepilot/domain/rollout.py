@@ -445,6 +445,7 @@ def decide(
                 + (f" with v{state.stable.version}" if state.stable else "")
                 + f"); creating it again with v{again.version}"
             )
+            told = state.missing_notified  # ENDPOINT MISSING was said when it could not be created again
             state = state.evolve(
                 now,
                 what,
@@ -457,6 +458,8 @@ def decide(
                 repair="",
                 missing_notified=False,
             )
+            if told:  # not said twice for one deletion: DEPLOYED says when it serves again
+                return Decision(state, (CreateEndpoint(again),))
             missing = Notify(
                 f"ENDPOINT MISSING: {state.endpoint}", {**_facts(state, what), "recreating": again.version}
             )
