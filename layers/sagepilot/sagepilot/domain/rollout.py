@@ -1071,11 +1071,11 @@ def _live_approval(
         return state, ()
     test = "shadow test" if state.phase is Phase.SHADOW else "canary"
     what = (
-        f"v{stable.version}, the live version, is no longer Approved in the registry while the {test} of "
-        f"v{candidate.version} runs {_where(state, policy)}. The {test} goes on by its rules, not cut short: "
+        f"v{stable.version}, the live version, is no longer Approved in the registry while v{candidate.version} is "
+        f"judged {_where(state, policy)}. The {test} goes on by its rules, not cut short: "
         f"v{candidate.version} is promoted only on its full evidence, and v{stable.version} then leaves the endpoint. "
-        f"If the {test} is rolled back, traffic goes back to v{stable.version} and, as for a live version rejected "
-        "at rest, the newest Approved version then replaces it (an older one at once); with none, "
+        f"If the {test} is rolled back, v{stable.version} serves alone until, as for a live version rejected at "
+        "rest, the newest Approved version replaces it (an older one at once); with none, "
         f"v{stable.version} keeps serving (NO APPROVED VERSION). To take v{stable.version} out of service now: "
         f"sagepilot promote {state.endpoint} (v{candidate.version} gets all traffic on the evidence so far); "
         f"if the rejection was a mistake, approve v{stable.version} again."
