@@ -37,15 +37,19 @@ Policy for order and concurrency (documented in docs/rollouts.md):
   step is held and announced once (NO TRAFFIC). Only an operator's promote skips it.
 - `sagepilot:deploy=false`: nothing new is deployed; a running `ab` canary is rolled back (see `_disabled`).
 - Rejecting the live version after a finished rollout reverts to the newest remaining Approved version
-  at once (no canary: it was live before).
+  at once (no canary: it was live before). Rejecting it during a canary or shadow test of the newest Approved
+  version is said once (LIVE VERSION REJECTED); the test goes on by its rules, never cut short.
+- An edit of the canary steps under a running canary is said (CANARY STEPS CHANGED); the step keeps its number
+  (the last if past it), and its bake and evidence start again if its share changed.
 - Nothing is sent to an endpoint that is not InService; the decision waits for its next state change.
 - An update SageMaker could not apply (the candidate's container did not start: the endpoint is back
   InService on the old variants with a FailureReason newer than the update) is a verdict, not something
   to retry: the candidate is marked Rejected with SageMaker's reason and FAILED is announced once. A
   first deployment whose endpoint ends Failed is treated the same way.
-- An endpoint that disappears is reported (ENDPOINT MISSING) and created again; a change made by hand
-  to a stable endpoint is undone, and once done the repaired variant gets back its autoscaling and
-  alarms and the repair is announced (REPAIRED, with what had changed).
+- An endpoint that disappears is reported (ENDPOINT MISSING) and created again (with nothing Approved: said
+  once, not created until a version is approved; never again with a live version no longer Approved); a
+  change made by hand to a stable endpoint is undone, and once done the repaired variant gets back its
+  autoscaling and alarms and the repair is announced (REPAIRED, with what had changed).
 """
 
 from __future__ import annotations
