@@ -221,7 +221,8 @@ class RolloutState:
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
     orphan_notified: bool = False
-    missing_notified: bool = False  # ENDPOINT MISSING was said for an endpoint deploy=false keeps from recreating
+    # ENDPOINT MISSING was said for an endpoint that is not created again (deploy=false, or no version Approved).
+    missing_notified: bool = False
     starved: bool = False  # NO TRAFFIC was announced for the running canary step
     inconclusive: bool = False  # INCONCLUSIVE (the gate's verdict at the longest bake) was announced for it
     # CANARY: the steps (percent) the running canary goes by, as read when it started or last said a change of
