@@ -530,3 +530,52 @@ def test_the_look_for_undeployed_groups_keeps_to_the_stacks_deployable_groups(ro
     rollout.tick()
     rollout.tick()
     assert rollout.sm.list_endpoints()["Endpoints"] == []
+
+
+def test_a_canary_steps_edit_under_a_canary_is_said_and_its_new_share_gets_a_full_bake(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    """The group's `sagepilot:canary-steps` edited from 10,50,100 to 100 while v2 has almost baked at 50%: v2 goes to
+    100% with CANARY STEPS CHANGED (and a history line), and is promoted only after a full bake at 100% (before: in
+    silence, and promoted by the endpoint event of that very weight change on the bake it had at 50%)."""
+    alarm_only(rollout)
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    rollout.tick()
+    assert rollout.shares() == {"v1": 0.5, "v2": 0.5}
+    rollout.tick(BAKE - 1)
+    notifications.drain()
+    arn = rollout.sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    rollout.sm.add_tags(ResourceArn=arn, Tags=[{"Key": "sagepilot:canary-steps", "Value": "100"}])
+    rollout.tick(1)
+    assert rollout.shares() == {"v1": 0.0, "v2": 1.0}
+    [said] = notifications.drain()
+    assert said["subject"] == "CANARY STEPS CHANGED: sagepilot-churn v2"
+    assert said["message"]["previousSteps"] == [10, 50, 100] and said["message"]["share"] == 100
+    assert rollout.state().phase is Phase.CANARY and rollout.state().steps == (100,)
+    assert "the step's bake and evidence start again at 100%" in rollout.state().history[-1].what
+    rollout.tick(BAKE - 1)
+    assert rollout.shares() == {"v1": 0.0, "v2": 1.0}  # not promoted before a full bake at 100%
+    rollout.tick(1)
+    assert rollout.shares() == {"v2": 1.0}
+
+
+def test_rejecting_the_live_version_during_a_canary_is_said_once_and_the_canary_goes_on(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    v1 = deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    notifications.drain()
+    rollout.set_status(v1, "Rejected")
+    rollout.pump()
+    [said] = notifications.drain()
+    assert said["subject"] == "LIVE VERSION REJECTED: sagepilot-churn v1"
+    assert "not cut short" in said["message"]["what"] and "sagepilot promote" in said["message"]["what"]
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    assert rollout.state().live_rejected and rollout.state().history[-1].what == said["message"]["what"]
+    for _ in range(4):
+        rollout.tick()
+    assert rollout.shares() == {"v2": 1.0}
+    assert "LIVE VERSION REJECTED: sagepilot-churn v1" not in [n["subject"] for n in notifications.drain()]

@@ -198,3 +198,27 @@ def test_a_persons_own_scaling_on_the_live_variant_is_reported_when_it_is_replac
     assert "min/max capacity 2/7" in lost["lost"] and "night-shift" in lost["lost"]
     assert "PROMOTED: sagepilot-churn v2" in got
     assert any("not carried over" in h.what for h in rollout.state().history)
+
+
+def test_an_endpoint_deleted_when_no_version_is_approved_is_reported_once_and_not_recreated(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    v1 = deploy_v1(rollout)
+    rollout.set_status(v1, "Rejected")
+    rollout.pump()
+    assert subjects(notifications) == ["DEPLOYED: sagepilot-churn v1", "NO APPROVED VERSION: sagepilot-churn"]
+    rollout.sm.delete_endpoint(EndpointName=ENDPOINT)
+    rollout.pump()
+
+    rollout.tick(60)  # one reconcile period
+
+    got = notifications.drain()
+    assert [n["subject"] for n in got] == ["ENDPOINT MISSING: sagepilot-churn"]
+    assert got[0]["message"]["recreating"] is None
+    assert rollout.sm.list_endpoints()["Endpoints"] == []
+    rollout.tick(60)
+    assert subjects(notifications) == []  # once
+    rollout.register()  # a version approved: the endpoint is created again with it, not with the rejected v1
+    rollout.pump()
+    assert rollout.shares() == {"v2": 1.0}
+    assert subjects(notifications) == ["DEPLOYED: sagepilot-churn v2"]

@@ -186,7 +186,18 @@ class World:
             group=GROUP,
             deploy=self.deploy,
             invocations=self.evidence(),
+            live_approved=self.live_approved(),
         )
+
+    def live_approved(self) -> bool | None:
+        """Whether the live version is Approved, where the service reads it (see `Rollouts._live_approved`)."""
+        state, target = self.state, self.target
+        if state is None or state.stable is None or target is None:
+            return None
+        testing = state.phase in (plan.Phase.CANARY, plan.Phase.SHADOW) and target == state.candidate
+        if not testing and self.endpoint.view() is not None:
+            return None
+        return state.stable.version in self.approved
 
     def evidence(self) -> int | None:
         state = self.state

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -111,6 +113,7 @@ class GateWorld(World):
             deploy=self.deploy,
             invocations=self.evidence(),
             assessment=assessment,
+            live_approved=self.live_approved(),
         )
 
 
@@ -250,3 +253,25 @@ def test_user_metrics_are_read_from_the_tag_and_judged_in_their_good_direction()
     assert worse.worst().metric == "Shop/Checkout/Conversion"  # type: ignore[union-attr]
     assert worse.alpha == pytest.approx(0.05 / 4)  # four metrics, one judged step
     assert assess(step(1_100), gate, (10, 100)).verdict is Verdict.NOT_WORSE  # converting more is fine
+
+
+def test_a_step_edit_that_changes_the_share_is_judged_afresh_at_the_new_share() -> None:
+    """`sagepilot:canary-steps` edited from 10,50,100 to 30,50,100 just as the gate would pass v2's 10% step: the
+    evidence gathered at 10% does not pass its step at 30% (before: the next look, still counting from the start of
+    the 10% step, moved v2 on to 50% without a look at 30%)."""
+    probe = copy.deepcopy(gate_world())
+    minutes = 0
+    while probe.state is not None and probe.state.step == 0 and minutes < 120:
+        tick(probe)
+        minutes += 1
+    assert probe.state is not None and probe.state.step == 1  # the gate passes the 10% step after `minutes`
+    world = gate_world()
+    for _ in range(minutes - 1):
+        tick(world)
+    assert world.state is not None and world.state.step == 0
+    world.policy = dataclasses.replace(world.policy, steps=(30, 50, 100))
+    edited = tick(world)
+    assert [a.subject for a in edited.actions if isinstance(a, plan.Notify)] == ["CANARY STEPS CHANGED: sp-churn v2"]
+    assert world.endpoint.shares() == {"v1": 0.7, "v2": 0.3}
+    tick(world)
+    assert world.state.step == 0 and world.endpoint.shares() == {"v1": 0.7, "v2": 0.3}  # judged afresh at 30%

@@ -530,3 +530,158 @@ def test_a_rollback_for_an_alarm_ends_with_nothing_waiting() -> None:
     assert not plan.newer_version_waits(finished, finished.state, world.target)
     waiting = world.reconcile()  # nothing to do on the stable endpoint
     assert waiting.is_wait and not plan.newer_version_waits(waiting, waiting.state, release(3))
+
+
+# canary9: what a person changes under a running canary, and an endpoint gone with nothing Approved ----------------
+def canary_at_second_step(policy: RolloutPolicy | None = None) -> World:
+    """v1 serves, v2's canary at its second step (50%), baked there for a full bake already."""
+    world = World(policy=policy) if policy is not None else World()
+    world.approve(1)
+    world.run()
+    world.approve(2)
+    for _ in range(10):
+        world.reconcile()
+        world.settle()
+        if world.state is not None and world.state.step == 1 and world.endpoint.shares() == {"v1": 0.5, "v2": 0.5}:
+            break
+        world.advance(world.policy.bake_seconds)
+    assert world.state is not None and world.state.step == 1
+    world.advance(world.policy.bake_seconds)  # the step at 50% has baked
+    return world
+
+
+def notices(decision: plan.Decision) -> list[plan.Notify]:
+    return [a for a in decision.actions if isinstance(a, plan.Notify)]
+
+
+def test_a_step_edit_that_changes_the_candidates_share_is_said_and_restarts_the_steps_bake() -> None:
+    """`sagepilot:canary-steps` edited from 10,50,100 to 100 while v2 has baked at 50%: its share goes to 100% with a
+    line and a notice naming the old and new steps, and it is not promoted on the bake it had at 50% (before: the
+    weights moved in silence and the next reconcile promoted it without a second at 100%)."""
+    world = canary_at_second_step()
+    world.policy = RolloutPolicy(Strategy.AB, (100,), 600)
+    edited = world.reconcile()
+    [notice] = notices(edited)
+    assert notice.subject == "CANARY STEPS CHANGED: sp-churn v2"
+    assert notice.detail["previousSteps"] == [10, 50, 100] and notice.detail["steps"] == [100]
+    assert notice.detail["previousShare"] == 50 and notice.detail["share"] == 100
+    assert edited.state is not None and edited.commit_first
+    assert "from 10,50,100 to 100" in edited.state.history[-1].what and "50% to 100%" in edited.state.history[-1].what
+    assert edited.state.step_started_at == world.now and edited.state.steps == (100,)
+    world.settle()
+    assert world.endpoint.shares() == {"v1": 0.0, "v2": 1.0}
+    world.advance(world.policy.bake_seconds - 1)
+    assert world.reconcile().is_wait and world.state is not None and world.state.phase is Phase.CANARY
+    world.advance(1)
+    assert world.reconcile().state.phase is Phase.PROMOTING  # type: ignore[union-attr]
+    assert world.notifications.count("CANARY STEPS CHANGED: sp-churn v2") == 1
+
+
+def test_a_step_edit_restarts_the_steps_evidence_window() -> None:
+    """With a minimum of invocations, what v2 served at 50% does not count for its step at 100% (the service reads
+    the step's invocations from `step_started_at`, which the edit moves to now)."""
+    world = canary_at_second_step(RolloutPolicy(Strategy.AB, (10, 50, 100), 600, min_invocations=100))
+    assert world.invocations("v2", world.state.step_started_at) >= 100  # type: ignore[union-attr]
+    world.policy = RolloutPolicy(Strategy.AB, (100,), 600, min_invocations=100)
+    world.reconcile()
+    world.settle()
+    world.calling = False  # nobody calls it at 100%
+    world.advance(world.policy.bake_seconds)
+    held = world.reconcile()
+    assert [n.subject for n in notices(held)] == ["NO TRAFFIC: sp-churn v2"]  # held at 100%, not promoted
+    assert world.state is not None and world.state.phase is Phase.CANARY
+    assert "served 0 of the 100 invocations needed at 100%" in world.state.history[-1].what
+
+
+def test_a_step_edit_that_keeps_the_share_is_said_and_the_bake_goes_on() -> None:
+    world = canary_at_second_step()
+    started = world.state.step_started_at  # type: ignore[union-attr]
+    world.policy = RolloutPolicy(Strategy.AB, (10, 50, 75, 100), 600)
+    edited = world.reconcile()
+    assert [n.subject for n in notices(edited)] == ["CANARY STEPS CHANGED: sp-churn v2"]
+    assert "stays at 50%" in edited.state.history[-2].what  # type: ignore[union-attr]
+    # The step had baked at 50% already: it moves on now, to the new next step (75%), as it would have.
+    assert edited.state is not None and edited.state.step == 2 and edited.state.step_started_at == world.now
+    assert started < world.now
+    world.settle()
+    assert world.endpoint.shares() == {"v1": 0.25, "v2": 0.75}
+    assert world.reconcile().is_wait  # said once
+
+
+def test_a_step_edit_at_rest_says_nothing() -> None:
+    world = deployed(1)
+    world.policy = RolloutPolicy(Strategy.AB, (100,), 600)
+    assert world.reconcile().is_wait
+    assert world.notifications == ["DEPLOYED: sp-churn v1"]
+
+
+def test_rejecting_the_live_version_during_a_canary_is_said_once_and_the_canary_is_not_cut_short() -> None:
+    world = canary_of_v2()
+    started = world.state.step_started_at  # type: ignore[union-attr]
+    world.reject(1)
+    said = world.reconcile()
+    assert [n.subject for n in notices(said)] == ["LIVE VERSION REJECTED: sp-churn v1"]
+    assert said.state is not None and said.state.phase is Phase.CANARY and said.state.step == 0
+    assert said.state.step_started_at == started  # v2 is judged on its full evidence
+    line = said.state.history[-1].what
+    assert "v1, the live version, is no longer Approved" in line and "sagepilot promote" in line
+    assert world.endpoint.shares() == {"v1": 0.9, "v2": 0.1}
+    assert world.reconcile().is_wait  # once
+    world.run()  # every step, each on its full bake, then the promotion
+    assert world.endpoint.variants == {"v2": 1.0}
+    steps = [round(s, 2) for s in (world.endpoint.shares()["v2"],)]
+    assert steps == [1.0]
+    assert world.notifications.count("LIVE VERSION REJECTED: sp-churn v1") == 1
+    assert sum("shifting to" in note.what for note in world.state.history) == 2  # type: ignore[union-attr]
+
+
+def test_a_canary_rolled_back_after_its_live_version_was_rejected_reverts_to_the_newest_approved_one() -> None:
+    """As at rest: the rejected live version serves alone only until the newest Approved version replaces it."""
+    world = deployed(1)
+    world.approve(2)
+    world.run()
+    world.approve(3)
+    world.reconcile()
+    world.settle()
+    world.reject(2)
+    assert [n.subject for n in notices(world.reconcile())] == ["LIVE VERSION REJECTED: sp-churn v2"]
+    world.firing = {"v3-5xx"}
+    world.reconcile()
+    world.settle()
+    world.firing = set()
+    done = finish_rollback(world)
+    assert plan.newer_version_waits(done, world.state, world.target)  # the revert follows at once
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0}
+
+
+def test_a_live_version_approved_again_during_the_canary_is_said_again_if_rejected_again() -> None:
+    world = canary_of_v2()
+    world.reject(1)
+    world.reconcile()
+    world.approve(1)
+    assert world.reconcile().state.live_rejected is False  # type: ignore[union-attr]
+    world.reject(1)
+    assert [n.subject for n in notices(world.reconcile())] == ["LIVE VERSION REJECTED: sp-churn v1"]
+
+
+def test_an_endpoint_deleted_with_no_version_approved_is_reported_missing_once_and_not_recreated() -> None:
+    world = deployed(1)
+    world.reject(1)
+    world.run()
+    assert world.notifications[-1] == "NO APPROVED VERSION: sp-churn"
+    world.endpoint = type(world.endpoint)()  # deleted by hand
+    first, again = world.reconcile(), world.reconcile()
+    [missing] = notices(first)
+    assert missing.subject == "ENDPOINT MISSING: sp-churn" and missing.detail["recreating"] is None
+    assert "no version of churn is Approved" in str(missing.detail["what"])
+    assert not any(isinstance(a, plan.CreateEndpoint) for a in first.actions)
+    assert again.actions == ()
+    # A version approved later creates it again, with that version: never with the rejected v1.
+    world.approve(2)
+    recreated = world.reconcile()
+    assert [a.release.version for a in recreated.actions if isinstance(a, plan.CreateEndpoint)] == [2]
+    assert notices(recreated) == []  # ENDPOINT MISSING was said for this deletion already; DEPLOYED follows
+    world.run()
+    assert world.endpoint.variants == {"v2": 1.0}
+    assert world.notifications[-1] == "DEPLOYED: sp-churn v2"

@@ -21,6 +21,8 @@ def test_a_recorded_intent_survives_the_round_trip() -> None:
         candidate=V2,
         configs=("sagepilot-churn-c1", "sagepilot-churn-c2"),
         models=("sagepilot-churn-v1-a", "sagepilot-churn-v2-b"),
+        steps=(10, 50, 100),
+        live_rejected=True,
         announcements=(("ROLLOUT STARTED: sagepilot-churn v2", json.dumps({"candidate": 2})),),
         history=(HistoryEntry(1.0, "v2 approved"),),
     )

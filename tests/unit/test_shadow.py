@@ -215,3 +215,15 @@ def test_inconclusive_policy_rollback_applies_to_a_shadow_test() -> None:
     until_out_of_shadow(world, 200)
     world.run()
     assert world.endpoint.variants == {"v1": 1.0} and "inconclusive" in world.rejected[2]
+
+
+def test_rejecting_the_live_version_during_a_shadow_test_is_said_once_and_the_test_goes_on() -> None:
+    world = shadow_world()
+    started = world.state.step_started_at  # type: ignore[union-attr]
+    world.reject(1)
+    said = tick(world)
+    assert [a.subject for a in said.actions if isinstance(a, plan.Notify)] == ["LIVE VERSION REJECTED: sp-churn v1"]
+    assert world.state is not None and world.state.phase is Phase.SHADOW and world.state.step_started_at == started
+    assert "while v2 is judged in its shadow test (50% of requests copied to it)" in world.state.history[-1].what
+    until_out_of_shadow(world)
+    assert world.notifications.count("LIVE VERSION REJECTED: sp-churn v1") == 1

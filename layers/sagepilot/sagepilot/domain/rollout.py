@@ -37,15 +37,19 @@ Policy for order and concurrency (documented in docs/rollouts.md):
   step is held and announced once (NO TRAFFIC). Only an operator's promote skips it.
 - `sagepilot:deploy=false`: nothing new is deployed; a running `ab` canary is rolled back (see `_disabled`).
 - Rejecting the live version after a finished rollout reverts to the newest remaining Approved version
-  at once (no canary: it was live before).
+  at once (no canary: it was live before). Rejecting it during a canary or shadow test of the newest Approved
+  version is said once (LIVE VERSION REJECTED); the test goes on by its rules, never cut short.
+- An edit of the canary steps under a running canary is said (CANARY STEPS CHANGED); the step keeps its number
+  (the last if past it), and its bake and evidence start again if its share changed.
 - Nothing is sent to an endpoint that is not InService; the decision waits for its next state change.
 - An update SageMaker could not apply (the candidate's container did not start: the endpoint is back
   InService on the old variants with a FailureReason newer than the update) is a verdict, not something
   to retry: the candidate is marked Rejected with SageMaker's reason and FAILED is announced once. A
   first deployment whose endpoint ends Failed is treated the same way.
-- An endpoint that disappears is reported (ENDPOINT MISSING) and created again; a change made by hand
-  to a stable endpoint is undone, and once done the repaired variant gets back its autoscaling and
-  alarms and the repair is announced (REPAIRED, with what had changed).
+- An endpoint that disappears is reported (ENDPOINT MISSING) and created again (with nothing Approved: said
+  once, not created until a version is approved; never again with a live version no longer Approved); a
+  change made by hand to a stable endpoint is undone, and once done the repaired variant gets back its
+  autoscaling and alarms and the repair is announced (REPAIRED, with what had changed).
 """
 
 from __future__ import annotations
@@ -217,9 +221,15 @@ class RolloutState:
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
     orphan_notified: bool = False
-    missing_notified: bool = False  # ENDPOINT MISSING was said for an endpoint deploy=false keeps from recreating
+    # ENDPOINT MISSING was said for an endpoint that is not created again (deploy=false, or no version Approved).
+    missing_notified: bool = False
     starved: bool = False  # NO TRAFFIC was announced for the running canary step
     inconclusive: bool = False  # INCONCLUSIVE (the gate's verdict at the longest bake) was announced for it
+    # CANARY: the steps (percent) the running canary goes by, as read when it started or last said a change of
+    # them (an edit of sagepilot:canary-steps under it is told by them; (): a record from before this field).
+    steps: tuple[int, ...] = ()
+    # CANARY / SHADOW: LIVE REJECTED was said for the running test (the live version is no longer Approved).
+    live_rejected: bool = False
     # When the live (stable) variant began serving alone (0: unknown, a record from before this field).
     serving_since: float = 0.0
     # STABLE: what a person changed that is being undone (set when the repair is sent; the repair is
@@ -384,11 +394,14 @@ def decide(
     deploy: bool = True,
     invocations: int | None = None,
     assessment: Assessment | None = None,
+    live_approved: bool | None = None,
 ) -> Decision:
     """The next move for one endpoint. `firing`: names of the rollout's alarms now in ALARM; `deploy`: the
     group's `sagepilot:deploy` setting as read for this decision; `invocations`: what the canary's
     candidate has served since its step began (None: not read); `assessment`: the canary gate's verdict on the
-    step's evidence (None: not judged, e.g. at 100% or with the gate off)."""
+    step's evidence (None: not judged, e.g. at 100% or with the gate off); `live_approved`: whether the recorded
+    live (stable) version is Approved in the registry now (None: not read; read during a canary or shadow test
+    and for an endpoint that is gone)."""
     if not deploy:
         disabled = _disabled(state, view, now)
         if disabled is not None:
@@ -399,6 +412,17 @@ def decide(
         return _failed(state, view, target, now)
     if view is None:
         if target is None:
+            if state.phase is Phase.STABLE and not state.missing_notified:
+                # Deleted outside sagepilot with nothing Approved to create it with: not created again, but never
+                # in silence (said once, as when sagepilot:deploy is false); an approval creates it again.
+                what = (
+                    f"endpoint {state.endpoint} is gone (deleted outside sagepilot) and no version of {state.group} "
+                    "is Approved: it is not created again. Approve a version to create it again with that version."
+                )
+                gone = state.evolve(now, what, missing_notified=True)
+                return Decision(
+                    gone, (Notify(f"ENDPOINT MISSING: {state.endpoint}", {**_facts(gone, what), "recreating": None}),)
+                )
             if state.phase in (Phase.STABLE, Phase.CREATING):
                 return _wait(state, "endpoint does not exist and no version is approved")
             # Gone in the middle of a move, with nothing left to recreate it with: the move is over (said
@@ -414,13 +438,19 @@ def decide(
         if state.phase is not Phase.CREATING:
             # Recreated with the version that was live, never with a newer one that had not earned its
             # promotion (a canary's candidate): that one starts its canary again once the endpoint serves.
-            # An older target means the live version was rejected meanwhile: the newest Approved one.
-            again = state.stable if state.stable is not None and state.stable.version < target.version else target
+            # An older target means the live version was rejected meanwhile: the newest Approved one; so does a
+            # live version known to be no longer Approved (`live_approved`): a rejected version is not recreated.
+            again = (
+                state.stable
+                if state.stable is not None and state.stable.version < target.version and live_approved is not False
+                else target
+            )
             what = (
                 f"endpoint {state.endpoint} is gone (deleted outside sagepilot while {state.phase.value}"
                 + (f" with v{state.stable.version}" if state.stable else "")
                 + f"); creating it again with v{again.version}"
             )
+            told = state.missing_notified  # ENDPOINT MISSING was said when it could not be created again
             state = state.evolve(
                 now,
                 what,
@@ -433,6 +463,8 @@ def decide(
                 repair="",
                 missing_notified=False,
             )
+            if told:  # not said twice for one deletion: DEPLOYED says when it serves again
+                return Decision(state, (CreateEndpoint(again),))
             missing = Notify(
                 f"ENDPOINT MISSING: {state.endpoint}", {**_facts(state, what), "recreating": again.version}
             )
@@ -461,9 +493,9 @@ def decide(
     if not deploy and state.phase is Phase.STABLE:
         return _withheld(state, view, target, firing, policy, now)
     if state.phase is Phase.CANARY:
-        return _canary(state, view, target, firing, policy, now, invocations, assessment)
+        return _canary(state, view, target, firing, policy, now, invocations, assessment, live_approved)
     if state.phase is Phase.SHADOW:
-        return _shadow(state, view, target, firing, policy, now, invocations, assessment)
+        return _shadow(state, view, target, firing, policy, now, invocations, assessment, live_approved)
     handler = {
         Phase.CREATING: _creating,
         Phase.STABLE: _stable,
@@ -789,7 +821,7 @@ def _stable(
             (CreateVariantAlarms(target.variant), NativeUpdate(target, (stable.variant,), policy.strategy)),
         )
     what = f"v{target.version} approved; canary at {policy.steps[0]}% beside v{stable.version}"
-    canary = _test_started(state, view, target, Phase.CANARY, what, now)
+    canary = _test_started(state, view, target, Phase.CANARY, what, now, steps=policy.steps)
     shares = canary_shares(canary, policy)
     return Decision(
         canary,
@@ -820,10 +852,16 @@ def _rollback_reason(
 
 
 def _test_started(
-    state: RolloutState, view: EndpointView, target: Release, phase: Phase, what: str, now: float
+    state: RolloutState,
+    view: EndpointView,
+    target: Release,
+    phase: Phase,
+    what: str,
+    now: float,
+    steps: tuple[int, ...] = (),
 ) -> RolloutState:
-    """The state of a canary or shadow test of `target` starting now: its first step, and nothing left over
-    from the test before it (command, pause, reason, notices, the gate's flags)."""
+    """The state of a canary or shadow test of `target` starting now: its first step (of `steps`, for a canary),
+    and nothing left over from the test before it (command, pause, reason, notices, the gate's flags)."""
     return state.evolve(
         now,
         what,
@@ -839,6 +877,8 @@ def _test_started(
         orphan_notified=False,
         starved=False,
         inconclusive=False,
+        steps=steps,
+        live_rejected=False,
         endpoint_modified_at=view.last_modified,
     )
 
@@ -884,6 +924,7 @@ def _canary(
     now: float,
     invocations: int | None = None,
     assessment: Assessment | None = None,
+    live_approved: bool | None = None,
 ) -> Decision:
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
@@ -901,6 +942,27 @@ def _canary(
         return Decision(
             back, (first, Notify(f"ROLLING BACK: {state.endpoint} v{candidate.version}", _facts(back, reason)))
         )
+    state, notices = _live_approval(state, policy, now, live_approved)
+    if state.command is not Command.PROMOTE and state.steps and state.steps != policy.steps:
+        state, edited, restarted = _steps_edited(state, policy, now)
+        notices = (*notices, edited)
+        if restarted:
+            invocations, assessment = None, None  # measured at the old share: the step's evidence starts again
+    return _with_notices(_canary_on(state, view, policy, now, invocations, assessment), notices)
+
+
+def _canary_on(
+    state: RolloutState,
+    view: EndpointView,
+    policy: RolloutPolicy,
+    now: float,
+    invocations: int | None,
+    assessment: Assessment | None,
+) -> Decision:
+    """A canary that is not rolled back: promoted, its shape (re)applied, held, or moved on."""
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    both = frozenset({stable.variant, candidate.variant})
     if state.command is Command.PROMOTE or (
         view.names == both
         and _same_shares(view, canary_shares(state, policy))
@@ -955,6 +1017,83 @@ def _next_step(state: RolloutState, policy: RolloutPolicy, now: float, why: str)
         inconclusive=False,
     )
     return Decision(nxt, (SetWeights(tuple(canary_shares(nxt, policy).items())),))
+
+
+def _percents(steps: tuple[int, ...]) -> str:
+    return ",".join(str(s) for s in steps)
+
+
+def _steps_edited(state: RolloutState, policy: RolloutPolicy, now: float) -> tuple[RolloutState, Notify, bool]:
+    """The group's canary steps (sagepilot:canary-steps) changed under the running canary: said (a line in the
+    history and a notice, with the old and new steps and the candidate's share now). The canary keeps its step
+    (one at or past the new last step is the last); if that step's share changed, its bake and its evidence start
+    again at the new share (none measured at the old share counts for it). Also whether they did."""
+    candidate = state.candidate
+    assert candidate
+    old = state.steps
+    before = old[min(state.step, len(old) - 1)]
+    step = min(state.step, len(policy.steps) - 1)
+    share = policy.steps[step]
+    where = f"step {step + 1}/{len(policy.steps)}"
+    restarted = share != before
+    if restarted:
+        what = (
+            f"canary steps changed from {_percents(old)} to {_percents(policy.steps)} (sagepilot:canary-steps): "
+            f"v{candidate.version} goes from {before}% to {share}% of the traffic ({where}); the step's bake and "
+            f"evidence start again at {share}%"
+        )
+        edited = state.evolve(
+            now, what, steps=policy.steps, step=step, step_started_at=now, starved=False, inconclusive=False
+        )
+    else:
+        what = (
+            f"canary steps changed from {_percents(old)} to {_percents(policy.steps)} (sagepilot:canary-steps): "
+            f"v{candidate.version} stays at {share}% ({where}); the step's bake goes on"
+        )
+        edited = state.evolve(now, what, steps=policy.steps, step=step)
+    detail = {
+        **_facts(edited, what),
+        "previousSteps": list(old),
+        "steps": list(policy.steps),
+        "previousShare": before,
+        "share": share,
+    }
+    return edited, Notify(f"CANARY STEPS CHANGED: {state.endpoint} v{candidate.version}", detail), restarted
+
+
+def _live_approval(
+    state: RolloutState, policy: RolloutPolicy, now: float, live_approved: bool | None
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """The live (stable) version's approval during a canary or shadow test (`live_approved`; None: not read).
+    Rejected: the test goes on by its own rules (never cut short: the candidate is promoted only on its full
+    evidence; what the live version serves meanwhile is what it would serve at rest beside a newer Approved
+    version), said once (LIVE VERSION REJECTED) with what happens next and what a person may do."""
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    if live_approved and state.live_rejected:
+        return state.evolve(now, f"v{stable.version} is Approved again", live_rejected=False), ()
+    if live_approved is not False or state.live_rejected:
+        return state, ()
+    test = "shadow test" if state.phase is Phase.SHADOW else "canary"
+    what = (
+        f"v{stable.version}, the live version, is no longer Approved in the registry while v{candidate.version} is "
+        f"judged {_where(state, policy)}. The {test} goes on by its rules, not cut short: "
+        f"v{candidate.version} is promoted only on its full evidence, and v{stable.version} then leaves the endpoint. "
+        f"If the {test} is rolled back, v{stable.version} serves alone until, as for a live version rejected at "
+        "rest, the newest Approved version replaces it (an older one at once); with none, "
+        f"v{stable.version} keeps serving (NO APPROVED VERSION). To take v{stable.version} out of service now: "
+        f"sagepilot promote {state.endpoint} (v{candidate.version} gets all traffic on the evidence so far); "
+        f"if the rejection was a mistake, approve v{stable.version} again."
+    )
+    said = state.evolve(now, what, live_rejected=True)
+    return said, (Notify(f"LIVE VERSION REJECTED: {state.endpoint} v{stable.version}", _facts(said, what)),)
+
+
+def _with_notices(decision: Decision, notices: tuple[Action, ...]) -> Decision:
+    """`decision` with `notices` sent after its actions (recorded with its intent when it is recorded first)."""
+    if not notices:
+        return decision
+    return dataclasses.replace(decision, actions=(*decision.actions, *notices))
 
 
 def _gate_rollback(
@@ -1288,6 +1427,7 @@ def _after_shadow(state: RolloutState, policy: RolloutPolicy, now: float, why: s
         step_started_at=now,
         starved=False,
         inconclusive=False,
+        steps=policy.steps,
     )
     shares = canary_shares(canary, policy)
     return Decision(
@@ -1304,6 +1444,7 @@ def _shadow(
     now: float,
     invocations: int | None = None,
     assessment: Assessment | None = None,
+    live_approved: bool | None = None,
 ) -> Decision:
     """A shadow test: the candidate gets a copy of live requests, users get stable's answers only. Rolled back
     (the shadow removed) on an alarm of the candidate, the gate's WORSE, an operator or a newer approval;
@@ -1323,6 +1464,21 @@ def _shadow(
                 Notify(f"ROLLING BACK: {state.endpoint} v{candidate.version}", _facts(back, reason)),
             ),
         )
+    state, notices = _live_approval(state, policy, now, live_approved)
+    return _with_notices(_shadow_on(state, view, policy, now, invocations, assessment), notices)
+
+
+def _shadow_on(
+    state: RolloutState,
+    view: EndpointView,
+    policy: RolloutPolicy,
+    now: float,
+    invocations: int | None,
+    assessment: Assessment | None,
+) -> Decision:
+    """A shadow test that is not rolled back: promoted, its shape (re)applied, held, or passed."""
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
     if state.command is Command.PROMOTE:
         what = f"operator promoted; promoting v{candidate.version} from its shadow test, removing v{stable.version}"
         promoting = state.evolve(

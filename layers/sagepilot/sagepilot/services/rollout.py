@@ -377,6 +377,7 @@ class Rollouts:
             deploy=deployment.enabled,
             invocations=invocations,
             assessment=assessment,
+            live_approved=self._live_approved(state, view, target),
         )
         if assessment is not None and state is not None and self._reports is not None:
             record_look(self._reports, state, decision, assessment, deployment.rollout.steps)
@@ -418,6 +419,19 @@ class Rollouts:
         outcome.again = plan.newer_version_waits(decision, applied, target)
         logger.info("reconciled", extra=outcome.as_dict())
         return outcome
+
+    def _live_approved(
+        self, state: RolloutState | None, view: plan.EndpointView | None, target: Release | None
+    ) -> bool | None:
+        """Whether the recorded live version is Approved now, where a decision depends on it (None: not read): a
+        canary or shadow test of the newest Approved version (a rejected live version is said), and an endpoint
+        that is gone while a version is approved (a rejected live version is not created again)."""
+        if state is None or state.stable is None or target is None:
+            return None
+        testing = state.phase in (Phase.CANARY, Phase.SHADOW) and target == state.candidate
+        if not testing and view is not None:
+            return None
+        return self._registry.approval_status(state.stable.package_arn) == "Approved"
 
     def _allowed_target(
         self, state: RolloutState | None, target: Release | None, group: str, endpoint: str, now: float
