@@ -383,6 +383,24 @@ def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
     assert "the reconcile schedule deploys the approved version" in note["message"]["whatToDo"]
 
 
+def test_an_unknown_sagepilot_tag_is_refused_as_invalid_settings_naming_the_closest_key(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    """A typo (`sagepilot:bake-secs`) is not ignored, leaving the default bake in force without a word: the
+    approval is refused as for any invalid tag, and a tag of another prefix still changes nothing."""
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP,
+        Tags=[{"Key": "sagepilot:bake-secs", "Value": "60"}, {"Key": "team", "Value": "ml"}],
+    )
+    rollout.register()
+    rollout.pump()
+    assert rollout.sm.list_endpoints()["Endpoints"] == []
+    [note] = notifications.drain()
+    assert note["subject"] == "INVALID SETTINGS: model package group churn"
+    assert "sagepilot:bake-secs (did you mean sagepilot:bake-seconds?)" in note["message"]["what"]
+    assert "sagepilot:bake-seconds, sagepilot:canary-steps" in note["message"]["what"]  # the known keys, listed
+
+
 def test_group_tags_choose_the_steps_and_the_bake(rollout: Rollout) -> None:
     alarm_only(rollout, **{"canary-steps": "25,100", "bake-seconds": "60"})  # the bake, not the gate, moves it
     deploy_v1(rollout)

@@ -243,6 +243,25 @@ def test_bad_training_input_is_rejected_with_a_report_and_no_job(
     assert len(reports) == 1 and data.json(reports[0])["code"] == code
 
 
+def test_a_training_set_for_a_group_with_an_unknown_sagepilot_tag_is_rejected_naming_it(
+    trainer: Trainer, data: Data, group: str
+) -> None:
+    arn = trainer.sm.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
+    trainer.sm.add_tags(ResourceArn=arn, Tags=[{"Key": "sagepilot:instance-typ", "Value": "ml.m5.xlarge"}])
+    version = data.drop("training/churn/a.csv", CSV)
+    [outcome] = trainer.upload_all()
+    assert outcome.action == "rejected" and "INVALID_GROUP_SETTINGS" in outcome.detail
+    assert trainer.jobs() == []
+    report = data.json("rejected/training/churn/a.csv.json")
+    assert (report["code"], report["input"]["versionId"]) == ("INVALID_GROUP_SETTINGS", version)
+    assert "sagepilot:instance-typ (did you mean sagepilot:instance-type?)" in report["reason"]
+    assert data.exists("training/churn/a.csv")  # the data stays: fix the tag and upload it again
+
+    trainer.sm.delete_tags(ResourceArn=arn, TagKeys=["sagepilot:instance-typ"])
+    data.drop("training/churn/a.csv", CSV)
+    assert [o.action for o in trainer.upload_all()] == ["started"]
+
+
 @pytest.mark.parametrize("stack_overrides", [{"TrainingSpot": "true"}])
 def test_spot_training_is_a_stack_option(trainer: Trainer, data: Data, group: str) -> None:
     data.drop("training/churn/a.csv", CSV)

@@ -32,12 +32,15 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:fallback-instance-type tried when SageMaker answers ResourceLimitExceeded
 
 A bad value is an error that names the tag and what it should be; the group is not deployed until it
-is fixed (nothing is guessed, nothing moved into range, no empty step skipped).
+is fixed (nothing is guessed, nothing moved into range, no empty step skipped). So is a `sagepilot:` tag that
+is none of these (`GROUP_TAG_KEYS`, the one list of them): a typo such as `sagepilot:bake-secs` would
+otherwise leave the default in force without a word. Tags of other prefixes are not read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +51,38 @@ from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
 from sagepilot.domain.rollout import AfterShadow, RolloutPolicy, Strategy
 
 TAG_PREFIX = "sagepilot:"
+# Every key the product reads from a model package group's tags (each after TAG_PREFIX): `resolve` reads these and
+# no other (tests/unit/test_group_settings.py holds it to that), and any other `sagepilot:` key is refused.
+GROUP_TAG_KEYS = (
+    "deploy",
+    "endpoint-name",
+    "strategy",
+    "shadow-percent",
+    "shadow-then",
+    "canary-steps",
+    "bake-seconds",
+    "min-invocations",
+    "max-bake-seconds",
+    "analysis",
+    "confidence",
+    "error-margin",
+    "latency-objective-ms",
+    "latency-margin",
+    "on-inconclusive",
+    "metrics",
+    "instance-type",
+    "instance-count",
+    "autoscaling-min",
+    "autoscaling-max",
+    "autoscaling-target",
+    "scale-in-cooldown",
+    "scale-out-cooldown",
+    "alarm-5xx-threshold",
+    "alarm-latency-ms",
+    "idle-minutes",
+    "low-traffic-invocations",
+    "fallback-instance-type",
+)
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
@@ -112,6 +147,24 @@ def check_ceilings(deployment: Deployment) -> None:
                 f"{TAG_PREFIX}{what} {count} is above the stack's EndpointInstanceCountCeiling "
                 f"({deployment.instance_count_ceiling})"
             )
+
+
+def unknown_tags_problem(tags: Mapping[str, str]) -> str | None:
+    """What is wrong with the group's `sagepilot:` tags that are no setting (each named, with the closest setting
+    when one is close), or None when there are none. Tags of other prefixes are not looked at."""
+    unknown = sorted(k for k in tags if k.startswith(TAG_PREFIX) and k[len(TAG_PREFIX) :] not in GROUP_TAG_KEYS)
+    if not unknown:
+        return None
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key[len(TAG_PREFIX) :].lower(), GROUP_TAG_KEYS, n=1, cutoff=0.6)
+        named.append(f"{key} (did you mean {TAG_PREFIX}{close[0]}?)" if close else key)
+    which = f"tag {named[0]} is" if len(named) == 1 else f"tags {', '.join(named)} are"
+    known = ", ".join(TAG_PREFIX + k for k in sorted(GROUP_TAG_KEYS))
+    return (
+        f"{which} not a sagepilot setting: rename or remove it (the settings are {known}; training is set in "
+        f"config/<group>/training.json, not by tags)"
+    )
 
 
 def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -212,6 +265,9 @@ def parse_steps(raw: str, where: str) -> tuple[int, ...]:
 
 def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, str]) -> Deployment:
     """The group's deployment: `defaults` with the group's `sagepilot:*` tags applied and checked."""
+    unknown = unknown_tags_problem(tags)
+    if unknown is not None:
+        raise InvalidGroupSettings(unknown)
     enabled_raw = tags.get(TAG_PREFIX + "deploy", "true").strip().lower()
     if enabled_raw not in ("true", "false"):
         raise InvalidGroupSettings(f"tag {TAG_PREFIX}deploy must be true or false, got {enabled_raw!r}")

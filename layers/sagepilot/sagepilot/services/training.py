@@ -113,7 +113,7 @@ class Training:
         if isinstance(parsed, Rejection):
             return self._reject(head.key, head.version_id, parsed, f"rejected/training/_outside/{head.key}.json")
         try:
-            self._registry.group_tags(parsed.group)
+            tags = self._registry.group_tags(parsed.group)
         except GroupNotFound:
             missing = Rejection(
                 "MODEL_GROUP_NOT_FOUND",
@@ -122,6 +122,9 @@ class Training:
                 "and upload the training set again.",
             )
             return self._reject(head.key, head.version_id, missing, parsed.rejected_key)
+        invalid = plan.group_tags_rejection(parsed.group, tags)
+        if invalid is not None:
+            return self._reject(head.key, head.version_id, invalid, parsed.rejected_key)
         if isinstance(parsed, plan.DatasetMarker):
             return self._on_marker(head, parsed)
         waiting = plan.waiting_for_marker(head.key, self._bucket.list_children(parsed.folder, LISTING_LIMIT))
