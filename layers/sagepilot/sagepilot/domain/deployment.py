@@ -33,56 +33,25 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
 
 A bad value is an error that names the tag and what it should be; the group is not deployed until it
 is fixed (nothing is guessed, nothing moved into range, no empty step skipped). So is a `sagepilot:` tag that
-is none of these (`GROUP_TAG_KEYS`, the one list of them): a typo such as `sagepilot:bake-secs` would
+is none of these (`group_tags.GROUP_TAG_KEYS`, the one list of them): a typo such as `sagepilot:bake-secs` would
 otherwise leave the default in force without a word. Tags of other prefixes are not read.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from sagepilot.domain.canary_gate import CustomMetric, GateSettings, Inconclusive
+from sagepilot.domain.group_tags import GROUP_TAG_KEYS as GROUP_TAG_KEYS
+from sagepilot.domain.group_tags import TAG_PREFIX as TAG_PREFIX
+from sagepilot.domain.group_tags import unknown_tags_problem
 from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
 from sagepilot.domain.rollout import AfterShadow, RolloutPolicy, Strategy
 
-TAG_PREFIX = "sagepilot:"
-# Every key the product reads from a model package group's tags (each after TAG_PREFIX): `resolve` reads these and
-# no other (tests/unit/test_group_settings.py holds it to that), and any other `sagepilot:` key is refused.
-GROUP_TAG_KEYS = (
-    "deploy",
-    "endpoint-name",
-    "strategy",
-    "shadow-percent",
-    "shadow-then",
-    "canary-steps",
-    "bake-seconds",
-    "min-invocations",
-    "max-bake-seconds",
-    "analysis",
-    "confidence",
-    "error-margin",
-    "latency-objective-ms",
-    "latency-margin",
-    "on-inconclusive",
-    "metrics",
-    "instance-type",
-    "instance-count",
-    "autoscaling-min",
-    "autoscaling-max",
-    "autoscaling-target",
-    "scale-in-cooldown",
-    "scale-out-cooldown",
-    "alarm-5xx-threshold",
-    "alarm-latency-ms",
-    "idle-minutes",
-    "low-traffic-invocations",
-    "fallback-instance-type",
-)
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
@@ -147,24 +116,6 @@ def check_ceilings(deployment: Deployment) -> None:
                 f"{TAG_PREFIX}{what} {count} is above the stack's EndpointInstanceCountCeiling "
                 f"({deployment.instance_count_ceiling})"
             )
-
-
-def unknown_tags_problem(tags: Mapping[str, str]) -> str | None:
-    """What is wrong with the group's `sagepilot:` tags that are no setting (each named, with the closest setting
-    when one is close), or None when there are none. Tags of other prefixes are not looked at."""
-    unknown = sorted(k for k in tags if k.startswith(TAG_PREFIX) and k[len(TAG_PREFIX) :] not in GROUP_TAG_KEYS)
-    if not unknown:
-        return None
-    named = []
-    for key in unknown:
-        close = difflib.get_close_matches(key[len(TAG_PREFIX) :].lower(), GROUP_TAG_KEYS, n=1, cutoff=0.6)
-        named.append(f"{key} (did you mean {TAG_PREFIX}{close[0]}?)" if close else key)
-    which = f"tag {named[0]} is" if len(named) == 1 else f"tags {', '.join(named)} are"
-    known = ", ".join(TAG_PREFIX + k for k in sorted(GROUP_TAG_KEYS))
-    return (
-        f"{which} not a sagepilot setting: rename or remove it (the settings are {known}; training is set in "
-        f"config/<group>/training.json, not by tags)"
-    )
 
 
 def _int(tags: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:

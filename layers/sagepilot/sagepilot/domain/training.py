@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sagepilot.domain.deployment import unknown_tags_problem
+from sagepilot.domain.group_tags import unknown_tags_problem
 
 # Re-exported (imported from here before): the image checks live in domain/images.py, inference uses them too.
 from sagepilot.domain.images import IMAGE_URI as IMAGE_URI
