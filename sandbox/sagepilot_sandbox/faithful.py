@@ -12,17 +12,17 @@
   (`transactions`); SQS answers without scanning the queue per message (`sqs_speed`); S3's
   ListObjectVersions takes its markers as S3 does, without copying the whole bucket (`s3_listing`).
 - API shapes and refusals as AWS has them where moto is kinder (`api_rules`): no empty DataCaptureConfig
-  or VpcConfig, DeleteModelPackage / ListContexts / ListMonitoringSchedules answer, PutEvents refuses
-  `aws.*` sources and requests over 256 KB, S3 refuses keys over 1,024 bytes and URL-encodes listed
-  versions when asked, SageMaker's name / ARN / URI / hyperparameter rules.
+  or VpcConfig, DeleteModelPackage / DeleteModelPackageGroup / ListContexts / ListMonitoringSchedules
+  answer, PutEvents refuses `aws.*` sources and requests over 256 KB, S3 refuses keys over 1,024 bytes and
+  URL-encodes listed versions when asked, SageMaker's name / ARN / URI / hyperparameter rules.
 
 - Real-time endpoints take time and emit events (`endpoints`), the model registry emits its events and
-  updates packages as SageMaker does (`registry`), CloudWatch alarms emit state-change events and
-  start INSUFFICIENT_DATA (`alarms`), Application Auto Scaling refuses and cleans up as AWS does
-  (`autoscaling`), scheduled rules match no events (`bus`), training jobs refuse duplicates and wait
-  for their trainer (`training`), InvokeEndpoint reaches the variants' real models (`invocations`):
-  see each module's docstring. What runs models (transform jobs, training, endpoints) is the
-  simulator's (`simulator`, `transform`, `trainer`, `modelservers`, `metrics`).
+  updates packages as SageMaker does (`registry`), CloudWatch alarms emit state-change events, start
+  INSUFFICIENT_DATA and keep their history for DescribeAlarmHistory (`alarms`), Application Auto Scaling
+  refuses and cleans up as AWS does (`autoscaling`), scheduled rules match no events (`bus`), training
+  jobs refuse duplicates and wait for their trainer (`training`), InvokeEndpoint reaches the variants'
+  real models (`invocations`): see each module's docstring. What runs models (transform jobs, training,
+  endpoints) is the simulator's (`simulator`, `transform`, `trainer`, `modelservers`, `metrics`).
 
 Time in the sandbox is compressed: what takes SageMaker minutes (a job running, an endpoint being
 created or updated, a deployment baking) takes the simulator about a second (`SageMakerSimulator`'s

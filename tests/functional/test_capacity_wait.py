@@ -421,3 +421,36 @@ def test_a_job_waiting_for_capacity_never_starts_on_a_model_rejected_meanwhile(
         assert note["message"]["countsByCode"] == {"NO_APPROVED_MODEL": 2}
         # A later pass finds nothing waiting and changes nothing.
         assert completion.sweep().waiting == 0 and notifications.drain() == []
+
+
+def test_a_job_waiting_for_capacity_whose_model_group_is_deleted_rejects_its_files_naming_the_deleted_group(
+    stack, clients, data, registry, intake_queue, world, completions, sagemaker, notifications,
+):
+    """SageMaker deletes only an empty group: its versions are deleted first, then the group. A job waiting for
+    capacity then has no model: its files are rejected (kept where they are, with a report) saying the group was
+    deleted and what to do, not that a version was merely no longer Approved."""
+    _, intake, completion, _ = world
+    v1 = registry.register("churn")
+    registry.register("fraud")
+    enforce(clients("sagemaker"), Quota(instances=1))
+    data.drop("incoming/fraud/x.csv")
+    (fraud,) = intake_batch(intake, intake_queue).jobs_started
+    dropped = {k: data.drop(k) for k in ["incoming/churn/a.csv", "incoming/churn/b.csv"]}
+    (waiting,) = intake_batch(intake, intake_queue).jobs_waiting_for_capacity
+    notifications.drain()
+
+    sagemaker.delete_model_package(ModelPackageName=v1)
+    sagemaker.delete_model_package_group(ModelPackageGroupName="churn")
+    finish(completion, completions, fraud)  # its instance is free: the waiting job's turn
+
+    moved = record(stack, clients, waiting)
+    assert moved["status"] == "FAILED" and running(sagemaker) == []
+    for key, version in dropped.items():
+        assert data.exists(key)  # nothing lost: the file stays where it was uploaded
+        report = data.json(f"rejected/churn/{key.removeprefix('incoming/churn/')}.json")
+        assert (report["code"], report["input"]["versionId"]) == ("MODEL_GROUP_NOT_FOUND", version)
+        assert "model package group 'churn' no longer exists" in report["reason"]
+        assert "Create the group" in report["whatToDo"]
+    (note,) = notifications.drain()
+    assert note["message"]["countsByCode"] == {"MODEL_GROUP_NOT_FOUND": 2}
+    assert completion.sweep().waiting == 0 and notifications.drain() == []

@@ -383,6 +383,48 @@ def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
     assert "the reconcile schedule deploys the approved version" in note["message"]["whatToDo"]
 
 
+def test_an_unknown_sagepilot_tag_is_refused_as_invalid_settings_naming_the_closest_key(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    """A typo (`sagepilot:bake-secs`) is not ignored, leaving the default bake in force without a word: the
+    approval is refused as for any invalid tag, and a tag of another prefix still changes nothing."""
+    rollout.sm.create_model_package_group(
+        ModelPackageGroupName=GROUP,
+        Tags=[{"Key": "sagepilot:bake-secs", "Value": "60"}, {"Key": "team", "Value": "ml"}],
+    )
+    rollout.register()
+    rollout.pump()
+    assert rollout.sm.list_endpoints()["Endpoints"] == []
+    [note] = notifications.drain()
+    assert note["subject"] == "INVALID SETTINGS: model package group churn"
+    assert "sagepilot:bake-secs (did you mean sagepilot:bake-seconds?)" in note["message"]["what"]
+    assert "sagepilot:bake-seconds, sagepilot:canary-steps" in note["message"]["what"]  # the known keys, listed
+
+
+def test_a_group_deleted_during_its_canary_rolls_back_and_the_endpoint_keeps_serving_the_live_version(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    """SageMaker deletes only an empty group, so its versions go first: the canary's version is gone, the canary is
+    rolled back, and the live version (its SageMaker model is the stack's) keeps serving, said once."""
+    v1 = deploy_v1(rollout)
+    v2 = rollout.register()
+    rollout.pump()
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    notifications.drain()
+    for arn in (v1, v2):
+        rollout.sm.delete_model_package(ModelPackageName=arn)
+    rollout.sm.delete_model_package_group(ModelPackageGroupName=GROUP)
+    for _ in range(3):
+        rollout.tick()
+    assert rollout.shares() == {"v1": 1.0} and rollout.endpoint()["EndpointStatus"] == "InService"
+    assert rollout.state().phase is Phase.STABLE
+    assert [n["subject"] for n in notifications.drain()] == [
+        "ROLLING BACK: sagepilot-churn v2",
+        "ROLLED BACK: sagepilot-churn v2",
+        "NO APPROVED VERSION: sagepilot-churn",
+    ]
+
+
 def test_group_tags_choose_the_steps_and_the_bake(rollout: Rollout) -> None:
     alarm_only(rollout, **{"canary-steps": "25,100", "bake-seconds": "60"})  # the bake, not the gate, moves it
     deploy_v1(rollout)

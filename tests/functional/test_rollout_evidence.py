@@ -399,6 +399,23 @@ def test_a_step_waiting_for_traffic_is_not_reported_late_before_it_is_held(
     assert [value for name, value, _ in metrics.emitted if name == "RolloutOverdueSeconds"][-1] > 0  # held, late
 
 
+def test_an_unknown_tag_set_under_a_canary_is_said_once_and_the_canary_goes_on_with_the_defaults(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    alarm_only(rollout)
+    deploy_v1(rollout)
+    rollout.register()
+    rollout.pump()
+    notifications.drain()
+    tag_group(rollout, **{"bake-secs": "60"})
+    rollout.tick()
+    rollout.tick()
+    (line,) = [h for h in history(rollout) if h.startswith("INVALID SETTINGS")]
+    assert "sagepilot:bake-secs" in line and "goes on with the stack's defaults" in line
+    assert subjects(notifications) == [f"INVALID SETTINGS: model package group {GROUP}"]  # once, not per tick
+    assert rollout.shares() == {"v1": 0.0, "v2": 1.0}  # two bakes of the default length: it moved on
+
+
 def test_tags_made_invalid_under_a_canary_do_not_stop_its_rollback(
     rollout: Rollout, notifications: Notifications
 ) -> None:

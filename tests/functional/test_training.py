@@ -180,6 +180,28 @@ def test_a_completed_job_is_registered_with_its_metrics_and_lineage(
     assert len(trainer.sm.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]) == 1
 
 
+def test_a_group_deleted_while_its_job_trains_gets_a_report_naming_the_kept_model_not_an_endless_retry(
+    trainer: Trainer, data: Data, group: str, notifications: Notifications
+) -> None:
+    """SageMaker deletes only an empty group: a new group's versions, if any, go first, then the group. The job that
+    was training for it completes with nowhere to register: the training set gets a report (MODEL_GROUP_NOT_FOUND)
+    naming where the trained model is kept, and a notice, once; the event's redelivery changes nothing."""
+    version = data.drop("training/churn/a.csv", CSV)
+    trainer.upload_all()
+    [name] = trainer.jobs()
+    trainer.sm.delete_model_package_group(ModelPackageGroupName=group)
+    outcome = trainer.finish(name, metrics={"validation:accuracy": 0.91})
+    assert outcome.action == "rejected" and "MODEL_GROUP_NOT_FOUND" in outcome.detail
+    report = data.json("rejected/training/churn/a.csv.json")
+    assert (report["code"], report["input"]["versionId"]) == ("MODEL_GROUP_NOT_FOUND", version)
+    artifact = trainer.sm.describe_training_job(TrainingJobName=name)["ModelArtifacts"]["S3ModelArtifacts"]
+    assert f"was deleted while training job {name} ran" in report["reason"] and artifact in report["reason"]
+    assert "create-model-package-group --model-package-group-name churn" in report["whatToDo"]
+    assert [n["subject"] for n in notifications.drain()] == ["TRAINING REJECTED: MODEL_GROUP_NOT_FOUND"]
+    assert trainer.finish(name, metrics={"validation:accuracy": 0.91}).action == "ignored"  # redelivered
+    assert notifications.drain() == []
+
+
 @pytest.mark.parametrize(("accuracy", "status"), [(0.93, "Approved"), (0.71, "PendingManualApproval")])
 def test_the_recipe_approves_automatically_only_when_its_thresholds_pass(
     trainer: Trainer, data: Data, group: str, accuracy: float, status: str
@@ -241,6 +263,25 @@ def test_bad_training_input_is_rejected_with_a_report_and_no_job(
     assert trainer.jobs() == []
     reports = data.keys("rejected/training/")
     assert len(reports) == 1 and data.json(reports[0])["code"] == code
+
+
+def test_a_training_set_for_a_group_with_an_unknown_sagepilot_tag_is_rejected_naming_it(
+    trainer: Trainer, data: Data, group: str
+) -> None:
+    arn = trainer.sm.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
+    trainer.sm.add_tags(ResourceArn=arn, Tags=[{"Key": "sagepilot:instance-typ", "Value": "ml.m5.xlarge"}])
+    version = data.drop("training/churn/a.csv", CSV)
+    [outcome] = trainer.upload_all()
+    assert outcome.action == "rejected" and "INVALID_GROUP_SETTINGS" in outcome.detail
+    assert trainer.jobs() == []
+    report = data.json("rejected/training/churn/a.csv.json")
+    assert (report["code"], report["input"]["versionId"]) == ("INVALID_GROUP_SETTINGS", version)
+    assert "sagepilot:instance-typ (did you mean sagepilot:instance-type?)" in report["reason"]
+    assert data.exists("training/churn/a.csv")  # the data stays: fix the tag and upload it again
+
+    trainer.sm.delete_tags(ResourceArn=arn, TagKeys=["sagepilot:instance-typ"])
+    data.drop("training/churn/a.csv", CSV)
+    assert [o.action for o in trainer.upload_all()] == ["started"]
 
 
 @pytest.mark.parametrize("stack_overrides", [{"TrainingSpot": "true"}])

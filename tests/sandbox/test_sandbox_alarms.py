@@ -168,6 +168,109 @@ def test_evaluating_an_alarm_reads_the_metric_and_treats_missing_data(cw: Any, t
     assert faithful.evaluate_alarm("ep-canary-5xx", now=now + timedelta(minutes=5)) == "OK"  # the errors are old
 
 
+# DescribeAlarmHistory ------------------------------------------------------------------------------------
+def history(cw: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    return list(cw.describe_alarm_history(**kwargs)["AlarmHistoryItems"])
+
+
+def test_alarm_history_records_each_state_change_of_an_evaluated_alarm_newest_first(cw: Any) -> None:
+    put_alarm(cw)
+    put_alarm(cw, "other")
+    now = datetime.now(UTC)
+    assert faithful.evaluate_alarm("ep-canary-5xx", now=now) == "OK"  # no data, treated as not breaching
+    cw.put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {
+                "MetricName": "Invocation5XXErrors",
+                "Dimensions": [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": "canary"}],
+                "Timestamp": now - timedelta(seconds=10),
+                "Value": 6.0,
+            }
+        ],
+    )
+    assert faithful.evaluate_alarm("ep-canary-5xx", now=now) == "ALARM"
+    cw.set_alarm_state(AlarmName="other", StateValue="ALARM", StateReason="by hand")
+
+    items = history(cw, AlarmName="ep-canary-5xx", HistoryItemType="StateUpdate")
+    assert [i["HistorySummary"] for i in items] == [
+        "Alarm updated from OK to ALARM",
+        "Alarm updated from INSUFFICIENT_DATA to OK",
+    ]
+    newest = items[0]
+    assert (newest["AlarmName"], newest["AlarmType"], newest["HistoryItemType"]) == (
+        "ep-canary-5xx",
+        "MetricAlarm",
+        "StateUpdate",
+    )
+    assert newest["Timestamp"] >= items[1]["Timestamp"]
+    data = json.loads(newest["HistoryData"])
+    assert data["version"] == "1.0"
+    assert (data["oldState"]["stateValue"], data["newState"]["stateValue"]) == ("OK", "ALARM")
+    assert data["newState"]["stateReason"].startswith("Threshold Crossed: 1 out of the last 1 datapoints [6.0")
+    described = cw.describe_alarms(AlarmNames=["ep-canary-5xx"])["MetricAlarms"][0]
+    assert data["newState"]["stateReasonData"] == json.loads(described["StateReasonData"])  # a JSON object
+    first = json.loads(items[1]["HistoryData"])
+    assert first["oldState"] == {"stateValue": "INSUFFICIENT_DATA", "stateReason": "Unchecked: Initial alarm creation"}
+
+    # Oldest first when asked, every alarm when none is named, and configuration changes beside state changes.
+    everything = history(cw, ScanBy="TimestampAscending")
+    assert [(i["AlarmName"], i["HistorySummary"]) for i in everything] == [
+        ("ep-canary-5xx", 'Alarm "ep-canary-5xx" created'),
+        ("other", 'Alarm "other" created'),
+        ("ep-canary-5xx", "Alarm updated from INSUFFICIENT_DATA to OK"),
+        ("ep-canary-5xx", "Alarm updated from OK to ALARM"),
+        ("other", "Alarm updated from INSUFFICIENT_DATA to ALARM"),
+    ]
+    created = json.loads(everything[0]["HistoryData"])
+    assert (created["type"], created["createdAlarm"]["metricName"], created["createdAlarm"]["threshold"]) == (
+        "Create",
+        "Invocation5XXErrors",
+        5.0,
+    )
+
+
+def test_alarm_history_pages_filters_by_date_and_outlives_the_alarm(cw: Any) -> None:
+    put_alarm(cw)
+    for n in range(5):
+        cw.set_alarm_state(AlarmName="ep-canary-5xx", StateValue="ALARM" if n % 2 == 0 else "OK", StateReason=f"#{n}")
+    pages = list(
+        cw.get_paginator("describe_alarm_history").paginate(
+            AlarmName="ep-canary-5xx", HistoryItemType="StateUpdate", PaginationConfig={"PageSize": 2}
+        )
+    )
+    assert [len(p["AlarmHistoryItems"]) for p in pages] == [2, 2, 1]
+    assert "NextToken" not in pages[-1]
+    reasons = [json.loads(i["HistoryData"])["newState"]["stateReason"] for p in pages for i in p["AlarmHistoryItems"]]
+    assert reasons == ["#4", "#3", "#2", "#1", "#0"]
+
+    # A page continues after the last item it gave, even when newer items arrive in between.
+    page = cw.describe_alarm_history(AlarmName="ep-canary-5xx", HistoryItemType="StateUpdate", MaxRecords=2)
+    cw.set_alarm_state(AlarmName="ep-canary-5xx", StateValue="OK", StateReason="#5")
+    rest = cw.describe_alarm_history(
+        AlarmName="ep-canary-5xx", HistoryItemType="StateUpdate", MaxRecords=2, NextToken=page["NextToken"]
+    )
+    assert [json.loads(i["HistoryData"])["newState"]["stateReason"] for i in rest["AlarmHistoryItems"]] == ["#2", "#1"]
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert history(cw, StartDate=later) == []
+    assert len(history(cw, EndDate=later, HistoryItemType="StateUpdate")) == 6
+    assert history(cw, EndDate=datetime.now(UTC) - timedelta(hours=1)) == []
+
+    cw.delete_alarms(AlarmNames=["ep-canary-5xx"])
+    kept = history(cw, AlarmName="ep-canary-5xx")
+    assert kept[0]["HistorySummary"] == 'Alarm "ep-canary-5xx" deleted'  # CloudWatch keeps a deleted alarm's history
+    assert len([i for i in kept if i["HistoryItemType"] == "StateUpdate"]) == 6
+    assert history(cw, AlarmTypes=["CompositeAlarm"]) == []
+
+    with pytest.raises(ClientError) as too_many:
+        cw.describe_alarm_history(MaxRecords=101)
+    assert too_many.value.response["Error"]["Code"] == "ValidationError"
+    with pytest.raises(ClientError) as bad_token:
+        cw.describe_alarm_history(NextToken="not-a-token")
+    assert bad_token.value.response["Error"]["Code"] == "InvalidNextToken"
+
+
 def test_autoscaling_refuses_missing_targets_and_deregistering_drops_policies(aws: None) -> None:
     aas = client("application-autoscaling")
     rid = "endpoint/ep/variant/canary"

@@ -86,6 +86,36 @@ def test_delete_model_package_deletes_and_never_reuses_its_version(sm: Any) -> N
     assert sm.describe_model_package(ModelPackageName=second)["ModelPackageVersion"] == 2
 
 
+def test_delete_model_package_group_refuses_a_group_that_holds_packages_then_deletes_it_empty(sm: Any) -> None:
+    arn = sm.create_model_package_group(ModelPackageGroupName="g")["ModelPackageGroupArn"]
+    package = sm.create_model_package(ModelPackageGroupName="g", InferenceSpecification=SPEC)["ModelPackageArn"]
+    error = refusal(sm.delete_model_package_group, ModelPackageGroupName="g")
+    assert error["Code"] == "ConflictException"
+    assert arn in error["Message"] and "Delete its model packages first" in error["Message"]
+    assert sm.describe_model_package_group(ModelPackageGroupName="g")["ModelPackageGroupArn"] == arn  # kept
+    assert sm.describe_model_package(ModelPackageName=package)["ModelPackageVersion"] == 1
+
+    sm.delete_model_package(ModelPackageName=package)
+    sm.delete_model_package_group(ModelPackageGroupName=arn)  # by ARN, as the API's pattern allows
+    gone = refusal(sm.describe_model_package_group, ModelPackageGroupName="g")
+    assert gone["Code"] == "ValidationException"
+    assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+def test_deleting_a_missing_group_is_a_validation_error_and_a_recreated_group_starts_at_version_one(sm: Any) -> None:
+    error = refusal(sm.delete_model_package_group, ModelPackageGroupName="nope")
+    assert error["Code"] == "ValidationException"
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/nope"
+    assert error["Message"] == f"ModelPackageGroup {arn} does not exist."
+    sm.create_model_package_group(ModelPackageGroupName="g")
+    first = sm.create_model_package(ModelPackageGroupName="g", InferenceSpecification=SPEC)["ModelPackageArn"]
+    sm.delete_model_package(ModelPackageName=first)
+    sm.delete_model_package_group(ModelPackageGroupName="g")
+    sm.create_model_package_group(ModelPackageGroupName="g")
+    again = sm.create_model_package(ModelPackageGroupName="g", InferenceSpecification=SPEC)["ModelPackageArn"]
+    assert again.endswith("/g/1")
+
+
 def test_list_contexts_and_monitoring_schedules_answer(sm: Any) -> None:
     assert sm.list_contexts()["ContextSummaries"] == []
     assert sm.list_monitoring_schedules(EndpointName="e")["MonitoringScheduleSummaries"] == []

@@ -101,3 +101,79 @@ def test_a_rollout_under_way_keeps_the_valid_tags_and_the_defaults_for_the_inval
     assert deployment.endpoint == "sp-churn"  # where the rollout runs, whatever the tag says now
     with pytest.raises(InvalidGroupSettings):
         resolve_under_way(DEFAULTS, "sp", "FF", {}, "sp-ff")  # even the defaults do not resolve
+
+
+# Unknown sagepilot: keys ------------------------------------------------------------------------------------
+class _Reading(dict[str, str]):
+    """Tags that remember every key `resolve` asks for (by get, [] or in)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+
+def test_the_known_keys_are_exactly_those_resolve_reads() -> None:
+    from sagepilot.domain.deployment import GROUP_TAG_KEYS, TAG_PREFIX
+
+    tags = _Reading()
+    resolve(DEFAULTS, "sp", "churn", tags)
+    assert tags.asked == {TAG_PREFIX + k for k in GROUP_TAG_KEYS}
+    assert len(set(GROUP_TAG_KEYS)) == len(GROUP_TAG_KEYS)
+
+
+def test_the_configuration_docs_list_every_known_key() -> None:
+    from pathlib import Path
+
+    from sagepilot.domain.deployment import GROUP_TAG_KEYS
+
+    table = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| `sagepilot:")]
+    listed = " ".join(rows)
+    # A row may list several keys, the later ones as `-max` or `scale-out-cooldown` after the first full name.
+    missing = [k for k in GROUP_TAG_KEYS if f"`sagepilot:{k}`" not in listed and f"`{k}`" not in listed
+               and f"`-{k.rsplit('-', 1)[-1]}`" not in listed]  # fmt: skip
+    assert missing == []
+
+
+def test_an_unknown_sagepilot_key_is_refused_naming_it_the_closest_key_and_the_known_ones() -> None:
+    with pytest.raises(InvalidGroupSettings) as refused:
+        settings(**{"bake-secs": "300"})
+    message = str(refused.value)
+    assert "tag sagepilot:bake-secs (did you mean sagepilot:bake-seconds?) is not a sagepilot setting" in message
+    assert "sagepilot:alarm-5xx-threshold, sagepilot:alarm-latency-ms, sagepilot:analysis" in message
+    assert "sagepilot:strategy" in message and "config/<group>/training.json" in message
+
+
+def test_several_unknown_keys_are_named_together_and_one_far_from_any_key_gets_no_suggestion() -> None:
+    with pytest.raises(InvalidGroupSettings) as refused:
+        settings(**{"Instance-Type": "ml.m5.large", "owner": "ml-team"})
+    message = str(refused.value)
+    assert message.startswith(
+        "tags sagepilot:Instance-Type (did you mean sagepilot:instance-type?), sagepilot:owner are not a sagepilot"
+    )
+
+
+def test_keys_of_other_prefixes_are_not_read() -> None:
+    tags = {"team": "ml", "aws:cloudformation:stack-name": "x", "Sagepilot:bake-secs": "1", "sagepilot-bake": "1"}
+    assert resolve(DEFAULTS, "sp", "churn", tags).rollout.bake_seconds == 600
+
+
+def test_a_rollout_under_way_leaves_an_unknown_key_out_and_keeps_the_valid_ones() -> None:
+    from sagepilot.domain.deployment import resolve_under_way
+
+    tags = {"sagepilot:bake-secs": "30", "sagepilot:canary-steps": "20,100"}
+    deployment, left_out = resolve_under_way(DEFAULTS, "sp", "churn", tags, "sp-churn")
+    assert left_out == ("sagepilot:bake-secs",)
+    assert deployment.rollout.steps == (20, 100) and deployment.rollout.bake_seconds == 600

@@ -333,3 +333,13 @@ def test_the_sample_uploads_parse_as_a_marker_and_a_part(sample, kind):
     parsed = plan.parse_training_key(event.key)
     assert isinstance(parsed, kind)
     assert plan.is_part_name(event.key) is (kind is plan.TrainingKey)
+
+
+def test_a_group_tag_that_is_no_setting_rejects_the_training_set_and_other_tags_do_not() -> None:
+    from sagepilot.domain.training import group_tags_rejection
+
+    assert group_tags_rejection("churn", {"sagepilot:bake-seconds": "60", "team": "ml"}) is None
+    rejection = group_tags_rejection("churn", {"sagepilot:hyperparameters": "x"})
+    assert rejection is not None and rejection.code == "INVALID_GROUP_SETTINGS"
+    assert rejection.reason.startswith("Model package group 'churn' has an invalid tag: tag sagepilot:hyperparameters")
+    assert "config/<group>/training.json" in rejection.reason and "upload the training set again" in rejection.action

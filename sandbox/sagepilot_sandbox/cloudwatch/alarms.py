@@ -29,18 +29,36 @@
   as CloudWatch keeps a state set by hand until its next evaluation.
 - The simulator evaluates every alarm every `alarm_evaluation_seconds` when that is set, on the clock
   of its `alarm_time_scale`; otherwise alarms change only when told to.
+- DescribeAlarmHistory answers (moto: HTTP 500) with the alarms' history as CloudWatch keeps it, for the
+  account and region, and kept after an alarm is deleted: a `StateUpdate` item for every change of state
+  value (HistorySummary "Alarm updated from OK to ALARM"; HistoryData CloudWatch's JSON
+  {"version": "1.0", "oldState": {stateValue, stateReason, stateReasonData when set}, "newState": ...},
+  stateReasonData as a JSON object), and a `ConfigurationUpdate` item when PutMetricAlarm creates or
+  updates an alarm and when DeleteAlarms deletes one (HistorySummary `Alarm "<name>" created` / `updated`
+  / `deleted`; their HistoryData, {"version", "type": Create / Update / Delete, and the alarm's
+  configuration}, is the sandbox's summary, not CloudWatch's full document). Items carry AlarmName,
+  AlarmType (MetricAlarm, or CompositeAlarm for an alarm with a rule), Timestamp, HistoryItemType,
+  HistorySummary and HistoryData. Filters as the API's: AlarmName, AlarmTypes (only metric alarms when
+  not given), HistoryItemType, StartDate and EndDate (inclusive); ScanBy TimestampDescending (the
+  default, newest first) or TimestampAscending; MaxRecords 1 to 100 (100 when not given, ValidationError
+  above), NextToken continuing after the last item returned even as new items arrive (InvalidNextToken for
+  a token it did not give). `Action` items never appear: the sandbox runs no alarm actions. History is
+  not expired (CloudWatch keeps it for a limited time).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.cloudwatch import models as cw_models
+from moto.cloudwatch.exceptions import CloudWatchException, ValidationError
 from moto.cloudwatch.models import cloudwatch_backends
 
 from sagepilot_sandbox import bus
@@ -135,6 +153,7 @@ def _update_state(original: Callable[..., Any]) -> Callable[..., Any]:
         original(self, reason, reason_data, state_value)
         if previous[0] != state_value:
             account, region = _account(self), self.region_name
+            _record_state_update(cloudwatch_backends[account][region], self, previous)
             event = alarm_event(self, previous, account=account, region=region)
             bus.deliver_event(event, account=account, region=region)
 
@@ -159,9 +178,180 @@ def _put_metric_alarm(original: Callable[..., Any]) -> Callable[..., Any]:
             for attribute in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp", "history"):
                 setattr(alarm, attribute, getattr(existing, attribute))
             alarm.sp_metric_id = getattr(existing, "sp_metric_id", None)
+        _record_configuration_update(self, alarm, "Update" if existing is not None else "Create")
         return alarm
 
     return put_metric_alarm
+
+
+def _delete_alarms(original: Callable[..., Any]) -> Callable[..., Any]:
+    def delete_alarms(self: Any, alarm_names: list[str], *args: Any, **kwargs: Any) -> Any:
+        deleted = [self.alarms[name] for name in alarm_names if name in self.alarms]
+        result = original(self, alarm_names, *args, **kwargs)
+        for alarm in deleted:
+            _record_configuration_update(self, alarm, "Delete")
+        return result
+
+    return delete_alarms
+
+
+# History ------------------------------------------------------------------------------------------------
+MAX_HISTORY_RECORDS = 100  # DescribeAlarmHistory's MaxRecords: 1 to 100
+_history_lock = threading.Lock()
+_history_sequence = itertools.count(1)
+_VERBS = {"Create": "created", "Update": "updated", "Delete": "deleted"}
+
+
+class InvalidNextToken(CloudWatchException):
+    code = "InvalidNextToken"
+
+
+def _history(backend: Any) -> list[dict[str, Any]]:
+    """The backend's (account and region's) alarm history, oldest first; kept after an alarm is deleted."""
+    history: list[dict[str, Any]] | None = getattr(backend, "_sandbox_alarm_history", None)
+    if history is None:
+        history = []
+        backend._sandbox_alarm_history = history
+    return history
+
+
+def _record(backend: Any, alarm: Any, item_type: str, summary: str, data: dict[str, Any], when: datetime) -> None:
+    with _history_lock:
+        _history(backend).append(
+            {
+                "sequence": next(_history_sequence),
+                "AlarmName": alarm.name,
+                "AlarmType": "CompositeAlarm" if getattr(alarm, "rule", None) else "MetricAlarm",
+                "Timestamp": _aware(when),
+                "HistoryItemType": item_type,
+                "HistorySummary": summary,
+                "HistoryData": json.dumps(data, separators=(",", ":")),
+            }
+        )
+
+
+def _history_state(value: str, reason: str, reason_data: str | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"stateValue": value, "stateReason": reason}
+    try:
+        parsed = json.loads(reason_data) if reason_data else None
+    except ValueError:
+        parsed = None  # not JSON: CloudWatch's StateReasonData is always JSON, so there is nothing to show
+    if parsed:
+        state["stateReasonData"] = parsed
+    return state
+
+
+def _record_state_update(backend: Any, alarm: Any, previous: tuple[str, str, str | None, datetime]) -> None:
+    data = {
+        "version": "1.0",
+        "oldState": _history_state(previous[0], previous[1], previous[2]),
+        "newState": _history_state(alarm.state_value, alarm.state_reason, alarm.state_reason_data),
+    }
+    summary = f"Alarm updated from {previous[0]} to {alarm.state_value}"
+    _record(backend, alarm, "StateUpdate", summary, data, alarm.state_updated_timestamp)
+
+
+def _alarm_configuration(alarm: Any) -> dict[str, Any]:
+    configuration: dict[str, Any] = {
+        "alarmName": alarm.name,
+        "alarmArn": alarm.alarm_arn,
+        "alarmDescription": alarm.description,
+        "actionsEnabled": bool(alarm.actions_enabled),
+        "alarmActions": list(alarm.alarm_actions or []),
+        "okActions": list(alarm.ok_actions or []),
+        "insufficientDataActions": list(alarm.insufficient_data_actions or []),
+    }
+    if getattr(alarm, "rule", None):
+        configuration["alarmRule"] = alarm.rule
+    else:
+        configuration.update(
+            {
+                "namespace": alarm.namespace,
+                "metricName": alarm.metric_name,
+                "dimensions": [{"name": d.name, "value": d.value} for d in alarm.dimensions],
+                "statistic": alarm.statistic,
+                "extendedStatistic": alarm.extended_statistic,
+                "period": alarm.period,
+                "evaluationPeriods": alarm.evaluation_periods,
+                "datapointsToAlarm": alarm.datapoints_to_alarm,
+                "threshold": alarm.threshold,
+                "comparisonOperator": alarm.comparison_operator,
+                "treatMissingData": alarm.treat_missing_data,
+            }
+        )
+    return {k: v for k, v in configuration.items() if v is not None}
+
+
+def _record_configuration_update(backend: Any, alarm: Any, kind: str) -> None:
+    key = {"Create": "createdAlarm", "Update": "updatedAlarm", "Delete": "deletedAlarm"}[kind]
+    data = {"version": "1.0", "type": kind, key: _alarm_configuration(alarm)}
+    _record(backend, alarm, "ConfigurationUpdate", f'Alarm "{alarm.name}" {_VERBS[kind]}', data, datetime.now(UTC))
+
+
+def describe_alarm_history(
+    backend: Any,
+    *,
+    alarm_name: str | None = None,
+    alarm_types: list[str] | None = None,
+    history_item_type: str | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    max_records: int | None = None,
+    next_token: str | None = None,
+    scan_by: str | None = None,
+) -> dict[str, Any]:
+    """DescribeAlarmHistory's answer: {"AlarmHistoryItems": [...], "NextToken": when there are more}."""
+    if max_records is not None and not 1 <= max_records <= MAX_HISTORY_RECORDS:
+        raise ValidationError(
+            f"1 validation error detected: Value '{max_records}' at 'maxRecords' failed to satisfy constraint: "
+            f"Member must have value {'less' if max_records > 1 else 'greater'} than or equal to "
+            f"{MAX_HISTORY_RECORDS if max_records > 1 else 1}"
+        )
+    types = set(alarm_types or ["MetricAlarm"])
+    start = _aware(start_date) if start_date is not None else None
+    end = _aware(end_date) if end_date is not None else None
+    with _history_lock:
+        items = [
+            item
+            for item in _history(backend)
+            if (alarm_name is None or item["AlarmName"] == alarm_name)
+            and item["AlarmType"] in types
+            and (history_item_type is None or item["HistoryItemType"] == history_item_type)
+            and (start is None or item["Timestamp"] >= start)
+            and (end is None or item["Timestamp"] <= end)
+        ]
+    descending = (scan_by or "TimestampDescending") == "TimestampDescending"
+    if descending:
+        items.reverse()
+    if next_token:
+        try:
+            after = int(next_token)
+        except ValueError:
+            raise InvalidNextToken("The service returned an invalid NextToken.") from None
+        items = [i for i in items if (i["sequence"] < after if descending else i["sequence"] > after)]
+    page = items[: max_records or MAX_HISTORY_RECORDS]
+    answer: dict[str, Any] = {"AlarmHistoryItems": [{k: v for k, v in i.items() if k != "sequence"} for i in page]}
+    if len(items) > len(page):
+        answer["NextToken"] = str(page[-1]["sequence"])
+    return answer
+
+
+def _describe_alarm_history_action(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+
+    return ActionResult(
+        describe_alarm_history(
+            self.cloudwatch_backend,
+            alarm_name=self._get_param("AlarmName"),
+            alarm_types=self._get_param("AlarmTypes"),
+            history_item_type=self._get_param("HistoryItemType"),
+            start_date=self._get_param("StartDate"),
+            end_date=self._get_param("EndDate"),
+            max_records=self._get_param("MaxRecords"),
+            next_token=self._get_param("NextToken"),
+            scan_by=self._get_param("ScanBy"),
+        )
+    )
 
 
 # Evaluation --------------------------------------------------------------------------------------------
@@ -330,4 +520,9 @@ def install() -> None:
     alarm_cls.update_state = _update_state(alarm_cls.update_state)
     backend_cls: Any = cw_models.CloudWatchBackend
     backend_cls.put_metric_alarm = _put_metric_alarm(backend_cls.put_metric_alarm)
+    backend_cls.delete_alarms = _delete_alarms(backend_cls.delete_alarms)
+    from moto.cloudwatch import responses as cw_responses
+
+    response_cls: Any = cw_responses.CloudWatchResponse
+    response_cls.describe_alarm_history = _describe_alarm_history_action
     backend_cls.set_alarm_state = _set_alarm_state(backend_cls.set_alarm_state)

@@ -6,8 +6,13 @@ SageMaker
   answers `DataCaptureConfig: {}` (the SDK's `Predictor.update_endpoint` then fails on the missing
   `EnableCapture`), `VpcConfig: {}` and `Containers: []` beside a PrimaryContainer.
 - DeleteModelPackage deletes (moto: HTTP 500); a group's later versions are never renumbered into a
-  deleted one. ListContexts and ListMonitoringSchedules answer (the sandbox creates neither, so their
-  lists are empty; moto: HTTP 500).
+  deleted one. DeleteModelPackageGroup deletes an empty group, by name or ARN (moto: HTTP 500); SageMaker
+  deletes only empty groups ("You can only delete an empty model group": the Developer Guide's "Delete
+  a Model Group"), so a group that still holds a model package is refused with the API's documented error,
+  ConflictException (the message is the sandbox's), and a missing group with ValidationException
+  "ModelPackageGroup <ARN> does not exist." (DescribeModelPackageGroup's). A group created again under
+  the name numbers its versions from 1 (an assumption: a new group). ListContexts and
+  ListMonitoringSchedules answer (the sandbox creates neither, so their lists are empty; moto: HTTP 500).
 - Names, role ARNs, S3 URIs and a training job's hyperparameters are checked as SageMaker's API does
   (`1 validation error detected: Value '...' at '...' failed to satisfy constraint: ...`): names
   `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`, role ARNs `arn:aws:iam::<12 digits>:role/...`, model data and
@@ -202,7 +207,7 @@ def _refusing(check: Callable[[dict[str, Any]], list[str]], original: Callable[.
 def _patch_sagemaker() -> None:
     from moto.core.responses import ActionResult, EmptyResult
     from moto.sagemaker import models, responses
-    from moto.sagemaker.exceptions import SagemakerClientError, ValidationError
+    from moto.sagemaker.exceptions import ConflictException, SagemakerClientError, ValidationError
 
     response_cls: Any = responses.SageMakerResponse
     backend_cls: Any = models.SageMakerModelBackend
@@ -217,6 +222,10 @@ def _patch_sagemaker() -> None:
 
     def delete_model_package(self: Any) -> Any:
         self.sagemaker_backend.delete_model_package(self._get_param("ModelPackageName"))
+        return EmptyResult()
+
+    def delete_model_package_group(self: Any) -> Any:
+        self.sagemaker_backend.delete_model_package_group(self._get_param("ModelPackageGroupName"))
         return EmptyResult()
 
     def list_contexts(self: Any) -> Any:
@@ -235,6 +244,23 @@ def _patch_sagemaker() -> None:
             del self.model_package_name_mapping[alias]
         _deleted_packages(self)[arn] = package
 
+    def backend_delete_model_package_group(self: Any, name_or_arn: str) -> None:
+        name = name_or_arn.split(":model-package-group/", 1)[-1] if name_or_arn.startswith("arn:") else name_or_arn
+        group = self.model_package_groups.get(name)
+        if group is None:
+            arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:model-package-group/{name.lower()}"
+            raise ValidationError(message=f"ModelPackageGroup {arn} does not exist.")
+        held = [p for p in self.model_packages.values() if p.model_package_group_name == name]
+        if held:
+            raise ConflictException(
+                f"Model Package Group {group.arn} cannot be deleted: it still contains {len(held)} model "
+                "package(s). Delete its model packages first (DeleteModelPackage), then the group."
+            )
+        del self.model_package_groups[name]
+        deleted = _deleted_packages(self)
+        for arn in [a for a, p in deleted.items() if p.model_package_group_name == name]:
+            del deleted[arn]
+
     original_create_package = backend_cls.create_model_package
 
     def create_model_package(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -251,6 +277,7 @@ def _patch_sagemaker() -> None:
     for name in ("describe_endpoint_config", "describe_endpoint", "describe_model"):
         setattr(response_cls, name, leaving_out_unset(getattr(response_cls, name)))
     response_cls.delete_model_package = delete_model_package
+    response_cls.delete_model_package_group = delete_model_package_group
     response_cls.list_contexts = list_contexts
     response_cls.list_monitoring_schedules = list_monitoring_schedules
     response_cls.create_training_job = _refusing(training_job_problems, response_cls.create_training_job)
@@ -258,6 +285,7 @@ def _patch_sagemaker() -> None:
     response_cls.create_transform_job = _refusing(transform_job_problems, response_cls.create_transform_job)
     response_cls.create_model_package = _refusing(model_package_problems, response_cls.create_model_package)
     backend_cls.delete_model_package = backend_delete_model_package
+    backend_cls.delete_model_package_group = backend_delete_model_package_group
     backend_cls.create_model_package = create_model_package
 
     error_cls: Any = SagemakerClientError

@@ -73,6 +73,16 @@ class ModelRegistry:
             raise TransientError(f"reading model package {package_arn} failed: {exc}") from exc
         return (str(package.get("ModelApprovalStatus") or "") or None), _images(package)
 
+    def group_exists(self, group: str) -> bool:
+        """Whether the model package group exists now (DescribeModelPackageGroup)."""
+        try:
+            self._sm.describe_model_package_group(ModelPackageGroupName=group)
+        except ClientError as exc:
+            if error_code(exc) in _GROUP_MISSING:
+                return False
+            raise TransientError(f"reading model package group {group!r} failed: {exc}") from exc
+        return True
+
     def _require_group(self, group: str) -> None:
         self._sm.describe_model_package_group(ModelPackageGroupName=group)
 

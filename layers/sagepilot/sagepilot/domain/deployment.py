@@ -32,7 +32,9 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:fallback-instance-type tried when SageMaker answers ResourceLimitExceeded
 
 A bad value is an error that names the tag and what it should be; the group is not deployed until it
-is fixed (nothing is guessed, nothing moved into range, no empty step skipped).
+is fixed (nothing is guessed, nothing moved into range, no empty step skipped). So is a `sagepilot:` tag that
+is none of these (`group_tags.GROUP_TAG_KEYS`, the one list of them): a typo such as `sagepilot:bake-secs` would
+otherwise leave the default in force without a word. Tags of other prefixes are not read.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from sagepilot.domain.canary_gate import CustomMetric, GateSettings, Inconclusive
+from sagepilot.domain.group_tags import GROUP_TAG_KEYS as GROUP_TAG_KEYS
+from sagepilot.domain.group_tags import TAG_PREFIX as TAG_PREFIX
+from sagepilot.domain.group_tags import unknown_tags_problem
 from sagepilot.domain.names import MAX_NAME_LENGTH, endpoint_name
 from sagepilot.domain.rollout import AfterShadow, RolloutPolicy, Strategy
 
-TAG_PREFIX = "sagepilot:"
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
@@ -212,6 +216,9 @@ def parse_steps(raw: str, where: str) -> tuple[int, ...]:
 
 def resolve(defaults: Deployment, prefix: str, group: str, tags: Mapping[str, str]) -> Deployment:
     """The group's deployment: `defaults` with the group's `sagepilot:*` tags applied and checked."""
+    unknown = unknown_tags_problem(tags)
+    if unknown is not None:
+        raise InvalidGroupSettings(unknown)
     enabled_raw = tags.get(TAG_PREFIX + "deploy", "true").strip().lower()
     if enabled_raw not in ("true", "false"):
         raise InvalidGroupSettings(f"tag {TAG_PREFIX}deploy must be true or false, got {enabled_raw!r}")

@@ -129,6 +129,23 @@ def withdrawn_model_rejection(plan: JobPlan, newest: ModelVersion | None) -> Rej
     )
 
 
+GROUP_NOT_FOUND_ACTION = (
+    "Create the group and approve a model in it, or move the file under the folder of an existing group; then "
+    "upload it again."
+)
+
+
+def group_deleted_rejection(plan: JobPlan) -> Rejection:
+    """The job's model package group was deleted before the job started (SageMaker deletes only an empty group,
+    so its versions went first): no version of it can run the files."""
+    return Rejection(
+        "MODEL_GROUP_NOT_FOUND",
+        f"Model package version {plan.model.version} of {plan.group!r}, planned for transform job {plan.job_name}, "
+        f"is gone: model package group {plan.group!r} no longer exists (it was deleted).",
+        GROUP_NOT_FOUND_ACTION,
+    )
+
+
 def image_not_allowed_rejection(model: ModelVersion, images: tuple[str, ...], allowed: tuple[str, ...]) -> Rejection:
     """The group's newest Approved version runs an inference image from a repository the operator does not
     allow (`images`: those not allowed): no job runs it, and the file stays where it is."""

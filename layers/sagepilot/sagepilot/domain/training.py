@@ -45,6 +45,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sagepilot.domain.group_tags import unknown_tags_problem
+
 # Re-exported (imported from here before): the image checks live in domain/images.py, inference uses them too.
 from sagepilot.domain.images import IMAGE_URI as IMAGE_URI
 from sagepilot.domain.images import REPOSITORY_PATTERN as REPOSITORY_PATTERN
@@ -253,6 +255,22 @@ def after_settling(key: str, folder_keys: Iterable[str], listing_limit: int) -> 
 def marker_notice_name(prefix: str, group: str, folder: str) -> str:
     """The state record that a folder's `N files ...: upload the marker` notice went out (once per folder)."""
     return f"{prefix}-set-{digest(['training-set', group, folder])}"
+
+
+def group_tags_rejection(group: str, tags: Mapping[str, str]) -> Rejection | None:
+    """A training set for a group with a `sagepilot:` tag that is no setting (a typo, or a training setting
+    written as a tag: training is set in the recipe): refused with the reason an approval of the version it
+    would register gets (INVALID SETTINGS), said before the training rather than after it. None when the
+    group's tags have no such key."""
+    problem = unknown_tags_problem(tags)
+    if problem is None:
+        return None
+    return Rejection(
+        "INVALID_GROUP_SETTINGS",
+        f"Model package group {group!r} has an invalid tag: {problem}.",
+        "Fix the group's sagepilot: tags (aws sagemaker add-tags / delete-tags on the group), then upload the "
+        "training set again (or copy it onto itself).",
+    )
 
 
 def is_validation_file(key: str) -> bool:

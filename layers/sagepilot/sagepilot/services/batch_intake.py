@@ -23,6 +23,7 @@ from sagepilot.adapters.s3 import DataBucket, key_candidates
 from sagepilot.clock import utc_now
 from sagepilot.domain.capacity import capacity_wait_notice
 from sagepilot.domain.failures import (
+    GROUP_NOT_FOUND_ACTION,
     image_not_allowed_rejection,
     quota_rejection,
     transient_exhausted_rejection,
@@ -268,8 +269,7 @@ class BatchIntake:
             return Rejection(
                 "MODEL_GROUP_NOT_FOUND",
                 f"There is no model package group named {group!r}.",
-                "Create the group and approve a model in it, or move the file under the folder of "
-                "an existing group; then upload it again.",
+                GROUP_NOT_FOUND_ACTION,
             )
         if model is None:
             return Rejection(

@@ -72,7 +72,7 @@ from sagepilot.adapters.state import (
 from sagepilot.clock import timestamp
 from sagepilot.domain.capacity import oldest_wait_seconds
 from sagepilot.domain.coalescing import Candidate, combine, merge_set, mergeable, merged_plan
-from sagepilot.domain.failures import image_not_allowed_rejection, withdrawn_model_rejection
+from sagepilot.domain.failures import group_deleted_rejection, image_not_allowed_rejection, withdrawn_model_rejection
 from sagepilot.domain.images import images_not_allowed
 from sagepilot.domain.layout import Rejection, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
@@ -631,10 +631,11 @@ class JobLauncher:
         foreign = images_not_allowed(images, allowed)
         if status == "Approved" and not foreign:
             return None
+        group_gone = False
         try:
             newest = self._registry.latest_approved(plan.group)
         except GroupNotFound:
-            newest = None
+            newest, group_gone = None, True
         newest_foreign = images_not_allowed(newest.images, allowed) if newest is not None else ()
         rejection: Rejection | None = None
         if newest is not None and newest_foreign:
@@ -665,7 +666,7 @@ class JobLauncher:
                 self._bucket.put_json(plan.report_key, summary)
             return Started(result.started, result.refused, moved=f"replanned as {again.job_name}")
         if rejection is None:
-            rejection = withdrawn_model_rejection(plan, newest)
+            rejection = group_deleted_rejection(plan) if group_gone else withdrawn_model_rejection(plan, newest)
         inputs = self._newest_only(plan)
         at = self._at()
         for f in inputs:

@@ -113,7 +113,7 @@ class Training:
         if isinstance(parsed, Rejection):
             return self._reject(head.key, head.version_id, parsed, f"rejected/training/_outside/{head.key}.json")
         try:
-            self._registry.group_tags(parsed.group)
+            tags = self._registry.group_tags(parsed.group)
         except GroupNotFound:
             missing = Rejection(
                 "MODEL_GROUP_NOT_FOUND",
@@ -122,6 +122,9 @@ class Training:
                 "and upload the training set again.",
             )
             return self._reject(head.key, head.version_id, missing, parsed.rejected_key)
+        invalid = plan.group_tags_rejection(parsed.group, tags)
+        if invalid is not None:
+            return self._reject(head.key, head.version_id, invalid, parsed.rejected_key)
         if isinstance(parsed, plan.DatasetMarker):
             return self._on_marker(head, parsed)
         waiting = plan.waiting_for_marker(head.key, self._bucket.list_children(parsed.folder, LISTING_LIMIT))
@@ -300,6 +303,24 @@ class Training:
         logger.info("training job", extra={"job": name, "newJob": created, "files": len(files)})
         return TrainingOutcome("started" if created else "exists", f"data s3://{self._bucket.name}/{key}", name)
 
+    def _group_deleted(self, base: str, job_name: str, record: dict[str, Any], job: Any) -> TrainingOutcome:
+        """The group was deleted while its job trained (SageMaker deletes only an empty group): nowhere to register
+        the model. A report and a notice, once, naming where the trained model is kept."""
+        group = str(record["group"])
+        artifact = str((job.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or "(no artifact)")
+        rejection = Rejection(
+            "MODEL_GROUP_NOT_FOUND",
+            f"Model package group {group!r} was deleted while training job {job_name} ran: its model was not "
+            f"registered. The trained model is kept at {artifact}.",
+            f"Create the group (aws sagemaker create-model-package-group --model-package-group-name {group}) and "
+            "upload the training set again (or copy it onto itself).",
+        )
+        if not self._state.transition(base, expected=[REGISTERING], to=FAILED, failureReason=rejection.reason[:1000]):
+            return TrainingOutcome("ignored", "this job's deleted group was already reported", job_name)
+        self._report_for(base, record, rejection)
+        self._metrics.emit("TrainingJobsFailed")
+        return TrainingOutcome("rejected", f"{rejection.code}: {rejection.reason}", job_name)
+
     def _refused(
         self, base: str, attempt: int, record: dict[str, Any], exc: PermanentError | CapacityError
     ) -> TrainingOutcome:
@@ -397,8 +418,10 @@ class Training:
         if not moved and record.get("status") != REGISTERING:
             return TrainingOutcome("ignored", f"record is {record.get('status')}", job_name)
         group = str(record["group"])
-        existing = None if moved else self._registry.find_registered(group, LINEAGE_JOB, job_name)
         job = self._sm.describe_training_job(job_name)
+        if not self._registry.group_exists(group):
+            return self._group_deleted(base, job_name, record, job)
+        existing = None if moved else self._registry.find_registered(group, LINEAGE_JOB, job_name)
         metrics = {str(m["MetricName"]): float(m["Value"]) for m in job.get("FinalMetricDataList") or []}
         recipe = self._frozen_recipe(base, record)
         status, description = plan.approval(recipe, metrics)
