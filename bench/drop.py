@@ -226,18 +226,26 @@ def _register(sm: Any, bucket: str, group: str, model_data_url: str) -> None:
     sm.create_model_package(**package)
 
 
-def _deployments_settled(sm: Any, groups: int, limit: float = 600.0) -> float:
-    """Seconds until every group's first approval is deployed (an endpoint each, none Creating or Updating).
-    The drop is measured on its own: in AWS a deployment runs in SageMaker, not beside the intake; in the
-    sandbox the same process serves both, and 100 first deployments would compete with the burst."""
+def _deployments_settled(sm: Any, groups: int, rollout: Any, limit: float = 600.0, quiet: float = 10.0) -> float:
+    """Seconds until every group's first approval is deployed (an endpoint each, none Creating or Updating) and
+    the rollout function's event storm is over (at most one invocation in progress, the periodic reconcile, for
+    `quiet` seconds: the endpoints' alarms and autoscaling set, their state-change events handled). The drop is
+    measured on its own: in AWS a deployment runs in SageMaker and the rollout's invocations take none of the
+    intake's concurrency; in the sandbox 100 first deployments share the account's 10 executions and the
+    embedded AWS with the burst (the intake's first batch waited over a minute for an execution)."""
     began = time.monotonic()
+    statuses: Counter[str] = Counter()
+    quiet_since = time.monotonic()
     while time.monotonic() - began < limit:
         statuses = Counter(
             e["EndpointStatus"]
             for page in sm.get_paginator("list_endpoints").paginate(MaxResults=100)
             for e in page["Endpoints"]
         )
-        if sum(statuses.values()) >= groups and not statuses["Creating"] and not statuses["Updating"]:
+        deployed = sum(statuses.values()) >= groups and not statuses["Creating"] and not statuses["Updating"]
+        if rollout is not None and rollout.running > 1:
+            quiet_since = time.monotonic()
+        if deployed and time.monotonic() - quiet_since >= quiet:
             return time.monotonic() - began
         time.sleep(1.0)
     raise RuntimeError(f"the groups' first deployments did not settle in {limit:.0f} s: {dict(statuses)}")
@@ -412,7 +420,8 @@ def run(
         model_data_url = _upload_model(s3, bucket)
         for name in names:
             _register(sm, bucket, name, model_data_url)
-        settled = _deployments_settled(sm, len(names))
+        rollout = sandbox.lambdas.functions.get("RolloutFunction") if sandbox.lambdas else None
+        settled = _deployments_settled(sm, len(names), rollout)
         print(f"  {len(names)} group(s) registered; their first deployments settled in {settled:.1f} s", flush=True)
         watcher = JobWatcher()
         faithful.on_transform_job_created(watcher.on_created)
