@@ -380,7 +380,7 @@ def test_invalid_group_settings_are_reported_and_nothing_is_deployed(
     [note] = notifications.drain()
     assert note["subject"] == "INVALID SETTINGS: model package group churn"
     assert "sagepilot:canary-steps" in note["message"]["what"]
-    assert "the reconcile schedule deploys the approved version" in note["message"]["whatToDo"]
+    assert "the reconcile schedule deploys the approved version within 15 minutes" in note["message"]["whatToDo"]
 
 
 def test_an_unknown_sagepilot_tag_is_refused_as_invalid_settings_naming_the_closest_key(

@@ -133,7 +133,8 @@ class Rollouts:
         except InvalidGroupSettings as exc:
             what_to_do = (
                 "Fix the group's sagepilot: tags: nothing was deployed; the reconcile schedule deploys the approved "
-                "version within STABLE_CHECK_SECONDS of the fix (or approve it again to deploy it at once)."
+                f"version within {_duration(self._settings.stable_check_seconds)} of the fix (or approve it again to "
+                "deploy it at once)."
             )
             self._notifier.publish(
                 f"INVALID SETTINGS: model package group {group}",
@@ -850,3 +851,11 @@ def _guardrails(strategy: Strategy, deployment: Deployment, alarms: tuple[str, .
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarms]},
     }
+
+
+def _duration(seconds: int) -> str:
+    """A period as a person reads it in a notice: `15 minutes`, `90 seconds`."""
+    if seconds % 60:
+        return f"{seconds} seconds"
+    minutes = seconds // 60
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
