@@ -147,3 +147,31 @@ def test_delete_message_batch_answers_per_entry(queue):
     assert [(e["Id"], e["Code"], e["SenderFault"]) for e in answer["Failed"]] == [("c", "ReceiptHandleIsInvalid", True)]
     sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handles["m2"], VisibilityTimeout=0)
     assert visible(sqs, url) == ["m2"]
+
+
+def test_receives_never_fail_beside_other_receives_and_deletes(queue):
+    """SQS answers every ReceiveMessage, whatever other callers receive and delete meanwhile (the intake's three
+    pollers do): moto read the queue's set of in-flight messages while other threads changed it and answered 500
+    ("Set changed size during iteration", seen in the groups bench)."""
+    sqs, url, _ = queue
+    fill(sqs, url, 6000)
+    failures: list[BaseException] = []
+    received: set[str] = set()
+
+    def consume() -> None:
+        try:
+            while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                received.update(m["Body"] for m in messages)
+                # Half stay in flight (the set grows), half are deleted (it shrinks).
+                done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages[::2])]
+                sqs.delete_message_batch(QueueUrl=url, Entries=done)
+        except BaseException as exc:  # collected, asserted on below
+            failures.append(exc)
+
+    consumers = [threading.Thread(target=consume) for _ in range(8)]
+    for t in consumers:
+        t.start()
+    for t in consumers:
+        t.join()
+    assert failures == []
+    assert len(received) == 6000  # each at least once (a standard queue may hand one out twice)

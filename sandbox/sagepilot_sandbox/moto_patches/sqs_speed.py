@@ -11,6 +11,10 @@ AWS's single Python process, and a 10,000-file drop slows down quadratically.
 This module replaces those scans with equivalent ones (same answers, one clock reading per scan, a
 receipt-handle index for deletes, one pass per DeleteMessageBatch), so that the sandbox keeps up with
 a 10,000-file drop. Found and measured by the bench suite (bench/README.md).
+
+It also keeps ReceiveMessage from failing beside other requests: moto reads the queue's set of received
+(in-flight) messages while other threads' receives and deletes change it ("Set changed size during iteration",
+a 500 that SQS never answers); the set is read from a snapshot.
 """
 
 from __future__ import annotations
@@ -97,7 +101,12 @@ def install() -> None:
             queue._messages = [m for m in queue._messages if id(m) not in doomed]
         return success, errors
 
+    def pending_message_groups(self: Any) -> set[str]:
+        # tuple() copies the set in one step of the interpreter: no other request's thread changes it meanwhile.
+        return {m.group_id for m in tuple(self._pending_messages) if m.group_id is not None}
+
     queue_cls.messages = property(messages)
+    queue_cls.pending_message_groups = property(pending_message_groups)
     queue_cls.approximate_number_of_messages_not_visible = property(not_visible)
     queue_cls.approximate_number_of_messages_delayed = property(delayed)
     queue_cls.delete_message = delete_message
