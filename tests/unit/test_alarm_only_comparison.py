@@ -96,8 +96,7 @@ class AlarmOnlyWorld(World):
             state
             and state.candidate
             and state.stable
-            and state.phase is Phase.CANARY
-            and self.policy.steps[state.step] < 100
+            and ((state.phase is Phase.CANARY and self.policy.steps[state.step] < 100) or state.phase is Phase.SHADOW)
             and self.now >= state.step_started_at + self.policy.bake_seconds
         ):
             since = state.step_started_at
@@ -125,9 +124,11 @@ class AlarmOnlyWorld(World):
         )
 
 
-def alarm_only_world(error_rate: dict[str, float]) -> AlarmOnlyWorld:
+def alarm_only_world(error_rate: dict[str, float], strategy: Strategy = Strategy.AB) -> AlarmOnlyWorld:
     world = AlarmOnlyWorld(
-        policy=RolloutPolicy(Strategy.AB, (10, 50, 100), 600, min_invocations=100, gate=GateSettings(enabled=False)),
+        policy=RolloutPolicy(
+            strategy, (10, 50, 100), 600, min_invocations=100, gate=GateSettings(enabled=False), shadow_percent=50
+        ),
         rate=10.0,
     )
     world.approve(1)
@@ -169,6 +170,18 @@ def test_callers_mistakes_on_both_variants_do_not_stop_the_canary() -> None:
         tick(world)
     assert world.endpoint.shares() == {"v1": 0.5, "v2": 0.5}  # moved on after the bake, as alarm-only does
     assert world.compared and not any(c.worse for c in world.compared)
+
+
+def test_a_shadow_test_refusing_the_copies_is_rolled_back_once_baked_with_no_user_impact() -> None:
+    world = alarm_only_world({"v2": 1.0}, Strategy.SHADOW)
+    assert world.state and world.state.phase is Phase.SHADOW and world.endpoint.shadows == {"v2": 0.5}
+    for _ in range(9):
+        assert tick(world).is_wait
+    decision = tick(world)
+    assert decision.state is not None and decision.state.phase is Phase.ROLLING_BACK
+    assert decision.state.reason.startswith("error rates compared: v2 is worse than v1 on errors")
+    world.run()
+    assert world.endpoint.variants == {"v1": 1.0} and world.endpoint.shadows == {} and 2 in world.rejected
 
 
 def test_an_operator_promote_overrides_the_comparison() -> None:

@@ -5,7 +5,7 @@ each variant's counts since the step began (one GetMetricData call: `Invocations
 `ModelLatency` SampleCount and its percentile rank `PR(:objective)`) and `assess` judges, with the
 anytime-valid test of `domain.sequential`:
 
-- errors: 5xx responses over invocations, non-inferiority margin `error_margin` (absolute);
+- errors: 5xx and 4xx responses over invocations, non-inferiority margin `error_margin` (absolute);
 - latency: the share of requests over the group's latency objective (out of the requests with a
   `ModelLatency`), margin `latency_margin`. A variant without latency data is not judged not worse;
 - each metric the user publishes per variant (`custom`: namespace, name, which direction is good, margin),
@@ -66,7 +66,7 @@ class Inconclusive(StrEnum):
 class GateSettings:
     enabled: bool = True
     confidence: float = 0.95
-    error_margin: float = 0.005  # 0.5 percentage points of 5xx
+    error_margin: float = 0.005  # 0.5 percentage points of errors (4xx + 5xx); also compare_errors' margin
     latency_margin: float = 0.02  # 2 percentage points of requests over the objective
     latency_objective_ms: int = 0  # 0: the group's latency alarm threshold
     on_inconclusive: Inconclusive = Inconclusive.HOLD
