@@ -15,6 +15,7 @@ from sagepilot.adapters.alarms import VariantAlarms
 from sagepilot.domain import rollout as plan
 from sagepilot.domain.canary_gate import (
     MIN_COMPARED_ERRORS,
+    CustomMetric,
     ErrorComparison,
     GateSettings,
     StepEvidence,
@@ -198,12 +199,19 @@ class CountingAlarms:
     """VariantAlarms' step_counts, counted: the candidate refused everything in the step."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, float, float]] = []
+        self.calls: list[tuple[str, str, float, float, tuple[CustomMetric, ...]]] = []
 
     def step_counts(
-        self, endpoint: str, stable: str, candidate: str, start: float, end: float, *_: Any
+        self,
+        endpoint: str,
+        stable: str,
+        candidate: str,
+        start: float,
+        end: float,
+        objective_ms: int,
+        custom: tuple[CustomMetric, ...] = (),
     ) -> StepEvidence:
-        self.calls.append((stable, candidate, start, end))
+        self.calls.append((stable, candidate, start, end, custom))
         return step((900, 0), (100, 100))
 
 
@@ -225,7 +233,7 @@ def test_the_counts_are_read_only_once_baked_below_100_percent_with_the_gate_off
     assert state is not None and state.phase is Phase.CANARY
     alarms = CountingAlarms()
     read = cast(VariantAlarms, alarms)
-    off = deployment(enabled=False)
+    off = deployment(enabled=False, custom=(CustomMetric("Shop", "Conversion", True, 0.01),))
     started = state.step_started_at
     assert compare_step(read, state, off, started + 599) is None  # baking: not read
     assert compare_step(read, state, deployment(), started + 600) is None  # the gate on: judge_step reads them
@@ -234,4 +242,4 @@ def test_the_counts_are_read_only_once_baked_below_100_percent_with_the_gate_off
     assert alarms.calls == []
     compared = compare_step(read, state, off, started + 600)
     assert compared is not None and compared.worse and compared.margin == off.rollout.gate.error_margin
-    assert alarms.calls == [("v1", "v2", started, started + 600)]
+    assert alarms.calls == [("v1", "v2", started, started + 600, ())]  # errors only: no user metric is read

@@ -216,7 +216,7 @@ class RolloutState:
     reject_candidate: bool = False  # on finishing a rollback, mark the candidate Rejected
     incidents: tuple[str, ...] = ()  # alarms whose incident is open (see domain.health)
     started_at: float = 0.0  # when the running rollout (or revert) began
-    cause: str = ""  # why a rollback runs: alarm | operator | rejected | superseded (for metrics)
+    cause: str = ""  # why a rollback runs: alarm | operator | rejected | superseded | gate | compared ... (metrics)
     # NATIVE: the endpoint's LastModifiedTime before the update was sent (SageMaker's clock, not ours),
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0

@@ -34,13 +34,22 @@ def _compared(state: RolloutState, deployment: Deployment) -> bool:
     )
 
 
-def _step_counts(alarms: VariantAlarms, state: RolloutState, deployment: Deployment, now: float) -> StepEvidence:
+def _step_counts(
+    alarms: VariantAlarms, state: RolloutState, deployment: Deployment, now: float, *, custom: bool = True
+) -> StepEvidence:
+    """Both variants' counts since the step began (one GetMetricData call); `custom`: with the user's metrics."""
     policy = deployment.rollout
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
     objective = policy.gate.latency_objective_ms or deployment.alarms.latency_p99_ms
     return alarms.step_counts(
-        state.endpoint, stable.variant, candidate.variant, state.step_started_at, now, objective, policy.gate.custom
+        state.endpoint,
+        stable.variant,
+        candidate.variant,
+        state.step_started_at,
+        now,
+        objective,
+        policy.gate.custom if custom else (),
     )
 
 
@@ -63,7 +72,8 @@ def compare_step(
     policy = deployment.rollout
     if policy.gate.enabled or not _compared(state, deployment) or now < state.step_started_at + policy.bake_seconds:
         return None
-    return compare_errors(_step_counts(alarms, state, deployment, now), policy.gate.error_margin)
+    evidence = _step_counts(alarms, state, deployment, now, custom=False)  # errors only are compared
+    return compare_errors(evidence, policy.gate.error_margin)
 
 
 def record_look(
