@@ -113,6 +113,19 @@ def test_a_canary_nobody_calls_is_held_with_no_traffic(sandbox: Sandbox, analysi
     assert history(sandbox, name).count("NO TRAFFIC") == 1
 
 
+def test_a_last_step_nobody_calls_is_held_too(sandbox: Sandbox) -> None:
+    # At 100% nothing is left to compare against: the step's evidence is the candidate's Invocations alone
+    # (GetMetricStatistics; below 100% the step's counts come with both variants', in GetMetricData).
+    group, name = "quiet-last", "sagepilot-quiet-last"
+    create_group(sandbox, group, **{"canary-steps": "100", "min-invocations": "50", "max-bake-seconds": "6"})
+    approve_new(sandbox, group, "v1")
+    sandbox.wait_for(lambda: shares(sandbox, name) == {"v1": 1.0}, timeout=60)
+    approve_new(sandbox, group, "v2")
+    sandbox.wait_for(lambda: shares(sandbox, name) == {"v1": 0.0, "v2": 1.0}, timeout=60)
+    sandbox.wait_for(lambda: "NO TRAFFIC: v2 served 0 of the 50" in history(sandbox, name), timeout=60)
+    assert shares(sandbox, name) == {"v1": 0.0, "v2": 1.0}  # held beside v1, not promoted on silence
+
+
 def test_deploy_false_stops_the_next_approval_on_every_path(sandbox: Sandbox) -> None:
     group, name = "paused", "sagepilot-paused"
     create_group(sandbox, group, **{"min-invocations": "0"})
@@ -173,8 +186,8 @@ def test_every_aws_call_of_the_functions_is_allowed_by_their_iam_policy(sandbox:
         sandbox,
         min_pairs=20,
         expected=[
-            ("RolloutFunction", "cloudwatch.GetMetricStatistics"),  # an alarm-only group's evidence
-            ("RolloutFunction", "cloudwatch.GetMetricData"),  # the canary gate's (on by default)
+            ("RolloutFunction", "cloudwatch.GetMetricStatistics"),  # the evidence of a step at 100%
+            ("RolloutFunction", "cloudwatch.GetMetricData"),  # the canary gate's, or alarm-only's baked comparison
             ("RolloutFunction", "cloudwatch.SetAlarmState"),
             ("RolloutFunction", "sagemaker.UpdateModelPackage"),
             ("RolloutFunction", "sagemaker.ListTags"),

@@ -193,14 +193,21 @@ def test_a_good_candidate_moves_on_before_its_bake(rollout: Rollout) -> None:
     assert any("not worse than stable" in h.what for h in rollout.state().history)
 
 
-def test_without_the_gate_the_same_regression_is_promoted_on_the_bake(rollout: Rollout) -> None:
-    """What the gate is for: today's bake with no alarm firing moves the worse candidate on."""
+def test_without_the_gate_the_same_regression_serves_its_whole_bake(rollout: Rollout) -> None:
+    """What the gate is for: with no alarm firing, alarm-only keeps the worse candidate serving for its whole bake
+    (the gate rolls it back within minutes); only then does the plain comparison of the step's error rates roll it
+    back (it used to move it on)."""
     gated_group(rollout, analysis="off")
     deploy_v1(rollout)
-    rollout.register()
+    arn = rollout.register()
     rollout.pump()
     minutes = run(rollout, 31, errors={"v1": 0.01, "v2": 0.04}, slow={})
-    assert minutes == 30 and rollout.shares() == {"v1": 0.5, "v2": 0.5}
+    assert minutes == 30
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    description = rollout.sm.describe_model_package(ModelPackageName=arn)["ApprovalDescription"]
+    assert "error rates compared: v2 is worse than v1 on errors (4xx+5xx: v2 150/3600 = 4.17%" in description
+    assert "margin 1.00%" in description
 
 
 def test_a_user_published_metric_rolls_a_candidate_back(rollout: Rollout) -> None:

@@ -18,6 +18,7 @@ from sagepilot_sandbox.cloudwatch import alarms
 from sagepilot_sandbox.stack.provision import Stack
 
 from .conftest import FakeClock, Notifications
+from .test_canary_gate import serve
 from .test_rollout import BAKE, ENDPOINT, GROUP, RATE, Rollout, alarm_only, deploy_v1, make_rollout
 
 MAX_BAKE = 3600  # the template's MaxBakeSeconds default
@@ -444,3 +445,46 @@ def test_tags_made_invalid_under_a_canary_do_not_stop_its_rollback(
     assert rollout.shares() == {"v1": 1.0}
     assert any(h.startswith("rolled back to v1") for h in history(rollout)), history(rollout)
     assert status(rollout, v3) == "Approved"
+
+
+# ------------------------------------------------------------------- alarm-only: the baked step's error rates compared
+def test_with_analysis_off_a_candidate_refusing_what_the_live_version_serves_is_rolled_back_and_rejected(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    """Found by a hostile-user session: v2 expecting 5 features where callers send 4 answers 400 to every request
+    (ModelError, Invocation4XXErrors). Its alarms watch 5xx and latency, so with the gate off it was promoted on
+    the bake; the baked step now compares both variants' error rates (4xx + 5xx)."""
+    alarm_only(rollout, **{"error-margin": "0.01"})
+    deploy_v1(rollout)
+    rollout.rate = 0  # the test publishes the traffic itself (`serve`)
+    arn = rollout.register()
+    rollout.pump()
+    notifications.drain()
+    no_5xx, fast = {"v1": 0.0, "v2": 0.0}, {"v1": 0.0, "v2": 0.0}
+    minutes = 0
+    while rollout.shares() == {"v1": 0.9, "v2": 0.1} and minutes < 2 * BAKE // 60:
+        serve(rollout, 60, errors=no_5xx, slow=fast, refused={"v2": 1.0})
+        rollout.tick(60)
+        minutes += 1
+    assert minutes == BAKE // 60  # left its step when it had baked: not before (alarm-only), not promoted after
+    rollout.pump()
+    assert rollout.shares() == {"v1": 1.0}
+    description = rollout.sm.describe_model_package(ModelPackageName=arn)["ApprovalDescription"]
+    assert status(rollout, arn) == "Rejected"
+    assert "error rates compared: v2 is worse than v1 on errors (4xx+5xx: v2 1200/1200 = 100.00%" in description
+    assert "margin 1.00%" in description and "not the sequential test" in description
+    assert any(h.startswith("rolling back: error rates compared") for h in history(rollout))
+    assert f"ROLLING BACK: {ENDPOINT} v2" in subjects(notifications)
+
+
+def test_with_analysis_off_callers_mistakes_on_both_variants_do_not_stop_the_canary(rollout: Rollout) -> None:
+    alarm_only(rollout, **{"error-margin": "0.01"})
+    deploy_v1(rollout)
+    rollout.rate = 0
+    rollout.register()
+    rollout.pump()
+    for _ in range(BAKE // 60):
+        both = {"v1": 0.2, "v2": 0.2}  # a fifth of the callers send what no version accepts
+        serve(rollout, 60, errors={"v1": 0.0, "v2": 0.0}, slow={"v1": 0.0, "v2": 0.0}, refused=both)
+        rollout.tick(60)
+    assert rollout.shares() == {"v1": 0.5, "v2": 0.5}  # moved on after its bake, as alarm-only does

@@ -5,7 +5,7 @@ each variant's counts since the step began (one GetMetricData call: `Invocations
 `ModelLatency` SampleCount and its percentile rank `PR(:objective)`) and `assess` judges, with the
 anytime-valid test of `domain.sequential`:
 
-- errors: 5xx responses over invocations, non-inferiority margin `error_margin` (absolute);
+- errors: 5xx and 4xx responses over invocations, non-inferiority margin `error_margin` (absolute);
 - latency: the share of requests over the group's latency objective (out of the requests with a
   `ModelLatency`), margin `latency_margin`. A variant without latency data is not judged not worse;
 - each metric the user publishes per variant (`custom`: namespace, name, which direction is good, margin),
@@ -66,7 +66,7 @@ class Inconclusive(StrEnum):
 class GateSettings:
     enabled: bool = True
     confidence: float = 0.95
-    error_margin: float = 0.005  # 0.5 percentage points of 5xx
+    error_margin: float = 0.005  # 0.5 percentage points of errors (4xx + 5xx); also compare_errors' margin
     latency_margin: float = 0.02  # 2 percentage points of requests over the objective
     latency_objective_ms: int = 0  # 0: the group's latency alarm threshold
     on_inconclusive: Inconclusive = Inconclusive.HOLD
@@ -166,3 +166,51 @@ def assess(
             judge(metric.label, outcome(s), outcome(c), margin=metric.margin, alpha=alpha, min_trials=MIN_TRIALS),
         )
     return Assessment(overall(judgements), judgements, evidence, alpha)
+
+
+# With the gate off (alarm-only), a baked step's plain comparison of the error rates needs at least this many of
+# the candidate's errors for a verdict: one stray 4xx at low traffic is not one.
+MIN_COMPARED_ERRORS = 10
+
+
+@dataclass(frozen=True)
+class ErrorComparison:
+    """With `sagepilot:analysis` `off`, the plain comparison of a baked step's error rates (4xx + 5xx over
+    invocations): the candidate is worse when its rate exceeds stable's by more than the group's error margin,
+    with at least `MIN_COMPARED_ERRORS` of its own errors. Not the sequential test: no confidence level, one look
+    at the step's totals once it has baked. It catches a model that refuses what the live one serves (4xx, which
+    the per-variant alarms do not watch: alone, a 4xx count cannot tell the model's refusals from the callers'
+    own mistakes, which hit both variants alike)."""
+
+    evidence: StepEvidence
+    margin: float
+    worse: bool
+
+    @staticmethod
+    def rate(counts: VariantCounts) -> float:
+        return min(counts.errors, counts.invocations) / counts.invocations if counts.invocations else 0.0
+
+    def describe(self, stable: str, candidate: str) -> str:
+        s, c = self.evidence.stable, self.evidence.candidate
+        return (
+            f"4xx+5xx: {candidate} {min(c.errors, c.invocations)}/{c.invocations} = {self.rate(c):.2%}, "
+            f"{stable} {min(s.errors, s.invocations)}/{s.invocations} = {self.rate(s):.2%}, margin {self.margin:.2%}; "
+            "a plain comparison of the baked step's totals, not the sequential test: sagepilot:analysis is off"
+        )
+
+
+def compare_errors(evidence: StepEvidence, margin: float, min_errors: int = MIN_COMPARED_ERRORS) -> ErrorComparison:
+    """The alarm-only comparison of one baked step's error rates (see ErrorComparison). Nothing to compare
+    against (stable served nothing in the step), or fewer than `min_errors` of the candidate's errors: not worse."""
+    if not 0 < margin < 1:
+        raise ValueError(f"the error margin must be in (0, 1), got {margin}")
+    if min_errors < 1:
+        raise ValueError(f"the minimum of errors for a verdict must be at least 1, got {min_errors}")
+    s, c = evidence.stable, evidence.candidate
+    worse = (
+        s.invocations > 0
+        and c.invocations > 0
+        and min(c.errors, c.invocations) >= min_errors
+        and ErrorComparison.rate(c) - ErrorComparison.rate(s) > margin
+    )
+    return ErrorComparison(evidence, margin, worse)

@@ -15,7 +15,8 @@ group as tags (`aws sagemaker add-tags --resource-arn <group arn> --tags Key=sag
     sagepilot:max-bake-seconds       a step still short of them this long is held (NO TRAFFIC)
     sagepilot:analysis               sequential (default) | off: the `ab` canary's statistical gate
     sagepilot:confidence             the gate's confidence, e.g. 0.95 (its false-rollback bound is 1 - this)
-    sagepilot:error-margin           5xx rate (fraction) a candidate may exceed stable by and be "not worse"
+    sagepilot:error-margin           4xx+5xx rate (fraction) a candidate may exceed stable by and be "not worse"
+                                     (with analysis off, by which a baked step's error rates are compared)
     sagepilot:latency-objective-ms   model latency objective; 0: the latency alarm's threshold
     sagepilot:latency-margin         share of requests over the objective (fraction), likewise
     sagepilot:on-inconclusive        hold (default) | rollback | promote: a step undecided at its longest bake

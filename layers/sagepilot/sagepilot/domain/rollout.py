@@ -59,7 +59,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sagepilot.domain.canary_gate import Assessment, GateSettings, Inconclusive
+from sagepilot.domain.canary_gate import Assessment, ErrorComparison, GateSettings, Inconclusive
 from sagepilot.domain.images import PARAMETER as IMAGES_PARAMETER
 from sagepilot.domain.images import images_not_allowed, not_allowed_reason
 from sagepilot.domain.model_versions import Release as Release
@@ -216,7 +216,7 @@ class RolloutState:
     reject_candidate: bool = False  # on finishing a rollback, mark the candidate Rejected
     incidents: tuple[str, ...] = ()  # alarms whose incident is open (see domain.health)
     started_at: float = 0.0  # when the running rollout (or revert) began
-    cause: str = ""  # why a rollback runs: alarm | operator | rejected | superseded (for metrics)
+    cause: str = ""  # why a rollback runs: alarm | operator | rejected | superseded | gate | compared ... (metrics)
     # NATIVE: the endpoint's LastModifiedTime before the update was sent (SageMaker's clock, not ours),
     # so that a later InService with the old variant can only mean SageMaker rolled the update back.
     endpoint_modified_at: float = 0.0
@@ -395,13 +395,15 @@ def decide(
     invocations: int | None = None,
     assessment: Assessment | None = None,
     live_approved: bool | None = None,
+    comparison: ErrorComparison | None = None,
 ) -> Decision:
     """The next move for one endpoint. `firing`: names of the rollout's alarms now in ALARM; `deploy`: the
     group's `sagepilot:deploy` setting as read for this decision; `invocations`: what the canary's
     candidate has served since its step began (None: not read); `assessment`: the canary gate's verdict on the
     step's evidence (None: not judged, e.g. at 100% or with the gate off); `live_approved`: whether the recorded
     live (stable) version is Approved in the registry now (None: not read; read during a canary or shadow test
-    and for an endpoint that is gone)."""
+    and for an endpoint that is gone); `comparison`: with the gate off, a baked step's error rates compared
+    (None: not read, e.g. before the bake, at 100% or with the gate on)."""
     if not deploy:
         disabled = _disabled(state, view, now)
         if disabled is not None:
@@ -493,9 +495,9 @@ def decide(
     if not deploy and state.phase is Phase.STABLE:
         return _withheld(state, view, target, firing, policy, now)
     if state.phase is Phase.CANARY:
-        return _canary(state, view, target, firing, policy, now, invocations, assessment, live_approved)
+        return _canary(state, view, target, firing, policy, now, invocations, assessment, live_approved, comparison)
     if state.phase is Phase.SHADOW:
-        return _shadow(state, view, target, firing, policy, now, invocations, assessment, live_approved)
+        return _shadow(state, view, target, firing, policy, now, invocations, assessment, live_approved, comparison)
     handler = {
         Phase.CREATING: _creating,
         Phase.STABLE: _stable,
@@ -892,12 +894,16 @@ def _rollback_move(
     now: float,
     invocations: int | None,
     assessment: Assessment | None,
+    comparison: ErrorComparison | None = None,
 ) -> tuple[RolloutState, str] | None:
     """The state of a canary or shadow test that must roll back (an alarm, the operator, the registry, or the
-    gate's verdict unless the operator promotes), with the reason; None if the candidate may stay."""
+    gate's verdict unless the operator promotes; with the gate off, the baked step's error rates compared), with
+    the reason; None if the candidate may stay."""
     cause = _rollback_reason(state, target, firing)
     if cause is None and assessment is not None and state.command is not Command.PROMOTE:
         cause = _gate_rollback(state, policy, assessment, invocations, now)
+    if cause is None and comparison is not None and comparison.worse and state.command is not Command.PROMOTE:
+        cause = _compared_rollback(state, comparison)
     if cause is None:
         return None
     reason, reject, short = cause
@@ -925,13 +931,14 @@ def _canary(
     invocations: int | None = None,
     assessment: Assessment | None = None,
     live_approved: bool | None = None,
+    comparison: ErrorComparison | None = None,
 ) -> Decision:
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
     both = frozenset({stable.variant, candidate.variant})
     if candidate.variant not in view.names and _update_failed(state, view):
         return _start_failed(state, view, now)
-    rolling_back = _rollback_move(state, view, target, firing, policy, now, invocations, assessment)
+    rolling_back = _rollback_move(state, view, target, firing, policy, now, invocations, assessment, comparison)
     if rolling_back is not None:
         back, reason = rolling_back
         first: Action = (
@@ -1124,6 +1131,19 @@ def _gate_rollback(
             "inconclusive",
         )
     return None
+
+
+def _compared_rollback(state: RolloutState, comparison: ErrorComparison) -> tuple[str, bool, str]:
+    """With the gate off, the reason to roll back a candidate whose baked step's error rate exceeds stable's by
+    more than the margin (the candidate marked Rejected with it): a plain comparison, said as such."""
+    stable, candidate = state.stable, state.candidate
+    assert stable and candidate
+    return (
+        f"error rates compared: v{candidate.version} is worse than v{stable.version} on errors "
+        f"({comparison.describe(f'v{stable.version}', f'v{candidate.version}')})",
+        True,
+        "compared",
+    )
 
 
 def _gated(
@@ -1445,15 +1465,17 @@ def _shadow(
     invocations: int | None = None,
     assessment: Assessment | None = None,
     live_approved: bool | None = None,
+    comparison: ErrorComparison | None = None,
 ) -> Decision:
     """A shadow test: the candidate gets a copy of live requests, users get stable's answers only. Rolled back
-    (the shadow removed) on an alarm of the candidate, the gate's WORSE, an operator or a newer approval;
-    passed on the gate's NOT_WORSE with its minimum of invocations (or, without the gate, after the bake)."""
+    (the shadow removed) on an alarm of the candidate, the gate's WORSE (without the gate, its baked error rates
+    compared), an operator or a newer approval; passed on the gate's NOT_WORSE with its minimum of invocations
+    (or, without the gate, after the bake)."""
     stable, candidate = state.stable, state.candidate
     assert stable and candidate
     if candidate.variant not in view.shadow_names and _update_failed(state, view):
         return _start_failed(state, view, now)
-    rolling_back = _rollback_move(state, view, target, firing, policy, now, invocations, assessment)
+    rolling_back = _rollback_move(state, view, target, firing, policy, now, invocations, assessment, comparison)
     if rolling_back is not None:
         back, reason = rolling_back
         extra = tuple(sorted(view.names - {stable.variant}))

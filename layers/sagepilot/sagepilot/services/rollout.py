@@ -39,7 +39,7 @@ from sagepilot.adapters.rollout_state import Lease, LeaseBusy, NotManaged, Rollo
 from sagepilot.clock import epoch
 from sagepilot.domain import ownership
 from sagepilot.domain import rollout as plan
-from sagepilot.domain.canary_gate import Assessment
+from sagepilot.domain.canary_gate import Assessment, ErrorComparison
 from sagepilot.domain.deployment import Deployment, InvalidGroupSettings, resolve, resolve_under_way
 from sagepilot.domain.names import endpoint_config_name, endpoint_model_name, rollout_alarm_names
 from sagepilot.domain.rollout import Phase, Release, RolloutState, Strategy
@@ -48,7 +48,7 @@ from sagepilot.errors import CapacityError, TransientError
 from sagepilot.events import AlarmSignal, EndpointSignal, PackageChanged, RolloutTrigger
 from sagepilot.metrics import NONE, SECONDS, NoRecorder, Recorder
 from sagepilot.observability import logger
-from sagepilot.services.canary_analysis import judge_step, record_look
+from sagepilot.services.canary_analysis import compare_step, judge_step, record_look
 from sagepilot.services.endpoint_health import EndpointHealth
 from sagepilot.settings import RolloutSettings
 
@@ -354,12 +354,16 @@ class Rollouts:
         firing: tuple[str, ...] = ()
         invocations: int | None = None
         assessment: Assessment | None = None
+        comparison: ErrorComparison | None = None
         if state and state.candidate and state.phase in (Phase.CANARY, Phase.SHADOW):
             firing = self._alarms.firing(endpoint, state.candidate.variant)
             assessment = judge_step(self._alarms, state, deployment, now)
-            if assessment is not None:
+            # The gate off: once baked (below 100%), the same one call for the plain comparison of the error rates.
+            comparison = compare_step(self._alarms, state, deployment, now) if assessment is None else None
+            evidence = assessment.evidence if assessment else comparison.evidence if comparison else None
+            if evidence is not None:
                 # The gate's one GetMetricData call also gave the candidate's invocations in the step.
-                invocations = assessment.evidence.candidate.invocations
+                invocations = evidence.candidate.invocations
             elif (
                 deployment.rollout.min_invocations > 0
                 and now >= state.step_started_at + deployment.rollout.bake_seconds
@@ -379,6 +383,7 @@ class Rollouts:
             invocations=invocations,
             assessment=assessment,
             live_approved=self._live_approved(state, view, target),
+            comparison=comparison,
         )
         if assessment is not None and state is not None and self._reports is not None:
             record_look(self._reports, state, decision, assessment, deployment.rollout.steps)
