@@ -33,6 +33,16 @@ class JobStatus(StrEnum):
     MERGED = "MERGED"
 
 
+def carried_on(status: JobStatus, *, listed: bool) -> bool:
+    """Whether a job's inputs reach an outcome without their messages coming again: the job started or ended,
+    handed its inputs on (split, planned again, merged), or waits READY in a list that completions and the
+    capacity sweep serve (`listed`: it carries a waiting `kind`). A READY job in no list, or one still CLAIMING,
+    moves only when its starter's messages come again (or, CLAIMING, when a later launch takes it over)."""
+    if status is JobStatus.READY:
+        return listed
+    return status is not JobStatus.CLAIMING
+
+
 class TrainingStatus(StrEnum):
     """A training job's record (STARTED -> REGISTERING -> REGISTERED, or FAILED), a data version waiting
     for its folder's marker (NEEDS_MARKER), and a folder's "upload the marker" notice (NOTICE_*)."""
