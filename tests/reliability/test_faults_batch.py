@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from functional.conftest import transform_jobs
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -41,6 +42,7 @@ from .conftest import (
     kill_on,
     record_calls,
     response_of,
+    retry_quota,
 )
 
 MAX_ATTEMPTS = 6  # CLIENT_CONFIG (functional conftest): standard mode, 5 retries after the first call
@@ -309,6 +311,27 @@ def test_errors_that_botocore_retries_change_nothing(fresh_world: Any, faults: l
             assert fault.injected == times, f"{operation} {kind}: only {fault.injected} of {times} injected"
             attempts = len(calls.operations(operation)) + times
             assert fault.calls == attempts, f"{operation} {kind}: {fault.calls} HTTP attempts, not {attempts}"
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+def test_each_world_starts_with_botocore_retry_quota_full(fresh_world: Any) -> None:
+    """The worlds share their clients, and botocore's standard mode keeps a retry quota per client: errors that
+    outlast the retries in one example must not cut the retries of the next (the example would then depend on
+    what ran before it, and a failure seen in a full run would not replay alone)."""
+    with fresh_world() as w:
+        key = "incoming/churn/a.csv"
+        w.data.drop(key)
+        s3 = w.clients("s3")
+        fault = inject(w.clients, "s3", "HeadObject", "server error", None)
+        for _ in range(25):  # 5 retries of 5 units each: the quota's 500 units are spent
+            with pytest.raises(ClientError):
+                s3.head_object(Bucket=w.data.name, Key=key)
+        assert retry_quota(s3).available_capacity < 5 and fault.calls < 25 * MAX_ATTEMPTS
+    with fresh_world() as w:
+        w.data.drop(key)
+        fault = inject(w.clients, "s3", "HeadObject", "server error", MAX_ATTEMPTS - 1)
+        w.clients("s3").head_object(Bucket=w.data.name, Key=key)  # every retry it needs
+        assert fault.calls == MAX_ATTEMPTS
 
 
 PERSISTENT = st.tuples(
