@@ -212,7 +212,14 @@ class JobLauncher:
         will move the job. TransientError (or PermanentError) if AWS fails meanwhile."""
         self.resume(job_name)
         record = self._state.get_job(job_name)
-        return record is not None and carried_on(JobStatus(record["status"]), listed=bool(record.get("kind")))
+        if record is None:
+            return False
+        age = self._state.now() - int(record.get("claimingSince", record["createdAt"]))
+        return carried_on(
+            JobStatus(record["status"]),
+            listed=bool(record.get("kind")),
+            claimed_recently=age < self._settings.claim_timeout_seconds,
+        )
 
     def resume(self, job_name: str) -> None:
         record = self._state.get_job(job_name)
