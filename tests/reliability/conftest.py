@@ -312,7 +312,29 @@ def _client_factory() -> Callable[[str], Any]:
             cache[service] = boto3.client(service, region_name=REGION, config=CLIENT_CONFIG)
         return cache[service]
 
+    factory.made = cache.values  # type: ignore[attr-defined]
     return factory
+
+
+def retry_quota(client: Any) -> Any:
+    """The client's retry quota in botocore's standard mode (botocore.retries.quota.RetryQuota: 500 units; a
+    retry takes 5, 10 after a timeout; a success gives back what its retries took, or 1). Once spent, a call
+    fails at its first error, without retries."""
+    service = client.meta.service_model.service_id.hyphenize()
+    registered = client.meta.events._emitter._unique_id_handlers.get(f"retry-config-{service}")
+    assert registered is not None, f"no standard-mode retry handler on the {service} client (botocore changed?)"
+    return registered["handler"].__self__._retry_quota._quota
+
+
+def _refill_retry_quotas(factory: Callable[[str], Any]) -> None:
+    """Give every client a world lends out its whole retry quota again. The clients are shared by all the worlds
+    of a session: without this, what one hypothesis example (or an earlier test) spent on retries would cut the
+    retries of the next ones, so an example's outcome would depend on what ran before it, and a failure found in
+    a full run would not replay alone. Each world starts as a fresh Lambda execution environment does."""
+    for client in factory.made():  # type: ignore[attr-defined]
+        quota = retry_quota(client)
+        with quota._lock:
+            quota._available_capacity = quota._max_capacity
 
 
 # Worlds lend out the same clients (made once: ~40 ms each), stripped of the tests' hooks when a world ends;
@@ -328,6 +350,8 @@ def world(overrides: dict[str, str] | None = None) -> Iterator[World]:
         faithful.install()
         faithful.clear_listeners()
         clients = _PRODUCT_CLIENTS
+        _refill_retry_quotas(_PRODUCT_CLIENTS)
+        _refill_retry_quotas(_OBSERVER_CLIENTS)
         stack = provision(ROOT, clients, overrides=overrides or {})
         data = Data(clients("s3"), stack.outputs["DataBucketName"])
         sqs = clients("sqs")

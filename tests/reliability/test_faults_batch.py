@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from functional.conftest import transform_jobs
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from sagepilot import wiring
 from sagepilot.adapters.state import StateTable
 from sagepilot.domain.failures import transient_exhausted_rejection
+from sagepilot.domain.transform_plan import file_id_of
 from sagepilot.events import parse_transform_job_change, queued_messages
 from sagepilot.settings import load_settings
 
@@ -40,6 +42,7 @@ from .conftest import (
     kill_on,
     record_calls,
     response_of,
+    retry_quota,
 )
 
 MAX_ATTEMPTS = 6  # CLIENT_CONFIG (functional conftest): standard mode, 5 retries after the first call
@@ -310,6 +313,27 @@ def test_errors_that_botocore_retries_change_nothing(fresh_world: Any, faults: l
             assert fault.calls == attempts, f"{operation} {kind}: {fault.calls} HTTP attempts, not {attempts}"
 
 
+@pytest.mark.usefixtures("no_retry_delay")
+def test_each_world_starts_with_botocore_retry_quota_full(fresh_world: Any) -> None:
+    """The worlds share their clients, and botocore's standard mode keeps a retry quota per client: errors that
+    outlast the retries in one example must not cut the retries of the next (the example would then depend on
+    what ran before it, and a failure seen in a full run would not replay alone)."""
+    with fresh_world() as w:
+        key = "incoming/churn/a.csv"
+        w.data.drop(key)
+        s3 = w.clients("s3")
+        fault = inject(w.clients, "s3", "HeadObject", "server error", None)
+        for _ in range(25):  # 5 retries of 5 units each: the quota's 500 units are spent
+            with pytest.raises(ClientError):
+                s3.head_object(Bucket=w.data.name, Key=key)
+        assert retry_quota(s3).available_capacity < 5 and fault.calls < 25 * MAX_ATTEMPTS
+    with fresh_world() as w:
+        w.data.drop(key)
+        fault = inject(w.clients, "s3", "HeadObject", "server error", MAX_ATTEMPTS - 1)
+        w.clients("s3").head_object(Bucket=w.data.name, Key=key)  # every retry it needs
+        assert fault.calls == MAX_ATTEMPTS
+
+
 PERSISTENT = st.tuples(
     st.sampled_from(CALLS),
     st.sampled_from((*KINDS, "no capacity")),
@@ -327,6 +351,11 @@ PERSISTENT = st.tuples(
             (("sagemaker", "CreateTransformJob"), "response-lost", 6)]
 )  # fmt: skip
 @example(faults=[(("sagemaker", "CreateTransformJob"), "no capacity", MAX_ATTEMPTS)])  # some jobs, for a while
+# Found by hypothesis: a job left READY by a start failing past the retries, its files never confirmed again.
+@example(
+    faults=[(("sagemaker", "CreateTransformJob"), "unavailable", MAX_ATTEMPTS),
+            (("dynamodb", "GetItem"), "response-lost", None), (("s3", "HeadObject"), "unavailable", None)]
+)  # fmt: skip
 def test_errors_beyond_the_retries_never_lose_a_file(fresh_world: Any, faults: list[Any]) -> None:
     """The same errors lasting beyond botocore's retries (for one call, a few deliveries, or for good): the
     messages come back until their last delivery, and every file ends in a job (with its report, or its
@@ -499,6 +528,48 @@ def test_a_last_delivery_that_cannot_confirm_a_file_a_job_holds_leaves_it_to_the
         assert report["code"] == "TRANSIENT_EXHAUSTED" and report["input"]["versionId"] == version
         assert "could not be checked either" in report["whatToDo"] and "predictions/" in report["whatToDo"]
     jobs.assert_each_version_in_exactly_one_job({("incoming/churn/a.csv", version)})
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+@pytest.mark.parametrize("startable", [True, False], ids=["the job starts now", "SageMaker still failing"])
+def test_a_last_delivery_that_cannot_confirm_a_file_starts_the_job_its_first_delivery_left_unstarted(
+    fresh_world: Any, startable: bool
+) -> None:
+    """Found by hypothesis (the example of test_errors_beyond_the_retries_never_lose_a_file): the first
+    delivery claims the file for a job (READY) but CreateTransformJob fails past botocore's retries, so the
+    message comes back; from then on S3 will not confirm the file (HeadObject failing), so no later delivery
+    gets as far as the job. The last one finds the job holding the file: it must start it (nothing else ever
+    would: it waits in no list), or, if SageMaker still fails, reject the file with a report naming the job;
+    never acknowledge the message and leave the file in a job that never runs."""
+    with fresh_world() as w:
+        w.registry.register("churn")
+        key = "incoming/churn/a.csv"
+        version = w.data.drop(key)
+        batch = Batch(w)
+        times = MAX_ATTEMPTS if startable else None
+        create = inject(w.clients, "sagemaker", "CreateTransformJob", "unavailable", times)
+        assert batch.intake_round()
+        assert create.injected == MAX_ATTEMPTS and w.intake_queue.depth() == 1, "the first delivery's start failed"
+        state = StateTable(w.clients("dynamodb"), w.stack.outputs["StateTableName"])
+        (job,) = set(state.owners([file_id_of(w.data.name, key, version)]).values())
+        assert (state.get_job(job) or {}).get("status") == "READY"
+        head = inject(w.clients, "s3", "HeadObject", "server error", None)
+        batch.intake_until_drained()
+        head.stop()
+        create.stop()
+        assert head.injected >= batch.settings.intake_max_receive_count - 1  # every later delivery: unconfirmed
+        assert w.intake_dlq.depth() == 0 and batch.handler_errors == []
+        if startable:
+            assert w.jobs.names() == [job] and w.data.keys("rejected/") == []
+            batch.finish_all()
+            assert outcomes(w, {key: version}, batch.on_failure) == {key: "job"}
+        else:
+            assert outcomes(w, {key: version}, batch.on_failure) == {key: "rejected TRANSIENT_EXHAUSTED"}
+            assert w.jobs.names() == []
+            report = w.data.json("rejected/churn/a.csv.json")
+            assert report["input"]["versionId"] == version
+            assert f"Transform job {job} holds the file but could not be carried on" in report["whatToDo"]
+            assert f"transform job {job} after all" in report["whatToDo"]
 
 
 def test_the_transient_exhausted_report_says_what_failed_that_the_file_is_intact_and_how_to_retry():

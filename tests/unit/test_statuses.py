@@ -66,3 +66,18 @@ def test_the_rollout_results_are_the_reported_words():
 
 def test_every_completion_metric_counts_an_action_a_completion_reports():
     assert set(_COMPLETION_METRIC) <= set(get_args(CompletionAction))
+
+
+def test_a_job_is_carried_on_unless_it_is_ready_in_no_waiting_list_or_claiming_past_the_timeout():
+    """A READY job in no waiting list (its starter failed before creating it) and one CLAIMING past the claim
+    timeout (its claimer is gone) move only when their messages come again: the intake's last delivery must
+    not leave a file to them. One CLAIMING for less is still being claimed by a live invocation."""
+    from sagepilot.domain.statuses import carried_on
+
+    assert not carried_on(JobStatus.CLAIMING, listed=False) and not carried_on(JobStatus.CLAIMING, listed=True)
+    assert carried_on(JobStatus.CLAIMING, listed=False, claimed_recently=True)
+    assert not carried_on(JobStatus.READY, listed=False)
+    assert not carried_on(JobStatus.READY, listed=False, claimed_recently=True)
+    assert carried_on(JobStatus.READY, listed=True)  # waiting for a slot or for capacity: served by others
+    for status in set(JobStatus) - {JobStatus.CLAIMING, JobStatus.READY}:
+        assert carried_on(status, listed=False), status

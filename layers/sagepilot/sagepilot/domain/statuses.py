@@ -33,6 +33,19 @@ class JobStatus(StrEnum):
     MERGED = "MERGED"
 
 
+def carried_on(status: JobStatus, *, listed: bool, claimed_recently: bool = False) -> bool:
+    """Whether a job's inputs reach an outcome without their messages coming again: the job started or ended,
+    handed its inputs on (split, planned again, merged), waits READY in a list that completions and the
+    capacity sweep serve (`listed`: it carries a waiting `kind`), or is CLAIMING for less than the claim timeout
+    (`claimed_recently`: the invocation claiming it is still at work, and its own messages finish it). A READY
+    job in no list, or one CLAIMING for longer, moves only when its starter's messages come again."""
+    if status is JobStatus.READY:
+        return listed
+    if status is JobStatus.CLAIMING:
+        return claimed_recently
+    return True
+
+
 class TrainingStatus(StrEnum):
     """A training job's record (STARTED -> REGISTERING -> REGISTERED, or FAILED), a data version waiting
     for its folder's marker (NEEDS_MARKER), and a folder's "upload the marker" notice (NOTICE_*)."""

@@ -189,8 +189,10 @@ class BatchIntake:
         self, unconfirmed: list[tuple[_Arrival, _Unavailable]], outcome: IntakeOutcome, rejections: list[Refused]
     ) -> None:
         """Files S3 would not confirm on their event's last delivery. One a job already took (an earlier
-        delivery got that far; this one is a redelivery) is that job's: its report will say how it went.
-        The others are rejected with the reason; if the claims cannot be read either, the report says so."""
+        delivery got that far; this one is a redelivery) is that job's: its report will say how it went, once
+        the job is on its way (one its starter left unstarted, AWS failing, is started now: no later delivery
+        will). The others, and those of a job that cannot be carried on, are rejected with the reason; if the
+        claims cannot be read either, the report says so."""
         if not unconfirmed:
             return
         bucket = self._bucket.name
@@ -206,18 +208,42 @@ class BatchIntake:
                 f"(Whether the file was already taken into a transform job could not be checked either: {exc}. "
                 "If it was, its predictions and report appear under predictions/ and this report can be ignored.)"
             )
+        stalled: dict[str, str] = {}  # holding job -> "" when it is on its way, else why not (for the report)
         for (arrival, failure), ids in zip(unconfirmed, forms, strict=True):
             job = next((holders[f] for f in ids if f in holders), None)
-            if job is not None:
-                logger.info(
-                    "could not confirm the file again, but a transform job already holds it",
-                    extra={"key": arrival.event.key, "job": job},
-                )
-                if job not in outcome.jobs_existing:
-                    outcome.jobs_existing.append(job)
-                continue
             event = arrival.event
+            if job is not None:
+                if job not in stalled:
+                    stalled[job] = self._stalled(job)
+                if not stalled[job]:
+                    logger.info(
+                        "could not confirm the file again, but a transform job already holds it",
+                        extra={"key": event.key, "job": job},
+                    )
+                    if job not in outcome.jobs_existing:
+                        outcome.jobs_existing.append(job)
+                    continue
+                logger.warning(
+                    "could not confirm the file again, and the transform job holding it is not on its way",
+                    extra={"key": event.key, "job": job, "why": stalled[job]},
+                )
+                rejections.append(Refused(bucket, event.key, event.version_id, self._exhausted(failure, stalled[job])))
+                continue
             rejections.append(Refused(bucket, event.key, event.version_id, self._exhausted(failure, note)))
+
+    def _stalled(self, job: str) -> str:
+        """An empty note when the job holding a file is on its way (carried on now if its starter left it
+        unstarted); otherwise the note for the file's report, naming the job."""
+        try:
+            if self._launcher.carry_on(job):
+                return ""
+            why = "it has not started, and nothing else will start it"
+        except (TransientError, PermanentError) as exc:
+            why = f"starting it failed too: {exc}"
+        return (
+            f"(Transform job {job} holds the file but could not be carried on: {why}. Should SageMaker list "
+            f"transform job {job} after all, its report will appear under predictions/.)"
+        )
 
     def _inspect_all(self, arrivals: list[_Arrival]) -> list[InputFile | Refused | _Unavailable | str]:
         # A few ListObjectVersions pages confirm most files of a burst (domain/object_versions.py); the

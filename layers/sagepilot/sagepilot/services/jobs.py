@@ -78,7 +78,7 @@ from sagepilot.domain.layout import Rejection, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import job_summary, rejection_report, superseded_only_summary
 from sagepilot.domain.scheduler import WaitingJob, group_key, may_try_now, start_order
-from sagepilot.domain.statuses import JobStatus
+from sagepilot.domain.statuses import JobStatus, carried_on
 from sagepilot.domain.transform_plan import (
     InputFile,
     JobPlan,
@@ -204,6 +204,22 @@ class JobLauncher:
     def jobs_holding(self, file_ids: list[str]) -> dict[str, str]:
         """The job that claimed each of these input versions (those no job claimed are absent)."""
         return self._state.owners(file_ids)
+
+    def carry_on(self, job_name: str) -> bool:
+        """Make sure a job holding claims is on its way (`resume`: a READY job its starter left unstarted is
+        started, a CLAIMING one past its claim timeout is finished and started), then say whether its inputs
+        will reach an outcome without their messages coming again (domain.statuses.carried_on). False: nothing
+        will move the job. TransientError (or PermanentError) if AWS fails meanwhile."""
+        self.resume(job_name)
+        record = self._state.get_job(job_name)
+        if record is None:
+            return False
+        age = self._state.now() - int(record.get("claimingSince", record["createdAt"]))
+        return carried_on(
+            JobStatus(record["status"]),
+            listed=bool(record.get("kind")),
+            claimed_recently=age < self._settings.claim_timeout_seconds,
+        )
 
     def resume(self, job_name: str) -> None:
         record = self._state.get_job(job_name)
