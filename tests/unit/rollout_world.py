@@ -254,6 +254,21 @@ class World:
     def settle(self) -> bool:
         return self.endpoint.settle(self.now)
 
+    def v2_under_test(self) -> None:
+        """v1 approved and live, then v2 approved and its test (canary or shadow) started."""
+        self.approve(1)
+        self.run()
+        self.approve(2)
+        self.reconcile()
+        self.settle()
+
+    def tick(self, seconds: float = 60) -> plan.Decision:
+        """Time passes, then one reconcile (its SageMaker changes applied)."""
+        self.advance(seconds)
+        decision = self.reconcile()
+        self.settle()
+        return decision
+
     def run(self, max_moves: int = 50, step_seconds: float | None = None) -> None:
         """Reconcile and let SageMaker finish, advancing time by the bake, until nothing moves."""
         advance = self.policy.bake_seconds if step_seconds is None else step_seconds

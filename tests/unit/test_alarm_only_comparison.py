@@ -132,28 +132,17 @@ def alarm_only_world(error_rate: dict[str, float], strategy: Strategy = Strategy
         ),
         rate=10.0,
     )
-    world.approve(1)
-    world.run()
-    world.approve(2)
-    world.reconcile()
-    world.settle()
+    world.v2_under_test()
     world.error_rate = error_rate
     return world
-
-
-def tick(world: AlarmOnlyWorld, seconds: float = 60) -> plan.Decision:
-    world.advance(seconds)
-    decision = world.reconcile()
-    world.settle()
-    return decision
 
 
 def test_a_refusing_candidate_is_rolled_back_and_rejected_once_its_step_has_baked() -> None:
     world = alarm_only_world({"v2": 1.0})
     for _ in range(9):
-        assert tick(world).is_wait  # baking: nothing is compared before the bake
+        assert world.tick().is_wait  # baking: nothing is compared before the bake
     assert not world.compared
-    decision = tick(world)
+    decision = world.tick()
     assert decision.state is not None and decision.state.phase is Phase.ROLLING_BACK
     assert decision.state.cause == "compared" and decision.state.reject_candidate
     reason = decision.state.reason
@@ -168,7 +157,7 @@ def test_a_refusing_candidate_is_rolled_back_and_rejected_once_its_step_has_bake
 def test_callers_mistakes_on_both_variants_do_not_stop_the_canary() -> None:
     world = alarm_only_world({"v1": 0.2, "v2": 0.2})
     for _ in range(10):
-        tick(world)
+        world.tick()
     assert world.endpoint.shares() == {"v1": 0.5, "v2": 0.5}  # moved on after the bake, as alarm-only does
     assert world.compared and not any(c.worse for c in world.compared)
 
@@ -177,8 +166,8 @@ def test_a_shadow_test_refusing_the_copies_is_rolled_back_once_baked_with_no_use
     world = alarm_only_world({"v2": 1.0}, Strategy.SHADOW)
     assert world.state and world.state.phase is Phase.SHADOW and world.endpoint.shadows == {"v2": 0.5}
     for _ in range(9):
-        assert tick(world).is_wait
-    decision = tick(world)
+        assert world.tick().is_wait
+    decision = world.tick()
     assert decision.state is not None and decision.state.phase is Phase.ROLLING_BACK
     assert decision.state.reason.startswith("error rates compared: v2 is worse than v1 on errors")
     world.run()
@@ -188,9 +177,9 @@ def test_a_shadow_test_refusing_the_copies_is_rolled_back_once_baked_with_no_use
 def test_an_operator_promote_overrides_the_comparison() -> None:
     world = alarm_only_world({"v2": 1.0})
     for _ in range(9):
-        tick(world)
+        world.tick()
     world.state = world.state and world.state.evolve(world.now, "promote", command=plan.Command.PROMOTE)
-    decision = tick(world)
+    decision = world.tick()
     assert decision.state and decision.state.phase is Phase.PROMOTING
 
 

@@ -129,26 +129,15 @@ def gate_world(on_inconclusive: Inconclusive = Inconclusive.HOLD, rate: float = 
         ),
         rate=rate,
     )
-    world.approve(1)
-    world.run()
-    world.approve(2)
-    world.reconcile()
-    world.settle()
+    world.v2_under_test()
     return world
-
-
-def tick(world: GateWorld, seconds: float = 60) -> plan.Decision:
-    world.advance(seconds)
-    decision = world.reconcile()
-    world.settle()
-    return decision
 
 
 def test_a_candidate_worse_under_the_alarms_is_rolled_back_and_rejected_naming_the_metric() -> None:
     world = gate_world()
     world.error_rate = {"v1": 0.01, "v2": 0.03}
     for _ in range(60):
-        decision = tick(world)
+        decision = world.tick()
         if decision.state and decision.state.phase is not Phase.CANARY:
             break
     assert decision.state is not None and decision.state.phase is Phase.ROLLING_BACK
@@ -163,7 +152,7 @@ def test_a_good_candidate_moves_on_before_the_bake_and_reaches_full_traffic_earl
     world = gate_world()
     start = world.now
     for _ in range(120):
-        tick(world)
+        world.tick()
         if world.endpoint.shares().get("v2") == 1.0:
             break
     assert world.endpoint.shares() == {"v1": 0.0, "v2": 1.0}
@@ -174,12 +163,12 @@ def test_a_good_candidate_moves_on_before_the_bake_and_reaches_full_traffic_earl
 def test_an_undecided_step_is_held_and_announced_once_by_default() -> None:
     world = gate_world(rate=2.0)  # 0.2 requests a second at 10%: the test cannot decide within the bake
     for _ in range(59):
-        tick(world)
+        world.tick()
     assert world.notifications.count("INCONCLUSIVE: sp-churn v2") == 0
-    held = tick(world, 60)
+    held = world.tick(60)
     assert held.state and held.state.inconclusive and world.notifications[-1] == "INCONCLUSIVE: sp-churn v2"
     for _ in range(10):
-        assert tick(world).is_wait
+        assert world.tick().is_wait
     assert world.notifications.count("INCONCLUSIVE: sp-churn v2") == 1
     assert world.endpoint.shares() == {"v1": 0.9, "v2": 0.1}
 
@@ -190,7 +179,7 @@ def test_an_undecided_step_follows_a_rollback_policy(
 ) -> None:
     world = gate_world(policy, rate=2.0)
     for _ in range(62):
-        tick(world)
+        world.tick()
     world.run()
     assert world.state and world.state.phase is phase and world.endpoint.variants == share
     assert "inconclusive" in world.rejected[2]  # Rejected: the same approval does not start it again
@@ -199,12 +188,12 @@ def test_an_undecided_step_follows_a_rollback_policy(
 def test_an_undecided_step_follows_a_promote_policy_but_never_on_silence() -> None:
     world = gate_world(Inconclusive.PROMOTE, rate=2.0)
     for _ in range(62):
-        tick(world)
+        world.tick()
     assert world.state and world.state.step == 1  # moved on at the longest bake
     silent = gate_world(Inconclusive.PROMOTE)
     silent.calling = False
     for _ in range(200):
-        tick(silent)
+        silent.tick()
     assert silent.state and silent.state.step == 0 and silent.state.starved  # NO TRAFFIC, held
 
 
@@ -212,7 +201,7 @@ def test_an_operator_promote_overrides_the_gate() -> None:
     world = gate_world()
     world.error_rate = {"v1": 0.01, "v2": 0.5}
     world.state = world.state and world.state.evolve(world.now, "promote", command=plan.Command.PROMOTE)
-    decision = tick(world)
+    decision = world.tick()
     assert decision.state and decision.state.phase is Phase.PROMOTING
 
 
@@ -262,16 +251,16 @@ def test_a_step_edit_that_changes_the_share_is_judged_afresh_at_the_new_share() 
     probe = copy.deepcopy(gate_world())
     minutes = 0
     while probe.state is not None and probe.state.step == 0 and minutes < 120:
-        tick(probe)
+        probe.tick()
         minutes += 1
     assert probe.state is not None and probe.state.step == 1  # the gate passes the 10% step after `minutes`
     world = gate_world()
     for _ in range(minutes - 1):
-        tick(world)
+        world.tick()
     assert world.state is not None and world.state.step == 0
     world.policy = dataclasses.replace(world.policy, steps=(30, 50, 100))
-    edited = tick(world)
+    edited = world.tick()
     assert [a.subject for a in edited.actions if isinstance(a, plan.Notify)] == ["CANARY STEPS CHANGED: sp-churn v2"]
     assert world.endpoint.shares() == {"v1": 0.7, "v2": 0.3}
-    tick(world)
+    world.tick()
     assert world.state.step == 0 and world.endpoint.shares() == {"v1": 0.7, "v2": 0.3}  # judged afresh at 30%

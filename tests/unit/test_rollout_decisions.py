@@ -340,17 +340,7 @@ def test_steps_shortened_by_a_tag_edit_under_a_canary_past_them_promote_instead_
     """`sagepilot:canary-steps` edited from 10,50,100 to 100 while the canary is at its second step: its step is
     now beyond the last one. It is treated as the last (100%), baked and promoted; before, `_next_step` indexed
     past the steps and every reconcile raised IndexError, leaving the candidate at 100% for ever."""
-    world = World()
-    world.approve(1)
-    world.run()
-    world.approve(2)
-    for _ in range(10):
-        world.reconcile()
-        world.settle()
-        if world.state is not None and world.state.step == 1 and world.endpoint.shares() == {"v1": 0.5, "v2": 0.5}:
-            break
-        world.advance(world.policy.bake_seconds)
-    assert world.state is not None and world.state.step == 1
+    world = canary_at_second_step()
     world.policy = RolloutPolicy(Strategy.AB, (100,), 600)
     for _ in range(4):
         world.reconcile()
@@ -487,7 +477,7 @@ def test_an_endpoint_deleted_while_deploy_is_false_is_reported_missing_once_and_
     assert notices == ["ENDPOINT MISSING: sp-churn"]
 
 
-def canary_of_v2() -> World:
+def v2_under_test() -> World:
     """v1 serves, v2's canary runs at its first step."""
     world = deployed(1)
     world.approve(2)
@@ -507,7 +497,7 @@ def finish_rollback(world: World) -> plan.Decision:
 
 
 def test_a_rollback_that_ends_while_a_newer_version_waits_asks_for_its_rollout_at_once() -> None:
-    world = canary_of_v2()
+    world = v2_under_test()
     world.approve(3)  # supersedes the canary of v2
     rolling_back = world.reconcile()
     assert rolling_back.state and rolling_back.state.phase is Phase.ROLLING_BACK
@@ -521,7 +511,7 @@ def test_a_rollback_that_ends_while_a_newer_version_waits_asks_for_its_rollout_a
 
 
 def test_a_rollback_for_an_alarm_ends_with_nothing_waiting() -> None:
-    world = canary_of_v2()
+    world = v2_under_test()
     world.firing.add("v2-5xx")
     world.reconcile()
     world.settle()
@@ -616,7 +606,7 @@ def test_a_step_edit_at_rest_says_nothing() -> None:
 
 
 def test_rejecting_the_live_version_during_a_canary_is_said_once_and_the_canary_is_not_cut_short() -> None:
-    world = canary_of_v2()
+    world = v2_under_test()
     started = world.state.step_started_at  # type: ignore[union-attr]
     world.reject(1)
     said = world.reconcile()
@@ -656,7 +646,7 @@ def test_a_canary_rolled_back_after_its_live_version_was_rejected_reverts_to_the
 
 
 def test_a_live_version_approved_again_during_the_canary_is_said_again_if_rejected_again() -> None:
-    world = canary_of_v2()
+    world = v2_under_test()
     world.reject(1)
     world.reconcile()
     world.approve(1)

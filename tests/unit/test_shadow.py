@@ -11,7 +11,7 @@ from sagepilot.domain.canary_gate import GateSettings, Inconclusive
 from sagepilot.domain.deployment import InvalidGroupSettings, resolve
 from sagepilot.domain.rollout import AfterShadow, Phase, RolloutPolicy, Strategy
 from unit.rollout_world import GROUP
-from unit.test_canary_gate import GateWorld, tick
+from unit.test_canary_gate import GateWorld
 from unit.test_group_settings import DEFAULTS
 
 
@@ -34,11 +34,7 @@ def shadow_world(
         ),
         rate=rate,
     )
-    world.approve(1)
-    world.run()
-    world.approve(2)
-    world.reconcile()
-    world.settle()
+    world.v2_under_test()
     return world
 
 
@@ -47,7 +43,7 @@ def until_out_of_shadow(world: GateWorld, ticks: int = 120) -> list[dict[str, fl
     served = []
     for _ in range(ticks):
         served.append(world.endpoint.shares())
-        tick(world)
+        world.tick()
         if world.state is None or world.state.phase is not Phase.SHADOW:
             break
     return served
@@ -73,7 +69,7 @@ def test_a_good_candidate_passes_its_shadow_test_then_runs_the_canary_and_is_pro
     assert world.endpoint.shares() == {"v1": 0.9, "v2": 0.1} and world.endpoint.shadows == {}
     assert any("not worse than stable" in h.what and "canary at 10%" in h.what for h in world.state.history)
     for _ in range(240):
-        tick(world)
+        world.tick()
         if world.endpoint.variants == {"v2": 1.0}:
             break
     world.run()
@@ -105,7 +101,7 @@ def test_a_candidate_worse_on_its_copies_is_rolled_back_before_any_user_gets_its
 def test_an_alarm_of_the_shadow_rolls_it_back() -> None:
     world = shadow_world()
     world.firing = {"v2-5xx"}
-    decision = tick(world)
+    decision = world.tick()
     assert decision.state and decision.state.phase is Phase.ROLLING_BACK and decision.state.cause == "alarm"
     world.run()
     assert world.endpoint.variants == {"v1": 1.0} and world.endpoint.shadows == {} and 2 in world.rejected
@@ -115,7 +111,7 @@ def test_a_shadow_nobody_calls_is_held_never_moved_on_on_silence() -> None:
     world = shadow_world()
     world.calling = False
     for _ in range(200):
-        tick(world)
+        world.tick()
     assert world.state and world.state.phase is Phase.SHADOW and world.state.starved
     assert world.notifications.count("NO TRAFFIC: sp-churn v2") == 1
     assert world.endpoint.variants == {"v1": 1.0}
@@ -128,7 +124,7 @@ def test_an_undecided_shadow_test_is_held_and_announced_once() -> None:
     )
     world.rate = 10.0
     for _ in range(200):
-        tick(world)
+        world.tick()
     assert world.state and world.state.phase is Phase.SHADOW and world.state.inconclusive
     assert world.notifications.count("INCONCLUSIVE: sp-churn v2") == 1
 
@@ -136,9 +132,9 @@ def test_an_undecided_shadow_test_is_held_and_announced_once() -> None:
 def test_without_the_gate_the_shadow_test_lasts_the_bake_and_needs_its_invocations() -> None:
     world = shadow_world(gate=GateSettings(enabled=False))
     for _ in range(59):
-        tick(world)
+        world.tick()
     assert world.state and world.state.phase is Phase.SHADOW  # the bake (3600 s) is not over
-    tick(world, 61)
+    world.tick(61)
     assert world.state and world.state.phase is Phase.CANARY
     assert any("shadow test: v2 healthy after 3600 s" in h.what for h in world.state.history)
 
@@ -173,7 +169,7 @@ def test_deploy_false_stops_a_shadow_test_without_rejecting() -> None:
 def test_an_operator_promote_ends_the_shadow_test() -> None:
     world = shadow_world()
     world.state = world.state and world.state.evolve(world.now, "promote", command=plan.Command.PROMOTE)
-    decision = tick(world)
+    decision = world.tick()
     assert decision.state and decision.state.phase is Phase.PROMOTING
     world.run()
     assert world.endpoint.variants == {"v2": 1.0} and world.endpoint.shadows == {}
@@ -221,7 +217,7 @@ def test_rejecting_the_live_version_during_a_shadow_test_is_said_once_and_the_te
     world = shadow_world()
     started = world.state.step_started_at  # type: ignore[union-attr]
     world.reject(1)
-    said = tick(world)
+    said = world.tick()
     assert [a.subject for a in said.actions if isinstance(a, plan.Notify)] == ["LIVE VERSION REJECTED: sp-churn v1"]
     assert world.state is not None and world.state.phase is Phase.SHADOW and world.state.step_started_at == started
     assert "while v2 is judged in its shadow test (50% of requests copied to it)" in world.state.history[-1].what
