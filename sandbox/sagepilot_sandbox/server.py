@@ -43,7 +43,13 @@ from sagepilot_sandbox.stack.template import REGION, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short waits so that a scenario takes seconds; every other setting is the template's default.
-SANDBOX_PARAMETERS = {"BatchingWindowSeconds": "2", "BakeSeconds": "4", "TrainingSettleSeconds": "2"}
+SANDBOX_PARAMETERS = {
+    "BatchingWindowSeconds": "2",
+    "BakeSeconds": "4",
+    "TrainingSettleSeconds": "2",
+    # A held job is released once its group has been quiet this long (template: 60 s, as the batching window).
+    "HoldQuietSeconds": "20",
+}
 
 
 _running: list[Sandbox] = []  # the sandbox that is running in this process, if any

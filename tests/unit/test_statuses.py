@@ -16,7 +16,7 @@ from sagepilot.metrics import _COMPLETION_METRIC
 from sagepilot.services import training
 
 # What the state table holds (and tests, reports and dashboards read): unchanged by the typing.
-STORED_JOB = ["CLAIMING", "READY", "STARTED", "COMPLETED", "FAILED", "EMPTY", "SPLIT", "REPLANNED", "MERGED"]
+STORED_JOB = ["CLAIMING", "READY", "STARTED", "COMPLETED", "FAILED", "EMPTY", "SPLIT", "REPLANNED", "MERGED", "HELD"]
 STORED_TRAINING = ["STARTED", "REGISTERING", "REGISTERED", "FAILED", "NEEDS_MARKER", "NOTICE_PENDING", "NOTICE_SENT"]
 
 
@@ -71,10 +71,12 @@ def test_every_completion_metric_counts_an_action_a_completion_reports():
 def test_a_job_is_carried_on_unless_it_is_ready_in_no_waiting_list_or_claiming_past_the_timeout():
     """A READY job in no waiting list (its starter failed before creating it) and one CLAIMING past the claim
     timeout (its claimer is gone) move only when their messages come again: the intake's last delivery must
-    not leave a file to them. One CLAIMING for less is still being claimed by a live invocation."""
+    not leave a file to them. One CLAIMING for less is still being claimed by a live invocation; a listed one (a
+    merge, a released held job) is finished by the periodic sweep."""
     from sagepilot.domain.statuses import carried_on
 
-    assert not carried_on(JobStatus.CLAIMING, listed=False) and not carried_on(JobStatus.CLAIMING, listed=True)
+    assert not carried_on(JobStatus.CLAIMING, listed=False)
+    assert carried_on(JobStatus.CLAIMING, listed=True)
     assert carried_on(JobStatus.CLAIMING, listed=False, claimed_recently=True)
     assert not carried_on(JobStatus.READY, listed=False)
     assert not carried_on(JobStatus.READY, listed=False, claimed_recently=True)

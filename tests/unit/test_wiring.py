@@ -18,13 +18,19 @@ from sagepilot_sandbox.stack.template import Resolver, TemplateError, load_templ
 
 from .conftest import ROOT
 
-SERVICES = {"batch_intake", "batch_completion", "jobs", "rollout", "training"}
+SERVICES = {"batch_intake", "batch_completion", "jobs", "holding", "rollout", "training"}
 
 # function folder -> (builder, settings loader, the service's class, the services its code may load)
 CASES = {
-    "batch_intake": ("batch_intake", "load_settings", "BatchIntake", {"batch_intake", "jobs"}),
-    # The completion service reuses the launcher of jobs (not the intake: the clock is sagepilot.clock).
-    "batch_completion": ("batch_completion", "load_settings", "BatchCompletion", {"batch_completion", "jobs"}),
+    "batch_intake": ("batch_intake", "load_settings", "BatchIntake", {"batch_intake", "jobs", "holding"}),
+    # The completion service reuses the launcher of jobs (not the intake: the clock is sagepilot.clock), and the
+    # hold's release (its periodic sweep releases held jobs that are due).
+    "batch_completion": (
+        "batch_completion",
+        "load_settings",
+        "BatchCompletion",
+        {"batch_completion", "jobs", "holding"},
+    ),
     "rollout": ("rollouts", "load_rollout_settings", "Rollouts", {"rollout", "canary_analysis", "endpoint_health"}),
     "training": ("training", "load_training_settings", "Training", {"training"}),
 }

@@ -86,6 +86,26 @@ def _utf8(value: str, where: str) -> str:
     return value
 
 
+# The intake queue carries, besides S3's events, the intake's own delayed messages that release a group's held
+# job (services/holding.py): {"sagepilot": "release-held-job", "job": <held job name>}.
+RELEASE_HELD_JOB = "release-held-job"
+
+
+def release_held_job(job_name: str) -> dict[str, str]:
+    return {"sagepilot": RELEASE_HELD_JOB, "job": job_name}
+
+
+def parse_held_release(raw: dict[str, Any]) -> str | None:
+    """The held job a release message names; None for any other message (an S3 event). MalformedEvent for a
+    message that says it is a release but names no job."""
+    if raw.get("sagepilot") != RELEASE_HELD_JOB:
+        return None
+    job = raw.get("job")
+    if not isinstance(job, str) or not job:
+        raise MalformedEvent("a release-held-job message without its job")
+    return job
+
+
 def parse_object_created(raw: dict[str, Any]) -> ObjectCreated:
     raw = _event_object(raw)
     event = EventBridgeEvent(raw)

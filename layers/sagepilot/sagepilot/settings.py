@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sagepilot.domain.images import REPOSITORY_PATTERN
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     # nothing of the others': the rollout's init never loads the transform plan or the training recipe, the
     # batch functions' never the rollout's decisions (tests/unit/test_wiring.py holds this).
     from sagepilot.domain.deployment import Deployment
+    from sagepilot.domain.hold import HoldSettings
     from sagepilot.domain.rollout import Strategy
     from sagepilot.domain.training import Recipe, TrainingCeilings
     from sagepilot.domain.transform_plan import TransformSettings
@@ -45,6 +46,10 @@ class Settings:
     # ImageRepositoriesAllowed: where the inference image of a model a transform job runs may come from.
     image_repositories: tuple[str, ...]
     max_concurrent_jobs_per_group: int = 0  # 0: no limit
+    # The start-up hold (domain/hold.py): HOLD_SECONDS 0 or unset, no hold.
+    hold: HoldSettings = field(default_factory=lambda: _no_hold())
+    # Where the intake sends itself the delayed release of a group's held job (its own queue); the intake's only.
+    intake_queue_url: str = ""
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -75,6 +80,25 @@ def _instance_type(name: str, value: str) -> str:
     if not _INSTANCE_TYPE.match(value):
         raise ConfigurationError(f"{name} must be a SageMaker instance type like ml.m5.xlarge, got {value!r}")
     return value
+
+
+def _no_hold() -> HoldSettings:
+    from sagepilot.domain.hold import HoldSettings
+
+    return HoldSettings(hold_seconds=0, quiet_seconds=0)
+
+
+def _hold(env: Mapping[str, str]) -> HoldSettings:
+    """HOLD_SECONDS (0 or unset: no hold) and, with a hold, HOLD_QUIET_SECONDS (required then)."""
+    from sagepilot.domain.hold import HoldSettings
+
+    if not env.get("HOLD_SECONDS", "").strip():
+        return _no_hold()
+    hold = _int(env, "HOLD_SECONDS", 0, 3_600)
+    if not hold:
+        return _no_hold()
+    # A release is a delayed SQS message (at most 900 s later): the quiet time fits in one.
+    return HoldSettings(hold_seconds=hold, quiet_seconds=_int(env, "HOLD_QUIET_SECONDS", 1, 900))
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -113,6 +137,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_concurrent_jobs_per_group=(
             _int(env, "MAX_CONCURRENT_JOBS_PER_GROUP", 0, 10_000) if env.get("MAX_CONCURRENT_JOBS_PER_GROUP") else 0
         ),
+        hold=_hold(env),
+        intake_queue_url=env.get("INTAKE_QUEUE_URL", "").strip(),
     )
     # Transform instance types are the operator's own settings; they must respect the operator's ceiling too.
     allowed = instance_types_allowed(env, "TRANSFORM_INSTANCE_TYPES_ALLOWED")

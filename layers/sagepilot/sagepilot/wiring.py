@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sagepilot.metrics import Recorder
     from sagepilot.services.batch_completion import BatchCompletion
     from sagepilot.services.batch_intake import BatchIntake
+    from sagepilot.services.holding import GroupHold
     from sagepilot.services.jobs import JobLauncher
     from sagepilot.services.rollout import Rollouts
     from sagepilot.services.training import Training
@@ -50,13 +51,40 @@ def batch_intake(settings: Settings, client: ClientFactory, metrics: Recorder | 
     from sagepilot.adapters.s3 import DataBucket
     from sagepilot.services.batch_intake import BatchIntake
 
+    launcher = _launcher(settings, client)
     return BatchIntake(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
         ModelRegistry(client("sagemaker")),
-        _launcher(settings, client),
+        launcher,
         Notifier(client("sns"), settings.notification_topic_arn),
         metrics=metrics,
+        hold=_hold(settings, client, launcher, with_queue=True),
+    )
+
+
+def _hold(settings: Settings, client: ClientFactory, launcher: JobLauncher, *, with_queue: bool) -> GroupHold | None:
+    """The start-up hold (services/holding.py) when HOLD_SECONDS is set: the intake sends its own queue the
+    delayed releases; the completion's sweep only releases what is due."""
+    if not settings.hold.enabled:
+        return None
+    from sagepilot.adapters.delayed import DelayedQueue
+    from sagepilot.adapters.s3 import DataBucket
+    from sagepilot.adapters.state import StateTable
+    from sagepilot.errors import ConfigurationError
+    from sagepilot.services.holding import GroupHold
+
+    queue = None
+    if with_queue:
+        if not settings.intake_queue_url:
+            raise ConfigurationError("environment variable INTAKE_QUEUE_URL is required when HOLD_SECONDS is set")
+        queue = DelayedQueue(client("sqs"), settings.intake_queue_url)
+    return GroupHold(
+        settings,
+        StateTable(client("dynamodb"), settings.state_table),
+        DataBucket(client("s3"), settings.data_bucket),
+        launcher,
+        queue,
     )
 
 
@@ -68,14 +96,16 @@ def batch_completion(settings: Settings, client: ClientFactory, metrics: Recorde
     from sagepilot.adapters.state import StateTable
     from sagepilot.services.batch_completion import BatchCompletion
 
+    launcher = _launcher(settings, client)
     return BatchCompletion(
         settings,
         DataBucket(client("s3"), settings.data_bucket),
         SageMaker(client("sagemaker")),
         StateTable(client("dynamodb"), settings.state_table),
-        _launcher(settings, client),
+        launcher,
         Notifier(client("sns"), settings.notification_topic_arn),
         metrics=metrics,
+        hold=_hold(settings, client, launcher, with_queue=False),
     )
 
 

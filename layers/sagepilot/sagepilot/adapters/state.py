@@ -4,6 +4,8 @@ Items (one table, string key `pk`):
     input#<bucket>/<key>#<version>   {job, group, claimedAt, expiresAt}   claimed with a conditional put
     job#<job-name>                   {status, group, attempt, ...}         moved with conditional updates
 
+    group#<group>                    {lastStartedAt, openJob}             the start-up hold's record of a group
+
 Job statuses: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED | SPLIT, or EMPTY when every input turned
 out to belong to other jobs; a waiting READY job may instead be MERGED into a job of several (its claims
 moved to it). SPLIT: the job failed for a reason one input can cause and its inputs were handed to two
@@ -55,6 +57,9 @@ REPLANNED = JobStatus.REPLANNED
 # A job that waited and was merged, before it started, into a job holding the inputs of several waiting jobs of
 # its group (`mergedInto`, domain/coalescing.py); its claims moved to that job. Terminal for the job itself.
 MERGED = JobStatus.MERGED
+# A group's open held job (domain/hold.py): held files are claimed for it as they arrive (`heldParts`: the
+# batches' plans it holds, `heldFiles`, `lastAddedAt`); listed under kind `held` until it starts.
+HELD = JobStatus.HELD
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
 _CLAIM_THREADS = 16
@@ -656,6 +661,204 @@ class StateTable:
             record = _from_item(item)
             found[str(record.pop("pk"))[len("latest#") :]] = record
         return found
+
+    # The start-up hold (domain/hold.py, services/holding.py) ------------------------------------------------
+    def reserve_start(self, group: str, hold_seconds: int) -> dict[str, Any] | None:
+        """Record that `group` starts a job now, unless it started one less than `hold_seconds` ago: one
+        conditional write, so of several invocations holding the same group's files only one starts. None when
+        recorded (the caller starts its job); otherwise the group's record ({lastStartedAt, openJob?})."""
+        now = self.now()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": group_pk(group)}},
+                UpdateExpression="SET lastStartedAt = :now, expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(lastStartedAt) OR lastStartedAt <= :before",
+                ExpressionAttributeValues={
+                    ":now": _to_attr(now),
+                    ":before": _to_attr(now - hold_seconds),
+                    ":expires": _to_attr(now + RETENTION_SECONDS),
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise failure(exc, f"recording a start of group {group} failed: {exc}") from exc
+            return self.group_record(group)
+        return None
+
+    def group_record(self, group: str) -> dict[str, Any]:
+        """The hold's record of `group` ({} if it never started a job)."""
+        items = self._consistent_items([group_pk(group)], f"reading the record of group {group}")
+        return _from_item(items[0]) if items else {}
+
+    def started_now(self, group: str) -> None:
+        """Record that `group` starts a job now (its released held job): the hold counts from here."""
+        now = self.now()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": group_pk(group)}},
+                UpdateExpression="SET lastStartedAt = :now, expiresAt = :expires",
+                ExpressionAttributeValues={":now": _to_attr(now), ":expires": _to_attr(now + RETENTION_SECONDS)},
+            )
+        except ClientError as exc:
+            raise failure(exc, f"recording a start of group {group} failed: {exc}") from exc
+
+    def open_held(self, group: str, job_name: str) -> str:
+        """Make `job_name` (its record created HELD) the group's open held job, unless the group has one:
+        the open job's name either way (a conditional write: concurrent invocations agree on one)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": group_pk(group)}},
+                UpdateExpression="SET openJob = :job",
+                ConditionExpression="attribute_not_exists(openJob) OR openJob = :job",
+                ExpressionAttributeValues={":job": _to_attr(job_name)},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise failure(exc, f"opening a held job for group {group} failed: {exc}") from exc
+            other = self.group_record(group).get("openJob")
+            if not other:
+                raise TransientError(f"the held job of group {group} changed while one was being opened") from exc
+            return str(other)
+        return job_name
+
+    def close_held(self, group: str, job_name: str) -> None:
+        """The group's open held job is `job_name` no more (nothing happens if another one is open by now)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": group_pk(group)}},
+                UpdateExpression="REMOVE openJob",
+                ConditionExpression="openJob = :job",
+                ExpressionAttributeValues={":job": _to_attr(job_name)},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise failure(exc, f"closing the held job {job_name} of group {group} failed: {exc}") from exc
+
+    def add_held(self, job_name: str, part: str, files: int, *, hold_key: str, max_files: int) -> bool:
+        """Add a batch's planned job `part` (`files` files, claimed for the held job next) to the held job, if it
+        is still open (HELD), holds the same kind of work (`hold_key`), has room and does not list it yet. False
+        otherwise (the caller reads the record to tell which)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": job_pk(job_name)}},
+                UpdateExpression="ADD heldParts :part, heldFiles :files SET lastAddedAt = :now, updatedAt = :now",
+                ConditionExpression="#status = :held AND holdKey = :key AND heldFiles <= :room "
+                "AND (attribute_not_exists(heldParts) OR NOT contains(heldParts, :name))",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":part": {"SS": [part]},
+                    ":name": {"S": part},
+                    ":files": _to_attr(files),
+                    ":now": _to_attr(self.now()),
+                    ":held": _to_attr(HELD),
+                    ":key": _to_attr(hold_key),
+                    ":room": _to_attr(max_files - files),
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise failure(exc, f"adding {part} to the held job {job_name} failed: {exc}") from exc
+        return True
+
+    def claim_held(self, job_name: str, group: str, file_ids: list[str]) -> dict[str, str] | None:
+        """Claim input versions for a held job while it is open: each transaction of claims carries a check that
+        the job is still HELD, so no claim is ever made for a held job after it was sealed (it would never
+        read the file). Every input's owner (this job or another), or None once the job is no longer open
+        (claims written before stay: the job was open then, and holds the plan that lists them). An invalid
+        claim also answers None: the batch's job started alone says which input and why."""
+        now = self.now()
+        check = {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": job_pk(job_name)}},
+                "ConditionExpression": "#status = :held",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":held": _to_attr(HELD)},
+            }
+        }
+        owners: dict[str, str] = {}
+        unknown: list[str] = []
+        ids = list(dict.fromkeys(file_ids))
+        for start in range(0, len(ids), _TRANSACTION_LIMIT - 1):
+            pending = ids[start : start + _TRANSACTION_LIMIT - 1]
+            for round_ in range(_CLAIM_ROUNDS + 1):
+                if not pending:
+                    break
+                if round_ == _CLAIM_ROUNDS:
+                    raise TransientError(f"claiming inputs for held job {job_name} kept conflicting with other writes")
+                actions = [check] + [{"Put": self._claim_item(job_name, group, f, now)} for f in pending]
+                try:
+                    self._db.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", actions))
+                except ClientError as exc:
+                    code = error_code(exc)
+                    if code == "ValidationException":
+                        return None
+                    if code != "TransactionCanceledException":
+                        raise failure(exc, f"claiming inputs for held job {job_name} failed: {exc}") from exc
+                    reasons = exc.response.get("CancellationReasons")
+                    if not isinstance(reasons, list) or len(reasons) != len(actions):
+                        raise TransientError(f"claiming inputs for held job {job_name}: no reasons given") from exc
+                    if str(reasons[0].get("Code") or "None") == "ConditionalCheckFailed":
+                        return None  # sealed: released meanwhile
+                    again, transient = [], False
+                    for f, reason in zip(pending, reasons[1:], strict=True):
+                        why = str(reason.get("Code") or "None")
+                        if why == "ConditionalCheckFailed":
+                            owner = _owner_in(reason.get("Item"))
+                            if owner:
+                                owners[f] = owner
+                            else:
+                                unknown.append(f)
+                        elif why == "None" or why in _TRANSIENT_CANCELLATIONS:
+                            again.append(f)
+                            transient = transient or why != "None"
+                        else:
+                            return None  # this input is invalid: the job started alone says so
+                    pending = again
+                    if transient:
+                        time.sleep(_CONFLICT_BACKOFF_SECONDS * 2**round_)
+                    continue
+                owners.update({f: job_name for f in pending})
+                pending = []
+        if unknown:
+            stored = self.owners(unknown)
+            missing = [f for f in unknown if f not in stored]
+            if missing:
+                raise TransientError(f"claim of {missing[0]} refused but no owner found")
+            owners.update(stored)
+        return owners
+
+    def held_jobs(self) -> list[str]:
+        """Held jobs not started yet (index ByKindAge, partition `held`), oldest first."""
+        from sagepilot.domain.hold import HELD_KIND
+
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "ByKindAge",
+            "KeyConditionExpression": "kind = :kind",
+            "ExpressionAttributeValues": {":kind": {"S": HELD_KIND}},
+            "ProjectionExpression": "pk",
+        }
+        names: list[str] = []
+        while True:
+            try:
+                page = self._db.query(**request)
+            except ClientError as exc:
+                raise failure(exc, f"listing the held jobs: {exc}") from exc
+            names += [str(item["pk"]["S"])[len("job#") :] for item in page.get("Items", [])]
+            if not page.get("LastEvaluatedKey"):
+                return names
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def group_pk(group: str) -> str:
+    return f"group#{group}"
 
 
 def latest_pk(object_id: str) -> str:

@@ -114,6 +114,11 @@ def job_folder(group: str, job_name: str) -> str:
     return f"{JOBS_PREFIX}{group}/{job_name}/"
 
 
+def held_part_key(group: str, held_job: str, part: str) -> str:
+    """Where a held job keeps the plan of one batch it holds (domain/hold.py): in its own folder."""
+    return f"{job_folder(group, held_job)}held/{part}.json"
+
+
 def input_format_of(filename: str) -> InputFormat | None:
     lowered = filename.lower()
     for fmt in SUPPORTED_FORMATS:

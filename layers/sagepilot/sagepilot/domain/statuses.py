@@ -14,7 +14,8 @@ from typing import Literal
 
 class JobStatus(StrEnum):
     """A batch transform job's record: CLAIMING -> READY -> STARTED -> COMPLETED | FAILED | SPLIT | REPLANNED,
-    a waiting READY job MERGED into another, or EMPTY when every input turned out to belong to other jobs
+    a waiting READY job MERGED into another, a group's HELD job (then CLAIMING when released), or EMPTY when
+    every input turned out to belong to other jobs
     (adapters/state.py tells the whole story)."""
 
     CLAIMING = "CLAIMING"
@@ -31,6 +32,9 @@ class JobStatus(StrEnum):
     # It waited and was merged, before it started, into a job holding the inputs of several waiting jobs of
     # its group (`mergedInto`, domain/coalescing.py); its claims moved to that job.
     MERGED = "MERGED"
+    # A group's open held job (domain/hold.py): its group's held files are claimed for it as they arrive;
+    # released (sealed: CLAIMING, then READY like any job) when the group has been quiet a while.
+    HELD = "HELD"
 
 
 def carried_on(status: JobStatus, *, listed: bool, claimed_recently: bool = False) -> bool:
@@ -38,11 +42,13 @@ def carried_on(status: JobStatus, *, listed: bool, claimed_recently: bool = Fals
     handed its inputs on (split, planned again, merged), waits READY in a list that completions and the
     capacity sweep serve (`listed`: it carries a waiting `kind`), or is CLAIMING for less than the claim timeout
     (`claimed_recently`: the invocation claiming it is still at work, and its own messages finish it). A READY
-    job in no list, or one CLAIMING for longer, moves only when its starter's messages come again."""
+    job in no list, or one CLAIMING for longer, moves only when its starter's messages come again; a listed
+    CLAIMING job (a merge, a released held job) is finished by the sweep. A HELD job is released by its delayed
+    message or the sweep."""
     if status is JobStatus.READY:
         return listed
     if status is JobStatus.CLAIMING:
-        return claimed_recently
+        return claimed_recently or listed
     return True
 
 

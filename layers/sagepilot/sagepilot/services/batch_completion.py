@@ -45,6 +45,7 @@ from sagepilot.errors import CapacityError
 from sagepilot.events import TERMINAL_TRANSFORM_STATUSES, TransformJobChange
 from sagepilot.metrics import NoRecorder, Recorder, completion_metrics, sweep_metrics
 from sagepilot.observability import logger
+from sagepilot.services.holding import GroupHold
 from sagepilot.services.jobs import JobLauncher, SweepResult
 from sagepilot.settings import Settings
 
@@ -74,7 +75,9 @@ class BatchCompletion:
         notifier: Notifier,
         now: Callable[[], str] = utc_now,
         metrics: Recorder | None = None,
+        hold: GroupHold | None = None,
     ) -> None:
+        self._hold = hold
         self._settings = settings
         self._bucket = bucket
         self._sagemaker = sagemaker
@@ -165,6 +168,8 @@ class BatchCompletion:
         """The periodic pass: start jobs waiting for capacity that no completion has started (a quota
         raised, instances freed by jobs of another stack). Idempotent, like everything it calls. Emits what
         it saw (metrics.sweep_metrics)."""
+        if self._hold is not None:
+            self._hold.sweep()  # held jobs due whose release message was lost or failed, and dead releasers
         swept = self._launcher.sweep()
         sweep_metrics(self._metrics, len(swept.started), swept.waiting, swept.oldest_wait_seconds)
         return swept

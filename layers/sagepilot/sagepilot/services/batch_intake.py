@@ -41,9 +41,10 @@ from sagepilot.domain.object_versions import VersionListing
 from sagepilot.domain.reports import rejection_report
 from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, file_id_of, plan_jobs
 from sagepilot.errors import CapacityError, MalformedEvent, ObjectGone, PermanentError, TransientError
-from sagepilot.events import ObjectCreated, QueuedMessage, parse_object_created
+from sagepilot.events import ObjectCreated, QueuedMessage, parse_held_release, parse_object_created
 from sagepilot.metrics import NoRecorder, Recorder, intake_metrics
 from sagepilot.observability import logger
+from sagepilot.services.holding import GroupHold
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
@@ -57,9 +58,11 @@ class IntakeOutcome:
     jobs_started: list[str] = field(default_factory=list)
     jobs_existing: list[str] = field(default_factory=list)
     jobs_waiting_for_capacity: list[str] = field(default_factory=list)  # refused for capacity: held, not failed
+    jobs_held: list[str] = field(default_factory=list)  # groups' held jobs this batch's files went into (hold.py)
+    releases: dict[str, str] = field(default_factory=dict)  # held job -> what its release message did
     rejected: list[str] = field(default_factory=list)
     rejected_codes: dict[str, int] = field(default_factory=dict)  # rejection code -> files (for metrics)
-    files_accepted: int = 0  # input versions in the jobs this batch started or left waiting for capacity
+    files_accepted: int = 0  # input versions in the jobs this batch started, held or left waiting for capacity
     ignored: int = 0
     failed_message_ids: list[str] = field(default_factory=list)
 
@@ -105,6 +108,7 @@ class BatchIntake:
         notifier: Notifier,
         now: Callable[[], str] = utc_now,
         metrics: Recorder | None = None,
+        hold: GroupHold | None = None,
     ) -> None:
         self._settings = settings
         self._bucket = bucket
@@ -113,10 +117,12 @@ class BatchIntake:
         self._notifier = notifier
         self._now = now
         self._metrics = metrics or NoRecorder()
+        self._hold = hold
 
     def handle(self, messages: list[QueuedMessage | tuple[str, MalformedEvent]]) -> IntakeOutcome:
         outcome = IntakeOutcome()
-        arrivals = self._arrivals(messages, outcome)
+        releases: list[tuple[str, QueuedMessage]] = []
+        arrivals = self._arrivals(messages, outcome, releases)
         rejections: list[Refused] = []
         accepted: dict[str, list[tuple[InputFile, _Arrival]]] = defaultdict(list)
         unconfirmed: list[tuple[_Arrival, _Unavailable]] = []
@@ -139,6 +145,7 @@ class BatchIntake:
         for group, items in sorted(accepted.items()):
             self._launch_group(group, items, outcome, rejections, waiting)
 
+        self._release(releases, outcome)
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
         intake_metrics(
@@ -152,7 +159,10 @@ class BatchIntake:
 
     # Steps ----------------------------------------------------------------------------------------
     def _arrivals(
-        self, messages: list[QueuedMessage | tuple[str, MalformedEvent]], outcome: IntakeOutcome
+        self,
+        messages: list[QueuedMessage | tuple[str, MalformedEvent]],
+        outcome: IntakeOutcome,
+        releases: list[tuple[str, QueuedMessage]],
     ) -> list[_Arrival]:
         by_version: dict[tuple[str, str, str | None], _Arrival] = {}
         for message in messages:
@@ -163,6 +173,10 @@ class BatchIntake:
                 outcome.ignored += 1
                 continue
             try:
+                release = parse_held_release(message.body)
+                if release is not None:
+                    releases.append((release, message))
+                    continue
                 event = parse_object_created(message.body)
             except MalformedEvent as exc:
                 logger.error("dropping a malformed event", extra={"messageId": message.message_id, "error": str(exc)})
@@ -355,7 +369,22 @@ class BatchIntake:
                         ),
                     )
                 )
-        for plan in plan_jobs(usable, model, self._settings.transform):
+        plans = plan_jobs(usable, model, self._settings.transform)
+        if self._hold is not None and not any(a.final_delivery for a in arrivals.values()):
+            # (A last delivery takes no chance on the hold: its jobs start as they are.)
+            try:
+                triage = self._hold.triage(group, plans)
+            except (TransientError, PermanentError) as exc:
+                for plan in plans:
+                    self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
+                return
+            held = [p for p in plans if p.job_name in triage.held]
+            for plan in held:
+                outcome.files_accepted += len(plan.inputs)
+                if triage.held[plan.job_name] not in outcome.jobs_held:
+                    outcome.jobs_held.append(triage.held[plan.job_name])
+            plans = triage.start
+        for plan in plans:
             try:
                 result = self._launcher.launch(plan, fresh=True)  # its model was read just now
             except (TransientError, PermanentError) as exc:
@@ -375,6 +404,24 @@ class BatchIntake:
                 (outcome.jobs_started if result.started else outcome.jobs_existing).append(plan.job_name)
                 if result.started:
                     outcome.files_accepted += len(result.plan.inputs)
+
+    def _release(self, releases: list[tuple[str, QueuedMessage]], outcome: IntakeOutcome) -> None:
+        """The delayed messages that release groups' held jobs (services/holding.py): released when due, else
+        sent again for the rest. One whose work fails goes back to the queue; on its last delivery it is left to
+        the periodic sweep, which releases every held job that is due."""
+        for job, message in releases:
+            if self._hold is None:
+                logger.error("a held job's release arrived, but this stack holds nothing", extra={"job": job})
+                continue
+            try:
+                outcome.releases[job] = self._hold.release(job)
+            except (TransientError, PermanentError) as exc:
+                if message.receive_count >= self._settings.intake_max_receive_count:
+                    logger.warning(
+                        "could not release a held job; the periodic sweep will", extra={"job": job, "error": str(exc)}
+                    )
+                else:
+                    outcome.failed_message_ids.append(message.message_id)
 
     def _launch_failed(
         self,

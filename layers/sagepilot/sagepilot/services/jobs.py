@@ -73,8 +73,9 @@ from sagepilot.clock import timestamp
 from sagepilot.domain.capacity import oldest_wait_seconds
 from sagepilot.domain.coalescing import Candidate, combine, merge_set, mergeable, merged_plan
 from sagepilot.domain.failures import group_deleted_rejection, image_not_allowed_rejection, withdrawn_model_rejection
+from sagepilot.domain.hold import HELD_KIND
 from sagepilot.domain.images import images_not_allowed
-from sagepilot.domain.layout import Rejection, rejected_report_key
+from sagepilot.domain.layout import Rejection, held_part_key, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
 from sagepilot.domain.reports import job_summary, rejection_report, superseded_only_summary
 from sagepilot.domain.scheduler import WaitingJob, group_key, may_try_now, start_order
@@ -236,6 +237,9 @@ class JobLauncher:
                 if merged is not None and merged.inputs:
                     self._start(merged, check_queue=False)
                 return
+            if record.get("kind") == HELD_KIND:
+                self.start_held(job_name, record)  # a released held job whose releaser died
+                return
             candidates = self.load_plan(record["bucket"], record["planKey"])
             owners = self._state.owners([f.file_id for f in candidates.all_files])
             owned = self._finalise(candidates, owners)
@@ -244,6 +248,28 @@ class JobLauncher:
             return
         if record["status"] == READY:
             self._start_if_ready(self.load_plan(record["bucket"], record["planKey"]), record)
+
+    def start_held(self, job_name: str, record: dict[str, Any]) -> Started | None:
+        """Plan and start a released held job (CLAIMING, sealed: its `heldParts` fixed) from the plans of the
+        batches it holds: every file claimed for it (a file a part lists but another job won is that job's),
+        merged into one plan named `job_name` (coalescing.combine), then finalised and started like any job.
+        Safe to repeat (by the releaser's redelivery, or `resume` once the releaser is certainly dead). None if
+        it holds nothing."""
+        parts = sorted(str(p) for p in record.get("heldParts") or ())
+        plans = [self.load_plan(record["bucket"], held_part_key(record["group"], job_name, p)) for p in parts]
+        if not plans:
+            self._state.transition(job_name, expected=[CLAIMING], to=EMPTY, inputs=0, remove=("kind",))
+            return None
+        plan = combine(job_name, plans, self._settings.transform)
+        self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
+        owned = self._finalise(plan, self._state.owners([f.file_id for f in plan.all_files]))
+        if not owned.inputs:
+            return None
+        logger.info(
+            "held job released",
+            extra={"job": job_name, "group": plan.group, "batches": len(parts), "inputs": len(owned.inputs)},
+        )
+        return self._start(owned)
 
     def load_plan(self, bucket: str, plan_key: str) -> JobPlan:
         document: dict[str, Any] = self._bucket.get_json(plan_key)

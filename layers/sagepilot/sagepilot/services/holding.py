@@ -1,0 +1,199 @@
+"""The start-up hold (policy in domain/hold.py): a busy group's files gather in one held job.
+
+Each batch's planned jobs of a group are triaged: the first invocation to record a start for the group (one
+conditional write on `group#<group>`, `lastStartedAt` older than HoldSeconds) starts them as they are; the
+others hold them. Holding a planned job `P`, each step safe to repeat:
+(1) the group's open held job `X` (`group#<group>.openJob`), or a new one: its record created HELD (listed
+    under kind `held`, where the periodic sweep sees it) and made the open one by a conditional write (of
+    concurrent openers one wins; the others' records are closed EMPTY); the opener sends the intake queue a
+    delayed message to release it;
+(2) `P`'s plan kept in `X`'s folder (`held/<P>.json`);
+(3) `P` added to `X`'s `heldParts`, conditional on `X` still HELD, holding the same kind of work, with room;
+(4) `P`'s files claimed for `X`, each transaction of claims with a check that `X` is still HELD.
+So a claim for `X` exists only if `P` was in `X` before `X` was sealed: `X` reads every file claimed for it (a
+file of `P` that another job won is that job's), and a claim refused because `X` was sealed meanwhile leaves
+the file to `P` started alone. (3) refused: `X` full is released now and a new one holds `P`; `X` no longer
+open is replaced once; other work held in `X` (another model or content type) sends `P` alone.
+
+Releasing `X` (its delayed message, or the sweep): not before it is due (`release_due`: the group quiet, or
+the hold over; the message is sent again for the rest); then sealed (HELD -> CLAIMING: `heldParts` is fixed),
+closed as the group's open job, the group's start recorded, and `X` planned from its parts and started like
+any job (JobLauncher.start_held). A releaser that dies after sealing leaves `X` CLAIMING and listed: `resume`
+(the sweep) finishes it once the claim timeout has passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sagepilot.adapters.delayed import MAX_DELAY_SECONDS, DelayedQueue
+from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.state import CLAIMING, EMPTY, HELD, READY, StateTable
+from sagepilot.domain.hold import HELD_KIND, Decision, decide, hold_key, release_due
+from sagepilot.domain.layout import held_part_key, job_folder
+from sagepilot.domain.names import transform_job_name
+from sagepilot.domain.transform_plan import JobPlan
+from sagepilot.events import release_held_job
+from sagepilot.observability import logger
+from sagepilot.services.jobs import JobLauncher
+from sagepilot.settings import Settings
+
+_HELD_TAG = "held"  # the first part of a held job's identity (its name's digest)
+
+
+@dataclass
+class Triage:
+    """A group's planned jobs of one batch: those to start now, and those held (plan name -> held job)."""
+
+    start: list[JobPlan] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+
+
+class GroupHold:
+    def __init__(
+        self,
+        settings: Settings,
+        state: StateTable,
+        bucket: DataBucket,
+        launcher: JobLauncher,
+        queue: DelayedQueue | None,
+    ) -> None:
+        self._settings = settings
+        self._state = state
+        self._bucket = bucket
+        self._launcher = launcher
+        self._queue = queue
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.hold.enabled
+
+    # Holding -----------------------------------------------------------------------------------------
+    def triage(self, group: str, plans: list[JobPlan]) -> Triage:
+        """Start or hold each of a group's planned jobs (domain/hold.py `decide`)."""
+        triage = Triage()
+        hold = self._settings.hold
+        if not plans or not hold.enabled:
+            triage.start = list(plans)
+            return triage
+        record = self._state.reserve_start(group, hold.hold_seconds)
+        open_job = str(record.get("openJob", "")) if record is not None else ""
+        max_files = self._settings.transform.max_files_per_job
+        for plan in plans:
+            decision = decide(
+                files=len(plan.inputs), max_files=max_files, group_started_recently=record is not None, settings=hold
+            )
+            held = self._hold(plan, open_job) if decision is Decision.HOLD else ""
+            if held:
+                triage.held[plan.job_name] = open_job = held
+            else:
+                triage.start.append(plan)
+        return triage
+
+    def _hold(self, plan: JobPlan, open_job: str) -> str:
+        """Add `plan` to the group's open held job (opening one if there is none; one no longer open is
+        replaced once, a full one released first): the held job, or "" when `plan` is to start alone (any of
+        its files already claimed for a held job stay that job's, which lists them)."""
+        key = hold_key(plan)
+        max_files = self._settings.transform.max_files_per_job
+        for _ in range(2):
+            if not open_job:
+                open_job = self._open(plan)
+                if not open_job:
+                    return ""
+            self._bucket.put_json(held_part_key(plan.group, open_job, plan.job_name), plan.to_record())
+            added = self._state.add_held(
+                open_job, plan.job_name, len(plan.all_files), hold_key=key, max_files=max_files
+            )
+            record = {} if added else (self._state.get_job(open_job) or {})
+            if added or (record.get("status") == HELD and plan.job_name in (record.get("heldParts") or ())):
+                owners = self._state.claim_held(open_job, plan.group, [f.file_id for f in plan.all_files])
+                if owners is None:
+                    return ""  # released meanwhile: the files it did not claim go in a job of their own
+                for other in sorted({o for o in owners.values() if o != open_job}):
+                    self._launcher.resume(other)  # a job that won some files first: make sure it is on its way
+                return open_job
+            if record.get("status") == HELD and record.get("holdKey") != key:
+                return ""  # other work (another model or content type) is held: this goes alone
+            if record.get("status") == HELD:
+                self.release(open_job, force=True)  # full: it goes now, and a new one holds this
+            self._state.close_held(plan.group, open_job)
+            open_job = ""
+        return ""
+
+    def _open(self, plan: JobPlan) -> str:
+        """The group's open held job: a new one, unless another invocation opened one first. Its name is
+        fixed when it opens (named from `plan` and the time: a group opens a new one after each release)."""
+        now = self._state.now()
+        name = transform_job_name(
+            self._settings.transform.name_prefix, plan.group, [_HELD_TAG, plan.job_name, str(now)]
+        )
+        record = self._state.create_job(
+            name,
+            {
+                "status": HELD,
+                "kind": HELD_KIND,
+                "group": plan.group,
+                "bucket": plan.bucket,
+                "planKey": f"{job_folder(plan.group, name)}plan.json",
+                "modelPackageVersion": plan.model.version,
+                "holdKey": hold_key(plan),
+                "heldFiles": 0,
+                "lastAddedAt": now,
+            },
+        )
+        if record["status"] != HELD:
+            return ""  # (the same second's opener released it already: the caller opens again or goes alone)
+        winner = self._state.open_held(plan.group, name)
+        if winner != name:
+            self._state.transition(name, expected=[HELD], to=EMPTY, remove=("kind",))  # lost the race: unused
+            return winner
+        if self._queue is not None:
+            self._queue.send_later(release_held_job(name), self._settings.hold.quiet_seconds)
+        logger.info("held job opened", extra={"job": name, "group": plan.group})
+        return name
+
+    # Releasing ---------------------------------------------------------------------------------------
+    def release(self, job_name: str, *, force: bool = False) -> str:
+        """Release a held job when it is due (or now, `force`); what happened, for the log. Sent again (with
+        a queue) when not due yet; a job released before is left to `resume` (done, or its releaser's)."""
+        record = self._state.get_job(job_name)
+        if record is None:
+            return "unknown"
+        status = record["status"]
+        if status in (CLAIMING, READY):
+            self._launcher.resume(job_name)
+            return "resumed"
+        if status != HELD:
+            return "done"
+        group = str(record["group"])
+        now = self._state.now()
+        if not force:
+            due = release_due(
+                opened_at=int(record["createdAt"]),
+                last_added_at=int(record.get("lastAddedAt", record["createdAt"])),
+                last_started_at=int(self._state.group_record(group).get("lastStartedAt", 0)),
+                settings=self._settings.hold,
+            )
+            if now < due:
+                if self._queue is not None:
+                    self._queue.send_later(release_held_job(job_name), min(due - now, MAX_DELAY_SECONDS))
+                return "not due"
+        if not self._state.transition(job_name, expected=[HELD], to=CLAIMING, claimingSince=now):
+            return "released elsewhere"
+        self._state.close_held(group, job_name)
+        self._state.started_now(group)
+        sealed = self._state.get_job(job_name)
+        if sealed is None or sealed["status"] != CLAIMING:
+            return "released elsewhere"
+        self._launcher.start_held(job_name, sealed)
+        return "released"
+
+    def sweep(self) -> list[str]:
+        """The periodic pass over held jobs: release those due (their message lost or late), finish those
+        whose releaser died. The names released."""
+        released = []
+        for name in self._state.held_jobs():
+            if self.release(name) == "released":
+                released.append(name)
+        return released

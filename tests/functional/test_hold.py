@@ -1,0 +1,343 @@
+"""The start-up hold (services/holding.py, domain/hold.py) in the product: a group that started a job recently
+gathers its next batches in one held job, released when the group has been quiet (or the hold ends).
+
+The intake and the completion run as wiring builds them, on one clock the tests move; the intake's delayed
+release messages are recorded (SQS would deliver them after their delay in real time) and delivered by the test
+when the clock has passed their delay. Handlers are killed at the steps of a release; every file version still
+ends in exactly one job that runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from sagepilot.adapters.notify import Notifier
+from sagepilot.adapters.registry import ModelRegistry
+from sagepilot.adapters.s3 import DataBucket
+from sagepilot.adapters.sagemaker import SageMaker
+from sagepilot.adapters.state import StateTable
+from sagepilot.events import QueuedMessage, queued_messages
+from sagepilot.services.batch_completion import BatchCompletion
+from sagepilot.services.batch_intake import BatchIntake
+from sagepilot.services.holding import GroupHold
+from sagepilot.services.jobs import JobLauncher
+from sagepilot.settings import Settings
+
+from .conftest import FakeClock
+from .test_capacity_wait import finish, record, running
+
+HOLD = {"HoldSeconds": "420", "HoldQuietSeconds": "30"}
+CLAIM_TIMEOUT = 181
+
+
+class Killed(BaseException):
+    """The handler died here: nothing after it runs."""
+
+
+@dataclass
+class Releases:
+    """The intake queue's delayed release messages, delivered when the test clock has passed their delay."""
+
+    clock: FakeClock
+    sent: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    ids: Any = field(default_factory=itertools.count)
+
+    def send_later(self, body: dict[str, Any], delay_seconds: int) -> None:
+        assert 0 <= delay_seconds <= 900
+        self.sent.append((self.clock.now + delay_seconds, body))
+
+    def due(self) -> list[QueuedMessage]:
+        ready = [(at, body) for at, body in self.sent if at <= self.clock.now]
+        self.sent = [(at, body) for at, body in self.sent if at > self.clock.now]
+        return [QueuedMessage(f"release-{next(self.ids)}", 1, body) for _, body in ready]
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    releases: Releases
+    intake: BatchIntake
+    completion: BatchCompletion
+    hold: GroupHold
+    state: StateTable
+
+    def deliver_releases(self) -> list[Any]:
+        outcomes = []
+        while messages := self.releases.due():
+            outcomes.append(self.intake.handle(list(messages)))
+        return outcomes
+
+
+def build_world(
+    clock: FakeClock, intake_settings: Settings, completion_settings: Settings, clients: Callable[[str], Any]
+) -> World:
+    releases = Releases(clock)
+
+    def parts(settings: Settings, queue: Any) -> tuple[JobLauncher, StateTable, DataBucket, Notifier, GroupHold]:
+        state = StateTable(clients("dynamodb"), settings.state_table, clock=clock)
+        bucket = DataBucket(clients("s3"), settings.data_bucket)
+        notifier = Notifier(clients("sns"), settings.notification_topic_arn)
+        launcher = JobLauncher(
+            settings, bucket, SageMaker(clients("sagemaker")), state,
+            registry=ModelRegistry(clients("sagemaker")), notifier=notifier,
+        )  # fmt: skip
+        return launcher, state, bucket, notifier, GroupHold(settings, state, bucket, launcher, queue)
+
+    launcher, state, bucket, notifier, hold = parts(intake_settings, releases)
+    intake = BatchIntake(intake_settings, bucket, ModelRegistry(clients("sagemaker")), launcher, notifier, hold=hold)
+    c_launcher, c_state, c_bucket, c_notifier, c_hold = parts(completion_settings, None)
+    completion = BatchCompletion(
+        completion_settings, c_bucket, SageMaker(clients("sagemaker")), c_state, c_launcher, c_notifier, hold=c_hold
+    )
+    return World(clock, releases, intake, completion, hold, state)
+
+
+@pytest.fixture
+def world(stack, clients, intake_settings, completion_settings, registry) -> World:
+    registry.register("churn")
+    return build_world(FakeClock(), intake_settings, completion_settings, clients)
+
+
+def batch(world: World, intake_queue: Any, data: Any, keys: list[str]) -> Any:
+    for key in keys:
+        data.drop(key)
+    event = intake_queue.receive()
+    outcome = world.intake.handle(queued_messages(event))
+    intake_queue.settle(event, {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]})
+    return outcome
+
+
+def finish_everything(world: World, completions: Any, sagemaker: Any) -> None:
+    for _ in range(10):
+        for job in running(sagemaker):
+            finish(world.completion, completions, job)
+        world.clock.advance(CLAIM_TIMEOUT)
+        world.completion.sweep()
+        if not running(sagemaker):
+            return
+    raise AssertionError("jobs keep running")
+
+
+def assert_every_file_in_exactly_one_job(data: Any, jobs: Any) -> None:
+    dropped = {(k, v) for k, v in data.versions() if k.startswith("incoming/")}
+    jobs.assert_each_version_in_exactly_one_job(dropped)
+    assert data.keys("rejected/") == []
+    for key, _ in dropped:
+        assert data.json(key.replace("incoming/", "predictions/", 1) + ".report.json")["status"] == "Completed"
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_busy_groups_next_batches_gather_in_one_held_job_released_when_the_group_is_quiet(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    first = batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    assert len(first.jobs_started) == 1 and first.jobs_held == []  # a quiet group starts at once
+    world.clock.advance(10)
+    second = batch(world, intake_queue, data, ["incoming/churn/b.csv", "incoming/churn/c.csv"])
+    assert second.jobs_started == [] and len(second.jobs_held) == 1 and second.files_accepted == 2
+    (held,) = second.jobs_held
+    assert record(stack, clients, held)["status"] == "HELD" and record(stack, clients, held)["kind"] == "held"
+    world.clock.advance(20)
+    third = batch(world, intake_queue, data, ["incoming/churn/d.csv"])
+    assert third.jobs_held == [held] and third.jobs_started == []
+    assert running(sagemaker) == first.jobs_started
+
+    # The release message comes 30 s after the held job opened; the group sent a file 10 s ago: not yet.
+    world.clock.advance(10)
+    (early,) = world.deliver_releases()
+    assert early.releases == {held: "not due"} and record(stack, clients, held)["status"] == "HELD"
+    assert [at - world.clock.now for at, _ in world.releases.sent] == [20]  # sent again for the rest
+    world.clock.advance(20)
+    (released,) = world.deliver_releases()
+    assert released.releases == {held: "released"}
+    assert sorted(running(sagemaker)) == sorted([*first.jobs_started, held])
+    plan = data.json(f"jobs/churn/{held}/plan.json")
+    assert sorted(i["key"] for i in plan["inputs"]) == [f"incoming/churn/{f}.csv" for f in "bcd"]
+    state = record(stack, clients, held)
+    assert state["status"] == "STARTED" and "kind" not in state
+
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+    assert len(jobs.all()) == 2
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_group_quiet_for_the_hold_starts_its_next_batch_at_once(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    world.clock.advance(421)
+    later = batch(world, intake_queue, data, ["incoming/churn/b.csv"])
+    assert len(later.jobs_started) == 1 and later.jobs_held == [] and world.releases.sent == []
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_held_job_is_released_when_the_hold_ends_even_if_files_keep_coming(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    held = None
+    for i in range(30):  # a file every 20 s: the group is never quiet for 30 s
+        world.clock.advance(20)
+        outcome = batch(world, intake_queue, data, [f"incoming/churn/t{i}.csv"])
+        for result in world.deliver_releases():
+            if result.releases.get(held) == "released":
+                break
+        held = held or outcome.jobs_held[0]
+        if record(stack, clients, held)["status"] != "HELD":
+            break
+    # Released 420 s after the group's first start, not later.
+    assert record(stack, clients, held)["status"] == "STARTED"
+    assert world.clock.now - 1_900_000_000 <= 440
+    finish_everything(world, completions, sagemaker)
+    world.clock.advance(60)
+    for result in world.deliver_releases():
+        assert set(result.releases.values()) <= {"released", "done"}
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [{**HOLD, "MaxFilesPerJob": "3"}])
+def test_a_held_job_that_is_full_starts_at_once_and_a_new_one_holds_what_follows(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv", "incoming/churn/c.csv"]).jobs_held
+    nxt = batch(world, intake_queue, data, ["incoming/churn/d.csv", "incoming/churn/e.csv"])
+    assert record(stack, clients, held)["status"] == "STARTED"  # 2 + 2 > 3: the full one went
+    (second,) = nxt.jobs_held
+    assert second != held and record(stack, clients, second)["status"] == "HELD"
+    full = batch(world, intake_queue, data, [f"incoming/churn/f{i}.csv" for i in range(3)])
+    assert len(full.jobs_started) == 1 and full.jobs_held == []  # work that fills a job is never held
+    world.clock.advance(60)
+    world.deliver_releases()
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+    assert len(jobs.all()) == 4
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_the_sweep_releases_a_held_job_whose_release_message_was_lost(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv"]).jobs_held
+    world.releases.sent.clear()  # lost
+    world.completion.sweep()
+    assert record(stack, clients, held)["status"] == "HELD"  # not due yet: the sweep waits too
+    world.clock.advance(31)
+    world.completion.sweep()
+    assert record(stack, clients, held)["status"] == "STARTED"
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+@pytest.mark.parametrize("dies_at", ["close_held", "started_now", "start_held"])
+def test_a_releaser_that_dies_after_sealing_leaves_the_job_to_the_sweep(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs, monkeypatch, dies_at
+):
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv", "incoming/churn/c.csv"]).jobs_held
+    target = world.hold._launcher if dies_at == "start_held" else world.state
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise Killed(dies_at)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target, dies_at, die)
+        world.clock.advance(31)
+        with pytest.raises(Killed):
+            world.deliver_releases()
+    assert record(stack, clients, held)["status"] == "CLAIMING"
+    # A new batch meanwhile: the sealed job takes nothing more; the batch is held in a new job or starts.
+    after = batch(world, intake_queue, data, ["incoming/churn/d.csv"])
+    assert held not in after.jobs_held
+    world.clock.advance(CLAIM_TIMEOUT)
+    world.completion.sweep()
+    assert record(stack, clients, held)["status"] == "STARTED"
+    world.clock.advance(60)
+    world.deliver_releases()
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_batch_redelivered_after_its_held_job_was_released_is_neither_lost_nor_doubled(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    data.drop("incoming/churn/b.csv")
+    data.drop("incoming/churn/c.csv")
+    event = intake_queue.receive()
+    (held,) = world.intake.handle(queued_messages(event)).jobs_held
+    intake_queue.release(event["Records"])  # the handler died before answering: the batch comes again
+    world.clock.advance(31)
+    world.deliver_releases()
+    assert record(stack, clients, held)["status"] == "STARTED"
+    again = world.intake.handle(queued_messages(intake_queue.receive()))
+    assert again.jobs_started == [] and again.rejected == []
+    world.clock.advance(60)
+    world.deliver_releases()
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+    assert len(jobs.all()) == 2
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_held_batch_on_its_last_delivery_starts_as_it_is(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs, intake_settings
+):
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    data.drop("incoming/churn/b.csv")
+    event = intake_queue.receive()
+    for r in event["Records"]:
+        r["attributes"]["ApproximateReceiveCount"] = str(intake_settings.intake_max_receive_count)
+    outcome = world.intake.handle(queued_messages(event))
+    assert len(outcome.jobs_started) == 1 and outcome.jobs_held == []
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_the_intake_needs_its_queue_to_hold(stack, clients, intake_settings):
+    from sagepilot import wiring
+    from sagepilot.errors import ConfigurationError
+
+    assert intake_settings.hold.hold_seconds == 420 and intake_settings.intake_queue_url
+    settings = Settings(**{**intake_settings.__dict__, "intake_queue_url": ""})
+    with pytest.raises(ConfigurationError, match="INTAKE_QUEUE_URL"):
+        wiring.batch_intake(settings, clients)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_held_job_released_between_taking_a_batch_and_claiming_its_files_leaves_them_to_a_job_of_their_own(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs, monkeypatch
+):
+    """The release (another invocation) seals the held job after this batch was added to it and before its
+    files were claimed: the sealed job never reads a claim made after it was planned, so the claims are refused
+    and the batch starts alone."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv"]).jobs_held
+    claim_held = world.state.claim_held
+    raced = []
+
+    def release_first(job: str, group: str, file_ids: list[str]) -> Any:
+        if not raced:
+            raced.append(world.hold.release(job, force=True))
+        return claim_held(job, group, file_ids)
+
+    monkeypatch.setattr(world.state, "claim_held", release_first)
+    late = batch(world, intake_queue, data, ["incoming/churn/c.csv"])
+    assert raced == ["released"] and late.jobs_held == [] and len(late.jobs_started) == 1
+    assert sorted(i["key"] for i in data.json(f"jobs/churn/{held}/plan.json")["inputs"]) == ["incoming/churn/b.csv"]
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+    assert len(jobs.all()) == 3
