@@ -36,6 +36,7 @@ from functional.conftest import *  # noqa: F403 - the functional fixtures, for t
 from functional.conftest import (
     _ANSWERED,
     CLIENT_CONFIG,
+    NO_HOLD,
     REGION,
     ROOT,
     Completions,
@@ -352,7 +353,8 @@ def world(overrides: dict[str, str] | None = None) -> Iterator[World]:
         clients = _PRODUCT_CLIENTS
         _refill_retry_quotas(_PRODUCT_CLIENTS)
         _refill_retry_quotas(_OBSERVER_CLIENTS)
-        stack = provision(ROOT, clients, overrides=overrides or {})
+        # The start-up hold off unless asked for (as in the functional tests: functional/conftest.py NO_HOLD).
+        stack = provision(ROOT, clients, overrides={**NO_HOLD, **(overrides or {})})
         data = Data(clients("s3"), stack.outputs["DataBucketName"])
         sqs = clients("sqs")
         inbox = sqs.create_queue(QueueName="test-notification-inbox")["QueueUrl"]
