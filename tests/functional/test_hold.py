@@ -51,6 +51,11 @@ class Releases:
         assert 0 <= delay_seconds <= 900
         self.sent.append((self.clock.now + delay_seconds, body))
 
+    backlog: int = 0  # messages waiting in the intake queue (ApproximateNumberOfMessages)
+
+    def visible_messages(self) -> int:
+        return self.backlog
+
     def due(self) -> list[QueuedMessage]:
         ready = [(at, body) for at, body in self.sent if at <= self.clock.now]
         self.sent = [(at, body) for at, body in self.sent if at > self.clock.now]
@@ -193,9 +198,11 @@ def test_a_held_job_is_released_when_the_hold_ends_even_if_files_keep_coming(
         held = held or outcome.jobs_held[0]
         if record(stack, clients, held)["status"] != "HELD":
             break
-    # Released 420 s after the group's first start, not later.
+    # Released 420 s after the group's first start, not later, with the batch that came then: still two jobs.
     assert record(stack, clients, held)["status"] == "STARTED"
     assert world.clock.now - 1_900_000_000 <= 440
+    assert len(running(sagemaker)) == 2
+    assert len(data.json(f"jobs/churn/{held}/plan.json")["inputs"]) == int(world.clock.now - 1_900_000_000) // 20
     finish_everything(world, completions, sagemaker)
     world.clock.advance(60)
     for result in world.deliver_releases():
@@ -341,3 +348,35 @@ def test_a_held_job_released_between_taking_a_batch_and_claiming_its_files_leave
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
     assert len(jobs.all()) == 3
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_held_job_waits_while_the_intake_queue_has_a_backlog_until_the_hold_ends(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    """Quiet as far as the intake has read is not quiet while files wait in the queue (they may be the
+    group's): the release waits, and the hold's end releases it whatever the backlog."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv"]).jobs_held
+    world.releases.backlog = 5000
+    world.clock.advance(30)
+    (first,) = world.deliver_releases()
+    assert first.releases == {held: "backlog"} and record(stack, clients, held)["status"] == "HELD"
+    world.releases.backlog = 0
+    world.clock.advance(30)
+    (second,) = world.deliver_releases()
+    assert second.releases == {held: "released"}
+
+    (again,) = batch(world, intake_queue, data, ["incoming/churn/c.csv"]).jobs_held
+    world.releases.backlog = 5000
+    for _ in range(20):
+        world.clock.advance(30)
+        outcomes = world.deliver_releases()
+        if any(o.releases.get(again) == "released" for o in outcomes):
+            break
+        assert all(o.releases.get(again) == "backlog" for o in outcomes)
+    # Released when the hold ended: 420 s after the group's last start (the release of the first held job).
+    assert record(stack, clients, again)["status"] == "STARTED"
+    assert int(record(stack, clients, again)["updatedAt"]) - int(record(stack, clients, held)["updatedAt"]) <= 450
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)

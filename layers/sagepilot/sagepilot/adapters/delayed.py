@@ -32,3 +32,13 @@ class DelayedQueue:
             )
         except ClientError as exc:
             raise TransientError(f"SendMessage to {self._url} failed: {exc}") from exc
+
+    def visible_messages(self) -> int:
+        """How many messages wait in the queue, not yet received (ApproximateNumberOfMessages: SQS's estimate)."""
+        try:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self._url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+        except ClientError as exc:
+            raise TransientError(f"GetQueueAttributes of {self._url} failed: {exc}") from exc
+        return int(attributes.get("ApproximateNumberOfMessages", 0))

@@ -663,13 +663,14 @@ class StateTable:
         return found
 
     # The start-up hold (domain/hold.py, services/holding.py) ------------------------------------------------
-    def reserve_start(self, group: str, hold_seconds: int) -> dict[str, Any] | None:
+    def reserve_start(self, group: str, hold_seconds: int) -> tuple[bool, dict[str, Any]]:
         """Record that `group` starts a job now, unless it started one less than `hold_seconds` ago: one
-        conditional write, so of several invocations holding the same group's files only one starts. None when
-        recorded (the caller starts its job); otherwise the group's record ({lastStartedAt, openJob?})."""
+        conditional write, so of several invocations holding the same group's files only one starts. (True,
+        the record as written) when recorded (the caller starts); (False, the group's record) otherwise. The
+        record: {lastStartedAt, openJob?}."""
         now = self.now()
         try:
-            self._db.update_item(
+            written = self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": group_pk(group)}},
                 UpdateExpression="SET lastStartedAt = :now, expiresAt = :expires",
@@ -679,17 +680,22 @@ class StateTable:
                     ":before": _to_attr(now - hold_seconds),
                     ":expires": _to_attr(now + RETENTION_SECONDS),
                 },
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise failure(exc, f"recording a start of group {group} failed: {exc}") from exc
-            return self.group_record(group)
-        return None
+            return False, self.group_record(group)
+        return True, _from_item(written.get("Attributes", {}))
 
     def group_record(self, group: str) -> dict[str, Any]:
         """The hold's record of `group` ({} if it never started a job)."""
-        items = self._consistent_items([group_pk(group)], f"reading the record of group {group}")
-        return _from_item(items[0]) if items else {}
+        return self.group_records([group]).get(group, {})
+
+    def group_records(self, groups: list[str]) -> dict[str, dict[str, Any]]:
+        """The hold's records of these groups, read together (BatchGetItem, 100 a request); absent: none yet."""
+        items = self._consistent_items([group_pk(g) for g in groups], "reading the records of groups")
+        return {str(r.pop("pk"))[len("group#") :]: r for r in (_from_item(i) for i in items)}
 
     def started_now(self, group: str) -> None:
         """Record that `group` starts a job now (its released held job): the hold counts from here."""

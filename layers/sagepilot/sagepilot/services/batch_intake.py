@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
@@ -142,8 +143,9 @@ class BatchIntake:
 
         self._settle_unconfirmed(unconfirmed, outcome, rejections)
         waiting: list[tuple[JobPlan, CapacityError]] = []
+        known = self._group_records(sorted(accepted))
         for group, items in sorted(accepted.items()):
-            self._launch_group(group, items, outcome, rejections, waiting)
+            self._launch_group(group, items, outcome, rejections, waiting, known.get(group))
 
         self._release(releases, outcome)
         self._reject(rejections, outcome)
@@ -331,6 +333,7 @@ class BatchIntake:
         outcome: IntakeOutcome,
         rejections: list[Refused],
         waiting: list[tuple[JobPlan, CapacityError]],
+        known: dict[str, Any] | None = None,
     ) -> None:
         # One file version may arrive as several events (its key sent plain and URL-encoded).
         arrivals: dict[str, _Arrival] = {}
@@ -373,11 +376,12 @@ class BatchIntake:
         if self._hold is not None and not any(a.final_delivery for a in arrivals.values()):
             # (A last delivery takes no chance on the hold: its jobs start as they are.)
             try:
-                triage = self._hold.triage(group, plans)
+                triage = self._hold.triage(group, plans, known)
             except (TransientError, PermanentError) as exc:
                 for plan in plans:
                     self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 return
+            outcome.releases.update(triage.released)
             held = [p for p in plans if p.job_name in triage.held]
             for plan in held:
                 outcome.files_accepted += len(plan.inputs)
@@ -404,6 +408,17 @@ class BatchIntake:
                 (outcome.jobs_started if result.started else outcome.jobs_existing).append(plan.job_name)
                 if result.started:
                     outcome.files_accepted += len(result.plan.inputs)
+
+    def _group_records(self, groups: list[str]) -> dict[str, dict[str, Any]]:
+        """The hold's records of the batch's groups, in one read; none (each group then records its start with
+        a conditional write) if the hold is off or the read fails."""
+        if self._hold is None:
+            return {}
+        try:
+            return self._hold.group_records(groups)
+        except TransientError as exc:
+            logger.warning("could not read the groups' records; each is read on its own", extra={"error": str(exc)})
+            return {}
 
     def _release(self, releases: list[tuple[str, QueuedMessage]], outcome: IntakeOutcome) -> None:
         """The delayed messages that release groups' held jobs (services/holding.py): released when due, else

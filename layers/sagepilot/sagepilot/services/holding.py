@@ -25,11 +25,12 @@ any job (JobLauncher.start_held). A releaser that dies after sealing leaves `X` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sagepilot.adapters.delayed import MAX_DELAY_SECONDS, DelayedQueue
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.state import CLAIMING, EMPTY, HELD, READY, StateTable
-from sagepilot.domain.hold import HELD_KIND, Decision, decide, hold_key, release_due
+from sagepilot.domain.hold import HELD_KIND, Decision, decide, hold_key, hold_over, release_due
 from sagepilot.domain.layout import held_part_key, job_folder
 from sagepilot.domain.names import transform_job_name
 from sagepilot.domain.transform_plan import JobPlan
@@ -47,6 +48,7 @@ class Triage:
 
     start: list[JobPlan] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)
+    released: dict[str, str] = field(default_factory=dict)  # held jobs released now (the hold over), and how
 
 
 class GroupHold:
@@ -69,25 +71,36 @@ class GroupHold:
         return self._settings.hold.enabled
 
     # Holding -----------------------------------------------------------------------------------------
-    def triage(self, group: str, plans: list[JobPlan]) -> Triage:
-        """Start or hold each of a group's planned jobs (domain/hold.py `decide`)."""
+    def group_records(self, groups: list[str]) -> dict[str, dict[str, Any]]:
+        """What the hold knows of these groups (one read for a batch's groups), for `triage`."""
+        return self._state.group_records(groups) if self.enabled and groups else {}
+
+    def triage(self, group: str, plans: list[JobPlan], known: dict[str, Any] | None = None) -> Triage:
+        """Start or hold each of a group's planned jobs (domain/hold.py `decide`). `known`: the group's record
+        as read for the batch (`group_records`); when it shows a recent start, no write is needed to hold."""
         triage = Triage()
         hold = self._settings.hold
         if not plans or not hold.enabled:
             triage.start = list(plans)
             return triage
-        record = self._state.reserve_start(group, hold.hold_seconds)
-        open_job = str(record.get("openJob", "")) if record is not None else ""
+        recent = known is not None and int(known.get("lastStartedAt", 0)) > self._state.now() - hold.hold_seconds
+        starts, record = (False, known or {}) if recent else self._state.reserve_start(group, hold.hold_seconds)
+        open_job = str(record.get("openJob", ""))
+        if starts and not open_job:
+            triage.start = list(plans)  # a quiet group: at once
+            return triage
         max_files = self._settings.transform.max_files_per_job
         for plan in plans:
-            decision = decide(
-                files=len(plan.inputs), max_files=max_files, group_started_recently=record is not None, settings=hold
-            )
+            # The group started recently, or its hold is over while work is held (`starts`): then this batch
+            # joins the held work, and it all goes now, as one job.
+            decision = decide(files=len(plan.inputs), max_files=max_files, group_started_recently=True, settings=hold)
             held = self._hold(plan, open_job) if decision is Decision.HOLD else ""
             if held:
                 triage.held[plan.job_name] = open_job = held
             else:
                 triage.start.append(plan)
+        if starts and open_job:
+            triage.released[open_job] = self.release(open_job, force=True)
         return triage
 
     def _hold(self, plan: JobPlan, open_job: str) -> str:
@@ -169,16 +182,23 @@ class GroupHold:
         group = str(record["group"])
         now = self._state.now()
         if not force:
+            opened = int(record["createdAt"])
+            started = int(self._state.group_record(group).get("lastStartedAt", 0))
+            hold = self._settings.hold
             due = release_due(
-                opened_at=int(record["createdAt"]),
-                last_added_at=int(record.get("lastAddedAt", record["createdAt"])),
-                last_started_at=int(self._state.group_record(group).get("lastStartedAt", 0)),
-                settings=self._settings.hold,
+                opened_at=opened,
+                last_added_at=int(record.get("lastAddedAt", opened)),
+                last_started_at=started,
+                settings=hold,
             )
+            ends = hold_over(opened_at=opened, last_started_at=started, settings=hold)
             if now < due:
-                if self._queue is not None:
-                    self._queue.send_later(release_held_job(job_name), min(due - now, MAX_DELAY_SECONDS))
+                self._later(job_name, due - now)
                 return "not due"
+            if now < ends and self._queue is not None and self._queue.visible_messages():
+                # Quiet only as far as the intake has read: files still queued may be the group's.
+                self._later(job_name, min(hold.quiet_seconds, ends - now))
+                return "backlog"
         if not self._state.transition(job_name, expected=[HELD], to=CLAIMING, claimingSince=now):
             return "released elsewhere"
         self._state.close_held(group, job_name)
@@ -188,6 +208,10 @@ class GroupHold:
             return "released elsewhere"
         self._launcher.start_held(job_name, sealed)
         return "released"
+
+    def _later(self, job_name: str, seconds: int) -> None:
+        if self._queue is not None:
+            self._queue.send_later(release_held_job(job_name), max(1, min(seconds, MAX_DELAY_SECONDS)))
 
     def sweep(self) -> list[str]:
         """The periodic pass over held jobs: release those due (their message lost or late), finish those
