@@ -167,7 +167,7 @@ class GroupHold:
         return name
 
     # Releasing ---------------------------------------------------------------------------------------
-    def release(self, job_name: str, *, force: bool = False) -> str:
+    def release(self, job_name: str, *, force: bool = False, sweeping: bool = False) -> str:
         """Release a held job when it is due (or now, `force`); what happened, for the log. Sent again (with
         a queue) when not due yet; a job released before is left to `resume` (done, or its releaser's)."""
         record = self._state.get_job(job_name)
@@ -192,6 +192,10 @@ class GroupHold:
                 settings=hold,
             )
             ends = hold_over(opened_at=opened, last_started_at=started, settings=hold)
+            if sweeping:
+                # The sweep cannot see the intake queue's backlog: it releases what its message did not, once
+                # the hold is over (a lost or given-up message), never earlier than the message would.
+                due = ends
             if now < due:
                 self._later(job_name, due - now)
                 return "not due"
@@ -214,10 +218,10 @@ class GroupHold:
             self._queue.send_later(release_held_job(job_name), max(1, min(seconds, MAX_DELAY_SECONDS)))
 
     def sweep(self) -> list[str]:
-        """The periodic pass over held jobs: release those due (their message lost or late), finish those
-        whose releaser died. The names released."""
+        """The periodic pass over held jobs: release those whose hold is over (their message lost, or given up),
+        finish those whose releaser died. The names released."""
         released = []
         for name in self._state.held_jobs():
-            if self.release(name) == "released":
+            if self.release(name, sweeping=True) == "released":
                 released.append(name)
         return released
