@@ -21,8 +21,10 @@ GROUP = "merged"
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Transform jobs take 15 s: long enough for two more drops to wait for the group's slot."""
-    with started_sandbox(tmp_path_factory, overrides={"MaxConcurrentJobsPerGroup": "1"}, run_seconds=15.0) as running:
+    """Transform jobs take 15 s: long enough for two more drops to wait for the group's slot. Without the
+    start-up hold (it would gather b and c before they wait for the slot: test_sandbox_hold.py)."""
+    overrides = {"MaxConcurrentJobsPerGroup": "1", "HoldSeconds": "0"}
+    with started_sandbox(tmp_path_factory, overrides=overrides, run_seconds=15.0) as running:
         yield running
 
 
