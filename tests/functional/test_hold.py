@@ -169,6 +169,8 @@ def test_a_busy_groups_next_batches_gather_in_one_held_job_released_when_the_gro
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
     assert len(jobs.all()) == 2
+    report = data.json(f"jobs/churn/{held}/report.json")
+    assert report["status"] == "Completed" and "mergedFrom" not in report  # the batches were never jobs
 
 
 @pytest.mark.parametrize("stack_overrides", [HOLD])

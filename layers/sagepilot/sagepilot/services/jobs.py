@@ -260,7 +260,8 @@ class JobLauncher:
         if not plans:
             self._state.transition(job_name, expected=[CLAIMING], to=EMPTY, inputs=0, remove=("kind",))
             return None
-        plan = combine(job_name, plans, self._settings.transform)
+        # One job of the batches' files (the batches' plans were never jobs: nothing to list as merged from).
+        plan = replace(combine(job_name, plans, self._settings.transform), merged_from=())
         self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
         owned = self._finalise(plan, self._state.owners([f.file_id for f in plan.all_files]))
         if not owned.inputs:
