@@ -159,7 +159,7 @@ def test_a_busy_groups_next_batches_gather_in_one_held_job_released_when_the_gro
     assert [at - world.clock.now for at, _ in world.releases.sent] == [20]  # sent again for the rest
     world.clock.advance(20)
     (released,) = world.deliver_releases()
-    assert released.releases == {held: "released"}
+    assert released.releases == {held: "released"} and released.jobs_started == [held]  # counted as started
     assert sorted(running(sagemaker)) == sorted([*first.jobs_started, held])
     plan = data.json(f"jobs/churn/{held}/plan.json")
     assert sorted(i["key"] for i in plan["inputs"]) == [f"incoming/churn/{f}.csv" for f in "bcd"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -168,9 +168,11 @@ class BatchCompletion:
         """The periodic pass: start jobs waiting for capacity that no completion has started (a quota
         raised, instances freed by jobs of another stack). Idempotent, like everything it calls. Emits what
         it saw (metrics.sweep_metrics)."""
-        if self._hold is not None:
-            self._hold.sweep()  # held jobs due whose release message was lost or failed, and dead releasers
+        # Held jobs whose hold is over that their release message did not release, and dead releasers.
+        released = self._hold.sweep() if self._hold is not None else []
         swept = self._launcher.sweep()
+        if released:
+            swept = replace(swept, started=[*released, *swept.started])
         sweep_metrics(self._metrics, len(swept.started), swept.waiting, swept.oldest_wait_seconds)
         return swept
 

@@ -382,6 +382,7 @@ class BatchIntake:
                     self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 return
             outcome.releases.update(triage.released)
+            outcome.jobs_started += [job for job, how in triage.released.items() if how == "released"]
             held = [p for p in plans if p.job_name in triage.held]
             for plan in held:
                 outcome.files_accepted += len(plan.inputs)
@@ -430,6 +431,8 @@ class BatchIntake:
                 continue
             try:
                 outcome.releases[job] = self._hold.release(job)
+                if outcome.releases[job] == "released":
+                    outcome.jobs_started.append(job)
             except (TransientError, PermanentError) as exc:
                 if message.receive_count >= self._settings.intake_max_receive_count:
                     logger.warning(

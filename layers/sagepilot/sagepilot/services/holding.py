@@ -168,8 +168,9 @@ class GroupHold:
 
     # Releasing ---------------------------------------------------------------------------------------
     def release(self, job_name: str, *, force: bool = False, sweeping: bool = False) -> str:
-        """Release a held job when it is due (or now, `force`); what happened, for the log. Sent again (with
-        a queue) when not due yet; a job released before is left to `resume` (done, or its releaser's)."""
+        """Release a held job when it is due (or now, `force`); what happened ("released": its transform job was
+        created now), for the outcome and the log. Sent again (with a queue) when not due yet; a job released
+        before is left to `resume` (done, or its releaser's)."""
         record = self._state.get_job(job_name)
         if record is None:
             return "unknown"
@@ -210,8 +211,12 @@ class GroupHold:
         sealed = self._state.get_job(job_name)
         if sealed is None or sealed["status"] != CLAIMING:
             return "released elsewhere"
-        self._launcher.start_held(job_name, sealed)
-        return "released"
+        launched = self._launcher.start_held(job_name, sealed)
+        if launched is None:
+            return "released: nothing left to run"  # every file it held went to other jobs
+        if launched.refused is not None:
+            return "released: waiting for capacity"
+        return "released" if launched.created else "released: not started yet"
 
     def _later(self, job_name: str, seconds: int) -> None:
         if self._queue is not None:
