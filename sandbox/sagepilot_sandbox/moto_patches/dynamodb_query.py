@@ -5,9 +5,10 @@ value (in the table, or in the index named), and costs what it reads. What moto 
 on the table or on an index, walks and sorts every item of the table (`Table.all_items()`), then keeps the
 items of the partition. The control plane's state table holds tens of thousands of claim and `latest#`
 items and a few hundred job records, and its frequent Queries read the small partitions of index ByKind /
-ByKindAge (`kind = waiting-capacity`, `kind = waiting#<group>`, `kind = rollout`), usually empty: measured
-with 20,000 items, 21 ms of CPU per Query in process (40 ms in the loaded sandbox of the groups bench,
-the most expensive request there), against 1.3 ms for a GetItem; with this module, about the GetItem's.
+ByKindAge (`kind = waiting-capacity`, `kind = waiting#<group>`, `kind = rollout`), usually empty: with
+20,000 claims, 22 ms of the embedded AWS's CPU per Query of 5 waiting jobs (40 ms in the loaded sandbox of the
+groups bench, the most expensive request there); with this module, 0.5 ms (0.1 ms for an empty partition;
+`python -m bench.sandbox_requests`).
 
 This module keeps moto's Query code (key conditions, order by the index's sort key, ScanIndexForward,
 Limit, ExclusiveStartKey / LastEvaluatedKey, size limit, FilterExpression, projections, items without the
