@@ -9,7 +9,8 @@
 - `deliver_event` routes an event through the default bus's rules, with their patterns, as
   EventBridge does (moto's put_events refuses rules with Lambda targets).
 - DynamoDB's TransactWriteItems is isolated and all-or-nothing without copying whole tables
-  (`transactions`); SQS answers without scanning the queue per message (`sqs_speed`); S3's
+  (`transactions`), and a Query reads only its partition, not the whole table (`dynamodb_query`);
+  SQS answers without scanning the queue per message (`sqs_speed`); S3's
   ListObjectVersions takes its markers as S3 does, without copying the whole bucket (`s3_listing`).
 - API shapes and refusals as AWS has them where moto is kinder (`api_rules`): no empty DataCaptureConfig
   or VpcConfig, DeleteModelPackage / DeleteModelPackageGroup / ListContexts / ListMonitoringSchedules
@@ -53,7 +54,15 @@ from sagepilot_sandbox import bus, storage
 from sagepilot_sandbox.bus import DEFAULT_ACCOUNT, deliver_event
 from sagepilot_sandbox.cloudwatch import alarms
 from sagepilot_sandbox.cloudwatch.alarms import alarm_event, evaluate_alarm, evaluate_alarms
-from sagepilot_sandbox.moto_patches import api_rules, autoscaling, job_listing, s3_listing, sqs_speed, transactions
+from sagepilot_sandbox.moto_patches import (
+    api_rules,
+    autoscaling,
+    dynamodb_query,
+    job_listing,
+    s3_listing,
+    sqs_speed,
+    transactions,
+)
 from sagepilot_sandbox.sagemaker import endpoints, invocations, metrics, registry, training
 from sagepilot_sandbox.sagemaker.endpoints import (
     Transition,
@@ -143,6 +152,7 @@ def install() -> None:
         s3_listing.install()
         job_listing.install()
         transactions.install()
+        dynamodb_query.install()
         api_rules.install()
         training.refuse_unpullable_images()
         _order_metric_dimensions()

@@ -72,3 +72,59 @@ def test_a_delimiter_rolls_sub_folders_up(s3):
     page = s3.list_object_versions(Bucket=BUCKET, Prefix="in/", Delimiter="/")
     assert [v["Key"] for v in page["Versions"]] == ["in/a.csv", "in/z.csv"]
     assert page["CommonPrefixes"] == [{"Prefix": "in/sub/"}]
+
+
+def raw_listing(s3: Any, **params: Any) -> bytes:
+    """The response body as the sandbox sent it, before botocore parses it."""
+    bodies: list[bytes] = []
+
+    def keep(response_dict: dict[str, Any], **_: Any) -> None:
+        bodies.append(response_dict["body"])
+
+    s3.meta.events.register("before-parse.s3.ListObjectVersions", keep)
+    try:
+        s3.list_object_versions(Bucket=BUCKET, **params)
+    finally:
+        s3.meta.events.unregister("before-parse.s3.ListObjectVersions", keep)
+    return bodies[0]
+
+
+@pytest.fixture
+def moto_timestamps(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Switch the listing's LastModified back to moto's own: its ISO string, which its serialiser parses."""
+    from sagepilot_sandbox.moto_patches import s3_listing
+
+    def switch() -> None:
+        monkeypatch.setattr(
+            s3_listing._Listed, "last_modified_ISO8601", property(lambda self: self._entry.last_modified_ISO8601)
+        )
+
+    return switch
+
+
+def test_listed_times_are_written_as_moto_writes_them_without_parsing_them_again(s3, moto_timestamps):
+    """LastModified goes to moto's serialiser as a datetime: the same bytes as from moto's ISO string, which
+    the serialiser parsed back with dateutil for every entry (0.06 ms each, 6 ms of a 100-version page)."""
+    from moto.core import serialize
+
+    for i in range(5):
+        put(s3, f"in/{i}.csv")
+        put(s3, f"in/{i}.csv", b"2\n")
+    s3.delete_object(Bucket=BUCKET, Key="in/3.csv")
+    put(s3, "in/a b+c.csv")  # URL-encoded when asked
+    parsed: list[Any] = []
+    original = serialize.parse_to_aware_datetime
+
+    def counting(value: Any) -> Any:
+        parsed.append(value)
+        return original(value)
+
+    requests = [{"Prefix": "in/"}, {"Prefix": "in/", "MaxKeys": 3, "KeyMarker": "in/1.csv"}, {"EncodingType": "url"}]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(serialize, "parse_to_aware_datetime", counting)
+        bodies = [raw_listing(s3, **request) for request in requests]
+    assert not [value for value in parsed if isinstance(value, str)]  # no ISO string parsed back
+    assert len(parsed) >= 12  # every entry's time went through the serialiser
+    moto_timestamps()
+    assert [raw_listing(s3, **request) for request in requests] == bodies
+    assert b"<LastModified>" in bodies[0] and b"<DeleteMarker>" in bodies[0]

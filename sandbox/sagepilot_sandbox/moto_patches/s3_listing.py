@@ -15,11 +15,16 @@ What moto 5.2.5 does instead:
 
 This module replaces the backend's listing: the same answers as S3 and the same response shape moto
 serialises, from the keys under the prefix only, with no copies (each entry is a view carrying its
-`is_latest`). Found and measured by the bench suite (bench/README.md).
+`is_latest`). Found and measured by the bench suite (bench/README.md). Each entry also hands moto's
+serialiser its LastModified as a datetime: given moto's ISO string, the serialiser parses it back with
+dateutil (0.06 ms an entry: 21 -> 14 ms of CPU for a 100-version page, `python -m bench.sandbox_requests`);
+the response is byte for byte the same. Picking the keys under the prefix still reads every key name of the
+bucket (about 0.8 ms at 10,000 objects): keeping a sorted index in step with moto's key store was not worth it.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 
@@ -34,6 +39,13 @@ class _Listed:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._entry, name)
+
+    @property
+    def last_modified_ISO8601(self) -> datetime | None:
+        """The time moto's ISO string stands for (whole seconds, UTC), as the datetime moto's serialiser
+        writes out: from the string, it parses it back with dateutil, 0.06 ms per entry listed."""
+        when: datetime | None = self._entry.last_modified
+        return None if when is None else when.replace(microsecond=0)
 
 
 def list_object_versions(
