@@ -201,8 +201,9 @@ class GroupHold:
                 self._later(job_name, due - now)
                 return "not due"
             if now < ends and self._queue is not None and self._queue.visible_messages():
-                # Quiet only as far as the intake has read: files still queued may be the group's.
-                self._later(job_name, min(hold.quiet_seconds, ends - now))
+                # Quiet only as far as the intake has read: files still queued may be the group's. Looked at
+                # again soon (a quarter of the quiet time): once the backlog is read, the quiet time counts.
+                self._later(job_name, min(max(1, hold.quiet_seconds // 4), ends - now))
                 return "backlog"
         if not self._state.transition(job_name, expected=[HELD], to=CLAIMING, claimingSince=now):
             return "released elsewhere"
