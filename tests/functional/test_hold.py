@@ -281,6 +281,33 @@ def test_a_releaser_that_dies_after_sealing_leaves_the_job_to_the_sweep(
 
 
 @pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_held_job_finished_for_a_releaser_that_died_before_closing_it_is_no_longer_its_groups_open_job(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs, monkeypatch
+):
+    """Found by the reliability suite (test_an_invocation_killed_at_any_step_of_the_hold...): the releaser dies
+    between the seal and closing the group's open job, and the sweep finishes the release; the group's record
+    must not keep naming the sealed job as its open one."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv"]).jobs_held
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise Killed("close_held")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.state, "close_held", die)
+        world.clock.advance(31)
+        with pytest.raises(Killed):
+            world.deliver_releases()
+    assert world.state.group_record("churn")["openJob"] == held
+    world.clock.advance(CLAIM_TIMEOUT)
+    world.completion.sweep()
+    assert record(stack, clients, held)["status"] == "STARTED"
+    assert "openJob" not in world.state.group_record("churn")
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
 def test_a_batch_redelivered_after_its_held_job_was_released_is_neither_lost_nor_doubled(
     stack, clients, data, intake_queue, world, completions, sagemaker, jobs
 ):

@@ -19,7 +19,7 @@ Releasing `X` (its delayed message, or the sweep): not before it is due (`releas
 the hold over; the message is sent again for the rest); then sealed (HELD -> CLAIMING: `heldParts` is fixed),
 closed as the group's open job, the group's start recorded, and `X` planned from its parts and started like
 any job (JobLauncher.start_held). A releaser that dies after sealing leaves `X` CLAIMING and listed: `resume`
-(the sweep) finishes it once the claim timeout has passed.
+(the sweep) finishes it once the claim timeout has passed, and closes it as the group's open job if it was not.
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ class GroupHold:
             return "unknown"
         status = record["status"]
         if status in (CLAIMING, READY):
+            self._state.close_held(str(record["group"]), job_name)  # (its releaser may have died before it did)
             self._launcher.resume(job_name)
             return "resumed"
         if status != HELD:
