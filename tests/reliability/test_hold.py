@@ -252,15 +252,19 @@ class Pending:
         return f"<{self.what}, {self.copies} more>"
 
 
-@settings(SETTINGS, max_examples=15)
+@pytest.mark.parametrize("max_files", ["1000", "3"], ids=["room", "held jobs fill up"])
+@settings(SETTINGS, max_examples=10)
 @given(data=st.data())
-def test_the_hold_under_any_delivery_each_file_in_exactly_one_job(fresh_world: Any, data: st.DataObject) -> None:
+def test_the_hold_under_any_delivery_each_file_in_exactly_one_job(
+    fresh_world: Any, max_files: str, data: st.DataObject
+) -> None:
     """The hold on (420 s, quiet 30 s): S3 events of three groups arrive 1 to 3 times, shuffled, in batches of any
     size, with the hold's release messages (1 or 2 times each, as the queue hands them over once due) among them;
     the clock moves on by up to 500 s at a time, sweeps fire, jobs end and their events arrive 1 to 3 times, out
-    of order. In the end every version is in exactly one job that ran, each key's newest version predicted,
-    nothing held, claiming, ready or running, and each held job started at most once."""
-    with fresh_world(HOLD) as w:
+    of order. With MaxFilesPerJob 3, held jobs fill up (released at once, a new one holds what follows) and batches
+    that fill a job start. In the end every version is in exactly one job that ran, each key's newest version
+    predicted, nothing held, claiming, ready or running, and each held job started at most once."""
+    with fresh_world({**HOLD, "MaxFilesPerJob": max_files}) as w:
         stack = HoldStack(w)
         creates = record_calls(w.clients, ("sagemaker",))
         for group in ("churn", "fraud", "risk"):
