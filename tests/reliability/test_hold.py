@@ -393,7 +393,12 @@ WRITES = {
     "sweep": 11,
     # the release message sent again for the rest of the wait
     "release before it is due": 1,
+    # (MaxFilesPerJob 3, two files held, two more) the group's start refused, the batch's plan kept, refused by
+    # the full held job, which is released (as "release") and closed, then a new held job holds the batch (as
+    # "intake holding a batch in a new held job", the group's start not asked again)
+    "intake filling the open held job": 21,
 }
+FILLS = "intake filling the open held job"
 INVOCATIONS = tuple(WRITES)
 
 
@@ -455,7 +460,7 @@ def test_an_invocation_killed_at_any_step_of_the_hold_leaves_every_file_in_exact
     Another file of the group arrives meanwhile; Lambda hands the batch back after the visibility timeout, retries
     the sweep, the schedule fires again, completions arrive duplicated and reordered: every file version ends in
     exactly one job that ran, its prediction reported, none lost, none doubled."""
-    with fresh_world(HOLD) as w:
+    with fresh_world({**HOLD, "MaxFilesPerJob": "3"} if invocation == FILLS else HOLD) as w:
         w.registry.register("churn")
         stack = HoldStack(w)
         dropped: dict[str, str] = {}
@@ -469,7 +474,13 @@ def test_an_invocation_killed_at_any_step_of_the_hold_leaves_every_file_in_exact
         stack.intake_until_drained()
         assert len(stack.running()) == 1  # the group started a job: what comes next is held
         stack.advance(10)
-        if invocation != INVOCATIONS[0]:
+        if invocation == FILLS:
+            files = 2
+            drop("opens-0", "opens-1")
+            stack.intake_until_drained()
+            assert len(stack.held) == 1 and len(stack.running()) == 1
+            stack.advance(10)
+        elif invocation != INVOCATIONS[0]:
             drop("opens")
             stack.intake_until_drained()
             assert len(stack.held) == 1 and len(stack.running()) == 1
