@@ -8,13 +8,15 @@ queue's delayed messages (moto delays them in real time) become visible when it 
 batches, duplicated, late, and a kill can fall on their SendMessage.
 
 - Delivery: S3 events of three groups 1-3 times, shuffled, in batches of any size; releases delivered 1-2 times;
-  the clock moves on by 0-500 s; sweeps; jobs end and their events arrive 1-3 times, out of order. In the end
+  the clock moves on by 0-500 s; sweeps; jobs end and their events arrive 1-3 times, out of order; with room in
+  the held jobs, and with MaxFilesPerJob 3 (held jobs fill up and go at once). In the end
   every version is in exactly one job that ran (an older version seen after a newer one was taken recorded as
   superseded), each key's newest version predicted, nothing left held, claiming, ready or running, and no held
   job started twice.
-- Kills: an invocation (the intake holding a batch in a new or the open held job, a release, the sweep) dies at
-  some call of the hold's path; the stack carries on as Lambda would (the batch back after the queue's visibility
-  timeout, the sweep retried and run again after the claim timeout): every file in exactly one job that ran.
+- Kills: an invocation (the intake holding a batch in a new, the open or a full held job, a release early or due,
+  the sweep) dies at each of its writes in turn, and another file of the group arrives meanwhile; the stack
+  carries on as Lambda would (the batch back after the queue's visibility timeout, the sweep retried and run again
+  after the claim timeout): every file in exactly one job that ran.
 """
 
 from __future__ import annotations
