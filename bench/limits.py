@@ -16,14 +16,17 @@ Two scenarios, deterministic (seeded), and sweeps that find the ceiling of each 
   take instances from the transform-instance quota or are refused (ResourceLimitExceeded) and wait, parked
   in the state table, until instances free up: every job's completion, and every CapacitySweepSchedule tick,
   starts parked jobs in the scheduler's turn until one does not fit; each job's completion is one event. The
-  jobs are followed for three days; what still waits then is reported. The day runs under merge at start
+  jobs are followed for three days; what still waits then is reported. The day runs as built: merge at start
   (issue 19: the waiting job given the turn takes in its group's other waiting jobs, oldest first, up to
-  MaxFilesPerJob, `coalesce`), beside today's design (no merging), with the assumed quota (20 instances) and
-  with 2,000; and once more under merge at start with KNOBS, the settings found to meet issue 19's targets.
-  The simulation raises if a planned job's files are started twice, merged across groups, or lost.
-  With `--hold` (minutes more): the same day under merge at start with each start-up hold considered for
-  issue 19 (`Hold`: a busy group's new work waits while its latest job starts up; simulated, not built), and the
-  sandbox bench's groups drop in the same model (`groups_bench_planned`, `start_with_hold`).
+  MaxFilesPerJob, `coalesce`) and the start-up hold (`StartupHold`, `HeldWork`, on domain/hold.py's policy, with
+  the template's HoldSeconds and HoldQuietSeconds: a busy group's planned jobs gather in its one held job,
+  released when the group is quiet and the simulated intake queue has no backlog, or when the hold is over),
+  beside merge at start without the hold and no merging (the scheduler alone), with the assumed quota (20
+  instances) and with 2,000; and once more as built with KNOBS, the settings found to meet issue 19's targets.
+  The sandbox bench's groups drop runs in the same model (`groups_bench_intake`, `start_as_built`, the sandbox's
+  settings). The simulation raises if a planned job's files are started twice, merged across groups, or lost.
+  With `--hold` (minutes more): the same day under merge at start with the hold as built, its variants (c) and
+  in flight (not built), and each start-up hold considered before it was built (`Hold`, `start_with_hold`).
 - W endpoints (500) each rolling out once a week (approvals at seeded times in working hours): every
   reconcile tick (ReconcileSchedule) reconciles the endpoints in a rollout and the stable ones due
   (STABLE_CHECK_SECONDS), within the rollout function's timeout.
@@ -399,8 +402,9 @@ def coalesce(queue: Sequence[Piece], max_files: int) -> int:
     return taken
 
 
-# ---------------------------------------------------------------------------------------- a start-up hold
-# Considered for issue 19 (docs/limits.md, "Considered: a start-up hold"), simulated only: NOT built. With
+# ---------------------------------------------------------------------------------------- a start-up hold, considered
+# Considered for issue 19 before the hold was built (docs/limits.md), simulated only: `StartupHold` is the one
+# built, this the design space it came from. With
 # instances to spare nothing waits, so merge at start merges nothing and every intake batch starts one job per
 # group it holds. The hold makes a busy group's new work wait while the group's latest job is still starting up
 # (SageMaker bills and waits JOB_STARTUP_SECONDS before the first record anyway), so it merges.
@@ -539,22 +543,27 @@ class StartupHold:
     group's last start): its message, or the capacity sweep; (a) the group's next batch once the hold is over,
     which joins the held work, all of it one job; a held job that would pass MaxFilesPerJob goes at once, a new
     one holds the rest. Not built, a variant: (c) `on_completion`, every transform job's completion also
-    releases the held jobs that are due (quiet or over), even while the intake queue has a backlog."""
+    releases the held jobs that are due (quiet or over), even while the intake queue has a backlog. Not built, a
+    variant: `in_flight`, the backlog condition (1) also counts the files in flight in a running intake invocation
+    (as built it reads the queue's visible messages only, so a group's files in a batch being planned do not keep
+    its held job from looking quiet)."""
 
     seconds: int
     quiet_seconds: int
     on_completion: bool = False  # (c): not built
+    in_flight: bool = False  # not built
 
     @classmethod
-    def of(cls, defaults: Defaults, *, on_completion: bool = False) -> StartupHold:
-        return cls(defaults.hold_seconds, defaults.hold_quiet_seconds, on_completion)
+    def of(cls, defaults: Defaults, *, on_completion: bool = False, in_flight: bool = False) -> StartupHold:
+        return cls(defaults.hold_seconds, defaults.hold_quiet_seconds, on_completion, in_flight)
 
     @property
     def settings(self) -> HoldSettings:
         return HoldSettings(hold_seconds=self.seconds, quiet_seconds=self.quiet_seconds)
 
     def label(self) -> str:
-        built = "as built" if not self.on_completion else "as built + (c) completions"
+        variants = [*(["(c) completions"] if self.on_completion else []), *(["in flight"] if self.in_flight else [])]
+        built = "as built" + "".join(f" + {v}" for v in variants)
         return f"hold {self.seconds:,} s, quiet {self.quiet_seconds:,} s, {built}"
 
 
@@ -567,11 +576,25 @@ class IntakeQueue:
     uploads: np.ndarray  # every file's upload time, sorted
     batch_starts: Sequence[float]  # when each batch began to collect (non-decreasing)
     batch_taken: Sequence[int]  # files taken by that batch and every earlier one
+    batch_ends: Sequence[float]  # when each batch's invocation ended (its jobs planned)
+    _ends_so_far: list[float] = field(init=False, repr=False, compare=False)  # the latest end of a batch begun
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ends_so_far", list(itertools.accumulate(self.batch_ends, max)))
 
     def backlog(self, at: float) -> bool:
         arrived = int(np.searchsorted(self.uploads, at, side="right"))
         began = bisect.bisect_right(self.batch_starts, at) - 1
         return arrived > (self.batch_taken[began] if began >= 0 else 0)
+
+    def backlog_or_in_flight(self, at: float) -> bool:
+        """A backlog, or a batch begun and not yet planned (its files in flight): the `in_flight` variant."""
+        began = bisect.bisect_right(self.batch_starts, at) - 1
+        return self.backlog(at) or (began >= 0 and self._ends_so_far[began] > at)
+
+    def condition(self, hold: StartupHold) -> Any:
+        """The backlog condition of `hold`'s quiet release."""
+        return self.backlog_or_in_flight if hold.in_flight else self.backlog
 
 
 @dataclass
@@ -783,6 +806,7 @@ def groups_bench_intake(
     planned: list[Planned] = []
     starts: list[float] = []
     taken: list[int] = []
+    ends: list[float] = []
     head = 0
     while head < len(times):
         t0 = max(heapq.heappop(slots), times[head])
@@ -804,7 +828,8 @@ def groups_bench_intake(
         heapq.heappush(slots, close + seconds)
         head += n
         taken.append(head)
-    return planned, IntakeQueue(np.array(times), starts, taken)
+        ends.append(close + seconds)
+    return planned, IntakeQueue(np.array(times), starts, taken, ends)
 
 
 def sandbox_defaults(defaults: Defaults) -> Defaults:
@@ -855,7 +880,7 @@ def groups_bench_estimate(
                 sweep_seconds=defaults.capacity_sweep_seconds,
                 max_files=defaults.max_files_per_job,
                 sweep_phase=phase,
-                backlog=intake.backlog if intake is not None else None,
+                backlog=intake.condition(hold) if intake is not None else None,
             )
         else:
             started = start_with_hold(
@@ -1023,6 +1048,7 @@ def simulate_day(
     seq = 0
     batch_starts: list[float] = []  # the intake queue: when each batch began to collect, files taken by then
     batch_taken: list[int] = []
+    batch_ends: list[float] = []
 
     def arrival_of(index: float) -> float:
         return float(np.searchsorted(cumulative, index, side="right") - 1)
@@ -1069,6 +1095,7 @@ def simulate_day(
         heapq.heappush(slots, close + seconds)
         head += n
         batch_taken.append(head)
+        batch_ends.append(close + seconds)
         batches += 1
 
     # Transform jobs: instances from the quota; a refused job is parked and started, in its turn, when a job
@@ -1099,8 +1126,9 @@ def simulate_day(
     waiting_files: Counter[int] = Counter()  # files waiting, per group (the scheduler's queues)
     held_work: HeldWork | None = None  # the hold as built
     if startup_hold is not None:
-        intake = IntakeQueue(np.repeat(np.arange(DAY, dtype=float), per_second), batch_starts, batch_taken)
-        held_work = HeldWork(startup_hold, d.max_files_per_job, intake.backlog)
+        uploads = np.repeat(np.arange(DAY, dtype=float), per_second)
+        intake = IntakeQueue(uploads, batch_starts, batch_taken, batch_ends)
+        held_work = HeldWork(startup_hold, d.max_files_per_job, intake.condition(startup_hold))
     held_pieces: dict[int, Piece] = {}  # planned jobs in a held job (by seq)
     held_parts: dict[int, list[Piece]] = {}  # a released held job's planned jobs (by its own seq)
     next_seq = planned
@@ -1482,7 +1510,8 @@ class Ceiling:
 
 
 def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> list[Ceiling]:
-    """For each row of the ceilings table in docs/limits.md: the largest load that stays within its limit."""
+    """For each row of the ceilings table in docs/limits.md: the largest load that stays within its limit, the
+    design as built (merge at start and the start-up hold)."""
     unlimited = replace(day, transform_quota=10**9)
     cache: dict[tuple[int, int, int, bool, int], DayResult] = {}
 
@@ -1501,7 +1530,8 @@ def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> lis
                 costs,
                 record_bytes,
                 jobs=jobs,
-                merge=True,  # merge at start (issue 19); the same as today's design while nothing waits
+                merge=True,  # the design as built: merge at start and the start-up hold
+                startup_hold=StartupHold.of(defaults) if jobs else None,
             )
         return cache[key]
 
@@ -1943,6 +1973,7 @@ def simulate_holds(
         None,
         StartupHold.of(defaults),
         StartupHold.of(defaults, on_completion=True),
+        StartupHold.of(defaults, in_flight=True),
         *hold_variants(),
     ]
     plenty = replace(day, transform_quota=PLENTY_INSTANCES)
@@ -1957,7 +1988,9 @@ def simulate_holds(
     planned, intake = groups_bench_intake(bench, costs)
 
     def in_bench(hold: Hold | StartupHold | None) -> Hold | StartupHold | None:
-        return StartupHold.of(bench, on_completion=hold.on_completion) if isinstance(hold, StartupHold) else hold
+        if isinstance(hold, StartupHold):
+            return StartupHold.of(bench, on_completion=hold.on_completion, in_flight=hold.in_flight)
+        return hold
 
     return days, [groups_bench_estimate(planned, in_bench(hold), bench, intake=intake) for hold in holds_]
 

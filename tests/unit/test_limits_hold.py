@@ -223,13 +223,25 @@ def test_the_sweep_releases_a_held_job_only_once_its_hold_is_over_and_completion
 
 
 def test_the_intake_queue_has_a_backlog_when_an_uploaded_file_is_in_no_batch_begun() -> None:
-    queue = limits.IntakeQueue(np.array([0.0, 1.0, 2.0, 5.0]), [0.0, 3.0], [2, 4])
+    queue = limits.IntakeQueue(np.array([0.0, 1.0, 2.0, 5.0]), [0.0, 3.0], [2, 4], [2.5, 6.0])
     assert not queue.backlog(1.5)  # two uploaded, both in the first batch (it collects from 0)
     assert queue.backlog(2.0) and queue.backlog(2.9)  # the third waits for the next batch
     assert not queue.backlog(3.0) and not queue.backlog(9.0)
+    # The variant that also counts files in flight (a batch begun, its invocation not over): not built.
+    assert queue.backlog_or_in_flight(1.5) and queue.backlog_or_in_flight(5.9) and not queue.backlog_or_in_flight(6.0)
+    assert queue.condition(BUILT) == queue.backlog
+    assert queue.condition(limits.StartupHold(420, 60, in_flight=True)) == queue.backlog_or_in_flight
 
 
-@pytest.mark.parametrize("hold", [BUILT, limits.StartupHold(420, 60, on_completion=True), limits.StartupHold(60, 20)])
+@pytest.mark.parametrize(
+    "hold",
+    [
+        BUILT,
+        limits.StartupHold(420, 60, on_completion=True),
+        limits.StartupHold(420, 60, in_flight=True),
+        limits.StartupHold(60, 20),
+    ],
+)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_every_planned_job_ends_in_exactly_one_started_job_as_built(hold: limits.StartupHold, seed: int) -> None:
     rng = random.Random(seed)
