@@ -1963,18 +1963,18 @@ def hold_variants() -> tuple[Hold, ...]:
 
 
 def simulate_holds(
-    day: Day, defaults: Defaults, costs: Costs, record_bytes: int
+    day: Day, defaults: Defaults, costs: Costs, record_bytes: int, *, considered: bool = True
 ) -> tuple[list[tuple[DayResult, DayResult]], list[GroupsEstimate]]:
     """Merge at start without a hold, with the hold as built and its variant (c), and with each hold considered
     before it was built (`hold_variants`), the day on the assumed quota and on PLENTY_INSTANCES (same seed, same
     measured calls); and the sandbox bench's groups drop in the same model (the built hold with the sandbox's
-    settings, `sandbox_defaults`)."""
+    settings, `sandbox_defaults`). `considered=False`: the holds considered before are left out."""
     holds_: list[Hold | StartupHold | None] = [
         None,
         StartupHold.of(defaults),
         StartupHold.of(defaults, on_completion=True),
         StartupHold.of(defaults, in_flight=True),
-        *hold_variants(),
+        *(hold_variants() if considered else ()),
     ]
     plenty = replace(day, transform_quota=PLENTY_INSTANCES)
 
@@ -2043,7 +2043,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", action="store_true", help="measure the calls now instead of reading them")
     parser.add_argument("--no-sweeps", action="store_true", help="the two scenarios only")
     parser.add_argument(
-        "--hold", action="store_true", help="also simulate the hold's variants (docs/limits.md; minutes)"
+        "--hold",
+        nargs="?",
+        const="all",
+        choices=("all", "built"),
+        help="also simulate the hold's variants (built: the built one's only; all: and those considered before it; "
+        "docs/limits.md; minutes)",
     )
     parser.add_argument("--json", type=Path, default=OUT_DIR / "limits.json", help="where to write the figures")
     args = parser.parse_args(argv)
@@ -2080,7 +2085,9 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = report(defaults, costs, notes, day_result, week, ceilings, columns(day.transform_quota))
     week_at = next(i for i, line in enumerate(lines) if line.startswith(f"{week.endpoints} endpoints"))
-    hold_days, hold_bench = simulate_holds(day, defaults, costs, record) if args.hold else ([], [])
+    hold_days, hold_bench = (
+        simulate_holds(day, defaults, costs, record, considered=args.hold == "all") if args.hold else ([], [])
+    )
     lines[week_at - 1 : week_at - 1] = [
         *_beside(columns(plenty.transform_quota)),
         *_targets(day_result, plenty_built, bench=bench),
