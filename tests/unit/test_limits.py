@@ -266,7 +266,7 @@ def test_the_main_scenario_is_the_design_as_built_beside_the_designs_before_it(t
         name: {"recorded": {"calls": CALLS.get(name, limits.FALLBACK_MOVE_CALLS)}} for name in limits.SCENARIOS
     }
     results.write_text(json.dumps({"section": "aws calls", "details": {"scenarios": scenarios}}))
-    argv = ["--files", "5000", "--groups", "10", "--endpoints", "10", "--no-sweeps"]
+    argv = ["--files", "5000", "--groups", "10", "--endpoints", "10", "--no-sweeps", "--hold", "built"]
     assert limits.main([*argv, "--results", str(results), "--json", str(out)]) == 0
 
     figures = json.loads(out.read_text())
@@ -282,3 +282,6 @@ def test_the_main_scenario_is_the_design_as_built_beside_the_designs_before_it(t
     assert "groups bench (model): jobs per group, worst sweep phase" in names
     bench = next(t for t in figures["targets"] if t["target"].startswith("groups bench"))
     assert bench["met"] == (figures["groups_bench"]["jobs_per_group_max"] <= limits.TARGET_JOBS_PER_GROUP)
+    variants = [h["day"]["hold"] for h in figures["hold"]]  # --hold built: the built hold's variants only
+    assert variants == ["", built, f"{built} + (c) completions", f"{built} + in flight"]
+    assert figures["hold"][1]["day"] == figures["day"]  # the same simulation as the main scenario's
