@@ -1601,8 +1601,8 @@ def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> lis
         Ceiling(
             f"  instances needed for {day.files:,} files/day",
             "no quota",
-            f"{needed.peak_instances:,} at the peak ({needed.jobs_planned:,} jobs, "
-            f"{day.files / max(1, needed.jobs_planned):.1f} files each)",
+            f"{needed.peak_instances:,} at the peak ({needed.jobs_started:,} jobs started, "
+            f"{day.files / max(1, needed.jobs_started):.1f} files each)",
             "exact",
             "",
         )
@@ -2007,7 +2007,8 @@ def _holds(days: Sequence[tuple[DayResult, DayResult]], bench: Sequence[GroupsEs
     scarce, plenty = days[0]
     return [
         "",
-        f"start-up holds: as built, its variant (c), and those considered before (merge at start; "
+        f"start-up holds: as built, its variants (c) and in flight (not built), and with --hold all those considered "
+        f"before (merge at start; "
         f"{scarce.day.transform_quota:,} and {plenty.day.transform_quota:,} instances; the groups bench in the same "
         "model, the sandbox's settings, worst sweep phase)",
         *_table(
