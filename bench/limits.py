@@ -1957,7 +1957,8 @@ def _targets(
 
 
 def hold_variants() -> tuple[Hold, ...]:
-    """The start-up holds `--hold` simulates (docs/limits.md, "Considered: a start-up hold")."""
+    """The start-up holds considered before the hold was built, `--hold all` simulates them (docs/limits.md, "The
+    start-up hold as built, and the holds considered before it")."""
     spec = tuple(Hold(h, on_intake) for h in (JOB_STARTUP_SECONDS, 120, 60) for on_intake in (True, False))
     return spec + tuple(Hold(h, True, until_full=True) for h in (JOB_STARTUP_SECONDS, 120, 60))
 

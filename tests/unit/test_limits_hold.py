@@ -1,6 +1,7 @@
-"""The start-up hold considered for issue 19 (bench/limits.py, docs/limits.md "Considered: a start-up hold"):
-simulated only. Its policy holds a busy group's new work while the group's latest job starts up, never a quiet
-group's, and every planned file ends in exactly one started job."""
+"""The start-up hold in the limits simulation (bench/limits.py, docs/limits.md "The start-up hold as built, and
+the holds considered before it"): the hold as built (`StartupHold`, `HeldWork`, `start_as_built`) holds a busy
+group's new work in one held job, never a quiet group's, and releases it as services/holding.py does; the holds
+considered before it (`Hold`) are kept as simulated variants. Every planned file ends in exactly one started job."""
 
 from __future__ import annotations
 
