@@ -692,7 +692,7 @@ class HeldWork:
     def due(self, at: float) -> list[HeldJob]:
         """The delayed messages up to `at`, in order (GroupHold.release): each releases its held job when it is
         due (`release_due`) and, before the hold is over, the intake queue has no backlog; else it is sent again
-        (at the due time; with a backlog, a quiet period later, at most at the hold's end)."""
+        (at the due time; with a backlog, a quarter of the quiet time later, at most at the hold's end)."""
         released = []
         while self._checks and self._checks[0][0] <= at:
             when, serial, group = heapq.heappop(self._checks)
@@ -703,7 +703,8 @@ class HeldWork:
             if when < due:
                 heapq.heappush(self._checks, (due, serial, group))
             elif when < ends and self.backlog(when):
-                heapq.heappush(self._checks, (when + min(self.hold.quiet_seconds, ends - when), serial, group))
+                again = max(1, self.hold.quiet_seconds // 4)  # looked at again soon (services/holding.py)
+                heapq.heappush(self._checks, (when + min(again, ends - when), serial, group))
             else:
                 released.append(self._release(when, job))
         return released

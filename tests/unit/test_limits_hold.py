@@ -184,9 +184,9 @@ def test_a_backlog_in_the_intake_queue_delays_the_quiet_release_at_most_until_th
     drains = _work(backlog=lambda at: at < 200.0)
     drains.triage(0.0, 0, [(1, 1)])
     drains.triage(10.0, 0, [(2, 1)])
-    assert drains.due(190.0) == []  # quiet at 70, but files are still queued: checked again every quiet_seconds
+    assert drains.due(199.0) == []  # quiet at 70, but files are still queued: checked again every quiet_seconds / 4
     [job] = drains.due(250.0)
-    assert job.parts == [2] and drains.last_started[0] == 250.0  # 70, 130, 190 had a backlog; 250 none
+    assert job.parts == [2] and drains.last_started[0] == 205.0  # 70, 85, ..., 190 had a backlog; 205 none
 
     never = _work(backlog=lambda at: True)
     never.triage(100.0, 0, [(1, 1)])
