@@ -16,14 +16,17 @@ Two scenarios, deterministic (seeded), and sweeps that find the ceiling of each 
   take instances from the transform-instance quota or are refused (ResourceLimitExceeded) and wait, parked
   in the state table, until instances free up: every job's completion, and every CapacitySweepSchedule tick,
   starts parked jobs in the scheduler's turn until one does not fit; each job's completion is one event. The
-  jobs are followed for three days; what still waits then is reported. The day runs under merge at start
+  jobs are followed for three days; what still waits then is reported. The day runs as built: merge at start
   (issue 19: the waiting job given the turn takes in its group's other waiting jobs, oldest first, up to
-  MaxFilesPerJob, `coalesce`), beside today's design (no merging), with the assumed quota (20 instances) and
-  with 2,000; and once more under merge at start with KNOBS, the settings found to meet issue 19's targets.
-  The simulation raises if a planned job's files are started twice, merged across groups, or lost.
-  With `--hold` (minutes more): the same day under merge at start with each start-up hold considered for
-  issue 19 (`Hold`: a busy group's new work waits while its latest job starts up; simulated, not built), and the
-  sandbox bench's groups drop in the same model (`groups_bench_planned`, `start_with_hold`).
+  MaxFilesPerJob, `coalesce`) and the start-up hold (`StartupHold`, `HeldWork`, on domain/hold.py's policy, with
+  the template's HoldSeconds and HoldQuietSeconds: a busy group's planned jobs gather in its one held job,
+  released when the group is quiet and the simulated intake queue has no backlog, or when the hold is over),
+  beside merge at start without the hold and no merging (the scheduler alone), with the assumed quota (20
+  instances) and with 2,000; and once more as built with KNOBS, the settings found to meet issue 19's targets.
+  The sandbox bench's groups drop runs in the same model (`groups_bench_intake`, `start_as_built`, the sandbox's
+  settings). The simulation raises if a planned job's files are started twice, merged across groups, or lost.
+  With `--hold` (minutes more): the same day under merge at start with the hold as built, its variants (c) and
+  in flight (not built), and each start-up hold considered before it was built (`Hold`, `start_with_hold`).
 - W endpoints (500) each rolling out once a week (approvals at seeded times in working hours): every
   reconcile tick (ReconcileSchedule) reconciles the endpoints in a rollout and the stable ones due
   (STABLE_CHECK_SECONDS), within the rollout function's timeout.
@@ -41,6 +44,7 @@ yet); the calls of the sweeps and of the parked jobs' later starts are not count
 from __future__ import annotations
 
 import argparse
+import bisect
 import heapq
 import itertools
 import json
@@ -56,6 +60,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bench.common import clean_environment
+from sagepilot.domain.hold import Decision, HoldSettings, decide, hold_over, release_due
 from sagepilot.domain.scheduler import job_instances
 from sagepilot.services.jobs import SERVED_WINDOW  # the scheduler's memory: the stack's last N jobs
 
@@ -171,6 +176,8 @@ class Defaults:
     endpoint_instances: int
     transform_instance_type: str
     endpoint_instance_type: str
+    hold_seconds: int  # HoldSeconds: the start-up hold (0: none), services/holding.py
+    hold_quiet_seconds: int  # HoldQuietSeconds: a held job is released once its group is quiet this long
     max_jobs_per_group: int = 0  # MaxConcurrentJobsPerGroup (0: no limit)
 
 
@@ -214,6 +221,8 @@ def read_defaults(root: Path = ROOT) -> Defaults:
         endpoint_instances=int(p["EndpointInstanceCount"]),
         transform_instance_type=str(p["TransformInstanceType"]),
         endpoint_instance_type=str(p["EndpointInstanceType"]),
+        hold_seconds=int(p["HoldSeconds"]),
+        hold_quiet_seconds=int(p["HoldQuietSeconds"]),
         max_jobs_per_group=int(p["MaxConcurrentJobsPerGroup"]),
     )
 
@@ -393,8 +402,9 @@ def coalesce(queue: Sequence[Piece], max_files: int) -> int:
     return taken
 
 
-# ---------------------------------------------------------------------------------------- a start-up hold
-# Considered for issue 19 (docs/limits.md, "Considered: a start-up hold"), simulated only: NOT built. With
+# ---------------------------------------------------------------------------------------- a start-up hold, considered
+# Considered for issue 19 before the hold was built (docs/limits.md), simulated only: `StartupHold` is the one
+# built, this the design space it came from. With
 # instances to spare nothing waits, so merge at start merges nothing and every intake batch starts one job per
 # group it holds. The hold makes a busy group's new work wait while the group's latest job is still starting up
 # (SageMaker bills and waits JOB_STARTUP_SECONDS before the first record anyway), so it merges.
@@ -518,7 +528,262 @@ def start_with_hold(
     return started
 
 
-def groups_bench_planned(
+# ---------------------------------------------------------------------------------------- the start-up hold, as built
+# domain/hold.py and services/holding.py (docs/batch.md "A busy group's batches wait for each other"), modelled
+# here with the product's own policy functions (`decide`, `release_due`, `hold_over`).
+@dataclass(frozen=True)
+class StartupHold:
+    """The start-up hold as built, with the template's HoldSeconds and HoldQuietSeconds (`of`).
+
+    A group that started a job less than `seconds` ago (its start recorded when a quiet group's batch starts,
+    or when its held job is released) holds each planned job, unless it alone fills MaxFilesPerJob, in its one
+    open held job; a quiet group starts at once. The held job is released, to start like any job (merge at start,
+    capacity waits), by whichever comes first: (1) its delayed message finds the group quiet (`quiet_seconds`
+    since its last addition) and the intake queue without a backlog; (2) the hold is over (`seconds` after the
+    group's last start): its message, or the capacity sweep; (a) the group's next batch once the hold is over,
+    which joins the held work, all of it one job; a held job that would pass MaxFilesPerJob goes at once, a new
+    one holds the rest. Not built, a variant: (c) `on_completion`, every transform job's completion also
+    releases the held jobs that are due (quiet or over), even while the intake queue has a backlog. Not built, a
+    variant: `in_flight`, the backlog condition (1) also counts the files in flight in a running intake invocation
+    (as built it reads the queue's visible messages only, so a group's files in a batch being planned do not keep
+    its held job from looking quiet)."""
+
+    seconds: int
+    quiet_seconds: int
+    on_completion: bool = False  # (c): not built
+    in_flight: bool = False  # not built
+
+    @classmethod
+    def of(cls, defaults: Defaults, *, on_completion: bool = False, in_flight: bool = False) -> StartupHold:
+        return cls(defaults.hold_seconds, defaults.hold_quiet_seconds, on_completion, in_flight)
+
+    @property
+    def settings(self) -> HoldSettings:
+        return HoldSettings(hold_seconds=self.seconds, quiet_seconds=self.quiet_seconds)
+
+    def label(self) -> str:
+        variants = [*(["(c) completions"] if self.on_completion else []), *(["in flight"] if self.in_flight else [])]
+        built = "as built" + "".join(f" + {v}" for v in variants)
+        return f"hold {self.seconds:,} s, quiet {self.quiet_seconds:,} s, {built}"
+
+
+@dataclass(frozen=True)
+class IntakeQueue:
+    """The simulated intake queue, for the hold's backlog condition: a message is visible (a backlog) when its
+    file was uploaded and no intake batch begun by then has taken it (a batch takes the files it collects from its
+    start, they are in flight, not visible)."""
+
+    uploads: np.ndarray  # every file's upload time, sorted
+    batch_starts: Sequence[float]  # when each batch began to collect (non-decreasing)
+    batch_taken: Sequence[int]  # files taken by that batch and every earlier one
+    batch_ends: Sequence[float]  # when each batch's invocation ended (its jobs planned)
+    _ends_so_far: list[float] = field(init=False, repr=False, compare=False)  # the latest end of a batch begun
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ends_so_far", list(itertools.accumulate(self.batch_ends, max)))
+
+    def backlog(self, at: float) -> bool:
+        arrived = int(np.searchsorted(self.uploads, at, side="right"))
+        began = bisect.bisect_right(self.batch_starts, at) - 1
+        return arrived > (self.batch_taken[began] if began >= 0 else 0)
+
+    def backlog_or_in_flight(self, at: float) -> bool:
+        """A backlog, or a batch begun and not yet planned (its files in flight): the `in_flight` variant."""
+        began = bisect.bisect_right(self.batch_starts, at) - 1
+        return self.backlog(at) or (began >= 0 and self._ends_so_far[began] > at)
+
+    def condition(self, hold: StartupHold) -> Any:
+        """The backlog condition of `hold`'s quiet release."""
+        return self.backlog_or_in_flight if hold.in_flight else self.backlog
+
+
+@dataclass
+class HeldJob:
+    """A group's open held job: the planned jobs (their keys) held in it, in order."""
+
+    serial: int
+    group: int
+    opened: float
+    last_added: float
+    parts: list[int] = field(default_factory=list)
+    files: int = 0
+
+
+class HeldWork:
+    """The groups' held jobs (services/holding.py GroupHold), pure: `triage` a batch's planned jobs of a group,
+    `due` its delayed messages, `sweep`, `completion` (the (c) variant only). Each returns the held jobs released
+    then; what starts, and when, is the caller's (it has the capacity)."""
+
+    def __init__(self, hold: StartupHold, max_files: int, backlog: Any) -> None:
+        self.hold = hold
+        self.max_files = max_files
+        self.backlog = backlog  # (seconds) -> bool: the intake queue has a backlog then
+        self.last_started: dict[int, float] = {}  # group -> its last recorded start (lastStartedAt)
+        self.open: dict[int, HeldJob] = {}
+        self.held = 0  # planned jobs held
+        self.released = 0  # held jobs released
+        self._checks: list[tuple[float, int, int]] = []  # (when, held job serial, group): its delayed message
+        self._serial = 0
+
+    def _over(self, job: HeldJob) -> float:
+        return hold_over(
+            opened_at=int(job.opened),
+            last_started_at=int(self.last_started.get(job.group, 0)),
+            settings=self.hold.settings,
+        )
+
+    def _due(self, job: HeldJob) -> float:
+        return release_due(
+            opened_at=int(job.opened),
+            last_added_at=int(job.last_added),
+            last_started_at=int(self.last_started.get(job.group, 0)),
+            settings=self.hold.settings,
+        )
+
+    def triage(self, at: float, group: int, parts: Sequence[tuple[int, int]]) -> tuple[list[int], list[HeldJob]]:
+        """A batch's planned jobs of `group` (key, files), as GroupHold.triage: the keys that start now (as they
+        are), and the held jobs released now."""
+        settings = self.hold.settings
+        if not settings.enabled:
+            return [key for key, _ in parts], []
+        last = self.last_started.get(group)
+        starts = last is None or last <= at - self.hold.seconds  # reserve_start: a quiet group records its start
+        if starts:
+            self.last_started[group] = at
+            if group not in self.open:
+                return [key for key, _ in parts], []  # a quiet group: at once
+        start: list[int] = []
+        released: list[HeldJob] = []
+        for key, files in parts:
+            decision = decide(files=files, max_files=self.max_files, group_started_recently=True, settings=settings)
+            if decision is Decision.START:
+                start.append(key)  # it fills a job alone
+                continue
+            job = self.open.get(group)
+            if job is not None and job.files + files > self.max_files:
+                released.append(self._release(at, job))  # full: it goes now, and a new one holds this
+                job = None
+            if job is None:
+                job = self._open(at, group)
+            job.parts.append(key)
+            job.files += files
+            job.last_added = at
+            self.held += 1
+        if starts and group in self.open:
+            released.append(self._release(at, self.open[group]))  # (a): the hold is over, this batch joins it
+        return start, released
+
+    def _open(self, at: float, group: int) -> HeldJob:
+        self._serial += 1
+        job = HeldJob(self._serial, group, at, at)
+        self.open[group] = job
+        heapq.heappush(self._checks, (at + self.hold.quiet_seconds, job.serial, group))  # its delayed message
+        return job
+
+    def _release(self, at: float, job: HeldJob) -> HeldJob:
+        del self.open[job.group]
+        self.last_started[job.group] = at  # started_now
+        self.released += 1
+        return job
+
+    def next_check(self) -> float:
+        return self._checks[0][0] if self._checks else math.inf
+
+    def due(self, at: float) -> list[HeldJob]:
+        """The delayed messages up to `at`, in order (GroupHold.release): each releases its held job when it is
+        due (`release_due`) and, before the hold is over, the intake queue has no backlog; else it is sent again
+        (at the due time; with a backlog, a quarter of the quiet time later, at most at the hold's end)."""
+        released = []
+        while self._checks and self._checks[0][0] <= at:
+            when, serial, group = heapq.heappop(self._checks)
+            job = self.open.get(group)
+            if job is None or job.serial != serial:
+                continue  # released before: the message finds it done
+            due, ends = self._due(job), self._over(job)
+            if when < due:
+                heapq.heappush(self._checks, (due, serial, group))
+            elif when < ends and self.backlog(when):
+                again = max(1, self.hold.quiet_seconds // 4)  # looked at again soon (services/holding.py)
+                heapq.heappush(self._checks, (when + min(again, ends - when), serial, group))
+            else:
+                released.append(self._release(when, job))
+        return released
+
+    def sweep(self, at: float) -> list[HeldJob]:
+        """The capacity sweep: releases the held jobs whose hold is over (their message lost or given up)."""
+        return [self._release(at, job) for _, job in sorted(self.open.items()) if at >= self._over(job)]
+
+    def completion(self, at: float) -> list[HeldJob]:
+        """(c), not built: a completion releases the held jobs that are due, backlog or not."""
+        if not self.hold.on_completion:
+            return []
+        return [self._release(at, job) for _, job in sorted(self.open.items()) if at >= self._due(job)]
+
+
+def start_as_built(
+    planned: Sequence[Planned],
+    hold: StartupHold,
+    *,
+    sweep_seconds: float,
+    max_files: int,
+    sweep_phase: float = 0.0,
+    backlog: Any = None,
+    completions: Sequence[float] = (),
+) -> list[Started]:
+    """The hold as built with instances to spare (pure; no capacity limit): the transform jobs that start for
+    `planned`. The planned jobs of one group planned at the same time are one batch's (`HeldWork.triage`); a
+    planned job started as it is, or a held job released, starts at once. `backlog(seconds)`: whether the intake
+    queue has a backlog then (None: never). The sweep ticks at `sweep_phase` + k * `sweep_seconds`. Every planned
+    job ends in exactly one started job; deterministic."""
+    if sweep_seconds <= 0:
+        raise ValueError("the capacity sweep needs a period")
+    work = HeldWork(hold, max_files, backlog or (lambda at: False))
+    started: list[Started] = []
+
+    def go(at: float, group: int, sources: Sequence[int]) -> None:
+        started.append(Started(at, group, tuple(sources), sum(planned[i].files for i in sources)))
+
+    def released(at: float, jobs: Sequence[HeldJob]) -> None:
+        for job in jobs:
+            go(at, job.group, job.parts)
+
+    order = sorted(range(len(planned)), key=lambda i: (planned[i].at, planned[i].group, i))
+    batches = [list(g) for _, g in itertools.groupby(order, key=lambda i: (planned[i].at, planned[i].group))]
+    ends = deque(sorted(completions))
+    tick = sweep_phase % sweep_seconds
+    head = 0
+    while head < len(batches) or work.open:
+        arrival_at = planned[batches[head][0]].at if head < len(batches) else math.inf
+        end_at = ends[0] if ends else math.inf
+        check_at = work.next_check()
+        while tick < min(arrival_at, end_at, check_at) and not work.open:
+            tick += sweep_seconds  # the sweep finds nothing held
+        at = min(arrival_at, end_at, check_at, tick)
+        if arrival_at == at:
+            batch = batches[head]
+            head += 1
+            group = planned[batch[0]].group
+            now, jobs = work.triage(at, group, [(i, planned[i].files) for i in batch])
+            for i in now:
+                go(at, group, [i])
+            released(at, jobs)
+        elif end_at == at:
+            ends.popleft()
+            released(at, work.completion(at))
+        elif check_at == at:
+            released(at, work.due(at))
+        else:
+            released(at, work.sweep(at))
+            tick += sweep_seconds
+    return started
+
+
+def groups_bench_planned(defaults: Defaults, costs: Costs, **drop: Any) -> list[Planned]:
+    """The sandbox bench's groups drop as the intake plans it (`groups_bench_intake`)."""
+    return groups_bench_intake(defaults, costs, **drop)[0]
+
+
+def groups_bench_intake(
     defaults: Defaults,
     costs: Costs,
     *,
@@ -527,22 +792,26 @@ def groups_bench_planned(
     upload_seconds: float = 90.0,
     trickle: int = 200,
     trickle_seconds: float = 30.0,
-) -> list[Planned]:
+) -> tuple[list[Planned], IntakeQueue]:
     """The sandbox bench's groups drop (`python -m bench --only groups`, bench/drop.py) as the intake plans it:
     the burst's file i uploaded at i * upload_seconds / files into group i % groups, then the trickle, one file
     every trickle_seconds / trickle, round the groups. The SQS event source mapping as in simulate_day (a batch
     closes when IntakeBatchSize messages are there or BatchingWindowSeconds after its first, at most
     IntakeMaxConcurrency invocations at once), each invocation lasting its measured calls x their latency; each
     batch plans one job per group (MaxFilesPerJob files), at the end of its invocation. Pass the defaults as the
-    bench's stack sets them (`sandbox_defaults`)."""
+    bench's stack sets them (`sandbox_defaults`). With the intake queue the batches leave (its backlog)."""
     times = [i * upload_seconds / files for i in range(files)]
     times += [upload_seconds + (i + 1) * trickle_seconds / trickle for i in range(trickle)]
     owners = [i % groups for i in range(files)] + [i % groups for i in range(trickle)]
     slots = [0.0] * defaults.concurrency
     planned: list[Planned] = []
+    starts: list[float] = []
+    taken: list[int] = []
+    ends: list[float] = []
     head = 0
     while head < len(times):
         t0 = max(heapq.heappop(slots), times[head])
+        starts.append(t0)
         full = head + defaults.batch_size - 1
         if full < len(times) and times[full] <= t0 + defaults.window:
             close, n = max(t0, times[full]), defaults.batch_size
@@ -559,7 +828,9 @@ def groups_bench_planned(
         planned += [Planned(close + seconds, group, count) for group, count in jobs]
         heapq.heappush(slots, close + seconds)
         head += n
-    return planned
+        taken.append(head)
+        ends.append(close + seconds)
+    return planned, IntakeQueue(np.array(times), starts, taken, ends)
 
 
 def sandbox_defaults(defaults: Defaults) -> Defaults:
@@ -567,7 +838,12 @@ def sandbox_defaults(defaults: Defaults) -> Defaults:
     bench's stack runs them."""
     from sagepilot_sandbox.server import SANDBOX_PARAMETERS
 
-    return replace(defaults, window=int(SANDBOX_PARAMETERS.get("BatchingWindowSeconds", defaults.window)))
+    return replace(
+        defaults,
+        window=int(SANDBOX_PARAMETERS.get("BatchingWindowSeconds", defaults.window)),
+        hold_seconds=int(SANDBOX_PARAMETERS.get("HoldSeconds", defaults.hold_seconds)),
+        hold_quiet_seconds=int(SANDBOX_PARAMETERS.get("HoldQuietSeconds", defaults.hold_quiet_seconds)),
+    )
 
 
 @dataclass(frozen=True)
@@ -585,20 +861,36 @@ SWEEP_PHASES = (0.0, 60.0, 120.0, 180.0, 240.0)  # where the first sweep tick fa
 
 
 def groups_bench_estimate(
-    planned: Sequence[Planned], hold: Hold | None, defaults: Defaults, phases: Sequence[float] = SWEEP_PHASES
+    planned: Sequence[Planned],
+    hold: Hold | StartupHold | None,
+    defaults: Defaults,
+    phases: Sequence[float] = SWEEP_PHASES,
+    *,
+    intake: IntakeQueue | None = None,
 ) -> GroupsEstimate:
     """Jobs per group for `planned` (groups_bench_planned) with instances to spare and no completions (the bench
-    leaves its jobs InProgress), under `hold` (None: today's merge at start, which merges nothing here), at the
-    sweep phase that gives the most jobs to a group."""
+    leaves its jobs InProgress), under `hold` (None: merge at start without a hold, which merges nothing here; a
+    StartupHold: the hold as built, `start_as_built`, with `intake`'s backlog), at the sweep phase that gives the
+    most jobs to a group."""
     runs = []
     for phase in phases:
-        started = start_with_hold(
-            planned,
-            hold or Hold(0.0),
-            sweep_seconds=defaults.capacity_sweep_seconds,
-            max_files=defaults.max_files_per_job,
-            sweep_phase=phase,
-        )
+        if isinstance(hold, StartupHold):
+            started = start_as_built(
+                planned,
+                hold,
+                sweep_seconds=defaults.capacity_sweep_seconds,
+                max_files=defaults.max_files_per_job,
+                sweep_phase=phase,
+                backlog=intake.condition(hold) if intake is not None else None,
+            )
+        else:
+            started = start_with_hold(
+                planned,
+                hold or Hold(0.0),
+                sweep_seconds=defaults.capacity_sweep_seconds,
+                max_files=defaults.max_files_per_job,
+                sweep_phase=phase,
+            )
         per_group = Counter(job.group for job in started)
         runs.append((max(per_group.values()), started, per_group))
     worst, started, per_group = max(runs, key=lambda run: (run[0], len(run[1])))
@@ -663,8 +955,9 @@ class DayResult:
     merged_jobs: int = 0  # jobs started that took in other waiting jobs of their group
     merge_calls: dict[str, float] = field(default_factory=dict)  # ESTIMATED (merge_cost), not measured
     longest_completion: float = 0.0  # the largest job's completion invocation, its calls one after another
-    hold: str = ""  # the start-up hold simulated (Hold.label; considered, not built), "" for none
+    hold: str = ""  # the start-up hold simulated (StartupHold.label, as built; Hold.label, considered), "" none
     held_jobs: int = 0  # planned jobs that waited for their group's hold (not for capacity or a slot)
+    held_released: int = 0  # held jobs released (the hold as built), each started like one planned job
 
     def limits_hit(self) -> list[str]:
         d, hit = self.defaults, []
@@ -708,6 +1001,7 @@ def simulate_day(
     jobs_per_group: int | None = None,
     served_window: int = SERVED_WINDOW,
     hold: Hold | None = None,
+    startup_hold: StartupHold | None = None,
 ) -> DayResult:
     """The day, batch by batch (see the module docstring); `jobs=False` stops at the intake (for sweeps).
 
@@ -722,9 +1016,15 @@ def simulate_day(
     running that many waits, as for capacity, and its turn comes when one of them ends.
     `hold` (with merge at start; considered, not built): a group's new work waits while its latest job started
     less than `hold.seconds` ago, and is released, merged, by its next intake batch after that (`on_intake`), a
-    sweep or a completion; the scheduler's turns skip a held group (`Hold`, `holds`)."""
-    if hold is not None and not merge:
+    sweep or a completion; the scheduler's turns skip a held group (`Hold`, `holds`).
+    `startup_hold` (with merge at start): the hold as built (`StartupHold`, `HeldWork`): a batch's planned jobs of
+    a busy group go into its open held job, which, released, starts like any job (it waits behind its group's
+    waiting jobs, for a slot or for capacity, and merges at start). Its backlog condition: the simulated intake
+    queue (`IntakeQueue`) holds a file no batch has begun to take."""
+    if (hold is not None or startup_hold is not None) and not merge:
         raise ValueError("the start-up hold is simulated with merge at start (merge=True)")
+    if hold is not None and startup_hold is not None:
+        raise ValueError("one start-up hold at a time: the one considered (hold) or the one built (startup_hold)")
     if merge and not scheduler:
         raise ValueError("merge at start needs the scheduler's turns (scheduler=True)")
     if jobs_per_group and not scheduler:
@@ -745,8 +1045,11 @@ def simulate_day(
     batches = timeouts = 0
     longest = intake_age = 0.0
     ages: list[tuple[float, int]] = []  # (wait until taken into a started job, files)
-    job_requests: list[tuple[float, int, int, float, int]] = []  # (time, seq, files, oldest arrival, group)
+    job_requests: list[tuple[float, int, int, float, int, int]] = []  # (time, seq, files, oldest, group, batch)
     seq = 0
+    batch_starts: list[float] = []  # the intake queue: when each batch began to collect, files taken by then
+    batch_taken: list[int] = []
+    batch_ends: list[float] = []
 
     def arrival_of(index: float) -> float:
         return float(np.searchsorted(cumulative, index, side="right") - 1)
@@ -754,6 +1057,7 @@ def simulate_day(
     while head < total:
         free = heapq.heappop(slots)
         t0 = max(free, arrival_of(head))
+        batch_starts.append(t0)
         last = arrival_of(head + batch_cap - 1) if head + batch_cap <= total else math.inf
         if last <= t0 + d.window:
             close, n = max(t0, last) + 1.0, batch_cap
@@ -787,10 +1091,12 @@ def simulate_day(
         oldest = arrival_of(head)
         intake_age = max(intake_age, close - oldest)
         for files, group in zip(files_per_job, job_groups, strict=True) if jobs else ():
-            job_requests.append((close + seconds, seq, files, oldest, group))
+            job_requests.append((close + seconds, seq, files, oldest, group, batches))
             seq += 1
         heapq.heappush(slots, close + seconds)
         head += n
+        batch_taken.append(head)
+        batch_ends.append(close + seconds)
         batches += 1
 
     # Transform jobs: instances from the quota; a refused job is parked and started, in its turn, when a job
@@ -819,6 +1125,14 @@ def simulate_day(
     held_groups: set[int] = set()  # groups whose waiting work waits for the hold only (never refused)
     held_jobs = 0
     waiting_files: Counter[int] = Counter()  # files waiting, per group (the scheduler's queues)
+    held_work: HeldWork | None = None  # the hold as built
+    if startup_hold is not None:
+        uploads = np.repeat(np.arange(DAY, dtype=float), per_second)
+        intake = IntakeQueue(uploads, batch_starts, batch_taken, batch_ends)
+        held_work = HeldWork(startup_hold, d.max_files_per_job, intake.condition(startup_hold))
+    held_pieces: dict[int, Piece] = {}  # planned jobs in a held job (by seq)
+    held_parts: dict[int, list[Piece]] = {}  # a released held job's planned jobs (by its own seq)
+    next_seq = planned
 
     def holding(group: int, at: float) -> bool:
         if hold is None:
@@ -840,11 +1154,12 @@ def simulate_day(
     def start(at: float, pieces: Sequence[Piece], instances: int) -> None:
         nonlocal in_use, started, peak_jobs, peak_instances, finished_at, startup_hours, scoring_hours, merged_jobs
         group = pieces[0].group
-        for piece in pieces:  # conservation: each planned job's files start once, in a job of their own group
-            if piece.seq in started_pieces or piece.group != group:
-                raise RuntimeError(f"planned job {piece.seq} started twice or merged across groups")
-            started_pieces.add(piece.seq)
-            ages.append((at - piece.oldest, piece.files))
+        for part in (part for piece in pieces for part in held_parts.pop(piece.seq, [piece])):
+            # conservation: each planned job's files start once, in a job of their own group
+            if part.seq in started_pieces or part.group != group:
+                raise RuntimeError(f"planned job {part.seq} started twice or merged across groups")
+            started_pieces.add(part.seq)
+            ages.append((at - part.oldest, part.files))
         files = sum(piece.files for piece in pieces)
         if len(pieces) > 1:
             merged_jobs += 1
@@ -910,20 +1225,68 @@ def simulate_day(
             longest_wait = max(longest_wait, at - piece.since)
             start(at, [piece], piece.instances)
 
-    while job_requests or ((parked or by_group) and next_sweep < horizon):
+    def enter(at: float, piece: Piece) -> None:
+        """A job to start as the launcher starts it (the hold as built: one the triage starts, or a released held
+        job): it waits behind its group's waiting jobs, for a slot or for capacity, or starts now."""
+        nonlocal refused, parked_jobs, waiting_now, peak_parked
+        group = piece.group
+        behind, no_slot = group in by_group, not has_slot(group)
+        if behind or no_slot or in_use + piece.instances > day.transform_quota:
+            refused += 0 if behind or no_slot else 1
+            parked_jobs += 1
+            by_group[group].append(piece)
+            waiting_files[group] += piece.files
+            waiting_now += 1
+            peak_parked = max(peak_parked, waiting_now)
+        else:
+            start(at, [piece], piece.instances)
+
+    def released(at: float, jobs: Sequence[HeldJob]) -> None:
+        nonlocal next_seq
+        for job in jobs:
+            parts = [held_pieces.pop(key) for key in job.parts]
+            files = sum(part.files for part in parts)
+            oldest = min(part.oldest for part in parts)
+            piece = Piece(job.opened, next_seq, files, oldest, at, instances_for(files), job.group)
+            held_parts[next_seq] = parts
+            next_seq += 1
+            enter(at, piece)
+
+    def held_open() -> bool:
+        return held_work is not None and bool(held_work.open)
+
+    while job_requests or ((parked or by_group or held_open()) and next_sweep < horizon):
         request_at = job_requests[0][0] if job_requests else math.inf
         end_at = running[0][0] if running else math.inf
-        sweep_at = next_sweep if (parked or by_group) else math.inf
-        at = min(request_at, end_at, sweep_at)
+        sweep_at = next_sweep if (parked or by_group or held_open()) else math.inf
+        check_at = held_work.next_check() if held_work is not None else math.inf
+        at = min(request_at, end_at, sweep_at, check_at)
         if at >= horizon:
             break
         if end_at == at:  # a completion frees its instances (and its group's slot), then tries the parked jobs
             _, instances, group = heapq.heappop(running)
             in_use -= instances
             running_in[group] -= 1
+            if held_work is not None:
+                released(at, held_work.completion(at))  # (c), a variant: not built
             start_parked(at)
+        elif request_at == at and held_work is not None:
+            # The hold as built: the batch's planned jobs of one group, triaged together.
+            at, created, files, oldest, group, batch = heapq.heappop(job_requests)
+            pieces = [Piece(at, created, files, oldest, at, instances_for(files), group)]
+            while job_requests and job_requests[0][0] == at and job_requests[0][4:] == (group, batch):
+                _, created, files, oldest, *_ = heapq.heappop(job_requests)
+                pieces.append(Piece(at, created, files, oldest, at, instances_for(files), group))
+            now, freed = held_work.triage(at, group, [(piece.seq, piece.files) for piece in pieces])
+            held_pieces.update((piece.seq, piece) for piece in pieces if piece.seq not in now)
+            for piece in pieces:
+                if piece.seq in now:
+                    enter(at, piece)
+            released(at, freed)
+        elif check_at == at and held_work is not None:
+            released(at, held_work.due(at))  # the held jobs' delayed messages
         elif request_at == at:
-            at, created, files, oldest, group = heapq.heappop(job_requests)
+            at, created, files, oldest, group, _ = heapq.heappop(job_requests)
             piece = Piece(at, created, files, oldest, at, instances_for(files), group)
             behind = scheduler and group in by_group  # older jobs of its group wait: it waits behind them
             no_slot = not has_slot(group)  # its group runs MaxConcurrentJobsPerGroup jobs: it waits for a slot
@@ -954,11 +1317,14 @@ def simulate_day(
                 waiting_files[group] -= files if scheduler else 0
                 start(at, [piece], piece.instances)
         else:
+            if held_work is not None:
+                released(at, held_work.sweep(at))  # held jobs whose hold is over (a lost message)
             start_parked(at)
         while next_sweep <= at:
             next_sweep += d.capacity_sweep_seconds
     still = parked + [job for q in by_group.values() for job in q]
     longest_wait = max([longest_wait] + [horizon - piece.since for piece in still])
+    still = [part for piece in still for part in held_parts.get(piece.seq, [piece])] + list(held_pieces.values())
     waiting_pieces = {piece.seq for piece in still}
     files_started = sum(files for *_, files in done)
     files_still = sum(piece.files for piece in still)
@@ -1034,8 +1400,9 @@ def simulate_day(
         merged_jobs=merged_jobs,
         merge_calls=dict(sorted(merge_calls.items())),
         longest_completion=longest_completion,
-        hold=hold.label() if hold is not None else "",
-        held_jobs=held_jobs,
+        hold=hold.label() if hold is not None else startup_hold.label() if startup_hold is not None else "",
+        held_jobs=held_work.held if held_work is not None else held_jobs,
+        held_released=held_work.released if held_work is not None else 0,
     )
 
 
@@ -1144,7 +1511,8 @@ class Ceiling:
 
 
 def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> list[Ceiling]:
-    """For each row of the ceilings table in docs/limits.md: the largest load that stays within its limit."""
+    """For each row of the ceilings table in docs/limits.md: the largest load that stays within its limit, the
+    design as built (merge at start and the start-up hold)."""
     unlimited = replace(day, transform_quota=10**9)
     cache: dict[tuple[int, int, int, bool, int], DayResult] = {}
 
@@ -1163,7 +1531,8 @@ def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> lis
                 costs,
                 record_bytes,
                 jobs=jobs,
-                merge=True,  # merge at start (issue 19); the same as today's design while nothing waits
+                merge=True,  # the design as built: merge at start and the start-up hold
+                startup_hold=StartupHold.of(defaults) if jobs else None,
             )
         return cache[key]
 
@@ -1233,8 +1602,8 @@ def sweeps(defaults: Defaults, costs: Costs, record_bytes: int, day: Day) -> lis
         Ceiling(
             f"  instances needed for {day.files:,} files/day",
             "no quota",
-            f"{needed.peak_instances:,} at the peak ({needed.jobs_planned:,} jobs, "
-            f"{day.files / max(1, needed.jobs_planned):.1f} files each)",
+            f"{needed.peak_instances:,} at the peak ({needed.jobs_started:,} jobs started, "
+            f"{day.files / max(1, needed.jobs_started):.1f} files each)",
             "exact",
             "",
         )
@@ -1298,7 +1667,7 @@ def report(
     day: DayResult,
     week: WeekResult,
     ceilings: list[Ceiling],
-    before: DayResult | None = None,
+    beside: Sequence[tuple[str, DayResult]] = (),
 ) -> list[str]:
     d = defaults
     lines = ["inputs", *(f"  {n}" for n in notes)]
@@ -1384,7 +1753,7 @@ def report(
         "  peak calls per second by API: "
         + ", ".join(f"{op} {rate:.2f}" for op, rate in r.api_peaks.items() if rate >= 0.005),
         "  limits hit: " + ("; ".join(r.limits_hit()) or "none"),
-        *(_beside(r, before) if before is not None else []),
+        *(_beside(beside) if beside else []),
         "",
         f"{week.endpoints} endpoints, each rolling out once a week",
         *_table(
@@ -1420,6 +1789,7 @@ TARGET_P99_SCARCE_SECONDS = 4 * 3600  # with 20 instances
 TARGET_JOBS_SCARCE = 5_000  # transform jobs started, with 20 instances
 TARGET_P99_PLENTY_SECONDS = 600  # with 2,000 instances
 PLENTY_INSTANCES = 2_000
+TARGET_JOBS_PER_GROUP = 2  # the sandbox bench's groups drop (10,000 files across 100 groups, then a trickle)
 
 
 @dataclass(frozen=True)
@@ -1456,11 +1826,24 @@ class Knobs:
 KNOBS = Knobs(intake_concurrency=3, max_files_per_job=5_000, target_mb_per_instance=10_240, served_window=1)
 
 
-def targets(scarce: DayResult, plenty: DayResult) -> list[tuple[str, str, bool]]:
+def targets(scarce: DayResult, plenty: DayResult, bench: GroupsEstimate | None = None) -> list[tuple[str, str, bool]]:
     """Issue 19's targets, each with the figure and whether it is met: `scarce` is the day on the assumed quota
-    (20 instances), `plenty` the same day with 2,000. Conservation (no file in two jobs, none in none) is
-    checked by simulate_day itself, which raises if it is broken; its figures are repeated here."""
+    (20 instances), `plenty` the same day with 2,000, `bench` the sandbox bench's groups drop in the same model
+    (`groups_bench_estimate`; its target: at most TARGET_JOBS_PER_GROUP jobs per group). Conservation (no file
+    in two jobs, none in none) is checked by simulate_day itself, which raises if it is broken; its figures are
+    repeated here."""
     conserved = scarce.files_started + scarce.files_still_parked == scarce.files_planned
+    groups = (
+        [
+            (
+                "groups bench (model): jobs per group, worst sweep phase",
+                f"{bench.jobs_per_group_max} (target <= {TARGET_JOBS_PER_GROUP})",
+                bench.jobs_per_group_max <= TARGET_JOBS_PER_GROUP,
+            )
+        ]
+        if bench is not None
+        else []
+    )
     return [
         (
             f"files still waiting after 3 days ({scarce.day.transform_quota} instances)",
@@ -1487,29 +1870,38 @@ def targets(scarce: DayResult, plenty: DayResult) -> list[tuple[str, str, bool]]
             f"{plenty.p99_age:,.0f} s (target <= {TARGET_P99_PLENTY_SECONDS:,} s)",
             plenty.p99_age <= TARGET_P99_PLENTY_SECONDS,
         ),
+        *groups,
     ]
 
 
-def _beside(now: DayResult, before: DayResult) -> list[str]:
-    """The same day under merge at start (`now`) and today's design (`before`: the scheduler, one job per group
-    per intake batch, no merging), measured in the same run."""
+AS_BUILT = "as built"  # merge at start and the start-up hold (the main scenario)
+NO_HOLD = "merge at start, no hold"  # the design before the hold was built
+NO_MERGING = "no merging"  # the scheduler alone, one job per group per intake batch (before issue 19)
+DESIGNS = (AS_BUILT, NO_HOLD, NO_MERGING)
 
-    def row(label: str, of: Any) -> tuple[str, str, str]:
-        return (label, of(now), of(before))
 
+def _beside(columns: Sequence[tuple[str, DayResult]]) -> list[str]:
+    """The same day under each design (label, result; the first is the design as built), measured in the same
+    run."""
     spread = "min / median / p90 / max"
+    (_, now), quota = columns[0], columns[0][1].day.transform_quota
+
+    def row(label: str, of: Any) -> tuple[str, ...]:
+        return (label, *(of(r) for _, r in columns))
+
     merges = ", ".join(f"{op} {n:,.0f}" for op, n in now.merge_calls.items()) or "none"
     return [
         "",
-        f"the same day with {now.day.transform_quota:,} transform instances: merge at start beside today's design "
-        "(the scheduler, one job per group per intake batch, no merging)",
+        f"the same day with {quota:,} transform instances, measured in the same run: "
+        + ", ".join(f"{label} ({r.design}{', ' + r.hold if r.hold else ''})" for label, r in columns),
         *_table(
             [
-                ("figure", "merge at start", "today"),
+                ("figure", *(label for label, _ in columns)),
                 row(
                     "jobs planned by the intake / transform jobs started",
                     lambda r: f"{r.jobs_planned:,} / {r.jobs_started:,}",
                 ),
+                row("planned jobs held / held jobs released", lambda r: f"{r.held_jobs:,} / {r.held_released:,}"),
                 row("jobs started that merged waiting jobs", lambda r: f"{r.merged_jobs:,}"),
                 row(f"files per started job, {spread}", lambda r: " / ".join(f"{v:,}" for v in r.files_per_job)),
                 row("ResourceLimitExceeded answers", lambda r: f"{r.jobs_refused:,}"),
@@ -1526,7 +1918,7 @@ def _beside(now: DayResult, before: DayResult) -> list[str]:
                 row("last job done", lambda r: f"{r.finished_at / 3600:,.1f} h after midnight"),
             ]
         ),
-        f"  merge calls (ESTIMATED from the design, see merge_cost; measured once merging is built): {merges}",
+        f"  merge calls, {columns[0][0]} (ESTIMATED from the design, see merge_cost; not measured yet): {merges}",
     ]
 
 
@@ -1542,46 +1934,67 @@ def _knobs(scarce: DayResult, plenty: DayResult, settings: str) -> list[str]:
 
     return [
         "",
-        f"merge at start with {settings}",
+        f"as built (merge at start and the start-up hold) with {settings}",
         f"  {scarce.day.transform_quota:,} instances: {figures(scarce)}",
         f"  {plenty.day.transform_quota:,} instances: {figures(plenty)}",
         *_targets(scarce, plenty, "  its targets")[1:],
     ]
 
 
-def _targets(scarce: DayResult, plenty: DayResult, title: str = "issue 19's targets, merge at start") -> list[str]:
+def _targets(
+    scarce: DayResult,
+    plenty: DayResult,
+    title: str = "issue 19's targets, as built (merge at start and the start-up hold)",
+    bench: GroupsEstimate | None = None,
+) -> list[str]:
     return [
         "",
         title,
         *_table(
-            [("target", "figure", "met")] + [(t, f, "yes" if ok else "NO") for t, f, ok in targets(scarce, plenty)]
+            [("target", "figure", "met")]
+            + [(t, f, "yes" if ok else "NO") for t, f, ok in targets(scarce, plenty, bench)]
         ),
     ]
 
 
 def hold_variants() -> tuple[Hold, ...]:
-    """The start-up holds `--hold` simulates (docs/limits.md, "Considered: a start-up hold")."""
+    """The start-up holds considered before the hold was built, `--hold all` simulates them (docs/limits.md, "The
+    start-up hold as built, and the holds considered before it")."""
     spec = tuple(Hold(h, on_intake) for h in (JOB_STARTUP_SECONDS, 120, 60) for on_intake in (True, False))
     return spec + tuple(Hold(h, True, until_full=True) for h in (JOB_STARTUP_SECONDS, 120, 60))
 
 
 def simulate_holds(
-    day: Day, defaults: Defaults, costs: Costs, record_bytes: int
+    day: Day, defaults: Defaults, costs: Costs, record_bytes: int, *, considered: bool = True
 ) -> tuple[list[tuple[DayResult, DayResult]], list[GroupsEstimate]]:
-    """Merge at start without and with each hold, the day on the assumed quota and on PLENTY_INSTANCES (same
-    seed, same measured calls); and the sandbox bench's groups drop in the same model."""
-    holds_: list[Hold | None] = [None, *hold_variants()]
-    plenty = replace(day, transform_quota=PLENTY_INSTANCES)
-    days = [
-        (
-            simulate_day(day, defaults, costs, record_bytes, merge=True, hold=hold),
-            simulate_day(plenty, defaults, costs, record_bytes, merge=True, hold=hold),
-        )
-        for hold in holds_
+    """Merge at start without a hold, with the hold as built and its variant (c), and with each hold considered
+    before it was built (`hold_variants`), the day on the assumed quota and on PLENTY_INSTANCES (same seed, same
+    measured calls); and the sandbox bench's groups drop in the same model (the built hold with the sandbox's
+    settings, `sandbox_defaults`). `considered=False`: the holds considered before are left out."""
+    holds_: list[Hold | StartupHold | None] = [
+        None,
+        StartupHold.of(defaults),
+        StartupHold.of(defaults, on_completion=True),
+        StartupHold.of(defaults, in_flight=True),
+        *(hold_variants() if considered else ()),
     ]
+    plenty = replace(day, transform_quota=PLENTY_INSTANCES)
+
+    def run(on: Day, hold: Hold | StartupHold | None) -> DayResult:
+        if isinstance(hold, StartupHold):
+            return simulate_day(on, defaults, costs, record_bytes, merge=True, startup_hold=hold)
+        return simulate_day(on, defaults, costs, record_bytes, merge=True, hold=hold)
+
+    days = [(run(day, hold), run(plenty, hold)) for hold in holds_]
     bench = sandbox_defaults(defaults)
-    planned = groups_bench_planned(bench, costs)
-    return days, [groups_bench_estimate(planned, hold, bench) for hold in holds_]
+    planned, intake = groups_bench_intake(bench, costs)
+
+    def in_bench(hold: Hold | StartupHold | None) -> Hold | StartupHold | None:
+        if isinstance(hold, StartupHold):
+            return StartupHold.of(bench, on_completion=hold.on_completion, in_flight=hold.in_flight)
+        return hold
+
+    return days, [groups_bench_estimate(planned, in_bench(hold), bench, intake=intake) for hold in holds_]
 
 
 def _holds(days: Sequence[tuple[DayResult, DayResult]], bench: Sequence[GroupsEstimate]) -> list[str]:
@@ -1596,8 +2009,10 @@ def _holds(days: Sequence[tuple[DayResult, DayResult]], bench: Sequence[GroupsEs
     scarce, plenty = days[0]
     return [
         "",
-        f"considered, not built: a start-up hold (merge at start; {scarce.day.transform_quota:,} and "
-        f"{plenty.day.transform_quota:,} instances; the groups bench in the same model, worst sweep phase)",
+        f"start-up holds: as built, its variants (c) and in flight (not built), and with --hold all those considered "
+        f"before (merge at start; "
+        f"{scarce.day.transform_quota:,} and {plenty.day.transform_quota:,} instances; the groups bench in the same "
+        "model, the sandbox's settings, worst sweep phase)",
         *_table(
             [
                 (
@@ -1631,7 +2046,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", action="store_true", help="measure the calls now instead of reading them")
     parser.add_argument("--no-sweeps", action="store_true", help="the two scenarios only")
     parser.add_argument(
-        "--hold", action="store_true", help="also simulate the start-up holds considered (docs/limits.md; minutes)"
+        "--hold",
+        nargs="?",
+        const="all",
+        choices=("all", "built"),
+        help="also simulate the hold's variants (built: the built one's only; all: and those considered before it; "
+        "docs/limits.md; minutes)",
     )
     parser.add_argument("--json", type=Path, default=OUT_DIR / "limits.json", help="where to write the figures")
     args = parser.parse_args(argv)
@@ -1640,23 +2060,40 @@ def main(argv: list[str] | None = None) -> int:
     costs = costs_from(calls)
     record = sqs_record_bytes()
     day = Day(files=args.files, groups=args.groups, seed=args.seed)
-    day_result = simulate_day(day, defaults, costs, record, merge=True)
-    day_today = simulate_day(day, defaults, costs, record)
+    built = StartupHold.of(defaults)  # the design as built: merge at start and the start-up hold
     plenty = replace(day, transform_quota=PLENTY_INSTANCES)
-    plenty_merge = simulate_day(plenty, defaults, costs, record, merge=True)
-    plenty_today = simulate_day(plenty, defaults, costs, record)
+
+    def design(on: Day, label: str) -> DayResult:
+        if label == NO_MERGING:
+            return simulate_day(on, defaults, costs, record)
+        return simulate_day(on, defaults, costs, record, merge=True, startup_hold=built if label == AS_BUILT else None)
+
+    runs = {(on.transform_quota, label): design(on, label) for on in (day, plenty) for label in DESIGNS}
+    day_result, plenty_built = runs[day.transform_quota, AS_BUILT], runs[plenty.transform_quota, AS_BUILT]
     tuned = KNOBS.apply(defaults)
     knob_runs = [
-        simulate_day(on, tuned, costs, record, merge=True, served_window=KNOBS.served_window) for on in (day, plenty)
+        simulate_day(
+            on, tuned, costs, record, merge=True, served_window=KNOBS.served_window, startup_hold=StartupHold.of(tuned)
+        )
+        for on in (day, plenty)
     ]
+    bench_defaults = sandbox_defaults(defaults)
+    bench_planned, bench_intake = groups_bench_intake(bench_defaults, costs)
+    bench = groups_bench_estimate(bench_planned, StartupHold.of(bench_defaults), bench_defaults, intake=bench_intake)
     week = simulate_week(args.endpoints, defaults, costs, args.seed)
     ceilings = [] if args.no_sweeps else sweeps(defaults, costs, record, day)
-    lines = report(defaults, costs, notes, day_result, week, ceilings, day_today)
+
+    def columns(quota: int) -> list[tuple[str, DayResult]]:
+        return [(label, runs[quota, label]) for label in DESIGNS]
+
+    lines = report(defaults, costs, notes, day_result, week, ceilings, columns(day.transform_quota))
     week_at = next(i for i, line in enumerate(lines) if line.startswith(f"{week.endpoints} endpoints"))
-    hold_days, hold_bench = simulate_holds(day, defaults, costs, record) if args.hold else ([], [])
+    hold_days, hold_bench = (
+        simulate_holds(day, defaults, costs, record, considered=args.hold == "all") if args.hold else ([], [])
+    )
     lines[week_at - 1 : week_at - 1] = [
-        *_beside(plenty_merge, plenty_today),
-        *_targets(day_result, plenty_merge),
+        *_beside(columns(plenty.transform_quota)),
+        *_targets(day_result, plenty_built, bench=bench),
         *_knobs(knob_runs[0], knob_runs[1], KNOBS.describe(defaults)),
         *(_holds(hold_days, hold_bench) if args.hold else []),
     ]
@@ -1668,11 +2105,14 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {
         "defaults": asdict(defaults),
-        "day": figures_of(day_result),
-        "day_today_no_merging": figures_of(day_today),
-        "day_plenty": figures_of(plenty_merge),
-        "day_plenty_today_no_merging": figures_of(plenty_today),
-        "targets": [{"target": t, "figure": f, "met": ok} for t, f, ok in targets(day_result, plenty_merge)],
+        "day": figures_of(day_result),  # as built: merge at start and the start-up hold
+        "day_merge_no_hold": figures_of(runs[day.transform_quota, NO_HOLD]),
+        "day_today_no_merging": figures_of(runs[day.transform_quota, NO_MERGING]),
+        "day_plenty": figures_of(plenty_built),
+        "day_plenty_merge_no_hold": figures_of(runs[plenty.transform_quota, NO_HOLD]),
+        "day_plenty_today_no_merging": figures_of(runs[plenty.transform_quota, NO_MERGING]),
+        "groups_bench": asdict(bench),
+        "targets": [{"target": t, "figure": f, "met": ok} for t, f, ok in targets(day_result, plenty_built, bench)],
         "knobs": {
             "settings": KNOBS.describe(defaults),
             "day": figures_of(knob_runs[0]),

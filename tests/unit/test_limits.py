@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench import limits
+from sagepilot_sandbox.server import SANDBOX_PARAMETERS
 
 ONE = {"s3.HeadObject": 1, "dynamodb.PutItem": 2, "sagemaker.CreateTransformJob": 1}
 HUNDRED = {"s3.HeadObject": 100, "dynamodb.PutItem": 101, "sagemaker.CreateTransformJob": 1}
@@ -37,6 +38,11 @@ def test_the_defaults_are_the_template_s(template: dict[str, Any]) -> None:
     assert defaults.capacity_sweep_seconds == 300 and parameters["CapacitySweepSchedule"] == "rate(5 minutes)"
     capacity_alarm = template["Resources"]["CapacityBacklogAlarm"]["Properties"]
     assert defaults.capacity_alarm_seconds == capacity_alarm["Threshold"]
+    assert defaults.hold_seconds == int(parameters["HoldSeconds"]) > 0  # the start-up hold, as built
+    assert defaults.hold_quiet_seconds == int(parameters["HoldQuietSeconds"])
+    sandbox = limits.sandbox_defaults(defaults)  # the bench's stack: the sandbox's short waits
+    assert sandbox.hold_quiet_seconds == int(SANDBOX_PARAMETERS["HoldQuietSeconds"]) != defaults.hold_quiet_seconds
+    assert sandbox.window == int(SANDBOX_PARAMETERS["BatchingWindowSeconds"])
 
 
 def test_calls_split_into_per_file_and_per_job_parts() -> None:
@@ -249,3 +255,33 @@ def test_the_scheduler_s_memory_decides_how_often_a_big_group_gets_a_turn() -> N
     oldest = limits.simulate_day(day, defaults, costs, 1300, merge=True, served_window=1)
     assert oldest.p99_age < equal.p99_age / 2 and oldest.max_age < equal.max_age / 2
     assert oldest.files_started + oldest.files_still_parked == oldest.files_planned
+
+
+def test_the_main_scenario_is_the_design_as_built_beside_the_designs_before_it(tmp_path: Any) -> None:
+    """`make limits` simulates the day with merge at start and the start-up hold (the template's settings), and
+    measures merge at start without the hold and no merging in the same run; its targets include the groups
+    bench's jobs per group, estimated with the hold as built."""
+    results, out = tmp_path / "results.json", tmp_path / "limits.json"
+    scenarios = {
+        name: {"recorded": {"calls": CALLS.get(name, limits.FALLBACK_MOVE_CALLS)}} for name in limits.SCENARIOS
+    }
+    results.write_text(json.dumps({"section": "aws calls", "details": {"scenarios": scenarios}}))
+    argv = ["--files", "5000", "--groups", "10", "--endpoints", "10", "--no-sweeps", "--hold", "built"]
+    assert limits.main([*argv, "--results", str(results), "--json", str(out)]) == 0
+
+    figures = json.loads(out.read_text())
+    built = limits.StartupHold.of(limits.read_defaults()).label()
+    assert figures["day"]["hold"] == figures["day_plenty"]["hold"] == built and figures["day"]["held_jobs"] > 0
+    assert figures["day_merge_no_hold"]["hold"] == "" and figures["day_merge_no_hold"]["design"] == "merge at start"
+    assert figures["day_today_no_merging"]["design"] == "scheduler"
+    assert (
+        figures["groups_bench"]["hold"]
+        == limits.StartupHold.of(limits.sandbox_defaults(limits.read_defaults())).label()
+    )
+    names = [t["target"] for t in figures["targets"]]
+    assert "groups bench (model): jobs per group, worst sweep phase" in names
+    bench = next(t for t in figures["targets"] if t["target"].startswith("groups bench"))
+    assert bench["met"] == (figures["groups_bench"]["jobs_per_group_max"] <= limits.TARGET_JOBS_PER_GROUP)
+    variants = [h["day"]["hold"] for h in figures["hold"]]  # --hold built: the built hold's variants only
+    assert variants == ["", built, f"{built} + (c) completions", f"{built} + in flight"]
+    assert figures["hold"][1]["day"] == figures["day"]  # the same simulation as the main scenario's
