@@ -51,10 +51,11 @@ class Releases:
         assert 0 <= delay_seconds <= 900
         self.sent.append((self.clock.now + delay_seconds, body))
 
-    backlog: int = 0  # messages waiting in the intake queue (ApproximateNumberOfMessages)
+    backlog: int = 0  # messages waiting in the intake queue or in other invocations' batches (in flight)
+    own: int = 0  # the batch being handled, in flight too
 
-    def visible_messages(self) -> int:
-        return self.backlog
+    def messages(self) -> int:
+        return self.backlog + self.own
 
     def due(self) -> list[QueuedMessage]:
         ready = [(at, body) for at, body in self.sent if at <= self.clock.now]
@@ -74,6 +75,7 @@ class World:
     def deliver_releases(self) -> list[Any]:
         outcomes = []
         while messages := self.releases.due():
+            self.releases.own = len(messages)
             outcomes.append(self.intake.handle(list(messages)))
         return outcomes
 

@@ -33,12 +33,16 @@ class DelayedQueue:
         except ClientError as exc:
             raise TransientError(f"SendMessage to {self._url} failed: {exc}") from exc
 
-    def visible_messages(self) -> int:
-        """How many messages wait in the queue, not yet received (ApproximateNumberOfMessages: SQS's estimate)."""
+    def messages(self) -> int:
+        """How many messages the queue holds, waiting or being processed (ApproximateNumberOfMessages plus
+        ApproximateNumberOfMessagesNotVisible: SQS's estimates; delayed ones are not counted)."""
         try:
             attributes = self._sqs.get_queue_attributes(
-                QueueUrl=self._url, AttributeNames=["ApproximateNumberOfMessages"]
+                QueueUrl=self._url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
             )["Attributes"]
         except ClientError as exc:
             raise TransientError(f"GetQueueAttributes of {self._url} failed: {exc}") from exc
-        return int(attributes.get("ApproximateNumberOfMessages", 0))
+        waiting = attributes.get("ApproximateNumberOfMessages", "0")
+        in_flight = attributes.get("ApproximateNumberOfMessagesNotVisible", "0")
+        return int(waiting) + int(in_flight)

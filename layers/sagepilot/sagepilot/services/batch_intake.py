@@ -147,7 +147,7 @@ class BatchIntake:
         for group, items in sorted(accepted.items()):
             self._launch_group(group, items, outcome, rejections, waiting, known.get(group))
 
-        self._release(releases, outcome)
+        self._release(releases, outcome, own_messages=len(messages))
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
         intake_metrics(
@@ -421,7 +421,7 @@ class BatchIntake:
             logger.warning("could not read the groups' records; each is read on its own", extra={"error": str(exc)})
             return {}
 
-    def _release(self, releases: list[tuple[str, QueuedMessage]], outcome: IntakeOutcome) -> None:
+    def _release(self, releases: list[tuple[str, QueuedMessage]], outcome: IntakeOutcome, *, own_messages: int) -> None:
         """The delayed messages that release groups' held jobs (services/holding.py): released when due, else
         sent again for the rest. One whose work fails goes back to the queue; on its last delivery it is left to
         the periodic sweep, which releases every held job that is due."""
@@ -430,7 +430,7 @@ class BatchIntake:
                 logger.error("a held job's release arrived, but this stack holds nothing", extra={"job": job})
                 continue
             try:
-                outcome.releases[job] = self._hold.release(job)
+                outcome.releases[job] = self._hold.release(job, own_messages=own_messages)
                 if outcome.releases[job] == "released":
                     outcome.jobs_started.append(job)
             except (TransientError, PermanentError) as exc:

@@ -167,8 +167,9 @@ class GroupHold:
         return name
 
     # Releasing ---------------------------------------------------------------------------------------
-    def release(self, job_name: str, *, force: bool = False, sweeping: bool = False) -> str:
-        """Release a held job when it is due (or now, `force`); what happened ("released": its transform job was
+    def release(self, job_name: str, *, force: bool = False, sweeping: bool = False, own_messages: int = 0) -> str:
+        """Release a held job when it is due (or now, `force`; `own_messages`: the intake batch of the caller, in
+        flight but planned already); what happened ("released": its transform job was
         created now), for the outcome and the log. Sent again (with a queue) when not due yet; a job released
         before is left to `resume` (done, or its releaser's)."""
         record = self._state.get_job(job_name)
@@ -201,9 +202,11 @@ class GroupHold:
             if now < due:
                 self._later(job_name, due - now)
                 return "not due"
-            if now < ends and self._queue is not None and self._queue.visible_messages():
-                # Quiet only as far as the intake has read: files still queued may be the group's. Looked at
-                # again soon (a quarter of the quiet time): once the backlog is read, the quiet time counts.
+            if now < ends and self._queue is not None and self._queue.messages() > own_messages:
+                # Quiet only as far as the intake has planned: files still queued, or in a batch another
+                # invocation is planning (in flight), may be the group's; `own_messages`, the caller's own batch
+                # (this release among them), are done with. Looked at again soon (a quarter of the quiet time):
+                # once the backlog is planned, the quiet time counts.
                 self._later(job_name, min(max(1, hold.quiet_seconds // 4), ends - now))
                 return "backlog"
         if not self._state.transition(job_name, expected=[HELD], to=CLAIMING, claimingSince=now):
