@@ -283,5 +283,5 @@ def test_the_main_scenario_is_the_design_as_built_beside_the_designs_before_it(t
     bench = next(t for t in figures["targets"] if t["target"].startswith("groups bench"))
     assert bench["met"] == (figures["groups_bench"]["jobs_per_group_max"] <= limits.TARGET_JOBS_PER_GROUP)
     variants = [h["day"]["hold"] for h in figures["hold"]]  # --hold built: the built hold's variants only
-    assert variants == ["", built, f"{built} + (c) completions", f"{built} + in flight"]
+    assert variants == ["", built, f"{built} + (c) completions", f"{built} + visible backlog only"]
     assert figures["hold"][1]["day"] == figures["day"]  # the same simulation as the main scenario's

@@ -12,8 +12,8 @@ services/holding.py; measured in `make limits`, docs/limits.md "A start-up hold"
   write per file; no plan, manifest or start per batch), compatible work only (`hold_key`: the same
   model, content type, compression, instance type and input folder), while it has room.
 - **When it is released** (`release_due`): once the group has been quiet for `quiet_seconds`
-  (`HoldQuietSeconds`: no file added to it, and no backlog in the intake queue, where its next files may
-  wait), or when the hold ends (`hold_seconds` after the group's last start), whichever comes first.
+  (`HoldQuietSeconds`: no file added to it, and no other message in the intake queue, waiting or in a batch
+  being planned, where its next files may be), or when the hold ends (`hold_seconds` after the group's last start), whichever comes first.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def hold_over(*, opened_at: int, last_started_at: int, settings: HoldSettings) -
 def release_due(*, opened_at: int, last_added_at: int, last_started_at: int, settings: HoldSettings) -> int:
     """When (epoch seconds) a held job is released: the group quiet for `quiet_seconds` since its last
     addition, or the hold over, whichever comes first. (Files still queued are not quiet: while the intake
-    queue has a backlog, the release waits for the hold's end, see services/holding.py.)"""
+    queue holds other messages, waiting or in flight, the release waits, at most until the hold's end; see
+    services/holding.py.)"""
     quiet = last_added_at + settings.quiet_seconds
     return min(quiet, hold_over(opened_at=opened_at, last_started_at=last_started_at, settings=settings))
