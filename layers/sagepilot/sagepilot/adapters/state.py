@@ -697,80 +697,73 @@ class StateTable:
         items = self._consistent_items([group_pk(g) for g in groups], "reading the records of groups")
         return {str(r.pop("pk"))[len("group#") :]: r for r in (_from_item(i) for i in items)}
 
+    def _update_if(self, pk: str, what: str, **params: Any) -> bool:
+        """One UpdateItem of item `pk` (its expressions in `params`); False if its condition refused it."""
+        try:
+            self._db.update_item(TableName=self._table, Key={"pk": {"S": pk}}, **params)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise failure(exc, f"{what} failed: {exc}") from exc
+        return True
+
     def started_now(self, group: str) -> None:
         """Record that `group` starts a job now (its released held job): the hold counts from here."""
         now = self.now()
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": group_pk(group)}},
-                UpdateExpression="SET lastStartedAt = :now, expiresAt = :expires",
-                ExpressionAttributeValues={":now": _to_attr(now), ":expires": _to_attr(now + RETENTION_SECONDS)},
-            )
-        except ClientError as exc:
-            raise failure(exc, f"recording a start of group {group} failed: {exc}") from exc
+        self._update_if(
+            group_pk(group),
+            f"recording a start of group {group}",
+            UpdateExpression="SET lastStartedAt = :now, expiresAt = :expires",
+            ExpressionAttributeValues={":now": _to_attr(now), ":expires": _to_attr(now + RETENTION_SECONDS)},
+        )
 
     def open_held(self, group: str, job_name: str) -> str:
         """Make `job_name` (its record created HELD) the group's open held job, unless the group has one:
         the open job's name either way (a conditional write: concurrent invocations agree on one)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": group_pk(group)}},
-                UpdateExpression="SET openJob = :job",
-                ConditionExpression="attribute_not_exists(openJob) OR openJob = :job",
-                ExpressionAttributeValues={":job": _to_attr(job_name)},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise failure(exc, f"opening a held job for group {group} failed: {exc}") from exc
-            other = self.group_record(group).get("openJob")
-            if not other:
-                raise TransientError(f"the held job of group {group} changed while one was being opened") from exc
-            return str(other)
-        return job_name
+        if self._update_if(
+            group_pk(group),
+            f"opening a held job for group {group}",
+            UpdateExpression="SET openJob = :job",
+            ConditionExpression="attribute_not_exists(openJob) OR openJob = :job",
+            ExpressionAttributeValues={":job": _to_attr(job_name)},
+        ):
+            return job_name
+        other = self.group_record(group).get("openJob")
+        if not other:
+            raise TransientError(f"the held job of group {group} changed while one was being opened")
+        return str(other)
 
     def close_held(self, group: str, job_name: str) -> None:
         """The group's open held job is `job_name` no more (nothing happens if another one is open by now)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": group_pk(group)}},
-                UpdateExpression="REMOVE openJob",
-                ConditionExpression="openJob = :job",
-                ExpressionAttributeValues={":job": _to_attr(job_name)},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise failure(exc, f"closing the held job {job_name} of group {group} failed: {exc}") from exc
+        self._update_if(
+            group_pk(group),
+            f"closing the held job {job_name} of group {group}",
+            UpdateExpression="REMOVE openJob",
+            ConditionExpression="openJob = :job",
+            ExpressionAttributeValues={":job": _to_attr(job_name)},
+        )
 
     def add_held(self, job_name: str, part: str, files: int, *, hold_key: str, max_files: int) -> bool:
         """Add a batch's planned job `part` (`files` files, claimed for the held job next) to the held job, if it
         is still open (HELD), holds the same kind of work (`hold_key`), has room and does not list it yet. False
         otherwise (the caller reads the record to tell which)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": job_pk(job_name)}},
-                UpdateExpression="ADD heldParts :part, heldFiles :files SET lastAddedAt = :now, updatedAt = :now",
-                ConditionExpression="#status = :held AND holdKey = :key AND heldFiles <= :room "
-                "AND (attribute_not_exists(heldParts) OR NOT contains(heldParts, :name))",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":part": {"SS": [part]},
-                    ":name": {"S": part},
-                    ":files": _to_attr(files),
-                    ":now": _to_attr(self.now()),
-                    ":held": _to_attr(HELD),
-                    ":key": _to_attr(hold_key),
-                    ":room": _to_attr(max_files - files),
-                },
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise failure(exc, f"adding {part} to the held job {job_name} failed: {exc}") from exc
-        return True
+        return self._update_if(
+            job_pk(job_name),
+            f"adding {part} to the held job {job_name}",
+            UpdateExpression="ADD heldParts :part, heldFiles :files SET lastAddedAt = :now, updatedAt = :now",
+            ConditionExpression="#status = :held AND holdKey = :key AND heldFiles <= :room "
+            "AND (attribute_not_exists(heldParts) OR NOT contains(heldParts, :name))",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":part": {"SS": [part]},
+                ":name": {"S": part},
+                ":files": _to_attr(files),
+                ":now": _to_attr(self.now()),
+                ":held": _to_attr(HELD),
+                ":key": _to_attr(hold_key),
+                ":room": _to_attr(max_files - files),
+            },
+        )
 
     def claim_held(self, job_name: str, group: str, file_ids: list[str]) -> dict[str, str] | None:
         """Claim input versions for a held job while it is open: each transaction of claims carries a check that

@@ -13,7 +13,8 @@ services/holding.py; measured in `make limits`, docs/limits.md "A start-up hold"
   model, content type, compression, instance type and input folder), while it has room.
 - **When it is released** (`release_due`): once the group has been quiet for `quiet_seconds`
   (`HoldQuietSeconds`: no file added to it, and no other message in the intake queue, waiting or in a batch
-  being planned, where its next files may be), or when the hold ends (`hold_seconds` after the group's last start), whichever comes first.
+  being planned, where its next files may be), or when the hold ends (`hold_seconds` after the group's last
+  start), whichever comes first.
 """
 
 from __future__ import annotations
