@@ -10,6 +10,7 @@ ends in exactly one job that runs.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -248,6 +249,31 @@ def test_the_sweep_releases_a_held_job_whose_release_message_was_lost(
     world.clock.advance(360)
     world.completion.sweep()
     assert record(stack, clients, held)["status"] == "STARTED"
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_the_sweep_reads_every_held_job_together_and_releases_only_those_whose_hold_is_over(
+    stack, clients, data, intake_queue, world, registry, completions, sagemaker, jobs
+):
+    """One held job per busy group, and the sweep runs every few minutes: it reads them all in one go (not two
+    reads per held job), and leaves those whose hold is not over to their messages."""
+    groups = [f"g{i}" for i in range(12)]
+    for group in groups:
+        registry.register(group)
+    batch(world, intake_queue, data, [f"incoming/{g}/a.csv" for g in groups])
+    held = batch(world, intake_queue, data, [f"incoming/{g}/b.csv" for g in groups]).jobs_held
+    assert len(held) == len(groups)
+    world.releases.sent.clear()  # lost
+    calls: Counter[str] = Counter()
+    clients("dynamodb").meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.update([model.name]))
+    world.clock.advance(60)
+    assert world.completion.sweep().started == []
+    assert calls["GetItem"] == 0 and calls["BatchGetItem"] <= 3, calls  # held jobs, their groups (and claims)
+    assert {record(stack, clients, j)["status"] for j in held} == {"HELD"}
+    world.clock.advance(360)
+    assert sorted(world.completion.sweep().started) == sorted(held)
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
 

@@ -230,8 +230,27 @@ class GroupHold:
     def sweep(self) -> list[str]:
         """The periodic pass over held jobs: release those whose hold is over (their message lost, or given up),
         finish those whose releaser died. The names released."""
+        names = self._state.held_jobs()
+        if not names:
+            return []
+        # Every held job's record and its group's, read together (not two reads per held job: one is open per busy
+        # group, and most are not due): one still HELD whose hold is not over is left to its message; only the
+        # others go through `release`.
+        records = self._state.get_jobs(names)
+        groups = self._state.group_records(sorted({str(r["group"]) for r in records.values() if r.get("group")}))
+        now = self._state.now()
         released = []
-        for name in self._state.held_jobs():
+        for name in names:
+            record = records.get(name)
+            if record is not None and record.get("status") == HELD:
+                group = groups.get(str(record.get("group")), {})
+                ends = hold_over(
+                    opened_at=int(record["createdAt"]),
+                    last_started_at=int(group.get("lastStartedAt", 0)),
+                    settings=self._settings.hold,
+                )
+                if now < ends:
+                    continue
             if self.release(name, sweeping=True) == "released":
                 released.append(name)
         return released
