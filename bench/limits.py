@@ -609,7 +609,10 @@ class HeldJob:
     serial: int
     group: int
     opened: float
-    last_added: float
+    # When the newest file held reached the intake queue (lastArrivalAt). The model's intake keeps up with its
+    # queue, so a batch's newest file arrived within the batching window before it was planned: its planning
+    # time stands for it.
+    last_arrival: float
     parts: list[int] = field(default_factory=list)
     files: int = 0
 
@@ -640,7 +643,7 @@ class HeldWork:
     def _due(self, job: HeldJob) -> float:
         return release_due(
             opened_at=int(job.opened),
-            last_added_at=int(job.last_added),
+            last_arrival_at=int(job.last_arrival),
             last_started_at=int(self.last_started.get(job.group, 0)),
             settings=self.hold.settings,
         )
@@ -672,7 +675,7 @@ class HeldWork:
                 job = self._open(at, group)
             job.parts.append(key)
             job.files += files
-            job.last_added = at
+            job.last_arrival = at
             self.held += 1
         if starts and group in self.open:
             released.append(self._release(at, self.open[group]))  # (a): the hold is over, this batch joins it

@@ -373,6 +373,10 @@ class Queue:
     sqs: Any
     url: str
     arn: str
+    # A test clock the handlers read: SQS's SentTimestamp then says when on it the message was first received
+    # (moto stamps the real time, years before a FakeClock's).
+    clock: Any = None
+    _sent: dict[str, float] = field(default_factory=dict)
 
     def receive(self) -> dict[str, Any]:
         """Every message visible now, as one Lambda SQS event (possibly with no records)."""
@@ -386,6 +390,10 @@ class Queue:
                 WaitTimeSeconds=0,
             ).get("Messages", [])
             if not messages:
+                if self.clock is not None:
+                    for r in records:
+                        sent = self._sent.setdefault(r["messageId"], self.clock())
+                        r["attributes"]["SentTimestamp"] = str(int(sent * 1000))
                 return sqs_event(records)
             records += [sqs_record(m, self.arn) for m in messages]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -485,6 +486,32 @@ def test_throttling_beyond_the_retries_returns_the_messages(clients, data, regis
     again = handle(intake, sqs_event([redelivered(r, 2) for r in event["Records"]]))
     assert again.failed_message_ids == [] and len(again.jobs_started) == 1
     assert jobs.names() == again.jobs_started
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+def test_a_batchs_groups_are_prepared_at_once_and_one_groups_failure_stays_its_own(
+    clients, data, registry, intake_queue, intake, jobs
+):
+    """A batch may hold a hundred groups: each group's model is read, its files planned (and held) beside the
+    others'. The registry failing for one group hands back that group's messages only."""
+    groups = [f"g{i}" for i in range(10)]
+    for group in groups:
+        registry.register(group)
+    dropped = {f"incoming/{g}/a.csv": data.drop(f"incoming/{g}/a.csv") for g in groups}
+    threads: set[int] = set()
+    clients("sagemaker").meta.events.register(
+        "before-call.sagemaker.ListModelPackages", lambda **_: threads.add(threading.get_ident())
+    )
+    inject_error(
+        clients("sagemaker"), "ListModelPackages", "ServiceUnavailable", "down", status=503, times=None,
+        when=lambda body: body.get("ModelPackageGroupName") == "g3",
+    )  # fmt: skip
+    event = intake_queue.receive()
+    outcome = handle(intake, event)
+    assert outcome.failed_message_ids == [r["messageId"] for r in event["Records"] if "/g3/" in event_key(r)]
+    assert len(outcome.jobs_started) == 9 and outcome.files_accepted == 9 and outcome.rejected == []
+    assert len(threads) > 1
+    jobs.assert_each_version_in_exactly_one_job(versions_of({k: v for k, v in dropped.items() if "/g3/" not in k}))
 
 
 # ------------------------------------------------------------------------------------------ rejections

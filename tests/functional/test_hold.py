@@ -106,9 +106,11 @@ def build_world(
 
 
 @pytest.fixture
-def world(stack, clients, intake_settings, completion_settings, registry) -> World:
+def world(stack, clients, intake_settings, completion_settings, registry, intake_queue) -> World:
     registry.register("churn")
-    return build_world(FakeClock(), intake_settings, completion_settings, clients)
+    world = build_world(FakeClock(), intake_settings, completion_settings, clients)
+    intake_queue.clock = world.clock  # the quiet counts from SQS's SentTimestamp: on the test clock
+    return world
 
 
 def batch(world: World, intake_queue: Any, data: Any, keys: list[str]) -> Any:
@@ -437,5 +439,34 @@ def test_a_held_job_waits_while_the_intake_queue_has_a_backlog_until_the_hold_en
     # Released when the hold ended: 420 s after the group's last start (the release of the first held job).
     assert record(stack, clients, again)["status"] == "STARTED"
     assert int(record(stack, clients, again)["updatedAt"]) - int(record(stack, clients, held)["updatedAt"]) <= 450
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_the_quiet_counts_from_when_the_groups_newest_file_reached_the_queue_not_from_when_it_was_read(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    """After a burst the intake reads its backlog late: a group whose last file reached the queue 20 s before
+    the intake read it has been quiet for those 20 s already, and is released 30 s after that file arrived (as
+    soon as the backlog is read), not 30 s after it was read."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv"]).jobs_held  # opened now: T
+    world.clock.advance(5)
+    data.drop("incoming/churn/c.csv")
+    event = intake_queue.receive()  # SQS has it at T + 5 ...
+    world.clock.advance(20)
+    outcome = world.intake.handle(queued_messages(event))  # ... and the busy intake reads it at T + 25
+    intake_queue.settle(event, {"batchItemFailures": []})
+    assert outcome.jobs_held == [held]
+    world.clock.advance(5)
+    (early,) = world.deliver_releases()  # T + 30: the group has been quiet 25 s
+    assert early.releases == {held: "not due"}
+    assert [at - world.clock.now for at, _ in world.releases.sent] == [5]
+    world.clock.advance(5)
+    (released,) = world.deliver_releases()  # T + 35: quiet for 30 s since c reached the queue
+    assert released.releases == {held: "released"}
+    plan = data.json(f"jobs/churn/{held}/plan.json")
+    assert sorted(i["key"] for i in plan["inputs"]) == ["incoming/churn/b.csv", "incoming/churn/c.csv"]
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)

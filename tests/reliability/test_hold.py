@@ -67,25 +67,29 @@ _FAR = 2.0**62  # a delayed message's `delayed_until` (ms) while the test clock 
 # ---------------------------------------------------------------------------------------- the driver
 @dataclass
 class FakeDelays:
-    """SQS DelaySeconds on the test clock: each delayed message of the queue is due `DelaySeconds` after the
-    test clock's time when it was sent (the clock stands still during an invocation); until then moto keeps it
-    delayed, however long the test takes in real time."""
+    """SQS on the test clock: each delayed message of the queue is due `DelaySeconds` after the test clock's time
+    when it was sent (the clock stands still during an invocation); until then moto keeps it delayed, however long
+    the test takes in real time. And every message's SentTimestamp (whence the hold's quiet counts) is the test
+    clock's time when it was first seen here, not moto's real time."""
 
     queue_name: str
     clock: FakeClock
     due: dict[str, float] = field(default_factory=dict)  # message id -> when (test clock)
+    seen: set[str] = field(default_factory=set)
 
     def sync(self) -> None:
         from moto.sqs.models import sqs_backends
 
         queue = sqs_backends[ACCOUNT][REGION].queues[self.queue_name]
         for message in list(queue._messages):
-            if message.id not in self.due:
-                if not message.delayed_until:
-                    continue  # sent without a delay (an S3 event)
-                delay = round((message.delayed_until - int(message.sent_timestamp)) / 1000)
-                self.due[message.id] = self.clock.now + delay
-            message.delayed_until = 0.0 if self.due[message.id] <= self.clock.now else _FAR
+            if message.id not in self.seen:
+                self.seen.add(message.id)
+                if message.delayed_until:
+                    delay = round((message.delayed_until - int(message.sent_timestamp)) / 1000)
+                    self.due[message.id] = self.clock.now + delay
+                message.sent_timestamp = int(self.clock.now * 1000)
+            if message.id in self.due:
+                message.delayed_until = 0.0 if self.due[message.id] <= self.clock.now else _FAR
 
     def pending(self) -> int:
         """Messages in the queue, delayed ones included."""

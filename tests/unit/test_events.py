@@ -171,6 +171,15 @@ def test_receive_count_is_read_from_the_attributes():
     assert [m.receive_count for m in queued_messages(raw)] == [1, 4]
 
 
+def test_when_sqs_received_a_message_is_read_from_its_sent_timestamp():
+    raw = read_event("sqs-intake-batch.json")
+    sent = [int(r["attributes"]["SentTimestamp"]) / 1000 for r in raw["Records"]]
+    assert [m.sent_at for m in queued_messages(raw)] == sent
+    raw["Records"][0]["attributes"].pop("SentTimestamp")
+    raw["Records"][1]["attributes"]["SentTimestamp"] = "soon"
+    assert [m.sent_at for m in queued_messages(raw)] == [None, None]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [("not json", "not JSON"), ("[1, 2]", "not a JSON object"), ('"a string"', "not a JSON object")],

@@ -36,7 +36,7 @@ def test_without_a_hold_everything_starts():
     ],
 )
 def test_held_work_is_released_when_the_group_is_quiet_or_the_hold_ends(opened, added, started, due):
-    assert release_due(opened_at=opened, last_added_at=added, last_started_at=started, settings=ON) == due
+    assert release_due(opened_at=opened, last_arrival_at=added, last_started_at=started, settings=ON) == due
 
 
 def test_a_release_message_names_its_job_and_other_messages_are_not_releases():

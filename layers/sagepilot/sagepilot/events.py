@@ -34,6 +34,7 @@ class QueuedMessage:
     message_id: str
     receive_count: int
     body: dict[str, Any]
+    sent_at: float | None = None  # when SQS received it (SentTimestamp, epoch seconds); None if not given
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,16 @@ def queued_messages(event: dict[str, Any]) -> list[QueuedMessage | tuple[str, Ma
         if not isinstance(body, dict):
             out.append((record.message_id, MalformedEvent("message body is not a JSON object")))
             continue
-        out.append(QueuedMessage(record.message_id, count, body))
+        out.append(QueuedMessage(record.message_id, count, body, _sent_at(record.attributes.get("SentTimestamp"))))
     return out
+
+
+def _sent_at(sent_timestamp: str | None) -> float | None:
+    """SQS's SentTimestamp (epoch milliseconds, as a string) in seconds; None if absent or not a number."""
+    try:
+        return int(sent_timestamp) / 1000 if sent_timestamp else None
+    except ValueError:
+        return None
 
 
 def _event_object(raw: Any) -> dict[str, Any]:

@@ -58,7 +58,7 @@ REPLANNED = JobStatus.REPLANNED
 # its group (`mergedInto`, domain/coalescing.py); its claims moved to that job. Terminal for the job itself.
 MERGED = JobStatus.MERGED
 # A group's open held job (domain/hold.py): held files are claimed for it as they arrive (`heldParts`: the
-# batches' plans it holds, `heldFiles`, `lastAddedAt`); listed under kind `held` until it starts.
+# batches' plans it holds, `heldFiles`, `lastArrivalAt`); listed under kind `held` until it starts.
 HELD = JobStatus.HELD
 RETENTION_SECONDS = 90 * 24 * 3600
 _BATCH_GET_LIMIT = 100
@@ -753,14 +753,15 @@ class StateTable:
             ExpressionAttributeValues={":job": _to_attr(job_name)},
         )
 
-    def add_held(self, job_name: str, part: str, files: int, *, hold_key: str, max_files: int) -> bool:
-        """Add a batch's planned job `part` (`files` files, claimed for the held job next) to the held job, if it
-        is still open (HELD), holds the same kind of work (`hold_key`), has room and does not list it yet. False
-        otherwise (the caller reads the record to tell which)."""
+    def add_held(self, job_name: str, part: str, files: int, *, hold_key: str, max_files: int, arrived_at: int) -> bool:
+        """Add a batch's planned job `part` (`files` files, claimed for the held job next; its newest reached the
+        intake queue at `arrived_at`) to the held job, if it is still open (HELD), holds the same kind of work
+        (`hold_key`), has room and does not list it yet. False otherwise (the caller reads the record to tell
+        which)."""
         return self._update_if(
             job_pk(job_name),
             f"adding {part} to the held job {job_name}",
-            UpdateExpression="ADD heldParts :part, heldFiles :files SET lastAddedAt = :now, updatedAt = :now",
+            UpdateExpression="ADD heldParts :part, heldFiles :files SET lastArrivalAt = :arrived, updatedAt = :now",
             ConditionExpression="#status = :held AND holdKey = :key AND heldFiles <= :room "
             "AND (attribute_not_exists(heldParts) OR NOT contains(heldParts, :name))",
             ExpressionAttributeNames={"#status": "status"},
@@ -769,6 +770,7 @@ class StateTable:
                 ":name": {"S": part},
                 ":files": _to_attr(files),
                 ":now": _to_attr(self.now()),
+                ":arrived": _to_attr(arrived_at),
                 ":held": _to_attr(HELD),
                 ":key": _to_attr(hold_key),
                 ":room": _to_attr(max_files - files),

@@ -12,9 +12,11 @@ services/holding.py; measured in `make limits`, docs/limits.md "A start-up hold"
   write per file; no plan, manifest or start per batch), compatible work only (`hold_key`: the same
   model, content type, compression, instance type and input folder), while it has room.
 - **When it is released** (`release_due`): once the group has been quiet for `quiet_seconds`
-  (`HoldQuietSeconds`: no file added to it, and no other message in the intake queue, waiting or in a batch
-  being planned, where its next files may be), or when the hold ends (`hold_seconds` after the group's last
-  start), whichever comes first.
+  (`HoldQuietSeconds`: no file of it reached the intake queue since the newest one held, and no other message is
+  in the intake queue, waiting or in a batch being planned, where its next files may be), or when the hold ends
+  (`hold_seconds` after the group's last start), whichever comes first. The quiet counts from when the newest
+  held file reached the queue (SQS's SentTimestamp), not from when a batch was planned: after a burst, a group
+  that went quiet while the intake was still reading its backlog is released as soon as the backlog is read.
 """
 
 from __future__ import annotations
@@ -61,10 +63,10 @@ def hold_over(*, opened_at: int, last_started_at: int, settings: HoldSettings) -
     return (last_started_at if last_started_at > 0 else opened_at) + settings.hold_seconds
 
 
-def release_due(*, opened_at: int, last_added_at: int, last_started_at: int, settings: HoldSettings) -> int:
-    """When (epoch seconds) a held job is released: the group quiet for `quiet_seconds` since its last
-    addition, or the hold over, whichever comes first. (Files still queued are not quiet: while the intake
-    queue holds other messages, waiting or in flight, the release waits, at most until the hold's end; see
-    services/holding.py.)"""
-    quiet = last_added_at + settings.quiet_seconds
+def release_due(*, opened_at: int, last_arrival_at: int, last_started_at: int, settings: HoldSettings) -> int:
+    """When (epoch seconds) a held job is released: the group quiet for `quiet_seconds` since the newest file
+    held reached the intake queue (`last_arrival_at`), or the hold over, whichever comes first. (Files still
+    queued are not quiet: while the intake queue holds other messages, waiting or in flight, the release waits,
+    at most until the hold's end; see services/holding.py.)"""
+    quiet = last_arrival_at + settings.quiet_seconds
     return min(quiet, hold_over(opened_at=opened_at, last_started_at=last_started_at, settings=settings))

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sagepilot.adapters.notify import Notifier
 from sagepilot.adapters.registry import GroupNotFound, ModelRegistry
@@ -50,6 +50,11 @@ from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
 _IO_THREADS = 16
+_T = TypeVar("_T")
+# A batch's groups are prepared (model read, planned, held) and its held jobs released this many at once: each is
+# a few calls that wait on AWS, and a batch may hold a hundred groups. Jobs that start at once are started one at a
+# time after that, as before (IntakeMaxConcurrency bounds the rate of CreateTransformJob calls).
+_GROUP_THREADS = 8
 
 
 @dataclass
@@ -66,6 +71,20 @@ class IntakeOutcome:
     files_accepted: int = 0  # input versions in the jobs this batch started, held or left waiting for capacity
     ignored: int = 0
     failed_message_ids: list[str] = field(default_factory=list)
+
+    def absorb(self, part: IntakeOutcome) -> None:
+        """Add what one group's share of the batch did (prepared on its own thread) to the batch's outcome."""
+        self.jobs_started += part.jobs_started
+        self.jobs_existing += part.jobs_existing
+        self.jobs_waiting_for_capacity += part.jobs_waiting_for_capacity
+        self.jobs_held += [job for job in part.jobs_held if job not in self.jobs_held]
+        self.releases.update(part.releases)
+        self.rejected += part.rejected
+        for code, count in part.rejected_codes.items():
+            self.rejected_codes[code] = self.rejected_codes.get(code, 0) + count
+        self.files_accepted += part.files_accepted
+        self.ignored += part.ignored
+        self.failed_message_ids += part.failed_message_ids
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,19 @@ class _Arrival:
     event: ObjectCreated
     message_ids: list[str]
     final_delivery: bool
+    sent_at: float | None = None  # when SQS received its newest message (None: not said)
+
+
+@dataclass
+class _GroupWork:
+    """One group's share of a batch, prepared on its own (beside the batch's other groups): what it did already
+    (held work, rejections, messages to hand back) and the planned jobs to start now."""
+
+    arrivals: dict[str, _Arrival]
+    files: dict[str, InputFile]
+    outcome: IntakeOutcome = field(default_factory=IntakeOutcome)
+    rejections: list[Refused] = field(default_factory=list)
+    start: list[JobPlan] = field(default_factory=list)
 
 
 class BatchIntake:
@@ -144,8 +176,11 @@ class BatchIntake:
         self._settle_unconfirmed(unconfirmed, outcome, rejections)
         waiting: list[tuple[JobPlan, CapacityError]] = []
         known = self._group_records(sorted(accepted))
-        for group, items in sorted(accepted.items()):
-            self._launch_group(group, items, outcome, rejections, waiting, known.get(group))
+        groups = sorted(accepted.items())
+        for work in _each(lambda g: self._prepare_group(g[0], g[1], known.get(g[0])), groups):
+            outcome.absorb(work.outcome)
+            rejections += work.rejections
+            self._launch(work, outcome, rejections, waiting)
 
         self._release(releases, outcome, own_messages=len(messages))
         self._reject(rejections, outcome)
@@ -196,6 +231,8 @@ class BatchIntake:
             arrival = by_version.setdefault(identity, _Arrival(event, [], False))
             arrival.message_ids.append(message.message_id)
             arrival.final_delivery = arrival.final_delivery or final
+            if message.sent_at is not None:
+                arrival.sent_at = max(arrival.sent_at or 0.0, message.sent_at)
         return list(by_version.values())
 
     def _exhausted(self, failure: _Unavailable, note: str = "") -> Rejection:
@@ -326,22 +363,22 @@ class BatchIntake:
             return image_not_allowed_rejection(model, foreign, self._settings.image_repositories)
         return model
 
-    def _launch_group(
-        self,
-        group: str,
-        items: list[tuple[InputFile, _Arrival]],
-        outcome: IntakeOutcome,
-        rejections: list[Refused],
-        waiting: list[tuple[JobPlan, CapacityError]],
-        known: dict[str, Any] | None = None,
-    ) -> None:
+    def _prepare_group(
+        self, group: str, items: list[tuple[InputFile, _Arrival]], known: dict[str, Any] | None = None
+    ) -> _GroupWork:
+        """Read the group's model, plan its files, and hold what the start-up hold holds (services/holding.py);
+        what is left to start now is `start`. Touches nothing shared: the batch's groups are prepared at once."""
         # One file version may arrive as several events (its key sent plain and URL-encoded).
         arrivals: dict[str, _Arrival] = {}
         for f, a in items:
             merged = arrivals.setdefault(f.file_id, _Arrival(a.event, [], False))
             merged.message_ids.extend(a.message_ids)
             merged.final_delivery = merged.final_delivery or a.final_delivery
+            if a.sent_at is not None:
+                merged.sent_at = max(merged.sent_at or 0.0, a.sent_at)
         files = {f.file_id: f for f, _ in items}
+        work = _GroupWork(arrivals, files)
+        outcome, rejections = work.outcome, work.rejections
         try:
             model = self._model_for(group)
         except TransientError as exc:
@@ -352,10 +389,10 @@ class BatchIntake:
                     rejections.append(Refused.of(files[file_id], self._exhausted(failure)))
                 else:
                     outcome.failed_message_ids += arrival.message_ids
-            return
+            return work
         if isinstance(model, Rejection):
             rejections += [Refused.of(f, model) for f in files.values()]
-            return
+            return work
         usable = []
         for f, _ in items:
             if model.accepts(f.dropped.input_format.content_type):
@@ -375,12 +412,13 @@ class BatchIntake:
         plans = plan_jobs(usable, model, self._settings.transform)
         if self._hold is not None and not any(a.final_delivery for a in arrivals.values()):
             # (A last delivery takes no chance on the hold: its jobs start as they are.)
+            sent = [a.sent_at for a in arrivals.values() if a.sent_at is not None]
             try:
-                triage = self._hold.triage(group, plans, known)
+                triage = self._hold.triage(group, plans, known, sent_at=max(sent) if sent else None)
             except (TransientError, PermanentError) as exc:
                 for plan in plans:
                     self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
-                return
+                return work
             outcome.releases.update(triage.released)
             outcome.jobs_started += [job for job, how in triage.released.items() if how == "released"]
             held = [p for p in plans if p.job_name in triage.held]
@@ -389,14 +427,25 @@ class BatchIntake:
                 if triage.held[plan.job_name] not in outcome.jobs_held:
                     outcome.jobs_held.append(triage.held[plan.job_name])
             plans = triage.start
-        for plan in plans:
+        work.start = plans
+        return work
+
+    def _launch(
+        self,
+        work: _GroupWork,
+        outcome: IntakeOutcome,
+        rejections: list[Refused],
+        waiting: list[tuple[JobPlan, CapacityError]],
+    ) -> None:
+        """Start the group's planned jobs that were not held, one after another."""
+        for plan in work.start:
             try:
                 result = self._launcher.launch(plan, fresh=True)  # its model was read just now
             except (TransientError, PermanentError) as exc:
-                self._launch_failed(plan, exc, [arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
+                self._launch_failed(plan, exc, [work.arrivals[f.file_id] for f in plan.all_files], outcome, rejections)
                 continue
             for file_id, why in sorted(result.invalid.items()):  # its own problem: the others go on
-                rejections.append(Refused.of(files[file_id], unrecordable_rejection(why)))
+                rejections.append(Refused.of(work.files[file_id], unrecordable_rejection(why)))
             if result.refused is not None and result.already_waiting:
                 # A redelivered batch whose job still waits: announced and counted by its first delivery.
                 outcome.jobs_existing.append(plan.job_name)
@@ -422,24 +471,35 @@ class BatchIntake:
             return {}
 
     def _release(self, releases: list[tuple[str, QueuedMessage]], outcome: IntakeOutcome, *, own_messages: int) -> None:
-        """The delayed messages that release groups' held jobs (services/holding.py): released when due, else
-        sent again for the rest. One whose work fails goes back to the queue; on its last delivery it is left to
-        the periodic sweep, which releases every held job that is due."""
-        for job, message in releases:
-            if self._hold is None:
-                logger.error("a held job's release arrived, but this stack holds nothing", extra={"job": job})
-                continue
+        """The delayed messages that release groups' held jobs (services/holding.py), several at once (each is its
+        own group's): released when due, else sent again for the rest. One whose work fails goes back to the queue;
+        on its last delivery it is left to the periodic sweep, which releases every held job that is due."""
+        if releases and self._hold is None:
+            logger.error("held jobs' releases arrived, but this stack holds nothing", extra={"jobs": releases})
+            return
+        hold = self._hold
+
+        def release(item: tuple[str, QueuedMessage]) -> tuple[str | None, str | None]:
+            """What the release did, or the message to hand back to the queue."""
+            job, message = item
+            assert hold is not None
             try:
-                outcome.releases[job] = self._hold.release(job, own_messages=own_messages)
-                if outcome.releases[job] == "released":
-                    outcome.jobs_started.append(job)
+                return hold.release(job, own_messages=own_messages), None
             except (TransientError, PermanentError) as exc:
-                if message.receive_count >= self._settings.intake_max_receive_count:
-                    logger.warning(
-                        "could not release a held job; the periodic sweep will", extra={"job": job, "error": str(exc)}
-                    )
-                else:
-                    outcome.failed_message_ids.append(message.message_id)
+                if message.receive_count < self._settings.intake_max_receive_count:
+                    return None, message.message_id
+                logger.warning(
+                    "could not release a held job; the periodic sweep will", extra={"job": job, "error": str(exc)}
+                )
+                return None, None
+
+        for (job, _), (how, failed) in zip(releases, _each(release, releases), strict=True):
+            if failed is not None:
+                outcome.failed_message_ids.append(failed)
+            if how is not None:
+                outcome.releases[job] = how
+                if how == "released":
+                    outcome.jobs_started.append(job)
 
     def _launch_failed(
         self,
@@ -524,3 +584,12 @@ class BatchIntake:
                 "countsByCode": dict(counts),
             },
         )
+
+
+def _each(work: Callable[[Any], _T], items: list[Any]) -> list[_T]:
+    """`work` on each item, `_GROUP_THREADS` at once (inline for one), the results in the items' order; the
+    first exception is raised once all have run."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(_GROUP_THREADS, len(items))) as pool:
+        return list(pool.map(work, items))

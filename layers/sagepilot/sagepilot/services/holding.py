@@ -75,9 +75,12 @@ class GroupHold:
         """What the hold knows of these groups (one read for a batch's groups), for `triage`."""
         return self._state.group_records(groups) if self.enabled and groups else {}
 
-    def triage(self, group: str, plans: list[JobPlan], known: dict[str, Any] | None = None) -> Triage:
+    def triage(
+        self, group: str, plans: list[JobPlan], known: dict[str, Any] | None = None, *, sent_at: float | None = None
+    ) -> Triage:
         """Start or hold each of a group's planned jobs (domain/hold.py `decide`). `known`: the group's record
-        as read for the batch (`group_records`); when it shows a recent start, no write is needed to hold."""
+        as read for the batch (`group_records`); when it shows a recent start, no write is needed to hold.
+        `sent_at`: when the newest of these files reached the intake queue (None: now), whence the quiet counts."""
         triage = Triage()
         hold = self._settings.hold
         if not plans or not hold.enabled:
@@ -90,11 +93,13 @@ class GroupHold:
             triage.start = list(plans)  # a quiet group: at once
             return triage
         max_files = self._settings.transform.max_files_per_job
+        now = self._state.now()
+        arrived = now if sent_at is None else min(now, int(sent_at))  # (never later than now: clocks differ)
         for plan in plans:
             # The group started recently, or its hold is over while work is held (`starts`): then this batch
             # joins the held work, and it all goes now, as one job.
             decision = decide(files=len(plan.inputs), max_files=max_files, group_started_recently=True, settings=hold)
-            held = self._hold(plan, open_job) if decision is Decision.HOLD else ""
+            held = self._hold(plan, open_job, arrived) if decision is Decision.HOLD else ""
             if held:
                 triage.held[plan.job_name] = open_job = held
             else:
@@ -103,7 +108,7 @@ class GroupHold:
             triage.released[open_job] = self.release(open_job, force=True)
         return triage
 
-    def _hold(self, plan: JobPlan, open_job: str) -> str:
+    def _hold(self, plan: JobPlan, open_job: str, arrived: int) -> str:
         """Add `plan` to the group's open held job (opening one if there is none; one no longer open is
         replaced once, a full one released first): the held job, or "" when `plan` is to start alone (any of
         its files already claimed for a held job stay that job's, which lists them)."""
@@ -111,12 +116,12 @@ class GroupHold:
         max_files = self._settings.transform.max_files_per_job
         for _ in range(2):
             if not open_job:
-                open_job = self._open(plan)
+                open_job = self._open(plan, arrived)
                 if not open_job:
                     return ""
             self._bucket.put_json(held_part_key(plan.group, open_job, plan.job_name), plan.to_record())
             added = self._state.add_held(
-                open_job, plan.job_name, len(plan.all_files), hold_key=key, max_files=max_files
+                open_job, plan.job_name, len(plan.all_files), hold_key=key, max_files=max_files, arrived_at=arrived
             )
             record = {} if added else (self._state.get_job(open_job) or {})
             if added or (record.get("status") == HELD and plan.job_name in (record.get("heldParts") or ())):
@@ -134,7 +139,7 @@ class GroupHold:
             open_job = ""
         return ""
 
-    def _open(self, plan: JobPlan) -> str:
+    def _open(self, plan: JobPlan, arrived: int) -> str:
         """The group's open held job: a new one, unless another invocation opened one first. Its name is
         fixed when it opens (named from `plan` and the time: a group opens a new one after each release)."""
         now = self._state.now()
@@ -152,7 +157,7 @@ class GroupHold:
                 "modelPackageVersion": plan.model.version,
                 "holdKey": hold_key(plan),
                 "heldFiles": 0,
-                "lastAddedAt": now,
+                "lastArrivalAt": arrived,
             },
         )
         if record["status"] != HELD:
@@ -190,7 +195,7 @@ class GroupHold:
             hold = self._settings.hold
             due = release_due(
                 opened_at=opened,
-                last_added_at=int(record.get("lastAddedAt", opened)),
+                last_arrival_at=int(record.get("lastArrivalAt", opened)),
                 last_started_at=started,
                 settings=hold,
             )
