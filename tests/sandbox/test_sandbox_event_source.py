@@ -4,6 +4,7 @@ answer naming a message that is not in the batch failing the whole batch."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -125,6 +126,31 @@ def test_what_lambda_reads_in_a_partial_batch_response():
     # Without ReportBatchItemFailures, an answer is not read: a successful invocation deletes everything.
     assert failed_messages(batch, {**ok, "result": {"batchItemFailures": [{"itemIdentifier": "b"}]}}, False) == set()
     assert failed_messages(batch, {"ok": False}, False) == {"a", "b"}
+
+
+def test_queue_attributes_read_one_by_one_are_motos(queue):
+    """The sandbox computes a queue's attributes when each is read (sqs_speed: SendMessage reads one, and the counts
+    scan the queue): the same keys, order and values as moto's own, for a queue with a redrive policy, messages
+    visible, in flight and delayed."""
+    from moto.sqs.models import sqs_backends
+
+    sqs, url, _ = queue
+    dlq = sqs.create_queue(QueueName="esm-test-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": redrive})
+    fill(sqs, url, 5)
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    name = url.rsplit("/", 1)[1]
+    moto_queue = next(q for backend in sqs_backends.values() for b in backend.values() for n, q in b.queues.items()
+                      if n == name)  # fmt: skip
+    mine = dict(moto_queue.attributes)
+    assert list(mine.items()) == list(moto_queue.moto_attributes.items())
+    assert (mine["ApproximateNumberOfMessages"], mine["ApproximateNumberOfMessagesNotVisible"],
+            mine["ApproximateNumberOfMessagesDelayed"]) == (3, 2, 1)  # fmt: skip
+    answered = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert answered == {k: str(v) for k, v in mine.items() if v is not None}
 
 
 def test_delete_message_batch_answers_per_entry(queue):
