@@ -51,9 +51,10 @@ from sagepilot.settings import Settings
 
 _IO_THREADS = 16
 _T = TypeVar("_T")
-# A batch's groups are prepared (model read, planned, held) and its held jobs released this many at once: each is
-# a few calls that wait on AWS, and a batch may hold a hundred groups. Jobs that start at once are started one at a
-# time after that, as before (IntakeMaxConcurrency bounds the rate of CreateTransformJob calls).
+# A batch's groups (model read, planned, held or started) and the held jobs it releases are handled this many at
+# once: each is a few calls that wait on AWS, and a batch may hold a hundred groups (a hundred quiet groups' first
+# jobs started one after another took 160 s in the sandbox's groups bench). A group's own jobs start in order.
+# (CreateTransformJob calls throttled beyond botocore's retries hand the group's messages back to the queue.)
 _GROUP_THREADS = 8
 
 
@@ -121,14 +122,14 @@ class _Arrival:
 
 @dataclass
 class _GroupWork:
-    """One group's share of a batch, prepared on its own (beside the batch's other groups): what it did already
-    (held work, rejections, messages to hand back) and the planned jobs to start now."""
+    """One group's share of a batch, handled on its own (beside the batch's other groups): what it did (jobs held
+    or started, rejections, messages to hand back, jobs left waiting for capacity), for the batch to gather."""
 
     arrivals: dict[str, _Arrival]
     files: dict[str, InputFile]
     outcome: IntakeOutcome = field(default_factory=IntakeOutcome)
     rejections: list[Refused] = field(default_factory=list)
-    start: list[JobPlan] = field(default_factory=list)
+    waiting: list[tuple[JobPlan, CapacityError]] = field(default_factory=list)
 
 
 class BatchIntake:
@@ -177,10 +178,10 @@ class BatchIntake:
         waiting: list[tuple[JobPlan, CapacityError]] = []
         known = self._group_records(sorted(accepted))
         groups = sorted(accepted.items())
-        for work in _each(lambda g: self._prepare_group(g[0], g[1], known.get(g[0])), groups):
+        for work in _each(lambda g: self._group(g[0], g[1], known.get(g[0])), groups):
             outcome.absorb(work.outcome)
             rejections += work.rejections
-            self._launch(work, outcome, rejections, waiting)
+            waiting += work.waiting
 
         self._release(releases, outcome, own_messages=len(messages))
         self._reject(rejections, outcome)
@@ -363,11 +364,11 @@ class BatchIntake:
             return image_not_allowed_rejection(model, foreign, self._settings.image_repositories)
         return model
 
-    def _prepare_group(
+    def _group(
         self, group: str, items: list[tuple[InputFile, _Arrival]], known: dict[str, Any] | None = None
     ) -> _GroupWork:
-        """Read the group's model, plan its files, and hold what the start-up hold holds (services/holding.py);
-        what is left to start now is `start`. Touches nothing shared: the batch's groups are prepared at once."""
+        """Read the group's model, plan its files, hold what the start-up hold holds (services/holding.py) and
+        start the rest, in order. Touches nothing shared: the batch's groups are handled at once."""
         # One file version may arrive as several events (its key sent plain and URL-encoded).
         arrivals: dict[str, _Arrival] = {}
         for f, a in items:
@@ -427,18 +428,13 @@ class BatchIntake:
                 if triage.held[plan.job_name] not in outcome.jobs_held:
                     outcome.jobs_held.append(triage.held[plan.job_name])
             plans = triage.start
-        work.start = plans
+        self._launch(plans, work)
         return work
 
-    def _launch(
-        self,
-        work: _GroupWork,
-        outcome: IntakeOutcome,
-        rejections: list[Refused],
-        waiting: list[tuple[JobPlan, CapacityError]],
-    ) -> None:
+    def _launch(self, plans: list[JobPlan], work: _GroupWork) -> None:
         """Start the group's planned jobs that were not held, one after another."""
-        for plan in work.start:
+        outcome, rejections, waiting = work.outcome, work.rejections, work.waiting
+        for plan in plans:
             try:
                 result = self._launcher.launch(plan, fresh=True)  # its model was read just now
             except (TransientError, PermanentError) as exc:
