@@ -337,8 +337,9 @@ def test_errors_beyond_the_retries_are_repaired_by_the_schedule(fresh_world: Any
         got = driver.end_state()
     consistent(got)
     if driver.redriven:
-        # What followed may have taken another path (a first approval given up makes the next one deploy
-        # directly), but never to a half-done endpoint.
+        # What followed may have taken another path (an event given up and redriven long after the fact), but
+        # never to a half-done endpoint. (A first approval given up no longer makes the next one deploy directly:
+        # the next one deploys the baseline first, as in the reference.)
         return
     assert where_it_ends(got) == where_it_ends(expected), driver.errors
     announced_as_the_reference(got, expected)
