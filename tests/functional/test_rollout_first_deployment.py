@@ -107,3 +107,23 @@ def test_a_baseline_that_fails_to_start_is_rejected_and_the_target_deployed(
         f"FAILED: {ENDPOINT} v1",
         f"DEPLOYED: {ENDPOINT} v2",
     ]
+
+
+def test_a_newest_version_refused_for_its_image_leaves_the_next_two_as_target_and_baseline(
+    rollout: Rollout, notifications: Notifications
+) -> None:
+    """v3's image is not allowed: it is Rejected and announced as ever; v2 is then the target, and v1 (read again
+    below it) the baseline."""
+    rollout.register()
+    rollout.register()
+    v3 = register_image(rollout, FOREIGN)
+    rollout._received()  # v1's and v2's approvals: lost
+    rollout.tick()  # the schedule's look for groups approved but never deployed
+    assert rollout.sm.describe_model_package(ModelPackageName=v3)["ModelApprovalStatus"] == "Rejected"
+    assert created_with(rollout) == ["v1"]
+    assert rollout.shares() == {"v1": 0.9, "v2": 0.1}
+    assert [n["subject"] for n in notifications.drain()] == [
+        f"IMAGE NOT ALLOWED: {GROUP} v3",
+        f"DEPLOYED: {ENDPOINT} v1",
+        f"ROLLOUT STARTED: {ENDPOINT} v2",
+    ]
