@@ -147,7 +147,8 @@ def test_a_second_group_naming_the_endpoint_is_refused_until_a_rename_releases_i
     assert aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", ENDPOINT)["EndpointConfigName"] == config
     assert shares(sandbox) == {"v2": 1.0}
 
-    # The owner renames its endpoint; its next approval goes to the new name, then the old one is retired.
+    # The owner renames its endpoint; its next approval goes to the new name, then the old one is retired. A first
+    # deployment there: created with v2 (the newest Approved version below v4, the baseline), then v4's canary.
     group_arn = aws(sandbox, "sagemaker", "describe-model-package-group", "--model-package-group-name", GROUP)[
         "ModelPackageGroupArn"
     ]
@@ -156,8 +157,13 @@ def test_a_second_group_naming_the_endpoint_is_refused_until_a_rename_releases_i
     v4 = register(sandbox, "v4")
     set_status(sandbox, v4, "Approved")
     sandbox.wait_for(lambda: endpoints(sandbox) == {renamed}, timeout=120)
-    described = aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", renamed)
-    assert [v["VariantName"] for v in described["ProductionVariants"]] == ["v4"]
+
+    def renamed_variants() -> list[str]:
+        described = aws(sandbox, "sagemaker", "describe-endpoint", "--endpoint-name", renamed)
+        return sorted(v["VariantName"] for v in described["ProductionVariants"])
+
+    sandbox.wait_for(lambda: renamed_variants() == ["v2", "v4"], timeout=60)
+    assert "v2 deployed first as the baseline" in sagepilot(sandbox, "history", renamed).stdout
     alarms = [a["AlarmName"] for a in aws(sandbox, "cloudwatch", "describe-alarms")["MetricAlarms"]]
     assert not [a for a in alarms if a.startswith(f"{ENDPOINT}-v")]
 

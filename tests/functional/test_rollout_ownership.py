@@ -151,17 +151,19 @@ def test_of_two_groups_racing_for_one_endpoint_the_one_holding_it_wins(
 def test_renaming_the_endpoint_moves_the_group_and_retires_the_old_endpoint(
     groups: Groups, notifications: Notifications
 ) -> None:
-    groups.approve(OWNER)
+    v1 = groups.approve(OWNER)
     groups.pump()
     notifications.drain()
     old_models = {m["ModelName"] for m in groups.sm.list_models()["Models"]}
-    # The rename, and an approval right after it (within the tag cache's minute): it goes to the new name.
+    # The rename, and an approval right after it (within the tag cache's minute): it goes to the new name, a first
+    # deployment there: created with v1 (the baseline, the Approved version below v2), then v2's canary beside it.
     groups.tag(OWNER, **{"endpoint-name": RENAMED})
     v2 = groups.approve(OWNER)
     groups.pump()
-    assert groups.serving(RENAMED) == {v2}
+    assert groups.serving(RENAMED) == {v1, v2}
     assert groups.shares() == {"v1": 1.0}  # the old endpoint is not rolled out to
-    assert f"DEPLOYED: {RENAMED} v2" in _subjects(notifications)
+    subjects = _subjects(notifications)
+    assert f"DEPLOYED: {RENAMED} v1" in subjects and f"ROLLOUT STARTED: {RENAMED} v2" in subjects
     assert groups.store().read(ENDPOINT).group == OWNER  # not retired by the approval itself
 
     groups.tick(60)  # the schedule looks at a renamed group's old endpoint on every pass

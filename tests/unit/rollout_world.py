@@ -16,6 +16,7 @@ from sagepilot.domain.rollout import EndpointView, Release, RolloutPolicy, Rollo
 
 ENDPOINT = "sp-churn"
 GROUP = "churn"
+ALLOWED = ("123456789012.dkr.ecr.us-east-1.amazonaws.com/churn",)  # the stack's ImageRepositoriesAllowed
 
 
 def release(version: int) -> Release:
@@ -142,6 +143,7 @@ class World:
     notifications: list[str] = field(default_factory=list)
     actions: list[plan.Action] = field(default_factory=list)
     deploy: bool = True  # the group's sagepilot:deploy
+    foreign: set[int] = field(default_factory=set)  # versions whose inference image ALLOWED does not allow
     calling: bool = True  # clients call the endpoint while time passes
     rate: float = 1.0  # invocations a second
     served: list[tuple[float, str, int]] = field(default_factory=list)  # (at, variant, invocations)
@@ -187,7 +189,23 @@ class World:
             deploy=self.deploy,
             invocations=self.evidence(),
             live_approved=self.live_approved(),
+            baseline=self.baseline(),
         )
+
+    def images(self, version: int) -> tuple[str, ...]:
+        repository = "999999999999.dkr.ecr.us-east-1.amazonaws.com/other" if version in self.foreign else ALLOWED[0]
+        return (f"{repository}:{version}",)
+
+    def baseline(self) -> Release | None:
+        """On a first deployment (nothing recorded, no endpoint), the newest Approved version below the target, as
+        the service reads it (see `Rollouts._baseline`)."""
+        target = self.target
+        if self.state is not None or self.endpoint.view() is not None or target is None:
+            return None
+        below = max((v for v in self.approved if v < target.version), default=None)
+        if below is None:
+            return None
+        return plan.first_baseline(target, self.approved[below], self.images(below), ALLOWED)
 
     def live_approved(self) -> bool | None:
         """Whether the live version is Approved, where the service reads it (see `Rollouts._live_approved`)."""

@@ -86,24 +86,36 @@ class ModelRegistry:
     def _require_group(self, group: str) -> None:
         self._sm.describe_model_package_group(ModelPackageGroupName=group)
 
-    def newest_approved(self, group: str) -> Release | None:
+    def newest_approved(self, group: str, *, below: int | None = None) -> Release | None:
         """The newest Approved version of `group` as a deployable release (one call); None if there is
-        none or the group does not exist (an endpoint then has nothing it should serve)."""
+        none or the group does not exist (an endpoint then has nothing it should serve). With `below`: the
+        newest Approved version older than that version, read among the two newest (None if there is none, or
+        if a newer one was approved meanwhile)."""
+        releases = self._approved(group, 1 if below is None else 2)
+        return next((r for r in releases if below is None or r.version < below), None)
+
+    def two_newest_approved(self, group: str) -> tuple[Release | None, Release | None]:
+        """The newest Approved version of `group` and the one below it (one call); None where there is none
+        (or no group)."""
+        releases = self._approved(group, 2)
+        return (releases[0] if releases else None), (releases[1] if len(releases) > 1 else None)
+
+    def _approved(self, group: str, count: int) -> list[Release]:
+        """The `count` newest Approved versions of `group`, newest first (one ListModelPackages); none if the
+        group does not exist."""
         try:
             listed = self._sm.list_model_packages(
                 ModelPackageGroupName=group,
                 ModelApprovalStatus="Approved",
                 SortBy="CreationTime",
                 SortOrder="Descending",
-                MaxResults=1,
+                MaxResults=count,
             )["ModelPackageSummaryList"]
         except ClientError as exc:
             if error_code(exc) in _GROUP_MISSING:
-                return None
+                return []
             raise TransientError(f"reading model package group {group!r} failed: {exc}") from exc
-        if not listed:
-            return None
-        return Release(version=int(listed[0]["ModelPackageVersion"]), package_arn=str(listed[0]["ModelPackageArn"]))
+        return [Release(version=int(s["ModelPackageVersion"]), package_arn=str(s["ModelPackageArn"])) for s in listed]
 
     def group_names(self) -> list[str]:
         """Every model package group of the account's region (ListModelPackageGroups, all pages)."""

@@ -25,6 +25,12 @@ Phases (per endpoint):
 Policy for order and concurrency (documented in docs/rollouts.md):
 - The target is always the newest Approved version of the group. Approving an older version than the
   live one therefore changes nothing; approving the same version twice changes nothing.
+- A first deployment (no rollout recorded, no endpoint) that finds an older Approved version below the target
+  (its first approval lost, late, or its handler dead with the lease held) creates the endpoint with the newest
+  of those, the baseline, and the target then gets its rollout against it, as in-order delivery would have
+  done: a crash or a delay never deploys a version without the care it would have had. A baseline whose
+  images are not allowed is skipped (the target is deployed directly); one whose endpoint ends Failed is
+  rejected as any first deployment, and the target is deployed.
 - A newer approval during a canary supersedes it: the running candidate is rolled back (not marked
   Rejected), then the newer version is rolled out from the first step.
 - Rejecting the candidate, an alarm of the rollout in ALARM, or an operator's rollback sends all
@@ -396,6 +402,7 @@ def decide(
     assessment: Assessment | None = None,
     live_approved: bool | None = None,
     comparison: ErrorComparison | None = None,
+    baseline: Release | None = None,
 ) -> Decision:
     """The next move for one endpoint. `firing`: names of the rollout's alarms now in ALARM; `deploy`: the
     group's `sagepilot:deploy` setting as read for this decision; `invocations`: what the canary's
@@ -403,13 +410,15 @@ def decide(
     step's evidence (None: not judged, e.g. at 100% or with the gate off); `live_approved`: whether the recorded
     live (stable) version is Approved in the registry now (None: not read; read during a canary or shadow test
     and for an endpoint that is gone); `comparison`: with the gate off, a baked step's error rates compared
-    (None: not read, e.g. before the bake, at 100% or with the gate on)."""
+    (None: not read, e.g. before the bake, at 100% or with the gate on); `baseline`: on a first deployment (no
+    record, no endpoint), the newest Approved version below `target` that may be deployed (see `first_baseline`;
+    None: there is none, or it was not read)."""
     if not deploy:
         disabled = _disabled(state, view, now)
         if disabled is not None:
             return disabled
     if state is None:
-        return _first(view, target, now, endpoint=endpoint, group=group)
+        return _first(view, target, policy, now, endpoint=endpoint, group=group, baseline=baseline)
     if state.phase is Phase.FAILED:
         return _failed(state, view, target, now)
     if view is None:
@@ -498,8 +507,10 @@ def decide(
         return _canary(state, view, target, firing, policy, now, invocations, assessment, live_approved, comparison)
     if state.phase is Phase.SHADOW:
         return _shadow(state, view, target, firing, policy, now, invocations, assessment, live_approved, comparison)
+    if state.phase is Phase.CREATING:
+        # The version that goes next, if any (none while the group's sagepilot:deploy tag is false).
+        return _creating(state, view, target if deploy else None, firing, policy, now)
     handler = {
-        Phase.CREATING: _creating,
         Phase.STABLE: _stable,
         Phase.CANARY: _canary,
         Phase.PROMOTING: _promoting,
@@ -647,7 +658,27 @@ def _facts(state: RolloutState, what: str) -> dict[str, object]:
     }
 
 
-def _first(view: EndpointView | None, target: Release | None, now: float, *, endpoint: str, group: str) -> Decision:
+def first_baseline(
+    target: Release | None, below: Release | None, images: tuple[str, ...], allowed: tuple[str, ...]
+) -> Release | None:
+    """The version a first deployment creates the endpoint with before `target` gets its rollout: `below`, the
+    newest Approved version older than the target, if its inference images (`images`) are allowed; None (the
+    target is deployed directly) if there is none or its images are not allowed."""
+    if target is None or below is None or below.version >= target.version:
+        return None
+    return None if images_not_allowed(images, allowed) else below
+
+
+def _first(
+    view: EndpointView | None,
+    target: Release | None,
+    policy: RolloutPolicy,
+    now: float,
+    *,
+    endpoint: str,
+    group: str,
+    baseline: Release | None,
+) -> Decision:
     if target is None:
         return _wait(None, f"group {group} has no approved version")
     if view is not None:
@@ -666,10 +697,27 @@ def _first(view: EndpointView | None, target: Release | None, now: float, *, end
                 ),
             ),
         )
+    if baseline is not None and baseline.version < target.version:
+        # Held up (a lost or late first approval, a dead handler): what in-order delivery would have done.
+        what = (
+            f"v{baseline.version} deployed first as the baseline: v{target.version} (newer, Approved) gets its "
+            f"{_rollout_kind(policy)} against it once {endpoint} is InService; creating endpoint {endpoint}"
+        )
+        state = RolloutState(endpoint=endpoint, group=group, phase=Phase.CREATING, stable=baseline).evolve(now, what)
+        return Decision(state, (CreateEndpoint(baseline),))
     state = RolloutState(endpoint=endpoint, group=group, phase=Phase.CREATING, stable=target).evolve(
         now, f"v{target.version} approved; creating endpoint {endpoint}"
     )
     return Decision(state, (CreateEndpoint(target),))
+
+
+def _rollout_kind(policy: RolloutPolicy) -> str:
+    """The rollout a newer version gets under `policy`, as a person reads it."""
+    if policy.strategy is Strategy.AB:
+        return "canary"
+    if policy.strategy is Strategy.SHADOW:
+        return "shadow test"
+    return f"SageMaker {policy.strategy.value} deployment"
 
 
 def _failed(state: RolloutState, view: EndpointView | None, target: Release | None, now: float) -> Decision:
@@ -702,6 +750,10 @@ def _creating(
     if view.names != {state.stable.variant}:
         return _wait(state, f"endpoint serves {sorted(view.names)}, expected {state.stable.variant}")
     what = f"endpoint {state.endpoint} InService with v{state.stable.version}"
+    if target is not None and target.version > state.stable.version:
+        # A baseline (see `_first`), or the live version put back on an endpoint that was gone: said, so that an
+        # operator sees why an older version was deployed (`target` is None where nothing new is deployed).
+        what += f"; v{target.version} (newer, Approved) gets its {_rollout_kind(policy)} against it next"
     done = state.evolve(now, what, phase=Phase.STABLE, serving_since=now)
     actions: tuple[Action, ...] = (
         RegisterAutoscaling(state.stable.variant),

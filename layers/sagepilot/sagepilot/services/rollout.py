@@ -348,7 +348,14 @@ class Rollouts:
                 return Outcome(endpoint, "ignored", note=f"group {group} now deploys to {deployment.endpoint}")
             if state.phase in ownership.AT_REST:
                 return self._retire(move, state, view, deployment.endpoint, now)
-        target, state = self._allowed_target(state, self._registry.newest_approved(group), group, endpoint, now)
+        # A first deployment (nothing recorded, no endpoint) starts from the version below the target, if any: the
+        # two newest Approved versions are read with one call on that path only (the same one call as the others).
+        first = state is None and view is None
+        newest, below = (
+            self._registry.two_newest_approved(group) if first else (self._registry.newest_approved(group), None)
+        )
+        target, state = self._allowed_target(state, newest, group, endpoint, now)
+        baseline = self._baseline(target, newest, below, group, endpoint) if first else None
         if under_way_invalid and state and state.candidate and target and target.version > state.candidate.version:
             target = state.candidate  # a newer approval waits for valid tags; the rollout under way goes on
         firing: tuple[str, ...] = ()
@@ -384,6 +391,7 @@ class Rollouts:
             assessment=assessment,
             live_approved=self._live_approved(state, view, target),
             comparison=comparison,
+            baseline=baseline,
         )
         if assessment is not None and state is not None and self._reports is not None:
             record_look(self._reports, state, decision, assessment, deployment.rollout.steps)
@@ -469,6 +477,29 @@ class Rollouts:
             f"more than {_MAX_IMAGE_REFUSALS} Approved versions of {group} have inference images the stack does not "
             "allow; each was rejected, and the next reconcile goes on with the rest"
         )
+
+    def _baseline(
+        self, target: Release | None, newest: Release | None, below: Release | None, group: str, endpoint: str
+    ) -> Release | None:
+        """The version a first deployment creates the endpoint with before `target` gets its rollout: `below`, the
+        newest Approved one under `newest` (read again under `target` if the newest was refused for its image), if
+        its inference images are allowed (one DescribeModelPackage); None otherwise (the target is deployed
+        directly)."""
+        if target is None:
+            return None
+        if target != newest:
+            below = self._registry.newest_approved(group, below=target.version)
+        if below is None:
+            return None
+        images = self._registry.inference_images(below.package_arn)
+        baseline = plan.first_baseline(target, below, images, self._settings.image_repositories)
+        if baseline is None:
+            logger.warning(
+                "the version below the target may not be deployed (its inference image is not allowed): "
+                "the target is deployed directly",
+                extra={"endpoint": endpoint, "group": group, "target": target.version, "skipped": below.version},
+            )
+        return baseline
 
     def _intent(
         self,
