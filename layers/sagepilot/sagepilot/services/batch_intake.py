@@ -119,6 +119,13 @@ class _Arrival:
     final_delivery: bool
     sent_at: float | None = None  # when SQS received its newest message (None: not said)
 
+    def announced(self, message_ids: list[str], final_delivery: bool, sent_at: float | None) -> None:
+        """Count more messages announcing this version (a duplicate, or the same key spelled otherwise)."""
+        self.message_ids.extend(message_ids)
+        self.final_delivery = self.final_delivery or final_delivery
+        if sent_at is not None:
+            self.sent_at = max(self.sent_at or 0.0, sent_at)
+
 
 @dataclass
 class _GroupWork:
@@ -230,10 +237,7 @@ class BatchIntake:
             final = message.receive_count >= self._settings.intake_max_receive_count
             identity = (event.bucket, event.key, event.version_id)
             arrival = by_version.setdefault(identity, _Arrival(event, [], False))
-            arrival.message_ids.append(message.message_id)
-            arrival.final_delivery = arrival.final_delivery or final
-            if message.sent_at is not None:
-                arrival.sent_at = max(arrival.sent_at or 0.0, message.sent_at)
+            arrival.announced([message.message_id], final, message.sent_at)
         return list(by_version.values())
 
     def _exhausted(self, failure: _Unavailable, note: str = "") -> Rejection:
@@ -373,10 +377,7 @@ class BatchIntake:
         arrivals: dict[str, _Arrival] = {}
         for f, a in items:
             merged = arrivals.setdefault(f.file_id, _Arrival(a.event, [], False))
-            merged.message_ids.extend(a.message_ids)
-            merged.final_delivery = merged.final_delivery or a.final_delivery
-            if a.sent_at is not None:
-                merged.sent_at = max(merged.sent_at or 0.0, a.sent_at)
+            merged.announced(a.message_ids, a.final_delivery, a.sent_at)
         files = {f.file_id: f for f, _ in items}
         work = _GroupWork(arrivals, files)
         outcome, rejections = work.outcome, work.rejections
