@@ -4,9 +4,11 @@ Sections (in this order, so that the timing-sensitive one runs on a quiet machin
   size      artifact size of the SAM build (runs `make build` when a source is newer than the build)
   cold      cold start per function against the boto3 floor, interleaved runs, medians
   calls     AWS calls per event, by operation, per scenario (embedded AWS in a child process)
-  drop      a burst of files into the running sandbox (10,000; 1,000 with --quick), in a child process
-  groups    the same burst across 100 model groups, then a trickle (200 files over 30 s): jobs per group,
-            and its tail ratio beside the drop's when both run (issue 19), in a child process
+  drop      a burst of files into the running sandbox (10,000; 1,000 with --quick), in a child process; then
+            the same drop without the start-up hold (HoldSeconds=0, the design before it): the tail with the
+            hold beside the tail without it, unchanged or better (issue 19)
+  groups    the same burst across 100 model groups, then a trickle (200 files over 30 s): jobs per group
+            (issue 19: at most 2), none lost or doubled, in a child process
   canary    thousands of seeded `ab` rollouts in pure code: alarms, fixed-horizon, peeked and the sequential gate
 
 Prints a table (figure, baseline, ratio, target, pass/fail) and the details behind it, writes
@@ -42,29 +44,60 @@ from bench.common import (
 from bench.stackroot import project_root
 
 SECTIONS = ("size", "cold", "calls", "drop", "groups", "canary")
+# How long a drop may run from its first upload: a time to wait for the outcome, not a target (the targets are
+# ratios to the upload time). The upload alone took 72 s on one quiet 2-core machine and 142 s on another.
+DROP_BUDGET = 360.0
 GROUPS_DROP_GROUPS, GROUPS_TRICKLE, GROUPS_TRICKLE_SECONDS = 100, 200, 30.0
 # The groups drop waits longer than the plain drop: with the start-up hold, a busy group's files start once the
 # intake has read the whole backlog (10,000 events across 100 groups) and the group has been quiet (the
 # sandbox's HoldQuietSeconds, 20 s) after the trickle. A time to wait for the outcome (jobs per group, lost,
-# doubled, the tail), not a target: the tail ratio beside the drop's is the target.
+# doubled), not a target.
 GROUPS_EXTRA_SECONDS = 240.0
+# Issue 19 asks that the existing drop's tail stay "unchanged or better" with the start-up hold: its baseline is the
+# same drop measured in this run with the hold off (HoldSeconds=0: every batch starts its own jobs, as before it).
+UNHELD_OVERRIDE = "HoldSeconds=0"
+# Two single drops one after the other differ by the machine's run-to-run noise (the drop's tail ratio over three
+# runs on a quiet machine: 0.40, 0.42, 0.44, a spread of 10%): "unchanged" allows that much.
+UNCHANGED_WITHIN = 1.10
 
 
-def tail_beside(groups: SectionResult, drop: SectionResult) -> Figure:
-    """The groups drop's tail ratio beside the plain drop's, both measured in this run: unchanged or better."""
-    section = groups.figures[0].section if groups.figures else "groups"
-    mine, theirs = groups.details.get("tailRatio"), drop.details.get("tailRatio")
+def tail_beside(
+    result: SectionResult, baseline: SectionResult, *, name: str, label: str, target: Target | None
+) -> Figure:
+    """`result`'s tail ratio beside `baseline`'s, both measured in this run (`label` names the baseline)."""
+    section = result.figures[0].section if result.figures else result.section
+    mine, theirs = result.details.get("tailRatio"), baseline.details.get("tailRatio")
     missing = "" if mine is not None and theirs is not None else "a tail ratio is missing (a drop did not finish)"
     return Figure(
         section,
-        "tail ratio beside the drop's (same run)",
+        name,
         mine,
         "ratio",
         baseline=theirs,
-        baseline_label=f"the {drop.details.get('files', 0):,}-file drop's tail ratio "
-        f"({len(drop.details.get('groups', []))} groups)",
-        target=Target("ratio", "<=", 1.0),
-        error=missing,
+        baseline_label=f"{label}: the {baseline.details.get('files', 0):,}-file drop's tail ratio "
+        f"({len(baseline.details.get('groups', []))} groups)",
+        target=target,
+        error=missing if target is not None else "",
+        note="" if missing == "" or target is not None else missing,
+    )
+
+
+def drop_beside_unheld(held: SectionResult, unheld: SectionResult) -> Figure:
+    """The drop's tail with the start-up hold beside the same drop's without it: unchanged or better (issue 19)."""
+    return tail_beside(
+        held,
+        unheld,
+        name="tail ratio with the start-up hold beside without it (same run)",
+        label=f"without the hold ({UNHELD_OVERRIDE})",
+        target=Target("ratio", "<=", UNCHANGED_WITHIN),
+    )
+
+
+def groups_beside_drop(groups: SectionResult, drop: SectionResult) -> Figure:
+    """The groups drop's tail beside the plain drop's: informational. Its burst's last files share a held job with
+    the trickle that follows (at most 2 jobs per group), so they start after the trickle and the quiet after it."""
+    return tail_beside(
+        groups, drop, name="tail ratio beside the plain drop's (same run)", label="the plain drop", target=None
     )
 
 
@@ -187,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drop-budget",
         type=float,
-        default=150.0,
-        help="seconds the drop may run from its first upload (default 150); what is not done by then is "
-        "reported as not done",
+        default=DROP_BUDGET,
+        help=f"seconds the drop may run from its first upload (default {DROP_BUDGET:.0f}); what is not done by "
+        "then is reported as not done",
     )
     parser.add_argument(
         "--cold-dev-venv",
@@ -224,7 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     if "drop" in sections:
         print(f"== {files:,}-file drop into the sandbox", flush=True)
         drop_args = drop_run_args(root, files, args.groups, args.threads, args.drop_budget, overrides)
-        results.append(_child_section("drop", "bench.drop", drop_args, timeout=args.drop_budget + 180))
+        drop_result = _child_section("drop", "bench.drop", drop_args, timeout=args.drop_budget + 180)
+        results.append(drop_result)
+        print(f"== the same drop without the start-up hold ({UNHELD_OVERRIDE}), its baseline", flush=True)
+        unheld_args = [*drop_args, "--override", UNHELD_OVERRIDE]
+        unheld = _child_section("drop-unheld", "bench.drop", unheld_args, timeout=args.drop_budget + 180)
+        unheld.section = "drop-unheld"
+        for figure in unheld.figures:
+            figure.section = f"{figure.section} without the hold"
+        results.append(unheld)
+        if drop_result.figures and not drop_result.figures[0].error:
+            drop_result.figures.append(drop_beside_unheld(drop_result, unheld))
     if "groups" in sections:
         print(f"== {files:,}-file drop across {GROUPS_DROP_GROUPS} groups, then a trickle", flush=True)
         budget = args.drop_budget + GROUPS_TRICKLE_SECONDS + GROUPS_EXTRA_SECONDS
@@ -232,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         groups_args = [*drop_run_args(root, files, GROUPS_DROP_GROUPS, args.threads, budget, overrides), *trickle]
         timeout = budget + 600  # reading every job
         groups_result = _child_section("groups", "bench.drop", groups_args, timeout=timeout)
-        drop_result = next((r for r in results if r.section == "drop"), None)
-        if drop_result is not None and groups_result.figures and not groups_result.figures[0].error:
-            groups_result.figures.append(tail_beside(groups_result, drop_result))
+        plain = next((r for r in results if r.section == "drop"), None)
+        if plain is not None and groups_result.figures and not groups_result.figures[0].error:
+            groups_result.figures.append(groups_beside_drop(groups_result, plain))
         results.append(groups_result)
     if "canary" in sections:
         print("== canary analysis: simulated rollouts", flush=True)

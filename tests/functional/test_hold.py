@@ -117,7 +117,9 @@ def batch(world: World, intake_queue: Any, data: Any, keys: list[str]) -> Any:
     for key in keys:
         data.drop(key)
     event = intake_queue.receive()
-    outcome = world.intake.handle(queued_messages(event))
+    messages = queued_messages(event)
+    world.releases.own = len(messages)  # in flight while it is handled
+    outcome = world.intake.handle(messages)
     intake_queue.settle(event, {"batchItemFailures": [{"itemIdentifier": m} for m in outcome.failed_message_ids]})
     return outcome
 
@@ -470,3 +472,42 @@ def test_the_quiet_counts_from_when_the_groups_newest_file_reached_the_queue_not
     assert sorted(i["key"] for i in plan["inputs"]) == ["incoming/churn/b.csv", "incoming/churn/c.csv"]
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_the_batch_that_reads_a_quiet_groups_last_files_releases_its_held_job_when_nothing_else_is_queued(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    """After a burst the intake reads its backlog late. The batch that reads it last, finding nothing else in the
+    intake queue, releases the held jobs of groups quiet for the quiet time since their newest file reached the
+    queue: at once, not at its release message's next look. Not while other messages wait (they may be the group's),
+    and not before the group is quiet."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv"]).jobs_held  # opened now: T
+
+    def read_late(key: str, *, after: int, backlog: int) -> Any:
+        data.drop(key)
+        event = intake_queue.receive()  # SQS has it now ...
+        world.clock.advance(after)  # ... and the busy intake reads it this much later
+        world.releases.backlog, world.releases.own = backlog, 1
+        outcome = world.intake.handle(queued_messages(event))
+        intake_queue.settle(event, {"batchItemFailures": []})
+        return outcome
+
+    busy = read_late("incoming/churn/c.csv", after=35, backlog=3)  # quiet 35 s, but three messages wait
+    assert busy.jobs_held == [held] and busy.releases == {} and record(stack, clients, held)["status"] == "HELD"
+    early = read_late("incoming/churn/d.csv", after=10, backlog=0)  # the queue's last, quiet only 10 s
+    assert early.jobs_held == [held] and early.releases == {} and record(stack, clients, held)["status"] == "HELD"
+    sent = len(world.releases.sent)
+    last = read_late("incoming/churn/e.csv", after=31, backlog=0)  # the queue's last, quiet 31 s
+    assert last.jobs_held == [held] and last.releases == {held: "released"} and last.jobs_started == [held]
+    assert len(world.releases.sent) == sent  # no release message sent for it
+    plan = data.json(f"jobs/churn/{held}/plan.json")
+    assert sorted(i["key"] for i in plan["inputs"]) == [f"incoming/churn/{f}.csv" for f in "bcde"]
+
+    world.clock.advance(900)  # its release messages still come: they find it released
+    world.releases.backlog = 0
+    assert {how for o in world.deliver_releases() for how in o.releases.values()} <= {"done"}
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+    assert len(jobs.all()) == 2

@@ -38,12 +38,23 @@ def test_the_plain_drop_has_no_per_group_figure() -> None:
     assert "transform jobs of the busiest group" not in {f.name for f in drop._figures(plain, budget=180)}
 
 
-def test_the_groups_tail_ratio_stands_beside_the_drop_s() -> None:
-    groups = SectionResult("groups", figures=drop._figures(_outcome(2), budget=180), details={"tailRatio": 0.2})
-    same = SectionResult("drop", details={"tailRatio": 0.2, "files": 10_000, "groups": ["a", "b"]})
-    better = run.tail_beside(groups, same)
-    assert better.ratio == 1.0 and better.passed is True
-    worse = run.tail_beside(groups, SectionResult("drop", details={"tailRatio": 0.1}))
-    assert worse.ratio == 2.0 and worse.passed is False
-    unfinished = run.tail_beside(groups, SectionResult("drop", details={"tailRatio": None}))
+def test_the_groups_tail_ratio_stands_beside_the_drop_s_for_information() -> None:
+    groups = SectionResult("groups", figures=drop._figures(_outcome(2), budget=180), details={"tailRatio": 0.4})
+    plain = SectionResult("drop", details={"tailRatio": 0.2, "files": 10_000, "groups": ["a", "b"]})
+    beside = run.groups_beside_drop(groups, plain)
+    assert beside.ratio == 2.0 and beside.passed is None  # no target: its burst waits for the trickle by design
+    unfinished = run.groups_beside_drop(groups, SectionResult("drop", details={"tailRatio": None}))
+    assert unfinished.passed is None and "missing" in unfinished.note and unfinished.error == ""
+
+
+def test_the_drop_s_tail_with_the_hold_is_held_to_the_same_drop_without_it() -> None:
+    held = SectionResult("drop", figures=drop._figures(_outcome(0, trickled=0), budget=180), details={"tailRatio": 0.3})
+    unheld = SectionResult("drop-unheld", details={"tailRatio": 0.3, "files": 10_000, "groups": ["a", "b"]})
+    same = run.drop_beside_unheld(held, unheld)
+    assert same.ratio == 1.0 and same.passed is True and "HoldSeconds=0" in same.baseline_label
+    noise = run.drop_beside_unheld(held, SectionResult("drop-unheld", details={"tailRatio": 0.28}))
+    assert noise.passed is True  # within the run-to-run spread
+    worse = run.drop_beside_unheld(held, SectionResult("drop-unheld", details={"tailRatio": 0.2}))
+    assert worse.ratio is not None and round(worse.ratio, 6) == 1.5 and worse.passed is False
+    unfinished = run.drop_beside_unheld(held, SectionResult("drop-unheld", details={"tailRatio": None}))
     assert unfinished.passed is False and "missing" in unfinished.error

@@ -191,6 +191,7 @@ class BatchIntake:
             waiting += work.waiting
 
         self._release(releases, outcome, own_messages=len(messages))
+        self._release_planned(outcome, own_messages=len(messages))
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
         intake_metrics(
@@ -497,6 +498,24 @@ class BatchIntake:
                 outcome.releases[job] = how
                 if how == "released":
                     outcome.jobs_started.append(job)
+
+    def _release_planned(self, outcome: IntakeOutcome, *, own_messages: int) -> None:
+        """The held jobs this batch added to, released at once if the batch was the intake queue's last and their
+        groups are quiet (services/holding.py `release_planned`). Best effort: what fails here is left to the
+        jobs' release messages, which are on their way."""
+        planned = [job for job in outcome.jobs_held if job not in outcome.releases]
+        if self._hold is None or not planned:
+            return
+        try:
+            released = self._hold.release_planned(planned, own_messages=own_messages)
+        except (TransientError, PermanentError) as exc:
+            logger.warning(
+                "could not release the held jobs this batch planned; their release messages will",
+                extra={"jobs": planned, "error": str(exc)},
+            )
+            return
+        outcome.releases.update(released)
+        outcome.jobs_started += [job for job, how in released.items() if how == "released"]
 
     def _launch_failed(
         self,

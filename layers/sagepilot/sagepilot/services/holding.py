@@ -172,11 +172,22 @@ class GroupHold:
         return name
 
     # Releasing ---------------------------------------------------------------------------------------
-    def release(self, job_name: str, *, force: bool = False, sweeping: bool = False, own_messages: int = 0) -> str:
+    def release(
+        self,
+        job_name: str,
+        *,
+        force: bool = False,
+        sweeping: bool = False,
+        own_messages: int = 0,
+        queue_seen_empty: bool = False,
+        look_again: bool = True,
+    ) -> str:
         """Release a held job when it is due (or now, `force`; `own_messages`: the intake batch of the caller, in
         flight but planned already); what happened ("released": its transform job was
-        created now), for the outcome and the log. Sent again (with a queue) when not due yet; a job released
-        before is left to `resume` (done, or its releaser's)."""
+        created now), for the outcome and the log. Sent again (with a queue) when not due yet, unless `look_again`
+        is False (the caller is not its release message: that one is still on its way); `queue_seen_empty`: the
+        caller has just seen the intake queue hold nothing but its own batch. A job released before is left to
+        `resume` (done, or its releaser's)."""
         record = self._state.get_job(job_name)
         if record is None:
             return "unknown"
@@ -205,9 +216,13 @@ class GroupHold:
                 # the hold is over (a lost or given-up message), never earlier than the message would.
                 due = ends
             if now < due:
-                self._later(job_name, due - now)
+                if look_again:
+                    self._later(job_name, due - now)
                 return "not due"
-            if now < ends and self._queue is not None and self._queue.messages() > own_messages:
+            backlog = not queue_seen_empty and self._queue is not None and self._queue.messages() > own_messages
+            if now < ends and backlog:
+                if not look_again:
+                    return "backlog"
                 # Quiet only as far as the intake has planned: files still queued, or in a batch another
                 # invocation is planning (in flight), may be the group's; `own_messages`, the caller's own batch
                 # (this release among them), are done with. Looked at again soon (a quarter of the quiet time):
@@ -227,6 +242,33 @@ class GroupHold:
         if launched.refused is not None:
             return "released: waiting for capacity"
         return "released" if launched.created else "released: not started yet"
+
+    def release_planned(self, jobs: list[str], *, own_messages: int) -> dict[str, str]:
+        """The held jobs an intake batch has just added to, released now if they are due and the intake queue holds
+        nothing but this batch: the batch that planned a burst's last files releases its groups at once, rather
+        than their release messages' next look (up to a quarter of the quiet time later). Those not released are
+        left to their release messages (none is sent here). What happened to each looked at."""
+        if not self.enabled or not jobs or self._queue is None or self._queue.messages() > own_messages:
+            return {}
+        # Read together (a batch may have held work of many groups), and only those due go through `release`.
+        records = self._state.get_jobs(jobs)
+        groups = self._state.group_records(sorted({str(r["group"]) for r in records.values() if r.get("group")}))
+        now = self._state.now()
+        what = {}
+        for job in jobs:
+            record = records.get(job)
+            if record is None or record.get("status") != HELD:
+                continue  # released meanwhile (by its message or another batch)
+            opened = int(record["createdAt"])
+            due = release_due(
+                opened_at=opened,
+                last_arrival_at=int(record.get("lastArrivalAt", opened)),
+                last_started_at=int(groups.get(str(record.get("group")), {}).get("lastStartedAt", 0)),
+                settings=self._settings.hold,
+            )
+            if now >= due:
+                what[job] = self.release(job, own_messages=own_messages, queue_seen_empty=True, look_again=False)
+        return what
 
     def _later(self, job_name: str, seconds: int) -> None:
         if self._queue is not None:
