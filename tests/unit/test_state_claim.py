@@ -253,3 +253,40 @@ def test_the_same_conditional_writes_take_updates(db, table):
     db.calls.clear()
     assert table._conditional_writes({"a": actions["a"]}, "recording versions") == {}
     assert db.ops() == ["UpdateItem"]
+
+
+def test_the_owners_of_many_inputs_are_read_100_at_a_time_in_parallel_and_unprocessed_keys_asked_again(db, table):
+    """BatchGetItem takes 100 keys; a released held job reads thousands of claims, so the requests go out
+    together (as the claims' transactions do), and the keys DynamoDB leaves unprocessed are asked again."""
+    import threading
+
+    ids = files(1000)
+    db.stored_owners = {f"input#{f}": (JOB if i % 3 else OTHER) for i, f in enumerate(ids)}
+    answer = db.batch_get_item
+    inside, peak, lock, first = [0], [0], threading.Lock(), threading.Event()
+    unprocessed_once: list[dict[str, Any]] = []
+
+    def slow_batch_get_item(**request: Any) -> dict[str, Any]:
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        try:
+            first.wait(0.5)  # the first request waits until another has arrived (or half a second)
+            first.set()
+            keys = request["RequestItems"][TABLE]["Keys"]
+            if len(keys) == 100 and not unprocessed_once:  # the first full request: DynamoDB leaves 10 keys out
+                unprocessed_once.append(request)
+                done = answer(RequestItems={TABLE: {"Keys": keys[:90], "ConsistentRead": True}})
+                return {**done, "UnprocessedKeys": {TABLE: {"Keys": keys[90:], "ConsistentRead": True}}}
+            return answer(**request)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    db.batch_get_item = slow_batch_get_item  # type: ignore[method-assign]
+    owners = table.owners(ids)
+    assert owners == {f: (JOB if i % 3 else OTHER) for i, f in enumerate(ids)}
+    assert peak[0] > 1  # requests in flight together
+    sizes = [len(r["RequestItems"][TABLE]["Keys"]) for name, r in db.calls if name == "BatchGetItem"]
+    assert all(r["RequestItems"][TABLE]["ConsistentRead"] for name, r in db.calls if name == "BatchGetItem")
+    assert sorted(sizes) == [10, 90] + [100] * 9  # (the left-out 10 asked again on their own)

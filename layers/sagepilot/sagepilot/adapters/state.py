@@ -525,20 +525,28 @@ class StateTable:
     def _consistent_items(self, pks: list[str], what: str) -> list[dict[str, Any]]:
         """The items of these keys that exist, read consistently with BatchGetItem (100 keys per request,
         unprocessed keys asked again after a pause, as DynamoDB asks)."""
-        found: list[dict[str, Any]] = []
         unique = list(dict.fromkeys(pks))
-        for start in range(0, len(unique), _BATCH_GET_LIMIT):
-            keys = [{"pk": {"S": pk}} for pk in unique[start : start + _BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                try:
-                    response = self._db.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise failure(exc, f"{what} failed: {exc}") from exc
-                found += response.get("Responses", {}).get(self._table, [])
-                request = response.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(_UNPROCESSED_BACKOFF_SECONDS)  # DynamoDB asks to back off before retrying
+        chunks = [unique[i : i + _BATCH_GET_LIMIT] for i in range(0, len(unique), _BATCH_GET_LIMIT)]
+        if len(chunks) <= 1:
+            return [item for chunk in chunks for item in self._read_chunk(chunk, what)]
+        # In parallel, as the writes (a released held job reads the claims of up to MaxFilesPerJob files: 50
+        # requests one after another were seconds of its release).
+        with ThreadPoolExecutor(max_workers=min(_CLAIM_THREADS, len(chunks))) as pool:
+            return [item for found in pool.map(lambda chunk: self._read_chunk(chunk, what), chunks) for item in found]
+
+    def _read_chunk(self, pks: list[str], what: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        keys = [{"pk": {"S": pk}} for pk in pks]
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            try:
+                response = self._db.batch_get_item(RequestItems=request)
+            except ClientError as exc:
+                raise failure(exc, f"{what} failed: {exc}") from exc
+            found += response.get("Responses", {}).get(self._table, [])
+            request = response.get("UnprocessedKeys") or {}
+            if request:
+                time.sleep(_UNPROCESSED_BACKOFF_SECONDS)  # DynamoDB asks to back off before retrying
         return found
 
     # Jobs waiting for a slot of their group ---------------------------------------------------------
