@@ -52,6 +52,13 @@ SANDBOX_PARAMETERS = {
 }
 
 
+# Connections a client of the sandbox keeps to the embedded AWS. The Lambda service's pollers share one SQS client:
+# each SQS event source keeps RECEIVES_IN_FLIGHT receives in flight and deletes from up to five delivering
+# threads, each rule or schedule target long-polls its delivery queue (some 30 calls at once with the stack's 2 SQS
+# sources and 9 rule and schedule targets); beyond botocore's default pool of 10, each call would open a connection
+# and discard it ("Connection pool is full"). A pool opens its connections only as calls need them.
+CLIENT_CONNECTIONS = 64
+
 _running: list[Sandbox] = []  # the sandbox that is running in this process, if any
 
 
@@ -131,7 +138,7 @@ class Sandbox:
             region_name=REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106 - the sandbox accepts any key
-            config=Config(retries={"mode": "standard", "max_attempts": 3}),
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=CLIENT_CONNECTIONS),
         )
 
     def start(self) -> Stack:

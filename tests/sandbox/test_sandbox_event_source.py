@@ -1,11 +1,13 @@
-"""The sandbox's SQS event source mapping settles a batch as Lambda does: successes deleted with
-DeleteMessageBatch (10 per request), failures (per ReportBatchItemFailures) made visible again, and an
-answer naming a message that is not in the batch failing the whole batch."""
+"""The sandbox's SQS event source mapping gathers a batch with several receives in flight, as Lambda's pollers
+do, and settles it as Lambda does: successes deleted with DeleteMessageBatch (10 per request), failures (per
+ReportBatchItemFailures) made visible again, and an answer naming a message that is not in the batch failing the
+whole batch."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sagepilot_sandbox.lambda_runtime.runtime import SqsEventSource, failed_messages
+from sagepilot_sandbox.lambda_runtime.runtime import RECEIVES_IN_FLIGHT, SqsEventSource, failed_messages
 from sagepilot_sandbox.stack.provision import SqsSource
 
 
@@ -62,7 +64,10 @@ def run_once(queue: tuple[Any, str, str], n: int, answer: Callable[[dict[str, An
     calls: Counter[str] = Counter()
     sqs.meta.events.register("before-call.sqs.*", lambda model, **_: calls.update([model.name]))
     poller = SqsEventSource(sqs, source, function, threading.Event(), 0, lambda *_: None)  # type: ignore[arg-type]
-    poller.poll_once()
+    try:
+        poller.poll_once()
+    finally:
+        poller.close()
     return function, calls, poller
 
 
@@ -201,3 +206,160 @@ def test_receives_never_fail_beside_other_receives_and_deletes(queue):
         t.join()
     assert failures == []
     assert len(received) == 6000  # each at least once (a standard queue may hand one out twice)
+
+
+class SlowReceives:
+    """The queue's SQS client, each ReceiveMessage taking `delay` seconds more (as under a drop's load, when the
+    embedded AWS's one process answers slowly); remembers how many receives were in flight at most and what each
+    asked for."""
+
+    def __init__(self, sqs: Any, delay: float) -> None:
+        self._sqs, self._delay = sqs, delay
+        self._lock = threading.Lock()
+        self.in_flight = self.peak = 0
+        self.asked: list[int] = []
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            self.asked.append(request["MaxNumberOfMessages"])
+        try:
+            time.sleep(self._delay)
+            return dict(self._sqs.receive_message(**request))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+
+def gatherer(
+    sqs: Any, queue: tuple[Any, str, str], batch_size: int, window: float, stop: threading.Event | None = None
+) -> SqsEventSource:
+    _, url, arn = queue
+    source = SqsSource(url, arn, batch_size=batch_size, batching_window_seconds=window, report_batch_item_failures=True)
+    function = ScriptedFunction(lambda event: {"ok": True})
+    return SqsEventSource(sqs, source, function, stop or threading.Event(), 0, lambda *_: None)  # type: ignore[arg-type]
+
+
+def bodies(batch: list[dict[str, Any]]) -> list[str]:
+    return sorted(m["Body"] for m in batch)
+
+
+def test_a_batch_is_gathered_with_several_receives_in_flight_and_never_exceeds_batch_size(queue):
+    """95 of 120 queued messages: receives run at once (at most RECEIVES_IN_FLIGHT), each asking only what is left
+    of BatchSize after what the others asked, so the batch is exactly BatchSize and the other 25 were never
+    received (nothing received is left in flight outside the batch)."""
+    sqs, url, _ = queue
+    fill(sqs, url, 120)
+    slow = SlowReceives(sqs, delay=0.2)
+    poller = gatherer(slow, queue, batch_size=95, window=30)
+    try:
+        batch = poller.gather()
+    finally:
+        poller.close()
+    assert 1 < slow.peak <= RECEIVES_IN_FLIGHT
+    assert len(batch) == 95 == len({m["MessageId"] for m in batch})
+    assert sum(slow.asked) == 95 and max(slow.asked) == 10  # the last receives asked for the rest only
+    assert sorted(bodies(batch) + visible(sqs, url)) == sorted(f"m{i}" for i in range(120))
+    assert poller._function.lambda_calls.count("sqs.ReceiveMessage") == len(slow.asked)  # type: ignore[attr-defined]
+    assert poller.errors == []
+
+
+def test_the_window_still_closes_a_small_batch(queue):
+    """Three messages and a BatchSize of 1,000: the batch is returned once its window (1 s) has passed, with every
+    message the receives still in flight came back with."""
+    sqs, url, _ = queue
+    fill(sqs, url, 3)
+    slow = SlowReceives(sqs, delay=0.1)
+    poller = gatherer(slow, queue, batch_size=1000, window=1)
+    started = time.monotonic()
+    try:
+        batch = poller.gather()
+    finally:
+        poller.close()
+    took = time.monotonic() - started
+    assert bodies(batch) == ["m0", "m1", "m2"]
+    assert 1 <= took < 4  # the window, then the receives in flight (a long poll of 1 s each) come back
+    assert visible(sqs, url) == []
+
+
+def test_an_empty_queue_gives_an_empty_batch_without_spinning(queue):
+    sqs, _, _ = queue
+    slow = SlowReceives(sqs, delay=0.0)
+    poller = gatherer(slow, queue, batch_size=1000, window=1)
+    started = time.monotonic()
+    try:
+        assert poller.gather() == []
+    finally:
+        poller.close()
+    assert time.monotonic() - started < 3
+    assert len(slow.asked) <= RECEIVES_IN_FLIGHT  # one long poll each, none started once one came back empty
+
+
+def test_a_stopping_mapping_keeps_what_its_receives_in_flight_got(queue):
+    """Stopped while it gathers (BatchSize 1,000, a long window), the mapping starts no more receives and returns
+    what those in flight received: every message is either in the batch or still visible, none hidden in flight."""
+    sqs, url, _ = queue
+    fill(sqs, url, 300)
+    slow = SlowReceives(sqs, delay=0.2)
+    stop = threading.Event()
+    poller = gatherer(slow, queue, batch_size=1000, window=30, stop=stop)
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    try:
+        batch = poller.gather()
+    finally:
+        poller.close()
+    assert time.monotonic() - started < 3
+    assert 0 < len(batch) < 300
+    assert sorted(bodies(batch) + visible(sqs, url)) == sorted(f"m{i}" for i in range(300))
+
+
+class ScriptedReceives:
+    """An SQS client whose ReceiveMessage answers are scripted (then empty), for what moto seldom does."""
+
+    def __init__(self, answers: list[list[dict[str, Any]] | Exception]) -> None:
+        self._answers, self._lock = answers, threading.Lock()
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        with self._lock:
+            answer = self._answers.pop(0) if self._answers else []
+        if isinstance(answer, Exception):
+            raise answer
+        time.sleep(0.05)  # the receives overlap
+        return {"Messages": answer}
+
+
+def message(n: int) -> dict[str, Any]:
+    return {"MessageId": f"id-{n}", "ReceiptHandle": f"handle-{n}-{time.monotonic()}", "Body": f"m{n}"}
+
+
+def test_a_message_two_receives_both_got_is_in_the_batch_once(queue):
+    """A standard queue may hand a message out twice, here to two receives of one batch: Lambda's pollers each fill
+    their own batch, so a batch never holds one message twice."""
+    sqs = ScriptedReceives([[message(1), message(2)], [message(2), message(3)]])
+    poller = gatherer(sqs, queue, batch_size=1000, window=0)
+    try:
+        batch = poller.gather()
+    finally:
+        poller.close()
+    assert sorted(m["MessageId"] for m in batch) == ["id-1", "id-2", "id-3"]
+
+
+def test_a_failed_receive_keeps_what_the_others_received(queue):
+    """One receive fails: the batch is what the others got (their messages are in flight: dropping them would hide
+    them until their visibility timeout), and the failure is recorded; with nothing received, it is raised."""
+    sqs = ScriptedReceives([RuntimeError("connection reset"), [message(1)], [message(2)]])
+    poller = gatherer(sqs, queue, batch_size=1000, window=30)
+    try:
+        batch = poller.gather()
+        assert sorted(m["MessageId"] for m in batch) == ["id-1", "id-2"]
+        assert poller.errors == ["RuntimeError: connection reset"]
+        poller._sqs = ScriptedReceives([RuntimeError("connection reset")])
+        with pytest.raises(RuntimeError, match="connection reset"):
+            poller.gather()
+    finally:
+        poller.close()

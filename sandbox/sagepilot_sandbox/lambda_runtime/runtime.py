@@ -49,6 +49,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ _SQS_BATCH_LIMIT = 10  # entries per DeleteMessageBatch / ChangeMessageVisibilit
 # Batches an SQS event source mapping without ScalingConfig.MaximumConcurrency invokes at once: the five
 # Lambda starts with (it then adds up to 300 a minute, to 1,000; the sandbox does not scale further).
 DEFAULT_SQS_CONCURRENCY = 5
+# ReceiveMessage calls an SQS event source keeps in flight while it gathers a batch: Lambda polls a standard
+# queue with five pollers at first ("Lambda starts processing five batches at a time with five concurrent
+# invocations", services-sqs-scaling), each long-polling for up to 10 messages. One receive at a time filled
+# the intake's 1,000-message batches with 40-100 while thousands waited (each receive takes ~1 s of wall time
+# while clients upload into the same embedded AWS process).
+RECEIVES_IN_FLIGHT = 5
 # The account's concurrency in the sandbox unless SAGEPILOT_SANDBOX_LAMBDA_CONCURRENCY says otherwise:
 # the quota of a new AWS account (10; most accounts get 1,000), which a laptop can run.
 DEFAULT_ACCOUNT_CONCURRENCY = 10
@@ -372,6 +379,9 @@ class _Poller(threading.Thread):
     def poll_once(self) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the poller holds besides its thread (called once it has stopped)."""
+
 
 class SqsEventSource(_Poller):
     """An SQS event source mapping. Up to its ScalingConfig.MaximumConcurrency batches (without one, the
@@ -382,7 +392,8 @@ class SqsEventSource(_Poller):
     waiting half-empty (the same work in fewer, larger invocations). A batch the function's concurrency
     throttles waits for it (Lambda retries a throttled batch) until its messages' visibility timeout is
     about to run out (the queue's VisibilityTimeout less the function's timeout); then it goes back to
-    the queue, which counts a receive towards the queue's maxReceiveCount, as in AWS."""
+    the queue, which counts a receive towards the queue's maxReceiveCount, as in AWS. A batch is gathered
+    with RECEIVES_IN_FLIGHT receives at once, on a thread pool the mapping owns (`close` shuts it down)."""
 
     def __init__(
         self,
@@ -401,6 +412,9 @@ class SqsEventSource(_Poller):
         self._waiting = 0  # delivering threads waiting for a batch
         self._waiting_lock = threading.Lock()
         self._throttle_wait: float | None = None  # read from the queue when first needed
+        # The receives of `gather` (boto3 clients are thread-safe for calls; the sandbox's client has a connection
+        # pool large enough for every poller's receives, see Sandbox.client).
+        self._receivers = futures.ThreadPoolExecutor(RECEIVES_IN_FLIGHT, thread_name_prefix=f"{self.name}:receive")
 
     def run(self) -> None:
         threading.Thread(target=self._receive_ahead, name=f"{self.name}:receive", daemon=True).start()
@@ -453,28 +467,75 @@ class SqsEventSource(_Poller):
 
     def gather(self) -> list[dict[str, Any]]:
         """Receive until BatchSize messages or the batching window since the first one (and the function
-        free to take them); [] if none came."""
+        free to take them); [] if none came.
+
+        Up to RECEIVES_IN_FLIGHT receives run at once, each asking min(10, what is left of BatchSize after
+        the batch and what the other receives in flight asked), so the batch never exceeds BatchSize. A new
+        receive starts while the batch has room, its window has not passed (or no invocation slot waits for
+        it) and the mapping is not stopping; an empty queue (a receive back empty while the batch is empty)
+        starts none either. What every receive already started returns is waited for and kept in the
+        batch: a received message is in flight, and leaving it out would hide it until its visibility
+        timeout. A message two receives both got (a standard queue may hand one out twice) is in the
+        batch once: Lambda's pollers each fill their own batch, so it would never be in one batch twice.
+        A receive that fails stops the gathering; the failure is raised if nothing was received, else it
+        is recorded in `errors` and the batch returned."""
+        size = self._source.batch_size
         batch: list[dict[str, Any]] = []
+        ids: set[str] = set()
         first = 0.0
-        while len(batch) < self._source.batch_size and not self._stop_event.is_set():
-            window_passed = batch and time.monotonic() - first >= self._source.batching_window_seconds
-            if window_passed and self._can_take():
-                break
-            request: dict[str, Any] = {
-                "QueueUrl": self._source.queue_url,
-                "MaxNumberOfMessages": min(10, self._source.batch_size - len(batch)),
-                "WaitTimeSeconds": 1,
-                "AttributeNames": ["All"],
-                "MessageAttributeNames": ["All"],
-            }
-            self._function.record_lambda_call("sqs", "ReceiveMessage", request)
-            got = self._sqs.receive_message(**request).get("Messages", [])
-            if got and not batch:
-                first = time.monotonic()
-            batch += got
+        asked: dict[futures.Future[dict[str, Any]], int] = {}  # receives in flight -> messages each may return
+        came_back_empty = False
+        failure: Exception | None = None
+
+        def may_receive() -> bool:
+            if self._stop_event.is_set() or failure is not None:
+                return False
             if not batch:
-                return []
+                return not came_back_empty
+            window_passed = time.monotonic() - first >= self._source.batching_window_seconds
+            return not (window_passed and self._can_take())
+
+        while True:
+            while len(asked) < RECEIVES_IN_FLIGHT and may_receive():
+                room = size - len(batch) - sum(asked.values())
+                if room <= 0:
+                    break
+                request: dict[str, Any] = {
+                    "QueueUrl": self._source.queue_url,
+                    "MaxNumberOfMessages": min(10, room),
+                    "WaitTimeSeconds": 1,
+                    "AttributeNames": ["All"],
+                    "MessageAttributeNames": ["All"],
+                }
+                self._function.record_lambda_call("sqs", "ReceiveMessage", request)
+                asked[self._receivers.submit(self._sqs.receive_message, **request)] = request["MaxNumberOfMessages"]
+            if not asked:
+                break
+            done, _ = futures.wait(asked, return_when=futures.FIRST_COMPLETED)
+            for receive in done:
+                del asked[receive]
+                try:
+                    got = receive.result().get("Messages", [])
+                except Exception as exc:  # noqa: BLE001 - the other receives' messages are kept, see above
+                    failure = failure or exc
+                    continue
+                if got and not batch:
+                    first = time.monotonic()
+                if not got and not batch:
+                    came_back_empty = True
+                for message in got:
+                    if message["MessageId"] not in ids:
+                        ids.add(message["MessageId"])
+                        batch.append(message)
+        if failure is not None:
+            if not batch:
+                raise failure
+            self.errors.append(f"{type(failure).__name__}: {failure}")
         return batch
+
+    def close(self) -> None:
+        """Shut down the receiving threads (a receive still in flight ends within its WaitTimeSeconds)."""
+        self._receivers.shutdown(wait=False, cancel_futures=True)
 
     def deliver(self, batch: list[dict[str, Any]]) -> None:
         """Invoke the function with the batch, then delete what succeeded and release what failed (all of it
@@ -719,6 +780,7 @@ class LambdaService:
         self._stop.set()
         for poller in self.pollers:
             poller.join(timeout=5)
+            poller.close()
         for function in self.functions.values():
             function.stop()
 
