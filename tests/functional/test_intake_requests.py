@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from sagepilot.domain import object_versions
+from sagepilot.domain.object_versions import FIRST_PAGE_FLOOR, PAGE_SIZE
 from sagepilot.events import queued_messages
 
-from .conftest import Data, Jobs
+from .conftest import Data, Jobs, event_key, sqs_event
 
 
 def handle(intake: Any, event: dict[str, Any]) -> Any:
@@ -33,6 +34,15 @@ def s3_calls(clients: Callable[[str], Any]) -> Counter[str]:
     calls: Counter[str] = Counter()
     clients("s3").meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
     return calls
+
+
+def listing_requests(clients: Callable[[str], Any]) -> list[dict[str, Any]]:
+    """The parameters of each ListObjectVersions request the intake makes (from now on)."""
+    asked: list[dict[str, Any]] = []
+    clients("s3").meta.events.register(
+        "before-parameter-build.s3.ListObjectVersions", lambda params, **_: asked.append(dict(params))
+    )
+    return asked
 
 
 def assert_plan_matches_s3(clients: Callable[[str], Any], data: Data, job: Any) -> None:
@@ -77,7 +87,7 @@ def test_a_folder_crowded_past_the_page_budget_is_confirmed_by_head_beyond_what_
 ):
     """Pages of 4 versions and a budget of 1 page: the page proves its first 3 keys (the 4th may have more
     versions on the next page); the other files get a HeadObject each. Nothing is lost or taken twice."""
-    monkeypatch.setattr("sagepilot.adapters.s3.PAGE_SIZE", 4)
+    monkeypatch.setattr(object_versions, "PAGE_SIZE", 4)
     registry.register("churn")
     dropped = {f"incoming/churn/{i:02}.csv": data.drop(f"incoming/churn/{i:02}.csv") for i in range(12)}
     calls = s3_calls(clients)
@@ -117,3 +127,72 @@ def test_listing_and_head_agree_on_deleted_overwritten_and_hidden_versions(
         {("incoming/churn/good.csv", good), ("incoming/churn/twice.csv", old), ("incoming/churn/hidden.csv", hidden),
          ("incoming/churn/twice.csv", new)}
     )  # fmt: skip
+
+
+def test_a_batch_ahead_of_its_burst_asks_a_small_first_page_not_a_thousand_keys_after_the_wanted_ones(
+    clients, data, registry, intake_queue, intake, jobs
+):
+    """The intake reads the first files of a burst while the rest keep arriving: the one page it asks is
+    sized to the few keys it wants, and proves them all (no HEAD), however many keys follow."""
+    registry.register("churn")
+    dropped = {f"incoming/churn/part-{i:05}.csv": data.drop(f"incoming/churn/part-{i:05}.csv") for i in range(5)}
+    event = intake_queue.receive()
+    for i in range(5, 5 + 2 * FIRST_PAGE_FLOOR):  # the burst goes on
+        data.drop(f"incoming/churn/part-{i:05}.csv")
+    calls, asked = s3_calls(clients), listing_requests(clients)
+    outcome = handle(intake, event)
+    assert outcome.failed_message_ids == [] and outcome.ignored == 0 and outcome.rejected == []
+    assert (calls["ListObjectVersions"], calls["HeadObject"]) == (1, 0)
+    assert [a["MaxKeys"] for a in asked] == [FIRST_PAGE_FLOOR] and FIRST_PAGE_FLOOR < PAGE_SIZE
+    jobs.assert_each_version_in_exactly_one_job(set(dropped.items()))
+
+
+def test_keys_crowding_between_the_wanted_ones_are_covered_by_full_pages_continuing_inside_a_key(
+    s3, clients, data, registry, intake_queue, intake, jobs
+):
+    """Thirty other keys between each two wanted ones, each wanted key written three times: the first page
+    (sized to the 30 wanted versions) stops inside 03.csv's versions, and the next one, continued from that
+    version's marker, lists its older versions and the rest of the range. Every version is confirmed by
+    the listing within the budget one full page had (no HEAD), none is missed: a version the listing
+    skipped would be taken for deleted and ignored."""
+    registry.register("churn")
+    for i in range(10):
+        for j in range(30):
+            data.drop(f"incoming/churn/{i:02}-{j:02}.csv")  # before {i:02}.csv: '-' sorts before '.'
+    wanted = {f"incoming/churn/{i:02}.csv" for i in range(10)}
+    dropped = {(key, data.drop(key, f"{n}\n".encode())) for key in sorted(wanted) for n in range(3)}
+    event = sqs_event([r for r in intake_queue.receive()["Records"] if event_key(r) in wanted])
+    assert len(event["Records"]) == 30
+    newest = s3.list_object_versions(Bucket=data.name, Prefix="incoming/churn/03.csv")["Versions"][0]["VersionId"]
+    calls, asked = s3_calls(clients), listing_requests(clients)
+    outcome = handle(intake, event)
+    assert outcome.failed_message_ids == [] and outcome.ignored == 0 and outcome.rejected == []
+    assert (calls["ListObjectVersions"], calls["HeadObject"]) == (2, 0)
+    # 00.csv's 3 versions, 30 keys and 01.csv's 3, 30 and 02.csv's 3, 30: the 100th entry is 03.csv's newest.
+    assert [a["MaxKeys"] for a in asked] == [FIRST_PAGE_FLOOR, PAGE_SIZE - FIRST_PAGE_FLOOR]
+    assert (asked[1]["KeyMarker"], asked[1]["VersionIdMarker"]) == ("incoming/churn/03.csv", newest)
+    jobs.assert_each_version_in_exactly_one_job(dropped)  # the older two of each key: superseded in the job
+
+
+@pytest.mark.parametrize("first_page", ["small", "full"])
+def test_a_small_first_page_settles_exactly_the_keys_full_pages_settled(
+    first_page, monkeypatch, clients, data, registry, intake_queue, intake, jobs
+):
+    """Pages of 10 versions, a budget of one page: a first page of 4 then one of 6 reach as far as one of
+    10 did, so the same wanted keys fall back to HeadObject (the 6 past the budget), at one request more."""
+    monkeypatch.setattr(object_versions, "PAGE_SIZE", 10)
+    monkeypatch.setattr(object_versions, "FIRST_PAGE_FLOOR", 4 if first_page == "small" else 10)
+    monkeypatch.setattr(object_versions, "FIRST_PAGE_PER_WANTED", 0)  # the floor alone sizes the first page
+    registry.register("churn")
+    dropped = {f"incoming/churn/{i:02}.csv": data.drop(f"incoming/churn/{i:02}.csv") for i in range(0, 30, 2)}
+    for i in range(1, 30, 2):
+        data.drop(f"incoming/churn/{i:02}.csv")  # another key between each two wanted ones
+    event = sqs_event([r for r in intake_queue.receive()["Records"] if event_key(r) in dropped])
+    calls, asked = s3_calls(clients), listing_requests(clients)
+    outcome = handle(intake, event)
+    assert outcome.failed_message_ids == [] and outcome.ignored == 0
+    # 10 entries from 00.csv: 00..09, the page stopping in 09.csv (its other versions may follow): 00..08
+    # proved, 5 wanted keys; the other 10 wanted keys are HEADed.
+    assert calls["HeadObject"] == 10
+    assert [a["MaxKeys"] for a in asked] == ([4, 6] if first_page == "small" else [10])
+    jobs.assert_each_version_in_exactly_one_job(set(dropped.items()))

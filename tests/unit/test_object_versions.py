@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from sagepilot.domain import object_versions
 from sagepilot.domain.object_versions import (
+    FIRST_PAGE_FLOOR,
     MIN_KEYS_TO_LIST,
+    PAGE_SIZE,
     ListedVersion,
     ListingRange,
     VersionListing,
@@ -24,7 +27,7 @@ def test_folder_of():
 
 def test_one_range_per_folder_holding_several_wanted_keys_starting_just_before_the_smallest():
     (churn,) = plan_listings([["incoming/churn/b.csv"], ["incoming/churn/a.csv"], ["incoming/churn/c.csv"]])
-    assert churn == ListingRange("incoming/churn/", "incoming/churn/a.cs", "incoming/churn/c.csv", 1)
+    assert churn == ListingRange("incoming/churn/", "incoming/churn/a.cs", "incoming/churn/c.csv", 1, 3)
     assert churn.start_after < "incoming/churn/a.csv"
 
 
@@ -43,8 +46,46 @@ def test_the_page_budget_grows_with_the_wanted_keys():
     assert listing.max_pages == 11  # dense: 1 page; up to 10x as many other keys in between: still listed
 
 
+def test_the_range_counts_each_wanted_key_once_whatever_its_forms():
+    (both,) = plan_listings(
+        [["incoming/g/a%2B1.csv", "incoming/g/a+1.csv"], ["incoming/g/b.csv"], ["incoming/h/x.csv"]]
+    )
+    assert both.wanted == 2
+
+
+def sizes(wanted: int, max_pages: int) -> list[int]:
+    return list(ListingRange("incoming/g/", "incoming/g/", "incoming/g/z.csv", max_pages, wanted).page_sizes())
+
+
+def test_the_first_page_asks_about_what_the_batch_wants_then_full_pages_to_the_same_entry_budget():
+    assert FIRST_PAGE_FLOOR == 100 and PAGE_SIZE == 1000
+    assert sizes(2, 1) == [100, 900]  # a few wanted keys: the floor; the rest of the one page's budget after it
+    assert sizes(50, 1) == [100, 900]
+    assert sizes(99, 1) == [198, 802]  # twice the wanted keys
+    assert sizes(450, 5) == [900, 1000, 1000, 1000, 1000, 100]
+    assert sizes(500, 6) == [1000] * 6  # as many as a full page's worth: full pages, as before
+    assert sizes(5000, 51) == [1000] * 51
+
+
+def test_the_entry_budget_is_never_smaller_than_max_pages_full_pages_and_costs_at_most_one_more_request():
+    for wanted in range(MIN_KEYS_TO_LIST, 3000, 7):
+        (listing,) = plan_listings([[f"incoming/g/{i:05}.csv"] for i in range(wanted)])
+        pages = list(listing.page_sizes())
+        assert sum(pages) == listing.max_pages * PAGE_SIZE
+        assert all(0 < size <= PAGE_SIZE for size in pages) and pages[1:-1] == [PAGE_SIZE] * len(pages[2:])
+        assert len(pages) <= listing.max_pages + 1
+        assert pages[0] >= min(PAGE_SIZE, 2 * wanted)  # a dense batch's keys all fit in its first page
+
+
+def test_page_sizes_follow_a_smaller_page_size(monkeypatch):
+    """The functional tests shrink PAGE_SIZE to make crowded folders cheap: the first page never exceeds it."""
+    monkeypatch.setattr(object_versions, "PAGE_SIZE", 4)
+    assert sizes(12, 1) == [4]
+    assert sizes(12, 3) == [4, 4, 4]
+
+
 def test_a_page_covers_its_range_up_to_the_key_it_stopped_in_then_the_next_page_goes_on():
-    wanted = ListingRange("incoming/g/", "incoming/g/a.cs", "incoming/g/d.csv", 3)
+    wanted = ListingRange("incoming/g/", "incoming/g/a.cs", "incoming/g/d.csv", 3, 2)
     listing = VersionListing()
     listing.add_page(wanted, [v("incoming/g/a.csv", "1"), v("incoming/g/b.csv", "2", latest=True)], "incoming/g/b.csv")
     assert listing.covers("incoming/g/a.csv")
@@ -59,14 +100,14 @@ def test_a_page_covers_its_range_up_to_the_key_it_stopped_in_then_the_next_page_
 
 
 def test_a_range_is_covered_past_its_last_key_when_a_truncated_page_stops_beyond_it():
-    wanted = ListingRange("incoming/g/", "incoming/g/a.cs", "incoming/g/b.csv", 1)
+    wanted = ListingRange("incoming/g/", "incoming/g/a.cs", "incoming/g/b.csv", 1, 2)
     listing = VersionListing()
     listing.add_page(wanted, [v("incoming/g/a.csv", "1"), v("incoming/g/b.csv", "1")], "incoming/g/c.csv")
     assert listing.covered_past(wanted) and listing.covers("incoming/g/b.csv")
 
 
 def test_find_names_the_version_an_event_names_and_nothing_a_delete_removed():
-    wanted = ListingRange("incoming/g/", "incoming/g/", "incoming/g/z.csv", 1)
+    wanted = ListingRange("incoming/g/", "incoming/g/", "incoming/g/z.csv", 1, 3)
     listing = VersionListing()
     listing.add_page(
         wanted,
@@ -91,7 +132,7 @@ def test_find_names_the_version_an_event_names_and_nothing_a_delete_removed():
 def test_current_is_the_keys_newest_version_and_none_under_a_delete_marker_or_for_no_key():
     """What a job's completion checks: was the claimed version still the key's current one (the key held it
     from the claim to the job's end, so SageMaker read exactly it)?"""
-    wanted = ListingRange("incoming/g/", "incoming/g/", "incoming/g/z.csv", 1)
+    wanted = ListingRange("incoming/g/", "incoming/g/", "incoming/g/z.csv", 1, 3)
     listing = VersionListing()
     listing.add_page(
         wanted,

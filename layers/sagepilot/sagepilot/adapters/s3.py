@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from sagepilot.adapters.clients import UNREACHABLE, error_code, error_message, http_status, translates_unreachable
-from sagepilot.domain.object_versions import PAGE_SIZE, ListedVersion, ListingRange, VersionListing, plan_listings
+from sagepilot.domain.object_versions import ListedVersion, ListingRange, VersionListing, plan_listings
 from sagepilot.errors import ObjectGone, TransientError
 from sagepilot.observability import logger
 
@@ -64,9 +64,9 @@ class DataBucket:
             "Bucket": self.name,
             "Prefix": listing_range.prefix,
             "KeyMarker": listing_range.start_after,
-            "MaxKeys": PAGE_SIZE,
         }
-        for _ in range(listing_range.max_pages):
+        for max_keys in listing_range.page_sizes():
+            params["MaxKeys"] = max_keys
             page = self._s3.list_object_versions(**params)
             truncated = bool(page.get("IsTruncated"))
             next_key = page.get("NextKeyMarker") if truncated else None
