@@ -57,6 +57,7 @@ from sagepilot_sandbox.cloudwatch.alarms import alarm_event, evaluate_alarm, eva
 from sagepilot_sandbox.moto_patches import (
     api_rules,
     autoscaling,
+    dynamodb_json,
     dynamodb_query,
     job_listing,
     s3_listing,
@@ -153,6 +154,7 @@ def install() -> None:
         job_listing.install()
         transactions.install()
         dynamodb_query.install()
+        dynamodb_json.install()
         api_rules.install()
         training.refuse_unpullable_images()
         _order_metric_dimensions()
