@@ -354,7 +354,9 @@ def _figures(o: Outcome, budget: float) -> list[Figure]:
             "s",
             baseline=o.upload_s,
             baseline_label="upload time (first upload -> last upload answered)",
-            target=Target("ratio", "<=", TAIL_TARGET),
+            # The groups drop's burst shares its groups' held jobs with the trickle after it: its tail is printed,
+            # its targets are per group (issue 19).
+            target=None if o.trickle_section else Target("ratio", "<=", TAIL_TARGET),
             note="tail ratio = (last file claimed into a started job - last upload) / upload time",
             error=unfinished,
         ),
@@ -365,7 +367,8 @@ def _figures(o: Outcome, budget: float) -> list[Figure]:
             "jobs",
             baseline=o.in_jobs or None,
             baseline_label="one job per file (the naive design), for the files in jobs",
-            target=Target("ratio", "<=", JOBS_TARGET),
+            # (Across 100 groups the target is each group's: at most 2 jobs, so up to 2% of 10,000 files.)
+            target=None if o.trickle_section else Target("ratio", "<=", JOBS_TARGET),
         ),
         Figure(
             section,

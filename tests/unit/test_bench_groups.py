@@ -31,11 +31,18 @@ def test_the_busiest_group_s_jobs_are_held_to_two() -> None:
     assert {f.name: f for f in drop._figures(_outcome(3), budget=180)}[busiest.name].passed is False
     assert figures["uploaded file versions in no job"].passed is True
     assert figures["upload 10,000 files (client, threads)"].error == ""  # burst and trickle all uploaded
+    # The plain drop's targets (jobs <= 1% of files, tail <= 0.5x) are not this section's: 2 jobs for each of 100
+    # groups is 2% of 10,000 files, and a group's burst waits for the trickle that shares its held job.
+    assert figures["transform jobs started"].target is None
+    assert figures["tail: last upload -> last file in a started job"].target is None
 
 
 def test_the_plain_drop_has_no_per_group_figure() -> None:
     plain = drop.Outcome(10_000, 10_000, 40.0, 10_000, 24, 0, 0, 8.0, 48.0, False)
-    assert "transform jobs of the busiest group" not in {f.name for f in drop._figures(plain, budget=180)}
+    figures = {f.name: f for f in drop._figures(plain, budget=180)}
+    assert "transform jobs of the busiest group" not in figures
+    assert figures["transform jobs started"].passed is True and figures["transform jobs started"].target is not None
+    assert figures["tail: last upload -> last file in a started job"].passed is True  # 8 s / 40 s <= 0.5
 
 
 def test_the_groups_tail_ratio_stands_beside_the_drop_s_for_information() -> None:
