@@ -511,3 +511,47 @@ def test_the_batch_that_reads_a_quiet_groups_last_files_releases_its_held_job_wh
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
     assert len(jobs.all()) == 2
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_the_last_batch_releases_every_quiet_group_it_held_work_of_at_once(
+    stack, clients, data, intake_queue, world, registry, completions, sagemaker, jobs, monkeypatch
+):
+    """A burst of two groups: the batch that reads the queue's last messages releases both groups' held jobs (side
+    by side, each its own group's), and a group that is not quiet yet is left to its release message."""
+    from sagepilot.services import batch_intake
+
+    registry.register("fraud")
+    registry.register("churn2")
+    batch(world, intake_queue, data, ["incoming/churn/a.csv", "incoming/fraud/a.csv", "incoming/churn2/a.csv"])
+    held = batch(world, intake_queue, data, ["incoming/churn/b.csv", "incoming/fraud/b.csv", "incoming/churn2/b.csv"])
+    assert len(held.jobs_held) == 3
+    for key in ("incoming/churn/c.csv", "incoming/fraud/c.csv"):
+        data.drop(key)
+    early = intake_queue.receive()  # SQS has them now ...
+    world.clock.advance(20)
+    data.drop("incoming/churn2/c.csv")  # ... churn2's 20 s later: not quiet with them
+    late = intake_queue.receive()
+    world.clock.advance(15)  # all read in one batch 35 s after the first two, 15 s after churn2's
+    world.releases.backlog, world.releases.own = 0, 3
+    used: list[int] = []
+    each = batch_intake._each
+
+    def counting(fn, items):
+        used.append(len(items))
+        return each(fn, items)
+
+    monkeypatch.setattr(batch_intake, "_each", counting)
+    outcome = world.intake.handle(queued_messages(early) + queued_messages(late))
+    for event in (early, late):
+        intake_queue.settle(event, {"batchItemFailures": []})
+    released = {job for job, how in outcome.releases.items() if how == "released"}
+    churn2 = next(j for j in held.jobs_held if "churn2" in j)
+    assert released == set(held.jobs_held) - {churn2} and sorted(outcome.jobs_started) == sorted(released)
+    assert 2 in used  # the two quiet groups' releases went out together
+    assert record(stack, clients, churn2)["status"] == "HELD"  # left to its release message
+    world.clock.advance(900)
+    world.deliver_releases()
+    assert record(stack, clients, churn2)["status"] == "STARTED"
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)

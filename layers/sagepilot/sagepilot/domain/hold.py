@@ -17,7 +17,7 @@ services/holding.py; measured in `make limits`, docs/limits.md "A start-up hold"
   (`hold_seconds` after the group's last start), whichever comes first. The quiet counts from when the newest
   held file reached the queue (SQS's SentTimestamp), not from when a batch was planned: after a burst, a group
   that went quiet while the intake was still reading its backlog is released as soon as the backlog is read (by the
-  batch that read it last, services/holding.py `release_planned`).
+  batch that read it last, services/holding.py `due_planned`).
 """
 
 from __future__ import annotations

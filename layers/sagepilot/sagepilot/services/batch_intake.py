@@ -500,22 +500,38 @@ class BatchIntake:
                     outcome.jobs_started.append(job)
 
     def _release_planned(self, outcome: IntakeOutcome, *, own_messages: int) -> None:
-        """The held jobs this batch added to, released at once if the batch was the intake queue's last and their
-        groups are quiet (services/holding.py `release_planned`). Best effort: what fails here is left to the
-        jobs' release messages, which are on their way."""
+        """The held jobs this batch added to, released at once (several at once, each its own group's) if the batch
+        was the intake queue's last and their groups are quiet (services/holding.py `due_planned`). What fails
+        here is logged and left to the jobs' release messages, which are on their way."""
+        hold = self._hold
         planned = [job for job in outcome.jobs_held if job not in outcome.releases]
-        if self._hold is None or not planned:
+        if hold is None or not planned:
             return
+
+        def release(job: str) -> str | None:
+            assert hold is not None
+            try:
+                return hold.release(job, own_messages=own_messages, queue_seen_empty=True, look_again=False)
+            except (TransientError, PermanentError) as exc:
+                logger.warning(
+                    "could not release a held job this batch planned; its release message will",
+                    extra={"job": job, "error": str(exc)},
+                )
+                return None
+
         try:
-            released = self._hold.release_planned(planned, own_messages=own_messages)
-        except (TransientError, PermanentError) as exc:
+            due = hold.due_planned(planned, own_messages=own_messages)
+        except TransientError as exc:
             logger.warning(
-                "could not release the held jobs this batch planned; their release messages will",
+                "could not look at the held jobs this batch planned; their release messages will",
                 extra={"jobs": planned, "error": str(exc)},
             )
             return
-        outcome.releases.update(released)
-        outcome.jobs_started += [job for job, how in released.items() if how == "released"]
+        for job, how in zip(due, _each(release, due), strict=True):
+            if how is not None:
+                outcome.releases[job] = how
+                if how == "released":
+                    outcome.jobs_started.append(job)
 
     def _launch_failed(
         self,

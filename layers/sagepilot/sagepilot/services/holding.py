@@ -243,32 +243,32 @@ class GroupHold:
             return "released: waiting for capacity"
         return "released" if launched.created else "released: not started yet"
 
-    def release_planned(self, jobs: list[str], *, own_messages: int) -> dict[str, str]:
-        """The held jobs an intake batch has just added to, released now if they are due and the intake queue holds
-        nothing but this batch: the batch that planned a burst's last files releases its groups at once, rather
-        than their release messages' next look (up to a quarter of the quiet time later). Those not released are
-        left to their release messages (none is sent here). What happened to each looked at."""
+    def due_planned(self, jobs: list[str], *, own_messages: int) -> list[str]:
+        """Of the held jobs an intake batch has just added to, those to release now: due (their groups quiet) while
+        the intake queue holds nothing but this batch. The batch that planned a burst's last files releases its
+        groups at once (`release(..., queue_seen_empty=True, look_again=False)`), rather than at their release
+        messages' next look (up to a quarter of the quiet time later); the others are left to their messages."""
         if not self.enabled or not jobs or self._queue is None or self._queue.messages() > own_messages:
-            return {}
+            return []
         # Read together (a batch may have held work of many groups), and only those due go through `release`.
         records = self._state.get_jobs(jobs)
         groups = self._state.group_records(sorted({str(r["group"]) for r in records.values() if r.get("group")}))
         now = self._state.now()
-        what = {}
+        due = []
         for job in jobs:
             record = records.get(job)
             if record is None or record.get("status") != HELD:
                 continue  # released meanwhile (by its message or another batch)
             opened = int(record["createdAt"])
-            due = release_due(
+            when = release_due(
                 opened_at=opened,
                 last_arrival_at=int(record.get("lastArrivalAt", opened)),
                 last_started_at=int(groups.get(str(record.get("group")), {}).get("lastStartedAt", 0)),
                 settings=self._settings.hold,
             )
-            if now >= due:
-                what[job] = self.release(job, own_messages=own_messages, queue_seen_empty=True, look_again=False)
-        return what
+            if now >= when:
+                due.append(job)
+        return due
 
     def _later(self, job_name: str, seconds: int) -> None:
         if self._queue is not None:
