@@ -250,9 +250,7 @@ class GroupHold:
         messages' next look (up to a quarter of the quiet time later); the others are left to their messages."""
         if not self.enabled or not jobs or self._queue is None or self._queue.messages() > own_messages:
             return []
-        # Read together (a batch may have held work of many groups), and only those due go through `release`.
-        records = self._state.get_jobs(jobs)
-        groups = self._state.group_records(sorted({str(r["group"]) for r in records.values() if r.get("group")}))
+        records, groups = self._read_held(jobs)  # (a batch may have held work of many groups)
         now = self._state.now()
         due = []
         for job in jobs:
@@ -270,6 +268,12 @@ class GroupHold:
                 due.append(job)
         return due
 
+    def _read_held(self, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Held jobs' records and their groups' records, read together: two requests however many there are."""
+        records = self._state.get_jobs(names)
+        groups = self._state.group_records(sorted({str(r["group"]) for r in records.values() if r.get("group")}))
+        return records, groups
+
     def _later(self, job_name: str, seconds: int) -> None:
         if self._queue is not None:
             self._queue.send_later(release_held_job(job_name), max(1, min(seconds, MAX_DELAY_SECONDS)))
@@ -283,8 +287,7 @@ class GroupHold:
         # Every held job's record and its group's, read together (not two reads per held job: one is open per busy
         # group, and most are not due): one still HELD whose hold is not over is left to its message; only the
         # others go through `release`.
-        records = self._state.get_jobs(names)
-        groups = self._state.group_records(sorted({str(r["group"]) for r in records.values() if r.get("group")}))
+        records, groups = self._read_held(names)
         now = self._state.now()
         released = []
         for name in names:
