@@ -1,8 +1,8 @@
 """Issue 19 through the running sandbox with the real aws CLI: the start-up hold. A group's first file starts a
 job at once; files dropped while that job is starting up gather in one held job, released by the intake's own
-delayed message once the group has been quiet (HoldQuietSeconds, 20 s in the sandbox), and run as ONE transform
-job; every function's AWS calls on that path (the delayed SendMessage, the claims' condition check) are allowed
-by its IAM policy."""
+delayed message (on the hold release queue) once the group has been quiet (HoldQuietSeconds: 20 s here, for the
+test's steps to fit in it; the sandbox's is 2 s), and run as ONE transform job; every function's AWS calls on that
+path (the delayed SendMessage, the claims' condition check) are allowed by its IAM policy."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ GROUP = "held"
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with started_sandbox(tmp_path_factory, run_seconds=5.0) as running:
+    with started_sandbox(tmp_path_factory, run_seconds=5.0, overrides={"HoldQuietSeconds": "20"}) as running:
         yield running
 
 

@@ -40,14 +40,16 @@ def test_status_shows_every_control_alarm_and_the_queues_they_watch(
     lines = run(capsys, "status")
 
     controls = [a["AlarmName"] for a in cw.describe_alarms(AlarmNamePrefix=f"{PREFIX}-control-")["MetricAlarms"]]
-    assert len(controls) == 10
-    assert lines[0].startswith(f"control plane {PREFIX}: healthy, no alarm in ALARM (10 ")
+    assert len(controls) == 11
+    assert lines[0].startswith(f"control plane {PREFIX}: healthy, no alarm in ALARM (11 ")
     for name in controls:
         assert line_of(lines, name).split()[1] == "INSUFFICIENT_DATA"
     dlq_name = dlq.rsplit("/", 1)[1]
     assert line_of(lines, dlq_name).split() == [dlq_name, "2", "0", "0", "intake-dlq"]
     intake = stack.outputs["IntakeQueueUrl"].rsplit("/", 1)[1]
     assert line_of(lines, intake).split()[-1] == "intake-backlog"
+    releases = stack.outputs["HoldReleaseQueueUrl"].rsplit("/", 1)[1]
+    assert line_of(lines, releases).split()[-1] == "hold-release-backlog"
     settle = stack.functions["TrainingFunction"].environment["TRAINING_SETTLE_QUEUE_URL"].rsplit("/", 1)[1]
     assert line_of(lines, settle).split()[-1] == "training-backlog"
     for output in ("CompletionFailureQueueUrl", "RolloutFailureQueueUrl", "TrainingFailureQueueUrl"):
@@ -84,7 +86,7 @@ def test_alarms_of_one_endpoint_through_alarm_and_back(
     everything = run(capsys, "alarms")
 
     assert line_of(recovered, idle).split()[1] == "OK" and line_of(recovered, idle).endswith("invocations are back")
-    assert len(everything) == 1 + 10 + 3  # the header, the control plane's 10 and the 3 endpoint alarms
+    assert len(everything) == 1 + 11 + 3  # the header, the control plane's 11 and the 3 endpoint alarms
 
 
 def test_metrics_show_the_functions_emf_figures_and_the_endpoints_per_variant(

@@ -10,6 +10,7 @@ ends in exactly one job that runs.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class Killed(BaseException):
 
 @dataclass
 class Releases:
-    """The intake queue's delayed release messages, delivered when the test clock has passed their delay."""
+    """The hold release queue's delayed messages, delivered when the test clock has passed their delay; and the
+    intake queue's depth as the hold sees it (its files: `backlog`, and the batch being handled, `own`)."""
 
     clock: FakeClock
     sent: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
@@ -76,7 +78,7 @@ class World:
     def deliver_releases(self) -> list[Any]:
         outcomes = []
         while messages := self.releases.due():
-            self.releases.own = len(messages)
+            self.releases.own = 0  # (release messages are not in the intake queue)
             outcomes.append(self.intake.handle(list(messages)))
         return outcomes
 
@@ -94,7 +96,7 @@ def build_world(
             settings, bucket, SageMaker(clients("sagemaker")), state,
             registry=ModelRegistry(clients("sagemaker")), notifier=notifier,
         )  # fmt: skip
-        return launcher, state, bucket, notifier, GroupHold(settings, state, bucket, launcher, queue)
+        return launcher, state, bucket, notifier, GroupHold(settings, state, bucket, launcher, queue, queue)
 
     launcher, state, bucket, notifier, hold = parts(intake_settings, releases)
     intake = BatchIntake(intake_settings, bucket, ModelRegistry(clients("sagemaker")), launcher, notifier, hold=hold)
@@ -382,9 +384,11 @@ def test_the_intake_needs_its_queue_to_hold(stack, clients, intake_settings):
     from sagepilot.errors import ConfigurationError
 
     assert intake_settings.hold.hold_seconds == 420 and intake_settings.intake_queue_url
-    settings = Settings(**{**intake_settings.__dict__, "intake_queue_url": ""})
-    with pytest.raises(ConfigurationError, match="INTAKE_QUEUE_URL"):
-        wiring.batch_intake(settings, clients)
+    assert intake_settings.hold_release_queue_url
+    for name in ("INTAKE_QUEUE_URL", "HOLD_RELEASE_QUEUE_URL"):
+        settings = Settings(**{**intake_settings.__dict__, name.lower(): ""})
+        with pytest.raises(ConfigurationError, match=name):
+            wiring.batch_intake(settings, clients)
 
 
 @pytest.mark.parametrize("stack_overrides", [HOLD])
@@ -555,3 +559,87 @@ def test_the_last_batch_releases_every_quiet_group_it_held_work_of_at_once(
     assert record(stack, clients, churn2)["status"] == "STARTED"
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
+
+
+# ---------------------------------------------------------------------------------------- the release queue
+QUICK_QUIET = {"HoldSeconds": "420", "HoldQuietSeconds": "2"}  # (the state table counts whole seconds)
+
+
+def depth(queue: Any) -> int:
+    """Every message of the queue: waiting, in flight or still delayed."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = queue.sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[n]) for n in names)
+
+
+@pytest.mark.parametrize("stack_overrides", [QUICK_QUIET])
+def test_release_messages_have_a_queue_of_their_own_and_many_groups_release_side_by_side(
+    stack, clients, data, registry, intake_queue, intake, jobs
+):
+    """As wiring builds the intake, on the template's queues and in real time (a quiet of 2 s): held jobs' release
+    messages go to the hold release queue, never the intake queue. A release waits while files wait in the intake
+    queue (they may be its group's), sending itself again to the release queue; once the intake queue is empty,
+    three groups' release messages handled in three concurrent batches (each in flight while the others are
+    handled, as Lambda's pollers do) are all released: none sees the others as a backlog."""
+    from .conftest import _queue, response_of, sqs_event, sqs_record
+
+    groups = ["churn", "fraud", "risk"]
+    for group in groups:
+        registry.register(group)
+    releases = _queue(stack, clients("sqs"), stack.outputs["HoldReleaseQueueUrl"])
+
+    def take(keys: list[str]) -> Any:
+        for key in keys:
+            data.drop(key)
+        event = intake_queue.receive()
+        outcome = intake.handle(queued_messages(event))
+        intake_queue.settle(event, response_of(outcome))
+        return outcome
+
+    assert len(take([f"incoming/{g}/a.csv" for g in groups]).jobs_started) == 3  # quiet groups: at once
+    held = take([f"incoming/{g}/b.csv" for g in groups]).jobs_held
+    assert len(held) == 3 and depth(intake_queue) == 0 and depth(releases) == 3
+
+    def release_round() -> dict[str, str]:
+        """The release queue's visible messages, one batch each, all received before any is handled."""
+        events = []
+        while messages := releases.sqs.receive_message(
+            QueueUrl=releases.url, MaxNumberOfMessages=1, AttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages", []):
+            events.append(sqs_event([sqs_record(m, releases.arn) for m in messages]))
+        how: dict[str, str] = {}
+        for event in events:
+            outcome = intake.handle(queued_messages(event))
+            releases.settle(event, response_of(outcome))
+            how.update(outcome.releases)
+        return how
+
+    data.drop("incoming/churn/c.csv")  # a file waits in the intake queue: the releases wait for it
+    seen: dict[str, str] = {}
+    for _ in range(50):
+        seen = release_round()
+        if seen:
+            break
+        time.sleep(0.2)
+    assert seen == dict.fromkeys(held, "backlog")
+    assert depth(intake_queue) == 1 and depth(releases) == 3  # each sent itself again, to the release queue
+
+    planned = take([])  # the intake reads the file (churn's held job takes it)
+    assert planned.jobs_held + planned.jobs_started and depth(intake_queue) == 0
+    released = {job: how for job, how in planned.releases.items() if how == "released"}
+    for _ in range(60):
+        if len(released) == 3:
+            break
+        time.sleep(0.2)
+        round_ = release_round()
+        assert "backlog" not in round_.values(), round_  # the intake queue is empty: no release waits
+        released.update({job: how for job, how in round_.items() if how == "released"})
+    assert released == dict.fromkeys(held, "released")
+    assert depth(releases) == 0
+    dropped = {(k, v) for k, v in data.versions() if k.startswith("incoming/")}
+    jobs.assert_each_version_in_exactly_one_job(dropped)
+    assert len(jobs.all()) == 6

@@ -252,7 +252,7 @@ def test_a_group_named_control_does_not_confuse_status_or_alarms(
 
     assert cli.main(["status"]) == 0
     status = capsys.readouterr().out.splitlines()
-    assert status[0].startswith("control plane sagepilot: healthy, no alarm in ALARM (10 ")
+    assert status[0].startswith("control plane sagepilot: healthy, no alarm in ALARM (11 ")
     assert not [line for line in status if line.startswith("sagepilot-control-v1")]
 
     assert cli.main(["alarms", "sagepilot-control"]) == 0

@@ -1,11 +1,12 @@
 """The start-up hold's path (services/holding.py) under at-least-once delivery and under kills.
 
 A group that started a transform job less than HoldSeconds ago gathers its next batches in one held job (its
-files claimed for it), released by a delayed message the intake sends its own queue (or by the periodic sweep).
-Here the stack runs as wiring builds it, the hold on, on one fake clock: the state table reads it, and the intake
-queue's delayed messages (moto delays them in real time) become visible when it has passed their DelaySeconds
-(`FakeDelays`). The release messages really go through SQS, so they arrive mixed with S3 events in the intake's
-batches, duplicated, late, and a kill can fall on their SendMessage.
+files claimed for it), released by a delayed message the intake sends itself on the hold release queue (or by the
+periodic sweep). Here the stack runs as wiring builds it, the hold on, on one fake clock: the state table reads it,
+and the queues' delayed messages (moto delays them in real time) become visible when it has passed their
+DelaySeconds (`FakeDelays`). The release messages really go through SQS; the delivery test hands them to the
+intake mixed with S3 events in its batches (more than Lambda does: each queue's batches are its own), duplicated,
+late, and a kill can fall on their SendMessage.
 
 - Delivery: S3 events of three groups 1-3 times, shuffled, in batches of any size; releases delivered 1-2 times;
   the clock moves on by 0-500 s; sweeps; jobs end and their events arrive 1-3 times, out of order; with room in
@@ -47,6 +48,7 @@ from .conftest import (
     Kill,
     World,
     _hook,
+    _queue,
     record_calls,
     redelivered,
     response_of,
@@ -72,7 +74,7 @@ class FakeDelays:
     the test takes in real time. And every message's SentTimestamp (whence the hold's quiet counts) is the test
     clock's time when it was first seen here, not moto's real time."""
 
-    queue_name: str
+    queue_names: list[str]
     clock: FakeClock
     due: dict[str, float] = field(default_factory=dict)  # message id -> when (test clock)
     seen: set[str] = field(default_factory=set)
@@ -80,8 +82,8 @@ class FakeDelays:
     def sync(self) -> None:
         from moto.sqs.models import sqs_backends
 
-        queue = sqs_backends[ACCOUNT][REGION].queues[self.queue_name]
-        for message in list(queue._messages):
+        queues = sqs_backends[ACCOUNT][REGION].queues
+        for message in [m for name in self.queue_names for m in list(queues[name]._messages)]:
             if message.id not in self.seen:
                 self.seen.add(message.id)
                 if message.delayed_until:
@@ -92,10 +94,10 @@ class FakeDelays:
                 message.delayed_until = 0.0 if self.due[message.id] <= self.clock.now else _FAR
 
     def pending(self) -> int:
-        """Messages in the queue, delayed ones included."""
+        """Messages in the queues, delayed ones included."""
         from moto.sqs.models import sqs_backends
 
-        return len(sqs_backends[ACCOUNT][REGION].queues[self.queue_name]._messages)
+        return sum(len(sqs_backends[ACCOUNT][REGION].queues[name]._messages) for name in self.queue_names)
 
 
 @dataclass
@@ -127,7 +129,8 @@ class HoldStack:
         for table in clocked:
             table._clock = self.clock
         self.state = StateTable(w.clients("dynamodb"), w.stack.outputs["StateTableName"], clock=self.clock)
-        self.delays = FakeDelays(w.intake_queue.url.rsplit("/", 1)[1], self.clock)
+        self.releases = _queue(w.stack, w.clients("sqs"), w.stack.outputs["HoldReleaseQueueUrl"])
+        self.delays = FakeDelays([q.url.rsplit("/", 1)[1] for q in (w.intake_queue, self.releases)], self.clock)
         self.max_retries = w.stack.functions[COMPLETION].max_async_retries
         attributes = w.clients("sqs").get_queue_attributes(
             QueueUrl=w.intake_queue.url, AttributeNames=["VisibilityTimeout"]
@@ -147,20 +150,26 @@ class HoldStack:
         return outcome
 
     def visible(self) -> list[dict[str, Any]]:
-        """The messages visible in the intake queue now (taken out of it: the test delivers them)."""
+        """The messages visible in the intake queue and the hold release queue now (taken out of them: the test
+        delivers them)."""
         self.delays.sync()
-        records: list[dict[str, Any]] = self.world.intake_queue.receive()["Records"]
-        self.world.intake_queue.delete(records)
+        records: list[dict[str, Any]] = []
+        for queue in (self.world.intake_queue, self.releases):
+            received = queue.receive()["Records"]
+            queue.delete(received)
+            records += received
         return records
 
     def intake_round(self) -> bool:
-        """One poll of the event source mapping; False when the queue had nothing visible. A function error
-        hands the whole batch back, and it comes again once the visibility timeout has passed (the test makes it
-        visible at once and moves the clock on by as much)."""
+        """One poll of the event source mappings (the intake queue's, else the hold release queue's); False when
+        neither queue had anything visible. A function error hands the whole batch back, and it comes again once
+        the visibility timeout has passed (the test makes it visible at once and moves the clock on by as much)."""
         self.delays.sync()
-        queue = self.world.intake_queue
-        received = queue.receive()
-        if not received["Records"]:
+        for queue in (self.world.intake_queue, self.releases):
+            received = queue.receive()
+            if received["Records"]:
+                break
+        else:
             return False
         try:
             response = response_of(self.handle(received["Records"]))
@@ -221,7 +230,7 @@ class HoldStack:
         return self.world.completions.finish(name, "Failed" if missing else "Completed", missing or "")
 
     def unsettled(self) -> bool:
-        """Anything still to happen: a job running, a held job listed, a message in the intake queue."""
+        """Anything still to happen: a job running, a held job listed, a message in a queue."""
         return bool(self.running() or self.state.held_jobs() or self.delays.pending())
 
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {"BatchIntakeFunction", "BatchCompletionFunction", "RolloutFunction", "TrainingFunction"}
 QUEUES = {
     "IntakeQueue",
+    "HoldReleaseQueue",
     "IntakeDeadLetterQueue",
     "EventsDeadLetterQueue",
     "CompletionFailureQueue",

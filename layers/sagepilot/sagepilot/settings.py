@@ -48,8 +48,10 @@ class Settings:
     max_concurrent_jobs_per_group: int = 0  # 0: no limit
     # The start-up hold (domain/hold.py): HOLD_SECONDS 0 or unset, no hold.
     hold: HoldSettings = field(default_factory=lambda: _no_hold())
-    # Where the intake sends itself the delayed release of a group's held job (its own queue); the intake's only.
+    # The intake's only: its queue of dropped files (a held job's release waits while it holds any), and the queue
+    # where it sends itself the delayed release of a group's held job.
     intake_queue_url: str = ""
+    hold_release_queue_url: str = ""
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -139,6 +141,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         hold=_hold(env),
         intake_queue_url=env.get("INTAKE_QUEUE_URL", "").strip(),
+        hold_release_queue_url=env.get("HOLD_RELEASE_QUEUE_URL", "").strip(),
     )
     # Transform instance types are the operator's own settings; they must respect the operator's ceiling too.
     allowed = instance_types_allowed(env, "TRANSFORM_INSTANCE_TYPES_ALLOWED")

@@ -64,8 +64,9 @@ def batch_intake(settings: Settings, client: ClientFactory, metrics: Recorder | 
 
 
 def _hold(settings: Settings, client: ClientFactory, launcher: JobLauncher, *, with_queue: bool) -> GroupHold | None:
-    """The start-up hold (services/holding.py) when HOLD_SECONDS is set: the intake sends its own queue the
-    delayed releases; the completion's sweep only releases what is due."""
+    """The start-up hold (services/holding.py) when HOLD_SECONDS is set: the intake sends itself the delayed
+    releases (on the hold release queue) and looks at its own queue's backlog; the completion's sweep only releases
+    what is due."""
     if not settings.hold.enabled:
         return None
     from sagepilot.adapters.delayed import DelayedQueue
@@ -74,17 +75,23 @@ def _hold(settings: Settings, client: ClientFactory, launcher: JobLauncher, *, w
     from sagepilot.errors import ConfigurationError
     from sagepilot.services.holding import GroupHold
 
-    queue = None
+    releases = intake = None
     if with_queue:
-        if not settings.intake_queue_url:
-            raise ConfigurationError("environment variable INTAKE_QUEUE_URL is required when HOLD_SECONDS is set")
-        queue = DelayedQueue(client("sqs"), settings.intake_queue_url)
+        for name, value in (
+            ("INTAKE_QUEUE_URL", settings.intake_queue_url),
+            ("HOLD_RELEASE_QUEUE_URL", settings.hold_release_queue_url),
+        ):
+            if not value:
+                raise ConfigurationError(f"environment variable {name} is required when HOLD_SECONDS is set")
+        releases = DelayedQueue(client("sqs"), settings.hold_release_queue_url)
+        intake = DelayedQueue(client("sqs"), settings.intake_queue_url)
     return GroupHold(
         settings,
         StateTable(client("dynamodb"), settings.state_table),
         DataBucket(client("s3"), settings.data_bucket),
         launcher,
-        queue,
+        releases,
+        intake,
     )
 
 

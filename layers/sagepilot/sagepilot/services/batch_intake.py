@@ -190,8 +190,11 @@ class BatchIntake:
             rejections += work.rejections
             waiting += work.waiting
 
-        self._release(releases, outcome, own_messages=len(messages))
-        self._release_planned(outcome, own_messages=len(messages))
+        # The batch's own messages in the intake queue (in flight there, planned now): its files. Release messages
+        # come from the hold release queue, in batches of their own.
+        own = len(messages) - len(releases)
+        self._release(releases, outcome, own_messages=own)
+        self._release_planned(outcome, own_messages=own)
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
         intake_metrics(

@@ -5,8 +5,8 @@ conditional write on `group#<group>`, `lastStartedAt` older than HoldSeconds) st
 others hold them. Holding a planned job `P`, each step safe to repeat:
 (1) the group's open held job `X` (`group#<group>.openJob`), or a new one: its record created HELD (listed
     under kind `held`, where the periodic sweep sees it) and made the open one by a conditional write (of
-    concurrent openers one wins; the others' records are closed EMPTY); the opener sends the intake queue a
-    delayed message to release it;
+    concurrent openers one wins; the others' records are closed EMPTY); the opener sends itself a delayed
+    message to release it (on the hold release queue, not the intake queue: see `release`);
 (2) `P`'s plan kept in `X`'s folder (`held/<P>.json`);
 (3) `P` added to `X`'s `heldParts`, conditional on `X` still HELD, holding the same kind of work, with room;
 (4) `P`'s files claimed for `X`, each transaction of claims with a check that `X` is still HELD.
@@ -58,13 +58,17 @@ class GroupHold:
         state: StateTable,
         bucket: DataBucket,
         launcher: JobLauncher,
-        queue: DelayedQueue | None,
+        releases: DelayedQueue | None,
+        intake: DelayedQueue | None,
     ) -> None:
+        """`releases`: where the delayed release messages go; `intake`: the intake's queue of files, whose backlog
+        a release waits for. Both None (the completion's sweep): releases only what is due, sends nothing."""
         self._settings = settings
         self._state = state
         self._bucket = bucket
         self._launcher = launcher
-        self._queue = queue
+        self._releases = releases
+        self._intake = intake
 
     @property
     def enabled(self) -> bool:
@@ -166,8 +170,8 @@ class GroupHold:
         if winner != name:
             self._state.transition(name, expected=[HELD], to=EMPTY, remove=("kind",))  # lost the race: unused
             return winner
-        if self._queue is not None:
-            self._queue.send_later(release_held_job(name), self._settings.hold.quiet_seconds)
+        if self._releases is not None:
+            self._releases.send_later(release_held_job(name), self._settings.hold.quiet_seconds)
         logger.info("held job opened", extra={"job": name, "group": plan.group})
         return name
 
@@ -182,12 +186,16 @@ class GroupHold:
         queue_seen_empty: bool = False,
         look_again: bool = True,
     ) -> str:
-        """Release a held job when it is due (or now, `force`; `own_messages`: the intake batch of the caller, in
-        flight but planned already); what happened ("released": its transform job was
-        created now), for the outcome and the log. Sent again (with a queue) when not due yet, unless `look_again`
-        is False (the caller is not its release message: that one is still on its way); `queue_seen_empty`: the
-        caller has just seen the intake queue hold nothing but its own batch. A job released before is left to
-        `resume` (done, or its releaser's)."""
+        """Release a held job when it is due (or now, `force`; `own_messages`: how many of the intake queue's
+        messages are the caller's batch, in flight but planned already); what happened ("released": its transform
+        job was created now), for the outcome and the log. Sent again (with a queue) when not due yet, unless
+        `look_again` is False (the caller is not its release message: that one is still on its way);
+        `queue_seen_empty`: the caller has just seen the intake queue hold nothing but its own batch. A job
+        released before is left to `resume` (done, or its releaser's).
+
+        The intake queue's backlog is files only: release messages have a queue of their own. Were they counted
+        (as they were when they shared the intake queue), many groups held at once would each see the others'
+        release messages as a backlog, and wait for one another until the hold's end."""
         record = self._state.get_job(job_name)
         if record is None:
             return "unknown"
@@ -219,7 +227,7 @@ class GroupHold:
                 if look_again:
                     self._later(job_name, due - now)
                 return "not due"
-            backlog = not queue_seen_empty and self._queue is not None and self._queue.messages() > own_messages
+            backlog = not queue_seen_empty and self._intake is not None and self._intake.messages() > own_messages
             if now < ends and backlog:
                 if not look_again:
                     return "backlog"
@@ -248,7 +256,7 @@ class GroupHold:
         the intake queue holds nothing but this batch. The batch that planned a burst's last files releases its
         groups at once (`release(..., queue_seen_empty=True, look_again=False)`), rather than at their release
         messages' next look (up to a quarter of the quiet time later); the others are left to their messages."""
-        if not self.enabled or not jobs or self._queue is None or self._queue.messages() > own_messages:
+        if not self.enabled or not jobs or self._intake is None or self._intake.messages() > own_messages:
             return []
         records, groups = self._read_held(jobs)  # (a batch may have held work of many groups)
         now = self._state.now()
@@ -275,8 +283,8 @@ class GroupHold:
         return records, groups
 
     def _later(self, job_name: str, seconds: int) -> None:
-        if self._queue is not None:
-            self._queue.send_later(release_held_job(job_name), max(1, min(seconds, MAX_DELAY_SECONDS)))
+        if self._releases is not None:
+            self._releases.send_later(release_held_job(job_name), max(1, min(seconds, MAX_DELAY_SECONDS)))
 
     def sweep(self) -> list[str]:
         """The periodic pass over held jobs: release those whose hold is over (their message lost, or given up),
