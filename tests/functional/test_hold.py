@@ -30,8 +30,9 @@ from sagepilot.services.holding import GroupHold
 from sagepilot.services.jobs import JobLauncher
 from sagepilot.settings import Settings
 
-from .conftest import FakeClock
+from .conftest import FakeClock, sqs_event
 from .test_capacity_wait import finish, record, running
+from .test_versions_across_jobs import latest_writes
 
 HOLD = {"HoldSeconds": "420", "HoldQuietSeconds": "30"}
 CLAIM_TIMEOUT = 181
@@ -643,3 +644,101 @@ def test_release_messages_have_a_queue_of_their_own_and_many_groups_release_side
     dropped = {(k, v) for k, v in data.versions() if k.startswith("incoming/")}
     jobs.assert_each_version_in_exactly_one_job(dropped)
     assert len(jobs.all()) == 6
+
+
+def marks(world: World, data: Any, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Each key's newest version taken by a job, as (version id, job)."""
+    found = world.state.latest([f"{data.name}/{k}" for k in keys])
+    return {k.removeprefix(f"{data.name}/"): (str(m["versionId"]), str(m["job"])) for k, m in found.items()}
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+def test_a_held_batchs_newest_versions_are_marked_as_it_is_held_and_the_release_only_reads_them(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    """The marks (`latest#<bucket>/<key>`) a released held job needs are made as its batches are held, spread over
+    the upload: its release reads them and, nothing having changed, writes none."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv", "incoming/churn/c.csv"]).jobs_held
+    world.clock.advance(10)
+    assert batch(world, intake_queue, data, ["incoming/churn/d.csv"]).jobs_held == [held]
+    keys = [f"incoming/churn/{f}.csv" for f in "bcd"]
+    dropped = dict(data.versions())
+    assert marks(world, data, keys) == {k: (dropped[k], held) for k in keys}
+
+    written = latest_writes(clients)
+    world.clock.advance(30)
+    (released,) = world.deliver_releases()
+    assert released.releases == {held: "released"} and released.jobs_started == [held]
+    assert written == []
+    assert sorted(i["key"] for i in data.json(f"jobs/churn/{held}/plan.json")["inputs"]) == keys
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [{**HOLD, "MaxFilesPerJob": "3"}])
+def test_a_newer_version_started_alone_after_the_hold_supersedes_the_held_one(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    """A held version's mark does not stop a newer version in a job of its own (a full batch, never held) from
+    marking it: the held job's release reads that mark and records its version as superseded, writing nothing."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/w.csv", "incoming/churn/x.csv"]).jobs_held
+    old = dict(data.versions())["incoming/churn/x.csv"]
+    world.clock.advance(10)
+    full = batch(world, intake_queue, data, ["incoming/churn/x.csv", "incoming/churn/y.csv", "incoming/churn/z.csv"])
+    (alone,) = full.jobs_started
+    new = next(v for k, v in data.versions() if k == "incoming/churn/x.csv" and v != old)
+    assert marks(world, data, ["incoming/churn/x.csv"]) == {"incoming/churn/x.csv": (new, alone)}
+
+    written = latest_writes(clients)
+    world.clock.advance(31)
+    (released,) = world.deliver_releases()
+    assert released.releases == {held: "released"} and written == []
+    plan = data.json(f"jobs/churn/{held}/plan.json")
+    assert [i["key"] for i in plan["inputs"]] == ["incoming/churn/w.csv"]
+    (superseded,) = plan["superseded"]
+    assert (superseded["versionId"], superseded["supersededBy"]) == (old, {"versionId": new, "transformJobName": alone})
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+    assert data.json("predictions/churn/x.csv.report.json")["input"]["versionId"] == new
+    (entry,) = data.json(f"jobs/churn/{held}/report.json")["superseded"]
+    assert entry["supersededBy"] == {"versionId": new, "transformJobName": alone}
+
+
+@pytest.mark.parametrize("stack_overrides", [{**HOLD, "MaxFilesPerJob": "3"}])
+def test_an_older_version_started_alone_after_the_hold_is_superseded_by_the_held_one(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs
+):
+    """The newer version is held; the older one's event comes late, in a full batch that starts alone: the held
+    version's mark, made as it was held, makes the older one superseded at once (it is not read), and its job's
+    report names the held job, not started yet."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    old = data.drop("incoming/churn/x.csv", b"old\n")
+    new = data.drop("incoming/churn/x.csv", b"new\n")
+    versions = intake_queue.receive()
+    first, second = versions["Records"]
+    world.releases.own = 1
+    (held,) = world.intake.handle(queued_messages(sqs_event([second]))).jobs_held
+    assert marks(world, data, ["incoming/churn/x.csv"]) == {"incoming/churn/x.csv": (new, held)}
+    world.clock.advance(10)
+    for key in ("incoming/churn/y.csv", "incoming/churn/z.csv"):
+        data.drop(key)
+    others = intake_queue.receive()
+    world.releases.own = 3
+    (alone,) = world.intake.handle(queued_messages(sqs_event([first, *others["Records"]]))).jobs_started
+    for event in (versions, others):
+        intake_queue.settle(event, {"batchItemFailures": []})
+    plan = data.json(f"jobs/churn/{alone}/plan.json")
+    assert sorted(i["key"] for i in plan["inputs"]) == ["incoming/churn/y.csv", "incoming/churn/z.csv"]
+    (superseded,) = plan["superseded"]
+    assert (superseded["versionId"], superseded["supersededBy"]) == (old, {"versionId": new, "transformJobName": held})
+
+    world.clock.advance(31)
+    (released,) = world.deliver_releases()
+    assert released.releases == {held: "released"}
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+    assert data.json("predictions/churn/x.csv.report.json")["input"]["versionId"] == new
+    (entry,) = data.json(f"jobs/churn/{alone}/report.json")["superseded"]
+    assert entry["supersededBy"] == {"versionId": new, "transformJobName": held}

@@ -135,6 +135,69 @@ def test_the_newest_version_record_is_conditional_and_idempotent(stack, clients)
     }
 
 
+def latest_writes(clients: Any) -> list[str]:
+    """The `latest#` items written from now on (by TransactWriteItems or PutItem, on the shared client)."""
+    written: list[str] = []
+
+    def transaction(params: dict[str, Any], **_: Any) -> None:
+        written.extend(a["Put"]["Item"]["pk"]["S"] for a in params["TransactItems"] if "Put" in a)
+
+    db = clients("dynamodb")
+    db.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", transaction)
+    db.meta.events.register(
+        "before-parameter-build.dynamodb.PutItem", lambda params, **_: written.append(params["Item"]["pk"]["S"])
+    )
+    return written
+
+
+# Each key's mark before the call, and the version the call marks for "job-1" (recency, version id): a key
+# unmarked, marked with the same version by job-1 (a repeat), by another job (whose claims job-1 took over),
+# with an older version, with a newer one.
+BEFORE = {"absent": None, "same": ("1 5", "v5", "job-1"), "same, other job": ("1 5", "v5", "job-9"),
+          "older": ("1 4", "v4", "job-0"), "newer": ("1 6", "v6", "job-2")}  # fmt: skip
+
+
+@pytest.mark.parametrize("read_first", [False, True], ids=["write only", "read first"])
+def test_the_newest_version_record_read_first_answers_as_the_write_alone(stack, clients, read_first):
+    """StateTable.mark_latest(read_first=True) (a released held job, whose marks were made as it was held): the
+    same answer and the same marks as the write alone, for each kind of mark; and repeat-safe."""
+    state = StateTable(clients("dynamodb"), stack.outputs["StateTableName"])
+    ids = {case: f"bucket/incoming/churn/{case}.csv" for case in BEFORE}
+    for case, mark in BEFORE.items():
+        if mark is not None:
+            assert state.mark_latest(mark[2], [(ids[case], mark[0], mark[1])]) == {}
+    written = latest_writes(clients)
+    versions = [(ids[case], "1 5", "v5") for case in BEFORE] + [(ids["absent"], "1 3", "v3")]  # (and an older one)
+    lost = state.mark_latest("job-1", versions, read_first=read_first)
+    assert lost == {ids["newer"]: ("v6", "job-2")}
+    marks = {case: (m["recency"], m["versionId"], m["job"]) for case, m in state.latest(list(ids.values())).items()}
+    assert {case: marks[ids[case]] for case in BEFORE} == {
+        "absent": ("1 5", "v5", "job-1"),
+        "same": ("1 5", "v5", "job-1"),
+        "same, other job": ("1 5", "v5", "job-1"),  # the job that reads the version now
+        "older": ("1 5", "v5", "job-1"),
+        "newer": ("1 6", "v6", "job-2"),
+    }
+    if read_first:  # only the marks that change are written
+        assert sorted(written) == sorted(f"latest#{ids[c]}" for c in ("absent", "same, other job", "older"))
+    else:
+        assert set(written) == {f"latest#{ids[c]}" for c in BEFORE}  # (the refused one's transaction goes again)
+    written.clear()
+    assert state.mark_latest("job-1", versions, read_first=read_first) == lost  # again: the same answer
+    assert (written == []) is read_first  # read first, a repeat writes nothing
+
+
+def test_the_newest_version_record_read_first_writes_nothing_when_every_mark_is_made(stack, clients):
+    state = StateTable(clients("dynamodb"), stack.outputs["StateTableName"])
+    versions = [(f"bucket/incoming/churn/f{i:03d}.csv", f"1 {i:03d}", f"v{i}") for i in range(250)]
+    assert state.mark_latest("job-1", versions) == {}
+    calls: list[str] = []
+    clients("dynamodb").meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    assert state.mark_latest("job-1", versions, read_first=True) == {}
+    assert sorted(calls) == ["BatchGetItem"] * 3  # 100 keys a request; no write
+    assert state.mark_latest("job-1", [], read_first=True) == {} and len(calls) == 3  # nothing to mark: no call
+
+
 def test_a_version_whose_event_has_no_sequencer_is_never_skipped(data, registry, intake_queue, intake, jobs):
     """Without S3's sequencer nothing says which version is newer: the late one is read, not dropped."""
     old, new, first, second = two_versions(data, registry, intake_queue)

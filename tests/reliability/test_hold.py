@@ -389,8 +389,9 @@ def newest(versions: list[tuple[str, str]]) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------- kills
 # The calls that write on the hold's path (holding a batch: the group's start, the held job's record, the open job,
-# its release message, the batch's plan, the part added, the claims; releasing it: the seal, the open job closed,
-# the group's start, the plan, the manifest, the newest versions, READY, the start lease, the job, STARTED).
+# its release message, the batch's plan, the part added, the claims, the newest versions; releasing it: the seal,
+# the open job closed, the group's start, the plan, the manifest, READY, the start lease, the job, STARTED; the
+# newest versions only read, as nothing changed since they were marked).
 HOLD_CALLS = [
     ("dynamodb", "UpdateItem"), ("dynamodb", "TransactWriteItems"), ("dynamodb", "PutItem"), ("s3", "PutObject"),
     ("sqs", "SendMessage"), ("sagemaker", "CreateTransformJob"),
@@ -398,14 +399,15 @@ HOLD_CALLS = [
 # The writes (HOLD_CALLS) each invocation makes, in order (measured; a kill falls at each in turn).
 WRITES = {
     # (the group's recent start read with the batch: no write for it) the held job's record, made the open one,
-    # its release message sent, the batch's plan kept, added to the held job, its files claimed
-    "intake holding a batch in a new held job": 6,
-    # the batch's plan kept, added to the held job, its files claimed
-    "intake holding a batch in the open held job": 3,
-    # sealed, closed as the open one, the group's start, the plan, the newest versions, the manifest, the final
-    # plan, READY, the start lease, the job, STARTED
-    "release": 11,
-    "sweep": 11,  # (once the hold is over: the sweep does not see the intake queue's backlog)
+    # its release message sent, the batch's plan kept, added to the held job, its files claimed, their newest
+    # versions marked
+    "intake holding a batch in a new held job": 7,
+    # the batch's plan kept, added to the held job, its files claimed, their newest versions marked
+    "intake holding a batch in the open held job": 4,
+    # sealed, closed as the open one, the group's start, the plan, the manifest, the final plan, READY, the start
+    # lease, the job, STARTED (the newest versions, marked as the batches were held, only read)
+    "release": 10,
+    "sweep": 10,  # (once the hold is over: the sweep does not see the intake queue's backlog)
     # the release message sent again for the rest of the wait
     "release before it is due": 1,
     # (MaxFilesPerJob 3, two files held, two more) the batch's plan kept, refused by the full held job, which is

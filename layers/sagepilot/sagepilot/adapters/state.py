@@ -630,15 +630,37 @@ class StateTable:
     # The newest version of each key taken by a job -----------------------------------------------------
     # Items `latest#<bucket>/<key>` {recency, versionId, job}: `recency` is the domain's sortable string
     # (transform_plan.recency), so the condition below compares versions exactly as the planner does.
-    def mark_latest(self, job_name: str, versions: list[tuple[str, str, str | None]]) -> dict[str, tuple[str, str]]:
+    def mark_latest(
+        self, job_name: str, versions: list[tuple[str, str, str | None]], *, read_first: bool = False
+    ) -> dict[str, tuple[str, str]]:
         """Record each (object id, recency, version id) as the newest version of its key taken by
         `job_name`, unless a newer one already is (a conditional write: two jobs cannot both win). Returns,
-        for the versions that lost, the newer one as (version id, job); repeating a call changes nothing."""
+        for the versions that lost, the newer one as (version id, job); repeating a call changes nothing.
+
+        `read_first`: the keys' marks are read first (consistently, in parallel chunks) and only those absent
+        or older than the version (or the same version marked by another job) are written, as above; a newer
+        mark is a loss without a write. The same answer, for a job whose marks were mostly made already: a
+        released held job, marked as its batches were held (services/holding.py), reads 50 chunks in parallel
+        instead of writing 50 transactions. Without it (a new job's keys are mostly unmarked) nothing is read."""
         now = self.now()
         newest: dict[str, tuple[str, str | None]] = {}
         for object_id, recency, version_id in versions:  # one write per key (a transaction needs distinct keys)
             if object_id not in newest or recency > newest[object_id][0]:
                 newest[object_id] = (recency, version_id)
+        lost: dict[str, tuple[str, str]] = {}
+        if read_first and newest:
+            marks = self.latest(list(newest))
+            for object_id, (recency, _) in list(newest.items()):
+                mark = marks.get(object_id)
+                if mark is None or str(mark["recency"]) < recency:
+                    continue  # to write
+                if str(mark["recency"]) > recency:
+                    lost[object_id] = (str(mark["versionId"]), str(mark["job"]))
+                    del newest[object_id]
+                elif str(mark["job"]) == job_name:
+                    del newest[object_id]  # already marked by this job
+                # The same version marked by another job (a job whose claims this one took over) is written: the
+                # mark names the job that reads the version, as the write alone would make it.
         # A conditional Put, not an Update: the item holds nothing but what is written here, and a Put is the
         # cheaper write to evaluate (for DynamoDB and, by far, for the sandbox's moto).
         actions = {
@@ -664,7 +686,6 @@ class StateTable:
         refused = self._conditional_writes(actions, "recording the newest versions")
         unknown = [object_id for object_id, image in refused.items() if not image]
         found = self.latest(unknown) if unknown else {}
-        lost: dict[str, tuple[str, str]] = {}
         for object_id, image in refused.items():
             old = _from_item(image) if image else found.get(object_id)
             if not old:

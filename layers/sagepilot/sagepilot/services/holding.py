@@ -9,17 +9,23 @@ others hold them. Holding a planned job `P`, each step safe to repeat:
     message to release it (on the hold release queue, not the intake queue: see `release`);
 (2) `P`'s plan kept in `X`'s folder (`held/<P>.json`);
 (3) `P` added to `X`'s `heldParts`, conditional on `X` still HELD, holding the same kind of work, with room;
-(4) `P`'s files claimed for `X`, each transaction of claims with a check that `X` is still HELD.
-So a claim for `X` exists only if `P` was in `X` before `X` was sealed: `X` reads every file claimed for it (a
-file of `P` that another job won is that job's), and a claim refused because `X` was sealed meanwhile leaves
-the file to `P` started alone. (3) refused: `X` full is released now and a new one holds `P`; `X` no longer
-open is replaced once; other work held in `X` (another model or content type) sends `P` alone.
+(4) `P`'s files claimed for `X`, each transaction of claims with a check that `X` is still HELD;
+(5) the newest versions of the files `X` won in (4) marked as their keys' newest taken by a job
+    (`latest#<bucket>/<key>`, as JobLauncher._finalise does), so that `X`'s release only reads the marks: the
+    writes (a transaction per 100 files, ~50 for a full job) are spread over the upload's batches instead of
+    lengthening the release. A version that loses to a newer one is not acted on here: the release settles it.
+By (4), a claim for `X` exists only if `P` was in `X` before `X` was sealed: `X` reads every file claimed for it
+(a file of `P` that another job won is that job's), and a claim refused because `X` was sealed meanwhile leaves
+the file to `P` started alone; so (5) marks only versions that `X`'s release will settle. (3) refused: `X` full
+is released now and a new one holds `P`; `X` no longer open is replaced once; other work held in `X` (another
+model or content type) sends `P` alone.
 
 Releasing `X` (its delayed message, or the sweep): not before it is due (`release_due`: the group quiet, or
 the hold over; the message is sent again for the rest); then sealed (HELD -> CLAIMING: `heldParts` is fixed),
 closed as the group's open job, the group's start recorded, and `X` planned from its parts and started like
-any job (JobLauncher.start_held). A releaser that dies after sealing leaves `X` CLAIMING and listed: `resume`
-(the sweep) finishes it once the claim timeout has passed, and closes it as the group's open job if it was not.
+any job (JobLauncher.start_held: it reads the marks of (5) and writes only those missing or outdated). A
+releaser that dies after sealing leaves `X` CLAIMING and listed: `resume` (the sweep) finishes it once the claim
+timeout has passed, and closes it as the group's open job if it was not.
 """
 
 from __future__ import annotations
@@ -132,6 +138,11 @@ class GroupHold:
                 owners = self._state.claim_held(open_job, plan.group, [f.file_id for f in plan.all_files])
                 if owners is None:
                     return ""  # released meanwhile: the files it did not claim go in a job of their own
+                # (5) Marked now, while the upload goes on, so that the release (start_held) only reads the marks.
+                # What loses to a newer version is left to the release's _finalise, which reads the marks and
+                # settles it (a repeat, or a handler dying before this, is made good there too).
+                mine = [f for f in plan.inputs if owners.get(f.file_id) == open_job and f.ordered]
+                self._state.mark_latest(open_job, [(f.object_id, f.recency, f.version_id) for f in mine])
                 for other in sorted({o for o in owners.values() if o != open_job}):
                     self._launcher.resume(other)  # a job that won some files first: make sure it is on its way
                 return open_job

@@ -5,7 +5,9 @@ launch(plan):  record the job (CLAIMING) and its candidate inputs, claim each in
                (STARTED). Every step is safe to repeat; "already exists" is success.
                An input is only read if it is the newest version of its key that any job took (the
                state table's `latest#<bucket>/<key>`, a conditional write): an older version seen
-               late is recorded as superseded by the newer one and its job, and not run.
+               late is recorded as superseded by the newer one and its job, and not run. A held job's
+               marks are made as its batches are held (services/holding.py): its release (start_held)
+               reads them and writes only those missing or outdated.
 A group may run at most MaxConcurrentJobsPerGroup jobs at once (0: no limit): a job beyond it waits,
 READY, listed in the state table's index under `waiting#<group>`, and `start_waiting` (called when
 one of the group's jobs finishes) starts it. Nothing is dropped and no message waits in the queue.
@@ -263,7 +265,7 @@ class JobLauncher:
         # One job of the batches' files (the batches' plans were never jobs: nothing to list as merged from).
         plan = replace(combine(job_name, plans, self._settings.transform), merged_from=())
         self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
-        owned = self._finalise(plan, self._state.owners([f.file_id for f in plan.all_files]))
+        owned = self._finalise(plan, self._state.owners([f.file_id for f in plan.all_files]), marked_when_held=True)
         if not owned.inputs:
             return None
         logger.info(
@@ -293,13 +295,19 @@ class JobLauncher:
             return self._sagemaker.start_transform_job(self._request(plan, request["TransformJobName"], fallback))
 
     # Steps ----------------------------------------------------------------------------------------
-    def _finalise(self, plan: JobPlan, owners: dict[str, str]) -> JobPlan:
+    def _finalise(self, plan: JobPlan, owners: dict[str, str], *, marked_when_held: bool = False) -> JobPlan:
         """Keep what the job won: its claimed inputs, less those a newer version of their key already holds
         (recorded as the key's newest in the state table), plus the older versions it claimed. A job left
-        with nothing to read but superseded versions runs nothing and says so in its report."""
+        with nothing to read but superseded versions runs nothing and says so in its report.
+
+        `marked_when_held`: a released held job, whose newest versions were marked as its batches were held:
+        the marks are read and only the missing or outdated ones written (StateTable.mark_latest read_first),
+        the same answer without the release's ~one transaction per 100 files. Other jobs' keys are mostly
+        unmarked: they write without reading."""
         mine = plan.job_name
         claimed = [f for f in plan.inputs if owners.get(f.file_id) == mine and f.ordered]
-        lost = self._state.mark_latest(mine, [(f.object_id, f.recency, f.version_id) for f in claimed])
+        versions = [(f.object_id, f.recency, f.version_id) for f in claimed]
+        lost = self._state.mark_latest(mine, versions, read_first=marked_when_held)
         newer = {f.file_id: Newer(*self._version(lost[f.object_id])) for f in claimed if f.object_id in lost}
         owned = self._copy_inputs(settle(plan, owners, newer))
         for f in owned.superseded:
