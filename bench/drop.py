@@ -480,13 +480,17 @@ def run(
             flush=True,
         )
 
-        progress_at, progress = time.time(), -1
+        # Progress: files reaching started jobs, or the intake reading its queue. With the start-up hold a busy
+        # group's files wait in its held job until the intake has read the backlog, so minutes may pass with no
+        # job started while the intake works through it; a run stalls when neither moves for `stall_seconds`.
+        progress_at, progress = time.time(), (-1, -1)
         out_of_time = len(burst) < files or int(uploaded.get("trickled", 0)) < trickle
         while True:
             watcher.read_new(s3, sm, bucket)
             claimed = watcher.claimed()
-            if claimed != progress:
-                progress, progress_at = claimed, time.time()
+            queued = sum(sampler.samples[-1][1:]) if sampler.samples else -1
+            if (claimed, queued) != progress:
+                progress, progress_at = (claimed, queued), time.time()
             if claimed >= len(expected) or time.time() - progress_at > stall_seconds:
                 break
             if time.time() > deadline:
