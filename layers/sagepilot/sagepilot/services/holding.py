@@ -141,8 +141,7 @@ class GroupHold:
                 # (5) Marked now, while the upload goes on, so that the release (start_held) only reads the marks.
                 # What loses to a newer version is left to the release's _finalise, which reads the marks and
                 # settles it (a repeat, or a handler dying before this, is made good there too).
-                mine = [f for f in plan.inputs if owners.get(f.file_id) == open_job and f.ordered]
-                self._state.mark_latest(open_job, [(f.object_id, f.recency, f.version_id) for f in mine])
+                self._launcher.mark_newest(open_job, plan, owners)
                 for other in sorted({o for o in owners.values() if o != open_job}):
                     self._launcher.resume(other)  # a job that won some files first: make sure it is on its way
                 return open_job

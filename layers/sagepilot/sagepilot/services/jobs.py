@@ -294,6 +294,16 @@ class JobLauncher:
             )
             return self._sagemaker.start_transform_job(self._request(plan, request["TransformJobName"], fallback))
 
+    def mark_newest(
+        self, job_name: str, plan: JobPlan, owners: dict[str, str], *, read_first: bool = False
+    ) -> dict[str, tuple[str, str]]:
+        """Record the versions of `plan` that `job_name` won (per `owners`) as their keys' newest taken by a job
+        (StateTable.mark_latest); the keys whose newer version another job holds, as (version id, job)."""
+        won = [f for f in plan.inputs if owners.get(f.file_id) == job_name and f.ordered]
+        return self._state.mark_latest(
+            job_name, [(f.object_id, f.recency, f.version_id) for f in won], read_first=read_first
+        )
+
     # Steps ----------------------------------------------------------------------------------------
     def _finalise(self, plan: JobPlan, owners: dict[str, str], *, marked_when_held: bool = False) -> JobPlan:
         """Keep what the job won: its claimed inputs, less those a newer version of their key already holds
@@ -306,8 +316,7 @@ class JobLauncher:
         unmarked: they write without reading."""
         mine = plan.job_name
         claimed = [f for f in plan.inputs if owners.get(f.file_id) == mine and f.ordered]
-        versions = [(f.object_id, f.recency, f.version_id) for f in claimed]
-        lost = self._state.mark_latest(mine, versions, read_first=marked_when_held)
+        lost = self.mark_newest(mine, plan, owners, read_first=marked_when_held)
         newer = {f.file_id: Newer(*self._version(lost[f.object_id])) for f in claimed if f.object_id in lost}
         owned = self._copy_inputs(settle(plan, owners, newer))
         for f in owned.superseded:
