@@ -55,11 +55,20 @@ class Releases:
         assert 0 <= delay_seconds <= 900
         self.sent.append((self.clock.now + delay_seconds, body))
 
-    backlog: int = 0  # messages waiting in the intake queue or in other invocations' batches (in flight)
+    backlog: int = 0  # messages in other invocations' batches (in flight), or waiting with `waiting`
     own: int = 0  # the batch being handled, in flight too
+    waiting: bool = False  # the backlog waits in the queue (not received yet)
+    deleted: list[str] = field(default_factory=list)  # receipt handles the intake deleted itself
 
     def messages(self) -> int:
-        return self.backlog + self.own
+        return sum(self.depth())
+
+    def depth(self) -> tuple[int, int]:
+        return (self.backlog, self.own) if self.waiting else (0, self.backlog + self.own)
+
+    def delete(self, receipt_handles: list[str]) -> None:
+        self.deleted += receipt_handles
+        self.own = max(0, self.own - len(receipt_handles))
 
     def due(self) -> list[QueuedMessage]:
         ready = [(at, body) for at, body in self.sent if at <= self.clock.now]
@@ -640,10 +649,103 @@ def test_release_messages_have_a_queue_of_their_own_and_many_groups_release_side
         assert "backlog" not in round_.values(), round_  # the intake queue is empty: no release waits
         released.update({job: how for job, how in round_.items() if how == "released"})
     assert released == dict.fromkeys(held, "released")
+    for _ in range(60):  # (the batch that read the file, the queue's last, released all three quiet groups at once:
+        if not depth(releases):  # their release messages, sent again while it waited, find them released)
+            break
+        time.sleep(0.2)
+        assert set(release_round().values()) <= {"done"}
     assert depth(releases) == 0
     dropped = {(k, v) for k, v in data.versions() if k.startswith("incoming/")}
     jobs.assert_each_version_in_exactly_one_job(dropped)
     assert len(jobs.all()) == 6
+
+
+@pytest.mark.parametrize("stack_overrides", [QUICK_QUIET])
+def test_of_two_batches_finishing_side_by_side_the_last_to_look_releases_every_quiet_group(
+    stack, clients, data, registry, intake_queue, intake, jobs
+):
+    """As wiring builds the intake, on the template's queues and in real time (a quiet of 2 s): a burst's last two
+    batches, each of one group, are received together and handled one after the other while both are in flight
+    (as two concurrent invocations finishing side by side). The first to finish sees the other's messages in
+    flight and releases nothing; it deletes its own messages first (its work is done), so the second, finding the
+    intake queue empty, releases both groups' held jobs at once, the first's too, instead of their release
+    messages' next look."""
+    from .conftest import _queue, response_of
+
+    groups = ["churn", "fraud"]
+    for group in groups:
+        registry.register(group)
+    releases = _queue(stack, clients("sqs"), stack.outputs["HoldReleaseQueueUrl"])
+
+    def take(keys: list[str]) -> Any:
+        for key in keys:
+            data.drop(key)
+        event = intake_queue.receive()
+        outcome = intake.handle(queued_messages(event))
+        intake_queue.settle(event, response_of(outcome))
+        return outcome
+
+    assert len(take([f"incoming/{g}/a.csv" for g in groups]).jobs_started) == 2  # quiet groups: at once
+    data.drop("incoming/churn/b.csv")
+    first = intake_queue.receive()
+    data.drop("incoming/fraud/b.csv")
+    second = intake_queue.receive()
+    assert len(first["Records"]) == len(second["Records"]) == 1
+    time.sleep(2.2)  # both groups quiet for the quiet time since their files reached the queue
+
+    one = intake.handle(queued_messages(first))
+    (churn,) = one.jobs_held
+    assert one.releases == {} and depth(intake_queue) == 1  # its own message deleted; the other's in flight
+    two = intake.handle(queued_messages(second))
+    (fraud,) = two.jobs_held
+    assert two.releases == {churn: "released", fraud: "released"} and sorted(two.jobs_started) == sorted([churn, fraud])
+    for event, outcome in ((first, one), (second, two)):
+        intake_queue.settle(event, response_of(outcome))  # (Lambda deletes them again: SQS answers success)
+    assert depth(intake_queue) == 0
+    dropped = {(k, v) for k, v in data.versions() if k.startswith("incoming/")}
+    jobs.assert_each_version_in_exactly_one_job(dropped)
+    assert len(jobs.all()) == 4
+    assert depth(releases) == 2  # their release messages still come, and find them released
+
+
+@pytest.mark.usefixtures("no_retry_delay")
+@pytest.mark.parametrize("stack_overrides", [QUICK_QUIET])
+def test_a_batch_whose_message_failed_deletes_only_its_handled_ones_and_releases_nothing(
+    stack, clients, data, registry, intake_queue, intake, jobs
+):
+    """A batch ending with a message handed back (its group's model could not be read) and others in flight: it
+    deletes its handled messages, not the failed one, which is still in flight and may be a quiet group's file,
+    so nothing is released. The failed message, handled again as the queue's last, releases the quiet group."""
+    from .conftest import event_key, inject_error, response_of
+
+    for group in ("churn", "fraud"):
+        registry.register(group)
+    data.drop("incoming/churn/a.csv")
+    event = intake_queue.receive()
+    intake_queue.settle(event, response_of(intake.handle(queued_messages(event))))  # churn started: it holds now
+    data.drop("incoming/churn/b.csv")
+    data.drop("incoming/fraud/a.csv")
+    event = intake_queue.receive()
+    time.sleep(2.2)  # churn quiet for the quiet time
+    fault = inject_error(
+        clients("sagemaker"), "ListModelPackages", "ServiceUnavailable", "down", status=503, times=None,
+        when=lambda body: body.get("ModelPackageGroupName") == "fraud",
+    )  # fmt: skip
+    outcome = intake.handle(queued_messages(event))
+    (held,) = outcome.jobs_held
+    (failed,) = outcome.failed_message_ids
+    assert "fraud" in event_key(next(r for r in event["Records"] if r["messageId"] == failed))
+    assert outcome.releases == {} and record(stack, clients, held)["status"] == "HELD"
+    assert depth(intake_queue) == 1  # churn's message deleted by the batch; fraud's in flight, handed back
+    intake_queue.settle(event, response_of(outcome))
+
+    fault.stop()
+    again = intake_queue.receive()
+    retried = intake.handle(queued_messages(again))
+    intake_queue.settle(again, response_of(retried))
+    assert retried.releases == {held: "released"} and held in retried.jobs_started and len(retried.jobs_started) == 2
+    dropped = {(k, v) for k, v in data.versions() if k.startswith("incoming/")}
+    jobs.assert_each_version_in_exactly_one_job(dropped)
 
 
 def marks(world: World, data: Any, keys: list[str]) -> dict[str, tuple[str, str]]:
@@ -652,12 +754,24 @@ def marks(world: World, data: Any, keys: list[str]) -> dict[str, tuple[str, str]
     return {k.removeprefix(f"{data.name}/"): (str(m["versionId"]), str(m["job"])) for k, m in found.items()}
 
 
+def state_reads(clients: Any) -> list[str]:
+    """The claims (`input#`) and marks (`latest#`) read from now on by BatchGetItem, on the shared client."""
+    read: list[str] = []
+
+    def batch_get(params: dict[str, Any], **_: Any) -> None:
+        read.extend(k["pk"]["S"] for table in params["RequestItems"].values() for k in table["Keys"])
+
+    clients("dynamodb").meta.events.register("before-parameter-build.dynamodb.BatchGetItem", batch_get)
+    return read
+
+
 @pytest.mark.parametrize("stack_overrides", [HOLD])
-def test_a_held_batchs_newest_versions_are_marked_as_it_is_held_and_the_release_only_reads_them(
+def test_a_held_batchs_claims_and_newest_versions_are_recorded_as_it_is_held_and_the_release_reads_neither(
     stack, clients, data, intake_queue, world, completions, sagemaker, jobs
 ):
     """The marks (`latest#<bucket>/<key>`) a released held job needs are made as its batches are held, spread over
-    the upload: its release reads them and, nothing having changed, writes none."""
+    the upload, and what the claims and marks found is kept with each batch's plan: the release reads neither the
+    claims nor the marks back, and writes no mark."""
     batch(world, intake_queue, data, ["incoming/churn/a.csv"])
     (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv", "incoming/churn/c.csv"]).jobs_held
     world.clock.advance(10)
@@ -666,11 +780,64 @@ def test_a_held_batchs_newest_versions_are_marked_as_it_is_held_and_the_release_
     dropped = dict(data.versions())
     assert marks(world, data, keys) == {k: (dropped[k], held) for k in keys}
 
-    written = latest_writes(clients)
+    written, read = latest_writes(clients), state_reads(clients)
     world.clock.advance(30)
     (released,) = world.deliver_releases()
     assert released.releases == {held: "released"} and released.jobs_started == [held]
     assert written == []
+    assert [pk for pk in read if pk.startswith(("input#", "latest#"))] == []
+    assert sorted(i["key"] for i in data.json(f"jobs/churn/{held}/plan.json")["inputs"]) == keys
+    finish_everything(world, completions, sagemaker)
+    assert_every_file_in_exactly_one_job(data, jobs)
+
+
+@pytest.mark.parametrize("stack_overrides", [HOLD])
+@pytest.mark.parametrize("dies_before", ["mark_newest", "put_json"])
+def test_a_batch_whose_holder_died_before_recording_its_claims_has_them_read_at_the_release(
+    stack, clients, data, intake_queue, world, completions, sagemaker, jobs, monkeypatch, dies_before
+):
+    """The holder of a batch dies after claiming its files for the held job, before marking them
+    (`mark_newest`) or before keeping what it found with the batch's plan (the second `put_json`), and the batch
+    is not delivered again (its files' owner is the held job). The release reads that batch's claims and marks,
+    writes the marks missing, and the job reads its files; the other batch's record is taken as kept."""
+    batch(world, intake_queue, data, ["incoming/churn/a.csv"])
+    (held,) = batch(world, intake_queue, data, ["incoming/churn/b.csv"]).jobs_held
+    world.clock.advance(10)
+    target = world.hold._launcher if dies_before == "mark_newest" else world.hold._bucket
+    real = getattr(target, dies_before)
+    calls = []
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if dies_before == "put_json" and len(calls) == 1:
+            return real(*args, **kwargs)  # (the batch's plan, kept before it is added to the held job)
+        raise Killed(dies_before)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target, dies_before, dies)
+        for key in ("incoming/churn/c.csv", "incoming/churn/d.csv"):
+            data.drop(key)
+        event = intake_queue.receive()
+        world.releases.own = 2
+        with pytest.raises(Killed):
+            world.intake.handle(queued_messages(event))
+    keys = [f"incoming/churn/{f}.csv" for f in "bcd"]
+    dropped = dict(data.versions())
+    expected = {k: (dropped[k], held) for k in keys}
+    if dies_before == "mark_newest":
+        assert marks(world, data, keys) == {k: v for k, v in expected.items() if k.endswith("b.csv")}
+    intake_queue.settle(event, {"batchItemFailures": []})  # (as if the batch were not handed back)
+
+    read = state_reads(clients)
+    world.clock.advance(30)
+    (released,) = world.deliver_releases()
+    assert released.releases == {held: "released"}
+    unrecorded = keys[1:]  # (the batch of c and d; b's batch kept its record)
+    assert sorted(pk for pk in read if pk.startswith("input#")) == [
+        f"input#{data.name}/{k}#{dropped[k]}" for k in unrecorded
+    ]
+    assert sorted(pk for pk in read if pk.startswith("latest#")) == [f"latest#{data.name}/{k}" for k in unrecorded]
+    assert marks(world, data, keys) == expected
     assert sorted(i["key"] for i in data.json(f"jobs/churn/{held}/plan.json")["inputs"]) == keys
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
@@ -681,7 +848,9 @@ def test_a_newer_version_started_alone_after_the_hold_supersedes_the_held_one(
     stack, clients, data, intake_queue, world, completions, sagemaker, jobs
 ):
     """A held version's mark does not stop a newer version in a job of its own (a full batch, never held) from
-    marking it: the held job's release reads that mark and records its version as superseded, writing nothing."""
+    marking it. The held job's release takes its batches' claims and marks as they were recorded when held
+    (reading none back), so it reads the older version; its completion finds it outdated: the key's predictions
+    and report are the newer version's, and the held job's report says which version and job superseded it."""
     batch(world, intake_queue, data, ["incoming/churn/a.csv"])
     (held,) = batch(world, intake_queue, data, ["incoming/churn/w.csv", "incoming/churn/x.csv"]).jobs_held
     old = dict(data.versions())["incoming/churn/x.csv"]
@@ -696,14 +865,14 @@ def test_a_newer_version_started_alone_after_the_hold_supersedes_the_held_one(
     (released,) = world.deliver_releases()
     assert released.releases == {held: "released"} and written == []
     plan = data.json(f"jobs/churn/{held}/plan.json")
-    assert [i["key"] for i in plan["inputs"]] == ["incoming/churn/w.csv"]
-    (superseded,) = plan["superseded"]
-    assert (superseded["versionId"], superseded["supersededBy"]) == (old, {"versionId": new, "transformJobName": alone})
+    assert [i["key"] for i in plan["inputs"]] == ["incoming/churn/w.csv", "incoming/churn/x.csv"]
     finish_everything(world, completions, sagemaker)
     assert_every_file_in_exactly_one_job(data, jobs)
     assert data.json("predictions/churn/x.csv.report.json")["input"]["versionId"] == new
-    (entry,) = data.json(f"jobs/churn/{held}/report.json")["superseded"]
-    assert entry["supersededBy"] == {"versionId": new, "transformJobName": alone}
+    (outdated,) = [i for i in data.json(f"jobs/churn/{held}/report.json")["inputs"] if i["key"].endswith("x.csv")]
+    assert outdated["versionId"] == old
+    assert outdated["supersededBy"] == {"versionId": new, "transformJobName": alone}
+    assert outdated["predictions"].startswith(f"s3://{data.name}/jobs/churn/{held}/")  # kept, not published
 
 
 @pytest.mark.parametrize("stack_overrides", [{**HOLD, "MaxFilesPerJob": "3"}])

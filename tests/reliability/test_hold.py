@@ -400,15 +400,15 @@ HOLD_CALLS = [
 WRITES = {
     # (the group's recent start read with the batch: no write for it) the held job's record, made the open one,
     # its release message sent, the batch's plan kept, added to the held job, its files claimed, their newest
-    # versions marked
-    "intake holding a batch in a new held job": 7,
-    # the batch's plan kept, added to the held job, its files claimed, their newest versions marked
-    "intake holding a batch in the open held job": 4,
-    # sealed, closed as the open one, the group's start, the plan, the manifest, the final plan, READY, the start
-    # lease, the job, STARTED (the newest versions, marked as the batches were held, only read)
-    "release": 10,
-    "sweep": 10,  # (once the hold is over: the sweep does not see the intake queue's backlog)
-    # the release message sent again for the rest of the wait
+    # versions marked, what the claims and marks found kept with the plan
+    "intake holding a batch in a new held job": 8,
+    # the batch's plan kept, added to the held job, its files claimed, their newest versions marked, what the
+    # claims and marks found kept with the plan
+    "intake holding a batch in the open held job": 5,
+    # sealed, closed as the open one, the group's start, the manifest, the final plan, READY, the start lease, the
+    # job, STARTED (the claims and the newest versions, recorded as the batches were held, not even read)
+    "release": 9,
+    "sweep": 9,  # (once the hold is over: the sweep does not see the intake queue's backlog)
     "release before it is due": 1,
     # (MaxFilesPerJob 3, two files held, two more) the batch's plan kept, refused by the full held job, which is
     # released (as "release") and closed, then a new held job holds the batch (as "intake holding a batch in a

@@ -35,6 +35,7 @@ class QueuedMessage:
     receive_count: int
     body: dict[str, Any]
     sent_at: float | None = None  # when SQS received it (SentTimestamp, epoch seconds); None if not given
+    receipt_handle: str = ""  # this delivery's, to delete it (what Lambda does once the batch succeeds)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def queued_messages(event: dict[str, Any]) -> list[QueuedMessage | tuple[str, Ma
         if not isinstance(body, dict):
             out.append((record.message_id, MalformedEvent("message body is not a JSON object")))
             continue
-        out.append(QueuedMessage(record.message_id, count, body, _sent_at(record.attributes.get("SentTimestamp"))))
+        sent_at = _sent_at(record.attributes.get("SentTimestamp"))
+        out.append(QueuedMessage(record.message_id, count, body, sent_at, record.receipt_handle or ""))
     return out
 
 

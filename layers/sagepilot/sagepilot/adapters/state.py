@@ -639,9 +639,9 @@ class StateTable:
 
         `read_first`: the keys' marks are read first (consistently, in parallel chunks) and only those absent
         or older than the version (or the same version marked by another job) are written, as above; a newer
-        mark is a loss without a write. The same answer, for a job whose marks were mostly made already: a
-        released held job, marked as its batches were held (services/holding.py), reads 50 chunks in parallel
-        instead of writing 50 transactions. Without it (a new job's keys are mostly unmarked) nothing is read."""
+        mark is a loss without a write. The same answer, for versions whose marks were most likely made already: a
+        released held job's batches whose holder died before recording what it marked (services/holding.py) are
+        read rather than written again. Without it (a new job's keys are mostly unmarked) nothing is read."""
         now = self.now()
         newest: dict[str, tuple[str, str | None]] = {}
         for object_id, recency, version_id in versions:  # one write per key (a transaction needs distinct keys)

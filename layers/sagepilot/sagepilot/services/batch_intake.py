@@ -194,9 +194,10 @@ class BatchIntake:
         # come from the hold release queue, in batches of their own.
         own = len(messages) - len(releases)
         self._release(releases, outcome, own_messages=own)
-        self._release_planned(outcome, own_messages=own)
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
+        # Last: the batch's messages are done with (planned, held, started, rejected), and may be deleted.
+        self._release_quiet(outcome, self._done(messages, releases, outcome))
         intake_metrics(
             self._metrics,
             outcome.files_accepted,
@@ -502,32 +503,52 @@ class BatchIntake:
                 if how == "released":
                     outcome.jobs_started.append(job)
 
-    def _release_planned(self, outcome: IntakeOutcome, *, own_messages: int) -> None:
-        """The held jobs this batch added to, released at once (several at once, each its own group's) if the batch
-        was the intake queue's last and their groups are quiet (services/holding.py `due_planned`). What fails
-        here is logged and left to the jobs' release messages, which are on their way."""
+    @staticmethod
+    def _done(
+        messages: list[QueuedMessage | tuple[str, MalformedEvent]],
+        releases: list[tuple[str, QueuedMessage]],
+        outcome: IntakeOutcome,
+    ) -> list[str]:
+        """The receipt handles of the batch's intake messages handled for good (not failed, not release messages);
+        [] if any of them cannot be deleted here (a body that is not JSON: Lambda deletes it)."""
+        release_ids = {m.message_id for _, m in releases}
+        failed = set(outcome.failed_message_ids)
+        handles = []
+        for message in messages:
+            if not isinstance(message, QueuedMessage):
+                return []
+            if message.message_id in release_ids or message.message_id in failed:
+                continue
+            if not message.receipt_handle:
+                return []
+            handles.append(message.receipt_handle)
+        return handles
+
+    def _release_quiet(self, outcome: IntakeOutcome, done: list[str]) -> None:
+        """The held jobs of quiet groups, released at once (several at once, each its own group's) if this batch
+        was the intake queue's last (services/holding.py `due_after_batch`), whichever batches held their files.
+        What fails here is logged and left to the jobs' release messages, which are on their way."""
         hold = self._hold
-        planned = [job for job in outcome.jobs_held if job not in outcome.releases]
-        if hold is None or not planned:
+        if hold is None or not done:
             return
 
         def release(job: str) -> str | None:
             assert hold is not None
             try:
-                return hold.release(job, own_messages=own_messages, queue_seen_empty=True, look_again=False)
+                return hold.release(job, queue_seen_empty=True, look_again=False)
             except (TransientError, PermanentError) as exc:
                 logger.warning(
-                    "could not release a held job this batch planned; its release message will",
+                    "could not release a held job of a quiet group; its release message will",
                     extra={"job": job, "error": str(exc)},
                 )
                 return None
 
         try:
-            due = hold.due_planned(planned, own_messages=own_messages)
+            due = [job for job in hold.due_after_batch(done) if job not in outcome.releases]
         except TransientError as exc:
             logger.warning(
-                "could not look at the held jobs this batch planned; their release messages will",
-                extra={"jobs": planned, "error": str(exc)},
+                "could not look for quiet groups' held jobs; their release messages will release them",
+                extra={"jobs": outcome.jobs_held, "error": str(exc)},
             )
             return
         for job, how in zip(due, _each(release, due), strict=True):

@@ -11,9 +11,12 @@ others hold them. Holding a planned job `P`, each step safe to repeat:
 (3) `P` added to `X`'s `heldParts`, conditional on `X` still HELD, holding the same kind of work, with room;
 (4) `P`'s files claimed for `X`, each transaction of claims with a check that `X` is still HELD;
 (5) the newest versions of the files `X` won in (4) marked as their keys' newest taken by a job
-    (`latest#<bucket>/<key>`, as JobLauncher._finalise does), so that `X`'s release only reads the marks: the
-    writes (a transaction per 100 files, ~50 for a full job) are spread over the upload's batches instead of
-    lengthening the release. A version that loses to a newer one is not acted on here: the release settles it.
+    (`latest#<bucket>/<key>`, as JobLauncher._finalise does): the writes (a transaction per 100 files, ~50 for a
+    full job) are spread over the upload's batches instead of lengthening the release. A version that loses to a
+    newer one is not acted on here: the release settles it;
+(6) what (4) and (5) found (the files another job owns, the keys another job had a newer version of) kept with
+    `P`'s plan (domain/hold.py `held_claims_record`), so that `X`'s release reads neither the claims nor the marks
+    back (two reads per 100 files); a batch whose holder died before (6) has its files' claims and marks read.
 By (4), a claim for `X` exists only if `P` was in `X` before `X` was sealed: `X` reads every file claimed for it
 (a file of `P` that another job won is that job's), and a claim refused because `X` was sealed meanwhile leaves
 the file to `P` started alone; so (5) marks only versions that `X`'s release will settle. (3) refused: `X` full
@@ -23,7 +26,7 @@ model or content type) sends `P` alone.
 Releasing `X` (its delayed message, or the sweep): not before it is due (`release_due`: the group quiet, or
 the hold over; the message is sent again for the rest); then sealed (HELD -> CLAIMING: `heldParts` is fixed),
 closed as the group's open job, the group's start recorded, and `X` planned from its parts and started like
-any job (JobLauncher.start_held: it reads the marks of (5) and writes only those missing or outdated). A
+any job (JobLauncher.start_held: from the records of (6), reading only what a batch did not record). A
 releaser that dies after sealing leaves `X` CLAIMING and listed: `resume` (the sweep) finishes it once the claim
 timeout has passed, and closes it as the group's open job if it was not.
 """
@@ -36,7 +39,16 @@ from typing import Any
 from sagepilot.adapters.delayed import MAX_DELAY_SECONDS, DelayedQueue
 from sagepilot.adapters.s3 import DataBucket
 from sagepilot.adapters.state import CLAIMING, EMPTY, HELD, READY, StateTable
-from sagepilot.domain.hold import HELD_KIND, Decision, decide, hold_key, hold_over, release_due
+from sagepilot.domain.hold import (
+    HELD_CLAIMS,
+    HELD_KIND,
+    Decision,
+    decide,
+    held_claims_record,
+    hold_key,
+    hold_over,
+    release_due,
+)
 from sagepilot.domain.layout import held_part_key, job_folder
 from sagepilot.domain.names import transform_job_name
 from sagepilot.domain.transform_plan import JobPlan
@@ -129,7 +141,9 @@ class GroupHold:
                 open_job = self._open(plan, arrived)
                 if not open_job:
                     return ""
-            self._bucket.put_json(held_part_key(plan.group, open_job, plan.job_name), plan.to_record())
+            part_key = held_part_key(plan.group, open_job, plan.job_name)
+            document = plan.to_record()
+            self._bucket.put_json(part_key, document)
             added = self._state.add_held(
                 open_job, plan.job_name, len(plan.all_files), hold_key=key, max_files=max_files, arrived_at=arrived
             )
@@ -138,10 +152,14 @@ class GroupHold:
                 owners = self._state.claim_held(open_job, plan.group, [f.file_id for f in plan.all_files])
                 if owners is None:
                     return ""  # released meanwhile: the files it did not claim go in a job of their own
-                # (5) Marked now, while the upload goes on, so that the release (start_held) only reads the marks.
-                # What loses to a newer version is left to the release's _finalise, which reads the marks and
-                # settles it (a repeat, or a handler dying before this, is made good there too).
-                self._launcher.mark_newest(open_job, plan, owners)
+                # (5) Marked now, while the upload goes on, not at the release. What loses to a newer version is
+                # settled by the release's _finalise (from the record of (6)); a repeat changes nothing.
+                lost = self._launcher.mark_newest(open_job, plan, owners)
+                # (6) What (4) and (5) found, kept with the plan: the release need not read it back (a holder that
+                # dies before this leaves the plan without it, and the release reads this batch's claims and marks).
+                self._bucket.put_json(
+                    part_key, {**document, HELD_CLAIMS: held_claims_record(open_job, plan, owners, lost)}
+                )
                 for other in sorted({o for o in owners.values() if o != open_job}):
                     self._launcher.resume(other)  # a job that won some files first: make sure it is on its way
                 return open_job
@@ -261,20 +279,39 @@ class GroupHold:
             return "released: waiting for capacity"
         return "released" if launched.created else "released: not started yet"
 
-    def due_planned(self, jobs: list[str], *, own_messages: int) -> list[str]:
-        """Of the held jobs an intake batch has just added to, those to release now: due (their groups quiet) while
-        the intake queue holds nothing but this batch. The batch that planned a burst's last files releases its
-        groups at once (`release(..., queue_seen_empty=True, look_again=False)`), rather than at their release
-        messages' next look (up to a quarter of the quiet time later); the others are left to their messages."""
-        if not self.enabled or not jobs or self._intake is None or self._intake.messages() > own_messages:
+    def due_after_batch(self, done: list[str]) -> list[str]:
+        """The held jobs to release now, of every group, as an intake batch ends: those due (their groups quiet) when
+        the intake queue holds nothing but this batch's messages, `done` (their receipt handles: every message of
+        the batch, handled). The batch that plans a burst's last files releases the quiet groups at once
+        (`release(..., queue_seen_empty=True, look_again=False)`), rather than at their release messages' next look
+        (up to a quarter of the quiet time later); otherwise they are left to their messages.
+
+        Of batches ending side by side, each sees the others' messages in flight, planned or not: so a batch that
+        sees messages in flight besides its own deletes its own first (they are done with: what Lambda does right
+        after) and looks again. Whichever looks last then finds the others' messages gone, and releases the quiet
+        groups of all of them (a batch that saw another in flight released nothing). A message still in flight
+        after that is being planned, or failed: its batch looks when it ends, or its group waits for its release
+        message."""
+        if not self.enabled or not done or self._intake is None:
             return []
-        records, groups = self._read_held(jobs)  # (a batch may have held work of many groups)
+        waiting, in_flight = self._intake.depth()
+        if waiting:
+            return []  # files queued: a batch to come reads them, and looks then
+        if in_flight > len(done):
+            self._intake.delete(done)
+            waiting, in_flight = self._intake.depth()
+            if waiting or in_flight:
+                return []
+        names = self._state.held_jobs()
+        if not names:
+            return []
+        records, groups = self._read_held(names)
         now = self._state.now()
         due = []
-        for job in jobs:
+        for job in names:
             record = records.get(job)
             if record is None or record.get("status") != HELD:
-                continue  # released meanwhile (by its message or another batch)
+                continue  # released meanwhile (by its message or another batch), or releasing
             opened = int(record["createdAt"])
             when = release_due(
                 opened_at=opened,

@@ -75,7 +75,7 @@ from sagepilot.clock import timestamp
 from sagepilot.domain.capacity import oldest_wait_seconds
 from sagepilot.domain.coalescing import Candidate, combine, merge_set, mergeable, merged_plan
 from sagepilot.domain.failures import group_deleted_rejection, image_not_allowed_rejection, withdrawn_model_rejection
-from sagepilot.domain.hold import HELD_KIND
+from sagepilot.domain.hold import HELD_CLAIMS, HELD_KIND, recorded_claims
 from sagepilot.domain.images import images_not_allowed
 from sagepilot.domain.layout import Rejection, held_part_key, rejected_report_key
 from sagepilot.domain.names import attempt_name, split_attempt
@@ -255,17 +255,33 @@ class JobLauncher:
         """Plan and start a released held job (CLAIMING, sealed: its `heldParts` fixed) from the plans of the
         batches it holds: every file claimed for it (a file a part lists but another job won is that job's),
         merged into one plan named `job_name` (coalescing.combine), then finalised and started like any job.
+        What each batch found as it was held (its claims' owners, its versions' marks: domain/hold.py
+        `recorded_claims`) is taken from its plan; only a batch without that record has its claims and marks read.
         Safe to repeat (by the releaser's redelivery, or `resume` once the releaser is certainly dead). None if
         it holds nothing."""
         parts = sorted(str(p) for p in record.get("heldParts") or ())
-        plans = [self.load_plan(record["bucket"], held_part_key(record["group"], job_name, p)) for p in parts]
-        if not plans:
+        if not parts:
             self._state.transition(job_name, expected=[CLAIMING], to=EMPTY, inputs=0, remove=("kind",))
             return None
+
+        def load(part: str) -> dict[str, Any]:
+            document: dict[str, Any] = self._bucket.get_json(held_part_key(record["group"], job_name, part))
+            return document
+
+        with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(parts))) as pool:
+            documents = list(pool.map(load, parts))
+        plans = [plan_from_record(d) for d in documents]
+        known = recorded_claims(job_name, [(p, d.get(HELD_CLAIMS)) for p, d in zip(plans, documents, strict=True)])
         # One job of the batches' files (the batches' plans were never jobs: nothing to list as merged from).
         plan = replace(combine(job_name, plans, self._settings.transform), merged_from=())
-        self._bucket.put_json(plan.plan_key, {"final": False, **plan.to_record()})
-        owned = self._finalise(plan, self._state.owners([f.file_id for f in plan.all_files]), marked_when_held=True)
+        unread = [f.file_id for f in plan.all_files if f.file_id not in known.owners]
+        owners = {**known.owners, **(self._state.owners(unread) if unread else {})}
+        won = [f for f in plan.inputs if owners.get(f.file_id) == job_name and f.ordered]
+        lost = {f.object_id: newer for f in won if (newer := known.marks.get(f.file_id)) is not None}
+        unmarked = tuple(f for f in won if f.file_id not in known.marks)
+        if unmarked:  # (marked as held unless their holder died first: read, and written if missing)
+            lost.update(self.mark_newest(job_name, replace(plan, inputs=unmarked), owners, read_first=True))
+        owned = self._finalise(plan, owners, lost=lost)
         if not owned.inputs:
             return None
         logger.info(
@@ -305,18 +321,19 @@ class JobLauncher:
         )
 
     # Steps ----------------------------------------------------------------------------------------
-    def _finalise(self, plan: JobPlan, owners: dict[str, str], *, marked_when_held: bool = False) -> JobPlan:
+    def _finalise(
+        self, plan: JobPlan, owners: dict[str, str], *, lost: dict[str, tuple[str, str]] | None = None
+    ) -> JobPlan:
         """Keep what the job won: its claimed inputs, less those a newer version of their key already holds
         (recorded as the key's newest in the state table), plus the older versions it claimed. A job left
         with nothing to read but superseded versions runs nothing and says so in its report.
 
-        `marked_when_held`: a released held job, whose newest versions were marked as its batches were held:
-        the marks are read and only the missing or outdated ones written (StateTable.mark_latest read_first),
-        the same answer without the release's ~one transaction per 100 files. Other jobs' keys are mostly
-        unmarked: they write without reading."""
+        `lost`: the keys whose newer version another job holds, when the caller has marked the job's versions
+        already (a released held job: start_held); otherwise they are marked here (mark_newest)."""
         mine = plan.job_name
         claimed = [f for f in plan.inputs if owners.get(f.file_id) == mine and f.ordered]
-        lost = self.mark_newest(mine, plan, owners, read_first=marked_when_held)
+        if lost is None:
+            lost = self.mark_newest(mine, plan, owners)
         newer = {f.file_id: Newer(*self._version(lost[f.object_id])) for f in claimed if f.object_id in lost}
         owned = self._copy_inputs(settle(plan, owners, newer))
         for f in owned.superseded:
