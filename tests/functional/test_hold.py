@@ -748,6 +748,31 @@ def test_a_batch_whose_message_failed_deletes_only_its_handled_ones_and_releases
     jobs.assert_each_version_in_exactly_one_job(dropped)
 
 
+@pytest.mark.parametrize("stack_overrides", [QUICK_QUIET])
+def test_a_last_batch_with_a_message_it_cannot_delete_still_releases_the_quiet_group(
+    stack, clients, data, registry, intake_queue, intake, jobs
+):
+    """A message that is not JSON beside a quiet group's held file, in the intake queue's last batch: the batch
+    counts it as its own (Lambda deletes it), so it still finds the queue holding nothing else and releases."""
+    from .conftest import response_of
+
+    registry.register("churn")
+    data.drop("incoming/churn/a.csv")
+    event = intake_queue.receive()
+    intake_queue.settle(event, response_of(intake.handle(queued_messages(event))))  # churn started: it holds now
+    data.drop("incoming/churn/b.csv")
+    intake_queue.sqs.send_message(QueueUrl=intake_queue.url, MessageBody="not json")
+    event = intake_queue.receive()
+    assert len(event["Records"]) == 2
+    time.sleep(2.2)  # churn quiet for the quiet time
+    outcome = intake.handle(queued_messages(event))
+    (held,) = outcome.jobs_held
+    assert outcome.releases == {held: "released"} and outcome.jobs_started == [held]
+    intake_queue.settle(event, response_of(outcome))
+    dropped = {(k, v) for k, v in data.versions() if k.startswith("incoming/")}
+    jobs.assert_each_version_in_exactly_one_job(dropped)
+
+
 def marks(world: World, data: Any, keys: list[str]) -> dict[str, tuple[str, str]]:
     """Each key's newest version taken by a job, as (version id, job)."""
     found = world.state.latest([f"{data.name}/{k}" for k in keys])

@@ -197,7 +197,7 @@ class BatchIntake:
         self._reject(rejections, outcome)
         self._announce_waiting(waiting)
         # Last: the batch's messages are done with (planned, held, started, rejected), and may be deleted.
-        self._release_quiet(outcome, self._done(messages, releases, outcome))
+        self._release_quiet(outcome, *self._done(messages, releases, outcome))
         intake_metrics(
             self._metrics,
             outcome.files_accepted,
@@ -508,28 +508,28 @@ class BatchIntake:
         messages: list[QueuedMessage | tuple[str, MalformedEvent]],
         releases: list[tuple[str, QueuedMessage]],
         outcome: IntakeOutcome,
-    ) -> list[str]:
-        """The receipt handles of the batch's intake messages handled for good (not failed, not release messages);
-        [] if any of them cannot be deleted here (a body that is not JSON: Lambda deletes it)."""
+    ) -> tuple[list[str], int]:
+        """The batch's intake messages handled for good (not failed, not release messages): the receipt handles of
+        those that can be deleted here, and how many cannot (a body that is not JSON: Lambda deletes it)."""
         release_ids = {m.message_id for _, m in releases}
         failed = set(outcome.failed_message_ids)
-        handles = []
+        handles, undeletable = [], 0
         for message in messages:
-            if not isinstance(message, QueuedMessage):
-                return []
-            if message.message_id in release_ids or message.message_id in failed:
+            message_id = message.message_id if isinstance(message, QueuedMessage) else message[0]
+            if message_id in release_ids or message_id in failed:
                 continue
-            if not message.receipt_handle:
-                return []
-            handles.append(message.receipt_handle)
-        return handles
+            if isinstance(message, QueuedMessage) and message.receipt_handle:
+                handles.append(message.receipt_handle)
+            else:
+                undeletable += 1
+        return handles, undeletable
 
-    def _release_quiet(self, outcome: IntakeOutcome, done: list[str]) -> None:
+    def _release_quiet(self, outcome: IntakeOutcome, done: list[str], undeletable: int) -> None:
         """The held jobs of quiet groups, released at once (several at once, each its own group's) if this batch
         was the intake queue's last (services/holding.py `due_after_batch`), whichever batches held their files.
         What fails here is logged and left to the jobs' release messages, which are on their way."""
         hold = self._hold
-        if hold is None or not done:
+        if hold is None or not (done or undeletable):
             return
 
         def release(job: str) -> str | None:
@@ -544,7 +544,7 @@ class BatchIntake:
                 return None
 
         try:
-            due = [job for job in hold.due_after_batch(done) if job not in outcome.releases]
+            due = [job for job in hold.due_after_batch(done, undeletable=undeletable) if job not in outcome.releases]
         except TransientError as exc:
             logger.warning(
                 "could not look for quiet groups' held jobs; their release messages will release them",

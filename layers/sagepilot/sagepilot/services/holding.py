@@ -279,12 +279,13 @@ class GroupHold:
             return "released: waiting for capacity"
         return "released" if launched.created else "released: not started yet"
 
-    def due_after_batch(self, done: list[str]) -> list[str]:
+    def due_after_batch(self, done: list[str], *, undeletable: int = 0) -> list[str]:
         """The held jobs to release now, of every group, as an intake batch ends: those due (their groups quiet) when
-        the intake queue holds nothing but this batch's messages, `done` (their receipt handles: every message of
-        the batch, handled). The batch that plans a burst's last files releases the quiet groups at once
-        (`release(..., queue_seen_empty=True, look_again=False)`), rather than at their release messages' next look
-        (up to a quarter of the quiet time later); otherwise they are left to their messages.
+        the intake queue holds nothing but this batch's messages, all handled: `done` (their receipt handles) and
+        `undeletable` more (messages that cannot be deleted here, left to Lambda). The batch that plans a burst's
+        last files releases the quiet groups at once (`release(..., queue_seen_empty=True, look_again=False)`),
+        rather than at their release messages' next look (up to a quarter of the quiet time later); otherwise they
+        are left to their messages.
 
         Of batches ending side by side, each sees the others' messages in flight, planned or not: so a batch that
         sees messages in flight besides its own deletes its own first (they are done with: what Lambda does right
@@ -292,15 +293,18 @@ class GroupHold:
         groups of all of them (a batch that saw another in flight released nothing). A message still in flight
         after that is being planned, or failed: its batch looks when it ends, or its group waits for its release
         message."""
-        if not self.enabled or not done or self._intake is None:
+        own = len(done) + undeletable
+        if not self.enabled or not own or self._intake is None:
             return []
         waiting, in_flight = self._intake.depth()
         if waiting:
             return []  # files queued: a batch to come reads them, and looks then
-        if in_flight > len(done):
+        if in_flight > own:
+            if not done:
+                return []
             self._intake.delete(done)
             waiting, in_flight = self._intake.depth()
-            if waiting or in_flight:
+            if waiting or in_flight > undeletable:
                 return []
         names = self._state.held_jobs()
         if not names:
