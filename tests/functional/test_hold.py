@@ -575,6 +575,19 @@ def test_the_last_batch_releases_every_quiet_group_it_held_work_of_at_once(
 QUICK_QUIET = {"HoldSeconds": "420", "HoldQuietSeconds": "2"}  # (the state table counts whole seconds)
 
 
+def take(intake: BatchIntake, intake_queue: Any, data: Any, keys: list[str]) -> Any:
+    """Drop `keys`, then hand the intake queue's visible messages to the wired intake as one batch, and settle it
+    as Lambda does."""
+    from .conftest import response_of
+
+    for key in keys:
+        data.drop(key)
+    event = intake_queue.receive()
+    outcome = intake.handle(queued_messages(event))
+    intake_queue.settle(event, response_of(outcome))
+    return outcome
+
+
 def depth(queue: Any) -> int:
     """Every message of the queue: waiting, in flight or still delayed."""
     names = [
@@ -602,16 +615,10 @@ def test_release_messages_have_a_queue_of_their_own_and_many_groups_release_side
         registry.register(group)
     releases = _queue(stack, clients("sqs"), stack.outputs["HoldReleaseQueueUrl"])
 
-    def take(keys: list[str]) -> Any:
-        for key in keys:
-            data.drop(key)
-        event = intake_queue.receive()
-        outcome = intake.handle(queued_messages(event))
-        intake_queue.settle(event, response_of(outcome))
-        return outcome
-
-    assert len(take([f"incoming/{g}/a.csv" for g in groups]).jobs_started) == 3  # quiet groups: at once
-    held = take([f"incoming/{g}/b.csv" for g in groups]).jobs_held
+    assert (
+        len(take(intake, intake_queue, data, [f"incoming/{g}/a.csv" for g in groups]).jobs_started) == 3
+    )  # quiet groups: at once
+    held = take(intake, intake_queue, data, [f"incoming/{g}/b.csv" for g in groups]).jobs_held
     assert len(held) == 3 and depth(intake_queue) == 0 and depth(releases) == 3
 
     def release_round() -> dict[str, str]:
@@ -638,7 +645,7 @@ def test_release_messages_have_a_queue_of_their_own_and_many_groups_release_side
     assert seen == dict.fromkeys(held, "backlog")
     assert depth(intake_queue) == 1 and depth(releases) == 3  # each sent itself again, to the release queue
 
-    planned = take([])  # the intake reads the file (churn's held job takes it)
+    planned = take(intake, intake_queue, data, [])  # the intake reads the file (churn's held job takes it)
     assert planned.jobs_held + planned.jobs_started and depth(intake_queue) == 0
     released = {job: how for job, how in planned.releases.items() if how == "released"}
     for _ in range(60):
@@ -677,15 +684,9 @@ def test_of_two_batches_finishing_side_by_side_the_last_to_look_releases_every_q
         registry.register(group)
     releases = _queue(stack, clients("sqs"), stack.outputs["HoldReleaseQueueUrl"])
 
-    def take(keys: list[str]) -> Any:
-        for key in keys:
-            data.drop(key)
-        event = intake_queue.receive()
-        outcome = intake.handle(queued_messages(event))
-        intake_queue.settle(event, response_of(outcome))
-        return outcome
-
-    assert len(take([f"incoming/{g}/a.csv" for g in groups]).jobs_started) == 2  # quiet groups: at once
+    assert (
+        len(take(intake, intake_queue, data, [f"incoming/{g}/a.csv" for g in groups]).jobs_started) == 2
+    )  # quiet groups: at once
     data.drop("incoming/churn/b.csv")
     first = intake_queue.receive()
     data.drop("incoming/fraud/b.csv")
@@ -720,9 +721,7 @@ def test_a_batch_whose_message_failed_deletes_only_its_handled_ones_and_releases
 
     for group in ("churn", "fraud"):
         registry.register(group)
-    data.drop("incoming/churn/a.csv")
-    event = intake_queue.receive()
-    intake_queue.settle(event, response_of(intake.handle(queued_messages(event))))  # churn started: it holds now
+    take(intake, intake_queue, data, ["incoming/churn/a.csv"])  # churn started: it holds now
     data.drop("incoming/churn/b.csv")
     data.drop("incoming/fraud/a.csv")
     event = intake_queue.receive()
@@ -757,9 +756,7 @@ def test_a_last_batch_with_a_message_it_cannot_delete_still_releases_the_quiet_g
     from .conftest import response_of
 
     registry.register("churn")
-    data.drop("incoming/churn/a.csv")
-    event = intake_queue.receive()
-    intake_queue.settle(event, response_of(intake.handle(queued_messages(event))))  # churn started: it holds now
+    take(intake, intake_queue, data, ["incoming/churn/a.csv"])  # churn started: it holds now
     data.drop("incoming/churn/b.csv")
     intake_queue.sqs.send_message(QueueUrl=intake_queue.url, MessageBody="not json")
     event = intake_queue.receive()

@@ -8,9 +8,10 @@ from dataclasses import replace
 import pytest
 
 from sagepilot.domain.hold import Decision, HoldSettings, decide, held_claims_record, recorded_claims, release_due
-from sagepilot.domain.layout import DroppedKey, parse_dropped_key
-from sagepilot.domain.transform_plan import InputFile, JobPlan, ModelVersion, TransformSettings, plan_jobs
+from sagepilot.domain.transform_plan import InputFile, JobPlan, plan_jobs
 from sagepilot.events import MalformedEvent, parse_held_release, release_held_job
+
+from .test_coalescing import MODEL, SETTINGS, file
 
 ON = HoldSettings(hold_seconds=420, quiet_seconds=60)
 OFF = HoldSettings(hold_seconds=0, quiet_seconds=0)
@@ -54,22 +55,6 @@ def test_a_release_message_names_its_job_and_other_messages_are_not_releases():
 
 # What a held job's batches recorded as they were held (domain/hold.py held_claims_record, recorded_claims) --------
 HELD = "sagepilot-churn-held"
-MODEL = ModelVersion("churn", "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/3", 3, ("text/csv",))
-SETTINGS = TransformSettings(
-    name_prefix="sagepilot",
-    instance_type="ml.m5.xlarge",
-    max_instance_count=4,
-    target_mb_per_instance=100,
-    max_payload_mb=6,
-    max_concurrent_transforms=1,
-    max_files_per_job=100,
-)
-
-
-def held_file(rel: str, version: str, sequencer: str) -> InputFile:
-    dropped = parse_dropped_key(f"incoming/churn/{rel}")
-    assert isinstance(dropped, DroppedKey)
-    return InputFile("bucket", dropped, version, 10, f"etag-{version}", sequencer)
 
 
 def part(name: str, *files: InputFile) -> JobPlan:
@@ -78,7 +63,11 @@ def part(name: str, *files: InputFile) -> JobPlan:
 
 
 def test_a_recorded_batch_gives_every_files_owner_and_whether_each_version_the_held_job_won_kept_its_mark():
-    a, b, c = held_file("a.csv", "va", "01"), held_file("b.csv", "vb", "02"), held_file("c.csv", "vc", "03")
+    a, b, c = (
+        file("a.csv", version="va", sequencer="01"),
+        file("b.csv", version="vb", sequencer="02"),
+        file("c.csv", version="vc", sequencer="03"),
+    )
     plan = part("p1", a, b, c)
     record = held_claims_record(
         HELD, plan, {a.file_id: HELD, b.file_id: "other", c.file_id: HELD}, {c.object_id: ("vc2", "newer")}
@@ -91,7 +80,7 @@ def test_a_recorded_batch_gives_every_files_owner_and_whether_each_version_the_h
 
 
 def test_a_batch_without_a_record_or_with_another_jobs_is_left_to_be_read():
-    a, b = held_file("a.csv", "va", "01"), held_file("b.csv", "vb", "02")
+    a, b = file("a.csv", version="va", sequencer="01"), file("b.csv", version="vb", sequencer="02")
     first, second = part("p1", a), part("p2", b)
     record = held_claims_record("sagepilot-churn-other", second, {b.file_id: "sagepilot-churn-other"}, {})
     claims = recorded_claims(HELD, [(first, None), (second, record)])
@@ -99,8 +88,8 @@ def test_a_batch_without_a_record_or_with_another_jobs_is_left_to_be_read():
 
 
 def test_a_version_recorded_by_two_batches_lost_if_either_saw_a_newer_one_and_unordered_versions_are_not_marked():
-    a = held_file("a.csv", "va", "01")
-    unordered = held_file("u.csv", "vu", "")
+    a = file("a.csv", version="va", sequencer="01")
+    unordered = file("u.csv", version="vu", sequencer="")
     kept = held_claims_record(HELD, part("p1", a, unordered), {a.file_id: HELD, unordered.file_id: HELD}, {})
     lost = held_claims_record(HELD, part("p2", a), {a.file_id: HELD}, {a.object_id: ("va2", "newer")})
     for parts in (
@@ -115,7 +104,7 @@ def test_a_version_recorded_by_two_batches_lost_if_either_saw_a_newer_one_and_un
 def test_an_older_version_a_batch_held_is_settled_by_the_batch_that_holds_its_newer_version():
     """Two batches of the held job hold two versions of a key: the release reads the newer one (coalescing.combine),
     whose batch marked it; the older one's batch saw it lose to that very mark, which says nothing of the newer."""
-    old, new = held_file("a.csv", "v1", "01"), held_file("a.csv", "v2", "02")
+    old, new = file("a.csv", version="v1", sequencer="01"), file("a.csv", version="v2", sequencer="02")
     first = held_claims_record(HELD, part("p1", new), {new.file_id: HELD}, {})
     second = held_claims_record(HELD, part("p2", old), {old.file_id: HELD}, {old.object_id: ("v2", HELD)})
     claims = recorded_claims(HELD, [(part("p1", new), first), (part("p2", old), second)])
